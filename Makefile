@@ -1,0 +1,48 @@
+# Market-data platform: `make run` (main job) and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+SYMBOLS ?= AAPL,MSFT,NVDA,AMZN,SPY
+START   ?= 2024-11-18
+END     ?= 2024-12-06
+WORKERS ?= 1
+
+.PHONY: setup run test ui bench lock validate clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+
+## The main job: an end-to-end ranged backfill of the whole graph on the offline source.
+run: setup
+	$(BIN)/mdp backfill --symbols $(SYMBOLS) --start $(START) --end $(END) --workers $(WORKERS)
+
+test: setup
+	$(BIN)/pytest -q
+
+## Dagster UI + daemon on http://127.0.0.1:3000 over the same instance as `make run`.
+ui: setup
+	@mkdir -p $(DAGSTER_HOME) && [ -f $(DAGSTER_HOME)/dagster.yaml ] || cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+validate: setup
+	$(BIN)/dagster definitions validate -w workspace.yaml
+
+bench: setup
+	$(BIN)/python -m bench
+
+## Re-pin every dependency after changing pyproject.toml.
+lock:
+	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip freeze --exclude-editable | grep -v '^-e' > requirements.lock
+
+clean:
+	rm -rf data .dagster_home

@@ -1,0 +1,184 @@
+"""Ranged backfills of the asset graph on a Dagster instance.
+
+A backfill request (symbols x inclusive date range) is validated up front, then split into a few
+contiguous date ranges, each materialized as **one** Dagster run (partition range tags), so the
+runs show up in the Dagster UI like any other. Runs execute in this process (``workers=1``) or in
+``workers`` child processes on the same instance; each run covers at most
+``MAX_DATES_PER_RUN`` dates.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import datetime as dt
+import math
+import multiprocessing
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from platform_assets.automation.jobs import OFFLINE_PIPELINE_JOB
+from platform_assets.calendars import STOCKS, sessions_in_range
+from platform_assets.partitions import MAX_DATES_PER_RUN, SYMBOLS_TAG, stock_date_partitions
+from platform_assets.universe import add_symbols, require_tracked, tracked_symbols
+from resources.validation import InvalidDateRangeError, normalize_symbols, parse_date_range
+
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+LAUNCHED_BY_TAG = "platform/launched_by"
+
+
+@dataclass(frozen=True)
+class BackfillPlan:
+    """A validated backfill: symbols, trading dates and the date chunks (one run each)."""
+
+    symbols: list[str]
+    dates: list[dt.date]
+    chunks: list[list[dt.date]]
+    job_name: str = OFFLINE_PIPELINE_JOB
+
+    @property
+    def partitions(self) -> int:
+        return len(self.symbols) * len(self.dates)
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    start: dt.date
+    end: dt.date
+    success: bool
+    seconds: float
+    materializations: dict[str, int] = field(default_factory=dict)
+    error: str = ""
+
+
+@dataclass
+class BackfillReport:
+    plan: BackfillPlan
+    runs: list[RunOutcome]
+    seconds: float
+
+    @property
+    def success(self) -> bool:
+        return all(r.success for r in self.runs)
+
+
+def plan_backfill(
+    symbols, start, end, *, max_dates_per_run: int = MAX_DATES_PER_RUN, min_chunks: int = 1
+) -> BackfillPlan:
+    """Validate the request and split its trading dates into contiguous run-sized chunks."""
+    symbols = normalize_symbols(symbols)
+    start_date, end_date = parse_date_range(start, end)
+    first_partition = dt.date.fromisoformat(stock_date_partitions.get_first_partition_key())
+    last_partition = dt.date.fromisoformat(stock_date_partitions.get_last_partition_key())
+    if start_date < first_partition:
+        raise InvalidDateRangeError(f"start date {start_date} is before the first partition {first_partition} (PARTITIONS_START_DATE)")
+    if end_date > last_partition:
+        raise InvalidDateRangeError(f"end date {end_date} is after the last available partition {last_partition}")
+    dates = sessions_in_range(STOCKS, start_date, end_date)
+    if not dates:
+        raise InvalidDateRangeError(f"no {STOCKS.calendar_name} trading day between {start_date} and {end_date}")
+    count = max(min_chunks, math.ceil(len(dates) / max_dates_per_run))
+    count = min(count, len(dates))
+    size = math.ceil(len(dates) / count)
+    chunks = [dates[i : i + size] for i in range(0, len(dates), size)]
+    return BackfillPlan(symbols=symbols, dates=dates, chunks=chunks)
+
+
+def run_tags(plan: BackfillPlan, chunk: list[dt.date], universe: list[str], launched_by: str) -> dict[str, str]:
+    tags = {
+        RANGE_START_TAG: chunk[0].isoformat(),
+        RANGE_END_TAG: chunk[-1].isoformat(),
+        LAUNCHED_BY_TAG: launched_by,
+    }
+    if set(plan.symbols) != set(universe):
+        tags[SYMBOLS_TAG] = ",".join(plan.symbols)
+    return tags
+
+
+def _project_definitions() -> dg.Definitions:
+    from definitions import defs  # imported lazily: worker processes load the code location themselves
+
+    return defs
+
+
+def _execute_chunk(
+    instance: dg.DagsterInstance, job_name: str, tags: dict[str, str], log_level: str, defs: dg.Definitions | None = None
+) -> RunOutcome:
+    defs = defs or _project_definitions()
+    started = time.monotonic()
+    job = defs.resolve_job_def(job_name)
+    result = job.execute_in_process(
+        instance=instance,
+        tags=tags,
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+    )
+    counts: dict[str, int] = {}
+    for event in result.get_asset_materialization_events():
+        name = event.asset_key.to_user_string()
+        counts[name] = counts.get(name, 0) + 1
+    error = ""
+    if not result.success:
+        failures = [e for e in result.all_events if e.is_step_failure]
+        error = "; ".join(f"{e.step_key}: {e.step_failure_data.error.message.strip().splitlines()[0]}" for e in failures if e.step_failure_data and e.step_failure_data.error) or "run failed"
+    return RunOutcome(
+        run_id=result.run_id,
+        start=dt.date.fromisoformat(tags[RANGE_START_TAG]),
+        end=dt.date.fromisoformat(tags[RANGE_END_TAG]),
+        success=result.success,
+        seconds=time.monotonic() - started,
+        materializations=counts,
+        error=error,
+    )
+
+
+def _execute_chunk_in_worker(instance_ref, job_name: str, tags: dict[str, str], log_level: str) -> RunOutcome:
+    with dg.DagsterInstance.from_ref(instance_ref) as instance:
+        return _execute_chunk(instance, job_name, tags, log_level)
+
+
+def run_backfill(
+    instance: dg.DagsterInstance,
+    plan: BackfillPlan,
+    *,
+    defs: dg.Definitions | None = None,
+    add_missing_symbols: bool = False,
+    workers: int = 1,
+    launched_by: str = "python-api",
+    log_level: str = "WARNING",
+    on_run_done: Callable[[RunOutcome, int, int], None] | None = None,
+) -> BackfillReport:
+    """Materialize the plan's runs on ``instance``; ``on_run_done(outcome, done, total)`` reports progress.
+
+    ``defs`` defaults to the project's ``definitions.defs``; worker processes (``workers > 1``)
+    always load the project's definitions, configured from the environment they inherit.
+    """
+    if add_missing_symbols:
+        add_symbols(instance, plan.symbols)
+    else:
+        require_tracked(instance, plan.symbols)
+    universe = tracked_symbols(instance, STOCKS)
+    all_tags = [run_tags(plan, chunk, universe, launched_by) for chunk in plan.chunks]
+    started = time.monotonic()
+    outcomes: list[RunOutcome] = []
+
+    def record(outcome: RunOutcome) -> None:
+        outcomes.append(outcome)
+        if on_run_done:
+            on_run_done(outcome, len(outcomes), len(all_tags))
+
+    if workers <= 1 or len(all_tags) == 1:
+        for tags in all_tags:
+            record(_execute_chunk(instance, plan.job_name, tags, log_level, defs))
+    else:
+        context = multiprocessing.get_context("spawn")
+        with cf.ProcessPoolExecutor(max_workers=min(workers, len(all_tags)), mp_context=context) as pool:
+            futures = [pool.submit(_execute_chunk_in_worker, instance.get_ref(), plan.job_name, tags, log_level) for tags in all_tags]
+            for future in cf.as_completed(futures):
+                record(future.result())
+    outcomes.sort(key=lambda o: o.start)
+    return BackfillReport(plan=plan, runs=outcomes, seconds=time.monotonic() - started)

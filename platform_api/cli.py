@@ -1,0 +1,122 @@
+"""`mdp`: command line of the market-data platform.
+
+    mdp backfill --symbols AAPL,MSFT --start 2024-11-25 --end 2024-12-06   # the main job
+    mdp symbols list | add AAPL MSFT | remove AAPL
+
+Bad input ends with a one-line error and exit code 2, before anything is stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+
+from resources.settings import SettingsError
+from resources.validation import InvalidInputError
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
+
+
+def _print(message: str = "") -> None:
+    print(message, flush=True)
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    from platform_api.backfill import plan_backfill, run_backfill
+    from platform_api.instance import get_instance
+    from platform_api.summary import summarize
+    from resources import build_resources
+    from resources.settings import get_settings
+    from resources.warehouse import LakeWarehouse
+
+    plan = plan_backfill(args.symbols, args.start, args.end, min_chunks=args.workers)
+    settings = get_settings()
+    instance = get_instance()
+    _print(
+        f"Backfill (offline source, simulated data): {len(plan.symbols)} symbols x {len(plan.dates)} trading days "
+        f"({plan.dates[0]} .. {plan.dates[-1]}) = {plan.partitions} symbol-days in {len(plan.chunks)} run(s), {args.workers} worker(s)"
+    )
+    _print(f"  symbols: {', '.join(plan.symbols)}")
+
+    def progress(outcome, done, total):
+        status = "ok" if outcome.success else f"FAILED: {outcome.error}"
+        _print(f"  [{done}/{total}] run {outcome.run_id[:8]} {outcome.start}..{outcome.end}: {status} in {outcome.seconds:.1f}s")
+
+    report = run_backfill(
+        instance, plan, add_missing_symbols=not args.no_add_symbols, workers=args.workers, launched_by="cli",
+        log_level=settings.log_level if args.verbose else "WARNING", on_run_done=progress,
+    )
+    resources = build_resources(settings)
+    warehouse = LakeWarehouse(base_path=resources["lake"].base_path, level2_path=resources["l2_store"].level2_path)
+    summary = summarize(warehouse, plan.symbols, plan.dates[0], plan.dates[-1])
+    materialized = sum(sum(r.materializations.values()) for r in report.runs)
+    _print()
+    _print(f"Summary ({'succeeded' if report.success else 'FAILED'} in {report.seconds:.1f}s)")
+    _print(f"  asset partitions materialized: {materialized} ({len(plan.dates)} dates x {len(report.runs[0].materializations) if report.runs else 0} assets)")
+    _print("  rows per asset (these symbols and dates):")
+    for name, rows in summary.rows.items():
+        _print(f"    {name:<20} {rows:>10,}")
+    gaps = ", ".join(f"{k}={v}" for k, v in summary.gap_minutes.items()) or "none"
+    _print(f"  gap minutes in curated bars: {gaps}")
+    dq = ", ".join(f"{k}={v}" for k, v in summary.dq_status.items()) or "no metrics"
+    _print(f"  DQ status per symbol-day (curated_bars): {dq}")
+    for symbol, day, metric, value, status in summary.dq_problems:
+        _print(f"    {status}: {symbol} {day} {metric}={value:g}")
+    _print(f"  data:  {settings.base_path} (lake/, {settings.level2_dirname}/)")
+    _print(f"  instance: {os.environ['DAGSTER_HOME']}")
+    _print("  UI:    make ui  (dagster dev on http://127.0.0.1:3000, same instance)")
+    return 0 if report.success else EXIT_FAILED
+
+
+def _symbols(args: argparse.Namespace) -> int:
+    from platform_api.instance import get_instance
+    from platform_assets.universe import add_symbols, asset_type_of, remove_symbol, tracked_symbols
+
+    instance = get_instance()
+    if args.action == "add":
+        new = add_symbols(instance, args.names)
+        _print(f"added: {', '.join(new) or 'nothing new'}")
+    elif args.action == "remove":
+        for name in args.names:
+            remove_symbol(instance, name)
+        _print(f"removed: {', '.join(args.names)} (stored data kept)")
+    for symbol in tracked_symbols(instance):
+        _print(f"{symbol}\t{asset_type_of(symbol)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mdp", description="Market-data platform command line")
+    sub = parser.add_subparsers(dest="command", required=True)
+    backfill = sub.add_parser("backfill", help="materialize the whole offline graph for symbols x trading days")
+    backfill.add_argument("--symbols", required=True, help="comma-separated symbols, e.g. AAPL,MSFT")
+    backfill.add_argument("--start", required=True, help="first date, YYYY-MM-DD")
+    backfill.add_argument("--end", required=True, help="last date (inclusive), YYYY-MM-DD")
+    backfill.add_argument("--workers", type=int, default=1, choices=range(1, 9), metavar="N", help="parallel runs (1-8)")
+    backfill.add_argument("--no-add-symbols", action="store_true", help="fail on symbols that are not tracked yet")
+    backfill.add_argument("--verbose", action="store_true", help="show Dagster's run logs")
+    backfill.set_defaults(handler=_backfill)
+    symbols = sub.add_parser("symbols", help="list, add or remove tracked symbols")
+    symbols.add_argument("action", choices=["list", "add", "remove"])
+    symbols.add_argument("names", nargs="*")
+    symbols.set_defaults(handler=_symbols)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.filterwarnings("ignore")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (InvalidInputError, SettingsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    started = time.monotonic()
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""Jobs over the asset graph."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from platform_assets.partitions import stock_date_partitions
+
+OFFLINE_PIPELINE_JOB = "offline_pipeline"
+
+# Every stock asset fed by the offline source, from raw to features and labels: the main job.
+offline_pipeline_job = dg.define_asset_job(
+    name=OFFLINE_PIPELINE_JOB,
+    selection=dg.AssetSelection.groups("ingestion", "curation", "alignment", "features"),
+    partitions_def=stock_date_partitions,
+    description="Offline (simulated) ingestion through curated bars, aligned bars, features and labels.",
+)

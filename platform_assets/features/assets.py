@@ -1,0 +1,124 @@
+"""Versioned feature groups and labels."""
+
+
+import dagster as dg
+
+from platform_assets.calendars import STOCKS, session_minutes
+from platform_assets.curation.assets import curated_bars
+from platform_assets.features.labels import LABEL_DEFINITIONS, compute_labels
+from platform_assets.features.registry import FEATURE_GROUPS
+from platform_assets.ingestion.assets import l2_snapshots_sim
+from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions
+from platform_assets.progress import Progress
+from platform_assets.universe import run_symbols
+from resources.l2_store import L2SnapshotStore
+from resources.lake import CURATED_BARS, ParquetLake, feature_table, labels_table
+
+BAR_GROUP, L2_GROUP = "bar_features", "l2_features"
+
+
+def _versions(group: str) -> str:
+    return ", ".join(sorted(FEATURE_GROUPS[group]))
+
+
+@dg.asset(
+    partitions_def=stock_date_partitions,
+    backfill_policy=ranged_backfill_policy,
+    group_name="features",
+    kinds={"parquet", "pandas"},
+    deps=[curated_bars],
+    metadata={"feature_group": BAR_GROUP, "versions": _versions(BAR_GROUP)},
+)
+def bar_features(context: dg.AssetExecutionContext, lake: ParquetLake) -> dg.MaterializeResult:
+    """Feature group ``bar_features`` (every registered version; v1 today) from curated bars.
+
+    v1: 1-min log return, trailing mean and volatility of returns over 5/20/60 bars, return lags
+    1/5/10, log volume and volume ratio to its 20-bar mean. Windows reset each session and use only
+    bars at or before ``ts`` (no look-ahead); ``available_ts = ts + 1 min``. Each version is its own
+    table (``lake/features/bar_features/version=v1``), one file per (symbol, date); the rows carry
+    feature_group and feature_version. Partitioned by trading date.
+    """
+    symbols, dates = run_symbols(context), partition_dates(context)
+    versions = FEATURE_GROUPS[BAR_GROUP]
+    rows = 0
+    progress = Progress(context, "bar_features", len(symbols) * len(dates))
+    for day in dates:
+        for symbol in symbols:
+            progress.step()
+            bars = lake.read(CURATED_BARS, [symbol], [day])
+            if bars.empty:
+                continue
+            for version, spec in versions.items():
+                features = spec.compute(bars).assign(feature_group=BAR_GROUP, feature_version=version)
+                lake.write_partition(feature_table(BAR_GROUP, version), symbol, day, features)
+                rows += len(features)
+    return dg.MaterializeResult(metadata={"feature_group": BAR_GROUP, "versions": ", ".join(versions), "rows": rows})
+
+
+@dg.asset(
+    partitions_def=stock_date_partitions,
+    backfill_policy=ranged_backfill_policy,
+    group_name="features",
+    kinds={"parquet", "pandas"},
+    deps=[l2_snapshots_sim],
+    metadata={"feature_group": L2_GROUP, "versions": _versions(L2_GROUP)},
+)
+def l2_features(context: dg.AssetExecutionContext, lake: ParquetLake, l2_store: L2SnapshotStore) -> dg.MaterializeResult:
+    """Feature group ``l2_features`` (every registered version; v1 today) from L2 snapshots.
+
+    v1, one row per session minute: spread_bps, imbalance_1, imbalance_10, microprice_offset_bps,
+    bid/ask depth over 10 levels, non-empty level counts and the snapshot age, all as of the last
+    snapshot strictly before the bar end (no look-ahead). Minutes without a usable snapshot are
+    NaN. Table ``lake/features/l2_features/version=v1``, one file per (symbol, date). Partitioned by
+    trading date.
+    """
+    symbols, dates = run_symbols(context), partition_dates(context)
+    versions = FEATURE_GROUPS[L2_GROUP]
+    rows = without_book = 0
+    progress = Progress(context, "l2_features", len(symbols) * len(dates))
+    for day in dates:
+        timeline = session_minutes(STOCKS, day)
+        for symbol in symbols:
+            progress.step()
+            book, _ = l2_store.read_day(symbol, day)
+            if len(book) == 0:
+                without_book += 1
+                continue
+            for version, spec in versions.items():
+                features = spec.compute(timeline, book, symbol=symbol, day=day).assign(feature_group=L2_GROUP, feature_version=version)
+                lake.write_partition(feature_table(L2_GROUP, version), symbol, day, features)
+                rows += len(features)
+    return dg.MaterializeResult(metadata={"feature_group": L2_GROUP, "versions": ", ".join(versions), "rows": rows, "symbol_days_without_l2": without_book})
+
+
+@dg.asset(
+    partitions_def=stock_date_partitions,
+    backfill_policy=ranged_backfill_policy,
+    group_name="features",
+    kinds={"parquet", "pandas"},
+    deps=[curated_bars],
+    metadata={"label_definitions": ", ".join(sorted(LABEL_DEFINITIONS))},
+)
+def labels(context: dg.AssetExecutionContext, lake: ParquetLake) -> dg.MaterializeResult:
+    """Forward-return labels under every registered label definition (v1: 1/5/15-minute horizons).
+
+    The only asset that looks ahead, by design, and stored apart from the features
+    (``lake/labels/version=v1``) so labels never leak into a feature row. ``fwd_ret_h`` is the log
+    return of close from ``ts`` to ``ts + h`` in the same session; ``valid_h`` is false when either
+    bar is imputed/missing; ``available_ts`` is when the longest horizon is known. Partitioned by
+    trading date; one file per (symbol, date).
+    """
+    symbols, dates = run_symbols(context), partition_dates(context)
+    rows = 0
+    progress = Progress(context, "labels", len(symbols) * len(dates))
+    for day in dates:
+        for symbol in symbols:
+            progress.step()
+            bars = lake.read(CURATED_BARS, [symbol], [day])
+            if bars.empty:
+                continue
+            for version, definition in LABEL_DEFINITIONS.items():
+                frame = compute_labels(bars, definition)
+                lake.write_partition(labels_table(version), symbol, day, frame)
+                rows += len(frame)
+    return dg.MaterializeResult(metadata={"label_definitions": ", ".join(LABEL_DEFINITIONS), "rows": rows})

@@ -1,0 +1,72 @@
+"""L2 feature group, version v1: order-book shape on the 1-minute bar grid.
+
+For each minute of the session the last snapshot strictly before the bar end is used (the same
+as-of rule as ``aligned_bars``), so no value looks ahead. Features: spread in bps, level-0 and
+10-level size imbalance, microprice offset from the mid in bps, depth on each side, number of
+non-empty levels, and the snapshot's age. Missing levels (zeros) add nothing to depth.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from platform_assets.alignment.transforms import BAR_LENGTH, DEFAULT_MAX_STALENESS, asof_snapshot_index
+from resources.schemas import L2Book
+
+FEATURE_GROUP = "l2_features"
+KEY_COLUMNS = ["date", "symbol", "ts", "available_ts"]
+VALUE_COLUMNS = [
+    "spread_bps",
+    "imbalance_1",
+    "imbalance_10",
+    "microprice_offset_bps",
+    "bid_depth_10",
+    "ask_depth_10",
+    "bid_levels",
+    "ask_levels",
+    "l2_age_s",
+]
+
+
+def snapshot_features(book: L2Book) -> pd.DataFrame:
+    """Vectorised per-snapshot book features."""
+    bid0, ask0 = book.bid_prices[:, 0], book.ask_prices[:, 0]
+    bsz0, asz0 = book.bid_sizes[:, 0].astype(float), book.ask_sizes[:, 0].astype(float)
+    valid = (bid0 > 0) & (ask0 > 0)
+    mid = np.where(valid, (bid0 + ask0) / 2.0, np.nan)
+    bid_depth = book.bid_sizes.sum(axis=1).astype(float)
+    ask_depth = book.ask_sizes.sum(axis=1).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        micro = (bid0 * asz0 + ask0 * bsz0) / (bsz0 + asz0)
+        return pd.DataFrame(
+            {
+                "spread_bps": (ask0 - bid0) / mid * 1e4,
+                "imbalance_1": (bsz0 - asz0) / (bsz0 + asz0),
+                "imbalance_10": (bid_depth - ask_depth) / (bid_depth + ask_depth),
+                "microprice_offset_bps": (micro - mid) / mid * 1e4,
+                "bid_depth_10": bid_depth,
+                "ask_depth_10": ask_depth,
+                "bid_levels": (book.bid_prices > 0).sum(axis=1),
+                "ask_levels": (book.ask_prices > 0).sum(axis=1),
+            }
+        )
+
+
+def compute_l2_features_v1(
+    timeline: pd.DatetimeIndex, book: L2Book, *, symbol: str, day, max_staleness: pd.Timedelta = DEFAULT_MAX_STALENESS
+) -> pd.DataFrame:
+    """One row per session minute of one (symbol, session)."""
+    bar_end = (timeline + BAR_LENGTH).tz_convert("UTC").tz_localize(None).to_numpy()
+    index = asof_snapshot_index(bar_end, book.timestamp, max_staleness)
+    found = index >= 0
+    per_snapshot = snapshot_features(book)
+    out = pd.DataFrame({"date": day, "symbol": symbol, "ts": timeline, "available_ts": timeline + BAR_LENGTH})
+    for column in VALUE_COLUMNS[:-1]:
+        values = np.full(len(timeline), np.nan)
+        values[found] = per_snapshot[column].to_numpy(dtype=float)[index[found]]
+        out[column] = values
+    age = np.full(len(timeline), np.nan)
+    age[found] = (bar_end[found] - book.timestamp[index[found]]) / np.timedelta64(1, "s")
+    out["l2_age_s"] = age
+    return out[KEY_COLUMNS + VALUE_COLUMNS]

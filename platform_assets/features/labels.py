@@ -1,0 +1,67 @@
+"""Labels: forward log returns over configurable horizons, under a versioned definition.
+
+Labels are the only data allowed to look ahead, and they are stored apart from features (their
+own table and asset), so they can never leak into a feature row. A label at ``ts`` for horizon
+``h`` is ``log(close[ts + h] / close[ts])`` within the same session; it is NaN past the session
+end, and ``valid_h`` is false when either bar is imputed or missing. ``available_ts`` tells when
+the longest-horizon label becomes known: ``ts + (max_h + 1) min``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from resources.validation import validate_version
+
+
+@dataclass(frozen=True)
+class LabelDefinition:
+    version: str
+    horizons: tuple[int, ...]
+    description: str
+
+    def __post_init__(self) -> None:
+        validate_version(self.version)
+        if not self.horizons or any(h < 1 for h in self.horizons):
+            raise ValueError("label horizons must be positive minute counts")
+
+    @property
+    def columns(self) -> list[str]:
+        return [f"fwd_ret_{h}" for h in self.horizons] + [f"valid_{h}" for h in self.horizons]
+
+
+LABEL_DEFINITIONS = {
+    "v1": LabelDefinition("v1", (1, 5, 15), "forward log return of close over 1, 5 and 15 minutes, same session"),
+}
+KEY_COLUMNS = ["date", "symbol", "ts", "available_ts", "label_def_version"]
+
+
+def get_label_definition(version: str) -> LabelDefinition:
+    validate_version(version)
+    if version not in LABEL_DEFINITIONS:
+        raise KeyError(f"unknown label definition {version!r}; known: {', '.join(sorted(LABEL_DEFINITIONS))}")
+    return LABEL_DEFINITIONS[version]
+
+
+def compute_labels(curated: pd.DataFrame, definition: LabelDefinition) -> pd.DataFrame:
+    """Labels for the curated bars of one (symbol, session)."""
+    bars = curated.sort_values("ts").reset_index(drop=True)
+    close = bars["close"].astype(float).to_numpy()
+    real = (bars["dq_status"] == "ok").to_numpy()
+    out = pd.DataFrame({"date": bars["date"], "symbol": bars["symbol"], "ts": bars["ts"]})
+    out["available_ts"] = pd.DatetimeIndex(bars["ts"]) + pd.Timedelta(minutes=max(definition.horizons) + 1)
+    out["label_def_version"] = definition.version
+    n = len(bars)
+    for h in definition.horizons:
+        future = np.full(n, np.nan)
+        future_real = np.zeros(n, dtype=bool)
+        if h < n:
+            future[: n - h] = close[h:]
+            future_real[: n - h] = real[h:]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[f"fwd_ret_{h}"] = np.log(future / close)
+        out[f"valid_{h}"] = real & future_real
+    return out[KEY_COLUMNS + definition.columns]

@@ -1,0 +1,59 @@
+"""Registered feature groups and their versions.
+
+A version is immutable once published: changing a computation means registering a new version
+(``v2``), which is written to its own table (``features/{group}/version=v2``) next to ``v1``, so
+models trained on ``v1`` keep reading exactly what they were trained on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from platform_assets.features import bar_features, l2_features
+from resources.validation import validate_version
+
+
+@dataclass(frozen=True)
+class FeatureGroupVersion:
+    group: str
+    version: str
+    description: str
+    columns: tuple[str, ...]
+    compute: Callable
+
+
+FEATURE_GROUPS: dict[str, dict[str, FeatureGroupVersion]] = {
+    bar_features.FEATURE_GROUP: {
+        "v1": FeatureGroupVersion(
+            bar_features.FEATURE_GROUP,
+            "v1",
+            "1-min log returns, trailing mean/volatility over 5/20/60 bars, return lags 1/5/10, volume ratio",
+            tuple(bar_features.VALUE_COLUMNS),
+            bar_features.compute_bar_features_v1,
+        )
+    },
+    l2_features.FEATURE_GROUP: {
+        "v1": FeatureGroupVersion(
+            l2_features.FEATURE_GROUP,
+            "v1",
+            "order-book spread, level-0/10-level imbalance, microprice offset, depth, as of each bar end",
+            tuple(l2_features.VALUE_COLUMNS),
+            l2_features.compute_l2_features_v1,
+        )
+    },
+}
+
+
+class UnknownFeatureGroupError(KeyError):
+    """The feature group or version is not registered."""
+
+
+def get_feature_group(group: str, version: str) -> FeatureGroupVersion:
+    if group not in FEATURE_GROUPS:
+        raise UnknownFeatureGroupError(f"unknown feature group {group!r}; known: {', '.join(sorted(FEATURE_GROUPS))}")
+    validate_version(version)
+    versions = FEATURE_GROUPS[group]
+    if version not in versions:
+        raise UnknownFeatureGroupError(f"unknown version {version!r} of feature group {group!r}; known: {', '.join(sorted(versions))}")
+    return versions[version]

@@ -1,0 +1,95 @@
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+from platform_assets.alignment.transforms import align_top_of_book
+from platform_assets.calendars import STOCKS, session_minutes
+from platform_assets.curation.assets import book_activity
+from platform_assets.curation.gap_engine import curate_bars
+from platform_assets.features.bar_features import compute_bar_features_v1
+from platform_assets.features.l2_features import compute_l2_features_v1
+from platform_assets.features.labels import compute_labels, get_label_definition
+from resources.schemas import L2Book
+from resources.sim_market import simulate_day
+
+DAY = dt.date(2024, 3, 12)
+
+
+def _curated(seed=5):
+    sim = simulate_day(seed, "AAPL", DAY)
+    timeline = session_minutes(STOCKS, DAY)
+    curated, _, _ = curate_bars(sim.bars, timeline, symbol="AAPL", day=DAY, source="sim", activity=book_activity(sim.book, timeline))
+    return curated, sim.book, timeline
+
+
+def test_perturbing_a_future_bar_never_changes_an_earlier_feature():
+    curated, _, _ = _curated()
+    base = compute_bar_features_v1(curated)
+    for cut in (61, 150, 389):
+        perturbed = curated.copy()
+        perturbed.loc[cut:, ["open", "high", "low", "close"]] *= 1.5
+        perturbed.loc[cut:, "volume"] *= 7
+        changed = compute_bar_features_v1(perturbed)
+        pd.testing.assert_frame_equal(base.iloc[:cut], changed.iloc[:cut])
+        assert not base.iloc[cut:].equals(changed.iloc[cut:])
+
+
+def test_feature_windows_and_lags():
+    curated, _, _ = _curated()
+    features = compute_bar_features_v1(curated)
+    ret = np.log(curated["close"]).diff()
+    assert features["ret_mean_20"].isna().sum() == 20  # first return is NaN, then 19 more
+    np.testing.assert_allclose(features["ret_vol_60"].iloc[100], ret.iloc[41:101].std(), rtol=1e-12)
+    np.testing.assert_allclose(features["ret_lag_5"].iloc[100], ret.iloc[95], rtol=1e-12)
+    assert (features["available_ts"] - features["ts"] == pd.Timedelta(minutes=1)).all()
+
+
+def test_label_horizons_look_ahead_exactly_h_minutes():
+    curated, _, _ = _curated()
+    labels = compute_labels(curated, get_label_definition("v1"))
+    close = curated["close"].to_numpy()
+    for h in (1, 5, 15):
+        np.testing.assert_allclose(labels[f"fwd_ret_{h}"].iloc[:-h], np.log(close[h:] / close[:-h]), rtol=1e-12)
+        assert labels[f"fwd_ret_{h}"].iloc[-h:].isna().all()  # no label across the session end
+        assert not labels[f"valid_{h}"].iloc[-h:].any()
+    imputed = np.flatnonzero(curated["is_imputed"].to_numpy())
+    assert len(imputed) and not labels["valid_1"].iloc[imputed].any()
+    assert not labels["valid_1"].iloc[imputed - 1].any()  # the target bar is imputed
+    assert not set(labels.columns) & set(compute_bar_features_v1(curated).columns) - {"date", "symbol", "ts", "available_ts"}
+
+
+def test_alignment_uses_only_snapshots_before_the_bar_end():
+    curated, book, _ = _curated()
+    aligned = align_top_of_book(curated, book)
+    usable = ~aligned["l2_stale"]
+    assert usable.sum() > 350
+    assert (aligned.loc[usable, "l2_ts"] < aligned.loc[usable, "bar_end"]).all()
+    # Changing every snapshot at or after a bar's end leaves that bar's row unchanged.
+    row = 200
+    cut = aligned["bar_end"].iloc[row].tz_localize(None).to_datetime64()
+    later = book.timestamp >= cut
+    shifted = L2Book(book.timestamp, np.where(later[:, None], book.bid_prices + 5, book.bid_prices), book.bid_sizes,
+                     np.where(later[:, None], book.ask_prices + 5, book.ask_prices), book.ask_sizes)
+    again = align_top_of_book(curated, shifted)
+    pd.testing.assert_frame_equal(aligned.iloc[: row + 1], again.iloc[: row + 1])
+    assert not aligned.iloc[row + 1 :].equals(again.iloc[row + 1 :])
+
+
+def test_stale_book_is_not_used():
+    curated, book, _ = _curated()
+    keep = book.timestamp < np.datetime64("2024-03-12T15:00")
+    aligned = align_top_of_book(curated, book.take(np.flatnonzero(keep)))
+    late = aligned["ts"] >= pd.Timestamp("2024-03-12 15:05", tz="UTC")
+    assert aligned.loc[late, "l2_stale"].all() and aligned.loc[late, "bid_px_0"].isna().all()
+
+
+def test_l2_features_no_look_ahead_and_missing_levels():
+    _, book, timeline = _curated()
+    features = compute_l2_features_v1(timeline, book, symbol="AAPL", day=DAY)
+    assert len(features) == 390
+    assert (features["l2_age_s"].dropna() > 0).all()
+    sizes = book.bid_sizes.copy()
+    sizes[:, 8:] = 0
+    thinner = compute_l2_features_v1(timeline, L2Book(book.timestamp, book.bid_prices, sizes, book.ask_prices, book.ask_sizes), symbol="AAPL", day=DAY)
+    assert (thinner["bid_depth_10"] <= features["bid_depth_10"]).all()

@@ -1,0 +1,103 @@
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from platform_assets.ingestion.raw_batches import build_raw_batch
+from resources.atomic import write_parquet_atomic
+from resources.l2_store import L2SnapshotStore
+from resources.lake import ParquetLake, raw_bars_table
+from resources.schemas import L2_SNAPSHOT_SCHEMA, RAW_BARS_SCHEMA, L2Book
+from resources.sim_market import simulate_day
+
+DAY = dt.date(2024, 3, 12)
+
+
+def test_l2_file_contract(tmp_path):
+    store = L2SnapshotStore(level2_path=str(tmp_path / "level2"), fsync=False)
+    book = simulate_day(2, "AAPL", DAY).book
+    path = store.write("AAPL", DAY, book, suffix="093000", source="sim")
+    assert path == tmp_path / "level2" / "AAPL" / "2024-03-12_snapshots_093000.parquet"
+    table = pq.read_table(path)
+    for field in L2_SNAPSHOT_SCHEMA:
+        assert table.schema.field(field.name).type == field.type
+    assert set(pc_lengths(table)) == {10}
+    assert table.column("source").to_pylist()[0] == "sim"
+    back, sources = store.read_day("AAPL", DAY)
+    np.testing.assert_array_equal(back.ask_sizes, book.ask_sizes)
+    assert sources == ["sim"]
+    with pytest.raises(ValueError):
+        store.snapshot_path("AAPL", DAY, "../../x")
+
+
+def pc_lengths(table):
+    for name in ("bid_prices", "bid_sizes", "ask_prices", "ask_sizes"):
+        yield from table.column(name).combine_chunks().value_lengths().to_pylist()
+
+
+def test_missing_levels_are_zero_and_real_sources_win(tmp_path):
+    store = L2SnapshotStore(level2_path=str(tmp_path), fsync=False)
+    ts = np.array(["2024-03-12T14:30:00", "2024-03-12T14:30:30"], dtype="datetime64[ns]")
+    prices = np.zeros((2, 10))
+    prices[:, :3] = [[10.0, 9.99, 9.98], [10.01, 10.0, 9.99]]
+    sizes = np.zeros((2, 10), dtype=np.int64)
+    sizes[:, :3] = 100
+    real = L2Book(ts, prices, sizes, prices + 0.02, sizes)
+    store.write("AAPL", DAY, real, suffix="databento", source="databento")
+    store.write("AAPL", DAY, simulate_day(2, "AAPL", DAY).book, suffix="093000", source="sim")
+    book, sources = store.read_day("AAPL", DAY)
+    assert sources == ["databento"] and len(book) == 2
+    assert (book.bid_prices[:, 3:] == 0).all() and (book.bid_sizes[:, 3:] == 0).all()
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path):
+    target = tmp_path / "t.parquet"
+    write_parquet_atomic(pa.table({"a": [1]}), target, fsync=False)
+
+    class Boom(Exception):
+        pass
+
+    from resources.atomic import atomic_write
+
+    def failing(tmp):
+        tmp.write_bytes(b"partial")
+        raise Boom()
+
+    with pytest.raises(Boom):
+        atomic_write(target, failing)
+    assert pq.read_table(target).column("a").to_pylist() == [1]
+    assert [p.name for p in tmp_path.iterdir()] == ["t.parquet"]
+
+
+def test_raw_batches_are_append_only_and_idempotent(tmp_path):
+    lake = ParquetLake(base_path=str(tmp_path), fsync=False)
+    table = raw_bars_table("sim")
+    bars = simulate_day(9, "AAPL", DAY).bars
+    dup = pd.concat([bars, bars.iloc[[3]]], ignore_index=True).sort_values("ts", kind="stable")
+    now = pd.Timestamp("2024-03-13T01:00", tz="UTC")
+    batch_id, batch, repeated = build_raw_batch(dup, source="sim", symbol="AAPL", day=DAY, ingestion_ts=now)
+    assert len(repeated) == 1 and not batch["ts"].duplicated().any()
+    assert batch.columns.tolist() == RAW_BARS_SCHEMA.names
+    _, written = lake.append_batch(table, "AAPL", DAY, batch, batch_id, now, RAW_BARS_SCHEMA)
+    assert written
+    # Same content later: same batch id, nothing written.
+    again_id, again, _ = build_raw_batch(dup, source="sim", symbol="AAPL", day=DAY, ingestion_ts=now + pd.Timedelta(hours=1))
+    assert again_id == batch_id
+    _, written = lake.append_batch(table, "AAPL", DAY, again, again_id, now + pd.Timedelta(hours=1), RAW_BARS_SCHEMA)
+    assert not written and len(lake.batch_files(table, "AAPL", DAY)) == 1
+    # Corrected delivery: appended, old batch kept, readers take the newest.
+    fixed = bars.assign(close=bars["close"] + 0.01, high=bars["high"] + 0.01)
+    new_id, new_batch, _ = build_raw_batch(fixed, source="sim", symbol="AAPL", day=DAY, ingestion_ts=now + pd.Timedelta(hours=2))
+    lake.append_batch(table, "AAPL", DAY, new_batch, new_id, now + pd.Timedelta(hours=2), RAW_BARS_SCHEMA)
+    assert len(lake.batch_files(table, "AAPL", DAY)) == 2
+    latest = lake.read_latest_batch(table, "AAPL", DAY)
+    assert set(latest["batch_id"]) == {new_id}
+
+
+def test_lake_rejects_path_like_symbols(tmp_path):
+    lake = ParquetLake(base_path=str(tmp_path), fsync=False)
+    with pytest.raises(ValueError):
+        lake.partition_dir(raw_bars_table("sim"), "../../etc", DAY)

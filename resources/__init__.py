@@ -1,0 +1,21 @@
+"""External systems and storage as Dagster resources, built from the platform settings."""
+
+from __future__ import annotations
+
+from resources.io_managers import LakeIOManager
+from resources.l2_store import L2SnapshotStore
+from resources.lake import ParquetLake
+from resources.offline_source import OfflineSource
+from resources.settings import PlatformSettings, get_settings
+
+
+def build_resources(settings: PlatformSettings | None = None) -> dict:
+    """The resource set every asset of the platform runs with."""
+    settings = settings or get_settings()
+    base, level2 = str(settings.base_path), str(settings.level2_path)
+    return {
+        "lake": ParquetLake(base_path=base, fsync=settings.lake_fsync),
+        "l2_store": L2SnapshotStore(level2_path=level2, fsync=settings.lake_fsync),
+        "offline_source": OfflineSource(seed=settings.sim_seed),
+        "io_manager": LakeIOManager(base_path=base, level2_path=level2),
+    }

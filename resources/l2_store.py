@@ -1,0 +1,75 @@
+"""Level-2 snapshot files in the TF_1 contract layout (DESIGN.md, "Data contracts").
+
+``{base}/{LEVEL2_DIRNAME}/{SYMBOL}/{YYYY-MM-DD}_snapshots_{HHMMSS}.parquet`` (live capture and the
+offline source, which mimics a live capture started at the session open) and
+``{YYYY-MM-DD}_snapshots_databento.parquet`` (historical backfill). Every file carries a ``source``
+column. Reading a day merges that day's files: real sources (live, databento) win over simulated
+data, and snapshots are de-duplicated on ``timestamp``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from resources.atomic import write_parquet_atomic
+from resources.schemas import DEFAULT_LEVELS, L2Book
+from resources.validation import normalize_symbol
+
+SIM_SOURCE = "sim"
+_SUFFIX_RE = re.compile(r"^(?:[0-2]\d[0-5]\d[0-5]\d|databento)$")
+
+
+class L2SnapshotStore(dg.ConfigurableResource):
+    """Writes and reads L2 snapshot files under the level2 folder."""
+
+    level2_path: str
+    levels: int = DEFAULT_LEVELS
+    fsync: bool = True
+
+    def symbol_dir(self, symbol: str) -> Path:
+        return Path(self.level2_path) / normalize_symbol(symbol)
+
+    def snapshot_path(self, symbol: str, day: dt.date, suffix: str) -> Path:
+        if not _SUFFIX_RE.match(suffix):
+            raise ValueError(f"invalid snapshot file suffix {suffix!r}: expected HHMMSS or 'databento'")
+        return self.symbol_dir(symbol) / f"{day.isoformat()}_snapshots_{suffix}.parquet"
+
+    def day_files(self, symbol: str, day: dt.date) -> list[Path]:
+        folder = self.symbol_dir(symbol)
+        return sorted(folder.glob(f"{day.isoformat()}_snapshots_*.parquet")) if folder.exists() else []
+
+    def write(self, symbol: str, day: dt.date, book: L2Book, *, suffix: str, source: str) -> Path:
+        """Atomically write one snapshot file (replacing a file of the same name)."""
+        if book.levels != self.levels:
+            raise ValueError(f"book has {book.levels} levels, the contract needs {self.levels}")
+        table = book.to_arrow(extra={"source": source})
+        return write_parquet_atomic(table, self.snapshot_path(symbol, day, suffix), fsync=self.fsync)
+
+    def read_day(self, symbol: str, day: dt.date) -> tuple[L2Book, list[str]]:
+        """All snapshots of a (symbol, day), oldest first, and the sources they came from."""
+        tables = [pq.read_table(path) for path in self.day_files(symbol, day)]
+        if not tables:
+            return L2Book.empty(self.levels), []
+        real = [t for t in tables if _source_of(t) != SIM_SOURCE]
+        chosen = real or tables
+        merged = pa.concat_tables([t.select(["timestamp", "bid_prices", "bid_sizes", "ask_prices", "ask_sizes"]) for t in chosen])
+        merged = merged.take(pc.sort_indices(merged, sort_keys=[("timestamp", "ascending")]))
+        book = L2Book.from_arrow(merged, self.levels)
+        if len(book) > 1:
+            keep = np.concatenate([[True], book.timestamp[1:] != book.timestamp[:-1]])
+            book = book.take(np.flatnonzero(keep))
+        return book, sorted({_source_of(t) for t in chosen})
+
+
+def _source_of(table: pa.Table) -> str:
+    if "source" in table.column_names and table.num_rows:
+        return str(table.column("source")[0].as_py())
+    return "unknown"

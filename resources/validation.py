@@ -1,0 +1,81 @@
+"""Boundary validation of user input: symbols, dates, date ranges and versions.
+
+Everything that can end up in a file path or a query passes through here first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable
+
+# Upper-case ticker roots with optional class/pair suffixes: AAPL, BRK.B, BTC-USD, ESH5.
+SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{1,12}(?:[.\-][A-Z0-9]{1,8}){0,2}$")
+VERSION_PATTERN = re.compile(r"^v[0-9]{1,4}$")
+
+
+class InvalidInputError(ValueError):
+    """Input rejected at the boundary; the message names the offending value."""
+
+
+class InvalidSymbolError(InvalidInputError):
+    """A symbol does not match the platform's strict symbol pattern."""
+
+
+class InvalidDateRangeError(InvalidInputError):
+    """A date or a date range is malformed, reversed, or holds no trading day."""
+
+
+def normalize_symbol(symbol: object) -> str:
+    """Return the canonical (upper-case) symbol or raise ``InvalidSymbolError``."""
+    if not isinstance(symbol, str):
+        raise InvalidSymbolError(f"symbol must be a string, got {type(symbol).__name__}")
+    candidate = symbol.strip().upper()
+    if not SYMBOL_PATTERN.fullmatch(candidate):
+        raise InvalidSymbolError(
+            f"invalid symbol {symbol!r}: expected letters/digits with optional '.' or '-' parts "
+            "(e.g. AAPL, BRK.B, BTC-USD); no path separators, spaces or punctuation"
+        )
+    return candidate
+
+
+def normalize_symbols(symbols: Iterable[object] | str) -> list[str]:
+    """Validate a list (or comma-separated string) of symbols; order kept, duplicates dropped."""
+    if isinstance(symbols, str):
+        symbols = [part for part in symbols.split(",") if part.strip()]
+    seen: dict[str, None] = {}
+    for symbol in symbols:
+        seen.setdefault(normalize_symbol(symbol), None)
+    if not seen:
+        raise InvalidSymbolError("no symbols given")
+    return list(seen)
+
+
+def parse_date(value: object, *, name: str = "date") -> dt.date:
+    """Parse ``YYYY-MM-DD`` (or accept a date) or raise ``InvalidDateRangeError``."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise InvalidDateRangeError(f"invalid {name} {value!r}: expected YYYY-MM-DD")
+
+
+def parse_date_range(start: object, end: object) -> tuple[dt.date, dt.date]:
+    """Parse an inclusive ``[start, end]`` date range; end before start is an error."""
+    start_date = parse_date(start, name="start date")
+    end_date = parse_date(end, name="end date")
+    if end_date < start_date:
+        raise InvalidDateRangeError(f"end date {end_date} is before start date {start_date}")
+    return start_date, end_date
+
+
+def validate_version(version: object) -> str:
+    """Feature/label definition versions look like ``v1``, ``v2`` ..."""
+    if not isinstance(version, str) or not VERSION_PATTERN.fullmatch(version):
+        raise InvalidInputError(f"invalid version {version!r}: expected v<number>, e.g. v1")
+    return version

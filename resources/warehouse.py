@@ -1,0 +1,78 @@
+"""DuckDB over the Parquet lake: read-only SQL views, opened per query.
+
+The lake is the system of record; DuckDB never owns a database file here, so any number of
+processes can query while runs write (no DuckDB write lock to contend for). Views:
+
+``raw_bars`` (newest batch of every source/symbol/date), ``curated_bars``, ``aligned_bars``,
+``features_<group>_<version>`` (e.g. ``features_bar_features_v1``), ``labels_<version>``,
+``dq_metrics`` and ``l2_snapshots`` (with ``symbol`` taken from the folder name).
+Views exist only for tables that hold at least one file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+from dagster_duckdb import DuckDBResource
+
+
+def _quote(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+class LakeWarehouse(dg.ConfigurableResource):
+    """Opens an in-memory DuckDB connection with views over the lake's Parquet files."""
+
+    base_path: str
+    level2_path: str
+    threads: int = 2
+
+    def _view_sources(self) -> dict[str, str]:
+        root = Path(self.base_path) / "lake"
+        views: dict[str, str] = {}
+
+        def add(name: str, folder: Path, pattern: str) -> None:
+            if folder.exists() and next(folder.glob(pattern), None) is not None:
+                views[name] = f"read_parquet({_quote(folder / pattern)}, union_by_name=true, filename=true)"
+
+        add("raw_bars_all", root / "raw_bars", "*/*/*/batch-*.parquet")
+        add("curated_bars", root / "curated_bars", "*/*/part.parquet")
+        add("aligned_bars", root / "aligned_bars", "*/*/part.parquet")
+        add("dq_metrics", root / "dq_metrics", "*/*/*/part.parquet")
+        for version_dir in sorted((root / "features").glob("*/version=*")):
+            group, version = version_dir.parent.name, version_dir.name.split("=", 1)[1]
+            add(f"features_{group}_{version}", version_dir, "*/*/part.parquet")
+        for version_dir in sorted((root / "labels").glob("version=*")):
+            add(f"labels_{version_dir.name.split('=', 1)[1]}", version_dir, "*/*/part.parquet")
+        add("l2_files", Path(self.level2_path), "*/*_snapshots_*.parquet")
+        return views
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A fresh in-memory connection with the views defined (closed on exit)."""
+        resource = DuckDBResource(database=":memory:", connection_config={"threads": self.threads})
+        with resource.get_connection() as conn:
+            for name, source in self._view_sources().items():
+                if name == "raw_bars_all":
+                    conn.execute(f"CREATE VIEW raw_bars_all AS SELECT * FROM {source}")
+                    conn.execute(
+                        "CREATE VIEW raw_bars AS SELECT * EXCLUDE (filename) FROM raw_bars_all "
+                        "QUALIFY filename = max(filename) OVER (PARTITION BY source, symbol, date)"
+                    )
+                elif name == "l2_files":
+                    conn.execute(
+                        f"CREATE VIEW l2_snapshots AS SELECT regexp_extract(filename, '([^/]+)/[^/]+$', 1) AS symbol, "
+                        f"CAST(regexp_extract(filename, '([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}})_snapshots_[^/]+$', 1) AS DATE) AS date, * "
+                        f"FROM {source}"
+                    )
+                else:
+                    conn.execute(f"CREATE VIEW {name} AS SELECT * EXCLUDE (filename) FROM {source}")
+            yield conn
+
+    def views(self) -> list[str]:
+        with self.connect() as conn:
+            return [row[0] for row in conn.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1").fetchall()]
