@@ -21,19 +21,22 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	@[ -f $@ ] || cp dagster.yaml $@
+
 ## The main job: an end-to-end ranged backfill of the whole graph on the offline source.
-run: setup
+run: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/mdp backfill --symbols $(SYMBOLS) --start $(START) --end $(END) --workers $(WORKERS)
 
 test: setup
 	$(BIN)/pytest -q
 
 ## Dagster UI + daemon on http://127.0.0.1:3000 over the same instance as `make run`.
-ui: setup
-	@mkdir -p $(DAGSTER_HOME) && [ -f $(DAGSTER_HOME)/dagster.yaml ] || cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+ui: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-validate: setup
+validate: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
 bench: setup

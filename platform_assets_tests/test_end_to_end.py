@@ -139,9 +139,12 @@ def test_cli_main_job_and_bad_input_leave_data_untouched(tmp_path):
     assert _lake_snapshot(tmp_path / "data") == before
 
 
-def test_dagster_definitions_validate():
+def test_dagster_definitions_validate(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
     result = subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "DAGSTER_HOME": str(home)},
     )
     assert result.returncode == 0, result.stdout + result.stderr
