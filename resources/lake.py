@@ -9,7 +9,8 @@ Layout under ``{base}/lake``::
     quarantine/raw_bars/source=sim/symbol=AAPL/date=2024-01-02/batch-....parquet
 
 Derived tables hold one ``part.parquet`` per (symbol, date), replaced atomically on re-run, so a
-re-run never duplicates rows. Raw tables are append-only: a batch is written once under a content
+re-run never duplicates rows. Raw batches are fsynced (the system of record); derived files are
+only renamed atomically, since they can always be rebuilt from raw. Raw tables are append-only: a batch is written once under a content
 hash (``batch_id``); re-ingesting identical data writes nothing, changed vendor data adds a batch
 and readers take the newest batch.
 """
@@ -100,10 +101,22 @@ class ParquetLake(dg.ConfigurableResource):
 
     # ------------------------------------------------------ replaced partitions
     def write_partition(
-        self, table: Table, symbol: str, day: dt.date, data: pd.DataFrame | pa.Table, schema: pa.Schema | None = None
+        self,
+        table: Table,
+        symbol: str,
+        day: dt.date,
+        data: pd.DataFrame | pa.Table,
+        schema: pa.Schema | None = None,
+        *,
+        durable: bool = False,
     ) -> Path:
-        """Replace the (symbol, date) partition of a derived table with ``data``."""
-        return write_parquet_atomic(_to_arrow(data, schema), self.partition_dir(table, symbol, day) / PART_FILE, fsync=self.fsync)
+        """Replace the (symbol, date) partition of a derived table with ``data``.
+
+        Always atomic (readers see the old or the new file). Derived tables can be rebuilt from
+        raw, so they are fsynced only when ``durable``; raw batches always are (when ``fsync``).
+        """
+        target = self.partition_dir(table, symbol, day) / PART_FILE
+        return write_parquet_atomic(_to_arrow(data, schema), target, fsync=self.fsync and durable)
 
     def delete_partition(self, table: Table, symbol: str, day: dt.date) -> bool:
         """Remove a derived partition's file (used when a re-run produces nothing for it)."""
@@ -202,5 +215,7 @@ def read_parquet_files(files: Sequence[Path], columns: Sequence[str] | None = No
     """Read many Parquet files of one schema into one DataFrame (multi-threaded)."""
     if not files:
         return pd.DataFrame(columns=list(columns) if columns else None)
+    if len(files) == 1:
+        return pq.read_table(files[0], columns=list(columns) if columns else None).to_pandas()
     dataset = pads.dataset([str(f) for f in files], format="parquet")
     return dataset.to_table(columns=list(columns) if columns else None).to_pandas()

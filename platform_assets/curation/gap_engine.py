@@ -130,26 +130,36 @@ class GapStats:
         }
 
 
-def invalid_reason(raw: pd.DataFrame, timeline: pd.DatetimeIndex) -> pd.Series:
+def _minute_positions(ts: pd.Series | pd.DatetimeIndex, timeline: pd.DatetimeIndex) -> np.ndarray:
+    """Index of each timestamp in the session timeline, or -1 when it is not on the grid."""
+    if len(timeline) == 0:
+        return np.full(len(ts), -1, dtype=np.int64)
+    values = pd.DatetimeIndex(ts).tz_convert("UTC").asi8
+    offset = values - timeline[0].value
+    minute = 60_000_000_000
+    position = offset // minute
+    on_grid = (offset % minute == 0) & (position >= 0) & (position < len(timeline))
+    return np.where(on_grid, position, -1)
+
+
+def invalid_reason(raw: pd.DataFrame, timeline: pd.DatetimeIndex) -> np.ndarray:
     """Per raw row: the first validation rule it breaks, or ``""`` when the row is valid."""
-    prices = raw[PRICE_COLUMNS].to_numpy(dtype=float)
+    open_, high, low, close = (raw[c].to_numpy(dtype=float) for c in PRICE_COLUMNS)
+    prices = np.stack([open_, high, low, close], axis=1)
     volume = raw["volume"].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):
+        checks = [
+            ("non_finite_price", ~np.isfinite(prices).all(axis=1)),
+            ("non_positive_price", (prices <= 0).any(axis=1)),
+            ("high_below_low", high < low),
+            ("ohlc_inconsistent", (high < np.maximum(open_, close)) | (low > np.minimum(open_, close))),
+            ("negative_volume", ~(volume >= 0)),
+            ("off_session", _minute_positions(raw["ts"], timeline) < 0),
+        ]
     reason = np.full(len(raw), "", dtype=object)
-    checks = [
-        ("non_finite_price", ~np.isfinite(prices).all(axis=1)),
-        ("non_positive_price", (prices <= 0).any(axis=1)),
-        ("high_below_low", raw["high"].to_numpy() < raw["low"].to_numpy()),
-        (
-            "ohlc_inconsistent",
-            (raw["high"].to_numpy() < np.maximum(raw["open"], raw["close"]).to_numpy())
-            | (raw["low"].to_numpy() > np.minimum(raw["open"], raw["close"]).to_numpy()),
-        ),
-        ("negative_volume", ~(volume >= 0)),
-        ("off_session", ~pd.DatetimeIndex(raw["ts"]).isin(timeline)),
-    ]
-    for name, failed in checks:
-        reason = np.where((reason == "") & failed, name, reason)
-    return pd.Series(reason, index=raw.index, name="invalid_reason")
+    for name, failed in reversed(checks):
+        reason[failed] = name
+    return reason
 
 
 def l2_minute_activity(
@@ -206,6 +216,13 @@ def classify_gaps(
     return gap
 
 
+def _forward_fill(values: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Carry the last present value forward; NaN before the first present value."""
+    index = np.where(present, np.arange(len(values)), -1)
+    np.maximum.accumulate(index, out=index)
+    return np.where(index >= 0, values[np.clip(index, 0, None)], np.nan)
+
+
 def curate_bars(
     raw: pd.DataFrame,
     timeline: pd.DatetimeIndex,
@@ -217,45 +234,62 @@ def curate_bars(
     policy: ImputationPolicy = ImputationPolicy(),
 ) -> tuple[pd.DataFrame, GapStats, pd.DataFrame]:
     """Curate one (symbol, session). Returns (curated bars, stats, rejected raw rows with reason)."""
-    stats = GapStats(expected_minutes=len(timeline), raw_rows=len(raw))
+    n = len(timeline)
+    stats = GapStats(expected_minutes=n, raw_rows=len(raw))
     raw = raw.reset_index(drop=True)
-    reason = invalid_reason(raw, timeline) if len(raw) else pd.Series([], dtype=object)
-    valid = raw[reason == ""]
-    duplicated = valid["ts"].duplicated(keep="first")
-    stats.duplicate_rows = int(duplicated.sum())
-    for name, count in reason[reason != ""].value_counts().items():
-        stats.invalid_rows[name] = int(count)
-    rejected = pd.concat(
-        [raw[reason != ""].assign(reject_reason=reason[reason != ""]), valid[duplicated].assign(reject_reason="duplicate")]
-    )
-    valid = valid[~duplicated].set_index("ts")
+    reason = invalid_reason(raw, timeline) if len(raw) else np.array([], dtype=object)
+    position = _minute_positions(raw["ts"], timeline) if len(raw) else np.array([], dtype=np.int64)
+    valid = reason == ""
+    valid_rows = np.flatnonzero(valid)
+    _, first_of_minute = np.unique(position[valid_rows], return_index=True)
+    duplicate = np.zeros(len(raw), dtype=bool)
+    duplicate[valid_rows] = True
+    duplicate[valid_rows[first_of_minute]] = False  # keep the first valid row of each minute
+    invalid = ~valid
+    stats.duplicate_rows = int(duplicate.sum())
+    for name, count in zip(*np.unique(reason[invalid], return_counts=True)):
+        stats.invalid_rows[str(name)] = int(count)
+    rejected = raw[invalid | duplicate].assign(reject_reason=np.where(duplicate, "duplicate", reason)[invalid | duplicate])
 
-    frame = valid.reindex(timeline)
-    present = frame["close"].notna().to_numpy()
-    had_invalid = timeline.isin(pd.DatetimeIndex(raw.loc[reason != "", "ts"])) if len(raw) else np.zeros(len(timeline), bool)
-    gap = classify_gaps(present, np.asarray(had_invalid), activity, policy)
+    keep = np.flatnonzero(valid & ~duplicate)
+    present = np.zeros(n, dtype=bool)
+    present[position[keep]] = True
+    columns = {}
+    for column in ("open", "high", "low", "close", "vwap", "volume", "trade_count"):
+        values = np.full(n, np.nan)
+        values[position[keep]] = raw[column].to_numpy(dtype=float)[keep]
+        columns[column] = values
+    had_invalid = np.zeros(n, dtype=bool)
+    on_grid_invalid = invalid & (position >= 0)
+    had_invalid[position[on_grid_invalid]] = True
+    gap = classify_gaps(present, had_invalid, activity, policy)
     run_id, run_len = _runs(gap)
 
-    close = frame["close"].ffill()
-    for column in ("open", "high", "low", "vwap"):
-        frame[column] = frame[column].where(present, close)
-    frame["close"] = close
-    frame["volume"] = frame["volume"].where(present, policy.volume_fill).fillna(policy.volume_fill).astype("int64")
-    frame["trade_count"] = frame["trade_count"].where(present, policy.trade_count_fill).fillna(policy.trade_count_fill).astype("int64")
-    has_price = close.notna().to_numpy()
-    frame["is_imputed"] = ~present & has_price
-    frame["gap_type"] = gap
-    frame["gap_run_minutes"] = np.where(present, 0, run_len).astype("int64")
-    frame["dq_status"] = np.select([present, has_price], [DQ_OK, DQ_IMPUTED], DQ_MISSING)
-    frame["symbol"], frame["date"], frame["source"] = symbol, day, source
-    curated = frame.rename_axis("ts").reset_index()[CURATED_COLUMNS]
+    close = _forward_fill(columns["close"], present)
+    has_price = ~np.isnan(close)
+    curated = pd.DataFrame(
+        {
+            "date": [day] * n,
+            "symbol": symbol,
+            "ts": timeline,
+            **{c: np.where(present, columns[c], close) for c in ("open", "high", "low")},
+            "close": close,
+            "volume": np.where(present, columns["volume"], policy.volume_fill).astype("int64"),
+            "vwap": np.where(present, columns["vwap"], close),
+            "trade_count": np.where(present, columns["trade_count"], policy.trade_count_fill).astype("int64"),
+            "source": source,
+            "is_imputed": ~present & has_price,
+            "gap_type": gap,
+            "gap_run_minutes": np.where(present, 0, run_len).astype("int64"),
+            "dq_status": np.select([present, has_price], [DQ_OK, DQ_IMPUTED], DQ_MISSING),
+        }
+    )[CURATED_COLUMNS]
 
     stats.real_minutes = int(present.sum())
-    stats.imputed_minutes = int(frame["is_imputed"].sum())
+    stats.imputed_minutes = int((~present & has_price).sum())
     stats.missing_minutes = int((~present & ~has_price).sum())
     for gap_type in GAP_TYPES:
         stats.gap_minutes[gap_type] = int((gap == gap_type).sum())
-    gap_runs = np.unique(run_id[~present])
-    stats.gap_runs = len(gap_runs)
+    stats.gap_runs = len(np.unique(run_id[~present]))
     stats.max_gap_run = int(run_len[~present].max()) if (~present).any() else 0
     return curated, stats, rejected.reset_index(drop=True)

@@ -26,22 +26,45 @@ VALUE_COLUMNS = (
 )
 
 
+def _trailing(values: np.ndarray, window: int, reducer) -> np.ndarray:
+    """``reducer`` over each full trailing window ending at i (NaN before a full window or with a NaN)."""
+    out = np.full(len(values), np.nan)
+    if len(values) >= window:
+        windows = np.lib.stride_tricks.sliding_window_view(values, window)
+        out[window - 1 :] = reducer(windows)
+    return out
+
+
+def _lag(values: np.ndarray, k: int) -> np.ndarray:
+    out = np.full(len(values), np.nan)
+    out[k:] = values[:-k]
+    return out
+
+
 def compute_bar_features_v1(curated: pd.DataFrame) -> pd.DataFrame:
     """Features for the curated bars of one (symbol, session), sorted by ts."""
-    bars = curated.sort_values("ts").reset_index(drop=True)
-    out = pd.DataFrame({"date": bars["date"], "symbol": bars["symbol"], "ts": bars["ts"]})
-    out["available_ts"] = pd.DatetimeIndex(bars["ts"]) + pd.Timedelta(minutes=1)
-    log_close = np.log(bars["close"].astype(float))
-    ret = log_close.diff()
-    out["ret_1"] = ret
-    out["log_volume"] = np.log1p(bars["volume"].astype(float))
-    for window in WINDOWS:
-        rolling = ret.rolling(window, min_periods=window)
-        out[f"ret_mean_{window}"] = rolling.mean()
-        out[f"ret_vol_{window}"] = rolling.std(ddof=1)
-    for lag in LAGS:
-        out[f"ret_lag_{lag}"] = ret.shift(lag)
-    mean_volume = bars["volume"].astype(float).rolling(20, min_periods=20).mean()
-    out["volume_ratio_20"] = bars["volume"].astype(float) / mean_volume.replace(0.0, np.nan)
-    out["is_imputed"] = bars["is_imputed"].astype(bool)
-    return out[KEY_COLUMNS + VALUE_COLUMNS]
+    bars = curated.sort_values("ts")
+    ts = pd.DatetimeIndex(bars["ts"])
+    close = bars["close"].to_numpy(dtype=float)
+    volume = bars["volume"].to_numpy(dtype=float)
+    ret = np.full(len(close), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ret[1:] = np.diff(np.log(close))
+        columns = {
+            "date": bars["date"].to_numpy(),
+            "symbol": bars["symbol"].to_numpy(),
+            "ts": ts,
+            "available_ts": ts + pd.Timedelta(minutes=1),
+            "ret_1": ret,
+            "log_volume": np.log1p(volume),
+        }
+        for window in WINDOWS:
+            columns[f"ret_mean_{window}"] = _trailing(ret, window, lambda w: w.mean(axis=1))
+        for window in WINDOWS:
+            columns[f"ret_vol_{window}"] = _trailing(ret, window, lambda w: w.std(axis=1, ddof=1))
+        for lag in LAGS:
+            columns[f"ret_lag_{lag}"] = _lag(ret, lag)
+        mean_volume = _trailing(volume, 20, lambda w: w.mean(axis=1))
+        columns["volume_ratio_20"] = volume / np.where(mean_volume == 0, np.nan, mean_volume)
+    columns["is_imputed"] = bars["is_imputed"].to_numpy(dtype=bool)
+    return pd.DataFrame(columns)[KEY_COLUMNS + VALUE_COLUMNS]
