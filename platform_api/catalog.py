@@ -1,0 +1,140 @@
+"""The catalog: which datasets and feature groups exist, what dates they cover, which versions.
+
+Answered from the lake (what is stored) and the registries / Dagster definitions (what is
+defined), so a dataset that is defined but never materialized is listed with no date range.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from platform_api.errors import UnknownDatasetError
+from platform_assets.features.labels import LABEL_DEFINITIONS
+from platform_assets.features.registry import FEATURE_GROUPS
+from resources.settings import PlatformSettings, get_settings
+
+DATASET_TYPES = {
+    "raw_bars": "raw",
+    "l2_snapshots": "raw",
+    "curated_bars": "curated",
+    "aligned_bars": "curated",
+    "labels": "labels",
+    **{group: "features" for group in FEATURE_GROUPS},
+}
+# Version of the code that derives each non-versioned dataset; bumped when its output changes.
+PIPELINE_VERSIONS = {"raw_bars": "raw-v1", "l2_snapshots": "l2-v1", "curated_bars": "curation-v1", "aligned_bars": "alignment-v1"}
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    type: str
+    available_date_range: tuple[dt.date, dt.date] | None
+    latest_pipeline_version: str
+    symbols: int
+    versions: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        if self.available_date_range:
+            out["available_date_range"] = [d.isoformat() for d in self.available_date_range]
+        return out
+
+
+@dataclass(frozen=True)
+class FeatureGroupInfo:
+    feature_group: str
+    versions: tuple[str, ...]
+    description: str
+    stored_versions: tuple[str, ...]
+    columns: dict[str, tuple[str, ...]]
+
+
+def _version_key(version: str) -> int:
+    return int(version[1:])
+
+
+def _subdirs(folder: Path, prefix: str = "") -> list[str]:
+    if not folder.is_dir():
+        return []
+    with os.scandir(folder) as entries:
+        return [e.name[len(prefix):] for e in entries if e.is_dir() and e.name.startswith(prefix)]
+
+
+def _hive_range(table_dir: Path) -> tuple[tuple[dt.date, dt.date] | None, int]:
+    """(min date, max date) over ``symbol=*/date=*`` folders, and the number of symbols."""
+    first = last = None
+    symbols = _subdirs(table_dir, "symbol=")
+    for symbol in symbols:
+        dates = _subdirs(table_dir / f"symbol={symbol}", "date=")
+        if dates:
+            first = min(first or dates[0], min(dates))
+            last = max(last or dates[0], max(dates))
+    if first is None:
+        return None, 0
+    return (dt.date.fromisoformat(first), dt.date.fromisoformat(last)), len(symbols)
+
+
+def _merge(ranges) -> tuple[dt.date, dt.date] | None:
+    ranges = [r for r in ranges if r]
+    return (min(r[0] for r in ranges), max(r[1] for r in ranges)) if ranges else None
+
+
+def _l2_range(level2: Path) -> tuple[tuple[dt.date, dt.date] | None, int]:
+    days, symbols = [], 0
+    for symbol in _subdirs(level2):
+        names = [n[:10] for n in os.listdir(level2 / symbol) if "_snapshots_" in n and n.endswith(".parquet")]
+        if names:
+            symbols += 1
+            days += [min(names), max(names)]
+    return ((dt.date.fromisoformat(min(days)), dt.date.fromisoformat(max(days))) if days else None), symbols
+
+
+def _dataset(name: str, settings: PlatformSettings) -> DatasetInfo:
+    root = Path(settings.base_path) / "lake"
+    kind = DATASET_TYPES[name]
+    if name == "raw_bars":
+        sources = tuple(sorted(_subdirs(root / "raw_bars", "source=")))
+        found = [_hive_range(root / "raw_bars" / f"source={s}") for s in sources]
+        return DatasetInfo(name, kind, _merge(r for r, _ in found), PIPELINE_VERSIONS[name], max((n for _, n in found), default=0), sources=sources)
+    if name == "l2_snapshots":
+        date_range, symbols = _l2_range(Path(settings.level2_path))
+        return DatasetInfo(name, kind, date_range, PIPELINE_VERSIONS[name], symbols)
+    if kind in ("features", "labels"):
+        folder = root / ("labels" if kind == "labels" else f"features/{name}")
+        stored = tuple(sorted(_subdirs(folder, "version="), key=_version_key))
+        found = [_hive_range(folder / f"version={v}") for v in stored]
+        registered = LABEL_DEFINITIONS if kind == "labels" else FEATURE_GROUPS[name]
+        latest = max(registered, key=_version_key)
+        return DatasetInfo(name, kind, _merge(r for r, _ in found), latest, max((n for _, n in found), default=0), versions=stored)
+    date_range, symbols = _hive_range(root / name)
+    return DatasetInfo(name, kind, date_range, PIPELINE_VERSIONS[name], symbols)
+
+
+def list_datasets(settings: PlatformSettings | None = None) -> list[DatasetInfo]:
+    """Every dataset: name, type (raw/curated/features/labels), stored date range, pipeline version."""
+    settings = settings or get_settings()
+    return [_dataset(name, settings) for name in DATASET_TYPES]
+
+
+def get_dataset(name: str, settings: PlatformSettings | None = None) -> DatasetInfo:
+    if name not in DATASET_TYPES:
+        raise UnknownDatasetError(f"unknown dataset {name!r}; known: {', '.join(DATASET_TYPES)}")
+    return _dataset(name, settings or get_settings())
+
+
+def list_feature_groups(settings: PlatformSettings | None = None) -> list[FeatureGroupInfo]:
+    """Registered feature groups with their versions (and which versions hold stored data)."""
+    settings = settings or get_settings()
+    root = Path(settings.base_path) / "lake" / "features"
+    out = []
+    for group, versions in sorted(FEATURE_GROUPS.items()):
+        ordered = tuple(sorted(versions, key=_version_key))
+        stored = tuple(sorted((v for v in _subdirs(root / group, "version=") if v in versions), key=_version_key))
+        latest = versions[ordered[-1]]
+        out.append(FeatureGroupInfo(group, ordered, latest.description, stored, {v: versions[v].columns for v in ordered}))
+    return out

@@ -1,0 +1,85 @@
+"""Parsing and validating the consumer API's arguments (symbols, times, versions, options)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+
+import pandas as pd
+
+from platform_api.errors import InvalidDateRangeError, InvalidOptionError, UnknownFeatureGroupError, UnknownFeatureVersionError
+from platform_assets.features.registry import FEATURE_GROUPS
+from resources.validation import InvalidInputError, normalize_symbols, validate_version
+
+__all__ = ["normalize_symbols", "parse_timestamp", "parse_time_range", "resolve_feature_versions", "require_choice"]
+
+
+def parse_timestamp(value: object, *, name: str) -> pd.Timestamp:
+    """A point in time as a UTC ``Timestamp``; naive values are UTC, a bare date is its midnight UTC."""
+    if isinstance(value, bool) or value is None:
+        raise InvalidDateRangeError(f"invalid {name} {value!r}: expected a date or timestamp")
+    try:
+        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            stamp = pd.Timestamp(value.isoformat())
+        else:
+            stamp = pd.Timestamp(value)
+    except (ValueError, TypeError) as error:
+        raise InvalidDateRangeError(f"invalid {name} {value!r}: expected YYYY-MM-DD or an ISO timestamp") from error
+    if stamp is pd.NaT:
+        raise InvalidDateRangeError(f"invalid {name} {value!r}: expected a date or timestamp")
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def parse_time_range(start: object, end: object) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """A half-open ``[start, end)`` interval in UTC; ``start >= end`` is an error.
+
+    A bare date means midnight UTC, so ``start="2024-11-18", end="2024-11-19"`` is the whole
+    2024-11-18 session.
+    """
+    start_ts, end_ts = parse_timestamp(start, name="start"), parse_timestamp(end, name="end")
+    if start_ts >= end_ts:
+        raise InvalidDateRangeError(f"start {start_ts.isoformat()} must be before end {end_ts.isoformat()} (the range is [start, end))")
+    return start_ts, end_ts
+
+
+def require_choice(name: str, value: object, allowed: Iterable[object]) -> object:
+    allowed = list(allowed)
+    if value not in allowed:
+        raise InvalidOptionError(f"invalid {name} {value!r}; allowed: {', '.join(map(str, allowed))}")
+    return value
+
+
+def resolve_feature_versions(feature_groups: Iterable[str] | str, feature_versions: Mapping[str, str] | Iterable[str] | str) -> dict[str, str]:
+    """``{group: version}`` for the requested groups, every one registered.
+
+    ``feature_versions`` is one version for all groups (``"v1"``), a list parallel to the groups,
+    or a mapping group -> version.
+    """
+    groups = [feature_groups] if isinstance(feature_groups, str) else list(feature_groups)
+    if not groups:
+        raise InvalidOptionError("no feature groups given")
+    if isinstance(feature_versions, str):
+        versions = dict.fromkeys(groups, feature_versions)
+    elif isinstance(feature_versions, Mapping):
+        versions = {group: feature_versions.get(group) for group in groups}
+    else:
+        listed = list(feature_versions)
+        if len(listed) != len(groups):
+            raise InvalidOptionError(f"{len(groups)} feature groups but {len(listed)} versions; give one version per group")
+        versions = dict(zip(groups, listed))
+    resolved: dict[str, str] = {}
+    for group, version in versions.items():
+        if group not in FEATURE_GROUPS:
+            raise UnknownFeatureGroupError(f"unknown feature group {group!r}; registered: {', '.join(sorted(FEATURE_GROUPS))}")
+        if version is None:
+            raise InvalidOptionError(f"no version given for feature group {group!r}")
+        try:
+            validate_version(version)
+        except InvalidInputError as error:
+            raise UnknownFeatureVersionError(str(error)) from error
+        if version not in FEATURE_GROUPS[group]:
+            raise UnknownFeatureVersionError(
+                f"unknown version {version!r} of feature group {group!r}; registered: {', '.join(sorted(FEATURE_GROUPS[group]))}"
+            )
+        resolved[group] = version
+    return resolved

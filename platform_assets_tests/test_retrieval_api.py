@@ -1,0 +1,189 @@
+"""Consumer retrieval API on data materialized through the real graph on a temp instance."""
+
+import datetime as dt
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from definitions import build_definitions
+from platform_api import errors
+from platform_api.backfill import plan_backfill, run_backfill
+from platform_api.catalog import get_dataset, list_datasets, list_feature_groups
+from platform_api.retrieval import get_curated_bars, get_features_for_inference, get_features_for_training
+from resources.lake import ParquetLake, raw_bars_table
+from resources.settings import load_settings
+
+SYMBOLS = ["AAPL", "MSFT", "SPY"]
+DATES = [dt.date(2024, 11, 26), dt.date(2024, 11, 27), dt.date(2024, 11, 29), dt.date(2024, 12, 2)]
+GROUPS = ["bar_features", "l2_features"]
+
+
+@pytest.fixture(scope="module")
+def lake_env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("retrieval")
+    settings = load_settings(DATA_PATH_OVERRIDE=str(root / "data"), LAKE_FSYNC="false")
+    defs = build_definitions(settings)
+    (root / "home").mkdir()
+    with dg.instance_for_test(temp_dir=str(root / "home")) as instance:
+        report = run_backfill(instance, plan_backfill(SYMBOLS, DATES[0], DATES[-1]), defs=defs, add_missing_symbols=True)
+        assert report.success
+        yield settings, defs, instance
+
+
+def test_curated_bars_half_open_range_and_columns(lake_env):
+    settings, *_ = lake_env
+    bars = get_curated_bars(["aapl", "SPY"], "2024-11-26", "2024-11-28", settings=settings)
+    assert set(bars["symbol"]) == {"AAPL", "SPY"}
+    assert sorted(bars["date"].unique()) == DATES[:2]
+    assert len(bars) == 2 * 2 * 390
+    assert {"is_imputed", "gap_type", "dq_status"} <= set(bars.columns)
+    assert bars.groupby("symbol")["ts"].is_monotonic_increasing.all()
+    cut = pd.Timestamp("2024-11-26 15:00", tz="UTC")
+    part = get_curated_bars("AAPL", "2024-11-26", cut, settings=settings)
+    assert part["ts"].max() < cut and len(part) == 30  # 14:30..14:59 UTC
+
+
+@pytest.mark.parametrize("frequency,minutes", [("5min", 5), ("1h", 60)])
+def test_resampled_bars_match_the_minutes(lake_env, frequency, minutes):
+    settings, *_ = lake_env
+    one = get_curated_bars("MSFT", "2024-11-29", "2024-11-30", settings=settings)  # half day: 210 minutes
+    coarse = get_curated_bars("MSFT", "2024-11-29", "2024-11-30", frequency=frequency, settings=settings)
+    assert len(one) == 210 and len(coarse) == -(-210 // minutes)
+    assert coarse["ts"].iloc[0] == pd.Timestamp("2024-11-29 14:30", tz="UTC")  # anchored at the open
+    first = one.iloc[:minutes]
+    row = coarse.iloc[0]
+    assert row["open"] == first["open"].dropna().iloc[0] and row["close"] == first["close"].dropna().iloc[-1]
+    assert row["high"] == first["high"].max() and row["low"] == first["low"].min()
+    assert row["volume"] == first["volume"].sum()
+    assert coarse["minutes"].sum() == 210
+    assert coarse["imputed_minutes"].sum() == one["is_imputed"].sum()
+    assert (coarse["has_gap"] == (coarse["imputed_minutes"] > 0)).all()
+
+
+def test_daily_bars_are_one_per_session(lake_env):
+    settings, *_ = lake_env
+    daily = get_curated_bars(SYMBOLS, DATES[0], DATES[-1] + dt.timedelta(days=1), frequency="1d", settings=settings)
+    assert len(daily) == len(SYMBOLS) * len(DATES)
+    assert daily.set_index(["symbol", "date"])["minutes"].loc[("SPY", DATES[2])] == 210
+
+
+def test_bad_requests_raise_one_clear_error_type_each(lake_env):
+    settings, *_ = lake_env
+    with pytest.raises(errors.InvalidSymbolError):
+        get_curated_bars(["../x"], "2024-11-26", "2024-11-27", settings=settings)
+    with pytest.raises(errors.InvalidDateRangeError, match="before end"):
+        get_curated_bars("AAPL", "2024-11-27", "2024-11-27", settings=settings)
+    with pytest.raises(errors.InvalidDateRangeError):
+        get_curated_bars("AAPL", "2024-13-01", "2024-11-27", settings=settings)
+    with pytest.raises(errors.InvalidOptionError, match="frequency"):
+        get_curated_bars("AAPL", "2024-11-26", "2024-11-27", frequency="7min", settings=settings)
+    with pytest.raises(errors.NoDataError, match="AAPX"):  # a typo never comes back as an empty frame
+        get_curated_bars(["AAPL", "AAPX"], "2024-11-26", "2024-11-27", settings=settings)
+    with pytest.raises(errors.NoDataError):
+        get_curated_bars("AAPL", "2024-07-01", "2024-07-02", settings=settings)
+    with pytest.raises(errors.UnknownFeatureGroupError):
+        get_features_for_training(["bar_featurez"], "v1", "AAPL", "2024-11-26", "2024-11-27", settings=settings)
+    with pytest.raises(errors.UnknownFeatureVersionError):
+        get_features_for_training(["bar_features"], "v9", "AAPL", "2024-11-26", "2024-11-27", settings=settings)
+    with pytest.raises(errors.UnknownLabelDefinitionError):
+        get_features_for_training(["bar_features"], "v1", "AAPL", "2024-11-26", "2024-11-27", label_def_version="v7", settings=settings)
+    with pytest.raises(errors.InvalidOptionError):
+        get_features_for_inference(["bar_features"], "v1", "AAPL", "2024-11-26T15:00Z", mode="closest", settings=settings)
+    with pytest.raises(errors.UnknownDatasetError):
+        get_dataset("curated_barz", settings=settings)
+    assert issubclass(errors.NoDataError, ValueError) and issubclass(errors.UnknownFeatureGroupError, ValueError)
+
+
+def test_training_set_joins_groups_and_aligns_labels(lake_env):
+    settings, *_ = lake_env
+    data = get_features_for_training(GROUPS, {"bar_features": "v1", "l2_features": "v1"}, SYMBOLS, "2024-11-26", "2024-11-28", settings=settings)
+    features, labels = data.features, data.labels
+    assert len(features) == len(SYMBOLS) * 2 * 390 == len(labels)
+    assert (features[["symbol", "ts"]].to_numpy() == labels[["symbol", "ts"]].to_numpy()).all()
+    assert {"ret_1", "ret_vol_20", "spread_bps", "imbalance_1"} <= set(features.columns)
+    assert (features["available_ts"] == features["ts"] + pd.Timedelta(minutes=1)).all()
+    assert (labels["available_ts"] > features["available_ts"]).all()
+    assert not set(labels.columns) & {"ret_1", "spread_bps"} and not any(c.startswith("fwd_ret") for c in features.columns)
+    assert data.metadata["feature_versions"] == {"bar_features": "v1", "l2_features": "v1"}
+    assert data.metadata["label_def_version"] == "v1" and data.metadata["extraction_ts"]
+    bars = get_curated_bars("AAPL", "2024-11-26", "2024-11-27", settings=settings).set_index("ts")
+    lab = labels[(labels["symbol"] == "AAPL") & (labels["ts"] < pd.Timestamp("2024-11-27", tz="UTC"))].set_index("ts")
+    expected = np.log(bars["close"].shift(-5) / bars["close"])
+    pd.testing.assert_series_equal(lab["fwd_ret_5"], expected, check_names=False)
+
+
+def test_training_rows_never_use_data_after_their_ts(lake_env):
+    """Append a vendor correction of every bar after T, re-run the graph: rows at or before T are unchanged."""
+    settings, defs, instance = lake_env
+    day, symbol = DATES[1], "MSFT"
+    cut = pd.Timestamp("2024-11-27 16:00", tz="UTC")
+    before = get_features_for_training(GROUPS, "v1", [symbol], day, day + dt.timedelta(days=1), include_labels=False, settings=settings).features
+    lake = ParquetLake(base_path=str(settings.base_path), fsync=False)
+    raw = lake.read_latest_batch(raw_bars_table("sim"), symbol, day)
+    later = raw["ts"] > cut
+    raw.loc[later, ["open", "high", "low", "close"]] *= 1.07
+    raw.loc[later, "volume"] += 1000
+    raw["batch_id"] = "perturbed000000a"
+    lake.append_batch(raw_bars_table("sim"), symbol, day, raw, "perturbed000000a", pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=1))
+    report = run_backfill(instance, plan_backfill([symbol], day, day), defs=defs)
+    assert report.success
+    after = get_features_for_training(GROUPS, "v1", [symbol], day, day + dt.timedelta(days=1), include_labels=False, settings=settings).features
+    value_columns = [c for c in before.columns if c not in ("symbol", "ts", "available_ts")]
+    early_before, early_after = before[before["ts"] <= cut], after[after["ts"] <= cut]
+    pd.testing.assert_frame_equal(early_before.reset_index(drop=True), early_after.reset_index(drop=True))
+    late_changed = (before[before["ts"] > cut + pd.Timedelta(minutes=60)][value_columns].fillna(0).to_numpy()
+                    != after[after["ts"] > cut + pd.Timedelta(minutes=60)][value_columns].fillna(0).to_numpy())
+    assert late_changed.any()  # the perturbation did reach the later rows
+
+
+def test_inference_latest_inside_a_gap_returns_last_real_row(lake_env):
+    settings, *_ = lake_env
+    bars = get_curated_bars(SYMBOLS, "2024-11-26", "2024-12-03", settings=settings)
+    gaps = bars[bars["is_imputed"] & bars["close"].notna() & (bars["gap_run_minutes"] >= 3)]
+    assert len(gaps), "the offline source injects multi-minute gaps"
+    gap_row = gaps.iloc[len(gaps) // 2]
+    at = gap_row["ts"] + pd.Timedelta(seconds=30)
+    symbol = gap_row["symbol"]
+    day_bars = bars[(bars["symbol"] == symbol) & (bars["ts"] + pd.Timedelta(minutes=1) <= at) & ~bars["is_imputed"]]
+    expected_ts = day_bars["ts"].max()
+    result = get_features_for_inference(GROUPS, "v1", [symbol, "SPY"], at, mode="latest", settings=settings)
+    row = result.features.loc[symbol]
+    assert list(row.index) == [expected_ts]
+    fresh = result.metadata["freshness"][symbol]
+    assert fresh["staleness_seconds"] == (at - expected_ts).total_seconds() > 60
+    assert pd.Timestamp(fresh["available_ts"]) <= at
+    assert "spread_bps" in result.features.columns and result.metadata["missing_symbols"] == []
+    for sym, info in result.metadata["freshness"].items():
+        assert pd.Timestamp(info["available_ts"]) <= at, sym
+
+
+def test_inference_latest_before_the_open_uses_the_previous_session(lake_env):
+    settings, *_ = lake_env
+    at = pd.Timestamp("2024-11-27 14:00", tz="UTC")  # before the 11-27 open
+    result = get_features_for_inference(["bar_features"], "v1", ["AAPL"], at, settings=settings)
+    (symbol, ts), = result.features.index
+    assert ts.date() == DATES[0] and ts < at
+
+
+def test_inference_exact_matches_training_row(lake_env):
+    settings, *_ = lake_env
+    at = pd.Timestamp("2024-11-26 16:10", tz="UTC")
+    exact = get_features_for_inference(GROUPS, "v1", ["AAPL", "SPY"], at, mode="exact", settings=settings).features
+    train = get_features_for_training(GROUPS, "v1", ["AAPL", "SPY"], at, at + pd.Timedelta(minutes=1), include_labels=False, settings=settings).features
+    pd.testing.assert_frame_equal(exact.reset_index(), train.reset_index(drop=True)[list(exact.reset_index().columns)], check_dtype=False)
+
+
+def test_catalog_lists_datasets_and_feature_groups(lake_env):
+    settings, *_ = lake_env
+    datasets = {d.name: d for d in list_datasets(settings)}
+    assert {"raw_bars", "l2_snapshots", "curated_bars", "aligned_bars", "bar_features", "l2_features", "labels"} <= set(datasets)
+    assert datasets["curated_bars"].type == "curated" and datasets["labels"].type == "labels"
+    assert datasets["curated_bars"].available_date_range == (DATES[0], DATES[-1])
+    assert datasets["raw_bars"].sources == ("sim",) and datasets["raw_bars"].symbols == len(SYMBOLS)
+    assert datasets["bar_features"].versions == ("v1",) and datasets["bar_features"].latest_pipeline_version == "v1"
+    assert datasets["l2_snapshots"].available_date_range == (DATES[0], DATES[-1])
+    groups = {g.feature_group: g for g in list_feature_groups(settings)}
+    assert groups["bar_features"].versions == ("v1",) and groups["bar_features"].stored_versions == ("v1",)
+    assert "volatility" in groups["bar_features"].description
