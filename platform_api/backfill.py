@@ -106,7 +106,12 @@ def _project_definitions() -> dg.Definitions:
 
 
 def _execute_chunk(
-    instance: dg.DagsterInstance, job_name: str, tags: dict[str, str], log_level: str, defs: dg.Definitions | None = None
+    instance: dg.DagsterInstance,
+    job_name: str,
+    tags: dict[str, str],
+    log_level: str,
+    defs: dg.Definitions | None = None,
+    asset_selection: list[str] | None = None,
 ) -> RunOutcome:
     defs = defs or _project_definitions()
     started = time.monotonic()
@@ -116,6 +121,7 @@ def _execute_chunk(
         tags=tags,
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        asset_selection=[dg.AssetKey(name) for name in asset_selection] if asset_selection else None,
     )
     counts: dict[str, int] = {}
     for event in result.get_asset_materialization_events():
@@ -136,9 +142,9 @@ def _execute_chunk(
     )
 
 
-def _execute_chunk_in_worker(instance_ref, job_name: str, tags: dict[str, str], log_level: str) -> RunOutcome:
+def _execute_chunk_in_worker(instance_ref, job_name: str, tags: dict[str, str], log_level: str, asset_selection) -> RunOutcome:
     with dg.DagsterInstance.from_ref(instance_ref) as instance:
-        return _execute_chunk(instance, job_name, tags, log_level)
+        return _execute_chunk(instance, job_name, tags, log_level, asset_selection=asset_selection)
 
 
 def run_backfill(
@@ -151,6 +157,8 @@ def run_backfill(
     launched_by: str = "python-api",
     log_level: str = "WARNING",
     on_run_done: Callable[[RunOutcome, int, int], None] | None = None,
+    asset_selection: list[str] | None = None,
+    extra_tags: dict[str, str] | None = None,
 ) -> BackfillReport:
     """Materialize the plan's runs on ``instance``; ``on_run_done(outcome, done, total)`` reports progress.
 
@@ -162,7 +170,7 @@ def run_backfill(
     else:
         require_tracked(instance, plan.symbols)
     universe = tracked_symbols(instance, STOCKS)
-    all_tags = [run_tags(plan, chunk, universe, launched_by) for chunk in plan.chunks]
+    all_tags = [{**(extra_tags or {}), **run_tags(plan, chunk, universe, launched_by)} for chunk in plan.chunks]
     started = time.monotonic()
     outcomes: list[RunOutcome] = []
 
@@ -173,11 +181,11 @@ def run_backfill(
 
     if workers <= 1 or len(all_tags) == 1:
         for tags in all_tags:
-            record(_execute_chunk(instance, plan.job_name, tags, log_level, defs))
+            record(_execute_chunk(instance, plan.job_name, tags, log_level, defs, asset_selection))
     else:
         context = multiprocessing.get_context("spawn")
         with cf.ProcessPoolExecutor(max_workers=min(workers, len(all_tags)), mp_context=context) as pool:
-            futures = [pool.submit(_execute_chunk_in_worker, instance.get_ref(), plan.job_name, tags, log_level) for tags in all_tags]
+            futures = [pool.submit(_execute_chunk_in_worker, instance.get_ref(), plan.job_name, tags, log_level, asset_selection) for tags in all_tags]
             for future in cf.as_completed(futures):
                 record(future.result())
     outcomes.sort(key=lambda o: o.start)

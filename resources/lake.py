@@ -118,6 +118,10 @@ class ParquetLake(dg.ConfigurableResource):
         target = self.partition_dir(table, symbol, day) / PART_FILE
         return write_parquet_atomic(_to_arrow(data, schema), target, fsync=self.fsync and durable)
 
+    def has_partition(self, table: Table, symbol: str, day: dt.date) -> bool:
+        """Whether the (symbol, date) partition of a derived table is stored."""
+        return (self.partition_dir(table, symbol, day) / PART_FILE).exists()
+
     def delete_partition(self, table: Table, symbol: str, day: dt.date) -> bool:
         """Remove a derived partition's file (used when a re-run produces nothing for it)."""
         path = self.partition_dir(table, symbol, day) / PART_FILE

@@ -11,10 +11,10 @@ import functools
 import logging
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _WINDOW_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
@@ -80,6 +80,12 @@ class PlatformSettings(BaseSettings):
     partitions_start_date: dt.date = Field(dt.date(2021, 1, 4), validation_alias=_env("PARTITIONS_START_DATE"))
     sim_seed: Annotated[int, Field(ge=0)] = Field(7, validation_alias=_env("SIM_SEED"))
     lake_fsync: bool = Field(True, validation_alias=_env("LAKE_FSYNC"))
+    ingestion_sources: Annotated[list[Literal["sim", "databento", "ib"]], NoDecode] = Field(["sim"], validation_alias=_env("INGESTION_SOURCES"))
+
+    @field_validator("ingestion_sources", mode="before")
+    @classmethod
+    def _sources(cls, value):
+        return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
 
     @field_validator("level2_dirname")
     @classmethod
@@ -149,6 +155,24 @@ def load_settings(**overrides) -> PlatformSettings:
             shown = "<hidden>" if "KEY" in key.upper() else repr(value)
             problems.append(f"{key}={shown}: {error['msg']}")
         raise SettingsError("invalid setting " + "; ".join(problems)) from None
+
+
+def settings_env(settings: PlatformSettings) -> dict[str, str]:
+    """The settings as environment variables (secrets left out), to hand to a child process."""
+    env = {}
+    for name, value in settings.model_dump().items():
+        if value is None or isinstance(value, SecretStr):
+            continue
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, list):
+            text = ",".join(map(str, value))
+        elif isinstance(value, dt.date):
+            text = value.isoformat()
+        else:
+            text = str(value)
+        env[_FIELD_TO_ENV[name]] = text
+    return env
 
 
 @functools.lru_cache(maxsize=1)

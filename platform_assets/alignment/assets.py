@@ -8,6 +8,7 @@ from platform_assets.curation.assets import curated_bars
 from platform_assets.ingestion.assets import l2_snapshots_sim
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions
 from platform_assets.progress import Progress
+from platform_assets.run_options import keep_existing
 from platform_assets.universe import run_symbols
 from resources.l2_store import L2SnapshotStore
 from resources.lake import ALIGNED_BARS, CURATED_BARS, ParquetLake
@@ -32,10 +33,13 @@ def aligned_bars(context: dg.AssetExecutionContext, lake: ParquetLake, l2_store:
     """
     symbols, dates = run_symbols(context), partition_dates(context)
     rows = stale = crossed = 0
+    keep = keep_existing(context, "curated")
     progress = Progress(context, "aligned_bars", len(symbols) * len(dates))
     for day in dates:
         for symbol in symbols:
             progress.step()
+            if keep and lake.has_partition(ALIGNED_BARS, symbol, day):
+                continue
             bars = lake.read(CURATED_BARS, [symbol], [day])
             if bars.empty:
                 continue

@@ -12,6 +12,7 @@ from platform_assets.curation.gap_engine import ImputationPolicy, curate_bars, l
 from platform_assets.ingestion.assets import l2_snapshots_sim, raw_bars_sim
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions
 from platform_assets.progress import Progress
+from platform_assets.run_options import keep_existing
 from platform_assets.quality.metrics import DQ_METRICS_SCHEMA, Threshold, dq_metrics_table, metric_frame
 from platform_assets.universe import run_symbols
 from resources.l2_store import L2SnapshotStore
@@ -81,11 +82,14 @@ def curated_bars(
     policy = ImputationPolicy(halt_min_minutes=config.halt_min_minutes)
     totals: dict[str, float] = {}
     no_raw, timeline_problems, sources = [], [], set()
+    keep = keep_existing(context, "curated")
     progress = Progress(context, "curated_bars", len(symbols) * len(dates))
     for day in dates:
         timeline = session_minutes(STOCKS, day)
         for symbol in symbols:
             progress.step()
+            if keep and lake.has_partition(CURATED_BARS, symbol, day):
+                continue
             source, raw = pick_raw_source(lake, symbol, day, config.source_priority)
             if raw is None:
                 no_raw.append(f"{symbol}@{day}")

@@ -10,6 +10,7 @@ from platform_assets.features.registry import FEATURE_GROUPS
 from platform_assets.ingestion.assets import l2_snapshots_sim
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions
 from platform_assets.progress import Progress
+from platform_assets.run_options import keep_existing
 from platform_assets.universe import run_symbols
 from resources.l2_store import L2SnapshotStore
 from resources.lake import CURATED_BARS, ParquetLake, feature_table, labels_table
@@ -41,10 +42,13 @@ def bar_features(context: dg.AssetExecutionContext, lake: ParquetLake) -> dg.Mat
     symbols, dates = run_symbols(context), partition_dates(context)
     versions = FEATURE_GROUPS[BAR_GROUP]
     rows = 0
+    keep = keep_existing(context, "features")
     progress = Progress(context, "bar_features", len(symbols) * len(dates))
     for day in dates:
         for symbol in symbols:
             progress.step()
+            if keep and all(lake.has_partition(feature_table(BAR_GROUP, v), symbol, day) for v in versions):
+                continue
             bars = lake.read(CURATED_BARS, [symbol], [day])
             if bars.empty:
                 continue
@@ -75,11 +79,14 @@ def l2_features(context: dg.AssetExecutionContext, lake: ParquetLake, l2_store: 
     symbols, dates = run_symbols(context), partition_dates(context)
     versions = FEATURE_GROUPS[L2_GROUP]
     rows = without_book = 0
+    keep = keep_existing(context, "features")
     progress = Progress(context, "l2_features", len(symbols) * len(dates))
     for day in dates:
         timeline = session_minutes(STOCKS, day)
         for symbol in symbols:
             progress.step()
+            if keep and all(lake.has_partition(feature_table(L2_GROUP, v), symbol, day) for v in versions):
+                continue
             book, _ = l2_store.read_day(symbol, day)
             if len(book) == 0:
                 without_book += 1
@@ -110,10 +117,13 @@ def labels(context: dg.AssetExecutionContext, lake: ParquetLake) -> dg.Materiali
     """
     symbols, dates = run_symbols(context), partition_dates(context)
     rows = 0
+    keep = keep_existing(context, "features")
     progress = Progress(context, "labels", len(symbols) * len(dates))
     for day in dates:
         for symbol in symbols:
             progress.step()
+            if keep and all(lake.has_partition(labels_table(v), symbol, day) for v in LABEL_DEFINITIONS):
+                continue
             bars = lake.read(CURATED_BARS, [symbol], [day])
             if bars.empty:
                 continue

@@ -1,0 +1,20 @@
+"""Per-run options carried as run tags (so a backfill launched from the API shows them in the UI).
+
+``platform/keep_existing``: comma-separated layers (``curated``, ``features``) whose already
+stored (symbol, date) partitions a run must leave untouched; only missing ones are computed.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+KEEP_EXISTING_TAG = "platform/keep_existing"
+LAYERS = ("curated", "features")
+
+
+def keep_existing(context: dg.AssetExecutionContext, layer: str) -> bool:
+    """True when this run must not overwrite stored partitions of ``layer``."""
+    if layer not in LAYERS:
+        raise ValueError(f"unknown layer {layer!r}")
+    tagged = context.run.tags.get(KEEP_EXISTING_TAG, "")
+    return layer in {part.strip() for part in tagged.split(",")}

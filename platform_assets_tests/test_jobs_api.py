@@ -1,0 +1,113 @@
+"""Job control API: real Dagster runs on a temp instance, states as the instance reports them."""
+
+import datetime as dt
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from platform_api import errors
+from platform_api.jobs import get_backfill_job_status, get_ingestion_job_status, trigger_backfill, trigger_daily_ingestion, trigger_historical_ingestion
+from platform_assets.universe import add_symbols
+from resources.lake import ALIGNED_BARS, CURATED_BARS, feature_table
+
+
+def _wait_states(job_id, instance, timeout=120.0):
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = get_backfill_job_status(job_id, instance=instance).state
+        if not seen or seen[-1] != state:
+            seen.append(state)
+        if state in ("SUCCEEDED", "FAILED"):
+            return seen
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} still {seen[-1]} after {timeout}s")
+
+
+def test_async_backfill_moves_pending_running_succeeded(platform):
+    add_symbols(platform.instance, ["AAPL"])
+    trigger_historical_ingestion("sim", ["AAPL"], "2024-11-26", "2024-11-27", wait=True, instance=platform.instance, settings=platform.settings, defs=platform.defs)
+    handle = trigger_backfill("curated_bars", ["AAPL"], "2024-11-26", "2024-11-27", instance=platform.instance, settings=platform.settings, defs=platform.defs)
+    assert handle.kind == "backfill"
+    seen = _wait_states(handle.job_id, platform.instance)
+    assert seen == ["PENDING", "RUNNING", "SUCCEEDED"], seen
+    status = get_backfill_job_status(handle.job_id, instance=platform.instance)
+    assert status.params["dataset_name"] == "curated_bars" and status.start_ts and status.end_ts
+    assert status.summary["runs_succeeded"] == status.summary["runs_planned"] == 1
+    assert status.summary["materializations"]["curated_bars"] == 2 and "raw_bars_sim" not in status.summary["materializations"]
+    runs = [platform.instance.get_run_by_id(run_id) for run_id in status.run_ids]
+    assert [r.status for r in runs] == [dg.DagsterRunStatus.SUCCESS]
+    assert runs[0].tags["platform/job_id"] == handle.job_id
+
+
+def test_backfill_without_overwrite_features_leaves_them_untouched(platform):
+    kw = dict(instance=platform.instance, settings=platform.settings, defs=platform.defs)
+    handle = trigger_historical_ingestion("sim", ["AAPL", "MSFT"], "2024-11-26", "2024-11-27", add_missing_symbols=True, wait=True, **kw)
+    assert get_ingestion_job_status(handle.job_id, instance=platform.instance).state == "SUCCEEDED"
+    first = trigger_backfill("curated_bars", ["AAPL", "MSFT"], "2024-11-26", "2024-11-27", wait=True, **kw)
+    assert get_backfill_job_status(first.job_id, instance=platform.instance).state == "SUCCEEDED"
+    lake = platform.resources["lake"]
+    table = feature_table("bar_features", "v1")
+    files = {p: p.stat().st_mtime_ns for p in lake.table_dir(table).rglob("part.parquet")}
+    assert len(files) == 4
+    missing = lake.partition_dir(table, "MSFT", dt.date(2024, 11, 27)) / "part.parquet"
+    missing.unlink()
+    curated = lake.partition_dir(CURATED_BARS, "AAPL", dt.date(2024, 11, 26)) / "part.parquet"
+    curated_before = curated.stat().st_mtime_ns
+    time.sleep(0.01)
+    second = trigger_backfill("curated_bars", ["AAPL", "MSFT"], "2024-11-26", "2024-11-27", {"overwrite_features": False}, wait=True, **kw)
+    assert get_backfill_job_status(second.job_id, instance=platform.instance).state == "SUCCEEDED"
+    for path, mtime in files.items():
+        if path != missing:
+            assert path.stat().st_mtime_ns == mtime, path  # untouched
+    assert missing.exists()  # the missing partition was computed
+    assert curated.stat().st_mtime_ns != curated_before  # curated was overwritten (default)
+
+
+def test_failed_run_makes_the_job_failed(platform):
+    kw = dict(instance=platform.instance, settings=platform.settings, defs=platform.defs)
+    trigger_historical_ingestion("sim", ["SPY"], "2024-11-26", "2024-11-26", add_missing_symbols=True, wait=True, **kw)
+    lake = platform.resources["lake"]
+    blocker = lake.table_dir(ALIGNED_BARS) / "symbol=SPY"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("not a folder")  # writing aligned bars for SPY now fails
+    handle = trigger_backfill("curated_bars", ["SPY"], "2024-11-26", "2024-11-26", instance=platform.instance, settings=platform.settings, defs=platform.defs)
+    assert _wait_states(handle.job_id, platform.instance)[-1] == "FAILED"
+    status = get_backfill_job_status(handle.job_id, instance=platform.instance)
+    assert status.summary["runs_failed"] == 1 and status.summary["errors"]
+    assert platform.instance.get_run_by_id(status.run_ids[0]).status == dg.DagsterRunStatus.FAILURE
+
+
+def test_bad_requests(platform):
+    kw = dict(instance=platform.instance, settings=platform.settings, defs=platform.defs)
+    with pytest.raises(errors.UnknownSymbolError, match="not tracked"):
+        trigger_backfill("curated_bars", ["NVDA"], "2024-11-26", "2024-11-27", **kw)
+    with pytest.raises(errors.InvalidSymbolError):
+        trigger_backfill("curated_bars", ["NV/DA"], "2024-11-26", "2024-11-27", **kw)
+    with pytest.raises(errors.UnknownDatasetError):
+        trigger_backfill("raw_bars_sim", ["NVDA"], "2024-11-26", "2024-11-27", **kw)
+    with pytest.raises(errors.InvalidOptionError, match="overwrite_feature"):
+        trigger_backfill("curated_bars", ["NVDA"], "2024-11-26", "2024-11-27", {"overwrite_feature": False}, **kw)
+    with pytest.raises(errors.InvalidOptionError, match="bar_size"):
+        trigger_historical_ingestion("sim", ["NVDA"], "2024-11-26", "2024-11-27", {"bar_size": "7 min"}, **kw)
+    with pytest.raises(errors.InvalidOptionError, match="unknown source"):
+        trigger_historical_ingestion("yahoo", ["NVDA"], "2024-11-26", "2024-11-27", **kw)
+    with pytest.raises(errors.InvalidDateRangeError):
+        trigger_historical_ingestion("sim", ["NVDA"], "2024-11-27", "2024-11-26", **kw)
+    with pytest.raises(errors.InvalidDateRangeError, match="not an XNYS trading day"):
+        trigger_daily_ingestion("2024-11-28", **kw)  # Thanksgiving
+    with pytest.raises(errors.UnknownJobError):
+        get_backfill_job_status("backfill-000000000000", instance=platform.instance)
+    with pytest.raises(errors.UnknownJobError):
+        get_backfill_job_status("../../etc/passwd", instance=platform.instance)
+    assert not list(Path(platform.settings.base_path).rglob("*.parquet"))  # nothing was written
+
+
+def test_daily_ingestion_runs_the_whole_graph_for_the_universe(platform):
+    add_symbols(platform.instance, ["AAPL", "MSFT"])
+    handle = trigger_daily_ingestion("2024-11-29", wait=True, instance=platform.instance, settings=platform.settings, defs=platform.defs)
+    status = get_ingestion_job_status(handle.job_id, instance=platform.instance)
+    assert status.state == "SUCCEEDED" and status.params["symbols"] == ["AAPL", "MSFT"]
+    assert set(status.summary["materializations"]) >= {"raw_bars_sim", "curated_bars", "bar_features", "labels"}
