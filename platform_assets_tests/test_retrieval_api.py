@@ -187,3 +187,42 @@ def test_catalog_lists_datasets_and_feature_groups(lake_env):
     groups = {g.feature_group: g for g in list_feature_groups(settings)}
     assert groups["bar_features"].versions == ("v1",) and groups["bar_features"].stored_versions == ("v1",)
     assert "volatility" in groups["bar_features"].description
+
+
+TF1_SCRIPT = """
+import json, warnings
+warnings.simplefilter("ignore")
+import dagster as dg
+from definitions import defs
+
+with dg.DagsterInstance.get() as instance:
+    curated = defs.load_asset_value("curated_bars", partition_key="2024-11-29", instance=instance)
+    features = defs.load_asset_value(
+        "bar_features", instance=instance,
+        metadata={"start": "2024-11-26", "end": "2024-12-02", "symbols": ["AAPL", "SPY"], "version": "v1"},
+    )
+print(json.dumps({
+    "curated_rows": len(curated), "curated_symbols": sorted(curated["symbol"].unique()),
+    "feature_rows": len(features), "feature_symbols": sorted(features["symbol"].unique()),
+    "feature_dates": sorted(str(d) for d in features["date"].unique()),
+    "versions": sorted(features["feature_version"].unique()),
+}))
+"""
+
+
+def test_tf1_loads_through_the_io_manager_in_a_separate_process(lake_env, tmp_path):
+    """A separate Python process (as TF_1 would) loads a partition and a feature range; no webserver."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    settings, _, instance = lake_env
+    env = {**os.environ, "DATA_PATH_OVERRIDE": str(settings.base_path), "DAGSTER_HOME": str(instance.root_directory)}
+    done = subprocess.run([sys.executable, "-c", TF1_SCRIPT], env=env, capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["curated_rows"] == 210 * len(SYMBOLS) and out["curated_symbols"] == sorted(SYMBOLS)
+    assert out["feature_symbols"] == ["AAPL", "SPY"] and out["versions"] == ["v1"]
+    assert out["feature_dates"] == [str(d) for d in DATES] and out["feature_rows"] == 2 * (390 * 3 + 210)

@@ -5,7 +5,8 @@ Assets write their own (symbol, date) files through the lake resource and return
 range in memory). This I/O manager is the read side used by ``Definitions.load_asset_value`` and
 by TF_1: for a date-partitioned asset it returns every stored symbol of the requested dates.
 Input metadata narrows the load: ``{"symbols": [...], "version": "v1"}`` (versioned tables default
-to their newest stored version).
+to their newest stored version), and ``{"start": "YYYY-MM-DD", "end": "YYYY-MM-DD"}`` loads an
+inclusive date range in one call (without a partition key).
 """
 
 from __future__ import annotations
@@ -19,12 +20,20 @@ import pyarrow.parquet as pq
 
 from resources.l2_store import L2SnapshotStore
 from resources.lake import ALIGNED_BARS, CURATED_BARS, ParquetLake, Table, labels_table, feature_table, raw_bars_table
-from resources.validation import normalize_symbols, validate_version
+from resources.validation import normalize_symbols, parse_date_range, validate_version
 
 RAW_ASSET_PREFIX = "raw_bars_"
 L2_ASSET_PREFIX = "l2_snapshots_"
 VERSIONED = {"bar_features": "features/bar_features", "l2_features": "features/l2_features", "labels": "labels"}
 PLAIN = {"curated_bars": CURATED_BARS, "aligned_bars": ALIGNED_BARS}
+
+
+def _date_range(start, end) -> list[dt.date]:
+    """Every calendar date of an inclusive range given in input metadata (``start``/``end``)."""
+    if not (start and end):
+        raise ValueError("load a date range with both metadata start and end (YYYY-MM-DD)")
+    first, last = parse_date_range(start, end)
+    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
 
 class LakeIOManager(dg.ConfigurableIOManager):
@@ -52,6 +61,8 @@ class LakeIOManager(dg.ConfigurableIOManager):
             if context.has_asset_partitions
             else None
         )
+        if dates is None and (metadata.get("start") or metadata.get("end")):
+            dates = _date_range(metadata.get("start"), metadata.get("end"))
         symbols = normalize_symbols(metadata["symbols"]) if metadata.get("symbols") else None
         return self.load(name, dates=dates, symbols=symbols, version=metadata.get("version"))
 
