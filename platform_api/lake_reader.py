@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from resources.lake import PART_FILE, ParquetLake, Table
 from resources.settings import PlatformSettings, get_settings
@@ -68,8 +69,8 @@ def parquet_list(paths: Iterable[Path]) -> list[str]:
 
 def frame(conn: duckdb.DuckDBPyConnection, sql: str, params: dict) -> pd.DataFrame:
     """A query result as pandas via Arrow, time stamps as UTC (``.df()`` drops the zone of *_NS)."""
-    result = conn.sql(sql, params=params).to_arrow_table().to_pandas()
-    for column in result.columns:
-        if isinstance(result[column].dtype, pd.DatetimeTZDtype):
-            result[column] = result[column].dt.tz_convert("UTC")
-    return result
+    table = conn.sql(sql, params=params).to_arrow_table()
+    schema = pa.schema(
+        [f.with_type(pa.timestamp(f.type.unit, "UTC")) if pa.types.is_timestamp(f.type) and f.type.tz else f for f in table.schema]
+    )
+    return table.cast(schema).to_pandas(split_blocks=True, self_destruct=True)

@@ -184,9 +184,6 @@ def get_features_for_training(
     empty = sorted(set(symbols) - set(frame["symbol"].unique()))
     if empty:
         raise _missing_symbols_error("features", empty, start_ts, end_ts)
-    for column in ("ts", "available_ts", "label_available_ts"):
-        if column in frame:
-            frame[column] = frame[column].dt.tz_convert("UTC")
     keys = ["symbol", "ts"]
     labels = None
     if definition is not None:
