@@ -129,13 +129,14 @@ def _submit(record: JobRecord, instance: dg.DagsterInstance, settings: PlatformS
     if wait:
         execute_job(instance, record.job_id, defs=defs)
     else:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "platform_api.job_worker", str(folder), record.job_id],
-            env={**os.environ, **record.settings_env},
-            stdout=subprocess.DEVNULL,
-            stderr=open(folder / f"{record.job_id}.log", "ab"),  # noqa: SIM115 - owned by the child
-            start_new_session=True,
-        )
+        with open(folder / f"{record.job_id}.log", "ab") as log:  # the child keeps its own copy of the handle
+            child = subprocess.Popen(
+                [sys.executable, "-m", "platform_api.job_worker", str(folder), record.job_id],
+                env={**os.environ, **record.settings_env},
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                start_new_session=True,
+            )
         _CHILDREN[record.job_id] = child
         record.worker_pid = child.pid
         _update(folder, record.job_id, worker_pid=child.pid)
