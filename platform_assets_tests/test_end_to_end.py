@@ -66,7 +66,7 @@ def test_ranged_backfill_end_to_end_and_idempotent(platform):
     assert again.success
     after = _lake_snapshot(platform.settings.base_path)
     assert set(after) == set(before)  # no new files: raw batches are not re-appended
-    assert all(after[p] == before[p] for p in before if "raw_bars" in p)  # raw untouched
+    assert all(after[p] == before[p] for p in before if p.startswith("lake/raw_bars/"))  # raw untouched
     curated_after = lake.read(CURATED_BARS).sort_values(["symbol", "ts"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(curated_before, curated_after)
 

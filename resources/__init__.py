@@ -11,6 +11,9 @@ from resources.settings import PlatformSettings, get_settings
 
 def build_resources(settings: PlatformSettings | None = None) -> dict:
     """The resource set every asset of the platform runs with."""
+    from platform_assets.quality.checks import DataQuality  # the rule engine imports resources itself
+    from platform_assets.quality.config import DEFAULT_RULES_FILE
+
     settings = settings or get_settings()
     base, level2 = str(settings.base_path), str(settings.level2_path)
     return {
@@ -18,4 +21,5 @@ def build_resources(settings: PlatformSettings | None = None) -> dict:
         "l2_store": L2SnapshotStore(level2_path=level2, fsync=settings.lake_fsync),
         "offline_source": OfflineSource(seed=settings.sim_seed),
         "io_manager": LakeIOManager(base_path=base, level2_path=level2),
+        "data_quality": DataQuality(rules_file=str(settings.dq_rules_file or DEFAULT_RULES_FILE), engine=settings.dq_engine),
     }

@@ -12,15 +12,16 @@ import functools
 import dagster as dg
 
 from platform_assets.calendars import STOCKS, Market
-from resources.sim_market import FaultRates, SimDay, simulate_day
+from resources.sim_market import FaultRates, SimDay, corrupt_day, simulate_day
 
 SIM_SOURCE = "sim"
 
 
 @functools.lru_cache(maxsize=4096)
-def _cached_day(seed: int, symbol: str, day: dt.date, market: Market, inject_faults: bool) -> SimDay:
+def _cached_day(seed: int, symbol: str, day: dt.date, market: Market, inject_faults: bool, corruption: str | None) -> SimDay:
     rates = FaultRates() if inject_faults else FaultRates.none()
-    return simulate_day(seed, symbol, day, market=market, rates=rates)
+    sim = simulate_day(seed, symbol, day, market=market, rates=rates)
+    return corrupt_day(sim, corruption) if corruption else sim
 
 
 class OfflineSource(dg.ConfigurableResource):
@@ -28,6 +29,8 @@ class OfflineSource(dg.ConfigurableResource):
 
     seed: int = 7
     inject_faults: bool = True
+    corrupt_days: dict[str, str] = {}
+    """Whole-day vendor failures, ``{"SYMBOL@YYYY-MM-DD": "bad_ticks" | "outage" | "crossed_book"}``."""
 
     @property
     def source_name(self) -> str:
@@ -35,4 +38,4 @@ class OfflineSource(dg.ConfigurableResource):
 
     def day(self, symbol: str, day: dt.date, market: Market = STOCKS) -> SimDay:
         """Bars, book snapshots and the ground-truth fault list of one (symbol, session)."""
-        return _cached_day(self.seed, symbol, day, market, self.inject_faults)
+        return _cached_day(self.seed, symbol, day, market, self.inject_faults, self.corrupt_days.get(f"{symbol}@{day.isoformat()}"))

@@ -80,6 +80,8 @@ class PlatformSettings(BaseSettings):
     partitions_start_date: dt.date = Field(dt.date(2021, 1, 4), validation_alias=_env("PARTITIONS_START_DATE"))
     sim_seed: Annotated[int, Field(ge=0)] = Field(7, validation_alias=_env("SIM_SEED"))
     lake_fsync: bool = Field(True, validation_alias=_env("LAKE_FSYNC"))
+    dq_engine: Literal["gx", "vectorised"] = Field("gx", validation_alias=_env("DQ_ENGINE"))
+    dq_rules_file: Path | None = Field(None, validation_alias=_env("DQ_RULES_FILE"))
     ingestion_sources: Annotated[list[Literal["sim", "databento", "ib"]], NoDecode] = Field(["sim"], validation_alias=_env("INGESTION_SOURCES"))
 
     @field_validator("ingestion_sources", mode="before")

@@ -263,3 +263,40 @@ def _simulate_book(
 
     book = L2Book(timestamps, bid_prices, bid_sizes, ask_prices, ask_sizes)
     return book.take(np.flatnonzero(keep))
+
+
+CORRUPTIONS = ("bad_ticks", "outage", "crossed_book")
+
+
+def corrupt_day(sim: SimDay, kind: str) -> SimDay:
+    """A whole-day vendor failure on top of a simulated day (for DQ tests and drills).
+
+    * ``bad_ticks``: every 10th bar has a zero close (tens of bad rows: an error, not a warning);
+    * ``outage``: no bars and no snapshots from 30% to 80% of the session (a long feed gap);
+    * ``crossed_book``: every 20th snapshot has its best bid above its best ask.
+    """
+    if kind not in CORRUPTIONS:
+        raise ValueError(f"unknown corruption {kind!r}; expected one of {CORRUPTIONS}")
+    bars, book = sim.bars.copy(), sim.book
+    extra = {"kind": f"corrupt_{kind}", "start_ts": pd.NaT, "end_ts": pd.NaT, "minutes": 0, "detail": kind}
+    if kind == "bad_ticks":
+        bars.loc[bars.index[::10], "close"] = 0.0
+    elif kind == "outage" and len(bars):
+        start, end = sim_outage_window(bars["ts"])
+        bars = bars[(bars["ts"] < start) | (bars["ts"] >= end)].reset_index(drop=True)
+        keep = (book.timestamp < start.to_datetime64()) | (book.timestamp >= end.to_datetime64())
+        book = L2Book(book.timestamp[keep], book.bid_prices[keep], book.bid_sizes[keep], book.ask_prices[keep], book.ask_sizes[keep])
+        extra.update(start_ts=start, end_ts=end, minutes=int((end - start) / pd.Timedelta(minutes=1)))
+    elif kind == "crossed_book":
+        bid, ask = book.bid_prices.copy(), book.ask_prices.copy()
+        rows = np.arange(0, len(bid), 20)
+        bid[rows, 0] = ask[rows, 0] + 0.05
+        book = L2Book(book.timestamp, bid, book.bid_sizes, ask, book.ask_sizes)
+    faults = pd.concat([sim.faults, pd.DataFrame([extra], columns=FAULT_COLUMNS)], ignore_index=True)
+    return SimDay(symbol=sim.symbol, day=sim.day, bars=bars, book=book, faults=faults)
+
+
+def sim_outage_window(ts: pd.Series) -> tuple[pd.Timestamp, pd.Timestamp]:
+    first, last = pd.Timestamp(ts.min()), pd.Timestamp(ts.max())
+    span = last - first
+    return (first + 0.3 * span).floor("min"), (first + 0.8 * span).floor("min")

@@ -13,19 +13,14 @@ from platform_assets.ingestion.assets import l2_snapshots_sim, raw_bars_sim
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions
 from platform_assets.progress import Progress
 from platform_assets.run_options import keep_existing
-from platform_assets.quality.metrics import DQ_METRICS_SCHEMA, Threshold, dq_metrics_table, metric_frame
+from platform_assets.quality.checks import DataQuality, check_groups, dq_check_specs, is_blocked, raw_dq_dataset
 from platform_assets.universe import run_symbols
 from resources.l2_store import L2SnapshotStore
 from resources.lake import CURATED_BARS, ParquetLake, quarantine_table, raw_bars_table
 from resources.schemas import L2Book
 
-CURATED_THRESHOLDS = {
-    "gap_ratio": Threshold(warn=0.05, error=0.25),
-    "invalid_rows": Threshold(warn=1, error=20),
-    "duplicate_rows": Threshold(warn=1, error=50),
-    "missing_minutes": Threshold(warn=1, error=60),
-}
 TIMELINE_CHECK = "timeline_complete"
+CURATED_DQ_CHECKS = dq_check_specs("curated_bars", "curated_bars")
 
 
 class CurationConfig(dg.Config):
@@ -58,10 +53,13 @@ def book_activity(book: L2Book, timeline: pd.DatetimeIndex) -> pd.DataFrame | No
     kinds={"parquet", "pandas"},
     deps=[raw_bars_sim, l2_snapshots_sim],
     metadata={"lake_table": str(CURATED_BARS)},
-    check_specs=[dg.AssetCheckSpec(TIMELINE_CHECK, asset="curated_bars", blocking=True, description="every curated partition holds exactly the session's minutes, each once")],
+    check_specs=[
+        dg.AssetCheckSpec(TIMELINE_CHECK, asset="curated_bars", blocking=True, description="every curated partition holds exactly the session's minutes, each once"),
+        *CURATED_DQ_CHECKS,
+    ],
 )
 def curated_bars(
-    context: dg.AssetExecutionContext, config: CurationConfig, lake: ParquetLake, l2_store: L2SnapshotStore
+    context: dg.AssetExecutionContext, config: CurationConfig, lake: ParquetLake, l2_store: L2SnapshotStore, data_quality: DataQuality
 ) -> dg.MaterializeResult:
     """Canonical gap-aware 1-minute bars, one row per minute of the exchange session.
 
@@ -74,14 +72,17 @@ def curated_bars(
     Feed gap vs no-trade minute: a missing bar whose minute still has moving L2 snapshots is a
     ``no_trade`` minute (the feed was alive, nobody traded); a long frozen-book quiet run is a
     ``halt``; a missing bar with no L2 snapshot either is a ``feed_gap``; without any L2 data for
-    the day the gap is ``unknown``. Rejected raw rows are kept in ``quarantine/curated_bars``;
-    per-partition DQ metrics go to ``dq_metrics/dataset=curated_bars``. Partitioned by trading date;
-    one Parquet file per (symbol, date) in ``lake/curated_bars``.
+    the day the gap is ``unknown``. Rejected raw rows are kept in ``quarantine/curated_bars``.
+    The ``curated_bars`` rules of the DQ rule file run as the ``dq_*`` asset checks; per-partition
+    results go to ``dq_metrics/dataset=curated_bars`` and a partition with an error result is
+    skipped by the downstream assets. A (symbol, date) whose raw batch failed an error rule is not
+    curated. Partitioned by trading date; one Parquet file per (symbol, date) in ``lake/curated_bars``.
     """
     symbols, dates = run_symbols(context), partition_dates(context)
     policy = ImputationPolicy(halt_min_minutes=config.halt_min_minutes)
     totals: dict[str, float] = {}
-    no_raw, timeline_problems, sources = [], [], set()
+    no_raw, raw_blocked, timeline_problems, sources = [], [], [], set()
+    quality = data_quality.recorder(lake, "curated_bars", asset_key="curated_bars")
     keep = keep_existing(context, "curated")
     progress = Progress(context, "curated_bars", len(symbols) * len(dates))
     for day in dates:
@@ -94,6 +95,9 @@ def curated_bars(
             if raw is None:
                 no_raw.append(f"{symbol}@{day}")
                 continue
+            if is_blocked(lake, raw_dq_dataset(source), symbol, day):
+                raw_blocked.append(f"{symbol}@{day}")
+                continue
             sources.add(source)
             book, _ = l2_store.read_day(symbol, day)
             curated, stats, rejected = curate_bars(
@@ -105,10 +109,7 @@ def curated_bars(
             else:
                 lake.delete_partition(quarantine_table(CURATED_BARS), symbol, day)
             values = stats.as_dict()
-            lake.write_partition(
-                dq_metrics_table("curated_bars"), symbol, day,
-                metric_frame("curated_bars", symbol, day, values, CURATED_THRESHOLDS), DQ_METRICS_SCHEMA,
-            )
+            quality.add(symbol, day, curated, stats=values)
             if len(curated) != len(timeline) or curated["ts"].duplicated().any():
                 timeline_problems.append(f"{symbol}@{day}")
             for key, value in values.items():
@@ -116,6 +117,9 @@ def curated_bars(
                     totals[key] = totals.get(key, 0) + value
     if no_raw:
         context.log.warning(f"no raw bars for {len(no_raw)} symbol-days, left untouched: {', '.join(no_raw[:20])}")
+    if raw_blocked:
+        context.log.warning(f"raw bars failed an error DQ rule for {len(raw_blocked)} symbol-days, not curated: {', '.join(raw_blocked[:20])}")
+    dq_results = quality.finish(check_groups(CURATED_DQ_CHECKS))
     expected = totals.get("expected_minutes", 0)
     return dg.MaterializeResult(
         metadata={
@@ -124,6 +128,7 @@ def curated_bars(
             "rows": int(expected),
             "sources": ", ".join(sorted(sources)),
             "symbol_days_without_raw": len(no_raw),
+            "symbol_days_raw_blocked": len(raw_blocked),
             "gap_ratio": round((expected - totals.get("real_minutes", 0)) / expected, 6) if expected else 0.0,
             **{k: int(v) for k, v in totals.items()},
         },
@@ -133,6 +138,7 @@ def curated_bars(
                 passed=not timeline_problems,
                 severity=dg.AssetCheckSeverity.ERROR,
                 metadata={"partitions_checked": len(symbols) * len(dates) - len(no_raw), "failing": ", ".join(timeline_problems[:50])},
-            )
+            ),
+            *dq_results,
         ],
     )

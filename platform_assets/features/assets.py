@@ -7,15 +7,18 @@ from platform_assets.calendars import STOCKS, session_minutes
 from platform_assets.curation.assets import curated_bars
 from platform_assets.features.labels import LABEL_DEFINITIONS, compute_labels
 from platform_assets.features.registry import FEATURE_GROUPS
-from platform_assets.ingestion.assets import l2_snapshots_sim
+from platform_assets.ingestion.assets import L2_DQ_DATASET, l2_snapshots_sim
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions
 from platform_assets.progress import Progress
+from platform_assets.quality.checks import DataQuality, QualityRecorder, check_groups, dq_check_specs, is_blocked, log_blocked
 from platform_assets.run_options import keep_existing
 from platform_assets.universe import run_symbols
 from resources.l2_store import L2SnapshotStore
 from resources.lake import CURATED_BARS, ParquetLake, feature_table, labels_table
 
 BAR_GROUP, L2_GROUP = "bar_features", "l2_features"
+BAR_DQ_CHECKS = dq_check_specs("bar_features", BAR_GROUP)
+L2_FEATURE_DQ_CHECKS = dq_check_specs("l2_features", L2_GROUP)
 
 
 def _versions(group: str) -> str:
@@ -29,25 +32,33 @@ def _versions(group: str) -> str:
     kinds={"parquet", "pandas"},
     deps=[curated_bars],
     metadata={"feature_group": BAR_GROUP, "versions": _versions(BAR_GROUP)},
+    check_specs=BAR_DQ_CHECKS,
 )
-def bar_features(context: dg.AssetExecutionContext, lake: ParquetLake) -> dg.MaterializeResult:
+def bar_features(context: dg.AssetExecutionContext, lake: ParquetLake, data_quality: DataQuality) -> dg.MaterializeResult:
     """Feature group ``bar_features`` (every registered version; v1 today) from curated bars.
 
     v1: 1-min log return, trailing mean and volatility of returns over 5/20/60 bars, return lags
     1/5/10, log volume and volume ratio to its 20-bar mean. Windows reset each session and use only
     bars at or before ``ts`` (no look-ahead); ``available_ts = ts + 1 min``. Each version is its own
     table (``lake/features/bar_features/version=v1``), one file per (symbol, date); the rows carry
-    feature_group and feature_version. Partitioned by trading date.
+    feature_group and feature_version. The ``bar_features`` DQ rules run on every version as the
+    ``dq_*`` checks; a (symbol, date) whose curated bars failed an error rule is skipped.
+    Partitioned by trading date.
     """
     symbols, dates = run_symbols(context), partition_dates(context)
     versions = FEATURE_GROUPS[BAR_GROUP]
     rows = 0
     keep = keep_existing(context, "features")
     progress = Progress(context, "bar_features", len(symbols) * len(dates))
+    quality = {v: data_quality.recorder(lake, BAR_GROUP, stored_as=f"{BAR_GROUP}_{v}", asset_key="bar_features") for v in versions}
+    blocked = []
     for day in dates:
         for symbol in symbols:
             progress.step()
             if keep and all(lake.has_partition(feature_table(BAR_GROUP, v), symbol, day) for v in versions):
+                continue
+            if is_blocked(lake, "curated_bars", symbol, day):
+                blocked.append(f"{symbol}@{day}")
                 continue
             bars = lake.read(CURATED_BARS, [symbol], [day])
             if bars.empty:
@@ -55,8 +66,13 @@ def bar_features(context: dg.AssetExecutionContext, lake: ParquetLake) -> dg.Mat
             for version, spec in versions.items():
                 features = spec.compute(bars).assign(feature_group=BAR_GROUP, feature_version=version)
                 lake.write_partition(feature_table(BAR_GROUP, version), symbol, day, features)
+                quality[version].add(symbol, day, features)
                 rows += len(features)
-    return dg.MaterializeResult(metadata={"feature_group": BAR_GROUP, "versions": ", ".join(versions), "rows": rows})
+    log_blocked(context, "curated_bars", blocked)
+    return dg.MaterializeResult(
+        metadata={"feature_group": BAR_GROUP, "versions": ", ".join(versions), "rows": rows, "symbol_days_dq_blocked": len(blocked)},
+        check_results=QualityRecorder.merged(list(quality.values())).finish(check_groups(BAR_DQ_CHECKS)),
+    )
 
 
 @dg.asset(
@@ -66,26 +82,35 @@ def bar_features(context: dg.AssetExecutionContext, lake: ParquetLake) -> dg.Mat
     kinds={"parquet", "pandas"},
     deps=[l2_snapshots_sim],
     metadata={"feature_group": L2_GROUP, "versions": _versions(L2_GROUP)},
+    check_specs=L2_FEATURE_DQ_CHECKS,
 )
-def l2_features(context: dg.AssetExecutionContext, lake: ParquetLake, l2_store: L2SnapshotStore) -> dg.MaterializeResult:
+def l2_features(
+    context: dg.AssetExecutionContext, lake: ParquetLake, l2_store: L2SnapshotStore, data_quality: DataQuality
+) -> dg.MaterializeResult:
     """Feature group ``l2_features`` (every registered version; v1 today) from L2 snapshots.
 
     v1, one row per session minute: spread_bps, imbalance_1, imbalance_10, microprice_offset_bps,
     bid/ask depth over 10 levels, non-empty level counts and the snapshot age, all as of the last
     snapshot strictly before the bar end (no look-ahead). Minutes without a usable snapshot are
-    NaN. Table ``lake/features/l2_features/version=v1``, one file per (symbol, date). Partitioned by
-    trading date.
+    NaN. Table ``lake/features/l2_features/version=v1``, one file per (symbol, date). The
+    ``l2_features`` DQ rules run as the ``dq_*`` checks; a day whose L2 snapshots failed an error
+    rule is skipped. Partitioned by trading date.
     """
     symbols, dates = run_symbols(context), partition_dates(context)
     versions = FEATURE_GROUPS[L2_GROUP]
     rows = without_book = 0
     keep = keep_existing(context, "features")
     progress = Progress(context, "l2_features", len(symbols) * len(dates))
+    quality = {v: data_quality.recorder(lake, L2_GROUP, stored_as=f"{L2_GROUP}_{v}", asset_key="l2_features") for v in versions}
+    blocked = []
     for day in dates:
         timeline = session_minutes(STOCKS, day)
         for symbol in symbols:
             progress.step()
             if keep and all(lake.has_partition(feature_table(L2_GROUP, v), symbol, day) for v in versions):
+                continue
+            if is_blocked(lake, L2_DQ_DATASET, symbol, day):
+                blocked.append(f"{symbol}@{day}")
                 continue
             book, _ = l2_store.read_day(symbol, day)
             if len(book) == 0:
@@ -94,8 +119,16 @@ def l2_features(context: dg.AssetExecutionContext, lake: ParquetLake, l2_store: 
             for version, spec in versions.items():
                 features = spec.compute(timeline, book, symbol=symbol, day=day).assign(feature_group=L2_GROUP, feature_version=version)
                 lake.write_partition(feature_table(L2_GROUP, version), symbol, day, features)
+                quality[version].add(symbol, day, features)
                 rows += len(features)
-    return dg.MaterializeResult(metadata={"feature_group": L2_GROUP, "versions": ", ".join(versions), "rows": rows, "symbol_days_without_l2": without_book})
+    log_blocked(context, "l2_snapshots", blocked)
+    return dg.MaterializeResult(
+        metadata={
+            "feature_group": L2_GROUP, "versions": ", ".join(versions), "rows": rows,
+            "symbol_days_without_l2": without_book, "symbol_days_dq_blocked": len(blocked),
+        },
+        check_results=QualityRecorder.merged(list(quality.values())).finish(check_groups(L2_FEATURE_DQ_CHECKS)),
+    )
 
 
 @dg.asset(
@@ -113,16 +146,21 @@ def labels(context: dg.AssetExecutionContext, lake: ParquetLake) -> dg.Materiali
     (``lake/labels/version=v1``) so labels never leak into a feature row. ``fwd_ret_h`` is the log
     return of close from ``ts`` to ``ts + h`` in the same session; ``valid_h`` is false when either
     bar is imputed/missing; ``available_ts`` is when the longest horizon is known. Partitioned by
-    trading date; one file per (symbol, date).
+    trading date; one file per (symbol, date). Skips a (symbol, date) whose curated bars failed an
+    error DQ rule.
     """
     symbols, dates = run_symbols(context), partition_dates(context)
     rows = 0
+    blocked = []
     keep = keep_existing(context, "features")
     progress = Progress(context, "labels", len(symbols) * len(dates))
     for day in dates:
         for symbol in symbols:
             progress.step()
             if keep and all(lake.has_partition(labels_table(v), symbol, day) for v in LABEL_DEFINITIONS):
+                continue
+            if is_blocked(lake, "curated_bars", symbol, day):
+                blocked.append(f"{symbol}@{day}")
                 continue
             bars = lake.read(CURATED_BARS, [symbol], [day])
             if bars.empty:
@@ -131,4 +169,5 @@ def labels(context: dg.AssetExecutionContext, lake: ParquetLake) -> dg.Materiali
                 frame = compute_labels(bars, definition)
                 lake.write_partition(labels_table(version), symbol, day, frame)
                 rows += len(frame)
-    return dg.MaterializeResult(metadata={"label_definitions": ", ".join(LABEL_DEFINITIONS), "rows": rows})
+    log_blocked(context, "curated_bars", blocked)
+    return dg.MaterializeResult(metadata={"label_definitions": ", ".join(LABEL_DEFINITIONS), "rows": rows, "symbol_days_dq_blocked": len(blocked)})

@@ -5,9 +5,10 @@ import dagster as dg
 import pandas as pd
 
 from platform_assets.calendars import STOCKS, session_bounds
-from platform_assets.ingestion.raw_batches import build_raw_batch
+from platform_assets.ingestion.raw_batches import as_delivered, build_raw_batch
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions
 from platform_assets.progress import Progress
+from platform_assets.quality.checks import DataQuality, check_groups, dq_check_specs, raw_dq_dataset
 from platform_assets.universe import run_symbols
 from resources.l2_store import L2SnapshotStore
 from resources.lake import ParquetLake, quarantine_table, raw_bars_table
@@ -15,6 +16,9 @@ from resources.offline_source import SIM_SOURCE, OfflineSource
 from resources.schemas import RAW_BARS_SCHEMA
 
 RAW_BARS_SIM = raw_bars_table(SIM_SOURCE)
+RAW_DQ_CHECKS = dq_check_specs("raw_bars_sim", "raw_bars")
+L2_DQ_CHECKS = dq_check_specs("l2_snapshots_sim", "l2_snapshots")
+L2_DQ_DATASET = "l2_snapshots"
 
 
 @dg.asset(
@@ -23,8 +27,11 @@ RAW_BARS_SIM = raw_bars_table(SIM_SOURCE)
     group_name="ingestion",
     kinds={"parquet"},
     metadata={"lake_table": str(RAW_BARS_SIM), "source": SIM_SOURCE},
+    check_specs=RAW_DQ_CHECKS,
 )
-def raw_bars_sim(context: dg.AssetExecutionContext, offline_source: OfflineSource, lake: ParquetLake) -> dg.MaterializeResult:
+def raw_bars_sim(
+    context: dg.AssetExecutionContext, offline_source: OfflineSource, lake: ParquetLake, data_quality: DataQuality
+) -> dg.MaterializeResult:
     """Raw 1-minute OHLCV bars from the offline simulator (source="sim"), as delivered.
 
     Append-only raw layer: one batch file per (source, symbol, trading date) under
@@ -32,13 +39,16 @@ def raw_bars_sim(context: dg.AssetExecutionContext, offline_source: OfflineSourc
     start), open, high, low, close, volume, vwap, trade_count, batch_id, ingestion_ts. Vendor faults
     (bad ticks, missing minutes) are kept as delivered; rows repeating the primary key
     (source, symbol, ts, batch_id) go to ``quarantine/raw_bars``. Re-running a partition with the
-    same data writes nothing (content-hashed batch id). Partitioned by XNYS trading date; every
+    same data writes nothing (content-hashed batch id). The ``raw_bars`` DQ rules run on every
+    delivered batch as the ``dq_*`` checks (results in ``dq_metrics/dataset=raw_bars_sim``); a
+    batch failing an error rule is kept but not curated. Partitioned by XNYS trading date; every
     tracked stock symbol (or the ``platform/symbols`` tag subset) is processed.
     """
     symbols, dates = run_symbols(context), partition_dates(context)
     ingestion_ts = pd.Timestamp.now(tz="UTC")
     rows = written = skipped = duplicates = 0
     progress = Progress(context, "raw_bars_sim", len(symbols) * len(dates))
+    quality = data_quality.recorder(lake, "raw_bars", stored_as=raw_dq_dataset(SIM_SOURCE), asset_key="raw_bars_sim")
     for day in dates:
         for symbol in symbols:
             bars = offline_source.day(symbol, day).bars
@@ -47,6 +57,7 @@ def raw_bars_sim(context: dg.AssetExecutionContext, offline_source: OfflineSourc
             if new and len(repeated):
                 rejected = repeated.assign(reject_reason="duplicate_key")
                 lake.append_batch(quarantine_table(RAW_BARS_SIM), symbol, day, rejected, batch_id, ingestion_ts)
+            quality.add(symbol, day, as_delivered(bars, source=SIM_SOURCE, symbol=symbol, day=day))
             rows += len(batch)
             duplicates += len(repeated)
             written, skipped = written + new, skipped + (not new)
@@ -61,8 +72,16 @@ def raw_bars_sim(context: dg.AssetExecutionContext, offline_source: OfflineSourc
             "batches_written": written,
             "batches_unchanged": skipped,
             "duplicate_key_rows_quarantined": duplicates,
-        }
+        },
+        check_results=quality.finish(check_groups(RAW_DQ_CHECKS)),
     )
+
+
+def l2_quality_input(symbol: str, book) -> tuple[pd.DataFrame, dict]:
+    """An L2 book as the DQ engine takes it: a frame of timestamps plus the level arrays."""
+    frame = pd.DataFrame({"symbol": symbol, "timestamp": pd.to_datetime(book.timestamp).tz_localize("UTC")})
+    arrays = {"bid_prices": book.bid_prices, "bid_sizes": book.bid_sizes, "ask_prices": book.ask_prices, "ask_sizes": book.ask_sizes}
+    return frame, arrays
 
 
 def _capture_suffix(day) -> str:
@@ -77,27 +96,35 @@ def _capture_suffix(day) -> str:
     group_name="ingestion",
     kinds={"parquet"},
     metadata={"file_contract": "level2/{SYMBOL}/{YYYY-MM-DD}_snapshots_{HHMMSS}.parquet", "source": SIM_SOURCE},
+    check_specs=L2_DQ_CHECKS,
 )
-def l2_snapshots_sim(context: dg.AssetExecutionContext, offline_source: OfflineSource, l2_store: L2SnapshotStore) -> dg.MaterializeResult:
+def l2_snapshots_sim(
+    context: dg.AssetExecutionContext, offline_source: OfflineSource, l2_store: L2SnapshotStore, lake: ParquetLake, data_quality: DataQuality
+) -> dg.MaterializeResult:
     """Level-2 order-book snapshots (10 levels, every 30 s) from the offline simulator.
 
     Written in the TF_1 file contract: ``level2/{SYMBOL}/{YYYY-MM-DD}_snapshots_{HHMMSS}.parquet``
     with ``timestamp`` (UTC) and list columns bid_prices, bid_sizes, ask_prices, ask_sizes of fixed
     length 10 (zeros for missing levels), plus ``source="sim"``. HHMMSS is the session open in ET,
     as if a live capture had started then. Feed gaps have no snapshots; halts repeat a frozen
-    book. Re-running a partition replaces the file atomically. Partitioned by XNYS trading date.
+    book. Re-running a partition replaces the file atomically. The ``l2_snapshots`` DQ rules (crossed
+    book, level order, sizes, 10 levels, increasing timestamps) run as the ``dq_*`` checks; a day
+    failing an error rule gets no L2 features. Partitioned by XNYS trading date.
     """
     symbols, dates = run_symbols(context), partition_dates(context)
     snapshots = files = 0
     progress = Progress(context, "l2_snapshots_sim", len(symbols) * len(dates))
+    quality = data_quality.recorder(lake, "l2_snapshots", stored_as=L2_DQ_DATASET, asset_key="l2_snapshots_sim")
     for day in dates:
         suffix = _capture_suffix(day)
         for symbol in symbols:
             book = offline_source.day(symbol, day).book
             l2_store.write(symbol, day, book, suffix=suffix, source=SIM_SOURCE)
+            quality.add(symbol, day, *l2_quality_input(symbol, book))
             snapshots += len(book)
             files += 1
             progress.step()
     return dg.MaterializeResult(
-        metadata={"source": SIM_SOURCE, "simulated": True, "symbols": len(symbols), "dates": len(dates), "files": files, "snapshots": snapshots}
+        metadata={"source": SIM_SOURCE, "simulated": True, "symbols": len(symbols), "dates": len(dates), "files": files, "snapshots": snapshots},
+        check_results=quality.finish(check_groups(L2_DQ_CHECKS)),
     )

@@ -34,3 +34,10 @@ def build_raw_batch(
         return out[RAW_BARS_SCHEMA.names]
 
     return batch_id, frame(kept), frame(dupes)
+
+
+def as_delivered(bars: pd.DataFrame, *, source: str, symbol: str, day: dt.date) -> pd.DataFrame:
+    """The vendor rows in delivery order, repeated keys included: what the raw DQ rules check."""
+    rows = bars[RAW_BAR_COLUMNS].reset_index(drop=True)
+    rows = rows.assign(ts=pd.to_datetime(rows["ts"], utc=True), source=source, symbol=symbol, date=day)
+    return rows

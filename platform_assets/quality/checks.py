@@ -1,0 +1,247 @@
+"""Data quality inside asset runs: the DataQuality resource, per-run recorders and asset check specs.
+
+An asset adds each (symbol, date) frame it produced to a ``QualityRecorder``; the recorder
+evaluates the dataset's rules over batches of partitions (one GX validation per batch, not per
+partition), then for every partition:
+
+* replaces its results in ``dq_metrics`` (value, unexpected count, status, thresholds);
+* copies rows failing an error-status rule to ``quarantine/dq/{dataset}`` (kept, never deleted);
+* sets or clears its ``dq_blocked`` marker, which downstream assets consult to skip that
+  (symbol, date) only.
+
+At the end of the run it returns one ``AssetCheckResult`` per rule group. Dagster runs a whole
+date range in one step, so the per-partition outcome lives in the metadata; the result has ERROR
+severity (and, the spec being blocking, stops downstream steps) only when every partition of the
+run is blocked. When some partitions are blocked it fails with WARN severity and downstream assets
+skip exactly those partitions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from platform_assets.quality.config import DEFAULT_RULES_FILE, RuleSet, cached_rule_sets, default_rule_sets
+from platform_assets.quality.engine import ENGINES, Evaluation, batch_from_frames, evaluate
+from platform_assets.quality.metrics import (
+    BLOCKED_SCHEMA,
+    DQ_METRICS_SCHEMA,
+    STATUS_ERROR,
+    STATUS_OK,
+    STATUS_WARN,
+    dq_blocked_table,
+    dq_metrics_table,
+)
+from platform_assets.quality.rules import QualityBatch
+from resources.lake import ParquetLake, Table
+
+CHECK_PREFIX = "dq_"
+SAMPLE_ROWS = 5
+
+
+def dq_quarantine_table(dataset: str) -> Table:
+    return Table(f"quarantine/dq/{dataset}")
+
+
+def check_name(group: str) -> str:
+    return f"{CHECK_PREFIX}{group}"
+
+
+def dq_check_specs(asset_name: str, dataset: str) -> list[dg.AssetCheckSpec]:
+    """One check per rule group of ``dataset`` in the repo's rule file (blocking if it can error)."""
+    rule_set = default_rule_sets()[dataset]
+    return [
+        dg.AssetCheckSpec(
+            check_name(group),
+            asset=asset_name,
+            blocking=rule_set.group_can_error(group),
+            description=f"{group} rules for {dataset}: " + ", ".join(rule.name for rule in rule_set.rules_in(group)),
+        )
+        for group in rule_set.groups()
+    ]
+
+
+def check_groups(specs: list[dg.AssetCheckSpec]) -> list[str]:
+    """The rule groups behind an asset's ``dq_*`` check specs."""
+    return [spec.name.removeprefix(CHECK_PREFIX) for spec in specs if spec.name.startswith(CHECK_PREFIX)]
+
+
+def log_blocked(context, upstream: str, blocked: list[str]) -> None:
+    if blocked:
+        context.log.warning(f"skipped {len(blocked)} symbol-days whose {upstream} failed an error DQ rule: {', '.join(blocked[:20])}")
+
+
+def raw_dq_dataset(source: str) -> str:
+    """Name under which a raw source's DQ results are stored (one per source)."""
+    return f"raw_bars_{source}"
+
+
+def is_blocked(lake: ParquetLake, dataset: str, symbol: str, day: dt.date) -> bool:
+    """True when (symbol, day) of ``dataset`` failed an error rule at its last check."""
+    return lake.has_partition(dq_blocked_table(dataset), symbol, day)
+
+
+class DataQuality(dg.ConfigurableResource):
+    """Which rule file and engine the asset checks use (``gx`` = Great Expectations, or ``vectorised``)."""
+
+    rules_file: str = str(DEFAULT_RULES_FILE)
+    engine: str = "gx"
+    batch_rows: int = 500_000
+
+    def rule_set(self, dataset: str) -> RuleSet:
+        if self.engine not in ENGINES:
+            raise ValueError(f"DataQuality.engine must be one of {ENGINES}, got {self.engine!r}")
+        rule_sets = cached_rule_sets(self.rules_file)
+        return rule_sets.get(dataset, RuleSet(dataset, ()))
+
+    def recorder(self, lake: ParquetLake, rules_dataset: str, stored_as: str | None = None, asset_key: str | None = None) -> "QualityRecorder":
+        return QualityRecorder(lake, self.rule_set(rules_dataset), self.engine, self.batch_rows, stored_as or rules_dataset, asset_key)
+
+
+class QualityRecorder:
+    def __init__(self, lake: ParquetLake, rule_set: RuleSet, engine: str, batch_rows: int, stored_as: str, asset_key: str | None):
+        self.lake, self.rule_set, self.engine, self.batch_rows = lake, rule_set, engine, batch_rows
+        self.stored_as, self.asset_key = stored_as, asset_key
+        self._frames, self._keys, self._arrays, self._stats, self._rows = [], [], [], [], 0
+        self.partition_status: dict[tuple[str, dt.date], str] = {}
+        self._rule_rows: list[pd.DataFrame] = []
+        self._samples: dict[str, pd.DataFrame] = {}
+        self.quarantined_rows = 0
+
+    def add(self, symbol: str, day: dt.date, frame: pd.DataFrame, arrays: dict | None = None, stats: dict | None = None) -> None:
+        self._frames.append(frame)
+        self._keys.append((symbol, day))
+        self._arrays.append(arrays or {})
+        self._stats.append(stats or {})
+        self._rows += len(frame)
+        if self._rows >= self.batch_rows:
+            self.flush()
+
+    def flush(self) -> Evaluation | None:
+        if not self._keys:
+            return None
+        batch = batch_from_frames(self._frames, self._keys, self._arrays if self._arrays[0] else None, self._stats)
+        evaluation = evaluate(self.rule_set, batch, self.engine)  # type: ignore[arg-type]
+        self._persist(batch, evaluation)
+        self._frames, self._keys, self._arrays, self._stats, self._rows = [], [], [], [], 0
+        return evaluation
+
+    def _persist(self, batch: QualityBatch, evaluation: Evaluation) -> None:
+        results = evaluation.results.assign(dataset=self.stored_as)
+        n_parts, n_rules = batch.n_parts, len(self.rule_set.rules)
+        error_rows = evaluation.error_rows(batch, self.rule_set)
+        for p, (symbol, day) in enumerate(batch.keys):
+            rows = results.iloc[np.arange(n_rules) * n_parts + p] if n_rules else results.iloc[0:0]
+            self.lake.write_partition(dq_metrics_table(self.stored_as), symbol, day, rows, DQ_METRICS_SCHEMA)
+            status = evaluation.partition_status[p] if n_rules else STATUS_OK
+            self.partition_status[(symbol, day)] = status
+            failing_rules = sorted(rows.loc[rows["status"] == STATUS_ERROR, "metric"])
+            if failing_rules:
+                marker = pd.DataFrame({"dataset": [self.stored_as], "symbol": [symbol], "date": [day], "rules": [",".join(failing_rules)]})
+                self.lake.write_partition(dq_blocked_table(self.stored_as), symbol, day, marker, BLOCKED_SCHEMA)
+            else:
+                self.lake.delete_partition(dq_blocked_table(self.stored_as), symbol, day)
+        self._quarantine(batch, error_rows)
+        self._rule_rows.append(results)
+        for name, mask in evaluation.failing.items():
+            if name not in self._samples and mask.any():
+                self._samples[name] = _rows_of(batch, mask, SAMPLE_ROWS)
+
+    def _quarantine(self, batch: QualityBatch, error_rows: dict[str, np.ndarray]) -> None:
+        """Copy each row failing an error-status rule once, with the failed rules in ``dq_rule``."""
+        if not error_rows:
+            return
+        any_failing = np.logical_or.reduce(list(error_rows.values()))
+        index = np.flatnonzero(any_failing)
+        labels = np.full(len(index), "", dtype=object)
+        for rule_name, mask in error_rows.items():
+            hit = mask[index]
+            labels[hit] = np.where(labels[hit] == "", rule_name, labels[hit] + "," + rule_name)
+        failing = _rows_of(batch, any_failing, None).assign(dq_rule=labels, dq_part=batch.part[index])
+        for p, rows in failing.groupby("dq_part", sort=True):
+            symbol, day = batch.keys[int(p)]
+            self.lake.write_partition(dq_quarantine_table(self.stored_as), symbol, day, rows.drop(columns="dq_part").reset_index(drop=True))
+            self.quarantined_rows += len(rows)
+
+    @classmethod
+    def merged(cls, recorders: list["QualityRecorder"]) -> "QualityRecorder":
+        """One recorder holding the flushed results of several (e.g. one per feature version)."""
+        first = recorders[0]
+        out = cls(first.lake, first.rule_set, first.engine, first.batch_rows, ", ".join(r.stored_as for r in recorders), first.asset_key)
+        for recorder in recorders:
+            recorder.flush()
+            out._rule_rows += recorder._rule_rows
+            out.partition_status.update({(recorder.stored_as, *key): status for key, status in recorder.partition_status.items()})
+            out._samples = {**recorder._samples, **out._samples}
+            out.quarantined_rows += recorder.quarantined_rows
+        return out
+
+    def finish(self, spec_groups: list[str] | None = None) -> list[dg.AssetCheckResult]:
+        """Flush, then one check result per group (``spec_groups`` = the asset's declared groups)."""
+        self.flush()
+        results = pd.concat(self._rule_rows, ignore_index=True) if self._rule_rows else pd.DataFrame(columns=DQ_METRICS_SCHEMA.names)
+        groups = spec_groups if spec_groups is not None else self.rule_set.groups()
+        return [self._group_result(group, results[results["rule_group"] == group]) for group in groups]
+
+    def _group_result(self, group: str, results: pd.DataFrame) -> dg.AssetCheckResult:
+        checked = len(self.partition_status)
+        by_partition = results.groupby(["symbol", "date"])["status"].agg(lambda s: STATUS_ERROR if (s == STATUS_ERROR).any() else (STATUS_WARN if (s == STATUS_WARN).any() else STATUS_OK))
+        errors = sorted(f"{s}@{d}" for (s, d), status in by_partition.items() if status == STATUS_ERROR)
+        warns = sorted(f"{s}@{d}" for (s, d), status in by_partition.items() if status == STATUS_WARN)
+        all_blocked = checked > 0 and all(status == STATUS_ERROR for status in self.partition_status.values())
+        if errors and all_blocked:
+            passed, severity = False, dg.AssetCheckSeverity.ERROR
+        elif errors or warns:
+            passed, severity = False, dg.AssetCheckSeverity.WARN
+        else:
+            passed, severity = True, dg.AssetCheckSeverity.WARN
+        per_rule = _per_rule_table(results)
+        samples = {name: frame for name, frame in self._samples.items() if name in set(results["metric"])}
+        metadata = {
+            "dataset": self.stored_as,
+            "engine": self.engine,
+            "partitions_checked": checked,
+            "partitions_error": len(errors),
+            "partitions_warn": len(warns),
+            "blocked_partitions": ", ".join(errors[:50]),
+            "warn_partitions": ", ".join(warns[:50]),
+            "rules": dg.MetadataValue.md(per_rule),
+            "quarantined_rows": self.quarantined_rows,
+        }
+        if samples:
+            metadata["sample_failing_rows"] = dg.MetadataValue.md(
+                "\n\n".join(f"**{name}**\n\n{frame.head(SAMPLE_ROWS).to_markdown(index=False)}" for name, frame in samples.items())
+            )
+        if not len(results):
+            metadata["note"] = "no rules in this group for the configured rule file"
+        return dg.AssetCheckResult(asset_key=self.asset_key, check_name=check_name(group), passed=passed, severity=severity, metadata=metadata)
+
+
+def _rows_of(batch: QualityBatch, mask: np.ndarray, limit: int | None) -> pd.DataFrame:
+    index = np.flatnonzero(mask)[:limit] if limit else np.flatnonzero(mask)
+    rows = batch.frame.iloc[index].copy()
+    for name, array in batch.arrays.items():
+        rows[name] = list(array[index])
+    if "symbol" not in rows.columns:
+        rows.insert(0, "symbol", [batch.keys[p][0] for p in batch.part[index]])
+    return rows.reset_index(drop=True)
+
+
+def _per_rule_table(results: pd.DataFrame) -> str:
+    if results.empty:
+        return "no results"
+    table = results.groupby("metric", sort=False).agg(
+        rule_type=("rule_type", "first"),
+        max_value=("value", "max"),
+        unexpected=("unexpected_count", "sum"),
+        warn=("warn_threshold", "first"),
+        error=("error_threshold", "first"),
+        n_warn=("status", lambda s: int((s == STATUS_WARN).sum())),
+        n_error=("status", lambda s: int((s == STATUS_ERROR).sum())),
+    )
+    return table.reset_index().to_markdown(index=False)
+
+

@@ -1,0 +1,107 @@
+"""Evaluating a rule set over a batch of partitions: per-(partition, rule) results and failing rows.
+
+Pure: no I/O. ``engine="gx"`` runs rules with a Great Expectations expectation through GX and the
+rest through their vectorised code; ``engine="vectorised"`` runs everything vectorised. Both give
+the same results (tested), so the faster path can stand in where GX's fixed cost matters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from platform_assets.quality.config import RuleSet
+from platform_assets.quality.metrics import DQ_METRICS_SCHEMA, STATUS_ERROR, STATUS_OK, STATUS_WARN
+from platform_assets.quality.rules import PartitionRule, QualityBatch, RowRule
+
+Engine = Literal["gx", "vectorised"]
+ENGINES = ("gx", "vectorised")
+_RANK = {STATUS_OK: 0, STATUS_WARN: 1, STATUS_ERROR: 2}
+
+
+@dataclass
+class Evaluation:
+    """Outcome of one rule set over one batch."""
+
+    results: pd.DataFrame  # one row per (partition, rule), DQ_METRICS_SCHEMA columns
+    failing: dict[str, np.ndarray] = field(default_factory=dict)  # row rule -> failing-row mask
+    partition_status: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
+
+    def error_rows(self, batch: QualityBatch, rules: RuleSet) -> dict[str, np.ndarray]:
+        """Failing rows of row rules in partitions where that rule's status is error."""
+        out = {}
+        by_rule = self.results.set_index(["metric", "symbol", "date"])["status"]
+        for rule in rules.rules:
+            mask = self.failing.get(rule.name)
+            if mask is None or not mask.any():
+                continue
+            erroring = np.array([by_rule.get((rule.name, symbol, day)) == STATUS_ERROR for symbol, day in batch.keys])
+            selected = mask & erroring[batch.part]
+            if selected.any():
+                out[rule.name] = selected
+        return out
+
+
+def evaluate(rule_set: RuleSet, batch: QualityBatch, engine: Engine = "gx", evaluated_at: pd.Timestamp | None = None) -> Evaluation:
+    if engine not in ENGINES:
+        raise ValueError(f"unknown DQ engine {engine!r}; expected one of {ENGINES}")
+    evaluated_at = evaluated_at or pd.Timestamp.now(tz="UTC")
+    row_rules = [r for r in rule_set.rules if isinstance(r, RowRule)]
+    gx_rules = [r for r in row_rules if engine == "gx" and r.gx_expectation() is not None]
+    failing = {}
+    if gx_rules and len(batch.frame):
+        from platform_assets.quality.gx_engine import gx_runner
+
+        failing.update(gx_runner().failing_rows(gx_rules, batch.frame))
+    for rule in row_rules:
+        if rule.name not in failing:
+            failing[rule.name] = rule.failing_rows(batch) if len(batch.frame) else np.zeros(0, dtype=bool)
+
+    symbols = [key[0] for key in batch.keys]
+    days = [key[1] for key in batch.keys]
+    frames, worst = [], np.zeros(batch.n_parts, dtype=np.int8)
+    for rule in rule_set.rules:
+        if isinstance(rule, PartitionRule):
+            values = rule.partition_values(batch).astype(float)
+            unexpected = np.full(batch.n_parts, np.nan)
+        else:
+            unexpected = batch.count_per_part(failing[rule.name]).astype(float)
+            values = rule.values_from_mask(batch, failing[rule.name])
+        status = rule.status(values)
+        worst = np.maximum(worst, np.vectorize(_RANK.get, otypes=[np.int8])(status) if len(status) else worst)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "dataset": rule_set.dataset,
+                    "symbol": symbols,
+                    "date": days,
+                    "metric": rule.name,
+                    "rule_type": rule.rule,
+                    "rule_group": rule.group,
+                    "value": values,
+                    "unexpected_count": unexpected,
+                    "status": status,
+                    "warn_threshold": np.nan if rule.warn_threshold is None else rule.warn_threshold,
+                    "error_threshold": np.nan if rule.error_threshold is None else rule.error_threshold,
+                    "evaluated_at": evaluated_at,
+                }
+            )
+        )
+    results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=DQ_METRICS_SCHEMA.names)
+    names = {v: k for k, v in _RANK.items()}
+    return Evaluation(results[DQ_METRICS_SCHEMA.names], failing, np.array([names[int(w)] for w in worst], dtype=object))
+
+
+def batch_from_frames(frames: list[pd.DataFrame], keys: list[tuple], arrays: list[dict] | None = None, stats: list[dict] | None = None) -> QualityBatch:
+    """Concatenate per-partition frames (and 2-D arrays) into one batch with partition numbers."""
+    lengths = np.array([len(f) for f in frames], dtype=np.int64)
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    part = np.repeat(np.arange(len(frames)), lengths)
+    stacked = {}
+    if arrays:
+        for name in arrays[0]:
+            stacked[name] = np.concatenate([a[name] for a in arrays]) if arrays else np.zeros((0, 0))
+    return QualityBatch(frame, part, list(keys), stacked, stats)

@@ -1,0 +1,227 @@
+"""Data quality: rule file validation, GX vs vectorised engines, fault -> rule mapping, asset checks."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from platform_api.backfill import plan_backfill, run_backfill
+from platform_assets.calendars import STOCKS, session_minutes, sessions_in_range
+from platform_assets.curation.assets import book_activity
+from platform_assets.curation.gap_engine import curate_bars
+from platform_assets.ingestion.assets import l2_quality_input
+from platform_assets.ingestion.raw_batches import as_delivered
+from platform_assets.quality.checks import dq_quarantine_table, is_blocked
+from platform_assets.quality.config import RuleConfigError, default_rule_sets, load_rule_sets
+from platform_assets.quality.engine import batch_from_frames, evaluate
+from platform_assets.quality.metrics import dq_metrics_table
+from resources.offline_source import OfflineSource
+from resources.lake import ALIGNED_BARS, CURATED_BARS, feature_table, labels_table
+from resources.sim_market import FaultRates, corrupt_day, simulate_day
+
+SYMBOLS = ["AAPL", "MSFT", "NVDA"]
+DAYS = sessions_in_range(STOCKS, "2024-03-04", "2024-03-22")
+
+
+def _batches(rates: FaultRates = FaultRates(), corruption: dict | None = None):
+    raw, l2_frames, l2_arrays, curated, stats, keys, faults = [], [], [], [], [], [], []
+    for symbol in SYMBOLS:
+        for day in DAYS:
+            sim = simulate_day(7, symbol, day, rates=rates)
+            if corruption and (symbol, day) in corruption:
+                sim = corrupt_day(sim, corruption[(symbol, day)])
+            delivered = as_delivered(sim.bars, source="sim", symbol=symbol, day=day)
+            frame, arrays = l2_quality_input(symbol, sim.book)
+            timeline = session_minutes(STOCKS, day)
+            bars, gap_stats, _ = curate_bars(delivered, timeline, symbol=symbol, day=day, source="sim", activity=book_activity(sim.book, timeline))
+            raw.append(delivered), l2_frames.append(frame), l2_arrays.append(arrays), curated.append(bars)
+            stats.append(gap_stats.as_dict()), keys.append((symbol, day))
+            faults.append(sim.faults.assign(symbol=symbol, date=day))
+    return {
+        "raw_bars": batch_from_frames(raw, keys),
+        "l2_snapshots": batch_from_frames(l2_frames, keys, l2_arrays),
+        "curated_bars": batch_from_frames(curated, keys, None, stats),
+    }, pd.concat(faults, ignore_index=True)
+
+
+def _status(results: pd.DataFrame, metric: str) -> dict:
+    rows = results[results["metric"] == metric]
+    return {(s, d): status for s, d, status in zip(rows["symbol"], rows["date"], rows["status"])}
+
+
+def _write(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "rules.yaml"
+    path.write_text(body)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("{name: x, rule: no_such_rule, severity: error}", "'x'.*does not match any of the expected tags"),
+        ("{name: x, rule: range, field: closing_price, min: 0, severity: error}", "'x'.*unknown column.*closing_price"),
+        ("{name: x, rule: range, field: close, min: 0}", "'x'.*needs a threshold"),
+        ("{name: x, rule: gap_ratio, warn: 0.5, error: 0.1}", "'x'.*warn threshold 0.5 is above error threshold 0.1"),
+        ("{name: x, rule: stat, stat: nonsense, warn: 1}", "'x'.*unknown statistic 'nonsense'"),
+        ("{name: x, rule: l2_crossed_book, severity: error}", "'x'.*applies to l2_snapshots only"),
+    ],
+)
+def test_bad_rule_file_fails_at_load_naming_file_and_rule(tmp_path, entry, message):
+    path = _write(tmp_path, f"version: 1\ndatasets:\n  curated_bars:\n    - {entry}\n")
+    with pytest.raises(RuleConfigError, match=message) as caught:
+        load_rule_sets(path)
+    assert str(path) in str(caught.value)
+
+
+def test_bad_rule_file_structure(tmp_path):
+    with pytest.raises(RuleConfigError, match="unknown dataset 'bars'"):
+        load_rule_sets(_write(tmp_path, "version: 1\ndatasets:\n  bars: []\n"))
+    with pytest.raises(RuleConfigError, match="unsupported rule file version 2"):
+        load_rule_sets(_write(tmp_path, "version: 2\ndatasets: {}\n"))
+
+
+def test_repo_rule_file_loads_every_dataset():
+    rule_sets = default_rule_sets()
+    assert set(rule_sets) == {"raw_bars", "curated_bars", "l2_snapshots", "bar_features", "l2_features"}
+    assert all(rule_sets[name].rules for name in rule_sets)
+
+
+def test_gx_and_vectorised_engines_agree():
+    batches, _ = _batches()
+    for dataset, batch in batches.items():
+        gx = evaluate(default_rule_sets()[dataset], batch, "gx").results.drop(columns="evaluated_at")
+        vec = evaluate(default_rule_sets()[dataset], batch, "vectorised").results.drop(columns="evaluated_at")
+        pd.testing.assert_frame_equal(gx, vec)
+        assert (gx["status"] != "ok").any(), dataset  # faults were there to be found
+
+
+FAULT_RULES = {
+    # fault kind -> [(dataset, rules of which at least one must report, severity)]
+    "feed_gap": [("curated_bars", ["feed_gap_minutes"], "warn")],
+    "halt": [("curated_bars", ["halt_minutes"], "warn")],
+    "bad_tick": [("raw_bars", ["close_positive", "prices_positive", "ohlc_consistent"], "warn"), ("curated_bars", ["invalid_rows"], "warn")],
+    "duplicate": [("raw_bars", ["unique_symbol_ts"], "warn"), ("curated_bars", ["duplicate_rows"], "warn")],
+    "crossed_book": [("l2_snapshots", ["book_not_crossed"], "warn")],
+}
+
+
+def test_each_injected_fault_is_caught_by_the_right_rule_with_the_right_severity():
+    batches, faults = _batches()
+    results = {dataset: evaluate(default_rule_sets()[dataset], batch, "vectorised").results for dataset, batch in batches.items()}
+    for kind, expectations in FAULT_RULES.items():
+        partitions = set(zip(faults.loc[faults["kind"] == kind, "symbol"], faults.loc[faults["kind"] == kind, "date"]))
+        assert partitions, f"the simulator injected no {kind} in the sample"
+        for dataset, rules, severity in expectations:
+            statuses = [_status(results[dataset], rule) for rule in rules]
+            for key in partitions:
+                assert severity in {s[key] for s in statuses}, (kind, dataset, key)
+    # and the rules that catch a fault stay quiet where it was not injected
+    for kind, rule in (("feed_gap", "feed_gap_minutes"), ("halt", "halt_minutes"), ("crossed_book", "book_not_crossed")):
+        dataset = FAULT_RULES[kind][0][0]
+        injected = set(zip(faults.loc[faults["kind"] == kind, "symbol"], faults.loc[faults["kind"] == kind, "date"]))
+        flagged = {key for key, status in _status(results[dataset], rule).items() if status != "ok"}
+        assert flagged == injected, kind
+
+
+def test_clean_partitions_pass_every_rule():
+    batches, faults = _batches(FaultRates.none())
+    assert faults.empty
+    for dataset, batch in batches.items():
+        results = evaluate(default_rule_sets()[dataset], batch, "gx").results
+        assert (results["status"] == "ok").all(), results[results["status"] != "ok"]
+
+
+def test_whole_day_corruptions_are_errors():
+    day = DAYS[3]
+    corruption = {("AAPL", day): "bad_ticks", ("MSFT", day): "outage", ("NVDA", day): "crossed_book"}
+    batches, _ = _batches(FaultRates.none(), corruption)
+    results = {dataset: evaluate(default_rule_sets()[dataset], batch, "vectorised").results for dataset, batch in batches.items()}
+    assert _status(results["raw_bars"], "close_positive")[("AAPL", day)] == "error"
+    assert _status(results["curated_bars"], "gap_ratio")[("MSFT", day)] == "error"
+    assert _status(results["curated_bars"], "feed_gap_minutes")[("MSFT", day)] == "error"
+    assert _status(results["l2_snapshots"], "book_not_crossed")[("NVDA", day)] == "error"
+    others = [key for key in batches["raw_bars"].keys if key not in corruption]
+    for dataset in results:
+        bad = results[dataset][results[dataset]["status"] == "error"]
+        assert not set(zip(bad["symbol"], bad["date"])) & set(others), dataset
+
+
+def _offline_with(platform, corrupt: dict[str, str]) -> dg.Definitions:
+    resources = dict(platform.defs.resources)
+    resources["offline_source"] = OfflineSource(seed=platform.settings.sim_seed, corrupt_days=corrupt)
+    from definitions import build_definitions
+
+    base = build_definitions(platform.settings)
+    return dg.Definitions(assets=base.assets, asset_checks=base.asset_checks, jobs=base.jobs, resources=resources, executor=dg.in_process_executor)
+
+
+def test_blocking_failure_stops_downstream_of_that_partition_only(platform):
+    days = ["2024-12-02", "2024-12-03"]
+    bad_ticks, outage = ("AAPL", dt.date(2024, 12, 3)), ("MSFT", dt.date(2024, 12, 2))
+    defs = _offline_with(platform, {"AAPL@2024-12-03": "bad_ticks", "MSFT@2024-12-02": "outage"})
+    report = run_backfill(platform.instance, plan_backfill(["AAPL", "MSFT"], *days), defs=defs, add_missing_symbols=True)
+    assert report.success, [r.error for r in report.runs]
+    lake = defs.resources["lake"]
+
+    # raw error (AAPL 12-03): raw kept as delivered, bad rows quarantined, nothing curated downstream
+    assert is_blocked(lake, "raw_bars_sim", *bad_ticks)
+    assert not lake.has_partition(CURATED_BARS, *bad_ticks)
+    quarantined = lake.read(dq_quarantine_table("raw_bars_sim"), [bad_ticks[0]], [bad_ticks[1]])
+    assert len(quarantined) >= 20 and (quarantined["close"] == 0).all() and set(quarantined["dq_rule"]) == {"close_positive,ohlc_consistent"}
+    # curated error (MSFT 12-02, a long outage): curated written and blocked; no aligned/features/labels
+    assert lake.has_partition(CURATED_BARS, *outage) and is_blocked(lake, "curated_bars", *outage)
+    blocked = {bad_ticks, outage}
+    for table in (ALIGNED_BARS, feature_table("bar_features", "v1"), labels_table("v1")):
+        for symbol in ("AAPL", "MSFT"):
+            for day in days:
+                key = (symbol, dt.date.fromisoformat(day))
+                assert lake.has_partition(table, *key) == (key not in blocked), (table, key)
+    # results persisted per (dataset, symbol, date, metric)
+    metrics = lake.read(dq_metrics_table("curated_bars"), ["MSFT"], [outage[1]])
+    gap_ratio = metrics.set_index("metric").loc["gap_ratio"]
+    assert gap_ratio["status"] == "error" and gap_ratio["value"] >= 0.25 and gap_ratio["error_threshold"] == 0.25
+
+    # the run's check results: failed, WARN (not every partition is blocked), blocked partitions named
+    checks = {
+        (e.asset_key.to_user_string(), e.check_name): e
+        for e in _check_evaluations(platform.instance, report.runs[0].run_id)
+    }
+    completeness = checks[("curated_bars", "dq_completeness")]
+    assert not completeness.passed and completeness.severity == dg.AssetCheckSeverity.WARN
+    assert "MSFT@2024-12-02" in completeness.metadata["blocked_partitions"].value
+    assert checks[("curated_bars", "dq_validity")].metadata["partitions_error"].value == 0
+    assert checks[("raw_bars_sim", "dq_validity")].metadata["partitions_error"].value == 1
+
+
+def test_single_partition_error_blocks_downstream_steps_in_dagster(platform):
+    defs = _offline_with(platform, {"MSFT@2024-12-02": "outage"})
+    report = run_backfill(platform.instance, plan_backfill(["MSFT"], "2024-12-02", "2024-12-02"), defs=defs, add_missing_symbols=True)
+    run_id = report.runs[0].run_id
+    materialized = {
+        record.asset_key.to_user_string()
+        for record in platform.instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+        for record in [record.event_log_entry.dagster_event]
+    }
+    assert {"raw_bars_sim", "l2_snapshots_sim", "curated_bars"} <= materialized
+    assert not {"aligned_bars", "bar_features", "labels"} & materialized  # blocked by the ERROR check
+    assert "l2_features" in materialized  # its own upstream (L2) passed
+    checks = {(e.asset_key.to_user_string(), e.check_name): e for e in _check_evaluations(platform.instance, run_id)}
+    assert checks[("curated_bars", "dq_completeness")].severity == dg.AssetCheckSeverity.ERROR
+
+
+def test_checks_show_on_each_asset_in_the_definitions(platform):
+    repo = platform.defs.get_repository_def()
+    keys = {(key.asset_key.to_user_string(), key.name) for key in repo.asset_graph.asset_check_keys}
+    for asset in ("raw_bars_sim", "l2_snapshots_sim", "curated_bars", "bar_features", "l2_features"):
+        assert any(a == asset and name.startswith("dq_") for a, name in keys), asset
+    assert ("curated_bars", "dq_completeness") in keys and ("l2_snapshots_sim", "dq_book") in keys
+
+
+def _check_evaluations(instance: dg.DagsterInstance, run_id: str):
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    return [record.event_log_entry.dagster_event.event_specific_data for record in records]
