@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from platform_assets.automation.jobs import OFFLINE_PIPELINE_JOB
-from platform_assets.calendars import STOCKS, sessions_in_range
-from platform_assets.partitions import MAX_DATES_PER_RUN, SYMBOLS_TAG, stock_date_partitions
+from platform_assets.automation.jobs import CRYPTO_PIPELINE_JOB, OFFLINE_PIPELINE_JOB
+from platform_assets.calendars import CRYPTO, STOCKS, Market, sessions_in_range
+from platform_assets.partitions import MAX_DATES_PER_RUN, SYMBOLS_TAG, date_partitions_of
 from platform_assets.universe import add_symbols, require_tracked, tracked_symbols
 from resources.validation import InvalidDateRangeError, normalize_symbols, parse_date_range
 
@@ -38,6 +38,7 @@ class BackfillPlan:
     dates: list[dt.date]
     chunks: list[list[dt.date]]
     job_name: str = OFFLINE_PIPELINE_JOB
+    market: Market = STOCKS
 
     @property
     def partitions(self) -> int:
@@ -67,25 +68,31 @@ class BackfillReport:
 
 
 def plan_backfill(
-    symbols, start, end, *, max_dates_per_run: int = MAX_DATES_PER_RUN, min_chunks: int = 1
+    symbols, start, end, *, max_dates_per_run: int = MAX_DATES_PER_RUN, min_chunks: int = 1, market: Market = STOCKS
 ) -> BackfillPlan:
-    """Validate the request and split its trading dates into contiguous run-sized chunks."""
+    """Validate the request and split its trading dates into contiguous run-sized chunks.
+
+    ``market``: STOCKS (XNYS sessions, the ``offline_pipeline`` job) or CRYPTO (every UTC day, the
+    ``crypto_pipeline`` job).
+    """
     symbols = normalize_symbols(symbols)
     start_date, end_date = parse_date_range(start, end)
-    first_partition = dt.date.fromisoformat(stock_date_partitions.get_first_partition_key())
-    last_partition = dt.date.fromisoformat(stock_date_partitions.get_last_partition_key())
+    partitions = date_partitions_of(market)
+    first_partition = dt.date.fromisoformat(partitions.get_first_partition_key())
+    last_partition = dt.date.fromisoformat(partitions.get_last_partition_key())
     if start_date < first_partition:
         raise InvalidDateRangeError(f"start date {start_date} is before the first partition {first_partition} (PARTITIONS_START_DATE)")
     if end_date > last_partition:
         raise InvalidDateRangeError(f"end date {end_date} is after the last available partition {last_partition}")
-    dates = sessions_in_range(STOCKS, start_date, end_date)
+    dates = sessions_in_range(market, start_date, end_date)
     if not dates:
-        raise InvalidDateRangeError(f"no {STOCKS.calendar_name} trading day between {start_date} and {end_date}")
+        raise InvalidDateRangeError(f"no {market.calendar_name} trading day between {start_date} and {end_date}")
     count = max(min_chunks, math.ceil(len(dates) / max_dates_per_run))
     count = min(count, len(dates))
     size = math.ceil(len(dates) / count)
     chunks = [dates[i : i + size] for i in range(0, len(dates), size)]
-    return BackfillPlan(symbols=symbols, dates=dates, chunks=chunks)
+    job_name = CRYPTO_PIPELINE_JOB if market == CRYPTO else OFFLINE_PIPELINE_JOB
+    return BackfillPlan(symbols=symbols, dates=dates, chunks=chunks, job_name=job_name, market=market)
 
 
 def run_tags(plan: BackfillPlan, chunk: list[dt.date], universe: list[str], launched_by: str) -> dict[str, str]:
@@ -169,7 +176,7 @@ def run_backfill(
         add_symbols(instance, plan.symbols)
     else:
         require_tracked(instance, plan.symbols)
-    universe = tracked_symbols(instance, STOCKS)
+    universe = tracked_symbols(instance, plan.market)
     all_tags = [{**(extra_tags or {}), **run_tags(plan, chunk, universe, launched_by)} for chunk in plan.chunks]
     started = time.monotonic()
     outcomes: list[RunOutcome] = []

@@ -74,18 +74,19 @@ def _backfill(args: argparse.Namespace) -> int:
 
 def _symbols(args: argparse.Namespace) -> int:
     from platform_api.instance import get_instance
-    from platform_assets.universe import add_symbols, asset_type_of, remove_symbol, tracked_symbols
+    from platform_assets.universe import add_default_universe, add_symbols, remove_symbol, universe_table
 
     instance = get_instance()
     if args.action == "add":
-        new = add_symbols(instance, args.names)
+        new = add_default_universe(instance) if args.defaults else []
+        new += add_symbols(instance, args.names, args.asset_type) if args.names else []
         _print(f"added: {', '.join(new) or 'nothing new'}")
     elif args.action == "remove":
         for name in args.names:
             remove_symbol(instance, name)
         _print(f"removed: {', '.join(args.names)} (stored data kept)")
-    for symbol in tracked_symbols(instance):
-        _print(f"{symbol}\t{asset_type_of(symbol)}")
+    for row in universe_table(instance).itertuples():
+        _print(f"{row.symbol}\t{row.asset_type}\t{row.market}")
     return 0
 
 
@@ -103,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     symbols = sub.add_parser("symbols", help="list, add or remove tracked symbols")
     symbols.add_argument("action", choices=["list", "add", "remove"])
     symbols.add_argument("names", nargs="*")
+    symbols.add_argument("--asset-type", default="auto", choices=["auto", "stock", "crypto"], help="for add (default: auto-detect, BTC-USD = crypto)")
+    symbols.add_argument("--defaults", action="store_true", help="for add: the repo's default universe (platform_assets/default_universe.yaml)")
     symbols.set_defaults(handler=_symbols)
     return parser
 

@@ -38,6 +38,7 @@ class JobRecord:
     add_missing_symbols: bool = False
     source: str | None = None
     dataset: str | None = None
+    market: str = "stocks"  # stocks | crypto | all: which calendars' plans the job runs
     settings_env: dict[str, str] = field(default_factory=dict)
     instance_ref: str | None = None
     planned_runs: int = 0

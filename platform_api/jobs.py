@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import dagster as dg
@@ -29,9 +29,9 @@ from platform_api.backfill import plan_backfill, run_backfill
 from platform_api.errors import InvalidDateRangeError, InvalidOptionError, UnknownDatasetError
 from platform_api.job_store import JOB_ID_TAG, JOB_KIND_TAG, JobRecord
 from platform_assets.automation.jobs import OFFLINE_PIPELINE_JOB
-from platform_assets.calendars import STOCKS, is_session, sessions_in_range
+from platform_assets.calendars import CRYPTO, STOCKS, is_session, sessions_in_range
 from platform_assets.run_options import KEEP_EXISTING_TAG
-from platform_assets.universe import require_tracked, tracked_symbols
+from platform_assets.universe import asset_types, market_of, require_tracked, tracked_symbols
 from resources.settings import PlatformSettings, get_settings, settings_env
 
 States = Literal["PENDING", "RUNNING", "SUCCEEDED", "FAILED"]
@@ -156,22 +156,42 @@ def execute_job(instance: dg.DagsterInstance, job_id: str, defs: dg.Definitions 
     folder = job_store.jobs_dir(instance)
     record = _update(folder, job_id, started_at=_now())
     try:
-        plan = plan_backfill(record.symbols, record.start, record.end, min_chunks=record.workers)
-        plan = type(plan)(symbols=plan.symbols, dates=plan.dates, chunks=plan.chunks, job_name=record.job_name)
-        _update(folder, job_id, planned_runs=len(plan.chunks))
-        report = run_backfill(
-            instance, plan, defs=defs, add_missing_symbols=record.add_missing_symbols, workers=record.workers,
-            launched_by=f"api-{record.kind}", asset_selection=record.asset_selection, extra_tags=record.tags,
-        )
+        plans = _job_plans(instance, record)
+        _update(folder, job_id, planned_runs=sum(len(plan.chunks) for plan, _ in plans))
+        runs = []
+        for plan, selection in plans:
+            report = run_backfill(
+                instance, plan, defs=defs, add_missing_symbols=record.add_missing_symbols, workers=record.workers,
+                launched_by=f"api-{record.kind}", asset_selection=selection, extra_tags=record.tags,
+            )
+            runs += report.runs
         counts: dict[str, int] = {}
-        for run in report.runs:
+        for run in runs:
             for name, count in run.materializations.items():
                 counts[name] = counts.get(name, 0) + count
-        errors = "; ".join(r.error for r in report.runs if not r.success) or None
+        errors = "; ".join(r.error for r in runs if not r.success) or None
         return _update(folder, job_id, finished_at=_now(), materializations=counts, error=errors)
     except Exception as error:  # recorded for the status call, then re-raised for the worker's exit code
         _update(folder, job_id, finished_at=_now(), error=f"{type(error).__name__}: {error}")
         raise
+
+
+def _job_plans(instance: dg.DagsterInstance, record: JobRecord) -> list[tuple]:
+    """(plan, asset selection) per market the job covers: stocks use the record's selection and
+    job; crypto runs its own job (UTC days) over the same date range."""
+    markets = {"stocks": [STOCKS], "crypto": [CRYPTO], "all": [STOCKS, CRYPTO]}[record.market]
+    types = asset_types(instance)
+    plans = []
+    for market in markets:
+        symbols = [s for s in record.symbols if market_of(s, types) == market] if len(markets) > 1 or market == CRYPTO else record.symbols
+        if not symbols:
+            continue
+        plan = plan_backfill(symbols, record.start, record.end, min_chunks=record.workers, market=market)
+        if market == STOCKS:
+            plans.append((replace(plan, job_name=record.job_name), record.asset_selection))
+        else:
+            plans.append((plan, None))
+    return plans
 
 
 def _new_record(kind: str, **fields) -> JobRecord:

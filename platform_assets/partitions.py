@@ -25,7 +25,7 @@ import datetime as dt
 import dagster as dg
 import pandas as pd
 
-from platform_assets.calendars import STOCKS, Market, holidays_between
+from platform_assets.calendars import CRYPTO, STOCKS, Market, holidays_between
 from resources.settings import get_settings
 
 SYMBOLS_PARTITION_NAME = "symbols"
@@ -52,6 +52,11 @@ def trading_date_partitions(market: Market, start: dt.date) -> dg.TimeWindowPart
 
 
 stock_date_partitions = trading_date_partitions(STOCKS, get_settings().partitions_start_date)
+crypto_date_partitions = trading_date_partitions(CRYPTO, get_settings().partitions_start_date)
+
+
+def date_partitions_of(market: Market) -> dg.TimeWindowPartitionsDefinition:
+    return crypto_date_partitions if market == CRYPTO else stock_date_partitions
 
 # A ranged backfill materializes a date range in as few runs as possible; the cap bounds the memory
 # and the blast radius of one run (64 dates x 500 symbols of 1-min bars is ~12.5M rows streamed).

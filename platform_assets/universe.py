@@ -1,57 +1,166 @@
 """The tracked symbol universe, held in the Dagster instance as the ``symbols`` dynamic partitions.
 
-Adding or removing a symbol never touches stored data; removing only stops future refreshes. A
-run processes every tracked symbol of its market unless the ``platform/symbols`` run tag names a
-subset (which must be tracked).
+Each symbol also has a row in a small metadata table next to the instance
+(``$DAGSTER_HOME/platform_universe.sqlite3``): its asset type (``stock`` or ``crypto``; ``auto``
+detects crypto pairs such as ``BTC-USD``), when it was added and, once removed, when. Stocks follow
+the XNYS calendar, crypto a 24/7 UTC calendar. Adding or removing a symbol never touches stored
+data; removing only stops future refreshes. A run processes every tracked symbol of its market
+unless the ``platform/symbols`` run tag names a subset (which must be tracked).
+
+The repo's default universe (``platform_assets/default_universe.yaml``) seeds a new instance with
+``mdp symbols add --defaults`` or ``POST /data/symbols`` with ``{"defaults": true}``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sqlite3
+from pathlib import Path
 
 import dagster as dg
+import pandas as pd
+import yaml
 
 from platform_assets.calendars import CRYPTO, STOCKS, Market
 from platform_assets.partitions import SYMBOLS_PARTITION_NAME, SYMBOLS_TAG
 from resources.validation import InvalidInputError, normalize_symbol, normalize_symbols
 
 _CRYPTO_RE = re.compile(r"-(USD|USDT|USDC|BTC|ETH|EUR)$")
+ASSET_TYPES = ("stock", "crypto")
+DEFAULT_UNIVERSE_FILE = Path(__file__).with_name("default_universe.yaml")
+_SCHEMA = """CREATE TABLE IF NOT EXISTS symbols (
+    symbol TEXT PRIMARY KEY, asset_type TEXT NOT NULL, added_at TEXT NOT NULL, removed_at TEXT)"""
 
 
 class UnknownSymbolError(InvalidInputError):
     """A symbol is not in the tracked universe."""
 
 
-def asset_type_of(symbol: str) -> str:
+def detect_asset_type(symbol: str) -> str:
     """``crypto`` for pairs such as BTC-USD, else ``stock``."""
     return "crypto" if _CRYPTO_RE.search(normalize_symbol(symbol)) else "stock"
 
 
-def market_of(symbol: str) -> Market:
-    return CRYPTO if asset_type_of(symbol) == "crypto" else STOCKS
+def resolve_asset_type(symbol: str, asset_type: str = "auto") -> str:
+    if asset_type == "auto":
+        return detect_asset_type(symbol)
+    if asset_type not in ASSET_TYPES:
+        raise InvalidInputError(f"invalid asset_type {asset_type!r}: expected auto, stock or crypto")
+    return asset_type
+
+
+def _db_path(instance: dg.DagsterInstance) -> Path | None:
+    root = getattr(instance, "root_directory", None)
+    return Path(root) / "platform_universe.sqlite3" if root else None
+
+
+@contextlib.contextmanager
+def _metadata(instance: dg.DagsterInstance):
+    path = _db_path(instance)
+    conn = sqlite3.connect(str(path) if path else ":memory:", timeout=30)
+    try:
+        conn.execute(_SCHEMA)
+        with conn:
+            yield conn
+    finally:
+        conn.close()
+
+
+def asset_types(instance: dg.DagsterInstance) -> dict[str, str]:
+    """Stored asset type per symbol (symbols without a row fall back to detection)."""
+    with _metadata(instance) as conn:
+        return dict(conn.execute("SELECT symbol, asset_type FROM symbols").fetchall())
+
+
+def asset_type_of(symbol: str, instance: dg.DagsterInstance | None = None) -> str:
+    if instance is not None:
+        stored = asset_types(instance).get(normalize_symbol(symbol))
+        if stored:
+            return stored
+    return detect_asset_type(symbol)
+
+
+def market_of(symbol: str, types: dict[str, str] | None = None) -> Market:
+    kind = (types or {}).get(symbol) or detect_asset_type(symbol)
+    return CRYPTO if kind == "crypto" else STOCKS
 
 
 def tracked_symbols(instance: dg.DagsterInstance, market: Market | None = None) -> list[str]:
     symbols = instance.get_dynamic_partitions(SYMBOLS_PARTITION_NAME)
-    return [s for s in symbols if market is None or market_of(s) == market]
+    if market is None:
+        return list(symbols)
+    types = asset_types(instance)
+    return [s for s in symbols if market_of(s, types) == market]
 
 
-def add_symbols(instance: dg.DagsterInstance, symbols) -> list[str]:
-    """Track symbols (validated); returns the ones that were new."""
+def universe_table(instance: dg.DagsterInstance, include_removed: bool = False) -> pd.DataFrame:
+    """symbol, asset_type, market, added_at, removed_at, tracked: one row per symbol ever added."""
+    tracked = set(instance.get_dynamic_partitions(SYMBOLS_PARTITION_NAME))
+    with _metadata(instance) as conn:
+        rows = conn.execute("SELECT symbol, asset_type, added_at, removed_at FROM symbols ORDER BY symbol").fetchall()
+    known = {row[0] for row in rows}
+    rows += [(s, detect_asset_type(s), None, None) for s in sorted(tracked - known)]
+    frame = pd.DataFrame(rows, columns=["symbol", "asset_type", "added_at", "removed_at"])
+    frame["tracked"] = frame["symbol"].isin(tracked)
+    frame["market"] = frame["asset_type"].map({"stock": STOCKS.calendar_name, "crypto": CRYPTO.calendar_name})
+    if not include_removed:
+        frame = frame[frame["tracked"]]
+    return frame.sort_values("symbol").reset_index(drop=True)
+
+
+def add_symbols(instance: dg.DagsterInstance, symbols, asset_type: str = "auto") -> list[str]:
+    """Track symbols (validated, with their asset type); returns the ones that were new."""
     wanted = normalize_symbols(symbols)
+    types = {s: resolve_asset_type(s, asset_type) for s in wanted}
     existing = set(instance.get_dynamic_partitions(SYMBOLS_PARTITION_NAME))
     new = [s for s in wanted if s not in existing]
+    now = pd.Timestamp.now(tz="UTC").isoformat()
+    with _metadata(instance) as conn:
+        conn.executemany(  # new (or re-added) symbols: a fresh row
+            "INSERT INTO symbols (symbol, asset_type, added_at, removed_at) VALUES (?, ?, ?, NULL) "
+            "ON CONFLICT(symbol) DO UPDATE SET asset_type = excluded.asset_type, added_at = excluded.added_at, removed_at = NULL",
+            [(s, types[s], now) for s in new],
+        )
+        conn.executemany(  # already tracked: keep the row, change the type only when given explicitly
+            "INSERT OR IGNORE INTO symbols (symbol, asset_type, added_at, removed_at) VALUES (?, ?, ?, NULL)",
+            [(s, types[s], now) for s in wanted if s not in new],
+        )
+        if asset_type != "auto":
+            conn.executemany("UPDATE symbols SET asset_type = ? WHERE symbol = ?", [(types[s], s) for s in wanted])
     if new:
         instance.add_dynamic_partitions(SYMBOLS_PARTITION_NAME, new)
     return new
 
 
 def remove_symbol(instance: dg.DagsterInstance, symbol: str) -> None:
-    """Stop tracking a symbol; its stored data stays."""
+    """Stop tracking a symbol; its stored data and its metadata row (marked removed) stay."""
     symbol = normalize_symbol(symbol)
     if not instance.has_dynamic_partition(SYMBOLS_PARTITION_NAME, symbol):
         raise UnknownSymbolError(f"symbol {symbol} is not tracked")
     instance.delete_dynamic_partition(SYMBOLS_PARTITION_NAME, symbol)
+    with _metadata(instance) as conn:
+        conn.execute(
+            "INSERT INTO symbols (symbol, asset_type, added_at, removed_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(symbol) DO UPDATE SET removed_at = excluded.removed_at",
+            (symbol, detect_asset_type(symbol), pd.Timestamp.now(tz="UTC").isoformat(), pd.Timestamp.now(tz="UTC").isoformat()),
+        )
+
+
+def default_universe(path: Path = DEFAULT_UNIVERSE_FILE) -> dict[str, list[str]]:
+    """The repo's default universe: ``{"stock": [...], "crypto": [...]}`` (validated)."""
+    document = yaml.safe_load(Path(path).read_text())
+    out = {}
+    for asset_type in ASSET_TYPES:
+        out[asset_type] = normalize_symbols(document.get(asset_type, []))
+    return out
+
+
+def add_default_universe(instance: dg.DagsterInstance) -> list[str]:
+    added = []
+    for asset_type, symbols in default_universe().items():
+        added += add_symbols(instance, symbols, asset_type)
+    return added
 
 
 def require_tracked(instance: dg.DagsterInstance, symbols: list[str]) -> None:
@@ -67,7 +176,8 @@ def run_symbols(context: dg.AssetExecutionContext, market: Market = STOCKS) -> l
     if tagged:
         symbols = normalize_symbols(tagged)
         require_tracked(context.instance, symbols)
-        symbols = [s for s in symbols if market_of(s) == market]
+        types = asset_types(context.instance)
+        symbols = [s for s in symbols if market_of(s, types) == market]
     else:
         symbols = tracked_symbols(context.instance, market)
     if not symbols:

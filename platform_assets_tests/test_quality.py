@@ -225,3 +225,67 @@ def test_checks_show_on_each_asset_in_the_definitions(platform):
 def _check_evaluations(instance: dg.DagsterInstance, run_id: str):
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
     return [record.event_log_entry.dagster_event.event_specific_data for record in records]
+
+
+def _run(platform, symbols, start, end, **offline) -> dg.Definitions:
+    defs = _offline_with(platform, offline.pop("corrupt", {}))
+    if offline:
+        defs.resources["offline_source"] = OfflineSource(seed=platform.settings.sim_seed, **offline)
+        defs = dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, jobs=defs.jobs, resources=defs.resources, executor=dg.in_process_executor)
+    report = run_backfill(platform.instance, plan_backfill(symbols, start, end), defs=defs, add_missing_symbols=True)
+    assert report.success, [r.error for r in report.runs]
+    return defs
+
+
+def test_summary_and_health_answer_from_stored_results(platform):
+    from platform_api.errors import NoDataError, UnknownDatasetError
+    from platform_api.quality import get_data_quality_summary, get_dataset_health
+
+    defs = _run(platform, ["AAPL", "MSFT", "NVDA"], "2024-12-02", "2024-12-03", corrupt={"MSFT@2024-12-03": "outage"})
+    settings = platform.settings
+    summary = get_data_quality_summary("curated_bars", "2024-12-02", "2024-12-03", settings=settings)
+    assert set(summary.partitions["symbol"]) == {"AAPL", "MSFT", "NVDA"} and summary.status_counts["error"] == 1
+    failing = summary.partitions.set_index(["symbol", "date"]).loc[("MSFT", dt.date(2024, 12, 3))]
+    assert failing["status"] == "error" and "gap_ratio" in failing["failing_rules"]
+    assert {"value", "status", "warn_threshold", "error_threshold"} <= set(summary.metrics.columns)
+    only = get_data_quality_summary("curated_bars", "2024-12-02", "2024-12-03", symbols=["NVDA"], settings=settings)
+    assert set(only.metrics["symbol"]) == {"NVDA"}
+    raw = get_data_quality_summary("raw_bars", "2024-12-02", "2024-12-03", settings=settings)
+    assert set(raw.metrics["dataset"]) == {"raw_bars_sim"}
+    assert set(get_data_quality_summary("bar_features", "2024-12-02", "2024-12-03", settings=settings).metrics["dataset"]) == {"bar_features_v1"}
+
+    # the stored metrics agree with the curated dq_status column, partition by partition
+    lake = defs.resources["lake"]
+    curated = lake.read(CURATED_BARS)
+    for (symbol, day), rows in curated.groupby(["symbol", "date"]):
+        day = pd.Timestamp(day).date()
+        stored = summary.metrics[(summary.metrics["symbol"] == symbol) & (summary.metrics["date"] == day)].set_index("metric")["value"]
+        gaps = rows[(rows["dq_status"] != "ok") & (rows["gap_type"] != "no_trade")]
+        assert stored["gap_ratio"] == pytest.approx(len(gaps) / len(rows))
+        assert stored["feed_gap_minutes"] == ((rows["gap_type"] == "feed_gap") & (rows["dq_status"] != "ok")).sum()
+        assert stored["halt_minutes"] == (rows["gap_type"] == "halt").sum()
+
+    red = get_dataset_health("curated_bars", "2024-12-03", settings=settings)
+    assert red.status == "RED" and red.checked_date == dt.date(2024, 12, 3) and red.error_partitions == ["MSFT@2024-12-03"]
+    assert any("gap_ratio" in reason and "MSFT" in reason for reason in red.reasons)
+    stale = get_dataset_health("curated_bars", "2024-12-13", settings=settings)
+    assert stale.status == "RED" and "8 session(s) before 2024-12-13" in stale.reasons[0]
+    assert get_dataset_health("curated_bars", "2024-12-02", settings=settings).status in {"GREEN", "YELLOW"}
+
+    with pytest.raises(UnknownDatasetError, match="curated_barz"):
+        get_data_quality_summary("curated_barz", "2024-12-02", "2024-12-03", settings=settings)
+    with pytest.raises(NoDataError, match="2024-11-04"):
+        get_data_quality_summary("curated_bars", "2024-11-04", "2024-11-05", settings=settings)
+
+
+def test_health_green_on_clean_data_yellow_on_warnings(platform):
+    from platform_api.quality import get_dataset_health
+
+    _run(platform, ["AAPL", "MSFT"], "2024-12-02", "2024-12-03", inject_faults=False)
+    green = get_dataset_health("curated_bars", "2024-12-03", settings=platform.settings)
+    assert green.status == "GREEN" and green.symbols_checked == 2 and "passed all" in green.reasons[0]
+    _run(platform, ["AAPL", "MSFT"], "2024-12-04", "2024-12-04", corrupt={"AAPL@2024-12-04": "crossed_book"})
+    l2 = get_dataset_health("l2_snapshots", "2024-12-04", settings=platform.settings)
+    assert l2.status == "RED" and l2.error_partitions == ["AAPL@2024-12-04"]
+    behind = get_dataset_health("curated_bars", "2024-12-06", settings=platform.settings)
+    assert behind.status == "YELLOW" and "2 session(s) before 2024-12-06" in behind.reasons[0]

@@ -12,6 +12,7 @@ from platform_assets.quality.checks import DataQuality, check_groups, dq_check_s
 from platform_assets.universe import run_symbols
 from resources.l2_store import L2SnapshotStore
 from resources.lake import ParquetLake, quarantine_table, raw_bars_table
+from resources.manifests import BarsManifest
 from resources.offline_source import SIM_SOURCE, OfflineSource
 from resources.schemas import RAW_BARS_SCHEMA
 
@@ -30,7 +31,8 @@ L2_DQ_DATASET = "l2_snapshots"
     check_specs=RAW_DQ_CHECKS,
 )
 def raw_bars_sim(
-    context: dg.AssetExecutionContext, offline_source: OfflineSource, lake: ParquetLake, data_quality: DataQuality
+    context: dg.AssetExecutionContext, offline_source: OfflineSource, lake: ParquetLake, data_quality: DataQuality,
+    bars_manifest: BarsManifest,
 ) -> dg.MaterializeResult:
     """Raw 1-minute OHLCV bars from the offline simulator (source="sim"), as delivered.
 
@@ -38,7 +40,8 @@ def raw_bars_sim(
     ``lake/raw_bars/source=sim/symbol=S/date=D/``, columns source, symbol, date, ts (UTC bar
     start), open, high, low, close, volume, vwap, trade_count, batch_id, ingestion_ts. Vendor faults
     (bad ticks, missing minutes) are kept as delivered; rows repeating the primary key
-    (source, symbol, ts, batch_id) go to ``quarantine/raw_bars``. Re-running a partition with the
+    (source, symbol, ts, batch_id) go to ``quarantine/raw_bars``. Every new batch is logged in
+    ``manifests/bars_download_manifest.jsonl`` and the coverage manifest rebuilt. Re-running a partition with the
     same data writes nothing (content-hashed batch id). The ``raw_bars`` DQ rules run on every
     delivered batch as the ``dq_*`` checks (results in ``dq_metrics/dataset=raw_bars_sim``); a
     batch failing an error rule is kept but not curated. Partitioned by XNYS trading date; every
@@ -53,7 +56,9 @@ def raw_bars_sim(
         for symbol in symbols:
             bars = offline_source.day(symbol, day).bars
             batch_id, batch, repeated = build_raw_batch(bars, source=SIM_SOURCE, symbol=symbol, day=day, ingestion_ts=ingestion_ts)
-            _, new = lake.append_batch(RAW_BARS_SIM, symbol, day, batch, batch_id, ingestion_ts, RAW_BARS_SCHEMA)
+            path, new = lake.append_batch(RAW_BARS_SIM, symbol, day, batch, batch_id, ingestion_ts, RAW_BARS_SCHEMA)
+            if new:
+                bars_manifest.record(path, batch, vendor=SIM_SOURCE, symbol=symbol, bar_size="1m")
             if new and len(repeated):
                 rejected = repeated.assign(reject_reason="duplicate_key")
                 lake.append_batch(quarantine_table(RAW_BARS_SIM), symbol, day, rejected, batch_id, ingestion_ts)
@@ -62,6 +67,7 @@ def raw_bars_sim(
             duplicates += len(repeated)
             written, skipped = written + new, skipped + (not new)
             progress.step()
+    bars_manifest.rebuild_coverage()
     return dg.MaterializeResult(
         metadata={
             "source": SIM_SOURCE,

@@ -23,6 +23,7 @@ import datetime as dt
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from platform_assets.quality.config import DEFAULT_RULES_FILE, RuleSet, cached_rule_sets, default_rule_sets
 from platform_assets.quality.engine import ENGINES, Evaluation, batch_from_frames, evaluate
@@ -39,6 +40,7 @@ from platform_assets.quality.rules import QualityBatch
 from resources.lake import ParquetLake, Table
 
 CHECK_PREFIX = "dq_"
+_RANK = {STATUS_OK: 0, STATUS_WARN: 1, STATUS_ERROR: 2}
 SAMPLE_ROWS = 5
 
 
@@ -132,20 +134,21 @@ class QualityRecorder:
     def _persist(self, batch: QualityBatch, evaluation: Evaluation) -> None:
         results = evaluation.results.assign(dataset=self.stored_as)
         n_parts, n_rules = batch.n_parts, len(self.rule_set.rules)
-        error_rows = evaluation.error_rows(batch, self.rule_set)
+        # results are rule-major; reorder partition-major once so each partition is one Arrow slice
+        order = np.arange(n_rules * n_parts).reshape(n_rules, n_parts).T.ravel()
+        table = pa.Table.from_pandas(results.iloc[order], schema=DQ_METRICS_SCHEMA, preserve_index=False)
+        is_error = (results["status"].to_numpy() == STATUS_ERROR).reshape(n_rules, n_parts)
+        names = np.array([rule.name for rule in self.rule_set.rules], dtype=object)
         for p, (symbol, day) in enumerate(batch.keys):
-            rows = results.iloc[np.arange(n_rules) * n_parts + p] if n_rules else results.iloc[0:0]
-            self.lake.write_partition(dq_metrics_table(self.stored_as), symbol, day, rows, DQ_METRICS_SCHEMA)
-            status = evaluation.partition_status[p] if n_rules else STATUS_OK
-            self.partition_status[(symbol, day)] = status
-            failing_rules = sorted(rows.loc[rows["status"] == STATUS_ERROR, "metric"])
-            if failing_rules:
-                marker = pd.DataFrame({"dataset": [self.stored_as], "symbol": [symbol], "date": [day], "rules": [",".join(failing_rules)]})
+            self.lake.write_partition(dq_metrics_table(self.stored_as), symbol, day, table.slice(p * n_rules, n_rules))
+            self.partition_status[(symbol, day)] = evaluation.partition_status[p] if n_rules else STATUS_OK
+            if n_rules and is_error[:, p].any():
+                marker = pd.DataFrame({"dataset": [self.stored_as], "symbol": [symbol], "date": [day], "rules": [",".join(sorted(names[is_error[:, p]]))]})
                 self.lake.write_partition(dq_blocked_table(self.stored_as), symbol, day, marker, BLOCKED_SCHEMA)
             else:
                 self.lake.delete_partition(dq_blocked_table(self.stored_as), symbol, day)
-        self._quarantine(batch, error_rows)
-        self._rule_rows.append(results)
+        self._quarantine(batch, evaluation.error_rows(batch, self.rule_set))
+        self._rule_rows.append(results.drop(columns=["evaluated_at"]))
         for name, mask in evaluation.failing.items():
             if name not in self._samples and mask.any():
                 self._samples[name] = _rows_of(batch, mask, SAMPLE_ROWS)
@@ -188,9 +191,10 @@ class QualityRecorder:
 
     def _group_result(self, group: str, results: pd.DataFrame) -> dg.AssetCheckResult:
         checked = len(self.partition_status)
-        by_partition = results.groupby(["symbol", "date"])["status"].agg(lambda s: STATUS_ERROR if (s == STATUS_ERROR).any() else (STATUS_WARN if (s == STATUS_WARN).any() else STATUS_OK))
-        errors = sorted(f"{s}@{d}" for (s, d), status in by_partition.items() if status == STATUS_ERROR)
-        warns = sorted(f"{s}@{d}" for (s, d), status in by_partition.items() if status == STATUS_WARN)
+        rank = results["status"].map(_RANK)
+        worst = rank.groupby([results["symbol"], results["date"]]).max() if len(results) else pd.Series(dtype=float)
+        errors = sorted(f"{s}@{d}" for (s, d) in worst.index[worst.to_numpy() == 2])
+        warns = sorted(f"{s}@{d}" for (s, d) in worst.index[worst.to_numpy() == 1])
         all_blocked = checked > 0 and all(status == STATUS_ERROR for status in self.partition_status.values())
         if errors and all_blocked:
             passed, severity = False, dg.AssetCheckSeverity.ERROR
@@ -239,9 +243,9 @@ def _per_rule_table(results: pd.DataFrame) -> str:
         unexpected=("unexpected_count", "sum"),
         warn=("warn_threshold", "first"),
         error=("error_threshold", "first"),
-        n_warn=("status", lambda s: int((s == STATUS_WARN).sum())),
-        n_error=("status", lambda s: int((s == STATUS_ERROR).sum())),
     )
+    table["n_warn"] = (results["status"] == STATUS_WARN).groupby(results["metric"], sort=False).sum()
+    table["n_error"] = (results["status"] == STATUS_ERROR).groupby(results["metric"], sort=False).sum()
     return table.reset_index().to_markdown(index=False)
 
 

@@ -50,7 +50,14 @@ class GXRunner:
         """Boolean failing-row mask per rule name, computed by GX over ``frame`` (RangeIndex)."""
         if not rules:
             return {}
-        batch = self._batch_definition.get_batch(batch_parameters={"dataframe": frame})
+        columns = list(dict.fromkeys(column for rule in rules for column in rule.columns()))
+        # Only the columns the expectations read, strings as categoricals: GX's pandas engine copies
+        # and hashes the frame per metric, and object columns make that ~5x slower (same results).
+        data = frame[columns].copy()
+        for column in columns:
+            if data[column].dtype == object:
+                data[column] = data[column].astype("category")
+        batch = self._batch_definition.get_batch(batch_parameters={"dataframe": data})
         result = batch.validate(self._suite(rules), result_format=RESULT_FORMAT)
         masks = {}
         for item in result.results:

@@ -252,7 +252,7 @@ class MonotonicTimeRule(RowRule):
         return [self.entity_key, self.time_field]
 
     def failing_rows(self, batch):
-        ts = batch.frame[self.time_field].to_numpy()
+        ts = batch.frame[self.time_field].values  # datetime64[ns] (UTC) even for tz-aware columns
         bad = np.zeros(len(ts), dtype=bool)
         if len(ts) > 1:
             step = ts[1:] <= ts[:-1] if self.strict else ts[1:] < ts[:-1]

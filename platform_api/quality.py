@@ -1,0 +1,207 @@
+"""Data-quality answers from stored results: per-metric summaries and dataset health.
+
+Both read ``lake/dq_metrics`` (written by the assets' DQ checks), never recompute. Dataset names
+are the catalog's (``raw_bars``, ``l2_snapshots``, ``curated_bars``, ``bar_features``,
+``l2_features``); a raw dataset covers every source (``raw_bars_sim``, ...) and a feature group
+every version (``bar_features_v1``, ...); those stored names are accepted too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from platform_api.errors import NoDataError, UnknownDatasetError
+from platform_assets.calendars import STOCKS, sessions_in_range
+from platform_assets.quality.metrics import DQ_METRICS_SCHEMA, STATUS_ERROR, STATUS_OK, STATUS_WARN
+from resources.lake import read_parquet_files
+from resources.settings import PlatformSettings, get_settings
+from resources.validation import normalize_symbols, parse_date, parse_date_range
+
+QUALITY_DATASETS = ("raw_bars", "l2_snapshots", "curated_bars", "bar_features", "l2_features")
+GREEN, YELLOW, RED = "GREEN", "YELLOW", "RED"
+STALE_RED_SESSIONS = 5  # results this many sessions behind as_of_date make a dataset RED
+LOOKBACK_SESSIONS = 10  # sessions looked at to know which symbols a dataset normally covers
+
+
+@dataclass
+class DataQualitySummary:
+    """DQ results of a dataset over a date range: every metric and the worst status per partition."""
+
+    dataset: str
+    start_date: dt.date
+    end_date: dt.date
+    metrics: pd.DataFrame  # dataset, symbol, date, metric, rule_type, rule_group, value, unexpected_count, status, thresholds
+    partitions: pd.DataFrame  # dataset, symbol, date, status, failing_rules
+    status_counts: dict[str, int] = field(default_factory=dict)  # partitions per worst status
+
+    def to_dict(self) -> dict:
+        return {
+            "dataset": self.dataset,
+            "start_date": self.start_date.isoformat(),
+            "end_date": self.end_date.isoformat(),
+            "status_counts": self.status_counts,
+            "partitions": _records(self.partitions),
+            "metrics": _records(self.metrics),
+        }
+
+
+@dataclass
+class DatasetHealth:
+    """GREEN / YELLOW / RED for a dataset as of a date, with the human-readable reasons."""
+
+    dataset: str
+    as_of_date: dt.date
+    status: str
+    reasons: list[str]
+    checked_date: dt.date | None = None
+    symbols_checked: int = 0
+    error_partitions: list[str] = field(default_factory=list)
+    warn_partitions: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["as_of_date"] = self.as_of_date.isoformat()
+        out["checked_date"] = self.checked_date.isoformat() if self.checked_date else None
+        return out
+
+
+def stored_datasets(dataset_name: str, settings: PlatformSettings) -> list[str]:
+    """The stored DQ dataset folders behind a catalog dataset name (or a stored name itself)."""
+    if not isinstance(dataset_name, str) or not dataset_name:
+        raise UnknownDatasetError(f"unknown dataset {dataset_name!r}; known: {', '.join(QUALITY_DATASETS)}")
+    root = _metrics_root(settings)
+    stored = sorted(e.name.split("=", 1)[1] for e in _scandir(root) if e.name.startswith("dataset="))
+    if dataset_name in QUALITY_DATASETS:
+        return [name for name in stored if name == dataset_name or name.startswith(f"{dataset_name}_")]
+    if dataset_name in stored and any(dataset_name.startswith(base) for base in QUALITY_DATASETS):
+        return [dataset_name]
+    raise UnknownDatasetError(f"unknown dataset {dataset_name!r}; known: {', '.join(QUALITY_DATASETS)} (stored: {', '.join(stored) or 'none'})")
+
+
+def get_data_quality_summary(
+    dataset_name: str, start_date, end_date, symbols=None, *, settings: PlatformSettings | None = None
+) -> DataQualitySummary:
+    """Stored DQ metrics of ``dataset_name`` for trading dates ``start_date..end_date`` (inclusive).
+
+    Raises ``UnknownDatasetError``, ``InvalidDateRangeError``, ``InvalidSymbolError``, and
+    ``NoDataError`` when nothing was checked in the range.
+    """
+    settings = settings or get_settings()
+    start, end = parse_date_range(start_date, end_date)
+    wanted = set(normalize_symbols(symbols)) if symbols is not None else None
+    metrics = _read_metrics(settings, stored_datasets(dataset_name, settings), start, end, wanted)
+    if metrics.empty:
+        raise NoDataError(f"no data-quality results for {dataset_name} between {start} and {end}" + (f" for {sorted(wanted)}" if wanted else ""))
+    partitions = _partition_status(metrics)
+    counts = {status: int((partitions["status"] == status).sum()) for status in (STATUS_OK, STATUS_WARN, STATUS_ERROR)}
+    return DataQualitySummary(dataset_name, start, end, metrics, partitions, counts)
+
+
+def get_dataset_health(dataset_name: str, as_of_date, *, settings: PlatformSettings | None = None) -> DatasetHealth:
+    """GREEN (all checked symbols passed every rule on the latest session), YELLOW (warnings, a
+    symbol missing, or results a few sessions behind) or RED (an error rule failed, no results, or
+    results ``STALE_RED_SESSIONS`` or more sessions behind), with reasons."""
+    settings = settings or get_settings()
+    as_of = parse_date(as_of_date, name="as_of_date")
+    stored = stored_datasets(dataset_name, settings)
+    sessions = sessions_in_range(STOCKS, as_of - dt.timedelta(days=LOOKBACK_SESSIONS * 2 + 10), as_of)[-LOOKBACK_SESSIONS:]
+    if not sessions:
+        raise NoDataError(f"no trading sessions up to {as_of}")
+    metrics = _read_metrics(settings, stored, sessions[0], as_of, None)
+    if metrics.empty:
+        return DatasetHealth(dataset_name, as_of, RED, [f"no data-quality results for {dataset_name} in the {len(sessions)} sessions up to {as_of}"])
+    checked = max(metrics["date"])
+    behind = len([s for s in sessions if s > checked])
+    day = metrics[metrics["date"] == checked]
+    partitions = _partition_status(day)
+    errors = partitions[partitions["status"] == STATUS_ERROR]
+    warns = partitions[partitions["status"] == STATUS_WARN]
+    reasons, status = [], GREEN
+    if behind:
+        status = RED if behind >= STALE_RED_SESSIONS else YELLOW
+        reasons.append(f"latest checked session is {checked}, {behind} session(s) before {sessions[-1]}")
+    usual = set(metrics["symbol"])
+    missing = sorted(usual - set(day["symbol"]))
+    if missing:
+        status = RED if status == RED else YELLOW
+        reasons.append(f"{len(missing)} of {len(usual)} symbols have no results on {checked}: {', '.join(missing[:10])}")
+    if len(errors):
+        status = RED
+        reasons += _rule_reasons(day, STATUS_ERROR, checked)
+    if len(warns) or (day["status"] == STATUS_WARN).any():
+        status = status if status == RED else YELLOW
+        reasons += _rule_reasons(day, STATUS_WARN, checked)
+    if status == GREEN:
+        reasons.append(f"all {day['symbol'].nunique()} symbols passed all {day['metric'].nunique()} rules on {checked}")
+    return DatasetHealth(
+        dataset_name, as_of, status, reasons, checked, int(day["symbol"].nunique()),
+        sorted(f"{s}@{checked}" for s in errors["symbol"].unique()), sorted(f"{s}@{checked}" for s in warns["symbol"].unique()),
+    )
+
+
+def _rule_reasons(day: pd.DataFrame, status: str, checked: dt.date) -> list[str]:
+    failing = day[day["status"] == status]
+    reasons = []
+    for (dataset, metric), rows in failing.groupby(["dataset", "metric"], sort=True):
+        threshold = rows["error_threshold" if status == STATUS_ERROR else "warn_threshold"].iloc[0]
+        worst = rows.sort_values("value", ascending=False).iloc[0]
+        symbols = sorted(rows["symbol"].unique())
+        reasons.append(
+            f"{dataset}: rule {metric} is {status} for {len(symbols)} symbol(s) on {checked} "
+            f"({', '.join(symbols[:5])}{'...' if len(symbols) > 5 else ''}); worst {worst['symbol']} value {worst['value']:g} >= {threshold:g}"
+        )
+    return reasons
+
+
+def _partition_status(metrics: pd.DataFrame) -> pd.DataFrame:
+    rank = metrics["status"].map({STATUS_OK: 0, STATUS_WARN: 1, STATUS_ERROR: 2})
+    frame = metrics.assign(_rank=rank)
+    worst = frame.groupby(["dataset", "symbol", "date"], sort=True)["_rank"].max()
+    failing = frame[frame["_rank"] > 0].groupby(["dataset", "symbol", "date"])["metric"].agg(lambda s: ",".join(sorted(s)))
+    out = worst.map({0: STATUS_OK, 1: STATUS_WARN, 2: STATUS_ERROR}).rename("status").to_frame().join(failing.rename("failing_rules"))
+    return out.fillna({"failing_rules": ""}).reset_index()
+
+
+def _read_metrics(settings: PlatformSettings, stored: list[str], start: dt.date, end: dt.date, symbols: set[str] | None) -> pd.DataFrame:
+    root = _metrics_root(settings)
+    files = []
+    for dataset in stored:
+        for symbol_dir in _scandir(root / f"dataset={dataset}"):
+            symbol = symbol_dir.name.split("=", 1)[-1]
+            if symbols is not None and symbol not in symbols:
+                continue
+            for date_dir in _scandir(Path(symbol_dir.path)):
+                day = dt.date.fromisoformat(date_dir.name.split("=", 1)[-1])
+                if start <= day <= end:
+                    files.append(Path(date_dir.path) / "part.parquet")
+    if not files:
+        return pd.DataFrame(columns=DQ_METRICS_SCHEMA.names)
+    frame = read_parquet_files(files)
+    frame["date"] = pd.to_datetime(frame["date"]).dt.date
+    return frame.sort_values(["dataset", "symbol", "date", "metric"], kind="stable").reset_index(drop=True)
+
+
+def _metrics_root(settings: PlatformSettings) -> Path:
+    return Path(settings.base_path) / "lake" / "dq_metrics"
+
+
+def _scandir(path: Path) -> list[os.DirEntry]:
+    try:
+        return sorted((e for e in os.scandir(path) if e.is_dir()), key=lambda e: e.name)
+    except FileNotFoundError:
+        return []
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    out = frame.copy()
+    for column in out.columns:
+        if column in ("date",):
+            out[column] = out[column].astype(str)
+        elif str(out[column].dtype).startswith("datetime"):
+            out[column] = out[column].astype(str)
+    return out.astype(object).where(out.notna(), None).to_dict("records")
