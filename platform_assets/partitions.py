@@ -66,3 +66,12 @@ ranged_backfill_policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_
 def partition_dates(context: dg.AssetExecutionContext) -> list[dt.date]:
     """The trading dates a (possibly ranged) run of a date-partitioned asset covers."""
     return [dt.date.fromisoformat(key) for key in context.partition_keys]
+
+
+def follow_upstream() -> dg.AutomationCondition:
+    """Derived assets follow their upstream automatically (the default automation sensor, running
+    under ``make ui``): a newly updated upstream partition of the latest day requests the same
+    partition here, once, unless a run of it is already in progress. Blocked (symbol, date)
+    partitions are skipped by the assets themselves (DQ gating), so warnings never stop the
+    automation. Older days are refreshed by ranged runs of the whole graph (schedules, backfills)."""
+    return dg.AutomationCondition.eager()

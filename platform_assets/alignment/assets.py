@@ -6,7 +6,7 @@ import dagster as dg
 from platform_assets.alignment.transforms import align_top_of_book
 from platform_assets.curation.assets import curated_bars
 from platform_assets.ingestion.assets import l2_snapshots_sim
-from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions
+from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions, follow_upstream
 from platform_assets.progress import Progress
 from platform_assets.quality.checks import is_blocked, log_blocked
 from platform_assets.run_options import keep_existing
@@ -18,6 +18,7 @@ from resources.lake import ALIGNED_BARS, CURATED_BARS, ParquetLake
 @dg.asset(
     partitions_def=stock_date_partitions,
     backfill_policy=ranged_backfill_policy,
+    automation_condition=follow_upstream(),
     group_name="alignment",
     kinds={"parquet", "pandas"},
     deps=[curated_bars, l2_snapshots_sim],

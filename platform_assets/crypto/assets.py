@@ -7,7 +7,7 @@ import pandas as pd
 from platform_assets.calendars import CRYPTO, session_minutes
 from platform_assets.curation.gap_engine import curate_bars
 from platform_assets.ingestion.raw_batches import build_raw_batch
-from platform_assets.partitions import crypto_date_partitions, partition_dates, ranged_backfill_policy
+from platform_assets.partitions import crypto_date_partitions, partition_dates, ranged_backfill_policy, follow_upstream
 from platform_assets.progress import Progress
 from platform_assets.quality.checks import DataQuality, check_groups, dq_check_specs
 from platform_assets.universe import run_symbols
@@ -55,6 +55,7 @@ def crypto_raw_bars_sim(
 @dg.asset(
     partitions_def=crypto_date_partitions,
     backfill_policy=ranged_backfill_policy,
+    automation_condition=follow_upstream(),
     group_name="crypto",
     kinds={"parquet", "pandas"},
     deps=[crypto_raw_bars_sim],

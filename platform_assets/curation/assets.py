@@ -10,7 +10,7 @@ import pandas as pd
 from platform_assets.calendars import STOCKS, session_minutes
 from platform_assets.curation.gap_engine import ImputationPolicy, curate_bars, l2_minute_activity
 from platform_assets.ingestion.assets import l2_snapshots_sim, raw_bars_sim
-from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions
+from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions, follow_upstream
 from platform_assets.progress import Progress
 from platform_assets.run_options import keep_existing
 from platform_assets.quality.checks import DataQuality, check_groups, dq_check_specs, is_blocked, raw_dq_dataset
@@ -49,6 +49,7 @@ def book_activity(book: L2Book, timeline: pd.DatetimeIndex) -> pd.DataFrame | No
 @dg.asset(
     partitions_def=stock_date_partitions,
     backfill_policy=ranged_backfill_policy,
+    automation_condition=follow_upstream(),
     group_name="curation",
     kinds={"parquet", "pandas"},
     deps=[raw_bars_sim, l2_snapshots_sim],

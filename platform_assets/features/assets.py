@@ -8,7 +8,7 @@ from platform_assets.curation.assets import curated_bars
 from platform_assets.features.labels import LABEL_DEFINITIONS, compute_labels
 from platform_assets.features.registry import FEATURE_GROUPS
 from platform_assets.ingestion.assets import L2_DQ_DATASET, l2_snapshots_sim
-from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions
+from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions, follow_upstream
 from platform_assets.progress import Progress
 from platform_assets.quality.checks import DataQuality, QualityRecorder, check_groups, dq_check_specs, is_blocked, log_blocked
 from platform_assets.run_options import keep_existing
@@ -28,6 +28,7 @@ def _versions(group: str) -> str:
 @dg.asset(
     partitions_def=stock_date_partitions,
     backfill_policy=ranged_backfill_policy,
+    automation_condition=follow_upstream(),
     group_name="features",
     kinds={"parquet", "pandas"},
     deps=[curated_bars],
@@ -78,6 +79,7 @@ def bar_features(context: dg.AssetExecutionContext, lake: ParquetLake, data_qual
 @dg.asset(
     partitions_def=stock_date_partitions,
     backfill_policy=ranged_backfill_policy,
+    automation_condition=follow_upstream(),
     group_name="features",
     kinds={"parquet", "pandas"},
     deps=[l2_snapshots_sim],
@@ -134,6 +136,7 @@ def l2_features(
 @dg.asset(
     partitions_def=stock_date_partitions,
     backfill_policy=ranged_backfill_policy,
+    automation_condition=follow_upstream(),
     group_name="features",
     kinds={"parquet", "pandas"},
     deps=[curated_bars],

@@ -1,0 +1,119 @@
+"""Sensors: new L2 snapshot files (live capture) -> the L2-derived partitions of that day.
+
+``l2_snapshot_files_sensor`` watches ``{base}/{LEVEL2_DIRNAME}/{SYMBOL}/`` for
+``{YYYY-MM-DD}_snapshots_{HHMMSS}.parquet`` files newer than its cursor and requests
+``l2_features`` and ``aligned_bars`` for that (date, symbol). A file whose day's L2 features are
+already newer than the file (e.g. written by the same pipeline run that wrote the snapshots) asks
+for nothing, so the pipeline's own writes never cause duplicate runs. Run keys are per
+(symbol, date, file mtime): a re-evaluated tick never launches the same work twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from platform_assets.calendars import STOCKS, is_session
+from platform_assets.features.assets import l2_features
+from platform_assets.alignment.assets import aligned_bars
+from platform_assets.partitions import SYMBOLS_TAG, stock_date_partitions
+from platform_assets.universe import tracked_symbols
+from resources.lake import feature_table
+from resources.settings import get_settings
+
+SNAPSHOT_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})_snapshots_[0-9A-Za-z]+\.parquet$")
+L2_DERIVED_JOB = "l2_derived"
+
+l2_derived_job = dg.define_asset_job(
+    name=L2_DERIVED_JOB,
+    selection=dg.AssetSelection.assets(l2_features, aligned_bars),
+    partitions_def=stock_date_partitions,
+    description="L2-derived partitions (L2 features, aligned bars) of one day, requested by the L2 file sensor.",
+)
+
+
+@dataclass(frozen=True)
+class NewSnapshotFile:
+    symbol: str
+    day: dt.date
+    path: Path
+    mtime_ns: int
+
+
+def find_new_snapshot_files(level2: Path, since_ns: int, symbols: set[str]) -> list[NewSnapshotFile]:
+    """Snapshot files of tracked symbols modified after ``since_ns``, oldest first."""
+    found = []
+    try:
+        symbol_dirs = [e for e in os.scandir(level2) if e.is_dir() and e.name in symbols]
+    except FileNotFoundError:
+        return []
+    for symbol_dir in symbol_dirs:
+        for entry in os.scandir(symbol_dir.path):
+            match = SNAPSHOT_FILE.match(entry.name)
+            if not match:
+                continue
+            mtime = entry.stat().st_mtime_ns
+            if mtime > since_ns:
+                found.append(NewSnapshotFile(symbol_dir.name, dt.date.fromisoformat(match.group(1)), Path(entry.path), mtime))
+    return sorted(found, key=lambda f: (f.mtime_ns, f.symbol))
+
+
+def _features_newer_than(base: Path, file: NewSnapshotFile) -> bool:
+    from resources.lake import ParquetLake
+
+    lake = ParquetLake(base_path=str(base), fsync=False)
+    part = lake.partition_dir(feature_table("l2_features", "v1"), file.symbol, file.day) / "part.parquet"
+    return part.exists() and part.stat().st_mtime_ns >= file.mtime_ns
+
+
+def l2_sensor_requests(instance: dg.DagsterInstance, cursor: str | None) -> tuple[list[dg.RunRequest], str, list[str]]:
+    """(run requests, new cursor, skipped reasons) for the files that appeared since ``cursor``."""
+    settings = get_settings()
+    since = int(json.loads(cursor)["mtime_ns"]) if cursor else 0
+    files = find_new_snapshot_files(Path(settings.level2_path), since, set(tracked_symbols(instance, STOCKS)))
+    requests, skipped, seen = [], [], set()
+    for file in files:
+        key = (file.symbol, file.day)
+        if key in seen:
+            continue
+        if not is_session(STOCKS, file.day):
+            skipped.append(f"{file.path.name}: {file.day} is not a session")
+            continue
+        if _features_newer_than(Path(settings.base_path), file):
+            skipped.append(f"{file.symbol}/{file.path.name}: L2 features already newer")
+            continue
+        seen.add(key)
+        requests.append(
+            dg.RunRequest(
+                run_key=f"l2-{file.symbol}-{file.day.isoformat()}-{file.mtime_ns}",
+                partition_key=file.day.isoformat(),
+                tags={SYMBOLS_TAG: file.symbol, "platform/trigger": "l2_snapshot_file"},
+            )
+        )
+    new_cursor = json.dumps({"mtime_ns": max([since] + [f.mtime_ns for f in files])})
+    return requests, new_cursor, skipped
+
+
+@dg.sensor(
+    job=l2_derived_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="New L2 snapshot files under level2/{SYMBOL}/ -> L2 features and aligned bars of that day and symbol.",
+)
+def l2_snapshot_files_sensor(context: dg.SensorEvaluationContext):
+    requests, cursor, skipped = l2_sensor_requests(context.instance, context.cursor)
+    for reason in skipped[:20]:
+        context.log.info(f"skipped {reason}")
+    context.update_cursor(cursor)
+    if not requests:
+        return dg.SkipReason(f"no new snapshot files ({len(skipped)} skipped)")
+    return requests
+
+
+SENSORS = [l2_snapshot_files_sensor]

@@ -1,0 +1,137 @@
+"""Schedules, the L2 file sensor and declarative automation, evaluated with Dagster's test helpers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import zoneinfo
+
+import dagster as dg
+import pytest
+
+from platform_assets.automation.schedules import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    crypto_daily_schedule,
+    daily_ingestion_schedule,
+    monthly_refresh_schedule,
+    weekly_refresh_schedule,
+)
+from platform_assets.automation.sensors import l2_snapshot_files_sensor
+from platform_assets.calendars import STOCKS, sessions_in_range
+from platform_assets.universe import add_symbols
+from resources.sim_market import simulate_day
+
+NY = zoneinfo.ZoneInfo("America/New_York")
+
+
+def _tick(schedule, platform, when: dt.datetime):
+    context = dg.build_schedule_context(instance=platform.instance, scheduled_execution_time=when, repository_def=platform.defs.get_repository_def())
+    result = schedule.evaluate_tick(context)
+    return list(result.run_requests or []), result.skip_message
+
+
+def _dates(requests) -> list[dt.date]:
+    dates = []
+    for request in requests:
+        first, last = dt.date.fromisoformat(request.tags[RANGE_START_TAG]), dt.date.fromisoformat(request.tags[RANGE_END_TAG])
+        dates += sessions_in_range(STOCKS, first, last)
+    return dates
+
+
+def test_daily_schedule_requests_the_session_for_every_tracked_symbol(platform):
+    requests, skip = _tick(daily_ingestion_schedule, platform, dt.datetime(2024, 12, 3, 17, 30, tzinfo=NY))
+    assert not requests and "no tracked stock symbols" in skip
+    add_symbols(platform.instance, ["AAPL", "MSFT", "BTC-USD"])
+    requests, _ = _tick(daily_ingestion_schedule, platform, dt.datetime(2024, 12, 3, 17, 30, tzinfo=NY))
+    assert [r.partition_key for r in requests] == ["2024-12-03"]
+    assert requests[0].run_key == "daily-2024-12-03"  # one run per day, however often the tick is evaluated
+    for holiday in (dt.datetime(2024, 12, 25, 17, 30, tzinfo=NY), dt.datetime(2024, 11, 28, 17, 30, tzinfo=NY)):
+        requests, skip = _tick(daily_ingestion_schedule, platform, holiday)
+        assert requests == [] and "not an XNYS trading day" in skip
+    crypto, _ = _tick(crypto_daily_schedule, platform, dt.datetime(2024, 12, 26, 0, 30, tzinfo=dt.timezone.utc))
+    assert [r.partition_key for r in crypto] == ["2024-12-25"]  # crypto trades on Christmas
+
+
+@pytest.mark.parametrize(("schedule", "days"), [(weekly_refresh_schedule, 30), (monthly_refresh_schedule, 90)])
+def test_refresh_schedules_request_exactly_the_sessions_of_their_window(platform, schedule, days):
+    add_symbols(platform.instance, ["AAPL"])
+    when = dt.datetime(2024, 12, 7, 6, 0, tzinfo=NY)
+    requests, _ = _tick(schedule, platform, when)
+    expected = sessions_in_range(STOCKS, dt.date(2024, 12, 7) - dt.timedelta(days=days - 1), dt.date(2024, 12, 7))
+    assert _dates(requests) == expected
+    assert dt.date(2024, 11, 28) not in _dates(requests)  # Thanksgiving
+    assert len({r.run_key for r in requests}) == len(requests)
+
+
+def _write_snapshot_file(settings, symbol: str, day: dt.date, suffix: str):
+    from resources.l2_store import L2SnapshotStore
+
+    store = L2SnapshotStore(level2_path=str(settings.level2_path), fsync=False)
+    return store.write(symbol, day, simulate_day(7, symbol, day).book, suffix=suffix, source="ib")
+
+
+def test_l2_sensor_requests_the_new_files_day_once(platform, monkeypatch):
+    monkeypatch.setenv("DATA_PATH_OVERRIDE", str(platform.settings.base_path))
+    from resources.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        add_symbols(platform.instance, ["AAPL"])
+        path = _write_snapshot_file(platform.settings, "AAPL", dt.date(2024, 12, 3), "093015")
+        _write_snapshot_file(platform.settings, "MSFT", dt.date(2024, 12, 3), "093015")  # not tracked: ignored
+        context = dg.build_sensor_context(instance=platform.instance, repository_def=platform.defs.get_repository_def())
+        result = l2_snapshot_files_sensor.evaluate_tick(context)
+        assert [(r.partition_key, r.tags["platform/symbols"]) for r in result.run_requests] == [("2024-12-03", "AAPL")]
+        cursor = result.cursor
+        assert json.loads(cursor)["mtime_ns"] == os.stat(path).st_mtime_ns
+        again = l2_snapshot_files_sensor.evaluate_tick(dg.build_sensor_context(instance=platform.instance, cursor=cursor, repository_def=platform.defs.get_repository_def()))
+        assert not again.run_requests  # nothing new since the cursor
+        _write_snapshot_file(platform.settings, "AAPL", dt.date(2024, 12, 4), "101500")
+        later = l2_snapshot_files_sensor.evaluate_tick(dg.build_sensor_context(instance=platform.instance, cursor=cursor, repository_def=platform.defs.get_repository_def()))
+        assert [r.partition_key for r in later.run_requests] == ["2024-12-04"]
+    finally:
+        get_settings.cache_clear()
+
+
+def test_l2_sensor_ignores_files_the_pipeline_already_processed(platform, monkeypatch):
+    from platform_api.backfill import plan_backfill, run_backfill
+
+    monkeypatch.setenv("DATA_PATH_OVERRIDE", str(platform.settings.base_path))
+    from resources.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        report = run_backfill(platform.instance, plan_backfill(["AAPL"], "2024-12-03", "2024-12-03"), defs=platform.defs, add_missing_symbols=True)
+        assert report.success
+        result = l2_snapshot_files_sensor.evaluate_tick(dg.build_sensor_context(instance=platform.instance, repository_def=platform.defs.get_repository_def()))
+        assert not result.run_requests  # the run that wrote the snapshots also computed their features
+    finally:
+        get_settings.cache_clear()
+
+
+def test_schedules_and_sensor_are_in_the_definitions_and_switchable(platform):
+    names = {s.name for s in platform.defs.schedules} | {s.name for s in platform.defs.sensors}
+    assert {"daily_ingestion_schedule", "weekly_refresh_schedule", "monthly_refresh_schedule", "crypto_daily_schedule", "l2_snapshot_files_sensor"} <= names
+    assert all(s.default_status == dg.DefaultScheduleStatus.STOPPED for s in platform.defs.schedules)
+
+
+def test_downstream_assets_follow_a_new_raw_partition_once(platform):
+    from platform_assets.partitions import stock_date_partitions
+
+    add_symbols(platform.instance, ["AAPL"])
+    latest = stock_date_partitions.get_last_partition_key()
+    defs = platform.defs
+    job = defs.resolve_job_def("offline_pipeline")
+    before = dg.evaluate_automation_conditions(defs=defs, instance=platform.instance)
+    assert before.total_requested == 0  # nothing upstream yet
+    job.execute_in_process(instance=platform.instance, partition_key=latest, asset_selection=[dg.AssetKey("raw_bars_sim"), dg.AssetKey("l2_snapshots_sim")])
+    result = dg.evaluate_automation_conditions(defs=defs, instance=platform.instance, cursor=before.cursor)
+    requested = {key.to_user_string(): result.get_requested_partitions(key) for key in (dg.AssetKey("curated_bars"), dg.AssetKey("l2_features"))}
+    assert requested["curated_bars"] == {latest} and requested["l2_features"] == {latest}
+    for name in ("aligned_bars", "bar_features", "labels"):  # requested with curated_bars, in the same tick
+        assert result.get_requested_partitions(dg.AssetKey(name)) == {latest}
+    assert not result.get_requested_partitions(dg.AssetKey("crypto_curated_bars"))
+    again = dg.evaluate_automation_conditions(defs=defs, instance=platform.instance, cursor=result.cursor)
+    assert again.total_requested == 0  # no duplicate request for the same update
