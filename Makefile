@@ -10,7 +10,7 @@ START   ?= 2024-11-18
 END     ?= 2024-12-06
 WORKERS ?= 1
 
-.PHONY: setup run test ui bench lock validate clean
+.PHONY: setup run test ui serve bench lock validate clean
 
 setup: $(STAMP)
 
@@ -49,3 +49,7 @@ lock:
 
 clean:
 	rm -rf data .dagster_home
+
+## The HTTP data service on http://127.0.0.1:8000 (docs at /docs) over the same instance and data.
+serve: setup $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/mdp serve

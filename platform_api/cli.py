@@ -14,7 +14,7 @@ import sys
 import time
 import warnings
 
-from resources.settings import SettingsError
+from resources.settings import SettingsError, get_settings
 from resources.validation import InvalidInputError
 
 EXIT_BAD_INPUT = 2
@@ -90,6 +90,24 @@ def _symbols(args: argparse.Namespace) -> int:
     return 0
 
 
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from platform_api.instance import ensure_dagster_home
+
+    settings = get_settings()
+    host, port = args.host or settings.api_host, args.port or settings.api_port
+    if host not in LOOPBACK and settings.api_token is None:
+        raise InvalidInputError(f"refusing to listen on {host} without PLATFORM_API_TOKEN (set a token, or bind 127.0.0.1)")
+    ensure_dagster_home()
+    _print(f"serving on http://{host}:{port} (docs: /docs), instance {os.environ['DAGSTER_HOME']}, data {settings.base_path}")
+    uvicorn.run("platform_api.service.app:default_app", factory=True, host=host, port=port, log_level="warning")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mdp", description="Market-data platform command line")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -107,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     symbols.add_argument("--asset-type", default="auto", choices=["auto", "stock", "crypto"], help="for add (default: auto-detect, BTC-USD = crypto)")
     symbols.add_argument("--defaults", action="store_true", help="for add: the repo's default universe (platform_assets/default_universe.yaml)")
     symbols.set_defaults(handler=_symbols)
+    serve = sub.add_parser("serve", help="start the HTTP data service (FastAPI + uvicorn)")
+    serve.add_argument("--host", default=None, help="bind address (default API_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default API_PORT, 8000)")
+    serve.set_defaults(handler=_serve)
     return parser
 
 

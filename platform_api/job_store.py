@@ -32,7 +32,7 @@ class JobRecord:
     start: str
     end: str
     job_name: str
-    asset_selection: list[str]
+    asset_selection: list[str] | None
     tags: dict[str, str]
     workers: int = 1
     add_missing_symbols: bool = False

@@ -186,6 +186,8 @@ def _job_plans(instance: dg.DagsterInstance, record: JobRecord) -> list[tuple]:
         symbols = [s for s in record.symbols if market_of(s, types) == market] if len(markets) > 1 or market == CRYPTO else record.symbols
         if not symbols:
             continue
+        if not sessions_in_range(market, dt.date.fromisoformat(record.start), dt.date.fromisoformat(record.end)):
+            continue  # e.g. a 1-day stock refresh on a Sunday: only crypto has a session
         plan = plan_backfill(symbols, record.start, record.end, min_chunks=record.workers, market=market)
         if market == STOCKS:
             plans.append((replace(plan, job_name=record.job_name), record.asset_selection))
@@ -304,6 +306,50 @@ def trigger_backfill(
         workers=parsed.max_parallel_jobs, add_missing_symbols=add_missing_symbols, dataset=dataset_name,
     )
     record.tags.update({JOB_ID_TAG: record.job_id, JOB_KIND_TAG: "backfill"})
+    return _submit(record, instance, settings, wait, defs)
+
+
+REFRESH_ASSET_TYPES = {"stocks": "stocks", "crypto": "crypto", "all": "all"}
+REFRESH_INTERVALS = ("1d", "1h")
+
+
+def refresh_window(days_back: int, today: dt.date | None = None) -> tuple[dt.date, dt.date]:
+    """[start, end] of a refresh: the last ``days_back`` calendar days up to today (UTC)."""
+    end = today or pd.Timestamp.now(tz="UTC").date()
+    return end - dt.timedelta(days=days_back - 1), end
+
+
+def trigger_refresh(
+    days_back: int = 30, interval: str = "1d", asset_type: str = "all", *, wait: bool = False, today: dt.date | None = None,
+    instance: dg.DagsterInstance | None = None, settings: PlatformSettings | None = None, defs: dg.Definitions | None = None,
+) -> JobHandle:
+    """Re-ingest the last ``days_back`` days of every tracked symbol of ``asset_type`` through the
+    whole graph (stocks: XNYS sessions, crypto: every UTC day).
+
+    ``interval`` (1d or 1h) is the bar interval the caller needs: the platform ingests 1-minute
+    bars and serves 1h/1d by resampling on read, so both refresh the same partitions (echoed in
+    the job's params).
+    """
+    if not isinstance(days_back, int) or isinstance(days_back, bool) or not 1 <= days_back <= 365:
+        raise InvalidOptionError(f"days_back must be an integer between 1 and 365, got {days_back!r}")
+    if interval not in REFRESH_INTERVALS:
+        raise InvalidOptionError(f"interval must be one of {', '.join(REFRESH_INTERVALS)}, got {interval!r}")
+    if asset_type not in REFRESH_ASSET_TYPES:
+        raise InvalidOptionError(f"asset_type must be one of {', '.join(REFRESH_ASSET_TYPES)}, got {asset_type!r}")
+    settings = settings or get_settings()
+    instance = _instance(instance)
+    defs = defs or _defs(settings)
+    start, end = refresh_window(days_back, today)
+    markets = {"stocks": [STOCKS], "crypto": [CRYPTO], "all": [STOCKS, CRYPTO]}[asset_type]
+    symbols = [s for market in markets for s in tracked_symbols(instance, market) if sessions_in_range(market, start, end)]
+    if not symbols:
+        raise InvalidOptionError(f"nothing to refresh: no tracked {asset_type} symbols with a session between {start} and {end}")
+    record = _new_record(
+        "refresh", params={"days_back": days_back, "interval": interval, "asset_type": asset_type, "start": start.isoformat(), "end": end.isoformat(), "symbols": symbols},
+        symbols=symbols, start=start.isoformat(), end=end.isoformat(), job_name=OFFLINE_PIPELINE_JOB,
+        asset_selection=None, tags={}, market=REFRESH_ASSET_TYPES[asset_type], source=",".join(settings.ingestion_sources),
+    )
+    record.tags.update({JOB_ID_TAG: record.job_id, JOB_KIND_TAG: "refresh"})
     return _submit(record, instance, settings, wait, defs)
 
 
