@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from platform_api import jobs
-from platform_api.coverage import get_coverage
+from platform_api.coverage import coverage_stats, coverage_summary, get_coverage
 from platform_api.errors import UnknownJobError
 from platform_api.service.models import (
     AddSymbolsRequest,
@@ -144,6 +144,17 @@ def create_app(settings: PlatformSettings | None = None, instance: dg.DagsterIns
         if name is not None and not rows and name not in set(universe_table(inst)["symbol"]):
             raise HTTPException(404, detail=f"symbol {name} is not tracked and has no stored data")
         return rows
+
+    @app.get("/data/coverage/stats", dependencies=protected, tags=["coverage"])
+    def coverage_completeness(
+        start: str = Query(..., description="first day, YYYY-MM-DD"),
+        end: str = Query(..., description="last day (inclusive), YYYY-MM-DD"),
+        symbol: list[str] | None = Query(None, description="repeat for several; all stored symbols when omitted"),
+    ) -> dict:
+        """Per symbol and layer: expected days (XNYS sessions / every UTC day for crypto) vs stored: full | partial | none."""
+        current, _ = get_platform()
+        rows = coverage_stats(start, end, symbol, settings=current)
+        return {"symbols": rows, "summary": coverage_summary(rows)}
 
     # ------------------------------------------------------------------ refresh
     def _refresh(days_back: int, interval: str, asset_type: str, async_mode: bool):
