@@ -289,3 +289,19 @@ def test_health_green_on_clean_data_yellow_on_warnings(platform):
     assert l2.status == "RED" and l2.error_partitions == ["AAPL@2024-12-04"]
     behind = get_dataset_health("curated_bars", "2024-12-06", settings=platform.settings)
     assert behind.status == "YELLOW" and "2 session(s) before 2024-12-06" in behind.reasons[0]
+
+
+def test_gx_runs_in_memory_without_files_or_analytics(tmp_path, monkeypatch):
+    from platform_assets.quality.gx_engine import GXRunner
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    runner = GXRunner()
+    batches, _ = _batches()
+    rules = [r for r in default_rule_sets()["curated_bars"].rules if r.gx_expectation() is not None]
+    masks = runner.failing_rows(rules, batches["curated_bars"].frame)
+    assert set(masks) == {r.name for r in rules}
+    assert list(tmp_path.iterdir()) == [] and runner._context.variables.analytics_enabled is False
+    assert runner._context.variables.data_docs_sites == {}

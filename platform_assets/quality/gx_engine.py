@@ -26,10 +26,11 @@ class GXRunner:
     def __init__(self):
         os.environ["GX_ANALYTICS_ENABLED"] = "false"
         import great_expectations as gx
-        from great_expectations.data_context.types.base import ProgressBarsConfig
+        from great_expectations.data_context.types.base import DataContextConfig, InMemoryStoreBackendDefaults, ProgressBarsConfig
 
         self._gx = gx
-        self._context = gx.get_context(mode="ephemeral")
+        config = DataContextConfig(store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False), analytics_enabled=False)
+        self._context = gx.get_context(mode="ephemeral", project_config=config)  # in memory: no docs site, no files
         self._context.variables.progress_bars = ProgressBarsConfig(globally=False)
         source = self._context.data_sources.add_pandas("platform_dq")
         self._batch_definition = source.add_dataframe_asset("partitions").add_batch_definition_whole_dataframe("whole")
