@@ -167,6 +167,7 @@ def create_app(settings: PlatformSettings | None = None, instance: dg.DagsterIns
                 content=JobAccepted(
                     job_id=handle.job_id, kind=handle.kind, state=status.state, submitted_at=handle.submitted_at,
                     status_url=f"/data/jobs/{handle.job_id}", dagster_run_ids=status.run_ids,
+                    dagster_runs_tag=f"platform/job_id={handle.job_id}",
                 ).model_dump(),
             )
         return _sync_result(current, inst, status)

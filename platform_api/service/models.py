@@ -47,6 +47,7 @@ class JobAccepted(BaseModel):
     submitted_at: str
     status_url: str
     dagster_run_ids: list[str] = []
+    dagster_runs_tag: str = Field(description="the job's runs in the Dagster UI: filter runs by this tag")
 
 
 class SymbolResult(BaseModel):
