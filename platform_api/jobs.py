@@ -28,7 +28,7 @@ from platform_api import job_store
 from platform_api.backfill import plan_backfill, run_backfill
 from platform_api.errors import InvalidDateRangeError, InvalidOptionError, UnknownDatasetError
 from platform_api.job_store import JOB_ID_TAG, JOB_KIND_TAG, JobRecord
-from platform_assets.automation.jobs import OFFLINE_PIPELINE_JOB
+from platform_assets.automation.jobs import OFFLINE_PIPELINE_JOB, STOCK_PIPELINE_JOB
 from platform_assets.calendars import CRYPTO, STOCKS, is_session, sessions_in_range
 from platform_assets.run_options import KEEP_EXISTING_TAG
 from platform_assets.universe import asset_types, market_of, require_tracked, tracked_symbols
@@ -230,7 +230,7 @@ def trigger_historical_ingestion(
     record = _new_record(
         "ingestion", params={"source": source, "symbols": plan.symbols, "start": str(plan.dates[0]), "end": str(plan.dates[-1]), "options": parsed.model_dump()},
         symbols=plan.symbols, start=str(plan.dates[0]), end=str(plan.dates[-1]),
-        job_name=OFFLINE_PIPELINE_JOB if source == "sim" else defs.resolve_implicit_global_asset_job_def().name,
+        job_name=OFFLINE_PIPELINE_JOB if source == "sim" else STOCK_PIPELINE_JOB,
         asset_selection=assets, tags={OPTIONS_TAG: parsed.model_dump_json()}, workers=parsed.max_parallel_requests,
         add_missing_symbols=add_missing_symbols, source=source,
     )
@@ -267,7 +267,7 @@ def trigger_daily_ingestion(
     symbols = tracked_symbols(instance, STOCKS)
     if not symbols:
         raise InvalidOptionError("the symbol universe is empty: add symbols first")
-    job_name = OFFLINE_PIPELINE_JOB if set(sources) == {"sim"} else defs.resolve_implicit_global_asset_job_def().name
+    job_name = OFFLINE_PIPELINE_JOB if set(sources) == {"sim"} else STOCK_PIPELINE_JOB
     record = _new_record(
         "ingestion", params={"as_of_date": day.isoformat(), "sources": list(sources), "symbols": symbols},
         symbols=symbols, start=day.isoformat(), end=day.isoformat(), job_name=job_name,

@@ -71,7 +71,18 @@ def partition_dates(context: dg.AssetExecutionContext) -> list[dt.date]:
 def follow_upstream() -> dg.AutomationCondition:
     """Derived assets follow their upstream automatically (the default automation sensor, running
     under ``make ui``): a newly updated upstream partition of the latest day requests the same
-    partition here, once, unless a run of it is already in progress. Blocked (symbol, date)
-    partitions are skipped by the assets themselves (DQ gating), so warnings never stop the
-    automation. Older days are refreshed by ranged runs of the whole graph (schedules, backfills)."""
-    return dg.AutomationCondition.eager()
+    partition here, once, unless a run of it is already in progress. Sources are alternatives
+    (sim, Databento, IB), so a never-materialized source does not hold the others back: the
+    condition is ``eager()``'s parts minus "no dependency missing", waiting only when every
+    dependency is missing. Blocked (symbol, date) partitions are skipped by the assets themselves
+    (DQ gating), so warnings never stop the automation. Older days are refreshed by ranged runs
+    of the whole graph (schedules, backfills)."""
+    ac = dg.AutomationCondition
+    every_dep_missing = ac.all_deps_match(ac.missing() & ~ac.will_be_requested())
+    return (
+        ac.in_latest_time_window()
+        & (ac.newly_missing() | ac.any_deps_updated()).since_last_handled()
+        & ~every_dep_missing
+        & ~ac.any_deps_in_progress()
+        & ~ac.in_progress()
+    ).with_label("eager, any source")

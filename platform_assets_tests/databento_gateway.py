@@ -56,6 +56,14 @@ def make_self_signed(folder: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+class GatewayError(Exception):
+    """Raised by a provider to answer an HTTP error (status, detail)."""
+
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
 @dataclass
 class GatewayRequest:
     path: str
@@ -119,7 +127,10 @@ class DatabentoGateway:
                 if request.path.endswith("timeseries.get_range"):
                     if form.get("schema") == "bad-schema":
                         return self._json(422, {"detail": "Invalid schema."})
-                    body = gateway.provider(request)
+                    try:
+                        body = gateway.provider(request)
+                    except GatewayError as error:
+                        return self._json(error.status, {"detail": error.detail})
                     if form.get("compression") == "zstd":
                         body = zstandard.ZstdCompressor().compress(body)
                     self.send_response(200)

@@ -20,7 +20,7 @@ import pandas as pd
 from platform_assets.calendars import STOCKS, sessions_in_range
 from resources.sim_market import simulate_day
 
-SCHEMAS = {"ohlcv-1m": dbn.Schema.OHLCV_1M, "mbp-10": dbn.Schema.MBP_10, "trades": dbn.Schema.TRADES, "tbbo": dbn.Schema.TBBO}
+SCHEMAS = {"ohlcv-1d": dbn.Schema.OHLCV_1D, "ohlcv-1m": dbn.Schema.OHLCV_1M, "mbp-10": dbn.Schema.MBP_10, "trades": dbn.Schema.TRADES, "tbbo": dbn.Schema.TBBO}
 
 
 def instrument_id(symbol: str) -> int:
@@ -44,11 +44,11 @@ def metadata(dataset: str, schema: str, start: pd.Timestamp, end: pd.Timestamp, 
     )
 
 
-def ohlcv_bytes(symbol: str, bars: pd.DataFrame) -> bytes:
+def ohlcv_bytes(symbol: str, bars: pd.DataFrame, rtype=dbn.RType.OHLCV_1M) -> bytes:
     iid = instrument_id(symbol)
     out = bytearray()
     for ts, o, h, l, c, v in zip(bars["ts"], bars["open"], bars["high"], bars["low"], bars["close"], bars["volume"]):
-        out += bytes(dbn.OHLCVMsg(rtype=dbn.RType.OHLCV_1M, publisher_id=2, instrument_id=iid, ts_event=pd.Timestamp(ts).value,
+        out += bytes(dbn.OHLCVMsg(rtype=rtype, publisher_id=2, instrument_id=iid, ts_event=pd.Timestamp(ts).value,
                                   open=_fixed(o), high=_fixed(h), low=_fixed(l), close=_fixed(c), volume=int(v)))
     return bytes(out)
 
@@ -95,6 +95,8 @@ class SimVendor:
     seed: int = 7
     corrupt: dict[tuple[str, str], str] = field(default_factory=dict)  # (symbol, "2024-12-02T15:00Z") -> high_below_low|zero_price
     empty_days: set[tuple[str, dt.date]] = field(default_factory=set)
+    unknown_symbols: set[str] = field(default_factory=set)  # answered 422 like an unresolvable symbol
+    delays: dict[str, float] = field(default_factory=dict)  # seconds to stall before answering, per symbol
 
     def bars(self, symbol: str, day: dt.date) -> pd.DataFrame:
         bars = simulate_day(self.seed, symbol, day).bars.drop_duplicates("ts").reset_index(drop=True)
@@ -117,6 +119,13 @@ class SimVendor:
         start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
         end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
         symbols = [s for s in form["symbols"].split(",") if s]
+        if unknown := sorted(set(symbols) & self.unknown_symbols):
+            from databento_gateway import GatewayError
+
+            raise GatewayError(422, f"Could not resolve symbols: {', '.join(unknown)}")
+        import time
+
+        time.sleep(max([self.delays.get(s, 0.0) for s in symbols] + [0.0]))
         body = bytearray(metadata(form.get("dataset", self.dataset), schema, start, end, symbols))
         days = sessions_in_range(STOCKS, (start - pd.Timedelta(days=1)).date(), end.date())
         for symbol in symbols:
@@ -127,8 +136,13 @@ class SimVendor:
                     body += mbp10_bytes(symbol, simulate_day(self.seed, symbol, day).book, start, end)
                     continue
                 bars = self.bars(symbol, day)
-                bars = bars[(bars["ts"] >= start) & (bars["ts"] < end)]
-                if schema == "ohlcv-1m":
+                if schema != "ohlcv-1d":
+                    bars = bars[(bars["ts"] >= start) & (bars["ts"] < end)]
+                if schema == "ohlcv-1d":
+                    daily = pd.DataFrame({"ts": [pd.Timestamp(day, tz="UTC")], "open": [bars["open"].iloc[0]], "high": [bars["high"].max()],
+                                          "low": [bars["low"].min()], "close": [bars["close"].iloc[-1]], "volume": [bars["volume"].sum()]})
+                    body += ohlcv_bytes(symbol, daily[(daily["ts"] >= start) & (daily["ts"] < end)], dbn.RType.OHLCV_1D)
+                elif schema == "ohlcv-1m":
                     body += ohlcv_bytes(symbol, bars)
                 else:
                     body += trade_bytes(symbol, bars, schema)

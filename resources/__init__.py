@@ -5,6 +5,7 @@ from __future__ import annotations
 from resources.io_managers import LakeIOManager
 from resources.l2_store import L2SnapshotStore
 from resources.lake import ParquetLake
+from resources.databento_source import DatabentoSource
 from resources.manifests import BarsManifest
 from resources.offline_source import OfflineSource
 from resources.settings import PlatformSettings, get_settings
@@ -21,7 +22,17 @@ def build_resources(settings: PlatformSettings | None = None) -> dict:
         "lake": ParquetLake(base_path=base, fsync=settings.lake_fsync),
         "l2_store": L2SnapshotStore(level2_path=level2, fsync=settings.lake_fsync),
         "offline_source": OfflineSource(seed=settings.sim_seed),
+        "databento": databento_source(settings),
         "bars_manifest": BarsManifest(base_path=base, fsync=settings.lake_fsync),
         "io_manager": LakeIOManager(base_path=base, level2_path=level2),
         "data_quality": DataQuality(rules_file=str(settings.dq_rules_file or DEFAULT_RULES_FILE), engine=settings.dq_engine),
     }
+
+
+def databento_source(settings: PlatformSettings) -> DatabentoSource:
+    """The Databento resource as the settings configure it (the key stays in the environment)."""
+    return DatabentoSource(
+        dataset=settings.databento_dataset,
+        gateway=settings.databento_gateway,
+        symbol_mapping_file=str(settings.symbol_mapping_file) if settings.symbol_mapping_file else None,
+    )

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from resources.atomic import write_parquet_atomic
+from resources.atomic import atomic_write, write_parquet_atomic
 from resources.schemas import DEFAULT_LEVELS, L2Book
 from resources.validation import normalize_symbol
 
@@ -53,6 +53,36 @@ class L2SnapshotStore(dg.ConfigurableResource):
         table = book.to_arrow(extra={"source": source})
         return write_parquet_atomic(table, self.snapshot_path(symbol, day, suffix), fsync=self.fsync)
 
+    def write_stream(self, symbol: str, day: dt.date, books, *, suffix: str, source: str) -> tuple[Path | None, int]:
+        """Atomically write a day's snapshots arriving in pieces (bounded memory). No file for 0 rows."""
+        target = self.snapshot_path(symbol, day, suffix)
+        rows = 0
+
+        def write(tmp: Path) -> None:
+            nonlocal rows
+            writer = None
+            try:
+                for book in books:
+                    if len(book) == 0:
+                        continue
+                    if book.levels != self.levels:
+                        raise ValueError(f"book has {book.levels} levels, the contract needs {self.levels}")
+                    table = book.to_arrow(extra={"source": source})
+                    writer = writer or pq.ParquetWriter(tmp, table.schema, compression="zstd")
+                    writer.write_table(table)
+                    rows += len(book)
+            finally:
+                if writer is not None:
+                    writer.close()
+            if rows == 0:
+                raise _NothingToWrite
+
+        try:
+            atomic_write(target, write, fsync=self.fsync)
+        except _NothingToWrite:
+            return None, 0
+        return target, rows
+
     def read_day(self, symbol: str, day: dt.date) -> tuple[L2Book, list[str]]:
         """All snapshots of a (symbol, day), oldest first, and the sources they came from."""
         tables = [pq.read_table(path) for path in self.day_files(symbol, day)]
@@ -67,6 +97,10 @@ class L2SnapshotStore(dg.ConfigurableResource):
             keep = np.concatenate([[True], book.timestamp[1:] != book.timestamp[:-1]])
             book = book.take(np.flatnonzero(keep))
         return book, sorted({_source_of(t) for t in chosen})
+
+
+class _NothingToWrite(Exception):
+    pass
 
 
 def _source_of(table: pa.Table) -> str:

@@ -80,6 +80,8 @@ class PlatformSettings(BaseSettings):
     partitions_start_date: dt.date = Field(dt.date(2021, 1, 4), validation_alias=_env("PARTITIONS_START_DATE"))
     sim_seed: Annotated[int, Field(ge=0)] = Field(7, validation_alias=_env("SIM_SEED"))
     lake_fsync: bool = Field(True, validation_alias=_env("LAKE_FSYNC"))
+    databento_dataset: str = Field("XNAS.ITCH", validation_alias=_env("DATABENTO_DATASET"))
+    databento_gateway: str | None = Field(None, validation_alias=_env("DATABENTO_GATEWAY"))
     api_host: str = Field("127.0.0.1", validation_alias=_env("API_HOST"))
     api_port: Annotated[int, Field(ge=1, le=65535)] = Field(8000, validation_alias=_env("API_PORT"))
     api_token: SecretStr | None = Field(None, validation_alias=_env("PLATFORM_API_TOKEN"))

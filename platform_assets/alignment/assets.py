@@ -6,6 +6,7 @@ import dagster as dg
 from platform_assets.alignment.transforms import align_top_of_book
 from platform_assets.curation.assets import curated_bars
 from platform_assets.ingestion.assets import l2_snapshots_sim
+from platform_assets.ingestion.databento_assets import l2_snapshots_databento
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions, follow_upstream
 from platform_assets.progress import Progress
 from platform_assets.quality.checks import is_blocked, log_blocked
@@ -21,7 +22,7 @@ from resources.lake import ALIGNED_BARS, CURATED_BARS, ParquetLake
     automation_condition=follow_upstream(),
     group_name="alignment",
     kinds={"parquet", "pandas"},
-    deps=[curated_bars, l2_snapshots_sim],
+    deps=[curated_bars, l2_snapshots_sim, l2_snapshots_databento],
     metadata={"lake_table": str(ALIGNED_BARS)},
 )
 def aligned_bars(context: dg.AssetExecutionContext, lake: ParquetLake, l2_store: L2SnapshotStore) -> dg.MaterializeResult:

@@ -8,6 +8,7 @@ from platform_assets.curation.assets import curated_bars
 from platform_assets.features.labels import LABEL_DEFINITIONS, compute_labels
 from platform_assets.features.registry import FEATURE_GROUPS
 from platform_assets.ingestion.assets import L2_DQ_DATASET, l2_snapshots_sim
+from platform_assets.ingestion.databento_assets import l2_snapshots_databento
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions, follow_upstream
 from platform_assets.progress import Progress
 from platform_assets.quality.checks import DataQuality, QualityRecorder, check_groups, dq_check_specs, is_blocked, log_blocked
@@ -82,7 +83,7 @@ def bar_features(context: dg.AssetExecutionContext, lake: ParquetLake, data_qual
     automation_condition=follow_upstream(),
     group_name="features",
     kinds={"parquet", "pandas"},
-    deps=[l2_snapshots_sim],
+    deps=[l2_snapshots_sim, l2_snapshots_databento],
     metadata={"feature_group": L2_GROUP, "versions": _versions(L2_GROUP)},
     check_specs=L2_FEATURE_DQ_CHECKS,
 )

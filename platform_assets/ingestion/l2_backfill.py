@@ -1,0 +1,148 @@
+"""Historical L2 from Databento mbp-10: one (symbol, trading day) at a time, and batches of them.
+
+``backfill_l2_day`` fetches the day's mbp-10 records inside the ET window (``L2_BACKFILL_WINDOW_ET``,
+DST-aware), converts them to fixed 10-level snapshots and writes
+``level2/{SYMBOL}/{YYYY-MM-DD}_snapshots_databento.parquet`` atomically, streaming record batches
+to the file. It is idempotent: an existing file is skipped unless ``force``. A day with no records
+writes nothing and reports ``zero_rows``. Errors are captured (``status: error``) unless ``strict``.
+
+``run_l2_backfill`` runs many tasks with a thread pool and writes the contract's
+``backfill_l2_manifest.jsonl`` (append-only; lines in task order whatever the completion order,
+each appended as soon as every earlier task is done) and ``backfill_l2_summary.json``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import datetime as dt
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from platform_assets.ingestion.databento_transforms import mbp10_to_book
+from resources.atomic import append_jsonl, write_json_atomic
+from resources.databento_source import DatabentoSource, et_day_bounds
+from resources.l2_store import L2SnapshotStore
+
+DATABENTO_SUFFIX = "databento"
+MANIFEST_FILE = "backfill_l2_manifest.jsonl"
+SUMMARY_FILE = "backfill_l2_summary.json"
+MANIFEST_STATUS = {"written": "WRITE", "skipped": "SKIP", "empty": "EMPTY", "error": "ERROR"}
+
+
+def backfill_l2_day(
+    source: DatabentoSource, store: L2SnapshotStore, symbol: str, day: dt.date, window: tuple[dt.time, dt.time],
+    *, force: bool = False, strict: bool = False,
+) -> dict:
+    """``{symbol, date, status: written|skipped|error, zero_rows, path, rows, error}``."""
+    path = store.snapshot_path(symbol, day, DATABENTO_SUFFIX)
+    result = {"symbol": symbol, "date": day.isoformat(), "status": "skipped", "zero_rows": False, "path": str(path), "rows": 0, "error": None}
+    if path.exists() and not force:
+        result["rows"] = pq.read_metadata(path).num_rows
+        return result
+    try:
+        start, end = et_day_bounds(day, window)
+        vendor = source.vendor_symbols([symbol])[symbol]
+
+        def books():
+            for chunk in source.fetch([vendor], "mbp-10", start, end):
+                for records in chunk.record_batches():
+                    yield mbp10_to_book(records, (start, end))
+
+        written, rows = store.write_stream(symbol, day, books(), suffix=DATABENTO_SUFFIX, source=DATABENTO_SUFFIX)
+        if written is None:
+            result.update(zero_rows=True)
+        else:
+            result.update(status="written", rows=rows)
+    except Exception as error:
+        if strict:
+            raise
+        result.update(status="error", error=f"{type(error).__name__}: {error}")
+    return result
+
+
+def manifest_status(result: dict) -> str:
+    if result["status"] == "skipped" and result["zero_rows"]:
+        return "EMPTY"
+    return MANIFEST_STATUS[result["status"]]
+
+
+class OrderedManifest:
+    """Appends results in task order as soon as the prefix before them is complete."""
+
+    def __init__(self, path: Path, fsync: bool):
+        self.path, self.fsync = path, fsync
+        self._pending: dict[int, dict] = {}
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def add(self, index: int, result: dict) -> None:
+        with self._lock:
+            self._pending[index] = result
+            ready = []
+            while self._next in self._pending:
+                ready.append(self._pending.pop(self._next))
+                self._next += 1
+            append_jsonl([_manifest_line(r) for r in ready], self.path, fsync=self.fsync)
+
+
+def _manifest_line(result: dict) -> dict:
+    return {
+        "symbol": result["symbol"], "date": result["date"], "status": manifest_status(result), "rows": result["rows"],
+        "path": result["path"], "error": result["error"], "recorded_at": pd.Timestamp.now(tz="UTC").isoformat(),
+    }
+
+
+def run_l2_backfill(
+    tasks: list[tuple[str, dt.date]], run_one: Callable[[str, dt.date], dict], folder: Path, *,
+    max_workers: int = 4, force: bool = False, strict: bool = False, max_tasks: int | None = None, fsync: bool = True,
+    on_done: Callable[[dict, int, int], None] | None = None,
+) -> dict:
+    """Run ``run_one`` over ``tasks`` (at most ``max_tasks``) with ``max_workers`` threads; returns the summary."""
+    started = time.monotonic()
+    chosen = tasks[:max_tasks] if max_tasks is not None else list(tasks)
+    manifest = OrderedManifest(folder / MANIFEST_FILE, fsync)
+    results: list[dict | None] = [None] * len(chosen)
+    done = 0
+    with cf.ThreadPoolExecutor(max_workers=max_workers) as pool:
+        futures = {pool.submit(run_one, symbol, day): i for i, (symbol, day) in enumerate(chosen)}
+        for future in cf.as_completed(futures):
+            if future.cancelled():  # strict mode stopped the batch: never run, never recorded
+                continue
+            index = futures[future]
+            try:
+                result = future.result()
+            except Exception as error:  # strict: stop scheduling, record, re-raise after the summary
+                symbol, day = chosen[index]
+                result = {"symbol": symbol, "date": day.isoformat(), "status": "error", "zero_rows": False, "path": None, "rows": 0, "error": f"{type(error).__name__}: {error}"}
+                if strict:
+                    for other in futures:
+                        other.cancel()
+            results[index] = result
+            manifest.add(index, result)
+            done += 1
+            if on_done:
+                on_done(result, done, len(chosen))
+    finished = [r for r in results if r is not None]
+    counts = {status: sum(manifest_status(r) == status for r in finished) for status in ("WRITE", "SKIP", "EMPTY", "ERROR")}
+    summary = {
+        "counts": counts,
+        "zero_row_tasks": [f"{r['symbol']}@{r['date']}" for r in finished if r["zero_rows"]],
+        "errors": [{"symbol": r["symbol"], "date": r["date"], "error": r["error"]} for r in finished if r["status"] == "error"],
+        "total_tasks": len(chosen),
+        "duration_sec": round(time.monotonic() - started, 3),
+        "strict": strict,
+        "force": force,
+        "max_tasks": max_tasks,
+        "concurrency": max_workers,
+        "finished_at": pd.Timestamp.now(tz="UTC").isoformat(),
+    }
+    write_json_atomic(summary, folder / SUMMARY_FILE, fsync=fsync)
+    if strict and summary["errors"]:
+        first = summary["errors"][0]
+        raise RuntimeError(f"L2 backfill failed for {first['symbol']} {first['date']}: {first['error']}")
+    return summary

@@ -1,0 +1,247 @@
+"""Databento through the real ``databento`` client against a local TLS gateway serving real DBN."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sys
+from pathlib import Path
+
+import dagster as dg
+import databento as db
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from databento_gateway import DatabentoGateway  # noqa: E402
+from dbn_builder import SimVendor  # noqa: E402
+
+from platform_assets.ingestion.databento_transforms import mbp10_to_book, mbp10_to_book_loop, ohlcv_to_bars  # noqa: E402
+from platform_assets.ingestion.l2_backfill import MANIFEST_FILE, SUMMARY_FILE  # noqa: E402
+from platform_assets.universe import add_symbols  # noqa: E402
+from resources.databento_source import DatabentoAuthError, DatabentoError, DatabentoSource, date_chunks  # noqa: E402
+from resources.lake import CURATED_BARS, feature_table, quarantine_table, raw_bars_table  # noqa: E402
+from resources.settings import load_settings  # noqa: E402
+
+KEY = "db-TESTKEY0123456789abcdefghijk"
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "databento"
+
+
+@pytest.fixture
+def vendor():
+    return SimVendor()
+
+
+@pytest.fixture
+def gateway(tmp_path, vendor, monkeypatch):
+    gw = DatabentoGateway(provider=vendor, keys={KEY}, folder=tmp_path, stall_seconds=3)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(gw.cert))
+    monkeypatch.setenv("DATABENTO_API_KEY", KEY)
+    yield gw
+    gw.close()
+
+
+@pytest.fixture
+def platform_db(tmp_path, gateway):
+    """Definitions whose Databento resource points at the local gateway, and a temp instance."""
+    from definitions import build_definitions
+
+    settings = load_settings(DATA_PATH_OVERRIDE=str(tmp_path / "data"), LAKE_FSYNC="false", DATABENTO_GATEWAY=gateway.url)
+    home = tmp_path / "home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        yield settings, build_definitions(settings), instance
+
+
+def _source(gateway, **overrides) -> DatabentoSource:
+    return DatabentoSource(gateway=gateway.url, base_delay=0.01, max_delay=0.05, **overrides)
+
+
+def _materialize(defs, instance, assets: list[str], symbols: list[str], start: str, end: str, tags: dict | None = None):
+    from platform_api.backfill import plan_backfill, run_backfill
+
+    add_symbols(instance, symbols)
+    plan = plan_backfill(symbols, start, end)
+    report = run_backfill(instance, plan, defs=defs, asset_selection=assets, extra_tags=tags)
+    assert report.success, [r.error for r in report.runs]
+    return report
+
+
+def test_multi_week_ohlcv_range_is_fetched_in_7_day_chunks_into_raw_bars(platform_db, gateway):
+    settings, defs, instance = platform_db
+    _materialize(defs, instance, ["raw_bars_databento"], ["AAPL", "MSFT"], "2024-11-04", "2024-11-22")
+    requests = gateway.get_range_requests()
+    assert [(r.form["start"], r.form["end"]) for r in requests] == [
+        ("2024-11-04T05:00:00+00:00", "2024-11-11T05:00:00+00:00"),
+        ("2024-11-11T05:00:00+00:00", "2024-11-18T05:00:00+00:00"),
+        ("2024-11-18T05:00:00+00:00", "2024-11-23T05:00:00+00:00"),
+    ]
+    assert {r.form["schema"] for r in requests} == {"ohlcv-1m"} and {r.form["symbols"] for r in requests} == {"AAPL,MSFT"}
+    assert all(r.form["compression"] == "zstd" and r.form["encoding"] == "dbn" and r.user == KEY for r in requests)
+    lake = defs.resources["lake"]
+    files = sorted((lake.root / "raw_bars" / "source=databento").rglob("batch-*.parquet"))
+    assert len(files) == 2 * 15
+    day = dt.date(2024, 11, 12)
+    stored = lake.read_latest_batch(raw_bars_table("databento"), "AAPL", day)
+    expected = SimVendor().bars("AAPL", day)
+    assert len(stored) == len(expected) and set(stored["source"]) == {"databento"}
+    np.testing.assert_allclose(stored["close"].to_numpy(), expected["close"].to_numpy())
+
+
+def test_databento_bars_feed_curated_bars(platform_db):
+    settings, defs, instance = platform_db
+    _materialize(defs, instance, ["raw_bars_databento", "curated_bars"], ["NVDA"], "2024-12-02", "2024-12-03")
+    curated = defs.resources["lake"].read(CURATED_BARS, ["NVDA"], [dt.date(2024, 12, 2)])
+    assert len(curated) == 390 and set(curated["source"]) == {"databento"}
+
+
+def test_malformed_vendor_records_are_filtered_counted_and_quarantined(platform_db, vendor):
+    settings, defs, instance = platform_db
+    vendor.corrupt = {("AAPL", "2024-12-02T15:00:00Z"): "high_below_low", ("AAPL", "2024-12-02T16:00:00Z"): "zero_price"}
+    report = _materialize(defs, instance, ["raw_bars_databento"], ["AAPL"], "2024-12-02", "2024-12-02")
+    event = instance.get_latest_materialization_event(dg.AssetKey("raw_bars_databento"))
+    assert event.asset_materialization.metadata["malformed_rows_quarantined"].value == 2
+    lake = defs.resources["lake"]
+    stored = lake.read_latest_batch(raw_bars_table("databento"), "AAPL", dt.date(2024, 12, 2))
+    bad_ts = {pd.Timestamp("2024-12-02T15:00:00Z"), pd.Timestamp("2024-12-02T16:00:00Z")}
+    assert not bad_ts & set(stored["ts"])
+    quarantined = lake.read_latest_batch(quarantine_table(raw_bars_table("databento")), "AAPL", dt.date(2024, 12, 2))
+    assert dict(zip(quarantined["ts"], quarantined["reject_reason"])) == {
+        pd.Timestamp("2024-12-02T15:00:00Z"): "high_below_low", pd.Timestamp("2024-12-02T16:00:00Z"): "non_positive_price"
+    }
+    assert report.runs[0].materializations == {"raw_bars_databento": 1}
+
+
+def test_retries_on_429_and_5xx_then_success(gateway):
+    gateway.script = ["429", "429", "500", "503"]
+    source = _source(gateway)
+    chunks = list(source.fetch(["AAPL"], "ohlcv-1d", pd.Timestamp("2024-12-02", tz="UTC"), pd.Timestamp("2024-12-04", tz="UTC")))
+    assert len(chunks) == 1 and len(gateway.get_range_requests()) == 5
+
+
+def test_timeout_and_dropped_connection_are_retried(gateway):
+    gateway.script = ["timeout", "drop"]
+    source = _source(gateway, timeout_s=1.0)
+    frames = []
+    for chunk in source.fetch(["AAPL"], "ohlcv-1m", pd.Timestamp("2024-12-02T14:30Z"), pd.Timestamp("2024-12-02T15:30Z")):
+        for records in chunk.record_batches():
+            frames.append(ohlcv_to_bars(records, chunk.instrument_symbols())[0])
+    expected = SimVendor().bars("AAPL", dt.date(2024, 12, 2))
+    expected = expected[(expected["ts"] >= pd.Timestamp("2024-12-02T14:30Z")) & (expected["ts"] < pd.Timestamp("2024-12-02T15:30Z"))]
+    assert len(pd.concat(frames)) == len(expected) > 50 and len(gateway.get_range_requests()) == 3
+
+
+def test_retries_give_up_with_a_clear_error(gateway):
+    gateway.script = ["500"] * 10
+    with pytest.raises(DatabentoError, match="after 2 retries"):
+        list(_source(gateway, max_retries=2).fetch(["AAPL"], "ohlcv-1d", pd.Timestamp("2024-12-02", tz="UTC"), pd.Timestamp("2024-12-04", tz="UTC")))
+    assert len(gateway.get_range_requests()) == 3
+
+
+def test_401_fails_fast_with_the_servers_message_and_no_key_in_logs(gateway, monkeypatch, caplog):
+    wrong = "db-WRONGKEY0123456789abcdefghij"
+    monkeypatch.setenv("DATABENTO_API_KEY", wrong)
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(DatabentoAuthError, match=r"\(401\): Authentication failed") as caught:
+        list(_source(gateway).fetch(["AAPL"], "ohlcv-1m", pd.Timestamp("2024-12-02", tz="UTC"), pd.Timestamp("2024-12-03", tz="UTC")))
+    assert len(gateway.get_range_requests()) == 1  # no retry
+    assert wrong not in str(caught.value) and wrong not in caplog.text
+
+
+def test_missing_key_names_the_variable(gateway, monkeypatch):
+    monkeypatch.delenv("DATABENTO_API_KEY")
+    with pytest.raises(DatabentoAuthError, match="DATABENTO_API_KEY"):
+        list(_source(gateway).fetch(["AAPL"], "ohlcv-1m", pd.Timestamp("2024-12-02", tz="UTC"), pd.Timestamp("2024-12-03", tz="UTC")))
+
+
+def test_date_chunks_per_schema():
+    start, end = pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-03-01", tz="UTC")
+    assert len(date_chunks("ohlcv-1d", start, end)) == 2 and len(date_chunks("ohlcv-1m", start, end)) == 9
+    assert len(date_chunks("trades", start, start + pd.Timedelta(days=3))) == 3
+    with pytest.raises(ValueError, match="unsupported"):
+        date_chunks("mbo", start, end)
+
+
+def test_mbp10_snapshots_zero_fill_missing_levels_and_match_the_contract(tmp_path):
+    store = db.DBNStore.from_file(FIXTURES / "XNAS.ITCH" / "test_data.mbp-10.dbn.zst")
+    records = store.to_ndarray()
+    book = mbp10_to_book(records)
+    frame = store.to_df()
+    assert len(book) == len(records) and book.levels == 10
+    for level in range(10):  # NaN (undefined) levels become zeros, defined ones keep their values
+        expected = frame[f"bid_px_{level:02d}"].fillna(0.0).to_numpy()
+        np.testing.assert_allclose(book.bid_prices[:, level], expected)
+        assert (book.bid_sizes[:, level][expected == 0] == 0).all()
+    loop = mbp10_to_book_loop(records)
+    np.testing.assert_array_equal(loop.bid_prices, book.bid_prices)
+    np.testing.assert_array_equal(loop.ask_sizes, book.ask_sizes)
+    from resources.l2_store import L2SnapshotStore
+
+    path = L2SnapshotStore(level2_path=str(tmp_path), fsync=False).write("NVDA", dt.date(2020, 12, 28), book, suffix="databento", source="databento")
+    schema = pq.read_schema(path)
+    assert schema.field("timestamp").type == pa.timestamp("ns", tz="UTC")
+    assert schema.field("bid_prices").type == pa.list_(pa.float64()) and schema.field("bid_sizes").type == pa.list_(pa.int64())
+    assert schema.field("ask_prices").type == pa.list_(pa.float64()) and schema.field("ask_sizes").type == pa.list_(pa.int64())
+    assert path.name == "2020-12-28_snapshots_databento.parquet"
+
+
+def test_backfill_l2_written_skipped_empty_error_and_manifest(platform_db, vendor):
+    from platform_api.l2_backfill import backfill_l2, backfill_l2_batch
+
+    settings, _, instance = platform_db
+    vendor.empty_days = {("MSFT", dt.date(2024, 12, 3))}
+    vendor.unknown_symbols = {"ZZZZ"}
+    vendor.delays = {"AAPL": 0.4}  # AAPL's tasks finish last: the manifest must still list them first
+
+    first = backfill_l2("AAPL", "2024-12-02", settings=settings)
+    assert first["status"] == "written" and first["rows"] > 500 and not first["zero_rows"]
+    path = Path(first["path"])
+    assert path.name == "2024-12-02_snapshots_databento.parquet" and path.parent.name == "AAPL"
+    table = pq.read_table(path)
+    ts = pd.to_datetime(table.column("timestamp").to_numpy()).tz_localize("UTC").tz_convert("America/New_York")
+    assert ts.min().time() >= dt.time(9, 30) and ts.max().time() < dt.time(16, 0)  # L2_BACKFILL_WINDOW_ET
+    mtime = path.stat().st_mtime_ns
+    again = backfill_l2("AAPL", "2024-12-02", settings=settings)
+    assert again["status"] == "skipped" and again["rows"] == first["rows"] and path.stat().st_mtime_ns == mtime
+    assert backfill_l2("ZZZZ", "2024-12-02", settings=settings)["status"] == "error"
+    with pytest.raises(DatabentoError, match="Could not resolve symbols: ZZZZ"):
+        backfill_l2("ZZZZ", "2024-12-02", settings=settings, strict=True)
+
+    summary = backfill_l2_batch(["AAPL", "MSFT", "ZZZZ"], "2024-12-02", "2024-12-03", settings=settings, max_workers=3)
+    manifest_path = Path(settings.base_path) / "manifests" / MANIFEST_FILE
+    lines = [json.loads(line) for line in manifest_path.read_text().splitlines()]
+    # tasks: AAPL 12-03 (12-02 exists: not a task), MSFT 12-02, MSFT 12-03 (empty), ZZZZ 12-02, ZZZZ 12-03
+    assert [(l["symbol"], l["date"], l["status"]) for l in lines] == [
+        ("AAPL", "2024-12-03", "WRITE"), ("MSFT", "2024-12-02", "WRITE"), ("MSFT", "2024-12-03", "EMPTY"),
+        ("ZZZZ", "2024-12-02", "ERROR"), ("ZZZZ", "2024-12-03", "ERROR"),
+    ]
+    saved = json.loads((Path(settings.base_path) / "manifests" / SUMMARY_FILE).read_text())
+    assert saved == summary
+    assert summary["counts"] == {"WRITE": 2, "SKIP": 0, "EMPTY": 1, "ERROR": 2} and summary["total_tasks"] == 5
+    assert summary["zero_row_tasks"] == ["MSFT@2024-12-03"] and len(summary["errors"]) == 2
+    assert {k for k in summary} >= {"counts", "zero_row_tasks", "errors", "total_tasks", "duration_sec", "strict", "force", "max_tasks", "concurrency"}
+    assert summary["concurrency"] == 3 and summary["strict"] is False and summary["force"] is False
+
+    # re-running writes nothing new and loses nothing: written files untouched, manifest only grows
+    files = {p: p.stat().st_mtime_ns for p in (Path(settings.level2_path)).rglob("*.parquet")}
+    rerun = backfill_l2_batch(["AAPL", "MSFT"], "2024-12-02", "2024-12-03", settings=settings)
+    assert rerun["counts"]["WRITE"] == 0 and rerun["total_tasks"] == 1  # only the empty day is retried
+    assert {p: p.stat().st_mtime_ns for p in (Path(settings.level2_path)).rglob("*.parquet")} == files
+    after = [json.loads(line) for line in manifest_path.read_text().splitlines()]
+    assert after[: len(lines)] == lines and [(l["symbol"], l["date"], l["status"]) for l in after[len(lines):]] == [("MSFT", "2024-12-03", "EMPTY")]
+
+
+def test_l2_backfill_as_a_dagster_partition_backfill_in_the_databento_pool(platform_db):
+    settings, defs, instance = platform_db
+    for name in ("l2_snapshots_databento", "raw_bars_databento", "raw_trades_databento", "raw_tbbo_databento"):
+        assert defs.resolve_assets_def(name).op.pool == "databento"  # capped by dagster.yaml concurrency.pools
+    _materialize(defs, instance, ["l2_snapshots_databento", "l2_features"], ["AAPL"], "2024-12-02", "2024-12-03")
+    files = sorted(p.name for p in (Path(settings.level2_path) / "AAPL").glob("*.parquet"))
+    assert files == ["2024-12-02_snapshots_databento.parquet", "2024-12-03_snapshots_databento.parquet"]
+    features = defs.resources["lake"].read(feature_table("l2_features", "v1"), ["AAPL"], [dt.date(2024, 12, 2)])
+    assert len(features) == 390 and features["spread_bps"].notna().mean() > 0.9
+
