@@ -90,6 +90,19 @@ def _symbols(args: argparse.Namespace) -> int:
     return 0
 
 
+def _l2_backfill(args: argparse.Namespace) -> int:
+    from platform_api.l2_backfill import backfill_l2_batch
+
+    def progress(result: dict, done: int, total: int) -> None:
+        _print(f"  [{done}/{total}] {result['symbol']} {result['date']}: {result['status']}{' (no records)' if result['zero_rows'] else ''}"
+               f"{' ' + str(result['rows']) + ' snapshots' if result['status'] == 'written' else ''}{' - ' + result['error'] if result['error'] else ''}")
+
+    symbols = args.symbols.split(",") if args.symbols else None
+    summary = backfill_l2_batch(symbols, args.start, args.end, force=args.force, strict=args.strict, max_tasks=args.max_tasks, max_workers=args.workers, progress=progress)
+    _print(f"L2 backfill: {summary['total_tasks']} tasks in {summary['duration_sec']:.1f}s: " + ", ".join(f"{k}={v}" for k, v in summary["counts"].items()))
+    return EXIT_FAILED if summary["errors"] else 0
+
+
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -125,6 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     symbols.add_argument("--asset-type", default="auto", choices=["auto", "stock", "crypto"], help="for add (default: auto-detect, BTC-USD = crypto)")
     symbols.add_argument("--defaults", action="store_true", help="for add: the repo's default universe (platform_assets/default_universe.yaml)")
     symbols.set_defaults(handler=_symbols)
+    l2 = sub.add_parser("l2-backfill", help="historical L2 snapshots from Databento mbp-10 for the days missing a file")
+    l2.add_argument("--start", required=True, help="first trading day, YYYY-MM-DD")
+    l2.add_argument("--end", required=True, help="last trading day (inclusive), YYYY-MM-DD")
+    l2.add_argument("--symbols", default=None, help="comma-separated (default: every tracked stock symbol)")
+    l2.add_argument("--force", action="store_true", help="rewrite days that already have a Databento L2 file")
+    l2.add_argument("--strict", action="store_true", help="stop at the first error")
+    l2.add_argument("--max-tasks", type=int, default=None, help="at most this many (symbol, day) tasks")
+    l2.add_argument("--workers", type=int, default=None, help="parallel downloads (default L2_MAX_WORKERS)")
+    l2.set_defaults(handler=_l2_backfill)
     serve = sub.add_parser("serve", help="start the HTTP data service (FastAPI + uvicorn)")
     serve.add_argument("--host", default=None, help="bind address (default API_HOST, 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default API_PORT, 8000)")

@@ -1,6 +1,6 @@
 """The benchmark suite still runs (tiny scale; no timing is asserted)."""
 
-from bench import retrieval, scale
+from bench import databento_decode, retrieval, scale
 from bench.common import format_table
 
 
@@ -10,3 +10,8 @@ def test_retrieval_and_scale_benchmarks_run_and_agree_with_their_baselines():
     assert "training pull 2 sym x 3 days" in table and "inference latest, 3 symbols" in table
     assert all(r.ours_s > 0 for r in results)
     assert results[0].rows == 2 * 3 * 390  # the API returned exactly the rows the pandas baseline found
+
+
+def test_databento_decode_benchmark_runs_and_matches_the_loop():
+    results = databento_decode.run(records=4000, loop_records=400, repeat=1)
+    assert results[0].rows == 4000 and results[0].baseline_s > 0 and results[1].ours_s > 0

@@ -245,3 +245,20 @@ def test_l2_backfill_as_a_dagster_partition_backfill_in_the_databento_pool(platf
     features = defs.resources["lake"].read(feature_table("l2_features", "v1"), ["AAPL"], [dt.date(2024, 12, 2)])
     assert len(features) == 390 and features["spread_bps"].notna().mean() > 0.9
 
+
+
+def test_cli_l2_backfill_reports_progress_and_summary(tmp_path, gateway, monkeypatch, capsys):
+    from platform_api.cli import main
+    from resources.settings import get_settings
+
+    monkeypatch.setenv("DATA_PATH_OVERRIDE", str(tmp_path / "cli-data"))
+    monkeypatch.setenv("DATABENTO_GATEWAY", gateway.url)
+    monkeypatch.setenv("LAKE_FSYNC", "false")
+    get_settings.cache_clear()
+    try:
+        assert main(["l2-backfill", "--symbols", "AAPL,MSFT", "--start", "2024-12-02", "--end", "2024-12-02", "--workers", "2"]) == 0
+        out = capsys.readouterr().out
+        assert "[2/2]" in out and "AAPL 2024-12-02: written" in out and "WRITE=2" in out
+        assert main(["l2-backfill", "--symbols", "../x", "--start", "2024-12-02", "--end", "2024-12-02"]) == 2
+    finally:
+        get_settings.cache_clear()

@@ -71,6 +71,25 @@ def ohlcv_to_bars(records: np.ndarray, id_to_symbol: dict[int, str]) -> tuple[pd
     return frame[~bad].reset_index(drop=True), frame[bad].assign(reject_reason=reason[bad]).reset_index(drop=True)
 
 
+def _level_matrix(records: np.ndarray, field: str) -> np.ndarray:
+    """(n, 10) matrix of ``{field}_00`` .. ``{field}_09`` read with one strided copy.
+
+    The 10 levels are consecutive BidAskPair structs inside each record, so the fields of all levels
+    form a regular (record stride, level stride) grid in memory; a per-level fallback covers any
+    other layout.
+    """
+    fields = records.dtype.fields
+    first, second = fields[f"{field}_00"], fields[f"{field}_01"]
+    step = second[1] - first[1]
+    regular = all(fields[f"{field}_{i:02d}"][1] == first[1] + i * step for i in range(LEVELS))
+    if regular and records.flags.c_contiguous:
+        view = np.ndarray(
+            shape=(len(records), LEVELS), dtype=first[0], buffer=records.data, offset=first[1], strides=(records.dtype.itemsize, step)
+        )
+        return np.array(view)
+    return np.stack([np.asarray(records[f"{field}_{i:02d}"]) for i in range(LEVELS)], axis=1)
+
+
 def mbp10_to_book(records: np.ndarray, window: tuple[pd.Timestamp, pd.Timestamp] | None = None) -> L2Book:
     """Each mbp-10 record (the book after an event) as one 10-level snapshot stamped ``ts_recv``.
 
@@ -78,20 +97,22 @@ def mbp10_to_book(records: np.ndarray, window: tuple[pd.Timestamp, pd.Timestamp]
     ``window`` keeps snapshots with ``start <= ts < end``.
     """
     ts = np.asarray(records["ts_recv"], dtype=np.int64)
-    keep = np.ones(len(ts), dtype=bool)
     if window is not None:
         keep = (ts >= window[0].value) & (ts < window[1].value)
+        if not keep.all():
+            records, ts = records[keep], ts[keep]
+    records = np.ascontiguousarray(records)
     sides = {}
     for side in ("bid", "ask"):
-        px = np.stack([np.asarray(records[f"{side}_px_{i:02d}"], dtype=np.int64)[keep] for i in range(LEVELS)], axis=1)
-        sz = np.stack([np.asarray(records[f"{side}_sz_{i:02d}"], dtype=np.int64)[keep] for i in range(LEVELS)], axis=1)
+        px = _level_matrix(records, f"{side}_px").astype(np.int64, copy=False)
+        sz = _level_matrix(records, f"{side}_sz").astype(np.int64)
         missing = px == UNDEF_PRICE
-        price = px.astype(np.float64) * PRICE_SCALE
+        price = px * PRICE_SCALE
         price[missing] = 0.0
         sz[missing] = 0
         sides[side] = (price, sz)
     return L2Book(
-        timestamp=ts[keep].astype("datetime64[ns]"),
+        timestamp=ts.astype("datetime64[ns]"),
         bid_prices=sides["bid"][0], bid_sizes=sides["bid"][1], ask_prices=sides["ask"][0], ask_sizes=sides["ask"][1],
     )
 
