@@ -262,3 +262,19 @@ def test_cli_l2_backfill_reports_progress_and_summary(tmp_path, gateway, monkeyp
         assert main(["l2-backfill", "--symbols", "../x", "--start", "2024-12-02", "--end", "2024-12-02"]) == 2
     finally:
         get_settings.cache_clear()
+
+
+def test_symbol_mapping_file_maps_local_to_vendor_and_warns_on_identity(tmp_path, gateway, caplog):
+    from definitions import build_definitions
+
+    mapping = tmp_path / "symbols.yaml"
+    mapping.write_text("BRKB: BRK.B\nAAPL: AAPL\n")
+    settings = load_settings(DATA_PATH_OVERRIDE=str(tmp_path / "data"), LAKE_FSYNC="false", DATABENTO_GATEWAY=gateway.url, SYMBOL_MAPPING_FILE=str(mapping))
+    caplog.set_level(logging.WARNING)
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        defs = build_definitions(settings)
+        _materialize(defs, instance, ["raw_bars_databento"], ["BRKB", "AAPL"], "2024-12-02", "2024-12-02")
+        assert {r.form["symbols"] for r in gateway.get_range_requests()} == {"AAPL,BRK.B"}
+        stored = defs.resources["lake"].read_latest_batch(raw_bars_table("databento"), "BRKB", dt.date(2024, 12, 2))
+        assert len(stored) > 300 and set(stored["symbol"]) == {"BRKB"}
+    assert "identity entries have no effect" in caplog.text and "AAPL" in caplog.text
