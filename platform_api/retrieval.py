@@ -203,7 +203,7 @@ def get_features_for_training(
         "lake": str(reader.lake.root),
         "point_in_time": "feature row at ts uses bars stamped <= ts; known at available_ts = ts + 1 min",
     }
-    return TrainingDataset(features=frame.reset_index(drop=True), labels=labels, metadata=metadata)
+    return TrainingDataset(features=frame, labels=labels, metadata=metadata)
 
 
 # --------------------------------------------------------------------------- inference

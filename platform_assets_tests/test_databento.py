@@ -28,7 +28,7 @@ from resources.lake import CURATED_BARS, feature_table, quarantine_table, raw_ba
 from resources.settings import load_settings  # noqa: E402
 
 KEY = "db-TESTKEY0123456789abcdefghijk"
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "databento"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "databento"
 
 
 @pytest.fixture
@@ -278,3 +278,13 @@ def test_symbol_mapping_file_maps_local_to_vendor_and_warns_on_identity(tmp_path
         stored = defs.resources["lake"].read_latest_batch(raw_bars_table("databento"), "BRKB", dt.date(2024, 12, 2))
         assert len(stored) > 300 and set(stored["symbol"]) == {"BRKB"}
     assert "identity entries have no effect" in caplog.text and "AAPL" in caplog.text
+
+
+def test_real_ohlcv_file_converts_like_the_clients_own_dataframe():
+    store = db.DBNStore.from_file(FIXTURES / "XNAS.ITCH" / "test_data.ohlcv-1m.dbn.zst")
+    ids = {int(v[0]["symbol"]): k for k, v in store.mappings.items()}
+    bars, rejected = ohlcv_to_bars(store.to_ndarray(), ids)
+    expected = store.to_df()
+    assert rejected.empty and len(bars) == len(expected) and set(bars["symbol"]) == {"NVDA"}
+    np.testing.assert_allclose(bars["close"].to_numpy(), expected["close"].to_numpy())
+    assert list(bars["ts"]) == list(expected.index)
