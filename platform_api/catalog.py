@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from platform_api.errors import UnknownDatasetError
+from resources.lake import symbol_layout
 from platform_assets.features.labels import LABEL_DEFINITIONS
 from platform_assets.features.registry import FEATURE_GROUPS
 from resources.settings import PlatformSettings, get_settings
@@ -70,7 +71,7 @@ def _hive_range(table_dir: Path) -> tuple[tuple[dt.date, dt.date] | None, int]:
     first = last = None
     symbols = _subdirs(table_dir, "symbol=")
     for symbol in symbols:
-        dates = _subdirs(table_dir / f"symbol={symbol}", "date=")
+        dates = [d.isoformat() for d in symbol_layout(table_dir / f"symbol={symbol}")] or _subdirs(table_dir / f"symbol={symbol}", "date=")
         if dates:
             first = min(first or dates[0], min(dates))
             last = max(last or dates[0], max(dates))

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from platform_assets.calendars import sessions_in_range
 from platform_assets.features.registry import FEATURE_GROUPS
 from platform_assets.universe import market_of
+from resources.lake import month_file_dates
 from resources.settings import PlatformSettings, get_settings
 from resources.validation import normalize_symbol, parse_date_range
 
@@ -59,6 +60,12 @@ def _scan(tables: list[Path], symbol: str | None) -> dict[str, LayerCoverage]:
             if symbol is not None and name != symbol:
                 continue
             cover = out.setdefault(name, LayerCoverage())
+            for month_dir in _dirs(Path(symbol_dir.path), "month="):  # compacted closed months
+                month_file = Path(month_dir.path) / "part.parquet"
+                if month_file.exists():
+                    cover.dates |= {d.isoformat() for d in month_file_dates(month_file)}
+                    cover.file_count += 1
+                    cover.total_rows += pq.read_metadata(month_file).num_rows
             for date_dir in _dirs(Path(symbol_dir.path), "date="):
                 files = [f for f in os.scandir(date_dir.path) if f.name.endswith(".parquet") and not f.name.startswith(".")]
                 if not files:

@@ -16,7 +16,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from resources.lake import PART_FILE, ParquetLake, Table
+from resources.lake import ParquetLake, Table, symbol_layout
 from resources.settings import PlatformSettings, get_settings
 
 
@@ -29,19 +29,24 @@ class LakeReader:
         self.threads = threads
 
     def files(self, table: Table, symbols: Iterable[str], days: Iterable[dt.date]) -> dict[str, list[Path]]:
-        """Existing partition files per symbol, oldest date first."""
-        days = sorted(set(days))
+        """Existing files per symbol holding the days, oldest first: day files, or one compacted
+        month file for a whole closed month (it may hold other days: queries filter on ``ts``)."""
+        wanted = set(days)
         found: dict[str, list[Path]] = {}
         for symbol in symbols:
-            folder = self.lake.table_dir(table) / f"symbol={symbol}"
-            found[symbol] = [p for day in days if (p := folder / f"date={day.isoformat()}" / PART_FILE).exists()]
+            layout = symbol_layout(self.lake.table_dir(table) / f"symbol={symbol}")
+            paths: list[Path] = []
+            for day in sorted(d for d in layout if d in wanted):
+                if layout[day] not in paths:
+                    paths.append(layout[day])
+            found[symbol] = paths
         return found
 
     def stored_dates(self, table: Table, symbol: str) -> list[dt.date]:
-        folder = self.lake.table_dir(table) / f"symbol={symbol}"
-        if not folder.is_dir():
-            return []
-        return sorted(dt.date.fromisoformat(p.name[5:]) for p in folder.iterdir() if p.name.startswith("date=") and (p / PART_FILE).exists())
+        return sorted(symbol_layout(self.lake.table_dir(table) / f"symbol={symbol}"))
+
+    def day_file(self, table: Table, symbol: str, day: dt.date) -> Path | None:
+        return self.lake.day_source(table, symbol, day)
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -217,7 +217,7 @@ def _join_group_rows(conn, reader: LakeReader, rows: pd.DataFrame, group: str, v
     """Left-join another group's rows at the same (symbol, ts) onto ``rows``; availability = the later."""
     table = feature_table(group, version)
     paths = sorted(
-        {str(path) for r in rows.itertuples() if (path := reader.lake.partition_dir(table, r.symbol, pd.Timestamp(r.date).date()) / "part.parquet").exists()}
+        {str(path) for r in rows.itertuples() if (path := reader.day_file(table, r.symbol, pd.Timestamp(r.date).date())) is not None}
     )
     names = [out for _, out in columns]
     if paths:
@@ -277,11 +277,11 @@ def get_features_for_inference(
             candidates = {s: _recent_dates(reader, first_table, s, at.date(), LATEST_LOOKBACK_DAYS) for s in symbols}
             depth = 0
             while pending and depth < LATEST_LOOKBACK_DAYS:
-                paths = [
-                    str(reader.lake.partition_dir(first_table, s, candidates[s][depth]) / "part.parquet")
+                paths = sorted({
+                    str(reader.day_file(first_table, s, candidates[s][depth]))
                     for s in pending
                     if depth < len(candidates[s])
-                ]
+                })
                 if not paths:
                     break
                 searched += len(paths)

@@ -68,8 +68,8 @@ def _features_newer_than(base: Path, file: NewSnapshotFile) -> bool:
     from resources.lake import ParquetLake
 
     lake = ParquetLake(base_path=str(base), fsync=False)
-    part = lake.partition_dir(feature_table("l2_features", "v1"), file.symbol, file.day) / "part.parquet"
-    return part.exists() and part.stat().st_mtime_ns >= file.mtime_ns
+    part = lake.day_source(feature_table("l2_features", "v1"), file.symbol, file.day)
+    return part is not None and part.stat().st_mtime_ns >= file.mtime_ns
 
 
 def l2_sensor_requests(instance: dg.DagsterInstance, cursor: str | None) -> tuple[list[dg.RunRequest], str, list[str]]:
