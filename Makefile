@@ -10,7 +10,7 @@ START   ?= 2024-11-18
 END     ?= 2024-12-06
 WORKERS ?= 1
 
-.PHONY: setup run test ui serve bench lock validate clean
+.PHONY: setup run test postgres-bin ui serve bench lock validate clean
 
 setup: $(STAMP)
 
@@ -29,8 +29,17 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 run: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/mdp backfill --symbols $(SYMBOLS) --start $(START) --end $(END) --workers $(WORKERS)
 
-test: setup
+test: setup postgres-bin
 	$(BIN)/pytest -q
+
+## PostgreSQL server binaries for the instance-on-PostgreSQL test (Debian package; installed when
+## missing and we may: root with apt-get, as on CI). The test starts its own throw-away cluster.
+postgres-bin:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian's postgresql (for the PostgreSQL instance test)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	else echo "note: PostgreSQL server binaries not found; the PostgreSQL instance test will be skipped"; fi
 
 ## Dagster UI + daemon on http://127.0.0.1:3000 over the same instance as `make run`.
 ui: setup $(DAGSTER_HOME)/dagster.yaml

@@ -103,6 +103,19 @@ def _l2_backfill(args: argparse.Namespace) -> int:
     return EXIT_FAILED if summary["errors"] else 0
 
 
+def _compact(args: argparse.Namespace) -> int:
+    from platform_assets.automation.compaction import compact_closed_months
+    from resources.lake import ParquetLake
+
+    settings = get_settings()
+    if args.before and not __import__("re").fullmatch(r"\d{4}-(0[1-9]|1[0-2])", args.before):
+        raise InvalidInputError(f"invalid --before {args.before!r}: expected YYYY-MM")
+    lake = ParquetLake(base_path=str(settings.base_path), fsync=settings.lake_fsync)
+    merged = compact_closed_months(lake, args.before or None, _print)
+    _print(f"compaction: {sum(merged.values())} day files merged in {len(merged)} tables")
+    return 0
+
+
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -147,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     l2.add_argument("--max-tasks", type=int, default=None, help="at most this many (symbol, day) tasks")
     l2.add_argument("--workers", type=int, default=None, help="parallel downloads (default L2_MAX_WORKERS)")
     l2.set_defaults(handler=_l2_backfill)
+    compact = sub.add_parser("compact", help="merge closed months of the derived tables into one file per (symbol, month)")
+    compact.add_argument("--before", default="", help="compact months before YYYY-MM (default: the current month)")
+    compact.set_defaults(handler=_compact)
     serve = sub.add_parser("serve", help="start the HTTP data service (FastAPI + uvicorn)")
     serve.add_argument("--host", default=None, help="bind address (default API_HOST, 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default API_PORT, 8000)")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from platform_assets.alignment.assets import aligned_bars
 from platform_assets.automation.jobs import crypto_pipeline_job, offline_pipeline_job, stock_pipeline_job
-from platform_assets.automation.schedules import SCHEDULES
+from platform_assets.automation.compaction import compact_lake_job, compaction_schedule
+from platform_assets.automation.schedules import SCHEDULES as TIME_SCHEDULES
 from platform_assets.automation.sensors import SENSORS, l2_derived_job
 from platform_assets.crypto.assets import crypto_curated_bars, crypto_raw_bars_sim
 from platform_assets.curation.assets import curated_bars
@@ -14,4 +15,5 @@ from platform_assets.ingestion.databento_assets import DATABENTO_ASSETS
 
 ASSETS = [raw_bars_sim, l2_snapshots_sim, curated_bars, aligned_bars, bar_features, l2_features, labels, crypto_raw_bars_sim, crypto_curated_bars, *DATABENTO_ASSETS]
 ASSET_CHECKS: list = []
-JOBS = [offline_pipeline_job, stock_pipeline_job, crypto_pipeline_job, l2_derived_job]
+JOBS = [offline_pipeline_job, stock_pipeline_job, crypto_pipeline_job, l2_derived_job, compact_lake_job]
+SCHEDULES = [*TIME_SCHEDULES, compaction_schedule]
