@@ -148,7 +148,7 @@ def time_ranged_subprocess(symbols: list[str], days: list[dt.date]) -> float:
 
 
 def run(symbols: int = 5, days: int = 10, big_symbols: int = 20, big_days: int = 60, workers: int = 2,
-        subprocess_sample: int | None = 10) -> list[Result]:
+        subprocess_sample: int | None = 6) -> list[Result]:
     """Measure and return the table lines (printed by ``python -m bench``)."""
     results: list[Result] = []
     small_symbols, small_days = SYMBOLS[:symbols], trading_days_ending(END_DATE, days)
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--big-symbols", type=int, default=20)
     parser.add_argument("--big-days", type=int, default=60)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--subprocess-sample", type=int, default=10,
+    parser.add_argument("--subprocess-sample", type=int, default=6,
                         help="process-launched baseline: partitions measured (0 = all; -1 = skip)")
     parser.add_argument("--one-run", nargs=2, metavar=("DATE", "SYMBOL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -106,7 +106,7 @@ def _curated_run_share(symbols: int, days: int, repeat: int) -> Result:
     )
 
 
-def run(symbols: int = 20, days: int = 60, repeat: int = 3) -> list[Result]:
+def run(symbols: int = 20, days: int = 60, repeat: int = 2) -> list[Result]:
     return _per_partition(repeat) + [_curated_run_share(symbols, days, repeat)]
 
 
@@ -114,7 +114,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--symbols", type=int, default=20)
     parser.add_argument("--days", type=int, default=60)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
     started = time.perf_counter()
     print(format_table(run(args.symbols, args.days, args.repeat)))
