@@ -41,7 +41,7 @@ SOURCE_INGESTION_ASSETS = {
     "ib": ["raw_bars_ib"],
 }
 DERIVED_GROUPS = ("curation", "alignment", "features")
-OPTIONS_TAG = "platform/options"
+from platform_assets.run_options import INGESTION_OPTIONS_TAG as OPTIONS_TAG  # noqa: E402
 _CHILDREN: dict[str, subprocess.Popen] = {}
 
 

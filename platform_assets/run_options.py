@@ -18,3 +18,14 @@ def keep_existing(context: dg.AssetExecutionContext, layer: str) -> bool:
         raise ValueError(f"unknown layer {layer!r}")
     tagged = context.run.tags.get(KEEP_EXISTING_TAG, "")
     return layer in {part.strip() for part in tagged.split(",")}
+
+
+INGESTION_OPTIONS_TAG = "platform/options"
+
+
+def ingestion_options(context: dg.AssetExecutionContext) -> dict:
+    """The ingestion options a run was launched with (``platform/options`` JSON tag), or {}."""
+    import json
+
+    text = context.run.tags.get(INGESTION_OPTIONS_TAG)
+    return json.loads(text) if text else {}

@@ -6,6 +6,7 @@ from resources.io_managers import LakeIOManager
 from resources.l2_store import L2SnapshotStore
 from resources.lake import ParquetLake
 from resources.databento_source import DatabentoSource
+from resources.ib_source import IBSource
 from resources.manifests import BarsManifest
 from resources.offline_source import OfflineSource
 from resources.settings import PlatformSettings, get_settings
@@ -23,6 +24,7 @@ def build_resources(settings: PlatformSettings | None = None) -> dict:
         "l2_store": L2SnapshotStore(level2_path=level2, fsync=settings.lake_fsync),
         "offline_source": OfflineSource(seed=settings.sim_seed),
         "databento": databento_source(settings),
+        "ib": IBSource(host=settings.ib_host, port=settings.ib_port, client_id=settings.ib_client_id),
         "bars_manifest": BarsManifest(base_path=base, fsync=settings.lake_fsync),
         "io_manager": LakeIOManager(base_path=base, level2_path=level2),
         "data_quality": DataQuality(rules_file=str(settings.dq_rules_file or DEFAULT_RULES_FILE), engine=settings.dq_engine),

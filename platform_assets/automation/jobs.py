@@ -30,7 +30,7 @@ crypto_pipeline_job = dg.define_asset_job(
 # asset selection naming the source's ingestion assets and what is downstream of them.
 stock_pipeline_job = dg.define_asset_job(
     name=STOCK_PIPELINE_JOB,
-    selection=dg.AssetSelection.groups("ingestion", "databento", "curation", "alignment", "features"),
+    selection=dg.AssetSelection.groups("ingestion", "databento", "ib", "curation", "alignment", "features"),
     partitions_def=stock_date_partitions,
     description="Ingestion from any source (offline, Databento) through curated bars, aligned bars, features and labels.",
 )

@@ -11,6 +11,7 @@ from platform_assets.calendars import STOCKS, session_minutes
 from platform_assets.curation.gap_engine import ImputationPolicy, curate_bars, l2_minute_activity
 from platform_assets.ingestion.assets import l2_snapshots_sim, raw_bars_sim
 from platform_assets.ingestion.databento_assets import l2_snapshots_databento, raw_bars_databento
+from platform_assets.ingestion.ib_assets import raw_bars_ib
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions, follow_upstream
 from platform_assets.progress import Progress
 from platform_assets.run_options import keep_existing
@@ -53,7 +54,7 @@ def book_activity(book: L2Book, timeline: pd.DatetimeIndex) -> pd.DataFrame | No
     automation_condition=follow_upstream(),
     group_name="curation",
     kinds={"parquet", "pandas"},
-    deps=[raw_bars_sim, l2_snapshots_sim, raw_bars_databento, l2_snapshots_databento],
+    deps=[raw_bars_sim, l2_snapshots_sim, raw_bars_databento, l2_snapshots_databento, raw_bars_ib],
     metadata={"lake_table": str(CURATED_BARS)},
     check_specs=[
         dg.AssetCheckSpec(TIMELINE_CHECK, asset="curated_bars", blocking=True, description="every curated partition holds exactly the session's minutes, each once"),

@@ -1,0 +1,126 @@
+"""Interactive Brokers through the real ib_async client against a local TWS-protocol server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tws_server import FakeTws  # noqa: E402
+
+from platform_api.backfill import plan_backfill, run_backfill  # noqa: E402
+from resources.ib_pacing import HistoricalRequest, PacingLimiter  # noqa: E402
+from resources.ib_paging import page_days  # noqa: E402
+from resources.ib_source import IBSource  # noqa: E402
+from resources.lake import CURATED_BARS, raw_bars_table  # noqa: E402
+from resources.sim_market import simulate_day  # noqa: E402
+
+DAYS = [dt.date(2024, 12, 2), dt.date(2024, 12, 3), dt.date(2024, 12, 4)]
+
+
+@pytest.fixture
+def tws():
+    server = FakeTws()
+    yield server
+    server.close()
+
+
+def _source(tws, **overrides) -> IBSource:
+    # IB's pacing rules with a short "identical request" gap, so retries of one page do not wait 15 s
+    return IBSource(port=tws.port, base_delay_s=0.05, connect_timeout_s=5, identical_gap_s=0.3, **overrides)
+
+
+def _expected(symbol: str, day: dt.date) -> pd.DataFrame:
+    bars = simulate_day(7, symbol, day).bars.drop_duplicates("ts")
+    return bars[(bars[["open", "high", "low", "close"]] > 0).all(axis=1) & (bars["high"] >= bars["low"])]
+
+
+def test_paging_a_multi_day_1_min_range_into_one_day_requests(tws):
+    assert [p.duration for p in page_days(DAYS, "1 min")] == ["1 D"] * 3
+    assert [p.days for p in page_days(DAYS + [dt.date(2024, 12, 9)], "5 mins")] == [tuple(DAYS), (dt.date(2024, 12, 9),)]
+    result = _source(tws).fetch_bars(["AAPL"], DAYS)
+    requests = tws.historical_requests()
+    assert sorted((r.fields[15], r.fields[16], r.fields[17], r.fields[19]) for r in requests) == [
+        (f"{day:%Y%m%d} 23:59:59 US/Eastern", "1 min", "1 D", "TRADES") for day in DAYS
+    ]
+    for day in DAYS:
+        bars = result.bars[("AAPL", day)]
+        assert list(bars["ts"]) == list(_expected("AAPL", day)["ts"])  # every bar, once
+
+
+def test_pacing_limiter_never_breaks_the_rules_in_a_burst_of_100():
+    now = [0.0]
+    limiter = PacingLimiter(clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    symbols = ["AAPL", "MSFT", "NVDA", "SPY"]
+    for i in range(100):
+        limiter.acquire(HistoricalRequest(symbols[i % 4], "SMART", "TRADES", f"2024120{i % 7} 23:59:59", "1 D", "1 min"))
+    times = [t for t, _ in limiter.sent]
+    assert len(times) == 100 and times == sorted(times)
+    for i, t in enumerate(times):  # at most 60 in any 600 s window
+        assert sum(1 for u in times if t - 600 < u <= t) <= 60, i
+    for symbol in symbols:  # at most 6 per contract in any 2 s
+        mine = [t for t, r in limiter.sent if r.symbol == symbol]
+        assert all(sum(1 for u in mine if t - 2 < u <= t) <= 6 for t in mine)
+    seen: dict = {}
+    for t, request in limiter.sent:  # no identical request within 15 s
+        assert request not in seen or t - seen[request] >= 15
+        seen[request] = t
+    assert times[60] >= 600  # the 61st request had to wait for the window
+
+
+def test_pacing_error_backs_off_and_retries(tws):
+    tws.script = ["pacing", "pacing366"]
+    result = _source(tws).fetch_bars(["MSFT"], DAYS[:1])
+    assert result.pacing_retries == 2 and not result.errors
+    assert len(result.bars[("MSFT", DAYS[0])]) == len(_expected("MSFT", DAYS[0]))
+    assert len(tws.historical_requests()) == 3
+    times = [r.at for r in tws.historical_requests()]
+    assert times[1] - times[0] >= 0.3 and times[2] - times[1] >= 0.3  # the identical-request gap held
+
+
+def test_no_data_days_are_empty_not_errors(tws):
+    tws.no_data_days = {("NVDA", DAYS[1])}
+    result = _source(tws).fetch_bars(["NVDA"], DAYS)
+    assert result.empty_days == [("NVDA", DAYS[1])] and not result.errors
+    assert set(result.bars) == {("NVDA", DAYS[0]), ("NVDA", DAYS[2])}
+
+
+def test_an_unknown_symbol_fails_alone(tws):
+    result = _source(tws).fetch_bars(["AAPL", "ZZZZ"], DAYS[:1])
+    assert "ZZZZ" in result.errors and "error 200" in result.errors["ZZZZ"]
+    assert set(result.bars) == {("AAPL", DAYS[0])}
+
+
+def test_a_dropped_connection_mid_backfill_resumes_without_duplicates_or_gaps(tws):
+    tws.script = ["", "drop"]  # the second historical request loses the connection
+    result = _source(tws, max_parallel_requests=1).fetch_bars(["SPY"], DAYS)
+    assert result.reconnects >= 1 and not result.errors
+    for day in DAYS:
+        bars = result.bars[("SPY", day)]
+        assert list(bars["ts"]) == list(_expected("SPY", day)["ts"])
+    assert sum(len(v) for v in result.bars.values()) == sum(len(_expected("SPY", d)) for d in DAYS)
+
+
+def test_raw_bars_ib_asset_feeds_curated_bars(tws, tmp_path):
+    from definitions import build_definitions
+    from resources.settings import load_settings
+
+    settings = load_settings(DATA_PATH_OVERRIDE=str(tmp_path / "data"), LAKE_FSYNC="false", IB_PORT=str(tws.port))
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        defs = build_definitions(settings)
+        assert defs.resolve_assets_def("raw_bars_ib").op.pool == "ib"
+        report = run_backfill(instance, plan_backfill(["AAPL", "ZZZZ"], "2024-12-02", "2024-12-03"), defs=defs,
+                              add_missing_symbols=True, asset_selection=["raw_bars_ib", "curated_bars"])
+        assert report.success, [r.error for r in report.runs]
+        lake = defs.resources["lake"]
+        stored = lake.read_latest_batch(raw_bars_table("ib"), "AAPL", DAYS[0])
+        assert set(stored["source"]) == {"ib"} and len(stored) == len(_expected("AAPL", DAYS[0]))
+        curated = lake.read(CURATED_BARS, ["AAPL"], [DAYS[0]])
+        assert len(curated) == 390 and set(curated["source"]) == {"ib"}
+        event = instance.get_latest_materialization_event(dg.AssetKey("raw_bars_ib"))
+        assert "ZZZZ" in event.asset_materialization.metadata["failed_symbols"].value
