@@ -116,6 +116,32 @@ def _compact(args: argparse.Namespace) -> int:
     return 0
 
 
+def _record_depth(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from platform_assets.ingestion.depth_capture import record_depth
+    from resources import build_resources
+    from resources.validation import normalize_symbol
+
+    settings = get_settings()
+    resources = build_resources(settings)
+    symbol = normalize_symbol(args.symbol)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        stats = await record_depth(resources["ib"], resources["l2_store"], symbol, levels=args.levels, interval_s=args.interval,
+                                   rotate_s=args.rotate_minutes * 60, flush_s=args.flush_seconds, duration_s=args.duration, stop=stop)
+        _print(f"recorded {stats.snapshots} snapshots, {stats.messages} messages ({stats.end_reason}); files: {', '.join(stats.files)}")
+
+    _print(f"recording {symbol} depth from {settings.ib_host}:{settings.ib_port} (Ctrl-C to stop; nothing recorded is lost)")
+    asyncio.run(main())
+    return 0
+
+
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -163,6 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
     compact = sub.add_parser("compact", help="merge closed months of the derived tables into one file per (symbol, month)")
     compact.add_argument("--before", default="", help="compact months before YYYY-MM (default: the current month)")
     compact.set_defaults(handler=_compact)
+    depth = sub.add_parser("record-depth", help="live L2 capture from TWS/IB Gateway into level2/{SYMBOL}/ snapshot files")
+    depth.add_argument("--symbol", required=True)
+    depth.add_argument("--levels", type=int, default=10)
+    depth.add_argument("--interval", type=float, default=1.0, help="seconds between snapshots")
+    depth.add_argument("--rotate-minutes", type=float, default=30.0, help="start new files every N minutes")
+    depth.add_argument("--flush-seconds", type=float, default=30.0, help="re-write the current files every N seconds")
+    depth.add_argument("--duration", type=float, default=None, help="stop after N seconds (default: until Ctrl-C)")
+    depth.set_defaults(handler=_record_depth)
     serve = sub.add_parser("serve", help="start the HTTP data service (FastAPI + uvicorn)")
     serve.add_argument("--host", default=None, help="bind address (default API_HOST, 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default API_PORT, 8000)")

@@ -124,3 +124,79 @@ def test_raw_bars_ib_asset_feeds_curated_bars(tws, tmp_path):
         assert len(curated) == 390 and set(curated["source"]) == {"ib"}
         event = instance.get_latest_materialization_event(dg.AssetKey("raw_bars_ib"))
         assert "ZZZZ" in event.asset_materialization.metadata["failed_symbols"].value
+
+
+def _depth_script() -> list[tuple]:
+    """(position, operation, side, price, size): build 10 bid and 10 ask rows, then churn."""
+    script = []
+    for level in range(10):
+        script.append((level, 0, 1, round(100.0 - 0.01 * (level + 1), 2), 100 + level))
+        script.append((level, 0, 0, round(100.0 + 0.01 * (level + 1), 2), 200 + level))
+    script += [(0, 1, 1, 99.995, 150), (3, 2, 0, 0.0, 0), (9, 2, 1, 0.0, 0), (3, 0, 0, 100.045, 333), (1, 1, 0, 100.025, 10)]
+    return script
+
+
+def _capture(tws, tmp_path, duration):
+    import asyncio
+    import json
+
+    from platform_assets.ingestion.depth_capture import record_depth
+    from resources.l2_store import L2SnapshotStore
+
+    store = L2SnapshotStore(level2_path=str(tmp_path / "level2"), fsync=False)
+    stats = asyncio.run(record_depth(_source(tws), store, "AAPL", interval_s=0.02, rotate_s=3600, flush_s=0.1, duration_s=duration))
+    folder = tmp_path / "level2" / "AAPL"
+    snapshots = sorted(folder.glob("*_snapshots_*.parquet"))
+    messages = [m for path in sorted(folder.glob("*_messages_*.json")) for m in json.loads(path.read_text())]
+    return stats, store, snapshots, messages, sorted(folder.glob("session_stats_*.json"))
+
+
+def test_live_depth_capture_book_matches_the_message_sequence(tws, tmp_path):
+    from platform_assets.ingestion.depth_capture import replay
+    from resources.schemas import L2Book
+    import pyarrow.parquet as pq
+
+    tws.depth_script = _depth_script()
+    stats, store, snapshots, messages, stats_files = _capture(tws, tmp_path, duration=1.0)
+    assert stats.end_reason == "duration" and len(snapshots) == 1 and len(stats_files) == 1
+    assert len(messages) == len(tws.depth_script) == stats.messages
+    assert {m["operation"] for m in messages} == {"add", "update", "remove"} and {m["side"] for m in messages} == {"bid", "ask"}
+    assert snapshots[0].name.startswith(pd.Timestamp.now(tz="America/New_York").strftime("%Y-%m-%d_snapshots_"))
+    book = L2Book.from_arrow(pq.read_table(snapshots[0]))
+    assert len(book) == stats.snapshots > 10
+    expected = replay(messages).arrays()
+    for got, want in zip((book.bid_prices[-1], book.bid_sizes[-1], book.ask_prices[-1], book.ask_sizes[-1]), expected):
+        assert list(got) == list(want)
+    assert book.bid_prices[-1][9] == 0 and book.ask_prices[-1][3] == 100.045  # a deleted row is zeros, a re-inserted one is back
+
+
+def test_live_depth_capture_keeps_everything_recorded_when_the_connection_drops(tws, tmp_path):
+    from platform_assets.ingestion.depth_capture import replay
+    from resources.schemas import L2Book
+    import json
+    import pyarrow.parquet as pq
+
+    tws.depth_script = _depth_script()
+    tws.drop_depth_after = 12
+    stats, store, snapshots, messages, stats_files = _capture(tws, tmp_path, duration=5.0)
+    assert stats.end_reason == "disconnected" and len(messages) == 12
+    book = L2Book.from_arrow(pq.read_table(snapshots[0]))
+    assert len(book) == stats.snapshots >= 1
+    expected = replay(messages).arrays()
+    assert list(book.bid_prices[-1]) == list(expected[0]) and list(book.ask_sizes[-1]) == list(expected[3])
+    assert json.loads(stats_files[0].read_text())["end_reason"] == "disconnected"
+
+
+def test_depth_capture_job_from_dagster(tws, tmp_path):
+    from definitions import build_definitions
+    from resources.settings import load_settings
+
+    tws.depth_script = _depth_script()
+    settings = load_settings(DATA_PATH_OVERRIDE=str(tmp_path / "data"), LAKE_FSYNC="false", IB_PORT=str(tws.port))
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        job = build_definitions(settings).resolve_job_def("record_depth_job")
+        config = {"ops": {"record_depth_op": {"config": {"symbol": "AAPL", "duration_s": 0.6, "interval_s": 0.05}}}}
+        assert job.execute_in_process(run_config=config, instance=instance).success
+    folder = settings.level2_path / "AAPL"
+    assert len(list(folder.glob("*_snapshots_*.parquet"))) == 1 and len(list(folder.glob("*_messages_*.json"))) == 1
+    assert len(list(folder.glob("session_stats_*.json"))) == 1

@@ -17,6 +17,7 @@ Ports: TWS live 7496 / paper 7497, IB Gateway live 4001 / paper 4002 (``IB_HOST`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
@@ -65,6 +66,20 @@ class IBSource(dg.ConfigurableResource):
     def limiter(self) -> PacingLimiter:
         """IB's pacing rules (the defaults are IB's documented limits)."""
         return PacingLimiter(self.pacing_max_requests, self.pacing_window_s, self.identical_gap_s, self.per_contract_requests, self.per_contract_window_s)
+
+    @contextlib.asynccontextmanager
+    async def session(self):
+        """``async with ib_source.session() as ib:`` a connected ``ib_async.IB`` (retried with
+        exponential backoff), disconnected on exit whatever happens."""
+        from ib_async import IB
+
+        ib = IB()
+        ib.RaiseRequestErrors = True
+        await self._connect(ib)
+        try:
+            yield ib
+        finally:
+            ib.disconnect()
 
     def fetch_bars(
         self, symbols: list[str], days: list[dt.date], bar_size: str = "1 min", what_to_show: str = "TRADES",

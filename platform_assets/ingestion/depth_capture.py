@@ -1,0 +1,197 @@
+"""Live L2 depth capture (``record_depth``): reqMktDepth -> book -> snapshot files, in the TF_1 contract.
+
+The book is maintained from the depth messages themselves (operation 0 insert / 1 update write the
+row at ``position``, 2 delete removes it; side 1 bid, 0 ask — the semantics ib_async applies), and
+every message is logged. Every ``interval_s`` a snapshot of ``levels`` rows per side is taken
+(zeros for missing rows). Files, per rotation segment starting at HHMMSS New York time:
+
+* ``level2/{SYMBOL}/{YYYY-MM-DD}_snapshots_{HHMMSS}.parquet`` (contract columns + source="ib");
+* ``level2/{SYMBOL}/{YYYY-MM-DD}_messages_{HHMMSS}.json`` (timestamp, operation add/update/remove,
+  side bid/ask, level, price, size, symbol);
+* ``level2/{SYMBOL}/session_stats_{YYYYMMDD_HHMMSS}.json`` at the end (counts, files, end reason).
+
+The current segment is re-written atomically every ``flush_s`` and on rotation, SIGINT/SIGTERM, a
+dropped connection or the end of ``duration_s``: a stop never loses a recorded snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from resources.atomic import write_json_atomic
+from resources.l2_store import L2SnapshotStore
+from resources.schemas import L2Book
+
+NY = "America/New_York"
+OPERATIONS = {0: "add", 1: "update", 2: "remove"}
+SIDES = {1: "bid", 0: "ask"}
+
+
+@dataclass
+class DepthBook:
+    """A price ladder per side addressed by position (what IB's depth messages update)."""
+
+    levels: int = 10
+    bids: dict[int, tuple[float, int]] = field(default_factory=dict)
+    asks: dict[int, tuple[float, int]] = field(default_factory=dict)
+
+    def apply(self, position: int, operation: int, side: int, price: float, size: float) -> None:
+        rows = self.bids if side == 1 else self.asks
+        if operation in (0, 1):
+            rows[position] = (float(price), int(size))
+        elif operation == 2:
+            rows.pop(position, None)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        out = []
+        for rows in (self.bids, self.asks):
+            prices, sizes = np.zeros(self.levels), np.zeros(self.levels, dtype=np.int64)
+            for position, (price, size) in rows.items():
+                if 0 <= position < self.levels:
+                    prices[position], sizes[position] = price, size
+            out += [prices, sizes]
+        return out[0], out[1], out[2], out[3]
+
+
+@dataclass
+class Segment:
+    day: dt.date
+    suffix: str
+    stamps: list = field(default_factory=list)
+    rows: list = field(default_factory=list)
+    messages: list = field(default_factory=list)
+
+
+@dataclass
+class CaptureStats:
+    symbol: str
+    started_at: str
+    ended_at: str = ""
+    end_reason: str = ""
+    snapshots: int = 0
+    messages: int = 0
+    files: list = field(default_factory=list)
+
+
+def replay(messages: list[dict], levels: int = 10) -> DepthBook:
+    """The book a logged message sequence produces (to check snapshots against their messages)."""
+    book = DepthBook(levels)
+    reverse_ops = {v: k for k, v in OPERATIONS.items()}
+    reverse_sides = {v: k for k, v in SIDES.items()}
+    for m in messages:
+        book.apply(m["level"], reverse_ops[m["operation"]], reverse_sides[m["side"]], m["price"], m["size"])
+    return book
+
+
+class DepthRecorder:
+    def __init__(self, store: L2SnapshotStore, symbol: str, levels: int = 10, source: str = "ib"):
+        self.store, self.symbol, self.levels, self.source = store, symbol, levels, source
+        self.book = DepthBook(levels)
+        self.segment: Segment | None = None
+        self.stats = CaptureStats(symbol, pd.Timestamp.now(tz="UTC").isoformat())
+
+    def _segment_for(self, now: pd.Timestamp, rotate_s: float) -> Segment:
+        local = now.tz_convert(NY)
+        if self.segment is None or self.segment.day != local.date() or (now - self._segment_start) .total_seconds() >= rotate_s:
+            if self.segment is not None:
+                self.flush()
+            self.segment = Segment(local.date(), local.strftime("%H%M%S"))
+            self._segment_start = now
+        return self.segment
+
+    def on_message(self, now: pd.Timestamp, position: int, operation: int, side: int, price: float, size: float, rotate_s: float) -> None:
+        self.book.apply(position, operation, side, price, size)
+        segment = self._segment_for(now, rotate_s)
+        segment.messages.append({
+            "timestamp": now.isoformat(), "operation": OPERATIONS.get(operation, str(operation)), "side": SIDES.get(side, str(side)),
+            "level": int(position), "price": float(price), "size": float(size), "symbol": self.symbol,
+        })
+        self.stats.messages += 1
+
+    def snapshot(self, now: pd.Timestamp, rotate_s: float) -> None:
+        if not self.book.bids and not self.book.asks:
+            return
+        segment = self._segment_for(now, rotate_s)
+        segment.stamps.append(now.tz_convert("UTC").tz_localize(None).to_datetime64())
+        segment.rows.append(self.book.arrays())
+        self.stats.snapshots += 1
+
+    def flush(self) -> None:
+        """Atomically (re)write the current segment's snapshot and message files."""
+        segment = self.segment
+        if segment is None:
+            return
+        if segment.rows:
+            bid_p, bid_s, ask_p, ask_s = (np.stack([r[i] for r in segment.rows]) for i in range(4))
+            book = L2Book(np.array(segment.stamps, dtype="datetime64[ns]"), bid_p, bid_s, ask_p, ask_s)
+            path = self.store.write(self.symbol, segment.day, book, suffix=segment.suffix, source=self.source)
+            if str(path) not in self.stats.files:
+                self.stats.files.append(str(path))
+        if segment.messages:
+            path = self.store.symbol_dir(self.symbol) / f"{segment.day.isoformat()}_messages_{segment.suffix}.json"
+            write_json_atomic(segment.messages, path, fsync=self.store.fsync)
+            if str(path) not in self.stats.files:
+                self.stats.files.append(str(path))
+
+    def finish(self, reason: str) -> CaptureStats:
+        self.flush()
+        now = pd.Timestamp.now(tz="UTC")
+        self.stats.ended_at, self.stats.end_reason = now.isoformat(), reason
+        path = self.store.symbol_dir(self.symbol) / f"session_stats_{now.tz_convert(NY):%Y%m%d_%H%M%S}.json"
+        write_json_atomic(self.stats.__dict__, path, fsync=self.store.fsync)
+        return self.stats
+
+
+async def record_depth(
+    ib_source, store: L2SnapshotStore, symbol: str, *, levels: int = 10, interval_s: float = 1.0, rotate_s: float = 1800.0,
+    flush_s: float = 30.0, duration_s: float | None = None, stop: asyncio.Event | None = None,
+) -> CaptureStats:
+    """Subscribe to ``levels`` rows of depth for ``symbol`` and record until stopped / disconnected."""
+    from ib_async import IB, Stock
+
+    stop = stop or asyncio.Event()
+    recorder = DepthRecorder(store, symbol, levels)
+    ib = IB()
+    await ib_source._connect(ib)
+    reason = "stopped"
+    try:
+        qualified = await ib.qualifyContractsAsync(Stock(symbol, ib_source.exchange, ib_source.currency))
+        if not qualified or qualified[0] is None:
+            raise ValueError(f"IB has no security definition for {symbol} (error 200)")
+        ticker = ib.reqMktDepth(qualified[0], numRows=levels)
+
+        def on_update(t):
+            for tick in t.domTicks:
+                recorder.on_message(pd.Timestamp(tick.time).tz_convert("UTC") if tick.time.tzinfo else pd.Timestamp(tick.time, tz="UTC"),
+                                    tick.position, tick.operation, tick.side, tick.price, tick.size, rotate_s)
+
+        ticker.updateEvent += on_update
+        ib.disconnectedEvent += lambda: stop.set()
+        loop = asyncio.get_running_loop()
+        started = last_flush = loop.time()
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=interval_s)
+            except asyncio.TimeoutError:
+                pass
+            recorder.snapshot(pd.Timestamp.now(tz="UTC"), rotate_s)
+            if loop.time() - last_flush >= flush_s:
+                recorder.flush()
+                last_flush = loop.time()
+            if duration_s is not None and loop.time() - started >= duration_s:
+                reason = "duration"
+                break
+        if not ib.isConnected():
+            reason = "disconnected"
+    finally:
+        recorder.snapshot(pd.Timestamp.now(tz="UTC"), rotate_s)  # the final state of the book
+        stats = recorder.finish(reason)
+        if ib.isConnected():
+            ib.disconnect()
+    return stats
+
