@@ -200,3 +200,30 @@ def test_depth_capture_job_from_dagster(tws, tmp_path):
     folder = settings.level2_path / "AAPL"
     assert len(list(folder.glob("*_snapshots_*.parquet"))) == 1 and len(list(folder.glob("*_messages_*.json"))) == 1
     assert len(list(folder.glob("session_stats_*.json"))) == 1
+
+
+def test_record_depth_command_stops_cleanly_on_sigint(tws, tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+
+    tws.depth_script = _depth_script()
+    env = {**os.environ, "DATA_PATH_OVERRIDE": str(tmp_path / "data"), "IB_PORT": str(tws.port), "LAKE_FSYNC": "false", "PYTHONWARNINGS": "ignore"}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "platform_api.cli", "record-depth", "--symbol", "AAPL", "--interval", "0.05", "--flush-seconds", "60"],
+        cwd=Path(__file__).resolve().parent.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    folder = tmp_path / "data" / "level2" / "AAPL"
+    deadline = time.monotonic() + 30
+    while not any(r.msg_id == 10 for r in tws.requests) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)  # the script is replayed and snapshots are taken; nothing is flushed yet (flush every 60 s)
+    assert not list(folder.glob("*_snapshots_*.parquet"))
+    child.send_signal(signal.SIGINT)
+    out, _ = child.communicate(timeout=30)
+    assert child.returncode == 0, out
+    assert len(list(folder.glob("*_snapshots_*.parquet"))) == 1  # written on the way out
+    stats = json.loads(next(folder.glob("session_stats_*.json")).read_text())
+    assert stats["end_reason"] == "stopped" and stats["messages"] == len(tws.depth_script) and stats["snapshots"] > 5
