@@ -50,14 +50,14 @@ def summarize(warehouse: LakeWarehouse, symbols: list[str], start: dt.date, end:
             summary.dq_status = dict(
                 conn.execute(
                     "SELECT status, count(*) FROM (SELECT symbol, date, CASE WHEN bool_or(status='error') THEN 'error' "
-                    "WHEN bool_or(status='warn') THEN 'warn' ELSE 'ok' END AS status FROM dq_metrics WHERE"
+                    "WHEN bool_or(status='warn') THEN 'warn' ELSE 'ok' END AS status FROM dq_metrics WHERE dataset = 'curated_bars' AND"
                     + RANGE_FILTER.format(glue="")
                     + " GROUP BY 1, 2) GROUP BY 1 ORDER BY 1",
                     params,
                 ).fetchall()
             )
             summary.dq_problems = conn.execute(
-                "SELECT symbol, CAST(date AS VARCHAR), metric, value, status FROM dq_metrics WHERE status = 'error' AND"
+                "SELECT symbol, CAST(date AS VARCHAR), metric, value, status FROM dq_metrics WHERE dataset = 'curated_bars' AND status = 'error' AND"
                 + RANGE_FILTER.format(glue="")
                 + " ORDER BY date, symbol LIMIT 10",
                 params,
