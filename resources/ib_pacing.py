@@ -84,12 +84,15 @@ class PacingLimiter:
                     break
                 self.sleep(delay)
                 waited += delay
-            now = self.clock()
-            self._all.append(now)
-            self._by_contract.setdefault(request.contract_key, deque()).append(now)
-            self._last_identical[request] = now
-            self.sent.append((now, request))
+            self._record(request)
         return waited
+
+    def _record(self, request: HistoricalRequest) -> None:
+        now = self.clock()
+        self._all.append(now)
+        self._by_contract.setdefault(request.contract_key, deque()).append(now)
+        self._last_identical[request] = now
+        self.sent.append((now, request))
 
     async def acquire_async(self, request: HistoricalRequest) -> float:
         """``acquire`` for asyncio callers: waits with ``asyncio.sleep`` instead of blocking."""
@@ -100,11 +103,7 @@ class PacingLimiter:
             with self._lock:
                 delay = self.delay_for(request)
                 if delay <= 0:
-                    now = self.clock()
-                    self._all.append(now)
-                    self._by_contract.setdefault(request.contract_key, deque()).append(now)
-                    self._last_identical[request] = now
-                    self.sent.append((now, request))
+                    self._record(request)
                     return waited
             await asyncio.sleep(delay)
             waited += delay
