@@ -136,7 +136,7 @@ def _depth_script() -> list[tuple]:
     return script
 
 
-def _capture(tws, tmp_path, duration):
+def _capture(tws, tmp_path, duration, reconnects=0):
     import asyncio
     import json
 
@@ -144,7 +144,7 @@ def _capture(tws, tmp_path, duration):
     from resources.l2_store import L2SnapshotStore
 
     store = L2SnapshotStore(level2_path=str(tmp_path / "level2"), fsync=False)
-    stats = asyncio.run(record_depth(_source(tws), store, "AAPL", interval_s=0.02, rotate_s=3600, flush_s=0.1, duration_s=duration))
+    stats = asyncio.run(record_depth(_source(tws), store, "AAPL", interval_s=0.02, rotate_s=3600, flush_s=0.1, duration_s=duration, reconnects=reconnects))
     folder = tmp_path / "level2" / "AAPL"
     snapshots = sorted(folder.glob("*_snapshots_*.parquet"))
     messages = [m for path in sorted(folder.glob("*_messages_*.json")) for m in json.loads(path.read_text())]
@@ -227,3 +227,19 @@ def test_record_depth_command_stops_cleanly_on_sigint(tws, tmp_path):
     assert len(list(folder.glob("*_snapshots_*.parquet"))) == 1  # written on the way out
     stats = json.loads(next(folder.glob("session_stats_*.json")).read_text())
     assert stats["end_reason"] == "stopped" and stats["messages"] == len(tws.depth_script) and stats["snapshots"] > 5
+
+
+def test_live_depth_capture_reconnects_and_resubscribes_after_a_drop(tws, tmp_path):
+    from platform_assets.ingestion.depth_capture import replay
+    from resources.schemas import L2Book
+    import pyarrow.parquet as pq
+
+    tws.depth_script = _depth_script()
+    tws.drop_depth_after, tws.drop_once = 12, True
+    stats, store, snapshots, messages, stats_files = _capture(tws, tmp_path, duration=1.5, reconnects=2)
+    assert stats.end_reason == "duration" and stats.reconnects == 1
+    assert len(messages) == 12 + len(tws.depth_script)  # everything before and after the drop is kept
+    assert sum(1 for r in tws.requests if r.msg_id == 10) == 2  # subscribed twice
+    book = L2Book.from_arrow(pq.read_table(snapshots[0]))
+    after_drop = replay(messages[12:]).arrays()  # the book restarts from the full re-send
+    assert list(book.bid_prices[-1]) == list(after_drop[0]) and list(book.ask_sizes[-1]) == list(after_drop[3])

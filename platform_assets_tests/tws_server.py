@@ -42,6 +42,7 @@ class FakeTws:
     no_data_days: set[tuple[str, dt.date]] = field(default_factory=set)
     depth_script: list[tuple] = field(default_factory=list)  # (position, operation, side, price, size)
     drop_depth_after: int | None = None
+    drop_once: bool = False  # after the drop, the next subscription gets the whole script
     requests: list[TwsRequest] = field(default_factory=list)
 
     def __post_init__(self):
@@ -161,6 +162,7 @@ class FakeTws:
         for i, (position, operation, side, price, size) in enumerate(self.depth_script):
             if self.drop_depth_after is not None and i == self.drop_depth_after:
                 await writer.drain()
+                self.drop_depth_after = None if self.drop_once else self.drop_depth_after
                 return False
             writer.write(self._frame(12, 1, req_id, position, operation, side, price, size))
             await writer.drain()

@@ -11,7 +11,9 @@ every message is logged. Every ``interval_s`` a snapshot of ``levels`` rows per 
 * ``level2/{SYMBOL}/session_stats_{YYYYMMDD_HHMMSS}.json`` at the end (counts, files, end reason).
 
 The current segment is re-written atomically every ``flush_s`` and on rotation, SIGINT/SIGTERM, a
-dropped connection or the end of ``duration_s``: a stop never loses a recorded snapshot.
+dropped connection or the end of ``duration_s``: a stop never loses a recorded snapshot. After a
+dropped connection the recorder reconnects and subscribes again (the book restarts from IB's full
+re-send).
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ class CaptureStats:
     end_reason: str = ""
     snapshots: int = 0
     messages: int = 0
+    reconnects: int = 0
     files: list = field(default_factory=list)
 
 
@@ -149,29 +152,38 @@ class DepthRecorder:
 
 async def record_depth(
     ib_source, store: L2SnapshotStore, symbol: str, *, levels: int = 10, interval_s: float = 1.0, rotate_s: float = 1800.0,
-    flush_s: float = 30.0, duration_s: float | None = None, stop: asyncio.Event | None = None,
+    flush_s: float = 30.0, duration_s: float | None = None, stop: asyncio.Event | None = None, reconnects: int = 3,
 ) -> CaptureStats:
-    """Subscribe to ``levels`` rows of depth for ``symbol`` and record until stopped / disconnected."""
+    """Subscribe to ``levels`` rows of depth for ``symbol`` and record until stopped.
+
+    A dropped connection flushes everything recorded, then reconnects (exponential backoff, up to
+    ``reconnects`` times) and subscribes again; the book restarts empty because IB re-sends it in
+    full. When reconnecting fails the session ends with ``end_reason: disconnected``.
+    """
     from ib_async import IB, Stock
 
     stop = stop or asyncio.Event()
     recorder = DepthRecorder(store, symbol, levels)
+    dropped = asyncio.Event()
     ib = IB()
-    await ib_source._connect(ib)
     reason = "stopped"
-    try:
+
+    def on_update(t):
+        for tick in t.domTicks:
+            stamp = pd.Timestamp(tick.time)
+            stamp = stamp.tz_convert("UTC") if stamp.tzinfo else stamp.tz_localize("UTC")
+            recorder.on_message(stamp, tick.position, tick.operation, tick.side, tick.price, tick.size, rotate_s)
+
+    async def subscribe() -> None:
+        await ib_source._connect(ib)
         qualified = await ib.qualifyContractsAsync(Stock(symbol, ib_source.exchange, ib_source.currency))
         if not qualified or qualified[0] is None:
             raise ValueError(f"IB has no security definition for {symbol} (error 200)")
-        ticker = ib.reqMktDepth(qualified[0], numRows=levels)
+        ib.reqMktDepth(qualified[0], numRows=levels).updateEvent += on_update
 
-        def on_update(t):
-            for tick in t.domTicks:
-                recorder.on_message(pd.Timestamp(tick.time).tz_convert("UTC") if tick.time.tzinfo else pd.Timestamp(tick.time, tz="UTC"),
-                                    tick.position, tick.operation, tick.side, tick.price, tick.size, rotate_s)
-
-        ticker.updateEvent += on_update
-        ib.disconnectedEvent += lambda: stop.set()
+    ib.disconnectedEvent += dropped.set
+    try:
+        await subscribe()
         loop = asyncio.get_running_loop()
         started = last_flush = loop.time()
         while not stop.is_set():
@@ -179,6 +191,21 @@ async def record_depth(
                 await asyncio.wait_for(stop.wait(), timeout=interval_s)
             except asyncio.TimeoutError:
                 pass
+            if dropped.is_set():
+                recorder.snapshot(pd.Timestamp.now(tz="UTC"), rotate_s)  # the book as the connection left it
+                recorder.flush()
+                if recorder.stats.reconnects >= reconnects:
+                    reason = "disconnected"
+                    break
+                recorder.stats.reconnects += 1
+                recorder.book = DepthBook(levels)
+                dropped.clear()
+                try:
+                    await subscribe()
+                except (ConnectionError, OSError, asyncio.TimeoutError):
+                    reason = "disconnected"
+                    break
+                continue
             recorder.snapshot(pd.Timestamp.now(tz="UTC"), rotate_s)
             if loop.time() - last_flush >= flush_s:
                 recorder.flush()
@@ -186,12 +213,10 @@ async def record_depth(
             if duration_s is not None and loop.time() - started >= duration_s:
                 reason = "duration"
                 break
-        if not ib.isConnected():
-            reason = "disconnected"
     finally:
-        recorder.snapshot(pd.Timestamp.now(tz="UTC"), rotate_s)  # the final state of the book
+        if reason != "disconnected":
+            recorder.snapshot(pd.Timestamp.now(tz="UTC"), rotate_s)  # the final state of the book
         stats = recorder.finish(reason)
         if ib.isConnected():
             ib.disconnect()
     return stats
-
