@@ -16,7 +16,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from resources.lake import ParquetLake, Table, symbol_layout
+from resources.lake import ParquetLake, Table, layout_files, symbol_layout
 from resources.settings import PlatformSettings, get_settings
 
 
@@ -34,12 +34,7 @@ class LakeReader:
         wanted = set(days)
         found: dict[str, list[Path]] = {}
         for symbol in symbols:
-            layout = symbol_layout(self.lake.table_dir(table) / f"symbol={symbol}")
-            paths: list[Path] = []
-            for day in sorted(d for d in layout if d in wanted):
-                if layout[day] not in paths:
-                    paths.append(layout[day])
-            found[symbol] = paths
+            found[symbol] = layout_files(symbol_layout(self.lake.table_dir(table) / f"symbol={symbol}"), wanted)
         return found
 
     def stored_dates(self, table: Table, symbol: str) -> list[dt.date]:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from platform_api.errors import NoDataError, UnknownDatasetError
 from platform_assets.calendars import STOCKS, sessions_in_range
-from platform_assets.quality.metrics import DQ_METRICS_SCHEMA, STATUS_ERROR, STATUS_OK, STATUS_WARN
+from platform_assets.quality.metrics import DQ_METRICS_SCHEMA, STATUS_ERROR, STATUS_OK, STATUS_RANK, STATUS_WARN, STATUSES
 from resources.lake import read_parquet_files
 from resources.settings import PlatformSettings, get_settings
 from resources.validation import normalize_symbols, parse_date, parse_date_range
@@ -98,7 +98,7 @@ def get_data_quality_summary(
     if metrics.empty:
         raise NoDataError(f"no data-quality results for {dataset_name} between {start} and {end}" + (f" for {sorted(wanted)}" if wanted else ""))
     partitions = _partition_status(metrics)
-    counts = {status: int((partitions["status"] == status).sum()) for status in (STATUS_OK, STATUS_WARN, STATUS_ERROR)}
+    counts = {status: int((partitions["status"] == status).sum()) for status in STATUSES}
     return DataQualitySummary(dataset_name, start, end, metrics, partitions, counts)
 
 
@@ -159,11 +159,11 @@ def _rule_reasons(day: pd.DataFrame, status: str, checked: dt.date) -> list[str]
 
 
 def _partition_status(metrics: pd.DataFrame) -> pd.DataFrame:
-    rank = metrics["status"].map({STATUS_OK: 0, STATUS_WARN: 1, STATUS_ERROR: 2})
+    rank = metrics["status"].map(STATUS_RANK)
     frame = metrics.assign(_rank=rank)
     worst = frame.groupby(["dataset", "symbol", "date"], sort=True)["_rank"].max()
     failing = frame[frame["_rank"] > 0].groupby(["dataset", "symbol", "date"])["metric"].agg(lambda s: ",".join(sorted(s)))
-    out = worst.map({0: STATUS_OK, 1: STATUS_WARN, 2: STATUS_ERROR}).rename("status").to_frame().join(failing.rename("failing_rules"))
+    out = worst.map(dict(enumerate(STATUSES))).rename("status").to_frame().join(failing.rename("failing_rules"))
     return out.fillna({"failing_rules": ""}).reset_index()
 
 

@@ -120,6 +120,11 @@ def symbol_layout(symbol_dir: Path) -> dict[dt.date, Path]:
     return layout
 
 
+def layout_files(layout: dict[dt.date, Path], days: set | None = None) -> list[Path]:
+    """The files of a ``symbol_layout`` holding ``days`` (all when None), in date order, each once."""
+    return list(dict.fromkeys(layout[day] for day in sorted(layout) if days is None or day in days))
+
+
 CURATED_BARS = Table("curated_bars")
 ALIGNED_BARS = Table("aligned_bars")
 
@@ -311,11 +316,7 @@ class ParquetLake(dg.ConfigurableResource):
         for symbol_dir in sorted(root.glob("symbol=*")) if root.exists() else []:
             if wanted_symbols is not None and symbol_dir.name.split("=", 1)[1] not in wanted_symbols:
                 continue
-            layout = symbol_layout(symbol_dir)
-            for day in sorted(layout):
-                path = layout[day]
-                if (wanted_days is None or day in wanted_days) and path not in files:
-                    files.append(path)
+            files += layout_files(symbol_layout(symbol_dir), wanted_days)
         return files
 
     def list_partitions(self, table: Table) -> pd.DataFrame:

@@ -67,26 +67,25 @@ def daily_ingestion_schedule(context: dg.ScheduleEvaluationContext):
     return daily_ingestion_requests(context.instance, context.scheduled_execution_time.date())
 
 
-@dg.schedule(
-    job=offline_pipeline_job,
-    cron_schedule="0 6 * * 6",
-    execution_timezone=STOCKS.timezone,
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-    description=f"Saturdays 06:00 New York: re-run the last {WEEKLY_DAYS} days (late vendor corrections, fixed gaps).",
-)
-def weekly_refresh_schedule(context: dg.ScheduleEvaluationContext):
-    return refresh_requests(context.instance, context.scheduled_execution_time.date(), WEEKLY_DAYS, "weekly")
+def _refresh_schedule(kind: str, cron: str, days_back: int, when: str) -> dg.ScheduleDefinition:
+    """A STOPPED schedule re-running the sessions of the last ``days_back`` days, New York time."""
+
+    @dg.schedule(
+        name=f"{kind}_refresh_schedule",
+        job=offline_pipeline_job,
+        cron_schedule=cron,
+        execution_timezone=STOCKS.timezone,
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description=f"{when} New York: re-run the last {days_back} days (late vendor corrections, fixed gaps).",
+    )
+    def refresh(context: dg.ScheduleEvaluationContext):
+        return refresh_requests(context.instance, context.scheduled_execution_time.date(), days_back, kind)
+
+    return refresh
 
 
-@dg.schedule(
-    job=offline_pipeline_job,
-    cron_schedule="0 7 1 * *",
-    execution_timezone=STOCKS.timezone,
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-    description=f"1st of the month 07:00 New York: re-run the last {MONTHLY_DAYS} days.",
-)
-def monthly_refresh_schedule(context: dg.ScheduleEvaluationContext):
-    return refresh_requests(context.instance, context.scheduled_execution_time.date(), MONTHLY_DAYS, "monthly")
+weekly_refresh_schedule = _refresh_schedule("weekly", "0 6 * * 6", WEEKLY_DAYS, "Saturdays 06:00")
+monthly_refresh_schedule = _refresh_schedule("monthly", "0 7 1 * *", MONTHLY_DAYS, "1st of the month 07:00")
 
 
 @dg.schedule(

@@ -64,6 +64,7 @@ class DepthBook:
 class Segment:
     day: dt.date
     suffix: str
+    started: pd.Timestamp
     stamps: list = field(default_factory=list)
     rows: list = field(default_factory=list)
     messages: list = field(default_factory=list)
@@ -100,11 +101,10 @@ class DepthRecorder:
 
     def _segment_for(self, now: pd.Timestamp, rotate_s: float) -> Segment:
         local = now.tz_convert(NY)
-        if self.segment is None or self.segment.day != local.date() or (now - self._segment_start) .total_seconds() >= rotate_s:
+        if self.segment is None or self.segment.day != local.date() or (now - self.segment.started).total_seconds() >= rotate_s:
             if self.segment is not None:
                 self.flush()
-            self.segment = Segment(local.date(), local.strftime("%H%M%S"))
-            self._segment_start = now
+            self.segment = Segment(local.date(), local.strftime("%H%M%S"), now)
         return self.segment
 
     def on_message(self, now: pd.Timestamp, position: int, operation: int, side: int, price: float, size: float, rotate_s: float) -> None:

@@ -32,6 +32,7 @@ from platform_assets.quality.metrics import (
     DQ_METRICS_SCHEMA,
     STATUS_ERROR,
     STATUS_OK,
+    STATUS_RANK,
     STATUS_WARN,
     dq_blocked_table,
     dq_metrics_table,
@@ -40,7 +41,6 @@ from platform_assets.quality.rules import QualityBatch
 from resources.lake import ParquetLake, Table
 
 CHECK_PREFIX = "dq_"
-_RANK = {STATUS_OK: 0, STATUS_WARN: 1, STATUS_ERROR: 2}
 SAMPLE_ROWS = 5
 
 
@@ -191,7 +191,7 @@ class QualityRecorder:
 
     def _group_result(self, group: str, results: pd.DataFrame) -> dg.AssetCheckResult:
         checked = len(self.partition_status)
-        rank = results["status"].map(_RANK)
+        rank = results["status"].map(STATUS_RANK)
         worst = rank.groupby([results["symbol"], results["date"]]).max() if len(results) else pd.Series(dtype=float)
         errors = sorted(f"{s}@{d}" for (s, d) in worst.index[worst.to_numpy() == 2])
         warns = sorted(f"{s}@{d}" for (s, d) in worst.index[worst.to_numpy() == 1])

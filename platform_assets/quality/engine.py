@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 
 from platform_assets.quality.config import RuleSet
-from platform_assets.quality.metrics import DQ_METRICS_SCHEMA, STATUS_ERROR, STATUS_OK, STATUS_WARN
+from platform_assets.quality.metrics import DQ_METRICS_SCHEMA, STATUS_ERROR, STATUSES
 from platform_assets.quality.rules import PartitionRule, QualityBatch, RowRule
 
 Engine = Literal["gx", "vectorised"]
 ENGINES = ("gx", "vectorised")
-_RANK = {STATUS_OK: 0, STATUS_WARN: 1, STATUS_ERROR: 2}
+STATUS_NAMES = np.array(STATUSES, dtype=object)
 
 
 @dataclass
@@ -50,7 +50,7 @@ def evaluate(rule_set: RuleSet, batch: QualityBatch, engine: Engine = "gx", eval
         raise ValueError(f"unknown DQ engine {engine!r}; expected one of {ENGINES}")
     evaluated_at = evaluated_at or pd.Timestamp.now(tz="UTC")
     row_rules = [r for r in rule_set.rules if isinstance(r, RowRule)]
-    gx_rules = [r for r in row_rules if engine == "gx" and r.gx_expectation() is not None]
+    gx_rules = [r for r in row_rules if engine == "gx" and r.runs_in_gx]
     failing = {}
     if gx_rules and len(batch.frame):
         from platform_assets.quality.gx_engine import gx_runner
@@ -70,8 +70,9 @@ def evaluate(rule_set: RuleSet, batch: QualityBatch, engine: Engine = "gx", eval
         else:
             unexpected = batch.count_per_part(failing[rule.name]).astype(float)
             values = rule.values_from_mask(batch, failing[rule.name])
-        status = rule.status(values)
-        worst = np.maximum(worst, np.vectorize(_RANK.get, otypes=[np.int8])(status) if len(status) else worst)
+        rank = rule.status_rank(values)
+        status = STATUS_NAMES[rank]
+        worst = np.maximum(worst, rank)
         frames.append(
             pd.DataFrame(
                 {
@@ -91,8 +92,7 @@ def evaluate(rule_set: RuleSet, batch: QualityBatch, engine: Engine = "gx", eval
             )
         )
     results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=DQ_METRICS_SCHEMA.names)
-    names = {v: k for k, v in _RANK.items()}
-    return Evaluation(results[DQ_METRICS_SCHEMA.names], failing, np.array([names[int(w)] for w in worst], dtype=object))
+    return Evaluation(results[DQ_METRICS_SCHEMA.names], failing, STATUS_NAMES[worst])
 
 
 def batch_from_frames(frames: list[pd.DataFrame], keys: list[tuple], arrays: list[dict] | None = None, stats: list[dict] | None = None) -> QualityBatch:
@@ -103,5 +103,5 @@ def batch_from_frames(frames: list[pd.DataFrame], keys: list[tuple], arrays: lis
     stacked = {}
     if arrays:
         for name in arrays[0]:
-            stacked[name] = np.concatenate([a[name] for a in arrays]) if arrays else np.zeros((0, 0))
+            stacked[name] = np.concatenate([a[name] for a in arrays])
     return QualityBatch(frame, part, list(keys), stacked, stats)

@@ -14,6 +14,8 @@ import pyarrow as pa
 from resources.lake import Table
 
 STATUS_OK, STATUS_WARN, STATUS_ERROR = "ok", "warn", "error"
+STATUSES = (STATUS_OK, STATUS_WARN, STATUS_ERROR)  # index = severity rank; the worst is the max
+STATUS_RANK = {status: rank for rank, status in enumerate(STATUSES)}
 DQ_METRICS_SCHEMA = pa.schema(
     [
         ("dataset", pa.string()),
@@ -39,11 +41,3 @@ def dq_metrics_table(dataset: str) -> Table:
 
 def dq_blocked_table(dataset: str) -> Table:
     return Table("dq_blocked", (("dataset", dataset),))
-
-
-def worst_status(statuses) -> str:
-    statuses = set(statuses)
-    for status in (STATUS_ERROR, STATUS_WARN):
-        if status in statuses:
-            return status
-    return STATUS_OK

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from platform_assets.quality.metrics import STATUS_ERROR, STATUS_OK, STATUS_WARN
+from platform_assets.quality.metrics import STATUS_ERROR, STATUS_RANK, STATUS_WARN, STATUSES
 
 Severity = Literal["warn", "error"]
 Group = Literal["validity", "uniqueness", "completeness", "stability", "book"]
@@ -102,13 +102,17 @@ class Rule(BaseModel):
     def can_error(self) -> bool:
         return self.error_threshold is not None
 
-    def status(self, values: np.ndarray) -> np.ndarray:
-        out = np.full(len(values), STATUS_OK, dtype=object)
+    def status_rank(self, values: np.ndarray) -> np.ndarray:
+        """Per value: 0 ok, 1 warn, 2 error (the index into ``STATUSES``)."""
+        rank = np.zeros(len(values), dtype=np.int8)
         if self.warn_threshold is not None:
-            out[values >= self.warn_threshold] = STATUS_WARN
+            rank[values >= self.warn_threshold] = STATUS_RANK[STATUS_WARN]
         if self.error_threshold is not None:
-            out[values >= self.error_threshold] = STATUS_ERROR
-        return out
+            rank[values >= self.error_threshold] = STATUS_RANK[STATUS_ERROR]
+        return rank
+
+    def status(self, values: np.ndarray) -> np.ndarray:
+        return np.array(STATUSES, dtype=object)[self.status_rank(values)]
 
     def columns(self) -> list[str]:
         return []
@@ -116,6 +120,11 @@ class Rule(BaseModel):
     def gx_expectation(self):
         """The Great Expectations expectation computing this rule's failing rows, or None."""
         return None
+
+    @property
+    def runs_in_gx(self) -> bool:
+        """Whether the rule type has a GX expectation (known without importing GX)."""
+        return type(self).gx_expectation is not Rule.gx_expectation
 
 
 class RowRule(Rule):
