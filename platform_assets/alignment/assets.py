@@ -1,5 +1,6 @@
 """Time-aligned views: curated bars joined with the L2 top of book."""
 
+import datetime as dt
 
 import dagster as dg
 
@@ -8,10 +9,11 @@ from platform_assets.curation.assets import curated_bars
 from platform_assets.ingestion.assets import l2_snapshots_sim
 from platform_assets.ingestion.databento_assets import l2_snapshots_databento
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions, follow_upstream
-from platform_assets.progress import Progress
-from platform_assets.quality.checks import is_blocked, log_blocked
+from platform_assets.calendars import STOCKS
+from platform_assets.quality.checks import is_blocked
+from platform_assets.symbol_days import Outcome, SymbolDayStep, blocked, complete_check_spec, kept, no_input, written
 from platform_assets.run_options import keep_existing
-from platform_assets.universe import run_symbols
+from platform_assets.universe import run_symbols, tracked_symbols
 from resources.l2_store import L2SnapshotStore
 from resources.lake import ALIGNED_BARS, CURATED_BARS, ParquetLake
 
@@ -24,6 +26,7 @@ from resources.lake import ALIGNED_BARS, CURATED_BARS, ParquetLake
     kinds={"parquet", "pandas"},
     deps=[curated_bars, l2_snapshots_sim, l2_snapshots_databento],
     metadata={"lake_table": str(ALIGNED_BARS)},
+    check_specs=[complete_check_spec("aligned_bars", stock_date_partitions)],
 )
 def aligned_bars(context: dg.AssetExecutionContext, lake: ParquetLake, l2_store: L2SnapshotStore) -> dg.MaterializeResult:
     """Curated 1-minute bars with the as-of L2 top of book, one row per session minute.
@@ -36,28 +39,22 @@ def aligned_bars(context: dg.AssetExecutionContext, lake: ParquetLake, l2_store:
     error DQ rule.
     """
     symbols, dates = run_symbols(context), partition_dates(context)
-    rows = stale = crossed = 0
-    blocked = []
     keep = keep_existing(context, "curated")
-    progress = Progress(context, "aligned_bars", len(symbols) * len(dates))
-    for day in dates:
-        for symbol in symbols:
-            progress.step()
-            if keep and lake.has_partition(ALIGNED_BARS, symbol, day):
-                continue
-            if is_blocked(lake, "curated_bars", symbol, day):
-                blocked.append(f"{symbol}@{day}")
-                continue
-            bars = lake.read(CURATED_BARS, [symbol], [day])
-            if bars.empty:
-                continue
-            book, _ = l2_store.read_day(symbol, day)
-            aligned = align_top_of_book(bars, book)
-            lake.write_partition(ALIGNED_BARS, symbol, day, aligned)
-            rows += len(aligned)
-            stale += int(aligned["l2_stale"].sum())
-            crossed += int(aligned["book_crossed"].sum())
-    log_blocked(context, "curated_bars", blocked)
-    return dg.MaterializeResult(
-        metadata={"rows": rows, "l2_stale_rows": stale, "crossed_book_rows": crossed, "symbols": len(symbols), "dates": len(dates), "symbol_days_dq_blocked": len(blocked)}
-    )
+
+    def align(symbol: str, day: dt.date) -> Outcome:
+        if keep and lake.has_partition(ALIGNED_BARS, symbol, day):
+            return kept()
+        if is_blocked(lake, "curated_bars", symbol, day):
+            return blocked("curated bars failed an error DQ rule")
+        bars = lake.read(CURATED_BARS, [symbol], [day])
+        if bars.empty:
+            return no_input("no curated bars")
+        book, _ = l2_store.read_day(symbol, day)
+        aligned = align_top_of_book(bars, book)
+        lake.write_partition(ALIGNED_BARS, symbol, day, aligned)
+        return written(len(aligned), l2_stale_rows=int(aligned["l2_stale"].sum()), crossed_book_rows=int(aligned["book_crossed"].sum()))
+
+    return SymbolDayStep(
+        context, "aligned_bars", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS),
+        is_stored=lambda s, d: lake.has_partition(ALIGNED_BARS, s, d), stats_keys=("l2_stale_rows", "crossed_book_rows"),
+    ).run(align).finish()

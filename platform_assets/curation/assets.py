@@ -13,15 +13,17 @@ from platform_assets.ingestion.assets import l2_snapshots_sim, raw_bars_sim
 from platform_assets.ingestion.databento_assets import l2_snapshots_databento, raw_bars_databento
 from platform_assets.ingestion.ib_assets import raw_bars_ib
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions, follow_upstream
-from platform_assets.progress import Progress
+from platform_assets.symbol_days import WRITTEN, Outcome, SymbolDayStep, blocked, complete_check_spec, kept, no_input, written
 from platform_assets.run_options import keep_existing
 from platform_assets.quality.checks import DataQuality, check_groups, dq_check_specs, is_blocked, raw_dq_dataset
-from platform_assets.universe import run_symbols
+from platform_assets.universe import run_symbols, tracked_symbols
 from resources.l2_store import L2SnapshotStore
 from resources.lake import CURATED_BARS, ParquetLake, quarantine_table, raw_bars_table
 from resources.schemas import L2Book
 
 TIMELINE_CHECK = "timeline_complete"
+# Per-partition metadata sums these curation statistics over the date's symbols.
+CURATION_STAT_KEYS = ("expected_minutes", "real_minutes", "imputed_minutes", "missing_minutes", "invalid_rows", "gap_runs")
 CURATED_DQ_CHECKS = dq_check_specs("curated_bars", "curated_bars")
 
 
@@ -58,6 +60,7 @@ def book_activity(book: L2Book, timeline: pd.DatetimeIndex) -> pd.DataFrame | No
     metadata={"lake_table": str(CURATED_BARS)},
     check_specs=[
         dg.AssetCheckSpec(TIMELINE_CHECK, asset="curated_bars", blocking=True, description="every curated partition holds exactly the session's minutes, each once"),
+        complete_check_spec("curated_bars", stock_date_partitions),
         *CURATED_DQ_CHECKS,
     ],
 )
@@ -83,65 +86,44 @@ def curated_bars(
     """
     symbols, dates = run_symbols(context), partition_dates(context)
     policy = ImputationPolicy(halt_min_minutes=config.halt_min_minutes)
-    totals: dict[str, float] = {}
-    no_raw, raw_blocked, timeline_problems, sources = [], [], [], set()
+    timeline_problems, sources = [], set()
     quality = data_quality.recorder(lake, "curated_bars", asset_key="curated_bars")
     keep = keep_existing(context, "curated")
-    progress = Progress(context, "curated_bars", len(symbols) * len(dates))
-    for day in dates:
+
+    def curate(symbol: str, day: dt.date) -> Outcome:
+        if keep and lake.has_partition(CURATED_BARS, symbol, day):
+            return kept()
+        source, raw = pick_raw_source(lake, symbol, day, config.source_priority)
+        if raw is None:
+            return no_input("no raw bars from any source")
+        if is_blocked(lake, raw_dq_dataset(source), symbol, day):
+            return blocked(f"raw bars ({source}) failed an error DQ rule")
+        sources.add(source)
         timeline = session_minutes(STOCKS, day)
-        for symbol in symbols:
-            progress.step()
-            if keep and lake.has_partition(CURATED_BARS, symbol, day):
-                continue
-            source, raw = pick_raw_source(lake, symbol, day, config.source_priority)
-            if raw is None:
-                no_raw.append(f"{symbol}@{day}")
-                continue
-            if is_blocked(lake, raw_dq_dataset(source), symbol, day):
-                raw_blocked.append(f"{symbol}@{day}")
-                continue
-            sources.add(source)
-            book, _ = l2_store.read_day(symbol, day)
-            curated, stats, rejected = curate_bars(
-                raw, timeline, symbol=symbol, day=day, source=source, activity=book_activity(book, timeline), policy=policy
-            )
-            lake.write_partition(CURATED_BARS, symbol, day, curated)
-            if len(rejected):
-                lake.write_partition(quarantine_table(CURATED_BARS), symbol, day, rejected)
-            else:
-                lake.delete_partition(quarantine_table(CURATED_BARS), symbol, day)
-            values = stats.as_dict()
-            quality.add(symbol, day, curated, stats=values)
-            if len(curated) != len(timeline) or curated["ts"].duplicated().any():
-                timeline_problems.append(f"{symbol}@{day}")
-            for key, value in values.items():
-                if key != "gap_ratio":
-                    totals[key] = totals.get(key, 0) + value
-    if no_raw:
-        context.log.warning(f"no raw bars for {len(no_raw)} symbol-days, left untouched: {', '.join(no_raw[:20])}")
-    if raw_blocked:
-        context.log.warning(f"raw bars failed an error DQ rule for {len(raw_blocked)} symbol-days, not curated: {', '.join(raw_blocked[:20])}")
+        book, _ = l2_store.read_day(symbol, day)
+        curated, stats, rejected = curate_bars(
+            raw, timeline, symbol=symbol, day=day, source=source, activity=book_activity(book, timeline), policy=policy
+        )
+        lake.write_partition(CURATED_BARS, symbol, day, curated)
+        if len(rejected):
+            lake.write_partition(quarantine_table(CURATED_BARS), symbol, day, rejected)
+        else:
+            lake.delete_partition(quarantine_table(CURATED_BARS), symbol, day)
+        values = stats.as_dict()
+        quality.add(symbol, day, curated, stats=values)
+        if len(curated) != len(timeline) or curated["ts"].duplicated().any():
+            timeline_problems.append(f"{symbol}@{day}")
+        return written(len(curated), **{k: v for k, v in values.items() if k != "gap_ratio"})
+
+    step = SymbolDayStep(
+        context, "curated_bars", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS),
+        is_stored=lambda s, d: lake.has_partition(CURATED_BARS, s, d), stats_keys=CURATION_STAT_KEYS,
+    ).run(curate)
     dq_results = quality.finish(check_groups(CURATED_DQ_CHECKS))
-    expected = totals.get("expected_minutes", 0)
-    return dg.MaterializeResult(
-        metadata={
-            "symbols": len(symbols),
-            "dates": len(dates),
-            "rows": int(expected),
-            "sources": ", ".join(sorted(sources)),
-            "symbol_days_without_raw": len(no_raw),
-            "symbol_days_raw_blocked": len(raw_blocked),
-            "gap_ratio": round((expected - totals.get("real_minutes", 0)) / expected, 6) if expected else 0.0,
-            **{k: int(v) for k, v in totals.items()},
-        },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=TIMELINE_CHECK,
-                passed=not timeline_problems,
-                severity=dg.AssetCheckSeverity.ERROR,
-                metadata={"partitions_checked": len(symbols) * len(dates) - len(no_raw), "failing": ", ".join(timeline_problems[:50])},
-            ),
-            *dq_results,
-        ],
+    timeline_result = dg.AssetCheckResult(
+        check_name=TIMELINE_CHECK,
+        passed=not timeline_problems,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"partitions_checked": len(step.outcomes_of(WRITTEN)), "failing": ", ".join(timeline_problems[:50]), "sources": ", ".join(sorted(sources))},
     )
+    return step.finish([timeline_result, *dq_results])

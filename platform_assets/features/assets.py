@@ -1,5 +1,6 @@
 """Versioned feature groups and labels."""
 
+import datetime as dt
 
 import dagster as dg
 
@@ -10,10 +11,10 @@ from platform_assets.features.registry import FEATURE_GROUPS
 from platform_assets.ingestion.assets import L2_DQ_DATASET, l2_snapshots_sim
 from platform_assets.ingestion.databento_assets import l2_snapshots_databento
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions, follow_upstream
-from platform_assets.progress import Progress
-from platform_assets.quality.checks import DataQuality, QualityRecorder, check_groups, dq_check_specs, is_blocked, log_blocked
+from platform_assets.quality.checks import DataQuality, QualityRecorder, check_groups, dq_check_specs, is_blocked
 from platform_assets.run_options import keep_existing
-from platform_assets.universe import run_symbols
+from platform_assets.symbol_days import Outcome, SymbolDayStep, blocked, complete_check_spec, kept, no_input, written
+from platform_assets.universe import run_symbols, tracked_symbols
 from resources.l2_store import L2SnapshotStore
 from resources.lake import CURATED_BARS, ParquetLake, feature_table, labels_table
 
@@ -34,7 +35,7 @@ def _versions(group: str) -> str:
     kinds={"parquet", "pandas"},
     deps=[curated_bars],
     metadata={"feature_group": BAR_GROUP, "versions": _versions(BAR_GROUP)},
-    check_specs=BAR_DQ_CHECKS,
+    check_specs=[complete_check_spec(BAR_GROUP, stock_date_partitions), *BAR_DQ_CHECKS],
 )
 def bar_features(context: dg.AssetExecutionContext, lake: ParquetLake, data_quality: DataQuality) -> dg.MaterializeResult:
     """Feature group ``bar_features`` (every registered version; v1 today) from curated bars.
@@ -49,32 +50,30 @@ def bar_features(context: dg.AssetExecutionContext, lake: ParquetLake, data_qual
     """
     symbols, dates = run_symbols(context), partition_dates(context)
     versions = FEATURE_GROUPS[BAR_GROUP]
-    rows = 0
     keep = keep_existing(context, "features")
-    progress = Progress(context, "bar_features", len(symbols) * len(dates))
     quality = {v: data_quality.recorder(lake, BAR_GROUP, stored_as=f"{BAR_GROUP}_{v}", asset_key="bar_features") for v in versions}
-    blocked = []
-    for day in dates:
-        for symbol in symbols:
-            progress.step()
-            if keep and all(lake.has_partition(feature_table(BAR_GROUP, v), symbol, day) for v in versions):
-                continue
-            if is_blocked(lake, "curated_bars", symbol, day):
-                blocked.append(f"{symbol}@{day}")
-                continue
-            bars = lake.read(CURATED_BARS, [symbol], [day])
-            if bars.empty:
-                continue
-            for version, spec in versions.items():
-                features = spec.compute(bars).assign(feature_group=BAR_GROUP, feature_version=version)
-                lake.write_partition(feature_table(BAR_GROUP, version), symbol, day, features)
-                quality[version].add(symbol, day, features)
-                rows += len(features)
-    log_blocked(context, "curated_bars", blocked)
-    return dg.MaterializeResult(
-        metadata={"feature_group": BAR_GROUP, "versions": ", ".join(versions), "rows": rows, "symbol_days_dq_blocked": len(blocked)},
-        check_results=QualityRecorder.merged(list(quality.values())).finish(check_groups(BAR_DQ_CHECKS)),
-    )
+
+    def stored(symbol: str, day: dt.date) -> bool:
+        return all(lake.has_partition(feature_table(BAR_GROUP, v), symbol, day) for v in versions)
+
+    def compute(symbol: str, day: dt.date) -> Outcome:
+        if keep and stored(symbol, day):
+            return kept()
+        if is_blocked(lake, "curated_bars", symbol, day):
+            return blocked("curated bars failed an error DQ rule")
+        bars = lake.read(CURATED_BARS, [symbol], [day])
+        if bars.empty:
+            return no_input("no curated bars")
+        rows = 0
+        for version, spec in versions.items():
+            features = spec.compute(bars).assign(feature_group=BAR_GROUP, feature_version=version)
+            lake.write_partition(feature_table(BAR_GROUP, version), symbol, day, features)
+            quality[version].add(symbol, day, features)
+            rows += len(features)
+        return written(rows)
+
+    step = SymbolDayStep(context, "bar_features", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored).run(compute)
+    return step.finish(QualityRecorder.merged(list(quality.values())).finish(check_groups(BAR_DQ_CHECKS)))
 
 
 @dg.asset(
@@ -85,7 +84,7 @@ def bar_features(context: dg.AssetExecutionContext, lake: ParquetLake, data_qual
     kinds={"parquet", "pandas"},
     deps=[l2_snapshots_sim, l2_snapshots_databento],
     metadata={"feature_group": L2_GROUP, "versions": _versions(L2_GROUP)},
-    check_specs=L2_FEATURE_DQ_CHECKS,
+    check_specs=[complete_check_spec(L2_GROUP, stock_date_partitions), *L2_FEATURE_DQ_CHECKS],
 )
 def l2_features(
     context: dg.AssetExecutionContext, lake: ParquetLake, l2_store: L2SnapshotStore, data_quality: DataQuality
@@ -101,37 +100,31 @@ def l2_features(
     """
     symbols, dates = run_symbols(context), partition_dates(context)
     versions = FEATURE_GROUPS[L2_GROUP]
-    rows = without_book = 0
     keep = keep_existing(context, "features")
-    progress = Progress(context, "l2_features", len(symbols) * len(dates))
     quality = {v: data_quality.recorder(lake, L2_GROUP, stored_as=f"{L2_GROUP}_{v}", asset_key="l2_features") for v in versions}
-    blocked = []
-    for day in dates:
+
+    def stored(symbol: str, day: dt.date) -> bool:
+        return all(lake.has_partition(feature_table(L2_GROUP, v), symbol, day) for v in versions)
+
+    def compute(symbol: str, day: dt.date) -> Outcome:
+        if keep and stored(symbol, day):
+            return kept()
+        if is_blocked(lake, L2_DQ_DATASET, symbol, day):
+            return blocked("L2 snapshots failed an error DQ rule")
+        book, _ = l2_store.read_day(symbol, day)
+        if len(book) == 0:
+            return no_input("no L2 snapshots")
         timeline = session_minutes(STOCKS, day)
-        for symbol in symbols:
-            progress.step()
-            if keep and all(lake.has_partition(feature_table(L2_GROUP, v), symbol, day) for v in versions):
-                continue
-            if is_blocked(lake, L2_DQ_DATASET, symbol, day):
-                blocked.append(f"{symbol}@{day}")
-                continue
-            book, _ = l2_store.read_day(symbol, day)
-            if len(book) == 0:
-                without_book += 1
-                continue
-            for version, spec in versions.items():
-                features = spec.compute(timeline, book, symbol=symbol, day=day).assign(feature_group=L2_GROUP, feature_version=version)
-                lake.write_partition(feature_table(L2_GROUP, version), symbol, day, features)
-                quality[version].add(symbol, day, features)
-                rows += len(features)
-    log_blocked(context, "l2_snapshots", blocked)
-    return dg.MaterializeResult(
-        metadata={
-            "feature_group": L2_GROUP, "versions": ", ".join(versions), "rows": rows,
-            "symbol_days_without_l2": without_book, "symbol_days_dq_blocked": len(blocked),
-        },
-        check_results=QualityRecorder.merged(list(quality.values())).finish(check_groups(L2_FEATURE_DQ_CHECKS)),
-    )
+        rows = 0
+        for version, spec in versions.items():
+            features = spec.compute(timeline, book, symbol=symbol, day=day).assign(feature_group=L2_GROUP, feature_version=version)
+            lake.write_partition(feature_table(L2_GROUP, version), symbol, day, features)
+            quality[version].add(symbol, day, features)
+            rows += len(features)
+        return written(rows)
+
+    step = SymbolDayStep(context, "l2_features", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored).run(compute)
+    return step.finish(QualityRecorder.merged(list(quality.values())).finish(check_groups(L2_FEATURE_DQ_CHECKS)))
 
 
 @dg.asset(
@@ -142,6 +135,7 @@ def l2_features(
     kinds={"parquet", "pandas"},
     deps=[curated_bars],
     metadata={"label_definitions": ", ".join(sorted(LABEL_DEFINITIONS))},
+    check_specs=[complete_check_spec("labels", stock_date_partitions)],
 )
 def labels(context: dg.AssetExecutionContext, lake: ParquetLake) -> dg.MaterializeResult:
     """Forward-return labels under every registered label definition (v1: 1/5/15-minute horizons).
@@ -154,24 +148,24 @@ def labels(context: dg.AssetExecutionContext, lake: ParquetLake) -> dg.Materiali
     error DQ rule.
     """
     symbols, dates = run_symbols(context), partition_dates(context)
-    rows = 0
-    blocked = []
     keep = keep_existing(context, "features")
-    progress = Progress(context, "labels", len(symbols) * len(dates))
-    for day in dates:
-        for symbol in symbols:
-            progress.step()
-            if keep and all(lake.has_partition(labels_table(v), symbol, day) for v in LABEL_DEFINITIONS):
-                continue
-            if is_blocked(lake, "curated_bars", symbol, day):
-                blocked.append(f"{symbol}@{day}")
-                continue
-            bars = lake.read(CURATED_BARS, [symbol], [day])
-            if bars.empty:
-                continue
-            for version, definition in LABEL_DEFINITIONS.items():
-                frame = compute_labels(bars, definition)
-                lake.write_partition(labels_table(version), symbol, day, frame)
-                rows += len(frame)
-    log_blocked(context, "curated_bars", blocked)
-    return dg.MaterializeResult(metadata={"label_definitions": ", ".join(LABEL_DEFINITIONS), "rows": rows, "symbol_days_dq_blocked": len(blocked)})
+
+    def stored(symbol: str, day: dt.date) -> bool:
+        return all(lake.has_partition(labels_table(v), symbol, day) for v in LABEL_DEFINITIONS)
+
+    def compute(symbol: str, day: dt.date) -> Outcome:
+        if keep and stored(symbol, day):
+            return kept()
+        if is_blocked(lake, "curated_bars", symbol, day):
+            return blocked("curated bars failed an error DQ rule")
+        bars = lake.read(CURATED_BARS, [symbol], [day])
+        if bars.empty:
+            return no_input("no curated bars")
+        rows = 0
+        for version, definition in LABEL_DEFINITIONS.items():
+            frame = compute_labels(bars, definition)
+            lake.write_partition(labels_table(version), symbol, day, frame)
+            rows += len(frame)
+        return written(rows)
+
+    return SymbolDayStep(context, "labels", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored).run(compute).finish()

@@ -1,0 +1,275 @@
+"""One step pattern for every date-partitioned table built per (symbol, date), with truthful status.
+
+A derived asset (curated bars, aligned bars, feature groups, labels, crypto curated bars) runs a
+date range in one Dagster step and, inside it, one pure transform per (symbol, date). This module
+owns everything around that transform, so every table behaves the same in the UI:
+
+* **Failure isolation.** An exception in one (symbol, date) is caught, logged with its traceback,
+  and recorded as that symbol-day's failure; every other symbol-day is still computed and written.
+* **Per-partition numbers.** Each date partition's materialization carries its own metadata
+  (symbols expected / written / kept / without input / DQ-blocked / failed, rows), never the whole
+  run's totals (``context.add_asset_metadata(..., partition_key=...)``).
+* **Completeness per date, per symbol.** Each date gets its own evaluation of the
+  ``symbols_complete`` check (a partitioned check): it passes only when every *tracked* symbol of
+  the market has this table's data stored for that date (whoever wrote it), and otherwise names
+  the missing symbols and why (no input, DQ-blocked, failed). Severity is ERROR when a symbol is
+  missing for a reason other than a DQ block, WARN when every gap is a DQ block (a blocked day is
+  the DQ system working as designed).
+* **No green without data.** A date for which this run wrote nothing although it had symbols to
+  process is *not* reported as materialized: the dates that did land are recorded as materialized
+  one by one (with their own metadata), then the step fails with a one-line summary naming the real
+  cause (the first failing symbol-day's exception, or "no input data"), so Dagster shows exactly
+  those dates as failed. Steps downstream of a failed step do not run in that run (Dagster's rule);
+  re-running the range once the cause is fixed is idempotent.
+* **One bad symbol-day never sinks the others.** A date on which some symbols landed and another
+  raised stays materialized for the symbols that landed, its ``symbols_complete`` evaluation fails
+  at ERROR naming the symbol and the exception, its metadata lists ``symbols_failed``, and the run
+  goes on through every downstream layer. The run-level check result carries the one-line summary.
+
+Why a check and not the partition status for "a tracked symbol is missing": with date partitions a
+ranged run can only mark whole dates; failing a date because one of 500 symbols had no vendor data
+(or was DQ-blocked on purpose) would hold back every other symbol's downstream layers. The check
+makes the gap visible per date, naming the symbols, at a bookkeeping cost of one record per date.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from platform_assets.progress import Progress
+
+COMPLETE_CHECK = "symbols_complete"
+
+WRITTEN, KEPT, NO_INPUT, BLOCKED, FAILED = "written", "kept", "no_input", "blocked", "failed"
+MAX_LISTED = 50
+MAX_TRACEBACKS = 5
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one (symbol, date) transform did."""
+
+    status: str
+    rows: int = 0
+    detail: str = ""
+    stats: dict = field(default_factory=dict)
+
+
+def written(rows: int, **stats) -> Outcome:
+    return Outcome(WRITTEN, rows=rows, stats=stats)
+
+
+def kept() -> Outcome:
+    return Outcome(KEPT)
+
+
+def no_input(detail: str = "") -> Outcome:
+    return Outcome(NO_INPUT, detail=detail)
+
+
+def blocked(detail: str = "") -> Outcome:
+    return Outcome(BLOCKED, detail=detail)
+
+
+def complete_check_spec(asset_name: str, partitions_def: dg.PartitionsDefinition) -> dg.AssetCheckSpec:
+    """The per-date completeness check every symbol-day table carries."""
+    return dg.AssetCheckSpec(
+        COMPLETE_CHECK,
+        asset=asset_name,
+        partitions_def=partitions_def,
+        blocking=False,
+        description=(
+            "Per date: every tracked symbol has this table's data stored for the date. Fails naming "
+            "the missing symbols and why (no input, DQ-blocked, failed); ERROR unless every gap is a DQ block."
+        ),
+    )
+
+
+@dataclass
+class DateReport:
+    """Outcomes of one date partition."""
+
+    day: dt.date
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+
+    def symbols_with(self, status: str) -> list[str]:
+        return sorted(s for s, o in self.outcomes.items() if o.status == status)
+
+    @property
+    def rows(self) -> int:
+        return sum(o.rows for o in self.outcomes.values())
+
+    @property
+    def landed(self) -> bool:
+        """Something was written (or kept) for this date."""
+        return bool(self.symbols_with(WRITTEN) or self.symbols_with(KEPT))
+
+    def metadata(self, stats_keys: tuple[str, ...] = ()) -> dict:
+        failed = {s: self.outcomes[s].detail for s in self.symbols_with(FAILED)}
+        meta: dict = {
+            "date": self.day.isoformat(),
+            "symbols_processed": len(self.outcomes),
+            "symbols_written": len(self.symbols_with(WRITTEN)),
+            "symbols_kept": len(self.symbols_with(KEPT)),
+            "rows": self.rows,
+            "symbols_without_input": _listing(self.symbols_with(NO_INPUT)),
+            "symbols_dq_blocked": _listing(self.symbols_with(BLOCKED)),
+            "symbols_failed": _listing([f"{s}: {cause}" for s, cause in failed.items()]),
+        }
+        for key in stats_keys:
+            meta[key] = sum(int(o.stats.get(key, 0)) for o in self.outcomes.values())
+        return meta
+
+
+def _listing(items: list[str]) -> str:
+    if not items:
+        return ""
+    shown = ", ".join(items[:MAX_LISTED])
+    return shown if len(items) <= MAX_LISTED else f"{shown} (+{len(items) - MAX_LISTED} more)"
+
+
+class SymbolDayStep:
+    """Runs ``transform(symbol, day) -> Outcome`` over a run's dates x symbols, then reports truthfully.
+
+    ``is_stored(symbol, day)`` tells whether the table holds the data of a (symbol, date) after the
+    run (for the completeness check over every tracked symbol, ``tracked``).
+    """
+
+    def __init__(
+        self,
+        context: dg.AssetExecutionContext,
+        asset_name: str,
+        symbols: list[str],
+        dates: list[dt.date],
+        *,
+        tracked: list[str] | None = None,
+        is_stored: Callable[[str, dt.date], bool] | None = None,
+        stats_keys: tuple[str, ...] = (),
+    ):
+        self.context, self.asset_name = context, asset_name
+        self.symbols, self.dates = symbols, dates
+        self.tracked = sorted(set(tracked if tracked is not None else symbols))
+        self.is_stored = is_stored
+        self.stats_keys = stats_keys
+        self.reports = {day: DateReport(day) for day in dates}
+        self._tracebacks = 0
+
+    def run(self, transform: Callable[[str, dt.date], Outcome]) -> "SymbolDayStep":
+        progress = Progress(self.context, self.asset_name, len(self.symbols) * len(self.dates))
+        for day in self.dates:
+            report = self.reports[day]
+            for symbol in self.symbols:
+                progress.step()
+                try:
+                    outcome = transform(symbol, day)
+                except Exception as exc:  # noqa: BLE001 - isolate one symbol-day's failure, report it below
+                    outcome = Outcome(FAILED, detail=f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+                    if self._tracebacks < MAX_TRACEBACKS:
+                        self._tracebacks += 1
+                        self.context.log.error(f"{self.asset_name} {symbol}@{day} failed:\n{traceback.format_exc()}")
+                report.outcomes[symbol] = outcome
+        return self
+
+    # -- reporting -------------------------------------------------------------------------------
+
+    def outcomes_of(self, status: str) -> list[str]:
+        return [f"{s}@{r.day}" for r in self.reports.values() for s in r.symbols_with(status)]
+
+    def _check_evaluation(self, report: DateReport) -> tuple[bool, dg.AssetCheckSeverity, dict]:
+        missing = []
+        for symbol in self.tracked:
+            outcome = report.outcomes.get(symbol)
+            if outcome is not None and outcome.status in (WRITTEN, KEPT):
+                continue
+            if outcome is not None and outcome.status == FAILED:
+                missing.append((symbol, f"failed: {outcome.detail}"))
+            elif self.is_stored is not None and self.is_stored(symbol, report.day):
+                continue
+            elif outcome is None:
+                missing.append((symbol, "not in this run, nothing stored"))
+            elif outcome.status == BLOCKED:
+                missing.append((symbol, "DQ-blocked"))
+            else:
+                missing.append((symbol, "no input data"))
+        only_blocked = bool(missing) and all(reason == "DQ-blocked" for _, reason in missing)
+        severity = dg.AssetCheckSeverity.WARN if only_blocked else dg.AssetCheckSeverity.ERROR
+        meta = {
+            "date": report.day.isoformat(),
+            "tracked_symbols": len(self.tracked),
+            "missing_symbols": len(missing),
+            "missing": _listing([f"{s} ({why})" for s, why in missing]),
+        }
+        return not missing, severity, meta
+
+    def finish(self, check_results: list[dg.AssetCheckResult] | None = None) -> dg.MaterializeResult:
+        """Per-date metadata and checks; fails the step for dates that did not land (see module doc)."""
+        context, asset_key = self.context, dg.AssetKey(self.asset_name)
+        evaluations = {day: self._check_evaluation(report) for day, report in self.reports.items()}
+        single = len(self.dates) == 1
+        if not single:
+            for day, (passed, severity, meta) in evaluations.items():
+                context.log_event(
+                    dg.AssetCheckEvaluation(
+                        asset_key=asset_key, check_name=COMPLETE_CHECK, passed=passed, severity=severity,
+                        metadata=meta, partition=day.isoformat(),
+                    )
+                )
+        not_landed = [r for r in self.reports.values() if self.symbols and not r.landed]
+        failed = self.outcomes_of(FAILED)
+        self._log_summary()
+        if not_landed:
+            for report in self.reports.values():
+                if report.landed:
+                    context.log_event(
+                        dg.AssetMaterialization(asset_key=asset_key, partition=report.day.isoformat(), metadata=report.metadata(self.stats_keys))
+                    )
+            raise dg.Failure(description=self._failure_line(not_landed, failed), metadata={"dates_not_landed": ", ".join(r.day.isoformat() for r in not_landed)})
+        for report in self.reports.values():
+            context.add_asset_metadata(report.metadata(self.stats_keys), partition_key=report.day.isoformat())
+        return dg.MaterializeResult(check_results=[self._overall_result(evaluations, single), *(check_results or [])])
+
+    def _overall_result(self, evaluations: dict, single: bool) -> dg.AssetCheckResult:
+        if single:
+            passed, severity, meta = next(iter(evaluations.values()))
+            return dg.AssetCheckResult(check_name=COMPLETE_CHECK, passed=passed, severity=severity, metadata=meta)
+        failing = [day.isoformat() for day, (passed, _, _) in evaluations.items() if not passed]
+        errors = [day for day, (passed, sev, _) in evaluations.items() if not passed and sev == dg.AssetCheckSeverity.ERROR]
+        failed = self.outcomes_of(FAILED)
+        summary = self._first_failure() or (f"{len(failing)} of {len(evaluations)} date(s) miss tracked symbols" if failing else "every tracked symbol stored on every date")
+        return dg.AssetCheckResult(
+            check_name=COMPLETE_CHECK,
+            passed=not failing,
+            severity=dg.AssetCheckSeverity.ERROR if errors else dg.AssetCheckSeverity.WARN,
+            metadata={
+                "dates_checked": len(evaluations), "dates_incomplete": len(failing), "incomplete": _listing(failing),
+                "symbol_days_failed": len(failed), "summary": summary,
+            },
+            description=f"run summary: {summary}; each date's own evaluation is recorded on its partition",
+        )
+
+    def _first_failure(self) -> str:
+        for report in self.reports.values():
+            for symbol in report.symbols_with(FAILED):
+                return f"{len(self.outcomes_of(FAILED))} symbol-day(s) failed, first {symbol}@{report.day}: {report.outcomes[symbol].detail}"
+        return ""
+
+    def _failure_line(self, not_landed: list[DateReport], failed: list[str]) -> str:
+        parts = [self._first_failure()] if failed else []
+        empty = [r.day.isoformat() for r in not_landed if not r.symbols_with(FAILED)]
+        if empty:
+            parts.append(f"nothing to write for {len(empty)} date(s) (no input data: {_listing(empty)})")
+        landed = len(self.dates) - len(not_landed)
+        return f"{self.asset_name}: " + "; ".join(parts) + f"; {landed} of {len(self.dates)} date(s) landed and are recorded as materialized"
+
+    def _log_summary(self) -> None:
+        if self.outcomes_of(FAILED):
+            self.context.log.error(f"{self.asset_name}: {self._first_failure()}")
+        for status, label in ((NO_INPUT, "without input data"), (BLOCKED, "DQ-blocked upstream, skipped")):
+            items = self.outcomes_of(status)
+            if items:
+                self.context.log.warning(f"{self.asset_name}: {len(items)} symbol-day(s) {label}: {_listing(items[:20])}")

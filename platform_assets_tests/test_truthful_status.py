@@ -1,0 +1,138 @@
+"""Status tells the truth: per-date materialization, per-date completeness checks, failure isolation."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+import pytest
+from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
+
+from platform_api.backfill import RANGE_END_TAG, RANGE_START_TAG, plan_backfill, run_backfill
+from platform_assets.partitions import SYMBOLS_TAG, stock_date_partitions
+from platform_assets.symbol_days import COMPLETE_CHECK
+from platform_assets.universe import add_symbols
+from resources.lake import CURATED_BARS, feature_table
+
+D1, D2 = dt.date(2024, 11, 26), dt.date(2024, 11, 27)
+RANGE = {RANGE_START_TAG: D1.isoformat(), RANGE_END_TAG: D2.isoformat()}
+DERIVED = ["curated_bars", "aligned_bars", "bar_features", "l2_features", "labels"]
+
+
+def _status(instance, asset: str) -> tuple[set[str], set[str]]:
+    """(materialized, failed) partition keys of an asset, as the UI computes them."""
+    value = get_and_update_asset_status_cache_value(instance._instance if hasattr(instance, "_instance") else instance, dg.AssetKey(asset), stock_date_partitions)
+    materialized = set(value.deserialize_materialized_partition_subsets(stock_date_partitions).get_partition_keys())
+    failed = set(value.deserialize_failed_partition_subsets(stock_date_partitions).get_partition_keys())
+    return materialized, failed
+
+
+def _latest_check(instance, asset: str, partition: str):
+    """Latest evaluation of ``symbols_complete`` on one date partition."""
+    key = dg.AssetCheckKey(dg.AssetKey(asset), COMPLETE_CHECK)
+    for record in instance.event_log_storage.get_asset_check_execution_history(key, limit=100):
+        evaluation = record.evaluation
+        if evaluation is not None and evaluation.partition == partition:
+            return evaluation
+    return None
+
+
+def _run(platform, tags, selection=None):
+    job = platform.defs.resolve_job_def("offline_pipeline")
+    keys = [dg.AssetKey(a) for a in selection] if selection else None
+    return job.execute_in_process(instance=platform.instance, tags=tags, raise_on_error=False, asset_selection=keys)
+
+
+def test_backfill_without_upstream_data_leaves_dates_failed_not_green(platform):
+    add_symbols(platform.instance, ["AAPL", "MSFT"])
+    result = _run(platform, RANGE, selection=DERIVED)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "no input data" in failure.step_failure_data.error.message
+    materialized, failed = _status(platform.instance, "curated_bars")
+    assert materialized == set() and failed == {D1.isoformat(), D2.isoformat()}
+    assert not list((platform.resources["lake"].root).rglob("curated_bars/**/*.parquet"))
+
+
+def test_missing_symbol_makes_its_date_fail_the_completeness_check(platform):
+    add_symbols(platform.instance, ["AAPL", "MSFT", "SPY"])
+    result = _run(platform, {**RANGE, SYMBOLS_TAG: "AAPL,MSFT"})
+    assert result.success
+    for asset in DERIVED:
+        materialized, failed = _status(platform.instance, asset)
+        assert materialized == {D1.isoformat(), D2.isoformat()} and not failed, asset
+        for day in (D1, D2):
+            evaluation = _latest_check(platform.instance, asset, day.isoformat())
+            assert evaluation is not None and not evaluation.passed, (asset, day)
+            assert evaluation.severity == dg.AssetCheckSeverity.ERROR
+            assert "SPY" in evaluation.metadata["missing"].value and "AAPL" not in evaluation.metadata["missing"].value
+
+    # per-partition metadata is the partition's own numbers, not the run's totals
+    records = platform.instance.fetch_materializations(dg.AssetKey("curated_bars"), limit=10).records
+    by_partition = {r.asset_materialization.partition: r.asset_materialization.metadata for r in records}
+    assert by_partition[D1.isoformat()]["date"].value == D1.isoformat()
+    assert by_partition[D1.isoformat()]["symbols_written"].value == 2
+    assert by_partition[D1.isoformat()]["rows"].value == 2 * 390
+
+    # the missing symbol filled later: the same dates now pass
+    assert _run(platform, {**RANGE, SYMBOLS_TAG: "SPY"}).success
+    for day in (D1, D2):
+        assert _latest_check(platform.instance, "curated_bars", day.isoformat()).passed
+
+
+def test_one_failing_symbol_day_fails_only_itself(platform, monkeypatch):
+    import platform_assets.curation.assets as curation
+
+    real = curation.curate_bars
+
+    def flaky(raw, timeline, *, symbol, day, **kwargs):
+        if symbol == "MSFT" and day == D2:
+            raise ValueError("injected vendor garbage for MSFT")
+        return real(raw, timeline, symbol=symbol, day=day, **kwargs)
+
+    monkeypatch.setattr(curation, "curate_bars", flaky)
+    add_symbols(platform.instance, ["AAPL", "MSFT"])
+    result = _run(platform, RANGE)
+    assert result.success  # the other symbol-days landed through every layer
+    lake = platform.resources["lake"]
+    assert lake.has_partition(CURATED_BARS, "AAPL", D2) and lake.has_partition(CURATED_BARS, "MSFT", D1)
+    assert not lake.has_partition(CURATED_BARS, "MSFT", D2)
+    assert lake.has_partition(feature_table("bar_features", "v1"), "AAPL", D2)
+    evaluation = _latest_check(platform.instance, "curated_bars", D2.isoformat())
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
+    assert "MSFT (failed: ValueError: injected vendor garbage for MSFT)" in evaluation.metadata["missing"].value
+    assert _latest_check(platform.instance, "curated_bars", D1.isoformat()).passed
+    records = platform.instance.fetch_materializations(dg.AssetKey("curated_bars"), limit=10).records
+    meta = {r.asset_materialization.partition: r.asset_materialization.metadata for r in records}[D2.isoformat()]
+    assert "injected vendor garbage" in meta["symbols_failed"].value and meta["symbols_written"].value == 1
+
+
+def test_a_date_whose_only_symbol_failed_is_failed_and_the_rest_materialized(platform, monkeypatch):
+    import platform_assets.curation.assets as curation
+
+    real = curation.curate_bars
+
+    def flaky(raw, timeline, *, symbol, day, **kwargs):
+        if day == D2:
+            raise RuntimeError("disk on fire")
+        return real(raw, timeline, symbol=symbol, day=day, **kwargs)
+
+    monkeypatch.setattr(curation, "curate_bars", flaky)
+    add_symbols(platform.instance, ["AAPL"])
+    result = _run(platform, RANGE)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "AAPL@2024-11-27: RuntimeError: disk on fire" in failure.step_failure_data.error.message
+    materialized, failed = _status(platform.instance, "curated_bars")
+    assert materialized == {D1.isoformat()} and failed == {D2.isoformat()}
+
+
+@pytest.mark.parametrize("workers", [1])
+def test_backfill_api_reports_complete_graph(platform, workers):
+    plan = plan_backfill(["AAPL"], D1, D2)
+    report = run_backfill(platform.instance, plan, defs=platform.defs, add_missing_symbols=True, workers=workers)
+    assert report.success
+    for asset in DERIVED:
+        materialized, failed = _status(platform.instance, asset)
+        assert materialized == {D1.isoformat(), D2.isoformat()} and not failed
+        assert _latest_check(platform.instance, asset, D1.isoformat()).passed
