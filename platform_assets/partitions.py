@@ -30,6 +30,9 @@ from resources.settings import get_settings
 
 SYMBOLS_PARTITION_NAME = "symbols"
 SYMBOLS_TAG = "platform/symbols"
+# Dagster's tags for a ranged run of date partitions (what a backfill with a BackfillPolicy sets).
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 MAX_DATES_PER_RUN = 64
 
 symbols_partitions = dg.DynamicPartitionsDefinition(name=SYMBOLS_PARTITION_NAME)

@@ -1,5 +1,6 @@
 """Crypto pairs on a 24/7 calendar: raw 1-minute bars and curated bars, partitioned by UTC day."""
 
+import datetime as dt
 
 import dagster as dg
 import pandas as pd
@@ -10,7 +11,8 @@ from platform_assets.ingestion.raw_batches import build_raw_batch
 from platform_assets.partitions import crypto_date_partitions, partition_dates, ranged_backfill_policy, follow_upstream
 from platform_assets.progress import Progress
 from platform_assets.quality.checks import DataQuality, check_groups, dq_check_specs
-from platform_assets.universe import run_symbols
+from platform_assets.symbol_days import Outcome, SymbolDayStep, complete_check_spec, no_input, written
+from platform_assets.universe import run_symbols, tracked_symbols
 from resources.lake import CURATED_BARS, ParquetLake, raw_bars_table
 from resources.manifests import BarsManifest
 from resources.offline_source import SIM_SOURCE, OfflineSource
@@ -60,7 +62,7 @@ def crypto_raw_bars_sim(
     kinds={"parquet", "pandas"},
     deps=[crypto_raw_bars_sim],
     metadata={"lake_table": str(CURATED_BARS), "calendar": "24/7 UTC"},
-    check_specs=CRYPTO_CURATED_DQ_CHECKS,
+    check_specs=[complete_check_spec("crypto_curated_bars", crypto_date_partitions), *CRYPTO_CURATED_DQ_CHECKS],
 )
 def crypto_curated_bars(context: dg.AssetExecutionContext, lake: ParquetLake, data_quality: DataQuality) -> dg.MaterializeResult:
     """Curated gap-aware 1-minute bars of crypto pairs: 1,440 minutes per UTC day.
@@ -71,22 +73,18 @@ def crypto_curated_bars(context: dg.AssetExecutionContext, lake: ParquetLake, da
     """
     symbols, dates = run_symbols(context, CRYPTO), partition_dates(context)
     quality = data_quality.recorder(lake, "curated_bars", asset_key="crypto_curated_bars")
-    rows = 0
-    missing = []
-    for day in dates:
-        timeline = session_minutes(CRYPTO, day)
-        for symbol in symbols:
-            raw = lake.read_latest_batch(RAW_BARS_SIM, symbol, day)
-            if raw is None:
-                missing.append(f"{symbol}@{day}")
-                continue
-            curated, stats, _ = curate_bars(raw, timeline, symbol=symbol, day=day, source=SIM_SOURCE)
-            lake.write_partition(CURATED_BARS, symbol, day, curated)
-            quality.add(symbol, day, curated, stats=stats.as_dict())
-            rows += len(curated)
-    if missing:
-        context.log.warning(f"no raw bars for {len(missing)} symbol-days: {', '.join(missing[:20])}")
-    return dg.MaterializeResult(
-        metadata={"symbols": len(symbols), "dates": len(dates), "rows": rows, "symbol_days_without_raw": len(missing)},
-        check_results=quality.finish(check_groups(CRYPTO_CURATED_DQ_CHECKS)),
-    )
+
+    def curate(symbol: str, day: dt.date) -> Outcome:
+        raw = lake.read_latest_batch(RAW_BARS_SIM, symbol, day)
+        if raw is None:
+            return no_input("no raw bars")
+        curated, stats, _ = curate_bars(raw, session_minutes(CRYPTO, day), symbol=symbol, day=day, source=SIM_SOURCE)
+        lake.write_partition(CURATED_BARS, symbol, day, curated)
+        quality.add(symbol, day, curated, stats=stats.as_dict())
+        return written(len(curated))
+
+    step = SymbolDayStep(
+        context, "crypto_curated_bars", symbols, dates, tracked=tracked_symbols(context.instance, CRYPTO),
+        is_stored=lambda s, d: lake.has_partition(CURATED_BARS, s, d),
+    ).run(curate)
+    return step.finish(quality.finish(check_groups(CRYPTO_CURATED_DQ_CHECKS)))
