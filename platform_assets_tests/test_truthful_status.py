@@ -136,3 +136,30 @@ def test_backfill_api_reports_complete_graph(platform, workers):
         materialized, failed = _status(platform.instance, asset)
         assert materialized == {D1.isoformat(), D2.isoformat()} and not failed
         assert _latest_check(platform.instance, asset, D1.isoformat()).passed
+
+
+def test_bad_symbol_selection_is_refused_at_launch_and_changes_no_partition(tmp_path):
+    from dagster._core.run_coordinator import SubmitRunContext
+
+    from definitions import build_definitions
+    from platform_assets.automation.run_guard import InvalidSymbolSelectionError, symbol_selection_problem
+    from resources.settings import load_settings
+
+    defs = build_definitions(load_settings(DATA_PATH_OVERRIDE=str(tmp_path / "data"), LAKE_FSYNC="false"))
+    coordinator = {"module": "platform_assets.automation.run_guard", "class": "SymbolValidatingRunCoordinator"}
+    (tmp_path / "home").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "home"), overrides={"run_coordinator": coordinator}) as instance:
+        add_symbols(instance, ["AAPL"])
+        job = defs.resolve_job_def("offline_pipeline")
+        assert job.execute_in_process(instance=instance, partition_key=D1.isoformat()).success
+        before = _status(instance, "curated_bars")
+        assert before == ({D1.isoformat()}, set())
+
+        for bad in ("AAPL,MSTF", "../etc"):
+            run = instance.create_run_for_job(job, tags={SYMBOLS_TAG: bad, "dagster/partition": D1.isoformat()}, asset_selection=frozenset({dg.AssetKey("curated_bars")}))
+            with pytest.raises(InvalidSymbolSelectionError, match="run not started"):
+                instance.run_coordinator.submit_run(SubmitRunContext(run, workspace=None))
+            assert instance.get_run_by_id(run.run_id) is None
+        assert _status(instance, "curated_bars") == before
+
+        assert symbol_selection_problem(instance, "AAPL") is None
