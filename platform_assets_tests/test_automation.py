@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import time
 import zoneinfo
 
 import dagster as dg
@@ -20,6 +21,7 @@ from platform_assets.automation.schedules import (
 )
 from platform_assets.automation.sensors import l2_snapshot_files_sensor
 from platform_assets.calendars import STOCKS, sessions_in_range
+from platform_assets.partitions import stock_date_partitions
 from platform_assets.universe import add_symbols
 from resources.sim_market import simulate_day
 
@@ -136,3 +138,34 @@ def test_downstream_assets_follow_a_new_raw_partition_once(platform):
     assert not result.get_requested_partitions(dg.AssetKey("crypto_curated_bars"))
     again = dg.evaluate_automation_conditions(defs=defs, instance=platform.instance, cursor=result.cursor)
     assert not any(again.get_requested_partitions(k) for k in date_assets)  # no duplicate request for the same update
+
+
+def test_sensor_and_automation_never_request_the_same_work(platform, monkeypatch):
+    """Files an asset run wrote belong to automation; live-capture files to the sensor; each once."""
+    monkeypatch.setenv("DATA_PATH_OVERRIDE", str(platform.settings.base_path))
+    from resources.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        add_symbols(platform.instance, ["AAPL"])
+        latest = stock_date_partitions.get_last_partition_key()
+        defs = platform.defs
+        date_assets = [k for k in defs.resolve_all_asset_keys() if k != dg.AssetKey("symbol_history")]
+        before = dg.evaluate_automation_conditions(defs=defs, instance=platform.instance)
+        defs.resolve_job_def("offline_pipeline").execute_in_process(
+            instance=platform.instance, partition_key=latest, asset_selection=[dg.AssetKey("raw_bars_sim"), dg.AssetKey("l2_snapshots_sim")]
+        )
+        repo = defs.get_repository_def()
+        sensor = l2_snapshot_files_sensor.evaluate_tick(dg.build_sensor_context(instance=platform.instance, repository_def=repo))
+        assert not sensor.run_requests  # the asset's own files: automation's business
+        auto = dg.evaluate_automation_conditions(defs=defs, instance=platform.instance, cursor=before.cursor)
+        assert auto.get_requested_partitions(dg.AssetKey("l2_features")) == {latest}
+
+        time.sleep(1.1)  # a live-capture file written after the asset's materialization
+        _write_snapshot_file(platform.settings, "AAPL", dt.date.fromisoformat(latest), "235959")
+        live = l2_snapshot_files_sensor.evaluate_tick(dg.build_sensor_context(instance=platform.instance, cursor=sensor.cursor, repository_def=repo))
+        assert [(r.partition_key, r.tags["platform/symbols"]) for r in live.run_requests] == [(latest, "AAPL")]
+        quiet = dg.evaluate_automation_conditions(defs=defs, instance=platform.instance, cursor=auto.cursor)
+        assert not any(quiet.get_requested_partitions(k) for k in date_assets)  # no asset event: automation stays quiet
+    finally:
+        get_settings.cache_clear()

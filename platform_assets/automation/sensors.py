@@ -2,10 +2,16 @@
 
 ``l2_snapshot_files_sensor`` watches ``{base}/{LEVEL2_DIRNAME}/{SYMBOL}/`` for
 ``{YYYY-MM-DD}_snapshots_{HHMMSS}.parquet`` files newer than its cursor and requests
-``l2_features`` and ``aligned_bars`` for that (date, symbol). A file whose day's L2 features are
-already newer than the file (e.g. written by the same pipeline run that wrote the snapshots) asks
-for nothing, so the pipeline's own writes never cause duplicate runs. Run keys are per
-(symbol, date, file mtime): a re-evaluated tick never launches the same work twice.
+``l2_features`` and ``aligned_bars`` for that (date, symbol). The sensor follows files that no
+asset owns (live capture); a file an asset run wrote is the automation condition's business, so
+the two never request the same work: a file is skipped when
+
+* the day's L2 features are already newer than the file (the same run computed them), or
+* an L2 snapshot asset (``l2_snapshots_sim``, ``l2_snapshots_databento``) recorded a
+  materialization of that date at or after the file's time (the asset wrote it; its downstream
+  follows through automation), or a run that planned that date of such an asset is still going.
+
+Run keys are per (symbol, date, file mtime): a re-evaluated tick never launches the same work twice.
 """
 
 from __future__ import annotations
@@ -72,6 +78,25 @@ def _features_newer_than(base: Path, file: NewSnapshotFile) -> bool:
     return part is not None and part.stat().st_mtime_ns >= file.mtime_ns
 
 
+L2_SNAPSHOT_ASSETS = (dg.AssetKey("l2_snapshots_sim"), dg.AssetKey("l2_snapshots_databento"))
+
+
+def _written_by_asset_run(instance: dg.DagsterInstance, file: NewSnapshotFile) -> bool:
+    """Whether an L2 snapshot asset wrote (or is writing) this file's date."""
+    partition = file.day.isoformat()
+    file_time = file.mtime_ns / 1e9
+    for key in L2_SNAPSHOT_ASSETS:
+        records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1).records
+        if records and records[0].timestamp >= file_time - 1.0:
+            return True
+        attempts = instance.event_log_storage.get_latest_asset_partition_materialization_attempts_without_materializations(key)
+        if partition in attempts:
+            run = instance.get_run_by_id(attempts[partition][0])
+            if run is not None and not run.is_finished:
+                return True
+    return False
+
+
 def l2_sensor_requests(instance: dg.DagsterInstance, cursor: str | None) -> tuple[list[dg.RunRequest], str, list[str]]:
     """(run requests, new cursor, skipped reasons) for the files that appeared since ``cursor``."""
     settings = get_settings()
@@ -87,6 +112,9 @@ def l2_sensor_requests(instance: dg.DagsterInstance, cursor: str | None) -> tupl
             continue
         if _features_newer_than(Path(settings.base_path), file):
             skipped.append(f"{file.symbol}/{file.path.name}: L2 features already newer")
+            continue
+        if _written_by_asset_run(instance, file):
+            skipped.append(f"{file.symbol}/{file.path.name}: written by an L2 snapshot asset run (automation follows it)")
             continue
         seen.add(key)
         requests.append(
