@@ -144,4 +144,16 @@ def l2_snapshot_files_sensor(context: dg.SensorEvaluationContext):
     return requests
 
 
-SENSORS = [l2_snapshot_files_sensor]
+# The automation conditions of every asset (derived date partitions follow their inputs; a newly
+# tracked symbol's history is filled), evaluated by the daemon under `make ui` / `dagster dev`.
+# Declared here, RUNNING by default, instead of relying on Dagster's implicit default sensor.
+platform_automation_sensor = dg.AutomationConditionSensorDefinition(
+    "platform_automation",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    run_tags={"platform/trigger": "automation"},
+    description="Runs every asset's automation condition: derived dates follow new inputs, new symbols get their history.",
+)
+
+SENSORS = [l2_snapshot_files_sensor, platform_automation_sensor]
