@@ -39,7 +39,7 @@ FEATURE_GROUPS: dict[str, dict[str, FeatureGroupVersion]] = {
         "v2": FeatureGroupVersion(
             bar_features.FEATURE_GROUP,
             "v2",
-            "v1 plus flags for windows holding imputed minutes (imputed_in_window_5/20/60) and the as-of gap run and type",
+            "v1 (1-min log returns, trailing mean/volatility over 5/20/60 bars, lags, volume ratio) plus flags for windows holding imputed minutes (imputed_in_window_5/20/60) and the as-of gap run and type",
             tuple(bar_features.VALUE_COLUMNS_V2),
             bar_features.compute_bar_features_v2,
         ),
