@@ -1,6 +1,6 @@
 """`mdp`: command line of the market-data platform.
 
-    mdp backfill --symbols AAPL,MSFT --start 2024-11-25 --end 2024-12-06   # the main job
+    mdp backfill --symbols AAPL,MSFT --start 2024-11-25 --end 2024-12-07   # the main job, days in [start, end)
     mdp symbols list | add AAPL MSFT | remove AAPL
     mdp audit-lookahead [--symbols AAPL,MSFT --days 2024-11-26 --cuts 3]     # exit 1 on look-ahead
 
@@ -16,7 +16,7 @@ import time
 import warnings
 
 from resources.settings import SettingsError, get_settings
-from resources.validation import InvalidInputError
+from resources.validation import InvalidInputError, parse_half_open_dates
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -34,7 +34,7 @@ def _backfill(args: argparse.Namespace) -> int:
     from resources.settings import get_settings
     from resources.warehouse import LakeWarehouse
 
-    plan = plan_backfill(args.symbols, args.start, args.end, min_chunks=args.workers)
+    plan = plan_backfill(args.symbols, *parse_half_open_dates(args.start, args.end), min_chunks=args.workers)
     settings = get_settings()
     instance = get_instance()
     _print(
@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     backfill = sub.add_parser("backfill", help="materialize the whole offline graph for symbols x trading days")
     backfill.add_argument("--symbols", required=True, help="comma-separated symbols, e.g. AAPL,MSFT")
     backfill.add_argument("--start", required=True, help="first date, YYYY-MM-DD")
-    backfill.add_argument("--end", required=True, help="last date (inclusive), YYYY-MM-DD")
+    backfill.add_argument("--end", required=True, help="first date NOT included, YYYY-MM-DD (the range is [start, end), as everywhere)")
     backfill.add_argument("--workers", type=int, default=1, choices=range(1, 9), metavar="N", help="parallel runs (1-8)")
     backfill.add_argument("--no-add-symbols", action="store_true", help="fail on symbols that are not tracked yet")
     backfill.add_argument("--verbose", action="store_true", help="show Dagster's run logs")
@@ -198,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     symbols.set_defaults(handler=_symbols)
     l2 = sub.add_parser("l2-backfill", help="historical L2 snapshots from Databento mbp-10 for the days missing a file")
     l2.add_argument("--start", required=True, help="first trading day, YYYY-MM-DD")
-    l2.add_argument("--end", required=True, help="last trading day (inclusive), YYYY-MM-DD")
+    l2.add_argument("--end", required=True, help="first day NOT included, YYYY-MM-DD (the range is [start, end))")
     l2.add_argument("--symbols", default=None, help="comma-separated (default: every tracked stock symbol)")
     l2.add_argument("--force", action="store_true", help="rewrite days that already have a Databento L2 file")
     l2.add_argument("--strict", action="store_true", help="stop at the first error")

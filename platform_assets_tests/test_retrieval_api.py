@@ -204,7 +204,7 @@ with dg.DagsterInstance.get() as instance:
     curated = defs.load_asset_value("curated_bars", partition_key="2024-11-29", instance=instance)
     features = defs.load_asset_value(
         "bar_features", instance=instance,
-        metadata={"start": "2024-11-26", "end": "2024-12-02", "symbols": ["AAPL", "SPY"], "version": "v1"},
+        metadata={"start": "2024-11-26", "end": "2024-12-03", "symbols": ["AAPL", "SPY"], "version": "v1"},  # [start, end)
     )
 print(json.dumps({
     "curated_rows": len(curated), "curated_symbols": sorted(curated["symbol"].unique()),
