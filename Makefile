@@ -7,7 +7,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
 SYMBOLS ?= AAPL,MSFT,NVDA,AMZN,SPY
 START   ?= 2024-11-18
-END     ?= 2024-12-06
+END     ?= 2024-12-07
 WORKERS ?= 1
 
 .PHONY: setup run test postgres-bin ui serve bench lock validate clean

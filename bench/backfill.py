@@ -138,7 +138,7 @@ def time_ranged_subprocess(symbols: list[str], days: list[dt.date]) -> float:
         started = time.perf_counter()
         done = subprocess.run(
             [sys.executable, "-m", "platform_api.cli", "backfill", "--symbols", ",".join(symbols),
-             "--start", days[0].isoformat(), "--end", days[-1].isoformat()],
+             "--start", days[0].isoformat(), "--end", (days[-1] + dt.timedelta(days=1)).isoformat()],
             env=os.environ.copy(), capture_output=True, text=True,
         )
         seconds = time.perf_counter() - started

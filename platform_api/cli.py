@@ -1,7 +1,8 @@
 """`mdp`: command line of the market-data platform.
 
-    mdp backfill --symbols AAPL,MSFT --start 2024-11-25 --end 2024-12-06   # the main job
+    mdp backfill --symbols AAPL,MSFT --start 2024-11-25 --end 2024-12-07   # the main job, days in [start, end)
     mdp symbols list | add AAPL MSFT | remove AAPL
+    mdp audit-lookahead [--symbols AAPL,MSFT --days 2024-11-26 --cuts 3]     # exit 1 on look-ahead
 
 Bad input ends with a one-line error and exit code 2, before anything is stored.
 """
@@ -15,7 +16,7 @@ import time
 import warnings
 
 from resources.settings import SettingsError, get_settings
-from resources.validation import InvalidInputError
+from resources.validation import InvalidInputError, parse_half_open_dates
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -33,7 +34,7 @@ def _backfill(args: argparse.Namespace) -> int:
     from resources.settings import get_settings
     from resources.warehouse import LakeWarehouse
 
-    plan = plan_backfill(args.symbols, args.start, args.end, min_chunks=args.workers)
+    plan = plan_backfill(args.symbols, *parse_half_open_dates(args.start, args.end), min_chunks=args.workers)
     settings = get_settings()
     instance = get_instance()
     _print(
@@ -142,6 +143,24 @@ def _record_depth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_lookahead(args: argparse.Namespace) -> int:
+    import json
+
+    from platform_assets.audit.lookahead import parse_sample, run_audit
+
+    symbols, days = parse_sample(args.symbols.split(",") if args.symbols else None, args.days.split(",") if args.days else None)
+    report = run_audit(symbols, days, cuts_per_session=args.cuts, seed=args.seed)
+    summary = report.as_dict()
+    if args.json:
+        _print(json.dumps(summary, default=str))
+    else:
+        _print(f"look-ahead audit: {summary['samples']} perturbed samples, {len(summary['tables'])} tables, "
+               f"{summary['rows_compared']:,} rows compared in {summary['seconds']}s: {'PASSED' if report.passed else 'FAILED'}")
+        for example in summary["examples"]:
+            _print(f"  {example}")
+    return 0 if report.passed else EXIT_FAILED
+
+
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -166,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     backfill = sub.add_parser("backfill", help="materialize the whole offline graph for symbols x trading days")
     backfill.add_argument("--symbols", required=True, help="comma-separated symbols, e.g. AAPL,MSFT")
     backfill.add_argument("--start", required=True, help="first date, YYYY-MM-DD")
-    backfill.add_argument("--end", required=True, help="last date (inclusive), YYYY-MM-DD")
+    backfill.add_argument("--end", required=True, help="first date NOT included, YYYY-MM-DD (the range is [start, end), as everywhere)")
     backfill.add_argument("--workers", type=int, default=1, choices=range(1, 9), metavar="N", help="parallel runs (1-8)")
     backfill.add_argument("--no-add-symbols", action="store_true", help="fail on symbols that are not tracked yet")
     backfill.add_argument("--verbose", action="store_true", help="show Dagster's run logs")
@@ -179,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     symbols.set_defaults(handler=_symbols)
     l2 = sub.add_parser("l2-backfill", help="historical L2 snapshots from Databento mbp-10 for the days missing a file")
     l2.add_argument("--start", required=True, help="first trading day, YYYY-MM-DD")
-    l2.add_argument("--end", required=True, help="last trading day (inclusive), YYYY-MM-DD")
+    l2.add_argument("--end", required=True, help="first day NOT included, YYYY-MM-DD (the range is [start, end))")
     l2.add_argument("--symbols", default=None, help="comma-separated (default: every tracked stock symbol)")
     l2.add_argument("--force", action="store_true", help="rewrite days that already have a Databento L2 file")
     l2.add_argument("--strict", action="store_true", help="stop at the first error")
@@ -197,6 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
     depth.add_argument("--flush-seconds", type=float, default=30.0, help="re-write the current files every N seconds")
     depth.add_argument("--duration", type=float, default=None, help="stop after N seconds (default: until Ctrl-C)")
     depth.set_defaults(handler=_record_depth)
+    audit = sub.add_parser("audit-lookahead", help="prove no derived column uses data from after its row's availability time")
+    audit.add_argument("--symbols", default="", help="comma-separated (default AAPL,MSFT)")
+    audit.add_argument("--days", default="", help="comma-separated XNYS sessions, YYYY-MM-DD (default 2024-11-26,2024-11-29)")
+    audit.add_argument("--cuts", type=int, default=3, help="random cut times per session (plus one inside each of as many gaps)")
+    audit.add_argument("--seed", type=int, default=7)
+    audit.add_argument("--json", action="store_true", help="print the report as JSON")
+    audit.set_defaults(handler=_audit_lookahead)
     serve = sub.add_parser("serve", help="start the HTTP data service (FastAPI + uvicorn)")
     serve.add_argument("--host", default=None, help="bind address (default API_HOST, 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default API_PORT, 8000)")

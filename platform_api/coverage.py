@@ -20,7 +20,7 @@ from platform_assets.features.registry import FEATURE_GROUPS
 from platform_assets.universe import market_of
 from resources.lake import month_file_dates
 from resources.settings import PlatformSettings, get_settings
-from resources.validation import normalize_symbol, parse_date_range
+from resources.validation import normalize_symbol, parse_date_range, parse_half_open_dates
 
 LAYERS = ("raw", "curated", "features")
 FULL, PARTIAL, NONE = "full", "partial", "none"
@@ -98,9 +98,9 @@ def get_coverage(symbol: str | None = None, *, settings: PlatformSettings | None
 
 
 def coverage_stats(start, end, symbols=None, *, settings: PlatformSettings | None = None) -> list[dict]:
-    """Per symbol and layer: expected days in [start, end], stored days, missing days, full/partial/none."""
+    """Per symbol and layer: expected days in ``[start, end)`` (end excluded), stored days, missing days, full/partial/none."""
     settings = settings or get_settings()
-    start_date, end_date = parse_date_range(start, end)
+    start_date, end_date = parse_half_open_dates(start, end)
     coverage = _coverage(settings, None)
     names = [normalize_symbol(s) for s in symbols] if symbols is not None else sorted(coverage)
     out = []

@@ -10,6 +10,8 @@
 ``UnknownLabelDefinitionError`` no label definition of that version
 ``InvalidOptionError``         an option value is out of its allowed set or range
 ``NoDataError``                the request is valid but nothing is stored for it
+``StaleDataError``             (a ``NoDataError``) the newest row is older than ``max_staleness``
+``IncompleteCoverageError``    (a ``NoDataError``) ``strict=True`` and sessions are missing
 ``UnknownJobError``            no ingestion/backfill job with that id
 =============================  ==============================================================
 
@@ -50,17 +52,27 @@ class NoDataError(PlatformAPIError, LookupError):
     """The request is valid but no stored data matches it."""
 
 
+class StaleDataError(NoDataError):
+    """The newest row known at the decision time is older than the allowed staleness."""
+
+
+class IncompleteCoverageError(NoDataError):
+    """A strict training pull found expected sessions without rows (the message lists them)."""
+
+
 class UnknownJobError(PlatformAPIError, LookupError):
     """No job with that id on this instance."""
 
 
 __all__ = [
+    "IncompleteCoverageError",
     "InvalidDateRangeError",
     "InvalidInputError",
     "InvalidOptionError",
     "InvalidSymbolError",
     "NoDataError",
     "PlatformAPIError",
+    "StaleDataError",
     "UnknownDatasetError",
     "UnknownFeatureGroupError",
     "UnknownFeatureVersionError",

@@ -1,23 +1,34 @@
-"""Parsing and validating the consumer API's arguments (symbols, times, versions, options)."""
+"""Parsing and validating the consumer API's arguments (symbols, times, versions, options).
+
+Range convention of the whole platform: a time range is half-open ``[start, end)`` in UTC. Naive
+timestamps are UTC; a bare date is that date's midnight UTC, so ``end="2024-11-19"`` stops before
+the 2024-11-19 session. Numbers are refused as times (``pd.Timestamp(20241118)`` would silently be
+epoch nanoseconds in 1970).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
 
+import numpy as np
 import pandas as pd
 
 from platform_api.errors import InvalidDateRangeError, InvalidOptionError, UnknownFeatureGroupError, UnknownFeatureVersionError
 from platform_assets.features.registry import FEATURE_GROUPS
 from resources.validation import InvalidInputError, normalize_symbols, validate_version
 
-__all__ = ["normalize_symbols", "parse_timestamp", "parse_time_range", "resolve_feature_versions", "require_choice"]
+__all__ = [
+    "normalize_symbols", "parse_timestamp", "parse_timestamps", "parse_time_range", "parse_duration",
+    "resolve_feature_versions", "require_choice", "RANGE_CONVENTION",
+]
+RANGE_CONVENTION = "half-open [start, end) in UTC; naive = UTC; a bare date = its midnight UTC"
 
 
 def parse_timestamp(value: object, *, name: str) -> pd.Timestamp:
     """A point in time as a UTC ``Timestamp``; naive values are UTC, a bare date is its midnight UTC."""
-    if isinstance(value, bool) or value is None:
-        raise InvalidDateRangeError(f"invalid {name} {value!r}: expected a date or timestamp")
+    if isinstance(value, (bool, int, float, np.integer, np.floating)) or value is None:
+        raise InvalidDateRangeError(f"invalid {name} {value!r}: expected a date or ISO timestamp (numbers are not accepted as times)")
     try:
         if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
             stamp = pd.Timestamp(value.isoformat())
@@ -28,6 +39,33 @@ def parse_timestamp(value: object, *, name: str) -> pd.Timestamp:
     if stamp is pd.NaT:
         raise InvalidDateRangeError(f"invalid {name} {value!r}: expected a date or timestamp")
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def parse_timestamps(value: object, *, name: str) -> tuple[list[pd.Timestamp], bool]:
+    """One or many points in time (a list, tuple, Series, DatetimeIndex or array) as UTC
+    ``Timestamp``s, and whether many were given. Duplicates are kept once, order is sorted."""
+    if isinstance(value, (list, tuple, set, pd.Series, pd.Index, np.ndarray)):
+        stamps = sorted({parse_timestamp(v, name=name) for v in value})
+        if not stamps:
+            raise InvalidDateRangeError(f"no {name} given")
+        return stamps, True
+    return [parse_timestamp(value, name=name)], False
+
+
+def parse_duration(value: object, *, name: str) -> pd.Timedelta | None:
+    """A non-negative duration: a ``Timedelta``/``timedelta``, seconds (number) or a string such as
+    ``"15min"``; ``None`` stays ``None`` (no limit)."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        duration = pd.Timedelta(seconds=float(value)) if isinstance(value, (int, float, np.number)) else pd.Timedelta(value)
+    except (ValueError, TypeError) as error:
+        raise InvalidOptionError(f"invalid {name} {value!r}: expected a duration such as '15min' or seconds") from error
+    if duration is pd.NaT or duration < pd.Timedelta(0):
+        raise InvalidOptionError(f"invalid {name} {value!r}: must be a non-negative duration")
+    return duration
 
 
 def parse_time_range(start: object, end: object) -> tuple[pd.Timestamp, pd.Timestamp]:

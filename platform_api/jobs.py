@@ -33,6 +33,7 @@ from platform_assets.calendars import CRYPTO, STOCKS, is_session, sessions_in_ra
 from platform_assets.run_options import KEEP_EXISTING_TAG
 from platform_assets.universe import asset_types, market_of, require_tracked, tracked_symbols
 from resources.settings import PlatformSettings, get_settings, settings_env
+from resources.validation import parse_half_open_dates
 
 States = Literal["PENDING", "RUNNING", "SUCCEEDED", "FAILED"]
 SOURCE_INGESTION_ASSETS = {
@@ -215,7 +216,7 @@ def trigger_historical_ingestion(
     add_missing_symbols: bool = False, wait: bool = False,
     instance: dg.DagsterInstance | None = None, settings: PlatformSettings | None = None, defs: dg.Definitions | None = None,
 ) -> JobHandle:
-    """Ingest ``source`` (sim, databento, ib) raw data for symbols x trading days [start, end]."""
+    """Ingest ``source`` (sim, databento, ib) raw data for symbols x trading days in ``[start, end)`` (end excluded)."""
     settings = settings or get_settings()
     instance = _instance(instance)
     defs = defs or _defs(settings)
@@ -225,7 +226,7 @@ def trigger_historical_ingestion(
     if not assets:
         raise InvalidOptionError(f"source {source!r} has no ingestion assets in this deployment")
     parsed = _options(IngestionOptions, options)
-    plan = plan_backfill(symbols, start, end)  # validates symbols and dates up front
+    plan = plan_backfill(symbols, *parse_half_open_dates(start, end))  # validates symbols and dates up front
     _check_symbols(instance, plan.symbols, add_missing_symbols)
     record = _new_record(
         "ingestion", params={"source": source, "symbols": plan.symbols, "start": str(plan.dates[0]), "end": str(plan.dates[-1]), "options": parsed.model_dump()},
@@ -282,7 +283,8 @@ def trigger_backfill(
     add_missing_symbols: bool = False, wait: bool = False,
     instance: dg.DagsterInstance | None = None, settings: PlatformSettings | None = None, defs: dg.Definitions | None = None,
 ) -> JobHandle:
-    """Recompute ``dataset_name`` and everything downstream of it from stored raw data.
+    """Recompute ``dataset_name`` and everything downstream of it from stored raw data, for the
+    trading days in ``[start, end)`` (end excluded).
 
     ``dataset_name``: curated_bars (-> aligned, features, labels), aligned_bars, bar_features,
     l2_features or labels. ``overwrite_curated=False`` / ``overwrite_features=False`` leave stored
@@ -296,7 +298,7 @@ def trigger_backfill(
     if dataset_name not in derived:
         raise UnknownDatasetError(f"cannot backfill dataset {dataset_name!r}; derived datasets: {', '.join(sorted(derived))}")
     parsed = _options(BackfillOptions, options)
-    plan = plan_backfill(symbols, start, end)
+    plan = plan_backfill(symbols, *parse_half_open_dates(start, end))
     _check_symbols(instance, plan.symbols, add_missing_symbols)
     keep = [layer for layer, overwrite in (("curated", parsed.overwrite_curated), ("features", parsed.overwrite_features)) if not overwrite]
     record = _new_record(

@@ -19,7 +19,7 @@ from resources import databento_source
 from resources.l2_store import L2SnapshotStore
 from resources.manifests import manifest_dir
 from resources.settings import PlatformSettings, get_settings
-from resources.validation import InvalidDateRangeError, normalize_symbol, normalize_symbols, parse_date, parse_date_range
+from resources.validation import InvalidDateRangeError, normalize_symbol, normalize_symbols, parse_date, parse_date_range, parse_half_open_dates
 
 
 def _store(settings: PlatformSettings) -> L2SnapshotStore:
@@ -42,7 +42,7 @@ def backfill_l2_batch(
     max_workers: int | None = None, instance: dg.DagsterInstance | None = None, settings: PlatformSettings | None = None,
     progress=None,
 ) -> dict:
-    """Tracked symbols (or ``symbols``) x trading days in [start, end] without a Databento L2 file
+    """Tracked symbols (or ``symbols``) x trading days in ``[start, end)`` (end excluded) without a Databento L2 file
     (every day with ``force``), ``L2_MAX_WORKERS`` at a time. Writes the manifest and the summary
     under ``{base}/manifests/`` and returns the summary."""
     settings = settings or get_settings()
@@ -51,7 +51,7 @@ def backfill_l2_batch(
 
         symbols = tracked_symbols(instance or get_instance(), STOCKS)
     symbols = normalize_symbols(symbols)
-    first, last = parse_date_range(start, end)
+    first, last = parse_half_open_dates(start, end)
     store = _store(settings)
     tasks = [
         (symbol, day)

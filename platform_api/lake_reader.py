@@ -45,7 +45,9 @@ class LakeReader:
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An in-memory connection pinned to UTC (timestamps never shift to the machine's zone)."""
         conn = duckdb.connect(":memory:", config={"threads": self.threads})
+        conn.execute("SET TimeZone = 'UTC'")  # (a connect-time config setting cannot load ICU first)
         try:
             yield conn
         finally:

@@ -20,7 +20,7 @@ from platform_assets.calendars import STOCKS, sessions_in_range
 from platform_assets.quality.metrics import DQ_METRICS_SCHEMA, STATUS_ERROR, STATUS_OK, STATUS_RANK, STATUS_WARN, STATUSES
 from resources.lake import read_parquet_files
 from resources.settings import PlatformSettings, get_settings
-from resources.validation import normalize_symbols, parse_date, parse_date_range
+from resources.validation import normalize_symbols, parse_date, parse_half_open_dates
 
 QUALITY_DATASETS = ("raw_bars", "l2_snapshots", "curated_bars", "bar_features", "l2_features")
 GREEN, YELLOW, RED = "GREEN", "YELLOW", "RED"
@@ -86,17 +86,20 @@ def stored_datasets(dataset_name: str, settings: PlatformSettings) -> list[str]:
 def get_data_quality_summary(
     dataset_name: str, start_date, end_date, symbols=None, *, settings: PlatformSettings | None = None
 ) -> DataQualitySummary:
-    """Stored DQ metrics of ``dataset_name`` for trading dates ``start_date..end_date`` (inclusive).
+    """Stored DQ metrics of ``dataset_name`` for trading dates in ``[start_date, end_date)`` (the
+    platform's half-open range convention: ``end_date`` is not included; the summary's
+    ``end_date`` echoes it).
 
     Raises ``UnknownDatasetError``, ``InvalidDateRangeError``, ``InvalidSymbolError``, and
     ``NoDataError`` when nothing was checked in the range.
     """
     settings = settings or get_settings()
-    start, end = parse_date_range(start_date, end_date)
+    start, last = parse_half_open_dates(start_date, end_date)
+    end = last + dt.timedelta(days=1)
     wanted = set(normalize_symbols(symbols)) if symbols is not None else None
-    metrics = _read_metrics(settings, stored_datasets(dataset_name, settings), start, end, wanted)
+    metrics = _read_metrics(settings, stored_datasets(dataset_name, settings), start, last, wanted)
     if metrics.empty:
-        raise NoDataError(f"no data-quality results for {dataset_name} between {start} and {end}" + (f" for {sorted(wanted)}" if wanted else ""))
+        raise NoDataError(f"no data-quality results for {dataset_name} in [{start}, {end})" + (f" for {sorted(wanted)}" if wanted else ""))
     partitions = _partition_status(metrics)
     counts = {status: int((partitions["status"] == status).sum()) for status in STATUSES}
     return DataQualitySummary(dataset_name, start, end, metrics, partitions, counts)

@@ -1,12 +1,41 @@
 """Retrieval for TF_1: curated bars, training sets and inference rows, point-in-time correct.
 
-Time ranges are half-open ``[start, end)`` in UTC (naive = UTC, a bare date = midnight UTC).
+Range convention (every entry point of the platform): time ranges are half-open ``[start, end)``
+in UTC; naive timestamps are UTC and a bare date is its midnight UTC, so
+``start="2024-11-18", end="2024-11-19"`` is exactly the 2024-11-18 session. Numbers are refused
+as times.
+
 Point in time: a feature row stamped ``ts`` is computed from bars stamped ``<= ts`` and becomes
-known at ``available_ts`` (``ts + 1 min``, when its bar closed). Training sets return each row
-with its ``available_ts``; labels (which look ahead by design) come back in a separate frame from
-their own versioned table. ``get_features_for_inference(mode="latest")`` returns, per symbol, the
-newest real (not imputed) row whose ``available_ts <= ts``: never a row from after ``ts``, and
-its staleness is reported.
+known at ``available_ts`` (``ts + 1 min``, when its bar closed). The look-ahead audit
+(``platform_assets/audit/lookahead.py``, ``mdp audit-lookahead``) proves it for every column of
+every registered table. Labels (which look ahead by design) come back in a separate frame from
+their own versioned table with their own ``available_ts``.
+
+Inference never returns a row whose ``available_ts`` is after the decision time:
+
+* ``exact`` (the contract's default): the row known at ``ts``, i.e. the bar that closed at or just
+  before ``ts`` (``floor(ts, 1 min) - 1 min``); at 18:03:00 that is the 18:02 row (known 18:03).
+  A symbol without that row (market closed, not ingested) is listed in ``missing``; if no
+  symbol has it, ``NoDataError``.
+* ``latest``: the newest real (not imputed) row with ``available_ts <= ts``, at most
+  ``max_staleness`` of *market time* old (``platform_api.freshness``; default 15 minutes, so
+  Friday's close is fresh before Monday's open but not at Monday noon). Older rows raise
+  ``StaleDataError`` (``on_stale="raise"``, default) or are returned and listed in
+  ``metadata["stale"]`` (``on_stale="flag"``); ``max_staleness=None`` disables the limit.
+* ``ts`` may be many timestamps (list, Series, DatetimeIndex) for batch scoring and backtests: one
+  row per (symbol, decision time), the decision time in column ``as_of``.
+
+NaN policy (training and inference): a feature is NaN where its definition has no value (windows
+before ``w`` bars of the session, lags before ``k`` bars, L2 features with no snapshot within 5
+minutes, log returns next to a missing price); NaN is never filled by the platform. Imputed minutes
+(``is_imputed``) are real rows with forward-filled prices: ``bar_features`` v2 flags every window
+that reads one (``imputed_in_window_*``). Labels ``fwd_ret_h`` are NaN wherever ``valid_h`` is
+false (either bar imputed or missing, or past the session end). ``model_frame()`` applies the
+usual choices (drop imputed rows and rows without a valid label) and says so in its docstring.
+
+Training pulls say what they left out: ``metadata["coverage"]`` per symbol lists the expected
+XNYS sessions of the range, the sessions returned, the missing ones and which of those were
+blocked by an error DQ result; ``strict=True`` raises ``IncompleteCoverageError`` instead.
 
 Errors (``platform_api.errors``): bad symbols, ranges, unknown groups/versions/label definitions
 raise before any I/O; a symbol with no stored rows in the range raises ``NoDataError`` naming
@@ -16,25 +45,39 @@ it, never an empty frame.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pandas as pd
 
-from platform_api.errors import InvalidOptionError, NoDataError, UnknownLabelDefinitionError
-from platform_api.inputs import normalize_symbols, parse_time_range, parse_timestamp, require_choice, resolve_feature_versions
+from platform_api.errors import IncompleteCoverageError, InvalidOptionError, NoDataError, StaleDataError, UnknownLabelDefinitionError
+from platform_api.freshness import market_staleness
+from platform_api.inputs import (
+    RANGE_CONVENTION, normalize_symbols, parse_duration, parse_time_range, parse_timestamps, require_choice, resolve_feature_versions,
+)
 from platform_api.lake_reader import LakeReader, calendar_days, frame as to_frame, parquet_list
 from platform_api.resample import FREQUENCY_MINUTES, resample_bars
+from platform_assets.calendars import STOCKS, session_bounds, sessions_in_range
 from platform_assets.curation.gap_engine import CURATED_COLUMNS
 from platform_assets.features.labels import LABEL_DEFINITIONS
 from platform_assets.features.registry import FEATURE_GROUPS
+from platform_assets.quality.checks import is_blocked, raw_dq_dataset
 from resources.lake import CURATED_BARS, feature_table, labels_table
 from resources.settings import PlatformSettings
 from resources.validation import InvalidInputError, validate_version
 
 LABEL_SOURCES = ("curated_bars",)
+DEFAULT_LABEL_DEF_VERSION = "v1"
 INFERENCE_MODES = ("exact", "latest")
+STALE_ACTIONS = ("raise", "flag")
+DEFAULT_MAX_STALENESS = pd.Timedelta(minutes=15)
 LATEST_LOOKBACK_DAYS = 10
+MINUTE = pd.Timedelta(minutes=1)
+# DQ datasets whose error result makes a (symbol, day) of a feature group vanish (the assets skip it).
+BLOCKING_DATASETS = {
+    "bar_features": ["curated_bars", *(raw_dq_dataset(s) for s in ("sim", "databento", "ib"))],
+    "l2_features": ["l2_snapshots"],
+}
 
 
 @dataclass
@@ -44,6 +87,27 @@ class TrainingDataset:
     features: pd.DataFrame
     labels: pd.DataFrame | None
     metadata: dict = field(default_factory=dict)
+
+    def model_frame(self, *, drop_imputed: bool = True, require_label: str | None = None) -> pd.DataFrame:
+        """One model-ready frame: features and labels side by side with ``session_date``.
+
+        Label columns keep their names; the label availability is ``label_available_ts`` (use it
+        with ``platform_api.splits.purged_time_splits``). ``drop_imputed`` drops rows whose bar was
+        imputed (``latest`` inference never serves them). ``require_label="fwd_ret_5"`` keeps only
+        rows whose label is valid (not NaN). Feature NaNs are left as they are (see the NaN policy).
+        """
+        merged = self.features.copy()
+        if self.labels is not None:
+            labels = self.labels.drop(columns=["symbol", "ts"]).rename(columns={"available_ts": "label_available_ts"})
+            merged = pd.concat([merged.reset_index(drop=True), labels.reset_index(drop=True)], axis=1)
+        merged.insert(2, "session_date", pd.DatetimeIndex(merged["ts"]).tz_convert(STOCKS.timezone).date)
+        if drop_imputed and "is_imputed" in merged.columns:
+            merged = merged[~merged["is_imputed"].fillna(False).astype(bool)]
+        if require_label is not None:
+            if require_label not in merged.columns:
+                raise InvalidOptionError(f"no label column {require_label!r}; have: {', '.join(c for c in merged.columns if c.startswith('fwd_ret'))}")
+            merged = merged[merged[require_label].notna()]
+        return merged.reset_index(drop=True)
 
 
 @dataclass
@@ -64,10 +128,13 @@ def _quote(name: str) -> str:
 
 # --------------------------------------------------------------------------- curated bars
 def get_curated_bars(symbols, start, end, frequency: str = "1min", *, settings: PlatformSettings | None = None) -> pd.DataFrame:
-    """Curated bars of ``symbols`` in ``[start, end)`` with gap indicators and ``dq_status``.
+    """Curated bars of ``symbols`` in ``[start, end)`` (UTC, half-open) with gap indicators and ``dq_status``.
 
     ``frequency``: 1min (stored bars), or 5min/15min/30min/1h/1d resampled from them (see
-    ``platform_api.resample``). Rows are sorted by symbol, ts.
+    ``platform_api.resample``). Rows are sorted by symbol, ts. Gap columns: ``gap_type`` and
+    ``gap_run_minutes`` are point in time (as known when the bar closed);
+    ``gap_type_retrospective`` / ``gap_run_minutes_total`` describe the whole day with hindsight
+    (for analysis and DQ, never as model inputs).
     """
     symbols = normalize_symbols(symbols)
     start_ts, end_ts = parse_time_range(start, end)
@@ -79,7 +146,7 @@ def get_curated_bars(symbols, start, end, frequency: str = "1min", *, settings: 
         raise _missing_symbols_error("curated bars", empty, start_ts, end_ts)
     columns = ", ".join(_quote(c) for c in CURATED_COLUMNS)
     bars = reader.query(
-        f"SELECT {columns} FROM read_parquet($files) WHERE ts >= $start AND ts < $end ORDER BY symbol, ts",
+        f"SELECT {columns} FROM read_parquet($files, union_by_name=true) WHERE ts >= $start AND ts < $end ORDER BY symbol, ts",
         {"files": parquet_list(p for paths in files.values() for p in paths), "start": start_ts, "end": end_ts},
     )
     empty = sorted(set(symbols) - set(bars["symbol"].unique()))
@@ -114,29 +181,73 @@ def _group_columns(versions: Mapping[str, str]) -> dict[str, list[tuple[str, str
     }
 
 
+def expected_sessions(start: pd.Timestamp, end: pd.Timestamp) -> list[dt.date]:
+    """XNYS sessions with at least one minute in ``[start, end)``."""
+    days = sessions_in_range(STOCKS, (start - pd.Timedelta(days=1)).date(), end.date())
+    out = []
+    for day in days:
+        open_, close = session_bounds(STOCKS, day)
+        if open_ < end and close > start:
+            out.append(day)
+    return out
+
+
+def _coverage(reader: LakeReader, frame: pd.DataFrame, symbols: list[str], groups: list[str], start, end, presence: dict) -> dict:
+    """Per symbol: expected vs returned sessions, missing ones and the DQ-blocked among them."""
+    expected = expected_sessions(start, end)
+    returned = frame.groupby("symbol")["ts"].agg(lambda ts: sorted(set(pd.DatetimeIndex(ts).tz_convert(STOCKS.timezone).date)))
+    coverage = {}
+    for symbol in symbols:
+        got = set(returned.get(symbol, []))
+        missing = [d for d in expected if d not in got]
+        blocked = {}
+        for day in missing:
+            datasets = [ds for g in groups for ds in BLOCKING_DATASETS.get(g, []) if is_blocked(reader.lake, ds, symbol, day)]
+            if datasets:
+                blocked[day.isoformat()] = sorted(set(datasets))
+        partial_groups = {
+            group: sorted(d.isoformat() for d in days) for group, by_symbol in presence.items() if (days := set(expected) & got - by_symbol.get(symbol, set()))
+        }
+        coverage[symbol] = {
+            "expected_sessions": len(expected),
+            "returned_sessions": len(got & set(expected)),
+            "missing_sessions": [d.isoformat() for d in missing],
+            "dq_blocked_sessions": blocked,
+            "sessions_without_group": partial_groups,
+            "rows": int((frame["symbol"] == symbol).sum()),
+        }
+    return coverage
+
+
 def get_features_for_training(
     feature_groups,
     feature_versions,
     symbols,
     start,
     end,
-    include_labels: bool = True,
-    label_source: str = "curated_bars",
-    label_def_version: str = "v1",
+    include_labels: bool = False,
+    label_source: str | None = None,
+    label_def_version: str | None = None,
     *,
+    strict: bool = False,
     settings: PlatformSettings | None = None,
 ) -> TrainingDataset:
-    """Feature rows of the groups (at the given versions) for ``[start, end)``, joined on (symbol, ts).
+    """Feature rows of the groups (at the given versions) for ``[start, end)`` (UTC, half-open), joined on (symbol, ts).
 
-    The first group defines the rows; other groups are left-joined (null where they have no row).
-    ``available_ts`` is the latest of the groups' ``available_ts``: the time the whole row was
-    known. With ``include_labels`` the labels of ``label_def_version`` come aligned row by row.
+    The first group defines the rows; other groups are left-joined (null where they have no row;
+    ``metadata["coverage"][symbol]["sessions_without_group"]`` says where). ``available_ts`` is
+    the latest of the groups' ``available_ts``: the time the whole row was known. With
+    ``include_labels`` the labels of ``label_def_version`` (default v1, from ``label_source``
+    ``curated_bars``) come aligned row by row, NaN where not valid. ``strict=True`` raises
+    ``IncompleteCoverageError`` when any expected session of any symbol has no rows.
+    ``TrainingDataset.model_frame()`` merges features and labels with the session date.
     """
     versions = resolve_feature_versions(feature_groups, feature_versions)
     symbols = normalize_symbols(symbols)
     start_ts, end_ts = parse_time_range(start, end)
-    require_choice("label_source", label_source, LABEL_SOURCES)
-    definition = _label_definition(label_def_version) if include_labels else None
+    require_choice("label_source", label_source or LABEL_SOURCES[0], LABEL_SOURCES)
+    definition = _label_definition(label_def_version or DEFAULT_LABEL_DEF_VERSION)  # validated even when unused
+    definition = definition if include_labels else None
     reader = LakeReader(settings)
     days = calendar_days(start_ts, end_ts)
     columns = _group_columns(versions)
@@ -159,6 +270,7 @@ def get_features_for_training(
         availability.append(f"g{index}.available_ts")
         if index:
             joins.append(f"LEFT JOIN g{index} ON g{index}.symbol = g0.symbol AND g{index}.ts = g0.ts")
+            selects.append(f"g{index}.available_ts IS NOT NULL AS _has_{index}")
     label_columns: list[str] = []
     if definition is not None:
         label_files = reader.files(labels_table(definition.version), symbols, days)
@@ -184,47 +296,61 @@ def get_features_for_training(
     empty = sorted(set(symbols) - set(frame["symbol"].unique()))
     if empty:
         raise _missing_symbols_error("features", empty, start_ts, end_ts)
+    session = pd.DatetimeIndex(frame["ts"]).tz_convert(STOCKS.timezone).date
+    presence = {}
+    for index, group in enumerate(versions):
+        if index:
+            has = frame.pop(f"_has_{index}").astype(bool).to_numpy()
+            presence[group] = pd.Series(session[has]).groupby(frame["symbol"].to_numpy()[has]).agg(set).to_dict() if has.any() else {}
     keys = ["symbol", "ts"]
     labels = None
     if definition is not None:
         labels = frame[keys + ["label_available_ts", *label_columns]].rename(columns={"label_available_ts": "available_ts"})
         frame = frame.drop(columns=["label_available_ts", *label_columns])
+    coverage = _coverage(reader, frame, symbols, list(versions), start_ts, end_ts, presence)
+    incomplete = {s: c["missing_sessions"] for s, c in coverage.items() if c["missing_sessions"]}
+    if strict and incomplete:
+        detail = "; ".join(
+            f"{s}: {len(days)} of {coverage[s]['expected_sessions']} sessions missing ({', '.join(days[:5])}{' ...' if len(days) > 5 else ''})"
+            + (f", DQ-blocked: {', '.join(coverage[s]['dq_blocked_sessions'])}" if coverage[s]["dq_blocked_sessions"] else "")
+            for s, days in incomplete.items()
+        )
+        raise IncompleteCoverageError(f"incomplete coverage in [{start_ts.isoformat()}, {end_ts.isoformat()}): {detail}")
     metadata = {
         "feature_versions": dict(versions),
         "label_def_version": definition.version if definition else None,
-        "label_source": label_source if definition else None,
+        "label_source": (label_source or LABEL_SOURCES[0]) if definition else None,
         "label_horizons_minutes": list(definition.horizons) if definition else None,
         "symbols": symbols,
         "start": start_ts.isoformat(),
         "end": end_ts.isoformat(),
+        "range": RANGE_CONVENTION,
         "rows": len(frame),
+        "coverage": coverage,
+        "complete": not incomplete,
         "files_read": files_read,
         "extraction_ts": pd.Timestamp.now(tz="UTC").isoformat(),
         "lake": str(reader.lake.root),
         "point_in_time": "feature row at ts uses bars stamped <= ts; known at available_ts = ts + 1 min",
+        "nan_policy": "features NaN where undefined (short windows, no L2 snapshot); labels NaN where valid_h is false; nothing filled",
     }
     return TrainingDataset(features=frame, labels=labels, metadata=metadata)
 
 
 # --------------------------------------------------------------------------- inference
-def _recent_dates(reader: LakeReader, table, symbol: str, day: dt.date, limit: int) -> list[dt.date]:
-    """The newest stored partition dates <= ``day`` (newest first)."""
-    dates = [d for d in reader.stored_dates(table, symbol) if d <= day]
-    return dates[::-1][:limit]
-
-
 def _join_group_rows(conn, reader: LakeReader, rows: pd.DataFrame, group: str, version: str, columns) -> pd.DataFrame:
     """Left-join another group's rows at the same (symbol, ts) onto ``rows``; availability = the later."""
     table = feature_table(group, version)
+    wanted = rows[["symbol", "date"]].drop_duplicates()
     paths = sorted(
-        {str(path) for r in rows.itertuples() if (path := reader.day_file(table, r.symbol, pd.Timestamp(r.date).date())) is not None}
+        {str(path) for r in wanted.itertuples() if (path := reader.day_file(table, r.symbol, pd.Timestamp(r.date).date())) is not None}
     )
     names = [out for _, out in columns]
     if paths:
-        conn.register("wanted_keys", rows[["symbol", "ts"]])
+        conn.register("wanted_keys", rows[["symbol", "ts"]].drop_duplicates())
         picked = ", ".join(f"g.{_quote(stored)} AS {_quote(out)}" for stored, out in columns)
-        extra = to_frame(conn, f"SELECT g.symbol, g.ts, g.available_ts AS _available_ts, {picked} FROM read_parquet($files) g "
-            "SEMI JOIN wanted_keys k ON g.symbol = k.symbol AND g.ts = k.ts",
+        extra = to_frame(conn, f"SELECT DISTINCT ON (g.symbol, g.ts) g.symbol, g.ts, g.available_ts AS _available_ts, {picked} "
+            "FROM read_parquet($files) g SEMI JOIN wanted_keys k ON g.symbol = k.symbol AND g.ts = k.ts",
             {"files": paths},)
         conn.unregister("wanted_keys")
         extra["ts"] = extra["ts"].dt.tz_convert("UTC")
@@ -236,86 +362,124 @@ def _join_group_rows(conn, reader: LakeReader, rows: pd.DataFrame, group: str, v
     return merged.drop(columns="_available_ts")
 
 
+def _candidate_files(reader: LakeReader, table, symbols: list[str], decisions: list[pd.Timestamp], mode: str) -> list[str]:
+    """Files that can hold the rows the decisions need (exact: their dates; latest: a lookback too)."""
+    if mode == "exact":
+        days = sorted({(at.floor("1min") - MINUTE).date() for at in decisions})
+        return parquet_list(p for ps in reader.files(table, symbols, days).values() for p in ps)
+    first, last = decisions[0].date(), decisions[-1].date()
+    paths = []
+    for symbol in symbols:
+        stored = [d for d in reader.stored_dates(table, symbol) if d <= last]
+        before = [d for d in stored if d < first][-LATEST_LOOKBACK_DAYS:]
+        days = set(before) | {d for d in stored if d >= first}
+        paths += reader.files(table, [symbol], days)[symbol]
+    return parquet_list(dict.fromkeys(paths))
+
+
 def get_features_for_inference(
     feature_groups,
     feature_versions,
     symbols,
     ts,
-    mode: str = "latest",
+    mode: str = "exact",
     *,
+    max_staleness=DEFAULT_MAX_STALENESS,
+    on_stale: str = "raise",
     settings: PlatformSettings | None = None,
 ) -> InferenceFeatures:
-    """Feature rows for a decision at ``ts``, per symbol.
+    """Feature rows for decisions at ``ts`` (one timestamp or many; UTC, naive = UTC), per symbol.
 
-    * ``exact``: the row stamped exactly ``ts`` (replaying a known bar); symbols without it are
-      listed in ``metadata["missing_symbols"]``.
-    * ``latest``: the newest row with ``available_ts <= ts`` that is a real bar (not imputed, when
-      the first group has an ``is_imputed`` column), searched back over up to
-      ``LATEST_LOOKBACK_DAYS`` stored sessions. ``metadata["freshness"][symbol]`` gives its ``ts``,
-      ``available_ts`` and ``staleness_seconds`` (``ts`` requested minus the row's ``ts``).
+    No row is ever returned whose ``available_ts`` is after its decision time (``as_of``).
+
+    * ``exact`` (default): the row known at ``ts``: the bar stamped ``floor(ts, 1 min) - 1 min``
+      (closed at or before ``ts``), imputed or not (see ``is_imputed``). Pairs without it are
+      listed in ``metadata["missing"]`` (and ``missing_symbols`` for one ``ts``).
+    * ``latest``: the newest real (not imputed, when the first group has ``is_imputed``) row with
+      ``available_ts <= ts``, searched back over up to ``LATEST_LOOKBACK_DAYS`` stored sessions.
+      ``max_staleness`` (default 15 min of market time; a Timedelta, seconds or "15min"; ``None``
+      = no limit) bounds how old it may be: ``on_stale="raise"`` raises ``StaleDataError``,
+      ``"flag"`` returns it and lists it in ``metadata["stale"]``.
+
+    ``features`` is indexed by (symbol, ts) of the rows, with ``as_of`` (the decision time) and
+    ``available_ts`` columns. ``metadata["freshness"][symbol]`` (one ``ts``) or
+    ``metadata["freshness"][symbol][as_of]`` (many) gives ``ts``, ``available_ts``,
+    ``staleness_seconds`` (wall clock, decision time minus the row's ts),
+    ``market_staleness_seconds`` and ``stale``.
     """
     versions = resolve_feature_versions(feature_groups, feature_versions)
     symbols = normalize_symbols(symbols)
-    at = parse_timestamp(ts, name="ts")
+    decisions, many = parse_timestamps(ts, name="ts")
     require_choice("mode", mode, INFERENCE_MODES)
+    require_choice("on_stale", on_stale, STALE_ACTIONS)
+    limit = parse_duration(max_staleness, name="max_staleness")
     reader = LakeReader(settings)
     columns = _group_columns(versions)
     groups = list(versions.items())
     first_group, first_version = groups[0]
     first_table = feature_table(first_group, first_version)
-    real_filter = "AND NOT is_imputed" if "is_imputed" in FEATURE_GROUPS[first_group][first_version].columns else ""
-    found: list[pd.DataFrame] = []
-    pending = list(symbols)
-    searched = 0
+    real_filter = "WHERE NOT is_imputed" if "is_imputed" in FEATURE_GROUPS[first_group][first_version].columns else ""
+    wanted = pd.DataFrame([(s, at) for s in symbols for at in decisions], columns=["symbol", "as_of"])
+    wanted["want_ts"] = wanted["as_of"].dt.floor("1min") - MINUTE
+    paths = _candidate_files(reader, first_table, symbols, decisions, mode)
     with reader.connect() as conn:
-        if mode == "exact":
-            files = reader.files(first_table, symbols, [at.date()])
-            paths = parquet_list(p for ps in files.values() for p in ps)
-            if paths:
-                found.append(to_frame(conn, "SELECT * FROM read_parquet($files) WHERE ts = $at", {"files": paths, "at": at}))
+        if paths:
+            conn.register("decisions", wanted)
+            if mode == "exact":
+                sql = ("SELECT d.as_of, f.* FROM decisions d JOIN read_parquet($files) f "
+                       "ON f.symbol = d.symbol AND f.ts = d.want_ts AND f.available_ts <= d.as_of")
+            else:
+                sql = (f"SELECT d.as_of, f.* FROM decisions d ASOF JOIN (SELECT * FROM read_parquet($files) {real_filter}) f "
+                       "ON f.symbol = d.symbol AND d.as_of >= f.available_ts")
+            frame = to_frame(conn, sql, {"files": paths})
+            conn.unregister("decisions")
         else:
-            candidates = {s: _recent_dates(reader, first_table, s, at.date(), LATEST_LOOKBACK_DAYS) for s in symbols}
-            depth = 0
-            while pending and depth < LATEST_LOOKBACK_DAYS:
-                paths = sorted({
-                    str(reader.day_file(first_table, s, candidates[s][depth]))
-                    for s in pending
-                    if depth < len(candidates[s])
-                })
-                if not paths:
-                    break
-                searched += len(paths)
-                rows = to_frame(conn, f"SELECT * FROM read_parquet($files) WHERE available_ts <= $at {real_filter} "
-                    "QUALIFY row_number() OVER (PARTITION BY symbol ORDER BY ts DESC) = 1",
-                    {"files": paths, "at": at},)
-                found.append(rows)
-                pending = [s for s in pending if s not in set(rows["symbol"])]
-                depth += 1
-        frame = pd.concat([f for f in found if len(f)], ignore_index=True) if any(len(f) for f in found) else pd.DataFrame()
+            frame = pd.DataFrame()
         if frame.empty:
-            raise NoDataError(f"no {first_group} {first_version} rows for {', '.join(symbols)} at {at.isoformat()} (mode={mode})")
-        frame["ts"] = frame["ts"].dt.tz_convert("UTC")
-        frame["available_ts"] = frame["available_ts"].dt.tz_convert("UTC")
-        out = frame[["symbol", "date", "ts", "available_ts"] + [stored for stored, _ in columns[first_group]]]
+            hint = " (no bar closed then: market closed or not ingested; try mode='latest')" if mode == "exact" else ""
+            raise NoDataError(f"no {first_group} {first_version} rows for {', '.join(symbols)} known at "
+                              f"{', '.join(at.isoformat() for at in decisions[:5])}{' ...' if len(decisions) > 5 else ''} (mode={mode}){hint}")
+        for column in ("as_of", "ts", "available_ts"):
+            frame[column] = frame[column].dt.tz_convert("UTC")
+        out = frame[["symbol", "as_of", "date", "ts", "available_ts"] + [stored for stored, _ in columns[first_group]]]
         out = out.rename(columns=dict(columns[first_group]))
         for group, version in groups[1:]:
             out = _join_group_rows(conn, reader, out, group, version, columns[group])
         out = out.drop(columns="date")
-    freshness = {
-        r.symbol: {
-            "ts": r.ts.isoformat(),
-            "available_ts": r.available_ts.isoformat(),
-            "staleness_seconds": (at - r.ts).total_seconds(),
-        }
-        for r in out.itertuples()
-    }
+    if (out["available_ts"] > out["as_of"]).any():  # another group known later than the decision: not usable
+        out = out[out["available_ts"] <= out["as_of"]]
+    out["mkt_staleness_"] = [market_staleness(a, at) for a, at in zip(out["available_ts"], out["as_of"])]
+    out["stale_"] = (out["mkt_staleness_"] > limit) if (limit is not None and mode == "latest") else False
+    stale = out[out["stale_"]]
+    if len(stale) and on_stale == "raise":
+        detail = ", ".join(f"{r.symbol} at {r.as_of.isoformat()}: newest row {r.ts.isoformat()} ({r.mkt_staleness_} of market time)"
+                           for r in stale.head(5).itertuples())
+        raise StaleDataError(f"{len(stale)} row(s) older than max_staleness {limit}: {detail} (pass on_stale='flag' to get them flagged)")
+
+    def info(r) -> dict:
+        return {"ts": r.ts.isoformat(), "available_ts": r.available_ts.isoformat(), "staleness_seconds": (r.as_of - r.ts).total_seconds(),
+                "market_staleness_seconds": r.mkt_staleness_.total_seconds(), "stale": bool(r.stale_)}
+
+    if many:
+        freshness: dict = {}
+        for r in out.itertuples():
+            freshness.setdefault(r.symbol, {})[r.as_of.isoformat()] = info(r)
+    else:
+        freshness = {r.symbol: info(r) for r in out.itertuples()}
+    found = set(zip(out["symbol"], out["as_of"]))
+    missing = [(s, at.isoformat()) for s in symbols for at in decisions if (s, at) not in found]
     metadata = {
         "feature_versions": dict(versions),
         "mode": mode,
-        "requested_ts": at.isoformat(),
+        "requested_ts": [at.isoformat() for at in decisions] if many else decisions[0].isoformat(),
+        "max_staleness_seconds": limit.total_seconds() if limit is not None else None,
+        "on_stale": on_stale,
         "freshness": freshness,
-        "missing_symbols": sorted(set(symbols) - set(out["symbol"])),
-        "files_searched": searched,
+        "stale": [{"symbol": r.symbol, "as_of": r.as_of.isoformat(), "ts": r.ts.isoformat()} for r in stale.itertuples()],
+        "missing": missing,
+        "missing_symbols": sorted({s for s, _ in missing}) if not many else sorted(set(symbols) - set(out["symbol"])),
+        "files_searched": len(paths),
         "extraction_ts": pd.Timestamp.now(tz="UTC").isoformat(),
     }
+    out = out.drop(columns=["mkt_staleness_", "stale_"])
     return InferenceFeatures(features=out.set_index(["symbol", "ts"]).sort_index(), metadata=metadata)

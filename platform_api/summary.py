@@ -42,7 +42,7 @@ def summarize(warehouse: LakeWarehouse, symbols: list[str], start: dt.date, end:
             summary.rows[label] = conn.execute(sql + RANGE_FILTER.format(glue=glue), params).fetchone()[0]
         if "curated_bars" in views:
             for gap_type, minutes in conn.execute(
-                "SELECT gap_type, count(*) FROM curated_bars WHERE gap_type <> 'none' AND" + RANGE_FILTER.format(glue="") + " GROUP BY 1 ORDER BY 2 DESC",
+                "SELECT gap_type_retrospective, count(*) FROM curated_bars WHERE gap_type_retrospective <> 'none' AND" + RANGE_FILTER.format(glue="") + " GROUP BY 1 ORDER BY 2 DESC",
                 params,
             ).fetchall():
                 summary.gap_minutes[gap_type] = minutes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from platform_assets.alignment.assets import aligned_bars
+from platform_assets.audit.job import lookahead_audit_job
 from platform_assets.automation.jobs import crypto_pipeline_job, offline_pipeline_job, stock_pipeline_job
 from platform_assets.automation.compaction import compact_lake_job, compaction_schedule
 from platform_assets.automation.schedules import SCHEDULES as TIME_SCHEDULES
@@ -18,5 +19,5 @@ from platform_assets.symbols.assets import symbol_history
 
 ASSETS = [raw_bars_sim, l2_snapshots_sim, curated_bars, aligned_bars, bar_features, l2_features, labels, crypto_raw_bars_sim, crypto_curated_bars, *DATABENTO_ASSETS, raw_bars_ib, symbol_history]
 ASSET_CHECKS: list = []
-JOBS = [offline_pipeline_job, stock_pipeline_job, crypto_pipeline_job, l2_derived_job, compact_lake_job, record_depth_job]
+JOBS = [offline_pipeline_job, stock_pipeline_job, crypto_pipeline_job, l2_derived_job, compact_lake_job, record_depth_job, lookahead_audit_job]
 SCHEDULES = [*TIME_SCHEDULES, compaction_schedule]

@@ -211,7 +211,7 @@ def test_backfill_l2_written_skipped_empty_error_and_manifest(platform_db, vendo
     with pytest.raises(DatabentoError, match="Could not resolve symbols: ZZZZ"):
         backfill_l2("ZZZZ", "2024-12-02", settings=settings, strict=True)
 
-    summary = backfill_l2_batch(["AAPL", "MSFT", "ZZZZ"], "2024-12-02", "2024-12-03", settings=settings, max_workers=3)
+    summary = backfill_l2_batch(["AAPL", "MSFT", "ZZZZ"], "2024-12-02", "2024-12-04", settings=settings, max_workers=3)
     manifest_path = Path(settings.base_path) / "manifests" / MANIFEST_FILE
     lines = [json.loads(line) for line in manifest_path.read_text().splitlines()]
     # tasks: AAPL 12-03 (12-02 exists: not a task), MSFT 12-02, MSFT 12-03 (empty), ZZZZ 12-02, ZZZZ 12-03
@@ -228,7 +228,7 @@ def test_backfill_l2_written_skipped_empty_error_and_manifest(platform_db, vendo
 
     # re-running writes nothing new and loses nothing: written files untouched, manifest only grows
     files = {p: p.stat().st_mtime_ns for p in (Path(settings.level2_path)).rglob("*.parquet")}
-    rerun = backfill_l2_batch(["AAPL", "MSFT"], "2024-12-02", "2024-12-03", settings=settings)
+    rerun = backfill_l2_batch(["AAPL", "MSFT"], "2024-12-02", "2024-12-04", settings=settings)
     assert rerun["counts"]["WRITE"] == 0 and rerun["total_tasks"] == 1  # only the empty day is retried
     assert {p: p.stat().st_mtime_ns for p in (Path(settings.level2_path)).rglob("*.parquet")} == files
     after = [json.loads(line) for line in manifest_path.read_text().splitlines()]
@@ -256,10 +256,10 @@ def test_cli_l2_backfill_reports_progress_and_summary(tmp_path, gateway, monkeyp
     monkeypatch.setenv("LAKE_FSYNC", "false")
     get_settings.cache_clear()
     try:
-        assert main(["l2-backfill", "--symbols", "AAPL,MSFT", "--start", "2024-12-02", "--end", "2024-12-02", "--workers", "2"]) == 0
+        assert main(["l2-backfill", "--symbols", "AAPL,MSFT", "--start", "2024-12-02", "--end", "2024-12-03", "--workers", "2"]) == 0
         out = capsys.readouterr().out
         assert "[2/2]" in out and "AAPL 2024-12-02: written" in out and "WRITE=2" in out
-        assert main(["l2-backfill", "--symbols", "../x", "--start", "2024-12-02", "--end", "2024-12-02"]) == 2
+        assert main(["l2-backfill", "--symbols", "../x", "--start", "2024-12-02", "--end", "2024-12-03"]) == 2
     finally:
         get_settings.cache_clear()
 

@@ -122,7 +122,7 @@ def _cli(args, env):
 
 def test_cli_main_job_and_bad_input_leave_data_untouched(tmp_path):
     env = {**os.environ, "DATA_PATH_OVERRIDE": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path / "home"), "LAKE_FSYNC": "false"}
-    ok = _cli(["backfill", "--symbols", "AAPL,MSFT", "--start", "2024-12-02", "--end", "2024-12-04"], env)
+    ok = _cli(["backfill", "--symbols", "AAPL,MSFT", "--start", "2024-12-02", "--end", "2024-12-05"], env)
     assert ok.returncode == 0, ok.stderr
     assert "curated_bars" in ok.stdout and "2 symbols x 3 trading days" in ok.stdout
     assert "DQ status" in ok.stdout and "gap minutes" in ok.stdout

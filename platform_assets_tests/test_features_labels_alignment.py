@@ -50,7 +50,9 @@ def test_label_horizons_look_ahead_exactly_h_minutes():
     labels = compute_labels(curated, get_label_definition("v1"))
     close = curated["close"].to_numpy()
     for h in (1, 5, 15):
-        np.testing.assert_allclose(labels[f"fwd_ret_{h}"].iloc[:-h], np.log(close[h:] / close[:-h]), rtol=1e-12)
+        valid = labels[f"valid_{h}"].to_numpy()[:-h]
+        np.testing.assert_allclose(labels[f"fwd_ret_{h}"].iloc[:-h][valid], np.log(close[h:] / close[:-h])[valid], rtol=1e-12)
+        assert labels.loc[~labels[f"valid_{h}"], f"fwd_ret_{h}"].isna().all()  # invalid labels are NaN, never a number
         assert labels[f"fwd_ret_{h}"].iloc[-h:].isna().all()  # no label across the session end
         assert not labels[f"valid_{h}"].iloc[-h:].any()
     imputed = np.flatnonzero(curated["is_imputed"].to_numpy())
@@ -93,3 +95,17 @@ def test_l2_features_no_look_ahead_and_missing_levels():
     sizes[:, 8:] = 0
     thinner = compute_l2_features_v1(timeline, L2Book(book.timestamp, book.bid_prices, sizes, book.ask_prices, book.ask_sizes), symbol="AAPL", day=DAY)
     assert (thinner["bid_depth_10"] <= features["bid_depth_10"]).all()
+
+
+def test_v2_flags_windows_holding_imputed_minutes():
+    from platform_assets.features.bar_features import compute_bar_features_v2
+
+    curated, _, _ = _curated()
+    v1, v2 = compute_bar_features_v1(curated), compute_bar_features_v2(curated)
+    pd.testing.assert_frame_equal(v1, v2[v1.columns])  # v2 only adds columns
+    not_real = (curated["dq_status"] != "ok").to_numpy()
+    for i in (0, 30, 100, 389):
+        assert v2["imputed_in_window_20"].iloc[i] == not_real[max(0, i - 20) : i + 1].any()
+    first = int(np.flatnonzero(not_real)[0])
+    assert not v2["imputed_in_window_5"].iloc[:first].any() and v2["imputed_in_window_5"].iloc[first : first + 6].all()
+    assert (v2["gap_run_minutes"] == curated["gap_run_minutes"]).all()

@@ -51,7 +51,9 @@ def test_half_day_timeline_and_imputation():
     assert (gap[["open", "high", "low"]].to_numpy() == curated["close"].iloc[49]).all()
     assert (gap["volume"] == 0).all() and (gap["trade_count"] == 0).all()
     assert (gap["gap_type"] == "unknown").all()  # no L2 data: cannot tell why
-    assert (gap["gap_run_minutes"] == 3).all()
+    assert (gap["gap_type_retrospective"] == "unknown").all()
+    assert list(gap["gap_run_minutes"]) == [1, 2, 3]  # as of each minute: the run so far
+    assert (gap["gap_run_minutes_total"] == 3).all()  # seen to its end
     assert stats.gap_runs == 1 and stats.max_gap_run == 3 and stats.imputed_minutes == 3
     assert not curated.drop(index=[50, 51, 52])["is_imputed"].any()
 
@@ -82,6 +84,7 @@ def test_invalid_rows_duplicates_and_off_session_are_counted_not_kept():
     assert stats.duplicate_rows == 2
     assert len(rejected) == 6 and set(rejected["reject_reason"]) >= {"duplicate", "off_session"}
     assert list(curated.loc[[10, 20, 30], "gap_type"]) == ["invalid"] * 3
+    assert list(curated.loc[[10, 20, 30], "gap_type_retrospective"]) == ["invalid"] * 3
     assert len(curated) == 390
 
 
@@ -92,14 +95,27 @@ def test_feed_gap_no_trade_and_halt_are_told_apart():
     l2 = [m for m in range(390) if m not in feed_gap]
     activity = _activity(timeline, l2, frozen_minutes=set(halt))
     curated, stats, _ = curate_bars(raw, timeline, symbol="AAPL", day=DST_DAY, source="sim", activity=activity)
-    assert curated.loc[100, "gap_type"] == "no_trade"
-    assert set(curated.loc[feed_gap, "gap_type"]) == {"feed_gap"}
-    assert set(curated.loc[halt, "gap_type"]) == {"halt"}
+    assert curated.loc[100, "gap_type"] == curated.loc[100, "gap_type_retrospective"] == "no_trade"
+    assert set(curated.loc[feed_gap, "gap_type"]) == set(curated.loc[feed_gap, "gap_type_retrospective"]) == {"feed_gap"}
+    assert set(curated.loc[halt, "gap_type_retrospective"]) == {"halt"}
+    # as of each minute a frozen quiet run is a halt only once halt_min_minutes (5) have passed
+    assert list(curated.loc[halt, "gap_type"]) == ["no_trade"] * 4 + ["halt"] * 4
+    assert list(curated.loc[halt, "gap_run_minutes"]) == list(range(1, 9))
     assert stats.gap_minutes == {"no_trade": 1, "halt": 8, "feed_gap": 3, "invalid": 0, "unknown": 0}
     # A short frozen quiet run stays a no-trade run under a stricter halt policy.
     strict = ImputationPolicy(halt_min_minutes=10)
     curated, _, _ = curate_bars(raw, timeline, symbol="AAPL", day=DST_DAY, source="sim", activity=activity, policy=strict)
-    assert set(curated.loc[halt, "gap_type"]) == {"no_trade"}
+    assert set(curated.loc[halt, "gap_type"]) == set(curated.loc[halt, "gap_type_retrospective"]) == {"no_trade"}
+
+
+def test_unknown_as_of_a_minute_means_no_l2_so_far():
+    timeline = session_minutes(STOCKS, DST_DAY)
+    raw = _bars(timeline, drop=[10, 11, 200])
+    activity = _activity(timeline, range(100, 390))  # L2 capture starts at minute 100
+    curated, _, _ = curate_bars(raw, timeline, symbol="AAPL", day=DST_DAY, source="sim", activity=activity)
+    assert list(curated.loc[[10, 11], "gap_type"]) == ["unknown"] * 2  # nothing known about the book yet
+    assert list(curated.loc[[10, 11], "gap_type_retrospective"]) == ["feed_gap"] * 2
+    assert curated.loc[200, "gap_type"] == curated.loc[200, "gap_type_retrospective"] == "no_trade"
 
 
 def test_leading_gap_is_not_back_filled():
@@ -118,7 +134,7 @@ def test_simulated_faults_land_in_the_right_gap_type():
         sim = simulate_day(seed, "AAPL", DST_DAY, rates=rates)
         timeline = session_minutes(STOCKS, DST_DAY)
         curated, stats, _ = curate_bars(sim.bars, timeline, symbol="AAPL", day=DST_DAY, source="sim", activity=book_activity(sim.book, timeline))
-        by_ts = curated.set_index("ts")["gap_type"]
+        by_ts = curated.set_index("ts")["gap_type_retrospective"]
         expected = {"halt": "halt", "feed_gap": "feed_gap", "no_trade": "no_trade", "bad_tick": "invalid"}
         for fault in sim.faults.itertuples():
             if fault.kind in expected:

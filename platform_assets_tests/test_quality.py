@@ -161,7 +161,7 @@ def _offline_with(platform, corrupt: dict[str, str]) -> dg.Definitions:
 
 
 def test_blocking_failure_stops_downstream_of_that_partition_only(platform):
-    days = ["2024-12-02", "2024-12-03"]
+    days = ["2024-12-02", "2024-12-04"]
     bad_ticks, outage = ("AAPL", dt.date(2024, 12, 3)), ("MSFT", dt.date(2024, 12, 2))
     defs = _offline_with(platform, {"AAPL@2024-12-03": "bad_ticks", "MSFT@2024-12-02": "outage"})
     report = run_backfill(platform.instance, plan_backfill(["AAPL", "MSFT"], *days), defs=defs, add_missing_symbols=True)
@@ -241,18 +241,18 @@ def test_summary_and_health_answer_from_stored_results(platform):
     from platform_api.errors import NoDataError, UnknownDatasetError
     from platform_api.quality import get_data_quality_summary, get_dataset_health
 
-    defs = _run(platform, ["AAPL", "MSFT", "NVDA"], "2024-12-02", "2024-12-03", corrupt={"MSFT@2024-12-03": "outage"})
+    defs = _run(platform, ["AAPL", "MSFT", "NVDA"], "2024-12-02", "2024-12-04", corrupt={"MSFT@2024-12-03": "outage"})
     settings = platform.settings
-    summary = get_data_quality_summary("curated_bars", "2024-12-02", "2024-12-03", settings=settings)
+    summary = get_data_quality_summary("curated_bars", "2024-12-02", "2024-12-04", settings=settings)
     assert set(summary.partitions["symbol"]) == {"AAPL", "MSFT", "NVDA"} and summary.status_counts["error"] == 1
     failing = summary.partitions.set_index(["symbol", "date"]).loc[("MSFT", dt.date(2024, 12, 3))]
     assert failing["status"] == "error" and "gap_ratio" in failing["failing_rules"]
     assert {"value", "status", "warn_threshold", "error_threshold"} <= set(summary.metrics.columns)
-    only = get_data_quality_summary("curated_bars", "2024-12-02", "2024-12-03", symbols=["NVDA"], settings=settings)
+    only = get_data_quality_summary("curated_bars", "2024-12-02", "2024-12-04", symbols=["NVDA"], settings=settings)
     assert set(only.metrics["symbol"]) == {"NVDA"}
-    raw = get_data_quality_summary("raw_bars", "2024-12-02", "2024-12-03", settings=settings)
+    raw = get_data_quality_summary("raw_bars", "2024-12-02", "2024-12-04", settings=settings)
     assert set(raw.metrics["dataset"]) == {"raw_bars_sim"}
-    assert set(get_data_quality_summary("bar_features", "2024-12-02", "2024-12-03", settings=settings).metrics["dataset"]) == {"bar_features_v1"}
+    assert set(get_data_quality_summary("bar_features", "2024-12-02", "2024-12-04", settings=settings).metrics["dataset"]) == {"bar_features_v1", "bar_features_v2"}
 
     # the stored metrics agree with the curated dq_status column, partition by partition
     lake = defs.resources["lake"]
@@ -260,10 +260,11 @@ def test_summary_and_health_answer_from_stored_results(platform):
     for (symbol, day), rows in curated.groupby(["symbol", "date"]):
         day = pd.Timestamp(day).date()
         stored = summary.metrics[(summary.metrics["symbol"] == symbol) & (summary.metrics["date"] == day)].set_index("metric")["value"]
-        gaps = rows[(rows["dq_status"] != "ok") & (rows["gap_type"] != "no_trade")]
+        # a day's DQ verdict uses the retrospective gap classification (a halt counts from its first minute)
+        gaps = rows[(rows["dq_status"] != "ok") & (rows["gap_type_retrospective"] != "no_trade")]
         assert stored["gap_ratio"] == pytest.approx(len(gaps) / len(rows))
-        assert stored["feed_gap_minutes"] == ((rows["gap_type"] == "feed_gap") & (rows["dq_status"] != "ok")).sum()
-        assert stored["halt_minutes"] == (rows["gap_type"] == "halt").sum()
+        assert stored["feed_gap_minutes"] == ((rows["gap_type_retrospective"] == "feed_gap") & (rows["dq_status"] != "ok")).sum()
+        assert stored["halt_minutes"] == (rows["gap_type_retrospective"] == "halt").sum()
 
     red = get_dataset_health("curated_bars", "2024-12-03", settings=settings)
     assert red.status == "RED" and red.checked_date == dt.date(2024, 12, 3) and red.error_partitions == ["MSFT@2024-12-03"]
@@ -273,7 +274,7 @@ def test_summary_and_health_answer_from_stored_results(platform):
     assert get_dataset_health("curated_bars", "2024-12-02", settings=settings).status in {"GREEN", "YELLOW"}
 
     with pytest.raises(UnknownDatasetError, match="curated_barz"):
-        get_data_quality_summary("curated_barz", "2024-12-02", "2024-12-03", settings=settings)
+        get_data_quality_summary("curated_barz", "2024-12-02", "2024-12-04", settings=settings)
     with pytest.raises(NoDataError, match="2024-11-04"):
         get_data_quality_summary("curated_bars", "2024-11-04", "2024-11-05", settings=settings)
 
@@ -281,7 +282,7 @@ def test_summary_and_health_answer_from_stored_results(platform):
 def test_health_green_on_clean_data_yellow_on_warnings(platform):
     from platform_api.quality import get_dataset_health
 
-    _run(platform, ["AAPL", "MSFT"], "2024-12-02", "2024-12-03", inject_faults=False)
+    _run(platform, ["AAPL", "MSFT"], "2024-12-02", "2024-12-04", inject_faults=False)
     green = get_dataset_health("curated_bars", "2024-12-03", settings=platform.settings)
     assert green.status == "GREEN" and green.symbols_checked == 2 and "passed all" in green.reasons[0]
     _run(platform, ["AAPL", "MSFT"], "2024-12-04", "2024-12-04", corrupt={"AAPL@2024-12-04": "crossed_book"})

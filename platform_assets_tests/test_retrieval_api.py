@@ -98,7 +98,7 @@ def test_bad_requests_raise_one_clear_error_type_each(lake_env):
 
 def test_training_set_joins_groups_and_aligns_labels(lake_env):
     settings, *_ = lake_env
-    data = get_features_for_training(GROUPS, {"bar_features": "v1", "l2_features": "v1"}, SYMBOLS, "2024-11-26", "2024-11-28", settings=settings)
+    data = get_features_for_training(GROUPS, {"bar_features": "v1", "l2_features": "v1"}, SYMBOLS, "2024-11-26", "2024-11-28", include_labels=True, settings=settings)
     features, labels = data.features, data.labels
     assert len(features) == len(SYMBOLS) * 2 * 390 == len(labels)
     assert (features[["symbol", "ts"]].to_numpy() == labels[["symbol", "ts"]].to_numpy()).all()
@@ -110,8 +110,9 @@ def test_training_set_joins_groups_and_aligns_labels(lake_env):
     assert data.metadata["label_def_version"] == "v1" and data.metadata["extraction_ts"]
     bars = get_curated_bars("AAPL", "2024-11-26", "2024-11-27", settings=settings).set_index("ts")
     lab = labels[(labels["symbol"] == "AAPL") & (labels["ts"] < pd.Timestamp("2024-11-27", tz="UTC"))].set_index("ts")
-    expected = np.log(bars["close"].shift(-5) / bars["close"])
+    expected = np.log(bars["close"].shift(-5) / bars["close"]).where(lab["valid_5"])  # NaN where not valid
     pd.testing.assert_series_equal(lab["fwd_ret_5"], expected, check_names=False)
+    assert lab.loc[~lab["valid_5"], "fwd_ret_5"].isna().all() and (~lab["valid_5"]).any()
 
 
 def test_training_rows_never_use_data_after_their_ts(lake_env):
@@ -162,17 +163,21 @@ def test_inference_latest_inside_a_gap_returns_last_real_row(lake_env):
 def test_inference_latest_before_the_open_uses_the_previous_session(lake_env):
     settings, *_ = lake_env
     at = pd.Timestamp("2024-11-27 14:00", tz="UTC")  # before the 11-27 open
-    result = get_features_for_inference(["bar_features"], "v1", ["AAPL"], at, settings=settings)
+    result = get_features_for_inference(["bar_features"], "v1", ["AAPL"], at, mode="latest", settings=settings)
     (symbol, ts), = result.features.index
+    assert result.metadata["freshness"]["AAPL"]["market_staleness_seconds"] == 0  # the market was closed since
     assert ts.date() == DATES[0] and ts < at
 
 
 def test_inference_exact_matches_training_row(lake_env):
+    """exact at a decision time returns the row known then: the bar that closed at it (ts - 1 min)."""
     settings, *_ = lake_env
     at = pd.Timestamp("2024-11-26 16:10", tz="UTC")
     exact = get_features_for_inference(GROUPS, "v1", ["AAPL", "SPY"], at, mode="exact", settings=settings).features
-    train = get_features_for_training(GROUPS, "v1", ["AAPL", "SPY"], at, at + pd.Timedelta(minutes=1), include_labels=False, settings=settings).features
-    pd.testing.assert_frame_equal(exact.reset_index(), train.reset_index(drop=True)[list(exact.reset_index().columns)], check_dtype=False)
+    train = get_features_for_training(GROUPS, "v1", ["AAPL", "SPY"], at - pd.Timedelta(minutes=1), at, include_labels=False, settings=settings).features
+    got = exact.reset_index().drop(columns="as_of")
+    pd.testing.assert_frame_equal(got, train.reset_index(drop=True)[list(got.columns)], check_dtype=False)
+    assert (exact["as_of"] == at).all()
 
 
 def test_catalog_lists_datasets_and_feature_groups(lake_env):
@@ -182,10 +187,10 @@ def test_catalog_lists_datasets_and_feature_groups(lake_env):
     assert datasets["curated_bars"].type == "curated" and datasets["labels"].type == "labels"
     assert datasets["curated_bars"].available_date_range == (DATES[0], DATES[-1])
     assert datasets["raw_bars"].sources == ("sim",) and datasets["raw_bars"].symbols == len(SYMBOLS)
-    assert datasets["bar_features"].versions == ("v1",) and datasets["bar_features"].latest_pipeline_version == "v1"
+    assert datasets["bar_features"].versions == ("v1", "v2") and datasets["bar_features"].latest_pipeline_version == "v2"
     assert datasets["l2_snapshots"].available_date_range == (DATES[0], DATES[-1])
     groups = {g.feature_group: g for g in list_feature_groups(settings)}
-    assert groups["bar_features"].versions == ("v1",) and groups["bar_features"].stored_versions == ("v1",)
+    assert groups["bar_features"].versions == ("v1", "v2") and groups["bar_features"].stored_versions == ("v1", "v2")
     assert "volatility" in groups["bar_features"].description
 
 
@@ -199,7 +204,7 @@ with dg.DagsterInstance.get() as instance:
     curated = defs.load_asset_value("curated_bars", partition_key="2024-11-29", instance=instance)
     features = defs.load_asset_value(
         "bar_features", instance=instance,
-        metadata={"start": "2024-11-26", "end": "2024-12-02", "symbols": ["AAPL", "SPY"], "version": "v1"},
+        metadata={"start": "2024-11-26", "end": "2024-12-03", "symbols": ["AAPL", "SPY"], "version": "v1"},  # [start, end)
     )
 print(json.dumps({
     "curated_rows": len(curated), "curated_symbols": sorted(curated["symbol"].unique()),
@@ -226,3 +231,90 @@ def test_tf1_loads_through_the_io_manager_in_a_separate_process(lake_env, tmp_pa
     assert out["curated_rows"] == 210 * len(SYMBOLS) and out["curated_symbols"] == sorted(SYMBOLS)
     assert out["feature_symbols"] == ["AAPL", "SPY"] and out["versions"] == ["v1"]
     assert out["feature_dates"] == [str(d) for d in DATES] and out["feature_rows"] == 2 * (390 * 3 + 210)
+
+
+# --------------------------------------------------------------------------- issue 19: safe data for models
+def test_exact_at_a_decision_time_never_yields_a_row_not_yet_available(lake_env):
+    settings, *_ = lake_env
+    at = pd.Timestamp("2024-11-26 18:03:00", tz="UTC")
+    one = get_features_for_inference(["bar_features"], "v1", ["AAPL"], at, settings=settings)  # exact is the default
+    (symbol, ts), = one.features.index
+    assert ts == pd.Timestamp("2024-11-26 18:02", tz="UTC") and one.features["available_ts"].iloc[0] == at
+    decisions = pd.date_range("2024-11-26 14:31:00", "2024-11-26 20:59:59", freq="397s", tz="UTC")  # on and off the minute
+    batch = get_features_for_inference(GROUPS, "v1", SYMBOLS, decisions, mode="exact", settings=settings)
+    frame = batch.features.reset_index()
+    assert len(frame) == len(SYMBOLS) * len(decisions) and not batch.metadata["missing"]
+    assert (frame["available_ts"] <= frame["as_of"]).all()
+    assert (frame["ts"] == frame["as_of"].dt.floor("1min") - pd.Timedelta(minutes=1)).all()
+    with pytest.raises(errors.NoDataError, match="latest"):  # before the open nothing closed at that minute
+        get_features_for_inference(["bar_features"], "v1", ["AAPL"], "2024-11-26 14:00", settings=settings)
+
+
+def test_latest_past_max_staleness_refuses_or_flags(lake_env):
+    settings, *_ = lake_env
+    at = pd.Timestamp("2024-12-03 17:00", tz="UTC")  # 12-03 was never ingested: 150 minutes into its session
+    with pytest.raises(errors.StaleDataError, match="AAPL"):
+        get_features_for_inference(["bar_features"], "v1", ["AAPL"], at, mode="latest", settings=settings)
+    flagged = get_features_for_inference(["bar_features"], "v1", ["AAPL"], at, mode="latest", on_stale="flag", settings=settings)
+    info = flagged.metadata["freshness"]["AAPL"]
+    assert info["stale"] and info["market_staleness_seconds"] == 150 * 60 and flagged.metadata["stale"][0]["symbol"] == "AAPL"
+    assert pd.Timestamp(info["ts"]).date() == DATES[-1]
+    unlimited = get_features_for_inference(["bar_features"], "v1", ["AAPL"], at, mode="latest", max_staleness=None, settings=settings)
+    assert not unlimited.metadata["freshness"]["AAPL"]["stale"]
+    early = get_features_for_inference(["bar_features"], "v1", ["AAPL"], "2024-12-03 14:25", mode="latest", settings=settings)
+    assert early.metadata["freshness"]["AAPL"]["market_staleness_seconds"] == 0  # before the open: nothing newer could exist
+    with pytest.raises(errors.InvalidOptionError, match="max_staleness"):
+        get_features_for_inference(["bar_features"], "v1", ["AAPL"], at, mode="latest", max_staleness="-5min", settings=settings)
+
+
+def test_latest_for_many_decision_times_in_one_call(lake_env):
+    settings, *_ = lake_env
+    decisions = [pd.Timestamp("2024-11-27 15:00", tz="UTC"), pd.Timestamp("2024-11-29 16:30", tz="UTC"), pd.Timestamp("2024-12-02 20:00:30", tz="UTC")]
+    result = get_features_for_inference(GROUPS, "v1", ["AAPL", "SPY"], decisions, mode="latest", settings=settings)
+    frame = result.features.reset_index()
+    assert len(frame) == 6 and sorted(set(frame["as_of"])) == decisions
+    assert (frame["available_ts"] <= frame["as_of"]).all() and not frame["is_imputed"].any()
+    assert set(result.metadata["freshness"]["SPY"]) == {d.isoformat() for d in decisions}
+
+
+def test_training_pull_over_partial_coverage_reports_it_and_strict_raises(lake_env):
+    settings, *_ = lake_env
+    lake = ParquetLake(base_path=str(settings.base_path), fsync=False)
+    from platform_assets.quality.metrics import dq_blocked_table
+
+    lake.write_partition(dq_blocked_table("curated_bars"), "MSFT", dt.date(2024, 11, 25), pd.DataFrame({"rule": ["gap_ratio"]}))
+    data = get_features_for_training(["bar_features"], "v1", ["AAPL", "MSFT"], "2024-11-25", "2024-11-28", settings=settings)
+    coverage = data.metadata["coverage"]
+    assert coverage["AAPL"]["expected_sessions"] == 3 and coverage["AAPL"]["returned_sessions"] == 2
+    assert coverage["AAPL"]["missing_sessions"] == ["2024-11-25"] and coverage["AAPL"]["dq_blocked_sessions"] == {}
+    assert coverage["MSFT"]["dq_blocked_sessions"] == {"2024-11-25": ["curated_bars"]}
+    assert data.metadata["complete"] is False
+    with pytest.raises(errors.IncompleteCoverageError, match="AAPL: 1 of 3 sessions missing .*2024-11-25.*DQ-blocked"):
+        get_features_for_training(["bar_features"], "v1", ["AAPL", "MSFT"], "2024-11-25", "2024-11-28", strict=True, settings=settings)
+    full = get_features_for_training(["bar_features"], "v1", ["AAPL"], "2024-11-26", "2024-11-28", strict=True, settings=settings)
+    assert full.metadata["complete"] and full.metadata["coverage"]["AAPL"]["missing_sessions"] == []
+
+
+def test_model_frame_and_purged_splits(lake_env):
+    from platform_api.splits import purged_time_splits
+
+    settings, *_ = lake_env
+    data = get_features_for_training(["bar_features"], "v2", SYMBOLS, "2024-11-26", "2024-12-03", include_labels=True, settings=settings)
+    assert data.features["imputed_in_window_20"].any() and data.features["imputed_in_window_20"].dtype == bool
+    frame = data.model_frame(require_label="fwd_ret_5")
+    assert list(frame.columns[:3]) == ["symbol", "ts", "session_date"] and set(frame["session_date"]) == set(DATES)
+    assert not frame["is_imputed"].any() and frame["fwd_ret_5"].notna().all() and frame["valid_5"].all()
+    folds = list(purged_time_splits(frame, n_splits=4, embargo="30min"))
+    assert len(folds) == 3
+    for train, test in folds:
+        test_start = frame["ts"].iloc[test].min()
+        assert (frame["label_available_ts"].iloc[train] <= test_start).all()  # no training label reaches into the test period
+        assert (frame["ts"].iloc[train] < test_start).all()
+
+
+def test_numbers_are_refused_as_dates(lake_env):
+    settings, *_ = lake_env
+    with pytest.raises(errors.InvalidDateRangeError, match="numbers are not accepted"):
+        get_curated_bars("AAPL", 20241126, 20241127, settings=settings)
+    with pytest.raises(errors.InvalidDateRangeError):
+        get_features_for_inference(["bar_features"], "v1", ["AAPL"], 1732633200, settings=settings)

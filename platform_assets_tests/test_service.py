@@ -114,7 +114,7 @@ def test_sync_refresh_materializes_partitions_and_shows_in_coverage(client, serv
     curated = coverage[0]["layers"]["curated"]
     assert curated["latest"] == expected[-1].isoformat() and curated["file_count"] == len(expected)
     assert curated["total_rows"] >= 210 * len(expected) and coverage[0]["layers"]["features"]["file_count"] >= len(expected)
-    stats = client.get("/data/coverage/stats", params={"start": expected[0].isoformat(), "end": expected[-1].isoformat(), "symbol": "AAPL"}).json()
+    stats = client.get("/data/coverage/stats", params={"start": expected[0].isoformat(), "end": (expected[-1] + dt.timedelta(days=1)).isoformat(), "symbol": "AAPL"}).json()
     assert stats["symbols"][0]["layers"]["curated"]["status"] == "full" and stats["summary"]["curated"]["full"] == 1
     assert client.get("/data/coverage/stats", params={"start": "2024-13-01", "end": "2024-12-31"}).status_code == 400
     _, home, _ = service

@@ -5,8 +5,9 @@ Assets write their own (symbol, date) files through the lake resource and return
 range in memory). This I/O manager is the read side used by ``Definitions.load_asset_value`` and
 by TF_1: for a date-partitioned asset it returns every stored symbol of the requested dates.
 Input metadata narrows the load: ``{"symbols": [...], "version": "v1"}`` (versioned tables default
-to their newest stored version), and ``{"start": "YYYY-MM-DD", "end": "YYYY-MM-DD"}`` loads an
-inclusive date range in one call (without a partition key).
+to their newest stored version), and ``{"start": "YYYY-MM-DD", "end": "YYYY-MM-DD"}`` loads the
+dates of ``[start, end)`` in one call (without a partition key): half-open in UTC like every range
+of the platform, so ``end`` is the first date NOT loaded.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pyarrow.parquet as pq
 
 from resources.l2_store import L2SnapshotStore
 from resources.lake import ALIGNED_BARS, CURATED_BARS, ParquetLake, Table, labels_table, feature_table, raw_bars_table
-from resources.validation import normalize_symbols, parse_date_range, validate_version
+from resources.validation import normalize_symbols, parse_half_open_dates, validate_version
 
 RAW_ASSET_PREFIX = "raw_bars_"
 L2_ASSET_PREFIX = "l2_snapshots_"
@@ -29,10 +30,10 @@ PLAIN = {"curated_bars": CURATED_BARS, "aligned_bars": ALIGNED_BARS}
 
 
 def _date_range(start, end) -> list[dt.date]:
-    """Every calendar date of an inclusive range given in input metadata (``start``/``end``)."""
+    """Every calendar date of ``[start, end)`` given in input metadata (``end`` excluded)."""
     if not (start and end):
-        raise ValueError("load a date range with both metadata start and end (YYYY-MM-DD)")
-    first, last = parse_date_range(start, end)
+        raise ValueError("load a date range with both metadata start and end (YYYY-MM-DD, end excluded)")
+    first, last = parse_half_open_dates(start, end)
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
 

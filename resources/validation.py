@@ -74,6 +74,36 @@ def parse_date_range(start: object, end: object) -> tuple[dt.date, dt.date]:
     return start_date, end_date
 
 
+def parse_half_open_dates(start: object, end: object) -> tuple[dt.date, dt.date]:
+    """The platform's range convention for date-level entry points: ``[start, end)`` in UTC.
+
+    Returns the first and last date the range touches (both included), for code that walks dates.
+    ``start``/``end`` are dates, ``YYYY-MM-DD`` or ISO timestamps (UTC when naive). A date (or a
+    midnight timestamp) as ``end`` is exclusive: ``("2024-11-18", "2024-11-19")`` is the one day
+    2024-11-18. A timestamp end later in a day includes that day. Numbers are refused (they are
+    not dates); ``start >= end`` is an error.
+    """
+    start_at, end_at = _utc_instant(start, "start"), _utc_instant(end, "end")
+    if end_at <= start_at:
+        raise InvalidDateRangeError(f"start {start} must be before end {end} (the range is [start, end), end excluded)")
+    return start_at.date(), (end_at - dt.timedelta(microseconds=1)).date()
+
+
+def _utc_instant(value: object, name: str) -> dt.datetime:
+    """A naive UTC datetime; a date is its midnight."""
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo is None else value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    if isinstance(value, dt.date):
+        return dt.datetime.combine(value, dt.time(0))
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return _utc_instant(dt.datetime.fromisoformat(text.replace("Z", "+00:00")), name)
+        except ValueError:
+            pass
+    raise InvalidDateRangeError(f"invalid {name} {value!r}: expected YYYY-MM-DD or an ISO timestamp (numbers are not dates)")
+
+
 def validate_version(version: object) -> str:
     """Feature/label definition versions look like ``v1``, ``v2`` ..."""
     if not isinstance(version, str) or not VERSION_PATTERN.fullmatch(version):

@@ -4,9 +4,15 @@ The lake is the system of record; DuckDB never owns a database file here, so any
 processes can query while runs write (no DuckDB write lock to contend for). Views:
 
 ``raw_bars`` (newest batch of every source/symbol/date), ``curated_bars``, ``aligned_bars``,
-``features_<group>_<version>`` (e.g. ``features_bar_features_v1``), ``labels_<version>``,
-``dq_metrics`` and ``l2_snapshots`` (with ``symbol`` taken from the folder name).
+the catalog's names for versioned tables: ``bar_features`` / ``l2_features`` / ``labels`` (the
+newest stored version, as ``list_datasets`` and the I/O manager pick it) and ``<name>_<version>``
+(e.g. ``bar_features_v1``), ``dq_metrics`` and ``l2_snapshots`` (with ``symbol`` taken from the
+folder name). The older names ``features_<group>_<version>`` stay as aliases.
 Views exist only for tables that hold at least one file.
+
+Time: every connection is pinned to UTC (``SET TimeZone = 'UTC'``), so the stored UTC timestamps
+come back as UTC-aware values whatever the machine's zone. Range filters in SQL should follow the
+platform's convention, ``ts >= start AND ts < end``.
 """
 
 from __future__ import annotations
@@ -43,11 +49,19 @@ class LakeWarehouse(dg.ConfigurableResource):
         add("curated_bars", root / "curated_bars", "*/*/part.parquet")
         add("aligned_bars", root / "aligned_bars", "*/*/part.parquet")
         add("dq_metrics", root / "dq_metrics", "*/*/*/part.parquet")
-        for version_dir in sorted((root / "features").glob("*/version=*")):
-            group, version = version_dir.parent.name, version_dir.name.split("=", 1)[1]
-            add(f"features_{group}_{version}", version_dir, "*/*/part.parquet")
-        for version_dir in sorted((root / "labels").glob("version=*")):
-            add(f"labels_{version_dir.name.split('=', 1)[1]}", version_dir, "*/*/part.parquet")
+        newest: dict[str, tuple[int, Path]] = {}
+        for version_dir in sorted((root / "features").glob("*/version=*")) + sorted((root / "labels").glob("version=*")):
+            version = version_dir.name.split("=", 1)[1]
+            name = "labels" if version_dir.parent == root / "labels" else version_dir.parent.name
+            before = len(views)
+            add(f"{name}_{version}", version_dir, "*/*/part.parquet")
+            if len(views) > before:
+                if name != "labels":
+                    views[f"features_{name}_{version}"] = views[f"{name}_{version}"]  # the older name
+                if version[1:].isdigit() and int(version[1:]) > newest.get(name, (-1, version_dir))[0]:
+                    newest[name] = (int(version[1:]), version_dir)
+        for name, (_, version_dir) in newest.items():
+            views[name] = views[f"{name}_{version_dir.name.split('=', 1)[1]}"]
         add("l2_files", Path(self.level2_path), "*/*_snapshots_*.parquet")
         return views
 
@@ -56,6 +70,7 @@ class LakeWarehouse(dg.ConfigurableResource):
         """A fresh in-memory connection with the views defined (closed on exit)."""
         resource = DuckDBResource(database=":memory:", connection_config={"threads": self.threads})
         with resource.get_connection() as conn:
+            conn.execute("SET TimeZone = 'UTC'")
             for name, source in self._view_sources().items():
                 if name == "raw_bars_all":
                     conn.execute(f"CREATE VIEW raw_bars_all AS SELECT * FROM {source}")

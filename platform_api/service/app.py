@@ -148,7 +148,7 @@ def create_app(settings: PlatformSettings | None = None, instance: dg.DagsterIns
     @app.get("/data/coverage/stats", dependencies=protected, tags=["coverage"])
     def coverage_completeness(
         start: str = Query(..., description="first day, YYYY-MM-DD"),
-        end: str = Query(..., description="last day (inclusive), YYYY-MM-DD"),
+        end: str = Query(..., description="first day NOT included, YYYY-MM-DD (the range is [start, end))"),
         symbol: list[str] | None = Query(None, description="repeat for several; all stored symbols when omitted"),
     ) -> dict:
         """Per symbol and layer: expected days (XNYS sessions / every UTC day for crypto) vs stored: full | partial | none."""

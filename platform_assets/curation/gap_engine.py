@@ -23,9 +23,28 @@ Pure functions, no I/O. Steps:
    real bar of the session have no price to carry (no look-ahead back-fill): prices stay NaN and
    ``dq_status`` is ``missing``.
 
-Output columns are listed in ``CURATED_COLUMNS``: ``is_imputed`` and ``gap_type`` are the gap
-mask; ``gap_run_minutes`` is the length of the gap run a minute belongs to; ``dq_status`` is
-``ok`` (real bar), ``imputed`` or ``missing``.
+Output columns are listed in ``CURATED_COLUMNS``; ``dq_status`` is ``ok`` (real bar), ``imputed``
+or ``missing``.
+
+Point in time (what a model may use): a curated row stamped ``t`` is known when its bar closes,
+at ``t + 1 min``, and every column except the two ``*_retrospective``/``*_total`` ones is computed
+from inputs known by then (bars and snapshots stamped before ``t + 1 min``):
+
+* ``gap_type``: the gap type **as of t**. A frozen quiet run is a ``no_trade`` gap until it has
+  lasted ``halt_min_minutes`` minutes; from that minute on it is a ``halt`` (its first minutes stay
+  ``no_trade``: at the time nobody could know the book would stay frozen). ``unknown`` means no L2
+  snapshot at all so far in the session (up to and including t).
+* ``gap_run_minutes``: minutes without a valid bar so far, up to and including t (1 on the first
+  gap minute, 0 on a real bar).
+
+Retrospective (look ahead by definition, declared in ``platform_assets/audit/lookahead.py``
+``LOOKAHEAD_COLUMNS``; for data-quality reports and analysis, never for features):
+
+* ``gap_type_retrospective``: the classification of the whole day (a frozen run is a ``halt`` on
+  every minute once the run, seen to its end, lasted ``halt_min_minutes``; ``unknown`` when the
+  session has no L2 data at all).
+* ``gap_run_minutes_total``: the length of the whole run of same-type gap minutes a minute belongs
+  to. The DQ statistics (``GapStats``) and rules use the retrospective columns.
 """
 
 from __future__ import annotations
@@ -60,8 +79,11 @@ CURATED_COLUMNS = [
     "is_imputed",
     "gap_type",
     "gap_run_minutes",
+    "gap_type_retrospective",
+    "gap_run_minutes_total",
     "dq_status",
 ]
+RETROSPECTIVE_COLUMNS = ("gap_type_retrospective", "gap_run_minutes_total")
 PRICE_COLUMNS = ["open", "high", "low", "close"]
 INVALID_REASONS = (
     "non_finite_price",
@@ -216,6 +238,37 @@ def classify_gaps(
     return gap
 
 
+def _run_so_far(flags: np.ndarray) -> np.ndarray:
+    """Per element: how many consecutive True values end here (0 where False)."""
+    count = np.cumsum(flags)
+    last_reset = np.maximum.accumulate(np.where(flags, 0, count))
+    return (count - last_reset).astype(np.int64)
+
+
+def classify_gaps_asof(
+    present: np.ndarray,
+    had_invalid: np.ndarray,
+    activity: pd.DataFrame | None,
+    policy: ImputationPolicy,
+) -> np.ndarray:
+    """Gap type per minute as known when that minute's bar closed (no later minute consulted)."""
+    n = len(present)
+    gap = np.full(n, GAP_NONE, dtype=object)
+    missing = ~present
+    if activity is None:
+        gap[missing] = GAP_UNKNOWN
+    else:
+        has_l2 = activity["has_l2"].to_numpy()
+        l2_seen = np.logical_or.accumulate(has_l2) if n else has_l2
+        gap[missing & ~l2_seen] = GAP_UNKNOWN
+        gap[missing & l2_seen & has_l2] = GAP_NO_TRADE
+        gap[missing & l2_seen & ~has_l2] = GAP_FEED
+        frozen = (gap == GAP_NO_TRADE) & ~activity["book_moved"].to_numpy()
+        gap[frozen & (_run_so_far(frozen) >= policy.halt_min_minutes)] = GAP_HALT
+    gap[missing & had_invalid] = GAP_INVALID
+    return gap
+
+
 def _forward_fill(values: np.ndarray, present: np.ndarray) -> np.ndarray:
     """Carry the last present value forward; NaN before the first present value."""
     index = np.where(present, np.arange(len(values)), -1)
@@ -263,6 +316,7 @@ def curate_bars(
     on_grid_invalid = invalid & (position >= 0)
     had_invalid[position[on_grid_invalid]] = True
     gap = classify_gaps(present, had_invalid, activity, policy)
+    gap_asof = classify_gaps_asof(present, had_invalid, activity, policy)
     run_id, run_len = _runs(gap)
 
     close = _forward_fill(columns["close"], present)
@@ -279,8 +333,10 @@ def curate_bars(
             "trade_count": np.where(present, columns["trade_count"], policy.trade_count_fill).astype("int64"),
             "source": source,
             "is_imputed": ~present & has_price,
-            "gap_type": gap,
-            "gap_run_minutes": np.where(present, 0, run_len).astype("int64"),
+            "gap_type": gap_asof,
+            "gap_run_minutes": _run_so_far(~present),
+            "gap_type_retrospective": gap,
+            "gap_run_minutes_total": np.where(present, 0, run_len).astype("int64"),
             "dq_status": np.select([present, has_price], [DQ_OK, DQ_IMPUTED], DQ_MISSING),
         }
     )[CURATED_COLUMNS]

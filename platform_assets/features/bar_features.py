@@ -6,6 +6,12 @@ No look-ahead: each value at ``ts`` uses bars stamped ``<= ts`` only (rolling wi
 trailing, lags shift forward in time), and the row is known once its bar closed
 (``available_ts = ts + 1 min``). Windows need a full window of bars (``min_periods = window``);
 earlier values are NaN.
+
+Version v2 = v1's columns unchanged plus what a model needs to know about gaps, all point in
+time: ``imputed_in_window_{5,20,60}`` is true when any bar the window's returns read (the
+``w + 1`` bars ending at ``ts``) was imputed or missing (a forward-filled zero return pulls
+``ret_vol_*`` down; v1 gives no sign of it), and ``gap_run_minutes`` / ``gap_type`` are the
+curated as-of gap columns (the gap run so far, a halt only once known as one).
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ VALUE_COLUMNS = (
     + [f"ret_lag_{k}" for k in LAGS]
     + ["volume_ratio_20", "is_imputed"]
 )
+
+
+VALUE_COLUMNS_V2 = VALUE_COLUMNS + [f"imputed_in_window_{w}" for w in WINDOWS] + ["gap_run_minutes", "gap_type"]
 
 
 def _trailing(values: np.ndarray, window: int, reducer) -> np.ndarray:
@@ -68,3 +77,17 @@ def compute_bar_features_v1(curated: pd.DataFrame) -> pd.DataFrame:
         columns["volume_ratio_20"] = volume / np.where(mean_volume == 0, np.nan, mean_volume)
     columns["is_imputed"] = bars["is_imputed"].to_numpy(dtype=bool)
     return pd.DataFrame(columns)[KEY_COLUMNS + VALUE_COLUMNS]
+
+
+def compute_bar_features_v2(curated: pd.DataFrame) -> pd.DataFrame:
+    """v1 plus imputed-window flags and the as-of gap columns, for one (symbol, session)."""
+    bars = curated.sort_values("ts")
+    out = compute_bar_features_v1(bars)
+    not_real = (bars["dq_status"] != "ok").to_numpy()
+    position = np.arange(len(bars))
+    last_not_real = np.maximum.accumulate(np.where(not_real, position, -1)) if len(bars) else position
+    for window in WINDOWS:
+        out[f"imputed_in_window_{window}"] = (last_not_real >= 0) & (last_not_real >= position - window)
+    out["gap_run_minutes"] = bars["gap_run_minutes"].to_numpy(dtype="int64")
+    out["gap_type"] = bars["gap_type"].to_numpy(dtype=object)
+    return out[KEY_COLUMNS + VALUE_COLUMNS_V2]

@@ -3,7 +3,9 @@
 Labels are the only data allowed to look ahead, and they are stored apart from features (their
 own table and asset), so they can never leak into a feature row. A label at ``ts`` for horizon
 ``h`` is ``log(close[ts + h] / close[ts])`` within the same session; it is NaN past the session
-end, and ``valid_h`` is false when either bar is imputed or missing. ``available_ts`` tells when
+end, and ``valid_h`` is false when either bar is imputed or missing; ``fwd_ret_h`` is NaN wherever
+``valid_h`` is false (a forward-filled price is not a return anyone earned, so a ``dropna()`` on
+the labels keeps only rows a model should learn from). ``available_ts`` tells when
 the longest-horizon label becomes known: ``ts + (max_h + 1) min``.
 """
 
@@ -61,7 +63,8 @@ def compute_labels(curated: pd.DataFrame, definition: LabelDefinition) -> pd.Dat
         if h < n:
             future[: n - h] = close[h:]
             future_real[: n - h] = real[h:]
+        valid = real & future_real
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[f"fwd_ret_{h}"] = np.log(future / close)
-        out[f"valid_{h}"] = real & future_real
+            out[f"fwd_ret_{h}"] = np.where(valid, np.log(future / close), np.nan)
+        out[f"valid_{h}"] = valid
     return out[KEY_COLUMNS + definition.columns]

@@ -1,4 +1,4 @@
-"""Registered feature groups and their versions.
+"""Registered feature groups and their versions (``source`` says which input each one reads).
 
 A version is immutable once published: changing a computation means registering a new version
 (``v2``), which is written to its own table (``features/{group}/version=v2``) next to ``v1``, so
@@ -21,6 +21,10 @@ class FeatureGroupVersion:
     description: str
     columns: tuple[str, ...]
     compute: Callable
+    source: str = "curated_bars"
+    """What ``compute`` reads: ``curated_bars`` (``compute(curated)``) or ``l2_snapshots``
+    (``compute(timeline, book, symbol=, day=)``). The look-ahead audit runs every registered
+    version from this, so a new version is audited with no code change."""
 
 
 FEATURE_GROUPS: dict[str, dict[str, FeatureGroupVersion]] = {
@@ -31,7 +35,14 @@ FEATURE_GROUPS: dict[str, dict[str, FeatureGroupVersion]] = {
             "1-min log returns, trailing mean/volatility over 5/20/60 bars, return lags 1/5/10, volume ratio",
             tuple(bar_features.VALUE_COLUMNS),
             bar_features.compute_bar_features_v1,
-        )
+        ),
+        "v2": FeatureGroupVersion(
+            bar_features.FEATURE_GROUP,
+            "v2",
+            "v1 (1-min log returns, trailing mean/volatility over 5/20/60 bars, lags, volume ratio) plus flags for windows holding imputed minutes (imputed_in_window_5/20/60) and the as-of gap run and type",
+            tuple(bar_features.VALUE_COLUMNS_V2),
+            bar_features.compute_bar_features_v2,
+        ),
     },
     l2_features.FEATURE_GROUP: {
         "v1": FeatureGroupVersion(
@@ -40,6 +51,7 @@ FEATURE_GROUPS: dict[str, dict[str, FeatureGroupVersion]] = {
             "order-book spread, level-0/10-level imbalance, microprice offset, depth, as of each bar end",
             tuple(l2_features.VALUE_COLUMNS),
             l2_features.compute_l2_features_v1,
+            source="l2_snapshots",
         )
     },
 }

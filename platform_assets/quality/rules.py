@@ -292,16 +292,19 @@ class ReturnJumpRule(RowRule):
 
 
 class _GapRule(PartitionRule):
-    """Curated minutes whose ``gap_type`` is one of ``gap_types`` (quiet no-trade minutes excluded by default)."""
+    """Curated minutes whose gap type (``field``) is one of ``gap_types`` (quiet no-trade minutes
+    excluded by default). A day's verdict uses the retrospective classification (a halt counts
+    from its first minute), not the point-in-time ``gap_type``."""
 
     gap_types: list[str] = ["feed_gap", "halt", "invalid", "unknown"]
+    field: str = "gap_type_retrospective"
     group: Group = "completeness"
 
     def columns(self):
-        return ["gap_type"]
+        return [self.field]
 
     def gap_mask(self, batch) -> np.ndarray:
-        return batch.frame["gap_type"].isin(self.gap_types).to_numpy()
+        return batch.frame[self.field].isin(self.gap_types).to_numpy()
 
 
 class GapRatioRule(_GapRule):
