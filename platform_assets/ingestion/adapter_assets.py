@@ -7,7 +7,8 @@ symbols over ``[first day, last day + 1)`` New York time (``adapter.fetch_bars``
 malformed bars off (quarantined, counted), groups the rest by (symbol, New York date) as soon as a
 day is complete, and appends one content-hashed raw batch per (symbol, date) under
 ``lake/raw_bars/source={source}`` (repeated timestamps quarantined as ``duplicate_key``), logged in
-the bars download manifest. The adapter's counters (records_fetched, api_calls_made,
+the bars download manifest; the ``raw_bars`` DQ rules run on every batch (enum rules on ``source``
+accept every registered source). The adapter's counters (records_fetched, api_calls_made,
 retry_attempts, validation_errors, processing_time_ms, data_volume_mb) go in the metadata.
 ``curated_bars`` lists every registered raw-bars asset upstream and takes its default
 ``source_priority`` from the registry.
@@ -15,6 +16,7 @@ retry_attempts, validation_errors, processing_time_ms, data_volume_mb) go in the
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator
 
@@ -37,6 +39,18 @@ from resources.lake import content_hash, quarantine_table, raw_bars_table
 from resources.schemas import RAW_BARS_SCHEMA
 
 DayFrames = tuple[tuple[str, dt.date], pd.DataFrame, pd.DataFrame | None]
+
+
+def with_registered_sources(rule_set, registry: type[AdapterRegistry] = AdapterRegistry):
+    """The rule set with every registered source accepted by enum rules on ``source`` (the rule
+    file lists the built-in ones; a source registered in the adapters file is known too)."""
+    sources = registry.source_priority()
+    rules = tuple(
+        rule.model_copy(update={"allowed": [*rule.allowed, *(s for s in sources if s not in rule.allowed)]})
+        if getattr(rule, "rule", None) == "enum" and getattr(rule, "field", None) == "source" else rule
+        for rule in rule_set.rules
+    )
+    return dataclasses.replace(rule_set, rules=rules)
 
 
 def frames_by_day(
@@ -85,6 +99,7 @@ def materialize_raw_bars(context: dg.AssetExecutionContext, spec: SourceSpec, ch
     start, end = days_range(dates)
     ingestion_ts = pd.Timestamp.now(tz="UTC")
     quality = resources.data_quality.recorder(lake, "raw_bars", stored_as=raw_dq_dataset(spec.source), asset_key=spec.asset_key)
+    quality.rule_set = with_registered_sources(quality.rule_set)
     rows = written = rejected_rows = duplicates = 0
     missing = {(s, d) for s in symbols for d in dates}
     progress = Progress(context, spec.asset_key, len(missing))

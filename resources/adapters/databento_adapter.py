@@ -9,7 +9,8 @@
             print(record.symbol, record.ts_event)
 
 * The key is read from the environment variable named by ``api.key_env_var`` at ``connect()``;
-  it is never logged, never put in metadata, and scrubbed from every error message.
+  it is never logged, never put in metadata, and scrubbed from every error message. The server is
+  Databento's unless ``api.gateway`` (or the platform setting ``DATABENTO_GATEWAY``) names another.
 * ``[start_date, end_date)`` (half-open, UTC) is split into chunks of ``date_chunk_interval_days``
   (default per schema, ``CHUNK_DAYS``: ohlcv-1d 30, ohlcv-1m 7, trades/tbbo 1, statistics 7);
   each chunk is one ``timeseries.get_range`` streamed to a temp file and decoded in record
@@ -59,6 +60,7 @@ from resources.adapters.records import (
     DatabentoTBBORecord,
     DatabentoTradeRecord,
 )
+from resources.settings import get_settings
 
 CHUNK_DAYS = {
     "ohlcv-1d": 30, "ohlcv-1h": 7, "ohlcv-1m": 7, "ohlcv-1s": 1, "trades": 1, "tbbo": 1, "statistics": 7, "mbp-1": 1, "mbp-10": 1,
@@ -299,13 +301,14 @@ class DatabentoAdapter(BaseAdapter):
         key = os.environ.get(api.key_env_var, "")
         if not key:
             raise MissingApiKeyError(f"no Databento API key: set the environment variable {api.key_env_var}")
+        gateway = api.gateway or get_settings().databento_gateway
         try:
-            client = db.Historical(key=key, gateway=api.gateway) if api.gateway else db.Historical(key=key)
+            client = db.Historical(key=key, gateway=gateway) if gateway else db.Historical(key=key)
         except ValueError as error:  # the client validates the key's shape
             raise DatabentoAuthError(f"Databento rejected the key in {api.key_env_var}: {self._scrub(str(error))}") from None
         client.timeseries.TIMEOUT = api.timeout_s
         self._client, self._connected = client, True
-        self.log_event(logging.DEBUG, "Connected Databento client", gateway=api.gateway or "default", key_env_var=api.key_env_var)
+        self.log_event(logging.DEBUG, "Connected Databento client", gateway=gateway or "default", key_env_var=api.key_env_var)
 
     def disconnect(self) -> None:
         self._client, self._connected = None, False

@@ -34,6 +34,7 @@ unknown provider); ``register`` adds one in code (also usable as a class decorat
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,6 +125,9 @@ class SourceSpec:
         adapter_class = _import(adapter) if isinstance(adapter, str) else adapter
         if not (isinstance(adapter_class, type) and issubclass(adapter_class, BaseAdapter)):
             raise ValueError(f"source {provider!r}: {adapter!r} is not a BaseAdapter subclass")
+        if inspect.isabstract(adapter_class):
+            missing = ", ".join(sorted(adapter_class.__abstractmethods__))
+            raise ValueError(f"source {provider!r}: {adapter_class.__name__} is abstract (implement {missing})")
         if not provider.replace("_", "").isalnum() or provider != provider.lower():
             raise ValueError(f"source name {provider!r} must be lower-case letters, digits and underscores")
         source = entry.get("source") or provider
