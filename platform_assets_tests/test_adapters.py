@@ -9,6 +9,7 @@ import inspect
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -23,6 +24,7 @@ from pydantic import ValidationError
 sys.path.insert(0, str(Path(__file__).parent))
 from databento_gateway import DatabentoGateway  # noqa: E402
 from dbn_builder import SimVendor, metadata, trade_bytes  # noqa: E402
+from tws_server import FakeTws  # noqa: E402
 
 import resources.databento_source as databento_source_module  # noqa: E402
 from resources.adapters import (  # noqa: E402
@@ -41,6 +43,7 @@ from resources.adapters.databento_adapter import (  # noqa: E402
 )
 from resources.adapters.structured_logging import as_dict  # noqa: E402
 from resources.databento_source import DatabentoSource  # noqa: E402
+from resources.sim_market import simulate_day  # noqa: E402
 from resources.settings import get_settings, load_settings  # noqa: E402
 
 KEY = "db-ADAPTERKEY0123456789abcdefgh"
@@ -269,8 +272,6 @@ def test_retries_exhausted_raise_runtime_error(gateway):
 
 
 def test_unreachable_api_raises_connection_error(tmp_path, monkeypatch):
-    import socket
-
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -400,9 +401,6 @@ def test_registry_builds_adapters_by_name_and_rejects_unknown_providers():
 
 
 def test_interactive_brokers_adapter_over_the_tws_protocol():
-    from tws_server import FakeTws
-    from resources.sim_market import simulate_day
-
     tws = FakeTws()
     try:
         ib_config = {"port": tws.port, "connect_timeout_s": 5, "identical_gap_s": 0.3, "retry_policy": {"max_retries": 2, "base_delay": 0.05}}

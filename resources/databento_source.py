@@ -71,9 +71,7 @@ class DatabentoSource(dg.ConfigurableResource):
 
     def client(self):
         """A connected ``databento.Historical`` client (key from the environment)."""
-        adapter = self.adapter()
-        adapter.connect()
-        return adapter._client
+        return self.adapter().client
 
     def vendor_symbols(self, symbols: list[str]) -> dict[str, str]:
         """local symbol -> vendor symbol (mapping file, else identical)."""

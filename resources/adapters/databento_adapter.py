@@ -313,6 +313,13 @@ class DatabentoAdapter(BaseAdapter):
     def disconnect(self) -> None:
         self._client, self._connected = None, False
 
+    @property
+    def client(self):
+        """The ``databento.Historical`` client (connecting first if needed)."""
+        if not self._connected:
+            self.connect()
+        return self._client
+
     def fetch_historical_data(self, job_config: dict[str, Any]) -> Iterator[BaseModel]:
         """Validated records of ``job_config`` (dataset, schema, symbols, start_date, end_date,
         stype_in, date_chunk_interval_days, name), chunk by chunk."""

@@ -1,7 +1,8 @@
 """Validated records the adapters yield (``fetch_historical_data``): pydantic models.
 
 Every record carries ``symbol`` (the symbol as requested, after the local mapping) and
-``ts_event`` (a UTC ``datetime``, microsecond precision). Prices are floats (Databento's 1e-9
+``ts_event`` (a UTC ``datetime``, microsecond precision; a naive datetime given to a model is
+taken as UTC). Prices are floats (Databento's 1e-9
 fixed point decoded); an undefined price is ``None`` where the schema allows one. Models are
 frozen and reject unknown fields; a record failing its rules raises ``pydantic.ValidationError``
 (a ``ValueError``), which the adapters count as ``validation_errors``.
@@ -10,11 +11,20 @@ frozen and reject unknown fields; a record failing its rules raises ``pydantic.V
 from __future__ import annotations
 
 import math
-from typing import Literal
+import datetime as dt
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-Price = float
+
+def _as_utc(value):
+    """Naive datetimes are UTC (the platform's convention): give them the zone."""
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value
+
+
+UtcDatetime = Annotated[AwareDatetime, BeforeValidator(_as_utc)]
 
 
 class MarketRecord(BaseModel):
@@ -23,7 +33,7 @@ class MarketRecord(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     symbol: str = Field(min_length=1)
-    ts_event: AwareDatetime
+    ts_event: UtcDatetime
 
 
 class BarRecord(MarketRecord):
@@ -60,7 +70,7 @@ class DatabentoOHLCVRecord(DatabentoRecord, BarRecord):
 class DatabentoTradeRecord(DatabentoRecord):
     """``trades``: one trade. ``side`` A (ask, a buy hit the offer), B (bid) or N (none)."""
 
-    ts_recv: AwareDatetime
+    ts_recv: UtcDatetime
     price: float = Field(gt=0)
     size: int = Field(ge=0)
     side: Literal["A", "B", "N"]
@@ -93,8 +103,8 @@ class DatabentoStatisticsRecord(DatabentoRecord):
     ``price`` and ``quantity`` are ``None`` when the statistic has none; ``ts_ref`` is the
     reference time (e.g. the trading session) when given."""
 
-    ts_recv: AwareDatetime
-    ts_ref: AwareDatetime | None = None
+    ts_recv: UtcDatetime
+    ts_ref: UtcDatetime | None = None
     stat_type: int = Field(ge=0)
     stat_name: str
     price: float | None = None
