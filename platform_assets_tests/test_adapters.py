@@ -27,6 +27,7 @@ from dbn_builder import SimVendor, metadata, trade_bytes  # noqa: E402
 from tws_server import FakeTws  # noqa: E402
 
 import resources.databento_source as databento_source_module  # noqa: E402
+from platform_assets.ingestion.adapter_assets import generated_raw_bars_assets  # noqa: E402
 from resources.adapters import (  # noqa: E402
     AdapterRegistry,
     BarRecord,
@@ -324,7 +325,7 @@ def test_bad_config_raises_value_error(bad, problem):
 def test_bad_job_config_raises_value_error_before_any_request(gateway, change, problem):
     job = {k: v for k, v in {**ohlcv_job, **change}.items() if v is not None}
     with DatabentoAdapter(config) as adapter, pytest.raises(ValueError, match=problem):
-        list(adapter.fetch_historical_data(job))
+        adapter.fetch_historical_data(job)  # checked at the call, before iterating
     assert gateway.get_range_requests() == []
 
 
@@ -387,6 +388,10 @@ def test_registry_builds_adapters_by_name_and_rejects_unknown_providers():
     registry = AdapterRegistry.isolated()
     with pytest.raises(ValueError, match="already taken"):
         registry.register("other", DatabentoAdapter, aliases=["ib"])
+    with pytest.raises(ValueError, match="lake source 'sim'"):
+        registry.register("other", DatabentoAdapter, source="sim")
+    assert registry.register("other", DatabentoAdapter, priority=15).asset_key == "raw_bars_other"
+    assert registry.source_priority() == ["databento", "other", "ib", "sim"] and isinstance(registry.get_adapter("other", config), DatabentoAdapter)
     with pytest.raises(ValueError, match="not a BaseAdapter"):
         registry.load_entries({"broken": {"adapter": "resources.lake:ParquetLake"}})
     with pytest.raises(ValueError, match="unknown keys colour"):
@@ -398,6 +403,8 @@ def test_registry_builds_adapters_by_name_and_rejects_unknown_providers():
     with pytest.raises(ValueError, match=r"Half is abstract \(implement fetch_historical_data, validate_config\)"):
         registry.register("half", Half)
     assert "broken" not in AdapterRegistry.sources and "other" not in AdapterRegistry.adapters  # isolated
+    generated = generated_raw_bars_assets(registry)
+    assert sorted(generated) == ["databento", "other"] and generated["other"].op.pool == "other"
 
 
 def test_interactive_brokers_adapter_over_the_tws_protocol():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from resources.adapters.base_adapter import AdapterMetrics, BaseAdapter, FrameBatch
 from resources.adapters.databento_adapter import (
+    ApiKeyError,
     DatabentoAdapter,
     DatabentoAuthError,
     DatabentoConnectionError,
@@ -34,7 +35,7 @@ from resources.adapters.structured_logging import JsonFormatter
 load_default_registry()
 
 __all__ = [
-    "AdapterMetrics", "AdapterRegistry", "BarRecord", "BaseAdapter", "DatabentoAdapter", "DatabentoAuthError", "DatabentoConnectionError",
+    "AdapterMetrics", "AdapterRegistry", "ApiKeyError", "BarRecord", "BaseAdapter", "DatabentoAdapter", "DatabentoAuthError", "DatabentoConnectionError",
     "DatabentoError", "DatabentoOHLCVRecord", "DatabentoStatisticsRecord", "DatabentoTBBORecord", "DatabentoTradeRecord", "FrameBatch",
     "InteractiveBrokersAdapter", "JsonFormatter", "MissingApiKeyError", "SimAdapter", "SourceSpec",
 ]

@@ -21,7 +21,8 @@
   ``max_delay``, ``max_retries`` times after the first attempt; other 4xx fail at once.
 * Errors: ``ValueError`` for configuration / job parameters (a missing key too:
   ``MissingApiKeyError``), ``ConnectionError`` when the API cannot be reached or refuses the key
-  (``DatabentoConnectionError``, ``DatabentoAuthError``), ``RuntimeError`` when a fetch still fails
+  (``DatabentoConnectionError``, ``DatabentoAuthError``; a missing key is both a ``ValueError``
+  and a ``DatabentoAuthError``: ``MissingApiKeyError``), ``RuntimeError`` when a fetch still fails
   after the retries (``DatabentoError``, the base of the others).
 * Records: ``DatabentoOHLCVRecord`` / ``DatabentoTradeRecord`` / ``DatabentoTBBORecord`` /
   ``DatabentoStatisticsRecord``; a record failing validation is skipped and counted
@@ -83,8 +84,12 @@ class DatabentoAuthError(DatabentoError, ConnectionError):
     """The API key is missing or was rejected."""
 
 
-class MissingApiKeyError(DatabentoAuthError, ValueError):
-    """The environment variable named by ``api.key_env_var`` is not set (a configuration error)."""
+class ApiKeyError(DatabentoAuthError, ValueError):
+    """The key in the environment is unusable (a configuration error)."""
+
+
+class MissingApiKeyError(ApiKeyError):
+    """The environment variable named by ``api.key_env_var`` is not set."""
 
 
 class DatabentoConnectionError(DatabentoError, ConnectionError):
@@ -302,10 +307,7 @@ class DatabentoAdapter(BaseAdapter):
         if not key:
             raise MissingApiKeyError(f"no Databento API key: set the environment variable {api.key_env_var}")
         gateway = api.gateway or get_settings().databento_gateway
-        try:
-            client = db.Historical(key=key, gateway=gateway) if gateway else db.Historical(key=key)
-        except ValueError as error:  # the client validates the key's shape
-            raise DatabentoAuthError(f"Databento rejected the key in {api.key_env_var}: {self._scrub(str(error))}") from None
+        client = db.Historical(key=key, gateway=gateway) if gateway else db.Historical(key=key)
         client.timeseries.TIMEOUT = api.timeout_s
         self._client, self._connected = client, True
         self.log_event(logging.DEBUG, "Connected Databento client", gateway=gateway or "default", key_env_var=api.key_env_var)
@@ -322,11 +324,15 @@ class DatabentoAdapter(BaseAdapter):
 
     def fetch_historical_data(self, job_config: dict[str, Any]) -> Iterator[BaseModel]:
         """Validated records of ``job_config`` (dataset, schema, symbols, start_date, end_date,
-        stype_in, date_chunk_interval_days, name), chunk by chunk."""
+        stype_in, date_chunk_interval_days, name), chunk by chunk. The job is checked at once
+        (``ValueError``); the requests start with the iteration."""
         job = self.job(job_config)
         model = RECORD_MODELS.get(job.schema_)
         if model is None:
             raise ValueError(f"schema {job.schema_!r} has no record model (supported: {', '.join(RECORD_MODELS)}); use fetch_chunks")
+        return self._records(job, model)
+
+    def _records(self, job: JobConfig, model: type[BaseModel]) -> Iterator[BaseModel]:
         to_vendor = self.vendor_symbols(job.symbols)
         to_local = {vendor: local for local, vendor in to_vendor.items()}
         fields = self._job_fields(job)

@@ -175,6 +175,9 @@ class AdapterRegistry:
             owner = cls._owner(name)
             if owner and owner != spec.provider:
                 raise ValueError(f"source name {name!r} is already taken by {owner!r}")
+        for other in cls.sources.values():
+            if other.provider != spec.provider and (other.source == spec.source or other.asset_key == spec.asset_key):
+                raise ValueError(f"source {spec.provider!r}: lake source {spec.source!r} / asset {spec.asset_key!r} already belong to {other.provider!r}")
         cls.sources[spec.provider] = spec
         cls.adapters[spec.provider] = spec.adapter_class
         for alias in spec.aliases:
