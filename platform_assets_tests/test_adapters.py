@@ -563,3 +563,15 @@ def test_a_new_source_is_one_class_plus_one_config_entry_and_gets_its_asset_gene
     assert meta["validation_errors"] == 2 and meta["records_fetched"] == 2 * 390 and meta["api_calls_made"] == 2
     assert snapshot["curated"] == {"rows": 390, "sources": ["dummy"], "first_close": 50.0}
     assert "dummy-secret" not in done.stdout + done.stderr
+
+
+def test_the_documents_testing_fixture_config_builds_without_a_key_and_fetch_connects_on_demand(gateway, monkeypatch):
+    """The document's unit-test fixture builds an adapter from ``{"api": {"key_env_var": "TEST_API_KEY"}}``
+    and calls fetch_historical_data without connect(): construction needs no key, the fetch connects."""
+    monkeypatch.delenv("TEST_API_KEY", raising=False)
+    adapter = DatabentoAdapter({"api": {"key_env_var": "TEST_API_KEY"}})
+    assert adapter.validate_config() is True and not adapter.is_connected
+    monkeypatch.setenv("TEST_API_KEY", KEY)
+    records = list(adapter.fetch_historical_data({**ohlcv_job, "end_date": "2024-01-05T00:00:00Z"}))
+    assert len(records) == 3 and isinstance(records[0], DatabentoOHLCVRecord) and adapter.is_connected
+    adapter.disconnect()
