@@ -11,6 +11,7 @@ from platform_assets.automation.sensors import SENSORS, l2_derived_job
 from platform_assets.crypto.assets import crypto_curated_bars, crypto_raw_bars_sim
 from platform_assets.curation.assets import curated_bars
 from platform_assets.features.assets import bar_features, l2_features, labels
+from platform_assets.ingestion.adapter_assets import GENERATED_RAW_BARS_ASSETS
 from platform_assets.ingestion.assets import l2_snapshots_sim, raw_bars_sim
 from platform_assets.ingestion.databento_assets import DATABENTO_ASSETS
 from platform_assets.automation.depth_job import record_depth_job
@@ -18,6 +19,7 @@ from platform_assets.ingestion.ib_assets import raw_bars_ib
 from platform_assets.symbols.assets import symbol_history
 
 ASSETS = [raw_bars_sim, l2_snapshots_sim, curated_bars, aligned_bars, bar_features, l2_features, labels, crypto_raw_bars_sim, crypto_curated_bars, *DATABENTO_ASSETS, raw_bars_ib, symbol_history]
+ASSETS += [asset for asset in GENERATED_RAW_BARS_ASSETS.values() if asset not in ASSETS]  # sources registered in INGESTION_ADAPTERS_FILE
 ASSET_CHECKS: list = []
 JOBS = [offline_pipeline_job, stock_pipeline_job, crypto_pipeline_job, l2_derived_job, compact_lake_job, record_depth_job, lookahead_audit_job]
 SCHEDULES = [*TIME_SCHEDULES, compaction_schedule]

@@ -2,13 +2,15 @@
 
 ``SimVendor`` plays a Databento dataset backed by the offline simulator: for a ``get_range``
 request it encodes the simulated sessions' bars (ohlcv-1m), book snapshots (mbp-10), trades and
-tbbo between start and end, with symbology mapping each symbol to a stable instrument id.
+tbbo between start and end, and each session's statistics (opening price, session
+high/low, close price, cleared volume) for the sessions whose date starts in the range, with symbology mapping each symbol to a stable instrument id.
 ``corrupt`` injects malformed vendor bars (high < low, zero price) at given (symbol, minute).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import zlib
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -20,7 +22,21 @@ import pandas as pd
 from platform_assets.calendars import STOCKS, sessions_in_range
 from resources.sim_market import simulate_day
 
-SCHEMAS = {"ohlcv-1d": dbn.Schema.OHLCV_1D, "ohlcv-1m": dbn.Schema.OHLCV_1M, "mbp-10": dbn.Schema.MBP_10, "trades": dbn.Schema.TRADES, "tbbo": dbn.Schema.TBBO}
+SCHEMAS = {
+    "ohlcv-1d": dbn.Schema.OHLCV_1D, "ohlcv-1m": dbn.Schema.OHLCV_1M, "mbp-10": dbn.Schema.MBP_10, "trades": dbn.Schema.TRADES, "tbbo": dbn.Schema.TBBO,
+    "statistics": dbn.Schema.STATISTICS,
+}
+# the statistics a session publishes, from its bars: (stat type, value from the bars, is a price)
+SESSION_STATS = (
+    (dbn.StatType.OPENING_PRICE, lambda bars: bars["open"].iloc[0], True),
+    (dbn.StatType.TRADING_SESSION_HIGH_PRICE, lambda bars: bars["high"].max(), True),
+    (dbn.StatType.TRADING_SESSION_LOW_PRICE, lambda bars: bars["low"].min(), True),
+    (dbn.StatType.CLOSE_PRICE, lambda bars: bars["close"].iloc[-1], True),
+    (dbn.StatType.CLEARED_VOLUME, lambda bars: bars["volume"].sum(), False),
+)
+
+
+_simulated = functools.lru_cache(maxsize=1024)(simulate_day)  # a gateway serves the same days again and again
 
 
 def instrument_id(symbol: str) -> int:
@@ -83,7 +99,26 @@ def trade_bytes(symbol: str, bars: pd.DataFrame, schema: str) -> bytes:
             out += bytes(dbn.TradeMsg(**common))
         else:
             quote = [dbn.BidAskPair(bid_px=_fixed(c - 0.01), ask_px=_fixed(c + 0.01), bid_sz=100, ask_sz=120)]
-            out += bytes(dbn.MBP1Msg(**common, levels=quote))
+            out += bytes(dbn.MBP1Msg(**common, levels=quote[0]))
+    return bytes(out)
+
+
+def statistics_bytes(symbol: str, bars: pd.DataFrame, day: dt.date) -> bytes:
+    """A session's statistics: opening price at the first bar, high/low/close/cleared volume at
+    the last bar's end (``ts_ref`` = the session date)."""
+    if bars.empty:
+        return b""
+    iid = instrument_id(symbol)
+    first, last = pd.Timestamp(bars["ts"].iloc[0]).value, pd.Timestamp(bars["ts"].iloc[-1]).value + 60 * 10**9
+    session = pd.Timestamp(day, tz="UTC").value
+    out = bytearray()
+    for sequence, (kind, value, is_price) in enumerate(SESSION_STATS):
+        stamp = first if kind == dbn.StatType.OPENING_PRICE else last
+        out += bytes(dbn.StatMsg(
+            publisher_id=2, instrument_id=iid, ts_event=stamp, ts_recv=stamp + 1000, ts_ref=session,
+            price=_fixed(value(bars)) if is_price else dbn.UNDEF_PRICE, quantity=dbn.UNDEF_STAT_QUANTITY if is_price else int(value(bars)),
+            stat_type=kind, sequence=sequence, update_action=dbn.StatUpdateAction.NEW,
+        ))
     return bytes(out)
 
 
@@ -99,7 +134,7 @@ class SimVendor:
     delays: dict[str, float] = field(default_factory=dict)  # seconds to stall before answering, per symbol
 
     def bars(self, symbol: str, day: dt.date) -> pd.DataFrame:
-        bars = simulate_day(self.seed, symbol, day).bars.drop_duplicates("ts").reset_index(drop=True)
+        bars = _simulated(self.seed, symbol, day).bars.drop_duplicates("ts").reset_index(drop=True)
         valid = (bars[["open", "high", "low", "close"]] > 0).all(axis=1) & (bars["high"] >= bars["low"])
         bars = bars[valid].reset_index(drop=True)  # the vendor's clean feed; faults come from `corrupt`
         for (sym, stamp), kind in self.corrupt.items():
@@ -133,11 +168,15 @@ class SimVendor:
                 if (symbol, day) in self.empty_days:
                     continue
                 if schema == "mbp-10":
-                    body += mbp10_bytes(symbol, simulate_day(self.seed, symbol, day).book, start, end)
+                    body += mbp10_bytes(symbol, _simulated(self.seed, symbol, day).book, start, end)
                     continue
                 bars = self.bars(symbol, day)
                 if schema != "ohlcv-1d":
                     bars = bars[(bars["ts"] >= start) & (bars["ts"] < end)]
+                if schema == "statistics":
+                    stats = statistics_bytes(symbol, self.bars(symbol, day), day)
+                    body += stats if start.value <= pd.Timestamp(day, tz="UTC").value < end.value else b""
+                    continue
                 if schema == "ohlcv-1d":
                     daily = pd.DataFrame({"ts": [pd.Timestamp(day, tz="UTC")], "open": [bars["open"].iloc[0]], "high": [bars["high"].max()],
                                           "low": [bars["low"].min()], "close": [bars["close"].iloc[-1]], "volume": [bars["volume"].sum()]})

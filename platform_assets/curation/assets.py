@@ -17,6 +17,7 @@ from platform_assets.symbol_days import WRITTEN, Outcome, SymbolDayStep, blocked
 from platform_assets.run_options import keep_existing
 from platform_assets.quality.checks import DataQuality, check_groups, dq_check_specs, is_blocked, raw_dq_dataset
 from platform_assets.universe import run_symbols, tracked_symbols
+from resources.adapters import AdapterRegistry
 from resources.l2_store import L2SnapshotStore
 from resources.lake import CURATED_BARS, ParquetLake, quarantine_table, raw_bars_table
 from resources.schemas import L2Book
@@ -24,13 +25,17 @@ from resources.schemas import L2Book
 TIMELINE_CHECK = "timeline_complete"
 # Per-partition metadata sums these curation statistics over the date's symbols.
 CURATION_STAT_KEYS = ("expected_minutes", "real_minutes", "imputed_minutes", "missing_minutes", "invalid_rows", "gap_runs")
+# raw-bars assets of sources registered beyond the built-in ones (resources.adapters.registry)
+_REGISTERED_RAW_BARS = [
+    dg.AssetKey(key) for key in AdapterRegistry.raw_bars_asset_keys() if key not in ("raw_bars_sim", "raw_bars_databento", "raw_bars_ib")
+]
 CURATED_DQ_CHECKS = dq_check_specs("curated_bars", "curated_bars")
 
 
 class CurationConfig(dg.Config):
     """Which raw source wins when several delivered the same (symbol, date), and halt detection."""
 
-    source_priority: list[str] = ["databento", "ib", "sim"]
+    source_priority: list[str] = AdapterRegistry.source_priority()  # databento, ib, sim, then registered sources
     halt_min_minutes: int = 5
 
 
@@ -56,7 +61,7 @@ def book_activity(book: L2Book, timeline: pd.DatetimeIndex) -> pd.DataFrame | No
     automation_condition=follow_upstream(),
     group_name="curation",
     kinds={"parquet", "pandas"},
-    deps=[raw_bars_sim, l2_snapshots_sim, raw_bars_databento, l2_snapshots_databento, raw_bars_ib],
+    deps=[raw_bars_sim, l2_snapshots_sim, raw_bars_databento, l2_snapshots_databento, raw_bars_ib, *_REGISTERED_RAW_BARS],
     metadata={"lake_table": str(CURATED_BARS)},
     check_specs=[
         dg.AssetCheckSpec(TIMELINE_CHECK, asset="curated_bars", blocking=True, description="every curated partition holds exactly the session's minutes, each once"),

@@ -6,13 +6,17 @@ No Python loop per record: prices are fixed-point 1e-9 integers with ``UNDEF_PRI
 * ``ohlcv_to_bars``: ohlcv-1m records -> raw bars (ts = bar start, UTC), malformed rows split off.
 * ``mbp10_to_book``: mbp-10 records -> fixed 10-level snapshots (zeros for missing levels).
 * ``trades_to_frame`` / ``tbbo_to_frame``: trades and top-of-book-at-trade records -> frames.
+* ``record_dicts``: any schema with a record model (ohlcv-*, trades, tbbo, statistics) -> the
+  fields of the adapters' pydantic records (``resources.adapters.records``).
 """
 
 from __future__ import annotations
 
+import databento_dbn as dbn
 import numpy as np
 import pandas as pd
 
+from platform_assets.ingestion.bar_validation import split_malformed_bars
 from resources.schemas import L2Book
 
 UNDEF_PRICE = np.int64(2**63 - 1)
@@ -39,14 +43,10 @@ def _symbols(instrument_ids: np.ndarray, id_to_symbol: dict[int, str]) -> np.nda
     return names[inverse]
 
 
-def ohlcv_to_bars(records: np.ndarray, id_to_symbol: dict[int, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(valid bars, rejected rows with ``reject_reason``) from ohlcv records.
-
-    Rejected: non-finite or non-positive price, high < low, open/close outside [low, high],
-    unknown instrument. Columns: symbol, ts, open, high, low, close, volume, vwap (NaN: ohlcv has
-    none), trade_count (0: unknown).
-    """
-    frame = pd.DataFrame(
+def ohlcv_to_frame(records: np.ndarray, id_to_symbol: dict[int, str]) -> pd.DataFrame:
+    """Every ohlcv record as a bar row: symbol ("" if the instrument is unknown), ts (bar start,
+    UTC), open, high, low, close, volume, vwap (NaN: ohlcv has none), trade_count (0: unknown)."""
+    return pd.DataFrame(
         {
             "symbol": _symbols(records["instrument_id"], id_to_symbol),
             "ts": _utc(records["ts_event"]),
@@ -59,16 +59,15 @@ def ohlcv_to_bars(records: np.ndarray, id_to_symbol: dict[int, str]) -> tuple[pd
             "trade_count": np.int64(0),
         }
     )
-    o, h, l, c = (frame[k].to_numpy() for k in ("open", "high", "low", "close"))
-    reason = np.full(len(frame), "", dtype=object)
-    with np.errstate(invalid="ignore"):
-        reason[(o > h) | (c > h) | (o < l) | (c < l)] = "ohlc_inconsistent"
-        reason[h < l] = "high_below_low"
-        reason[(o <= 0) | (h <= 0) | (l <= 0) | (c <= 0)] = "non_positive_price"
-    reason[~(np.isfinite(o) & np.isfinite(h) & np.isfinite(l) & np.isfinite(c))] = "non_finite_price"
-    reason[frame["symbol"].to_numpy() == ""] = "unknown_instrument"
-    bad = reason != ""
-    return frame[~bad].reset_index(drop=True), frame[bad].assign(reject_reason=reason[bad]).reset_index(drop=True)
+
+
+def ohlcv_to_bars(records: np.ndarray, id_to_symbol: dict[int, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(valid bars, rejected rows with ``reject_reason``) from ohlcv records.
+
+    Rejected: non-finite or non-positive price, high < low, open/close outside [low, high],
+    unknown instrument (``bar_validation.split_malformed_bars``).
+    """
+    return split_malformed_bars(ohlcv_to_frame(records, id_to_symbol))
 
 
 def _level_matrix(records: np.ndarray, field: str) -> np.ndarray:
@@ -157,6 +156,106 @@ def tbbo_to_frame(records: np.ndarray, id_to_symbol: dict[int, str]) -> pd.DataF
     frame["bid_sz"] = np.asarray(records["bid_sz_00"], dtype=np.int64)
     frame["ask_sz"] = np.asarray(records["ask_sz_00"], dtype=np.int64)
     return frame
+
+
+UNDEF_TIMESTAMP = np.uint64(2**64 - 1)
+UNDEF_QUANTITY = np.int64(2**63 - 1)
+UNDEF_CHANNEL = 2**16 - 1
+STAT_NAMES = {int(kind.value): kind.name for kind in dbn.StatType.variants()}
+UPDATE_ACTIONS = {1: "new", 2: "delete"}
+
+
+def _datetimes(ns: np.ndarray) -> list:
+    """ns since the epoch -> naive ``datetime`` objects holding UTC (microsecond precision; the
+    record models attach the UTC zone), converted in C by numpy."""
+    return np.asarray(ns, dtype=np.int64).astype("datetime64[ns]").astype("datetime64[us]").astype(object).tolist()
+
+
+def _optional(values: np.ndarray, missing: np.ndarray) -> list:
+    out = np.asarray(values).astype(object)
+    out[missing] = None
+    return out.tolist()
+
+
+def _header(records: np.ndarray, id_to_symbol: dict[int, str]) -> dict[str, list]:
+    return {
+        "symbol": _symbols(records["instrument_id"], id_to_symbol).tolist(),
+        "ts_event": _datetimes(records["ts_event"]),
+        "instrument_id": np.asarray(records["instrument_id"], dtype=np.int64).tolist(),
+        "publisher_id": np.asarray(records["publisher_id"], dtype=np.int64).tolist(),
+    }
+
+
+def _price_list(values: np.ndarray) -> list:
+    """Prices as floats, ``None`` where undefined (NaN)."""
+    decoded = prices(values)
+    return _optional(decoded, np.isnan(decoded))
+
+
+def _trade_columns(records: np.ndarray, id_to_symbol: dict[int, str]) -> dict[str, list]:
+    return {
+        **_header(records, id_to_symbol),
+        "ts_recv": _datetimes(records["ts_recv"]),
+        "price": prices(records["price"]).tolist(),
+        "size": np.asarray(records["size"], dtype=np.int64).tolist(),
+        "side": np.asarray(records["side"]).astype("U1").tolist(),
+        "action": np.asarray(records["action"]).astype("U1").tolist(),
+        "flags": np.asarray(records["flags"], dtype=np.int64).tolist(),
+        "depth": np.asarray(records["depth"], dtype=np.int64).tolist(),
+        "sequence": np.asarray(records["sequence"], dtype=np.int64).tolist(),
+    }
+
+
+def record_columns(schema: str, records: np.ndarray, id_to_symbol: dict[int, str]) -> dict[str, list]:
+    """The fields of the adapters' pydantic record models, column by column (vectorised).
+
+    ohlcv-*: open..close, volume; trades: ts_recv, price, size, side, action, flags, depth,
+    sequence; tbbo: trades + bid/ask px, sz, ct (``None`` price: empty side); statistics:
+    ts_recv, ts_ref, stat_type, stat_name, price, quantity (``None`` when undefined), sequence,
+    update_action ("new"/"delete"), stat_flags, channel_id.
+    """
+    if schema.startswith("ohlcv-"):
+        return {
+            **_header(records, id_to_symbol),
+            **{k: prices(records[k]).tolist() for k in ("open", "high", "low", "close")},
+            "volume": np.asarray(records["volume"], dtype=np.int64).tolist(),
+        }
+    if schema == "trades":
+        return _trade_columns(records, id_to_symbol)
+    if schema == "tbbo":
+        return {
+            **_trade_columns(records, id_to_symbol),
+            "bid_px": _price_list(records["bid_px_00"]),
+            "ask_px": _price_list(records["ask_px_00"]),
+            **{k: np.asarray(records[f"{k}_00"], dtype=np.int64).tolist() for k in ("bid_sz", "ask_sz", "bid_ct", "ask_ct")},
+        }
+    if schema == "statistics":
+        ts_ref = np.asarray(records["ts_ref"], dtype=np.uint64)
+        quantity = np.asarray(records["quantity"], dtype=np.int64)
+        channel = np.asarray(records["channel_id"], dtype=np.int64)
+        stat_type = np.asarray(records["stat_type"], dtype=np.int64)
+        no_ref = (ts_ref == UNDEF_TIMESTAMP) | (ts_ref == 0)
+        return {
+            **_header(records, id_to_symbol),
+            "ts_recv": _datetimes(records["ts_recv"]),
+            "ts_ref": _optional(np.array(_datetimes(np.where(no_ref, 0, ts_ref).astype(np.int64)), dtype=object), no_ref),
+            "stat_type": stat_type.tolist(),
+            "stat_name": [STAT_NAMES.get(code, f"STAT_{code}") for code in stat_type.tolist()],
+            "price": _price_list(records["price"]),
+            "quantity": _optional(quantity, quantity == UNDEF_QUANTITY),
+            "sequence": np.asarray(records["sequence"], dtype=np.int64).tolist(),
+            "update_action": [UPDATE_ACTIONS.get(a, str(a)) for a in np.asarray(records["update_action"], dtype=np.int64).tolist()],
+            "stat_flags": np.asarray(records["stat_flags"], dtype=np.int64).tolist(),
+            "channel_id": _optional(channel, channel == UNDEF_CHANNEL),
+        }
+    raise ValueError(f"no record columns for Databento schema {schema!r}")
+
+
+def record_dicts(schema: str, records: np.ndarray, id_to_symbol: dict[int, str]) -> list[dict]:
+    """One dict per record (``record_columns`` transposed), ready for the pydantic models."""
+    columns = record_columns(schema, records, id_to_symbol)
+    keys = list(columns)
+    return [dict(zip(keys, row)) for row in zip(*columns.values())]
 
 
 def split_by_et_date(frame: pd.DataFrame, tz: str = "America/New_York") -> dict:
