@@ -378,7 +378,8 @@ def _utc(value) -> pd.Timestamp:
 
 
 def _event(ts, bar, contract_id: str) -> BarEvent:
-    return BarEvent(_utc(ts).to_pydatetime(), float(bar.open), float(bar.high), float(bar.low), float(bar.close), float(bar.volume), contract_id)
+    opening = bar.open_ if hasattr(bar, "open_") else bar.open  # ib_async's RealTimeBar says open_
+    return BarEvent(_utc(ts).to_pydatetime(), float(opening), float(bar.high), float(bar.low), float(bar.close), float(bar.volume), contract_id)
 
 
 def _bars_frame(bars) -> pd.DataFrame:

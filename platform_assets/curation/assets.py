@@ -28,7 +28,7 @@ CURATED_DQ_CHECKS = dq_check_specs("curated_bars", "curated_bars")
 class CurationConfig(dg.Config):
     """Which raw source wins when several delivered the same (symbol, date), and halt detection."""
 
-    source_priority: list[str] = ["databento", "ib", "sim"]
+    source_priority: list[str] = ["databento", "ib", "ib_live", "sim"]
     halt_min_minutes: int = 5
 
 
