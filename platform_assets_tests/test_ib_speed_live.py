@@ -268,3 +268,10 @@ def test_record_bars_command_stops_cleanly_on_sigint(tws, tmp_path):
     for symbol in ("AAPL", "MSFT"):
         assert len(lake.batch_files(raw_bars_table("ib_live"), symbol, LIVE_DAY)) == 1, out  # written on the way out
         _check_live_day(tws, lake, symbol)
+
+
+def test_ib_backfill_bench_runs_and_the_new_policy_is_faster():
+    from bench import ib_backfill
+
+    results = ib_backfill.run(symbols=2, days=20, old_symbols=2, old_days=3)
+    assert len(results) == 1 and results[0].ratio > 1 and "symbol-days per simulated hour" in results[0].note

@@ -72,6 +72,7 @@ class FakeTws:
     soft_max_open: int | None = None
     soft_rate: tuple[int, float] | None = None
     fast_bars: bool = False  # a cheap random walk instead of the market simulator (benchmarks)
+    bars_per_day: int = 390  # fast bars: the first N minutes of the session only (thin answers for benchmarks)
     rt_start: pd.Timestamp = field(default_factory=lambda: pd.Timestamp("2024-12-02 14:30", tz="UTC"))
     rt_interval_s: float = 0.005
     drop_realtime_after: int | None = None
@@ -269,7 +270,8 @@ class FakeTws:
 
     def day_bars(self, symbol: str, day: dt.date) -> pd.DataFrame:
         """The 1-minute bars the server serves for (symbol, New York day); empty on a non-trading day."""
-        return _day_bars(self.seed, symbol, day, self.fast_bars)
+        bars = _day_bars(self.seed, symbol, day, self.fast_bars)
+        return bars.iloc[: self.bars_per_day] if self.fast_bars else bars
 
     # ------------------------------------------------------------------ real-time bars
     def rt_now(self) -> pd.Timestamp:

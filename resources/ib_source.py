@@ -48,7 +48,7 @@ LOG = logging.getLogger("platform.ib")
 NY = "America/New_York"
 
 
-@dataclass
+@dataclass(repr=False)
 class BarsResult:
     bars: dict[tuple[str, dt.date], pd.DataFrame] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)       # symbol -> why it failed
@@ -59,6 +59,10 @@ class BarsResult:
     pages: int = 0
     policy: str = ""
     peak_open: int = 0
+
+    def __repr__(self) -> str:  # asyncio may repr a finished task's result: never print the frames
+        return (f"BarsResult({len(self.bars)} symbol-days, {len(self.errors)} errors, {len(self.empty_days)} empty days, requests={self.requests}, "
+                f"pacing_retries={self.pacing_retries}, reconnects={self.reconnects}, policy={self.policy!r})")
 
 
 @dataclass(frozen=True)
@@ -358,12 +362,13 @@ class IBSource(dg.ConfigurableResource):
             except Exception as error:  # one symbol failing never fails the others
                 result.errors[symbol] = f"{type(error).__name__}: {error}"
                 continue
-            local_days = frame["ts"].dt.tz_convert(NY).dt.date if len(frame) else None
+            by_day = {}
+            if len(frame):  # one pass per page: de-duplicated, sorted, split by New York date
+                frame = frame.drop_duplicates("ts").sort_values("ts").assign(symbol=symbol)
+                by_day = {day: rows.reset_index(drop=True) for day, rows in frame.groupby(frame["ts"].dt.tz_convert(NY).dt.date, sort=False)}
             for day in page.days:
-                rows = frame[local_days == day] if len(frame) else frame
-                if len(rows):
-                    rows = rows.drop_duplicates("ts").sort_values("ts").reset_index(drop=True)
-                    result.bars[(symbol, day)] = rows.assign(symbol=symbol)
+                if day in by_day:
+                    result.bars[(symbol, day)] = by_day[day]
                 else:
                     result.empty_days.append((symbol, day))
         for symbol in result.errors:
