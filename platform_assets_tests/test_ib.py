@@ -32,7 +32,7 @@ def tws():
 
 def _source(tws, **overrides) -> IBSource:
     # IB's pacing rules with a short "identical request" gap, so retries of one page do not wait 15 s
-    return IBSource(port=tws.port, base_delay_s=0.05, connect_timeout_s=5, identical_gap_s=0.3, **overrides)
+    return IBSource(port=tws.port, base_delay_s=0.05, connect_timeout_s=5, identical_gap_s=0.3, pacing_backoff_s=0.3, **overrides)
 
 
 def _expected(symbol: str, day: dt.date) -> pd.DataFrame:
