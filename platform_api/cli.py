@@ -159,6 +159,31 @@ def _audit_lookahead(args: argparse.Namespace) -> int:
         for example in summary["examples"]:
             _print(f"  {example}")
     return 0 if report.passed else EXIT_FAILED
+def _record_bars(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from platform_assets.ingestion.live_bars import record_bars
+    from resources import build_resources
+    from resources.validation import normalize_symbol
+
+    settings = get_settings()
+    resources = build_resources(settings)
+    symbols = [normalize_symbol(s) for s in args.symbols.split(",") if s.strip()]
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        stats = await record_bars(resources["ib"], resources["lake"], symbols, flush_s=args.flush_seconds, duration_s=args.duration,
+                                  use_rth=not args.all_hours, stop=stop, bars_manifest=resources["bars_manifest"])
+        _print(f"recorded {stats.minutes} live + {stats.backfilled} backfilled minutes in {stats.batches} batches ({stats.end_reason})"
+               + (f"; missing: {'; '.join(stats.gaps)}" if stats.gaps else ""))
+
+    _print(f"recording 1-minute bars of {', '.join(symbols)} from {settings.ib_host}:{settings.ib_port} into raw_bars/source=ib_live (Ctrl-C to stop)")
+    asyncio.run(main())
+    return 0
 
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -223,6 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--seed", type=int, default=7)
     audit.add_argument("--json", action="store_true", help="print the report as JSON")
     audit.set_defaults(handler=_audit_lookahead)
+    bars = sub.add_parser("record-bars", help="live 1-minute bars from TWS/IB Gateway into the raw layer (source ib_live)")
+    bars.add_argument("--symbols", required=True, help="comma-separated, e.g. AAPL,MSFT")
+    bars.add_argument("--flush-seconds", type=float, default=60.0, help="write the day's bars so far every N seconds")
+    bars.add_argument("--duration", type=float, default=None, help="stop after N seconds (default: until Ctrl-C)")
+    bars.add_argument("--all-hours", action="store_true", help="include bars outside regular trading hours")
+    bars.set_defaults(handler=_record_bars)
     serve = sub.add_parser("serve", help="start the HTTP data service (FastAPI + uvicorn)")
     serve.add_argument("--host", default=None, help="bind address (default API_HOST, 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default API_PORT, 8000)")

@@ -32,7 +32,7 @@ def tws():
 
 def _source(tws, **overrides) -> IBSource:
     # IB's pacing rules with a short "identical request" gap, so retries of one page do not wait 15 s
-    return IBSource(port=tws.port, base_delay_s=0.05, connect_timeout_s=5, identical_gap_s=0.3, **overrides)
+    return IBSource(port=tws.port, base_delay_s=0.05, connect_timeout_s=5, identical_gap_s=0.3, pacing_backoff_s=0.3, **overrides)
 
 
 def _expected(symbol: str, day: dt.date) -> pd.DataFrame:
@@ -40,10 +40,10 @@ def _expected(symbol: str, day: dt.date) -> pd.DataFrame:
     return bars[(bars[["open", "high", "low", "close"]] > 0).all(axis=1) & (bars["high"] >= bars["low"])]
 
 
-def test_paging_a_multi_day_1_min_range_into_one_day_requests(tws):
+def test_strict_policy_pages_a_multi_day_1_min_range_into_one_day_requests(tws):
     assert [p.duration for p in page_days(DAYS, "1 min")] == ["1 D"] * 3
     assert [p.days for p in page_days(DAYS + [dt.date(2024, 12, 9)], "5 mins")] == [tuple(DAYS), (dt.date(2024, 12, 9),)]
-    result = _source(tws).fetch_bars(["AAPL"], DAYS)
+    result = _source(tws, pacing_policy="strict").fetch_bars(["AAPL"], DAYS)
     requests = tws.historical_requests()
     assert sorted((r.fields[15], r.fields[16], r.fields[17], r.fields[19]) for r in requests) == [
         (f"{day:%Y%m%d} 23:59:59 US/Eastern", "1 min", "1 D", "TRADES") for day in DAYS
@@ -96,9 +96,10 @@ def test_an_unknown_symbol_fails_alone(tws):
     assert set(result.bars) == {("AAPL", DAYS[0])}
 
 
-def test_a_dropped_connection_mid_backfill_resumes_without_duplicates_or_gaps(tws):
+@pytest.mark.parametrize("policy", [{"pacing_policy": "strict"}, {"max_page_days": 1, "max_concurrent_requests": 1, "start_concurrent_requests": 1}])
+def test_a_dropped_connection_mid_backfill_resumes_without_duplicates_or_gaps(tws, policy):
     tws.script = ["", "drop"]  # the second historical request loses the connection
-    result = _source(tws, max_parallel_requests=1).fetch_bars(["SPY"], DAYS)
+    result = _source(tws, max_parallel_requests=1, **policy).fetch_bars(["SPY"], DAYS)
     assert result.reconnects >= 1 and not result.errors
     for day in DAYS:
         bars = result.bars[("SPY", day)]

@@ -32,10 +32,17 @@ _REGISTERED_RAW_BARS = [
 CURATED_DQ_CHECKS = dq_check_specs("curated_bars", "curated_bars")
 
 
+def _with_live_bars(priority: list[str]) -> list[str]:
+    """``ib_live`` right after ``ib``: intraday live bars count until the historical pull lands."""
+    out = [s for s in priority if s != "ib_live"]
+    return out[: out.index("ib") + 1] + ["ib_live"] + out[out.index("ib") + 1 :] if "ib" in out else out + ["ib_live"]
+
+
 class CurationConfig(dg.Config):
     """Which raw source wins when several delivered the same (symbol, date), and halt detection."""
 
-    source_priority: list[str] = AdapterRegistry.source_priority()  # databento, ib, sim, then registered sources
+    # databento, ib, ib_live (IB live bars, superseded by the end-of-day IB pull), sim, then registered sources
+    source_priority: list[str] = _with_live_bars(AdapterRegistry.source_priority())
     halt_min_minutes: int = 5
 
 

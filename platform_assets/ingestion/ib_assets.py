@@ -33,17 +33,26 @@ def raw_bars_ib(
     """Raw historical bars from Interactive Brokers (``reqHistoricalData``), source="ib".
 
     Options from the run's ``platform/options`` tag (the ingestion API sets it): bar_size (default
-    "1 min"), what_to_show ("TRADES"), use_rth (true), max_parallel_requests. The range is paged by
-    IB's maximum duration per bar size and paced by the resource (60 requests / 10 min, no
-    identical request within 15 s, 6 per contract within 2 s); the ``ib`` concurrency pool keeps
-    parallel runs within the same limits. A symbol IB does not know fails alone (listed in the
-    metadata, logged as an error); days without data are reported. Append-only content-hashed
-    batches per (symbol, New York date) under ``lake/raw_bars/source=ib``, feeding curated_bars.
-    Partitioned by XNYS trading date.
+    "1 min"), what_to_show ("TRADES"), use_rth (true), max_parallel_requests (bars of 30 s and less),
+    max_concurrent_requests (1 min and up), pacing_policy ("auto" or "strict"). Pacing follows the
+    bar size (``resources.ib_source``): for 30 s and less IB's hard rules with one-day pages (60
+    requests / 10 min, no identical request within 15 s, 6 per contract within 2 s); for 1 min and
+    up multi-day pages (10 D for 1-min bars) and an adaptive limiter (up to 6 open requests, halved
+    with a back-off on IB pacing errors). The ``ib`` concurrency pool keeps parallel runs from
+    sharing one gateway at once. A symbol IB does not know fails alone (listed in the metadata,
+    logged as an error); days without data are reported. Append-only content-hashed batches per
+    (symbol, New York date) under ``lake/raw_bars/source=ib``, feeding curated_bars (where "ib"
+    supersedes the session's live bars, "ib_live"). Partitioned by XNYS trading date.
     """
     symbols, dates = run_symbols(context), partition_dates(context)
     options = ingestion_options(context)
-    source = ib.model_copy(update={"max_parallel_requests": int(options.get("max_parallel_requests", ib.max_parallel_requests))})
+    if options.get("pacing_policy", "auto") not in ("auto", "strict"):
+        raise dg.Failure(f"IB option pacing_policy must be 'auto' or 'strict', got {options['pacing_policy']!r}")
+    source = ib.model_copy(update={
+        "max_parallel_requests": int(options.get("max_parallel_requests", ib.max_parallel_requests)),
+        "max_concurrent_requests": int(options.get("max_concurrent_requests", ib.max_concurrent_requests)),
+        "pacing_policy": str(options.get("pacing_policy", ib.pacing_policy)),
+    })
     result = source.fetch_bars(
         symbols, dates, bar_size=options.get("bar_size", "1 min"), what_to_show=options.get("what_to_show", "TRADES"),
         use_rth=bool(options.get("use_rth", True)),
@@ -67,6 +76,7 @@ def raw_bars_ib(
         metadata={
             "source": IB, "symbols": len(symbols), "dates": len(dates), "rows": rows, "batches_written": written,
             "requests": result.requests, "pacing_retries": result.pacing_retries, "reconnects": result.reconnects,
+            "pacing_policy": result.policy, "pages": result.pages, "peak_open_requests": result.peak_open,
             "failed_symbols": ", ".join(f"{s}: {e}" for s, e in result.errors.items()) or "none",
             "days_without_data": ", ".join(f"{s}@{d}" for s, d in result.empty_days[:50]) or "none",
         },
