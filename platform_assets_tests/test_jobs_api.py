@@ -28,8 +28,9 @@ def _wait_states(job_id, instance, timeout=120.0):
 
 def test_async_backfill_moves_pending_running_succeeded(platform):
     add_symbols(platform.instance, ["AAPL"])
-    trigger_historical_ingestion("sim", ["AAPL"], "2024-11-26", "2024-11-27", wait=True, instance=platform.instance, settings=platform.settings, defs=platform.defs)
-    handle = trigger_backfill("curated_bars", ["AAPL"], "2024-11-26", "2024-11-27", instance=platform.instance, settings=platform.settings, defs=platform.defs)
+    # ranges are half-open [start, end): Nov 26 and 27 (Nov 28 is Thanksgiving, excluded anyway)
+    trigger_historical_ingestion("sim", ["AAPL"], "2024-11-26", "2024-11-28", wait=True, instance=platform.instance, settings=platform.settings, defs=platform.defs)
+    handle = trigger_backfill("curated_bars", ["AAPL"], "2024-11-26", "2024-11-28", instance=platform.instance, settings=platform.settings, defs=platform.defs)
     assert handle.kind == "backfill"
     seen = _wait_states(handle.job_id, platform.instance)
     assert seen == ["PENDING", "RUNNING", "SUCCEEDED"], seen
@@ -44,9 +45,9 @@ def test_async_backfill_moves_pending_running_succeeded(platform):
 
 def test_backfill_without_overwrite_features_leaves_them_untouched(platform):
     kw = dict(instance=platform.instance, settings=platform.settings, defs=platform.defs)
-    handle = trigger_historical_ingestion("sim", ["AAPL", "MSFT"], "2024-11-26", "2024-11-27", add_missing_symbols=True, wait=True, **kw)
+    handle = trigger_historical_ingestion("sim", ["AAPL", "MSFT"], "2024-11-26", "2024-11-28", add_missing_symbols=True, wait=True, **kw)
     assert get_ingestion_job_status(handle.job_id, instance=platform.instance).state == "SUCCEEDED"
-    first = trigger_backfill("curated_bars", ["AAPL", "MSFT"], "2024-11-26", "2024-11-27", wait=True, **kw)
+    first = trigger_backfill("curated_bars", ["AAPL", "MSFT"], "2024-11-26", "2024-11-28", wait=True, **kw)
     assert get_backfill_job_status(first.job_id, instance=platform.instance).state == "SUCCEEDED"
     lake = platform.resources["lake"]
     table = feature_table("bar_features", "v1")
@@ -57,7 +58,7 @@ def test_backfill_without_overwrite_features_leaves_them_untouched(platform):
     curated = lake.partition_dir(CURATED_BARS, "AAPL", dt.date(2024, 11, 26)) / "part.parquet"
     curated_before = curated.stat().st_mtime_ns
     time.sleep(0.01)
-    second = trigger_backfill("curated_bars", ["AAPL", "MSFT"], "2024-11-26", "2024-11-27", {"overwrite_features": False}, wait=True, **kw)
+    second = trigger_backfill("curated_bars", ["AAPL", "MSFT"], "2024-11-26", "2024-11-28", {"overwrite_features": False}, wait=True, **kw)
     assert get_backfill_job_status(second.job_id, instance=platform.instance).state == "SUCCEEDED"
     for path, mtime in files.items():
         if path != missing:
@@ -68,12 +69,12 @@ def test_backfill_without_overwrite_features_leaves_them_untouched(platform):
 
 def test_failed_run_makes_the_job_failed(platform):
     kw = dict(instance=platform.instance, settings=platform.settings, defs=platform.defs)
-    trigger_historical_ingestion("sim", ["SPY"], "2024-11-26", "2024-11-26", add_missing_symbols=True, wait=True, **kw)
+    trigger_historical_ingestion("sim", ["SPY"], "2024-11-26", "2024-11-27", add_missing_symbols=True, wait=True, **kw)
     lake = platform.resources["lake"]
     blocker = lake.table_dir(ALIGNED_BARS) / "symbol=SPY"
     blocker.parent.mkdir(parents=True, exist_ok=True)
     blocker.write_text("not a folder")  # writing aligned bars for SPY now fails
-    handle = trigger_backfill("curated_bars", ["SPY"], "2024-11-26", "2024-11-26", instance=platform.instance, settings=platform.settings, defs=platform.defs)
+    handle = trigger_backfill("curated_bars", ["SPY"], "2024-11-26", "2024-11-27", instance=platform.instance, settings=platform.settings, defs=platform.defs)
     assert _wait_states(handle.job_id, platform.instance)[-1] == "FAILED"
     status = get_backfill_job_status(handle.job_id, instance=platform.instance)
     assert status.summary["runs_failed"] == 1 and status.summary["errors"]
@@ -96,6 +97,8 @@ def test_bad_requests(platform):
         trigger_historical_ingestion("yahoo", ["NVDA"], "2024-11-26", "2024-11-27", **kw)
     with pytest.raises(errors.InvalidDateRangeError):
         trigger_historical_ingestion("sim", ["NVDA"], "2024-11-27", "2024-11-26", **kw)
+    with pytest.raises(errors.InvalidDateRangeError, match=r"\[start, end\)"):
+        trigger_historical_ingestion("sim", ["NVDA"], "2024-11-26", "2024-11-26", **kw)  # empty half-open range
     with pytest.raises(errors.InvalidDateRangeError, match="not an XNYS trading day"):
         trigger_daily_ingestion("2024-11-28", **kw)  # Thanksgiving
     with pytest.raises(errors.UnknownJobError):
