@@ -243,23 +243,26 @@ def test_summary_and_health_answer_from_stored_results(platform):
 
     defs = _run(platform, ["AAPL", "MSFT", "NVDA"], "2024-12-02", "2024-12-03", corrupt={"MSFT@2024-12-03": "outage"})
     settings = platform.settings
-    summary = get_data_quality_summary("curated_bars", "2024-12-02", "2024-12-03", settings=settings)
+    summary = get_data_quality_summary("curated_bars", "2024-12-02", "2024-12-04", settings=settings)  # [start, end)
     assert set(summary.partitions["symbol"]) == {"AAPL", "MSFT", "NVDA"} and summary.status_counts["error"] == 1
     failing = summary.partitions.set_index(["symbol", "date"]).loc[("MSFT", dt.date(2024, 12, 3))]
     assert failing["status"] == "error" and "gap_ratio" in failing["failing_rules"]
-    assert {"value", "status", "warn_threshold", "error_threshold"} <= set(summary.metrics.columns)
-    only = get_data_quality_summary("curated_bars", "2024-12-02", "2024-12-03", symbols=["NVDA"], settings=settings)
-    assert set(only.metrics["symbol"]) == {"NVDA"}
-    raw = get_data_quality_summary("raw_bars", "2024-12-02", "2024-12-03", settings=settings)
-    assert set(raw.metrics["dataset"]) == {"raw_bars_sim"}
-    assert set(get_data_quality_summary("bar_features", "2024-12-02", "2024-12-03", settings=settings).metrics["dataset"]) == {"bar_features_v1"}
+    assert {"value", "status", "warn_threshold", "error_threshold"} <= set(summary.to_frame().columns)
+    gap_ratio = {m.metric_name: m for m in summary.metrics}["gap_ratio"]  # the contract's DataQualityMetric
+    assert gap_ratio.status == "error" and gap_ratio.worst == "MSFT@2024-12-03" and gap_ratio.thresholds == {"warn": 0.05, "error": 0.25}
+    only = get_data_quality_summary("curated_bars", "2024-12-02", "2024-12-04", symbols=["NVDA"], settings=settings)
+    assert set(only.to_frame()["symbol"]) == {"NVDA"}
+    raw = get_data_quality_summary("raw_bars", "2024-12-02", "2024-12-04", settings=settings)
+    assert {m.dataset for m in raw.metrics} == {"raw_bars_sim"}
+    assert {m.dataset for m in get_data_quality_summary("bar_features", "2024-12-02", "2024-12-04", settings=settings).metrics} == {"bar_features_v1"}
 
     # the stored metrics agree with the curated dq_status column, partition by partition
     lake = defs.resources["lake"]
     curated = lake.read(CURATED_BARS)
     for (symbol, day), rows in curated.groupby(["symbol", "date"]):
         day = pd.Timestamp(day).date()
-        stored = summary.metrics[(summary.metrics["symbol"] == symbol) & (summary.metrics["date"] == day)].set_index("metric")["value"]
+        details = summary.to_frame()
+        stored = details[(details["symbol"] == symbol) & (details["date"] == day)].set_index("metric")["value"]
         gaps = rows[(rows["dq_status"] != "ok") & (rows["gap_type"] != "no_trade")]
         assert stored["gap_ratio"] == pytest.approx(len(gaps) / len(rows))
         assert stored["feed_gap_minutes"] == ((rows["gap_type"] == "feed_gap") & (rows["dq_status"] != "ok")).sum()
@@ -273,7 +276,7 @@ def test_summary_and_health_answer_from_stored_results(platform):
     assert get_dataset_health("curated_bars", "2024-12-02", settings=settings).status in {"GREEN", "YELLOW"}
 
     with pytest.raises(UnknownDatasetError, match="curated_barz"):
-        get_data_quality_summary("curated_barz", "2024-12-02", "2024-12-03", settings=settings)
+        get_data_quality_summary("curated_barz", "2024-12-02", "2024-12-04", settings=settings)
     with pytest.raises(NoDataError, match="2024-11-04"):
         get_data_quality_summary("curated_bars", "2024-11-04", "2024-11-05", settings=settings)
 

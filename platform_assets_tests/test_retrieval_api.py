@@ -185,7 +185,7 @@ def test_catalog_lists_datasets_and_feature_groups(lake_env):
     assert datasets["bar_features"].versions == ("v1",) and datasets["bar_features"].latest_pipeline_version == "v1"
     assert datasets["l2_snapshots"].available_date_range == (DATES[0], DATES[-1])
     groups = {g.feature_group: g for g in list_feature_groups(settings)}
-    assert groups["bar_features"].versions == ("v1",) and groups["bar_features"].stored_versions == ("v1",)
+    assert groups["bar_features"].versions == ["v1"] and groups["bar_features"].stored_versions == ["v1"]  # contract: a list
     assert "volatility" in groups["bar_features"].description
 
 
