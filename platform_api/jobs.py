@@ -171,8 +171,6 @@ def _options(model: type[BaseModel], options: BaseModel | dict | None) -> BaseMo
     """The options as ``model``: an instance of it, a dict of its fields, or None (defaults)."""
     if isinstance(options, model):
         return options
-    if isinstance(options, BaseModel):
-        options = options.model_dump()
     if options is not None and not isinstance(options, dict):
         raise InvalidOptionError(f"options must be a {model.__name__} or a dict, got {type(options).__name__}")
     try:
@@ -281,7 +279,7 @@ def execute_job(instance: dg.DagsterInstance, job_id: str, defs: dg.Definitions 
         for plan, selection in plans:
             report = run_backfill(
                 instance, plan, defs=defs, add_missing_symbols=record.add_missing_symbols, workers=record.workers,
-                launched_by=f"api-{record.kind}", asset_selection=selection, extra_tags=record.tags,
+                launched_by=f"api-{record.kind}", asset_selection=selection, extra_tags=record.tags, worker_env=record.settings_env,
             )
             runs += report.runs
         counts: dict[str, int] = {}
