@@ -13,6 +13,7 @@ import concurrent.futures as cf
 import datetime as dt
 import math
 import multiprocessing
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -149,9 +150,17 @@ def _execute_chunk(
     )
 
 
-def _execute_chunk_in_worker(instance_ref, job_name: str, tags: dict[str, str], log_level: str, asset_selection) -> RunOutcome:
+def _execute_chunk_in_worker(instance_ref, job_name: str, tags: dict[str, str], log_level: str, asset_selection, env: dict[str, str] | None = None) -> RunOutcome:
+    defs = None
+    if env:  # the caller's settings: definitions built from them, not from what this process inherited
+        from definitions import build_definitions
+        from resources.settings import get_settings, load_settings
+
+        os.environ.update(env)
+        get_settings.cache_clear()
+        defs = build_definitions(load_settings())
     with dg.DagsterInstance.from_ref(instance_ref) as instance:
-        return _execute_chunk(instance, job_name, tags, log_level, asset_selection=asset_selection)
+        return _execute_chunk(instance, job_name, tags, log_level, defs, asset_selection=asset_selection)
 
 
 def run_backfill(
@@ -166,11 +175,13 @@ def run_backfill(
     on_run_done: Callable[[RunOutcome, int, int], None] | None = None,
     asset_selection: list[str] | None = None,
     extra_tags: dict[str, str] | None = None,
+    worker_env: dict[str, str] | None = None,
 ) -> BackfillReport:
     """Materialize the plan's runs on ``instance``; ``on_run_done(outcome, done, total)`` reports progress.
 
     ``defs`` defaults to the project's ``definitions.defs``; worker processes (``workers > 1``)
-    always load the project's definitions, configured from the environment they inherit.
+    always load the project's definitions, configured from the environment they inherit plus
+    ``worker_env`` (the settings as environment variables, see ``resources.settings.settings_env``).
     """
     if add_missing_symbols:
         add_symbols(instance, plan.symbols)
@@ -192,7 +203,7 @@ def run_backfill(
     else:
         context = multiprocessing.get_context("spawn")
         with cf.ProcessPoolExecutor(max_workers=min(workers, len(all_tags)), mp_context=context) as pool:
-            futures = [pool.submit(_execute_chunk_in_worker, instance.get_ref(), plan.job_name, tags, log_level, asset_selection) for tags in all_tags]
+            futures = [pool.submit(_execute_chunk_in_worker, instance.get_ref(), plan.job_name, tags, log_level, asset_selection, worker_env) for tags in all_tags]
             for future in cf.as_completed(futures):
                 record(future.result())
     outcomes.sort(key=lambda o: o.start)

@@ -1,14 +1,19 @@
 """The catalog: which datasets and feature groups exist, what dates they cover, which versions.
 
+    list_datasets() -> list[DatasetInfo]            # contract 000, 7.1
+    list_feature_groups() -> list[FeatureGroupInfo]  # contract 000, 7.2
+
 Answered from the lake (what is stored) and the registries / Dagster definitions (what is
-defined), so a dataset that is defined but never materialized is listed with no date range.
+defined), so a dataset that is defined but never materialized is listed with no date range
+(``available_date_range`` None). ``available_date_range`` is (first, last) stored date, both
+stored: to read all of it, pass ``end = last + 1 day`` to the half-open retrieval functions.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from platform_api.errors import UnknownDatasetError
@@ -31,11 +36,15 @@ PIPELINE_VERSIONS = {"raw_bars": "raw-v1", "l2_snapshots": "l2-v1", "curated_bar
 
 @dataclass(frozen=True)
 class DatasetInfo:
+    """Contract 7.1: ``name``, ``type`` raw | curated | features | labels, ``available_date_range``
+    (first, last stored date), ``latest_pipeline_version``. Extras: ``symbols`` stored, stored
+    ``versions`` (feature groups, labels), raw ``sources``."""
+
     name: str
     type: str
     available_date_range: tuple[dt.date, dt.date] | None
     latest_pipeline_version: str
-    symbols: int
+    symbols: int = 0
     versions: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
 
@@ -48,11 +57,15 @@ class DatasetInfo:
 
 @dataclass(frozen=True)
 class FeatureGroupInfo:
+    """Contract 7.2: ``feature_group``, registered ``versions`` (oldest first), ``description`` (of
+    the latest version). Extras: ``stored_versions`` (versions with data in the lake), ``columns``
+    per version."""
+
     feature_group: str
-    versions: tuple[str, ...]
+    versions: list[str]
     description: str
-    stored_versions: tuple[str, ...]
-    columns: dict[str, tuple[str, ...]]
+    stored_versions: list[str] = field(default_factory=list)
+    columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _version_key(version: str) -> int:
@@ -134,8 +147,8 @@ def list_feature_groups(settings: PlatformSettings | None = None) -> list[Featur
     root = Path(settings.base_path) / "lake" / "features"
     out = []
     for group, versions in sorted(FEATURE_GROUPS.items()):
-        ordered = tuple(sorted(versions, key=_version_key))
-        stored = tuple(sorted((v for v in _subdirs(root / group, "version=") if v in versions), key=_version_key))
+        ordered = sorted(versions, key=_version_key)
+        stored = sorted((v for v in _subdirs(root / group, "version=") if v in versions), key=_version_key)
         latest = versions[ordered[-1]]
         out.append(FeatureGroupInfo(group, ordered, latest.description, stored, {v: versions[v].columns for v in ordered}))
     return out

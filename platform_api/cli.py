@@ -3,6 +3,9 @@
     mdp backfill --symbols AAPL,MSFT --start 2024-11-25 --end 2024-12-07   # the main job, days in [start, end)
     mdp symbols list | add AAPL MSFT | remove AAPL
     mdp audit-lookahead [--symbols AAPL,MSFT --days 2024-11-26 --cuts 3]     # exit 1 on look-ahead
+    mdp warrior-backfill --since 30 --max-workers 4 --strict             # TF_1: auto_backfill_from_warrior
+    mdp build-bars-coverage                                               # TF_1: build_bars_coverage
+    mdp --describe [--json]                                               # every command and its arguments
 
 Bad input ends with a one-line error and exit code 2, before anything is stored.
 """
@@ -10,6 +13,7 @@ Bad input ends with a one-line error and exit code 2, before anything is stored.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -94,14 +98,42 @@ def _symbols(args: argparse.Namespace) -> int:
 def _l2_backfill(args: argparse.Namespace) -> int:
     from platform_api.l2_backfill import backfill_l2_batch
 
-    def progress(result: dict, done: int, total: int) -> None:
-        _print(f"  [{done}/{total}] {result['symbol']} {result['date']}: {result['status']}{' (no records)' if result['zero_rows'] else ''}"
-               f"{' ' + str(result['rows']) + ' snapshots' if result['status'] == 'written' else ''}{' - ' + result['error'] if result['error'] else ''}")
-
     symbols = args.symbols.split(",") if args.symbols else None
-    summary = backfill_l2_batch(symbols, args.start, args.end, force=args.force, strict=args.strict, max_tasks=args.max_tasks, max_workers=args.workers, progress=progress)
+    summary = backfill_l2_batch(symbols, args.start, args.end, force=args.force, strict=args.strict, max_tasks=args.max_tasks, max_workers=args.workers, progress=_print_l2_progress)
     _print(f"L2 backfill: {summary['total_tasks']} tasks in {summary['duration_sec']:.1f}s: " + ", ".join(f"{k}={v}" for k, v in summary["counts"].items()))
     return EXIT_FAILED if summary["errors"] else 0
+
+
+def _print_l2_progress(result: dict, done: int, total: int) -> None:
+    _print(f"  [{done}/{total}] {result['symbol']} {result['date']}: {result['status']}{' (no records)' if result['zero_rows'] else ''}"
+           f"{' ' + str(result['rows']) + ' snapshots' if result['status'] == 'written' else ''}{' - ' + result['error'] if result['error'] else ''}")
+
+
+def _warrior_backfill(args: argparse.Namespace) -> int:
+    from platform_api.l2_backfill import find_warrior_tasks, run_warrior_backfill
+
+    tasks = find_warrior_tasks(since_days=args.since, last=args.last, symbols=args.symbols.split(",") if args.symbols else None)
+    if not tasks:
+        _print("nothing to do: no tracked stock symbols (mdp symbols add ...)")
+        return 0
+    _print(f"L2 backfill of {len(tasks)} (symbol, day) tasks: {tasks[0][1]} .. {tasks[-1][1]}")
+    if args.dry_run:
+        for symbol, day in tasks[: args.max_tasks or len(tasks)]:
+            _print(f"  {symbol} {day}")
+        return 0
+    summary = run_warrior_backfill(tasks, force=args.force, strict=args.strict, max_tasks=args.max_tasks, max_workers=args.max_workers, progress=_print_l2_progress)
+    _print("SUMMARY " + json.dumps(summary, sort_keys=True))
+    return EXIT_FAILED if summary["errors"] else 0
+
+
+def _build_bars_coverage(args: argparse.Namespace) -> int:
+    from resources.manifests import coverage_path, rebuild_coverage_file
+
+    settings = get_settings()
+    document = rebuild_coverage_file(settings.base_path, fsync=settings.lake_fsync, backup_path=str(settings.backup_path) if settings.backup_path else None)
+    days = sum(len(e["days"]) for e in document["entries"])
+    _print(f"{coverage_path(settings.base_path)}: {len(document['entries'])} (symbol, bar_size) entries, {days} days")
+    return 0
 
 
 def _compact(args: argparse.Namespace) -> int:
@@ -205,7 +237,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mdp", description="Market-data platform command line")
+    parser = argparse.ArgumentParser(prog="mdp", description="Market-data platform command line",
+                                     epilog="mdp --describe [--json] lists every command with its arguments")
     sub = parser.add_subparsers(dest="command", required=True)
     backfill = sub.add_parser("backfill", help="materialize the whole offline graph for symbols x trading days")
     backfill.add_argument("--symbols", required=True, help="comma-separated symbols, e.g. AAPL,MSFT")
@@ -217,11 +250,11 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.set_defaults(handler=_backfill)
     symbols = sub.add_parser("symbols", help="list, add or remove tracked symbols")
     symbols.add_argument("action", choices=["list", "add", "remove"])
-    symbols.add_argument("names", nargs="*")
+    symbols.add_argument("names", nargs="*", help="symbols to add or remove, e.g. AAPL BTC-USD")
     symbols.add_argument("--asset-type", default="auto", choices=["auto", "stock", "crypto"], help="for add (default: auto-detect, BTC-USD = crypto)")
     symbols.add_argument("--defaults", action="store_true", help="for add: the repo's default universe (platform_assets/default_universe.yaml)")
     symbols.set_defaults(handler=_symbols)
-    l2 = sub.add_parser("l2-backfill", help="historical L2 snapshots from Databento mbp-10 for the days missing a file")
+    l2 = sub.add_parser("l2-backfill", help="historical L2 snapshots from Databento mbp-10 (days that already have a file are recorded as SKIP)")
     l2.add_argument("--start", required=True, help="first trading day, YYYY-MM-DD")
     l2.add_argument("--end", required=True, help="first day NOT included, YYYY-MM-DD (the range is [start, end))")
     l2.add_argument("--symbols", default=None, help="comma-separated (default: every tracked stock symbol)")
@@ -230,6 +263,18 @@ def build_parser() -> argparse.ArgumentParser:
     l2.add_argument("--max-tasks", type=int, default=None, help="at most this many (symbol, day) tasks")
     l2.add_argument("--workers", type=int, default=None, help="parallel downloads (default L2_MAX_WORKERS)")
     l2.set_defaults(handler=_l2_backfill)
+    warrior = sub.add_parser("warrior-backfill", help="TF_1 batch L2 backfill: tracked stock symbols x recent sessions (auto_backfill_from_warrior)")
+    warrior.add_argument("--since", type=int, default=None, metavar="DAYS", help="sessions of the last DAYS calendar days")
+    warrior.add_argument("--last", type=int, default=None, metavar="N", help="the N most recent sessions (default 1 when --since is not given)")
+    warrior.add_argument("--symbols", default=None, help="comma-separated (default: every tracked stock symbol)")
+    warrior.add_argument("--max-workers", type=int, default=None, help="parallel downloads (default L2_MAX_WORKERS / L2_BACKFILL_CONCURRENCY)")
+    warrior.add_argument("--max-tasks", type=int, default=None, help="at most this many (symbol, day) tasks")
+    warrior.add_argument("--force", action="store_true", help="rewrite days that already have a Databento L2 file")
+    warrior.add_argument("--strict", action="store_true", help="stop at the first error")
+    warrior.add_argument("--dry-run", action="store_true", help="list the tasks, fetch nothing")
+    warrior.set_defaults(handler=_warrior_backfill)
+    coverage = sub.add_parser("build-bars-coverage", help="rebuild {base}/bars_coverage_manifest.json from bars_download_manifest.jsonl")
+    coverage.set_defaults(handler=_build_bars_coverage)
     compact = sub.add_parser("compact", help="merge closed months of the derived tables into one file per (symbol, month)")
     compact.add_argument("--before", default="", help="compact months before YYYY-MM (default: the current month)")
     compact.set_defaults(handler=_compact)
@@ -261,8 +306,59 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe(parser: argparse.ArgumentParser) -> list[dict]:
+    """Every command of ``mdp`` with its arguments (name, flags, required, default, choices, help)."""
+    commands = []
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {choice.dest: choice.help for choice in action._choices_actions}
+        for name, sub in action.choices.items():
+            arguments = [
+                {
+                    "name": a.dest, "flags": list(a.option_strings), "required": bool(a.required) if a.option_strings else a.nargs not in ("*", "?"),
+                    "default": a.default if a.default is not argparse.SUPPRESS else None,
+                    "choices": list(a.choices) if a.choices is not None and not isinstance(a.choices, range) else (f"{a.choices.start}-{a.choices.stop - 1}" if isinstance(a.choices, range) else None),
+                    "help": a.help or "",
+                }
+                for a in sub._actions if not isinstance(a, argparse._HelpAction)
+            ]
+            commands.append({"tool": f"mdp {name}", "help": helps.get(name, ""), "arguments": arguments})
+    commands.append({
+        "tool": "python -m platform_api.job_worker", "help": "internal: executes one recorded API job (started detached by the job API)",
+        "arguments": [
+            {"name": "jobs_dir", "flags": [], "required": True, "default": None, "choices": None, "help": "the instance's platform_jobs folder"},
+            {"name": "job_id", "flags": [], "required": True, "default": None, "choices": None, "help": "e.g. backfill-0123456789ab"},
+        ],
+    })
+    return commands
+
+
+def _print_description(as_json: bool) -> int:
+    commands = describe(build_parser())
+    if as_json:
+        _print(json.dumps(commands, indent=2, default=str))
+        return 0
+    for command in commands:
+        _print(f"{command['tool']}: {command['help']}")
+        for a in command["arguments"]:
+            flags = ", ".join(a["flags"]) or a["name"]
+            extra = []
+            if a["required"]:
+                extra.append("required")
+            elif a["default"] not in (None, False, ""):
+                extra.append(f"default {a['default']}")
+            if a["choices"]:
+                extra.append(f"choices {a['choices']}")
+            _print(f"    {flags:<22} {a['help']}{' (' + '; '.join(extra) + ')' if extra else ''}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "--describe":  # the guide's "Describe All Tools": keeps CLIs and docs in sync
+        return _print_description("--json" in argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

@@ -2,7 +2,7 @@
 
 A job is a set of Dagster runs tagged ``platform/job_id=<id>`` (filter the UI's Runs page by that
 tag); its record (``$DAGSTER_HOME/platform_jobs/<id>.json``, written atomically) keeps what the
-runs cannot: the request as given, the plan, who executes it and when it finished.
+runs cannot: the request as given, the plan, who executes it, where it logs and when it finished.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ class JobRecord:
     finished_at: str | None = None
     worker_pid: int | None = None
     error: str | None = None
+    log_path: str | None = None  # the worker's stderr: {LOGS_PATH}/jobs/<job_id>.log
     materializations: dict[str, int] = field(default_factory=dict)
 
 
@@ -64,4 +65,6 @@ def load(folder: Path, job_id: object) -> JobRecord:
     path = folder / f"{job_id}.json"
     if not path.exists():
         raise UnknownJobError(f"no job {job_id} on this Dagster instance")
-    return JobRecord(**json.loads(path.read_text()))
+    stored = json.loads(path.read_text())
+    known = {f.name for f in dataclasses.fields(JobRecord)}
+    return JobRecord(**{k: v for k, v in stored.items() if k in known})  # records of other versions load too

@@ -1,10 +1,24 @@
 """Job control for TF_1 and the HTTP service: ingestion and backfills as Dagster runs.
 
+The API contract (000, sections 2 and 5)::
+
+    trigger_historical_ingestion(source, symbols, start, end, options) -> IngestionJobHandle
+    trigger_daily_ingestion(as_of_date) -> IngestionJobHandle
+    get_ingestion_job_status(job_id) -> IngestionJobStatus
+    trigger_backfill(dataset_name, symbols, start, end, options) -> BackfillJobHandle
+    get_backfill_job_status(job_id) -> BackfillJobStatus
+
+``start``/``end`` are datetimes (or dates / ISO strings) of a half-open ``[start, end)`` range in
+UTC (naive = UTC, a date = its midnight): the job covers every trading day that range touches, so
+``start=2024-11-26, end=2024-11-28`` is the sessions of Nov 26 and 27. ``options`` is a
+``HistoricalIngestionOptions`` / ``BackfillOptions`` object or a dict of the same fields.
+
 ``trigger_*`` validate the request, write a job record and start the job (in a detached worker
-process by default, or in this process with ``wait=True``), returning a ``JobHandle`` at once.
-Every run of a job is a real Dagster run on the instance, tagged ``platform/job_id``, so the UI
-and the API show the same runs. ``get_*_job_status`` answers from the instance's run records:
-PENDING (no run started yet) -> RUNNING -> SUCCEEDED or FAILED.
+process by default, or in this process with ``wait=True``), returning a handle at once. Every run
+of a job is a real Dagster run on the instance, tagged ``platform/job_id``, so the UI and the API
+show the same runs. Statuses answer from the instance's run records: PENDING (no run started yet)
+-> RUNNING -> SUCCEEDED or FAILED, with ``start_ts``/``end_ts`` as UTC datetimes. Worker logs go to
+``{LOGS_PATH}/jobs/<job_id>.log``; workers get ``TMPDIR=TEMP_PATH`` when it is set.
 
 Runs are ranged (a contiguous date range of every requested symbol per run, see README
 "Partitioning"); ``max_parallel_jobs`` / ``max_parallel_requests`` set how many run at once.
@@ -18,6 +32,7 @@ import subprocess
 import sys
 import uuid
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Literal
 
 import dagster as dg
@@ -26,7 +41,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from platform_api import job_store
 from platform_api.backfill import plan_backfill, run_backfill
-from platform_api.errors import InvalidDateRangeError, InvalidOptionError, UnknownDatasetError
+from platform_api.errors import InvalidDateRangeError, InvalidOptionError, UnknownDatasetError, UnknownJobError
+from platform_api.inputs import parse_time_range
 from platform_api.job_store import JOB_ID_TAG, JOB_KIND_TAG, JobRecord
 from platform_assets.automation.jobs import OFFLINE_PIPELINE_JOB, STOCK_PIPELINE_JOB
 from platform_assets.calendars import CRYPTO, STOCKS, is_session, sessions_in_range
@@ -43,21 +59,32 @@ SOURCE_INGESTION_ASSETS = {
 }
 DERIVED_GROUPS = ("curation", "alignment", "features")
 from platform_assets.run_options import INGESTION_OPTIONS_TAG as OPTIONS_TAG  # noqa: E402
+SOURCE_ALIASES = {"tws": "ib", "ibkr": "ib"}  # the contract's "tws" is Interactive Brokers
 _CHILDREN: dict[str, subprocess.Popen] = {}
 
 
-class IngestionOptions(BaseModel):
-    """Options of a historical ingestion (the IB names; other sources ignore what they lack)."""
+class HistoricalIngestionOptions(BaseModel):
+    """Options of a historical ingestion (contract 2.1; the IB names, other sources ignore what they lack).
 
-    model_config = ConfigDict(extra="forbid")
+    ``bar_size`` e.g. ``"1 min"``; ``what_to_show`` e.g. ``"TRADES"``; ``use_rth`` regular trading
+    hours only; ``max_parallel_requests`` runs at once (1-8).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
     bar_size: Literal["1 min", "5 mins", "15 mins", "30 mins", "1 hour", "1 day"] = "1 min"
     what_to_show: Literal["TRADES", "MIDPOINT", "BID", "ASK", "BID_ASK"] = "TRADES"
     use_rth: bool = True
     max_parallel_requests: int = Field(1, ge=1, le=8)
 
 
+IngestionOptions = HistoricalIngestionOptions  # the earlier name
+
+
 class BackfillOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Options of a backfill (contract 5.1): overwrite stored curated / feature partitions (else
+    only missing ones are computed), and how many runs at once (1-8)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
     overwrite_curated: bool = True
     overwrite_features: bool = True
     max_parallel_jobs: int = Field(1, ge=1, le=8)
@@ -65,13 +92,70 @@ class BackfillOptions(BaseModel):
 
 @dataclass(frozen=True)
 class JobHandle:
+    """A job as the HTTP service reports it (``submitted_at`` as ISO text)."""
+
     job_id: str
     kind: str
     submitted_at: str
 
 
+@dataclass(frozen=True)
+class IngestionJobHandle:
+    """What ``trigger_historical_ingestion`` / ``trigger_daily_ingestion`` return: pass ``job_id``
+    to ``get_ingestion_job_status``."""
+
+    job_id: str
+    kind: str
+    submitted_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class BackfillJobHandle:
+    """What ``trigger_backfill`` returns: pass ``job_id`` to ``get_backfill_job_status``."""
+
+    job_id: str
+    kind: str
+    submitted_at: dt.datetime
+
+
+@dataclass
+class IngestionJobStatus:
+    """Contract 2.3: ``state`` PENDING | RUNNING | SUCCEEDED | FAILED; ``start_ts`` when the job
+    started (while PENDING: when it was submitted), ``end_ts`` when it finished or None (UTC);
+    ``params`` echoes the request; ``summary`` counts runs, materializations and errors."""
+
+    job_id: str
+    state: States
+    start_ts: dt.datetime
+    end_ts: dt.datetime | None
+    source: str
+    params: dict
+    summary: dict
+    kind: str = "ingestion"
+    run_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BackfillJobStatus:
+    """Contract 5.2: the fields of ``IngestionJobStatus``; ``source`` names the raw sources the
+    recomputation reads; ``dataset_name`` is the dataset backfilled."""
+
+    job_id: str
+    state: States
+    start_ts: dt.datetime
+    end_ts: dt.datetime | None
+    source: str
+    params: dict
+    summary: dict
+    kind: str = "backfill"
+    dataset_name: str | None = None
+    run_ids: list[str] = field(default_factory=list)
+
+
 @dataclass
 class JobStatus:
+    """Any job's status as the HTTP service serves it (timestamps as ISO text)."""
+
     job_id: str
     kind: str
     state: States
@@ -84,12 +168,33 @@ class JobStatus:
     run_ids: list[str] = field(default_factory=list)
 
 
-def _options(model: type[BaseModel], options: dict | None) -> BaseModel:
+def _options(model: type[BaseModel], options: BaseModel | dict | None) -> BaseModel:
+    """The options as ``model``: an instance of it, a dict of its fields, or None (defaults)."""
+    if isinstance(options, model):
+        return options
+    if options is not None and not isinstance(options, dict):
+        raise InvalidOptionError(f"options must be a {model.__name__} or a dict, got {type(options).__name__}")
     try:
         return model(**(options or {}))
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in error.errors())
         raise InvalidOptionError(f"invalid options: {problems}") from None
+
+
+def trading_days_of(start: object, end: object) -> tuple[dt.date, dt.date, str, str]:
+    """First and last calendar day touched by the half-open ``[start, end)`` (UTC), and the two
+    bounds as ISO text (for the params echo)."""
+    start_ts, end_ts = parse_time_range(start, end)
+    last = (end_ts - pd.Timedelta(1, "ns")).date()
+    return start_ts.date(), last, start_ts.isoformat(), end_ts.isoformat()
+
+
+def _source(source: object) -> str:
+    name = source.strip().lower() if isinstance(source, str) else source
+    name = SOURCE_ALIASES.get(name, name)
+    if name not in SOURCE_INGESTION_ASSETS:
+        raise InvalidOptionError(f"unknown source {source!r}; known: {', '.join([*SOURCE_INGESTION_ASSETS, *SOURCE_ALIASES])}")
+    return name
 
 
 def _instance(instance: dg.DagsterInstance | None) -> dg.DagsterInstance:
@@ -121,19 +226,30 @@ def _downstream(defs: dg.Definitions, names: list[str]) -> list[str]:
     return sorted({k.to_user_string() for k in keys & derived} | set(names))
 
 
-def _submit(record: JobRecord, instance: dg.DagsterInstance, settings: PlatformSettings, wait: bool, defs) -> JobHandle:
+def _worker_env(settings: PlatformSettings, record: JobRecord) -> dict[str, str]:
+    env = {**os.environ, **record.settings_env}
+    if settings.temp_path:  # TEMP_PATH: the worker's temporary files
+        settings.temp_path.mkdir(parents=True, exist_ok=True)
+        env["TMPDIR"] = str(settings.temp_path)
+    return env
+
+
+def _submit(record: JobRecord, instance: dg.DagsterInstance, settings: PlatformSettings, wait: bool, defs, handle_type=JobHandle):
     folder = job_store.jobs_dir(instance)
     record.settings_env = settings_env(settings)
     record.instance_ref = dg.serialize_value(instance.get_ref())
     record.created_at = _now()
+    record.log_path = str(settings.logs_path / "jobs" / f"{record.job_id}.log")
     job_store.save(folder, record)
     if wait:
         execute_job(instance, record.job_id, defs=defs)
     else:
-        with open(folder / f"{record.job_id}.log", "ab") as log:  # the child keeps its own copy of the handle
+        log_path = Path(record.log_path)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log:  # the child keeps its own copy of the handle
             child = subprocess.Popen(
                 [sys.executable, "-m", "platform_api.job_worker", str(folder), record.job_id],
-                env={**os.environ, **record.settings_env},
+                env=_worker_env(settings, record),
                 stdout=subprocess.DEVNULL,
                 stderr=log,
                 start_new_session=True,
@@ -141,7 +257,8 @@ def _submit(record: JobRecord, instance: dg.DagsterInstance, settings: PlatformS
         _CHILDREN[record.job_id] = child
         record.worker_pid = child.pid
         _update(folder, record.job_id, worker_pid=child.pid)
-    return JobHandle(record.job_id, record.kind, record.created_at)
+    submitted = record.created_at if handle_type is JobHandle else pd.Timestamp(record.created_at).to_pydatetime()
+    return handle_type(record.job_id, record.kind, submitted)
 
 
 def _update(folder, job_id: str, **changes) -> JobRecord:
@@ -163,7 +280,7 @@ def execute_job(instance: dg.DagsterInstance, job_id: str, defs: dg.Definitions 
         for plan, selection in plans:
             report = run_backfill(
                 instance, plan, defs=defs, add_missing_symbols=record.add_missing_symbols, workers=record.workers,
-                launched_by=f"api-{record.kind}", asset_selection=selection, extra_tags=record.tags,
+                launched_by=f"api-{record.kind}", asset_selection=selection, extra_tags=record.tags, worker_env=record.settings_env,
             )
             runs += report.runs
         counts: dict[str, int] = {}
@@ -212,40 +329,49 @@ def _check_symbols(instance, symbols, add_missing_symbols: bool) -> list[str]:
 
 # ------------------------------------------------------------------------------ triggers
 def trigger_historical_ingestion(
-    source: str, symbols, start, end, options: dict | None = None, *,
+    source: str, symbols: list[str], start: dt.datetime, end: dt.datetime, options: HistoricalIngestionOptions | dict | None = None, *,
     add_missing_symbols: bool = False, wait: bool = False,
     instance: dg.DagsterInstance | None = None, settings: PlatformSettings | None = None, defs: dg.Definitions | None = None,
-) -> JobHandle:
-    """Ingest ``source`` (sim, databento, ib) raw data for symbols x trading days in ``[start, end)`` (end excluded)."""
+) -> IngestionJobHandle:
+    """Ingest ``source`` raw data (and nothing downstream) for ``symbols`` over ``[start, end)``.
+
+    ``source``: ``sim``, ``databento``, ``ib`` (``tws`` and ``ibkr`` are the same source).
+    ``start``/``end``: half-open UTC range (datetimes, dates or ISO strings; naive = UTC); every
+    trading day it touches is ingested. ``options``: ``HistoricalIngestionOptions`` or a dict
+    (defaults when None). Returns at once unless ``wait``; ``get_ingestion_job_status`` follows it.
+    ``add_missing_symbols`` adds untracked symbols to the universe instead of refusing them.
+    """
     settings = settings or get_settings()
     instance = _instance(instance)
     defs = defs or _defs(settings)
-    if source not in SOURCE_INGESTION_ASSETS:
-        raise InvalidOptionError(f"unknown source {source!r}; known: {', '.join(SOURCE_INGESTION_ASSETS)}")
-    assets = [a for a in SOURCE_INGESTION_ASSETS[source] if a in _asset_names(defs)]
+    canonical = _source(source)
+    assets = [a for a in SOURCE_INGESTION_ASSETS[canonical] if a in _asset_names(defs)]
     if not assets:
-        raise InvalidOptionError(f"source {source!r} has no ingestion assets in this deployment")
-    parsed = _options(IngestionOptions, options)
-    plan = plan_backfill(symbols, *parse_half_open_dates(start, end))  # validates symbols and dates up front
+        raise InvalidOptionError(f"source {source!r} has no ingestion assets in this deployment (INGESTION_SOURCES={','.join(settings.ingestion_sources)})")
+    parsed = _options(HistoricalIngestionOptions, options)
+    first, last, start_text, end_text = trading_days_of(start, end)
+    plan = plan_backfill(symbols, first, last)  # validates symbols and dates up front
     _check_symbols(instance, plan.symbols, add_missing_symbols)
     record = _new_record(
-        "ingestion", params={"source": source, "symbols": plan.symbols, "start": str(plan.dates[0]), "end": str(plan.dates[-1]), "options": parsed.model_dump()},
+        "ingestion",
+        params={"source": source, "symbols": plan.symbols, "start": start_text, "end": end_text, "options": parsed.model_dump(),
+                "trading_days": [str(plan.dates[0]), str(plan.dates[-1])]},
         symbols=plan.symbols, start=str(plan.dates[0]), end=str(plan.dates[-1]),
-        job_name=OFFLINE_PIPELINE_JOB if source == "sim" else STOCK_PIPELINE_JOB,
+        job_name=OFFLINE_PIPELINE_JOB if canonical == "sim" else STOCK_PIPELINE_JOB,
         asset_selection=assets, tags={OPTIONS_TAG: parsed.model_dump_json()}, workers=parsed.max_parallel_requests,
-        add_missing_symbols=add_missing_symbols, source=source,
+        add_missing_symbols=add_missing_symbols, source=canonical,
     )
     record.tags.update({JOB_ID_TAG: record.job_id, JOB_KIND_TAG: "ingestion"})
-    return _submit(record, instance, settings, wait, defs)
+    return _submit(record, instance, settings, wait, defs, IngestionJobHandle)
 
 
 def trigger_daily_ingestion(
-    as_of_date=None, *, sources: list[str] | None = None, wait: bool = False,
+    as_of_date: dt.date | None = None, *, sources: list[str] | None = None, wait: bool = False,
     instance: dg.DagsterInstance | None = None, settings: PlatformSettings | None = None, defs: dg.Definitions | None = None,
-) -> JobHandle:
+) -> IngestionJobHandle:
     """The day's ingestion plus everything downstream, for every tracked stock symbol.
 
-    ``as_of_date`` defaults to the latest XNYS session up to today; it must be a session.
+    ``as_of_date`` (one XNYS session, the whole day) defaults to the latest session up to today.
     ``sources`` defaults to the ``INGESTION_SOURCES`` setting.
     """
     from resources.validation import parse_date
@@ -260,7 +386,7 @@ def trigger_daily_ingestion(
         day = parse_date(as_of_date, name="as_of_date")
         if not is_session(STOCKS, day):
             raise InvalidDateRangeError(f"{day} is not an XNYS trading day")
-    sources = sources or settings.ingestion_sources
+    sources = [_source(s) for s in (sources or settings.ingestion_sources)]
     names = _asset_names(defs)
     raw = [a for s in sources for a in SOURCE_INGESTION_ASSETS.get(s, []) if a in names]
     if not raw:
@@ -275,20 +401,21 @@ def trigger_daily_ingestion(
         asset_selection=_downstream(defs, raw), tags={}, source=",".join(sources),
     )
     record.tags.update({JOB_ID_TAG: record.job_id, JOB_KIND_TAG: "daily_ingestion"})
-    return _submit(record, instance, settings, wait, defs)
+    return _submit(record, instance, settings, wait, defs, IngestionJobHandle)
 
 
 def trigger_backfill(
-    dataset_name: str, symbols, start, end, options: dict | None = None, *,
+    dataset_name: str, symbols: list[str], start: dt.datetime, end: dt.datetime, options: BackfillOptions | dict | None = None, *,
     add_missing_symbols: bool = False, wait: bool = False,
     instance: dg.DagsterInstance | None = None, settings: PlatformSettings | None = None, defs: dg.Definitions | None = None,
-) -> JobHandle:
-    """Recompute ``dataset_name`` and everything downstream of it from stored raw data, for the
-    trading days in ``[start, end)`` (end excluded).
+) -> BackfillJobHandle:
+    """Recompute ``dataset_name`` and everything downstream of it from stored raw data, over the
+    trading days the half-open UTC range ``[start, end)`` touches.
 
     ``dataset_name``: curated_bars (-> aligned, features, labels), aligned_bars, bar_features,
-    l2_features or labels. ``overwrite_curated=False`` / ``overwrite_features=False`` leave stored
-    (symbol, date) partitions of that layer untouched and compute only the missing ones.
+    l2_features or labels. ``options``: ``BackfillOptions`` or a dict; ``overwrite_curated=False``
+    / ``overwrite_features=False`` leave stored (symbol, date) partitions of that layer untouched
+    and compute only the missing ones. ``get_backfill_job_status`` follows the job.
     """
     settings = settings or get_settings()
     instance = _instance(instance)
@@ -298,17 +425,21 @@ def trigger_backfill(
     if dataset_name not in derived:
         raise UnknownDatasetError(f"cannot backfill dataset {dataset_name!r}; derived datasets: {', '.join(sorted(derived))}")
     parsed = _options(BackfillOptions, options)
-    plan = plan_backfill(symbols, *parse_half_open_dates(start, end))
+    first, last, start_text, end_text = trading_days_of(start, end)
+    plan = plan_backfill(symbols, first, last)
     _check_symbols(instance, plan.symbols, add_missing_symbols)
     keep = [layer for layer, overwrite in (("curated", parsed.overwrite_curated), ("features", parsed.overwrite_features)) if not overwrite]
     record = _new_record(
-        "backfill", params={"dataset_name": dataset_name, "symbols": plan.symbols, "start": str(plan.dates[0]), "end": str(plan.dates[-1]), "options": parsed.model_dump()},
+        "backfill",
+        params={"dataset_name": dataset_name, "symbols": plan.symbols, "start": start_text, "end": end_text, "options": parsed.model_dump(),
+                "trading_days": [str(plan.dates[0]), str(plan.dates[-1])]},
         symbols=plan.symbols, start=str(plan.dates[0]), end=str(plan.dates[-1]), job_name=OFFLINE_PIPELINE_JOB,
         asset_selection=_downstream(defs, [dataset_name]), tags={KEEP_EXISTING_TAG: ",".join(keep)} if keep else {},
         workers=parsed.max_parallel_jobs, add_missing_symbols=add_missing_symbols, dataset=dataset_name,
+        source=",".join(settings.ingestion_sources),
     )
     record.tags.update({JOB_ID_TAG: record.job_id, JOB_KIND_TAG: "backfill"})
-    return _submit(record, instance, settings, wait, defs)
+    return _submit(record, instance, settings, wait, defs, BackfillJobHandle)
 
 
 REFRESH_ASSET_TYPES = {"stocks": "stocks", "crypto": "crypto", "all": "all"}
@@ -371,9 +502,8 @@ def _worker_gone(record: JobRecord) -> bool:
     return False
 
 
-def get_job_status(job_id: str, *, instance: dg.DagsterInstance | None = None) -> JobStatus:
-    """State and summary of any job (ingestion or backfill)."""
-    instance = _instance(instance)
+def _status_fields(job_id: str, instance: dg.DagsterInstance) -> tuple[JobRecord, dict]:
+    """The job's record and its status fields (timestamps as ISO text)."""
     folder = job_store.jobs_dir(instance)
     record = job_store.load(folder, job_id)
     runs = instance.get_run_records(dg.RunsFilter(tags={JOB_ID_TAG: job_id}))
@@ -384,7 +514,7 @@ def get_job_status(job_id: str, *, instance: dg.DagsterInstance | None = None) -
     if record.finished_at is None and _worker_gone(record):
         record = job_store.load(folder, job_id)
         if record.finished_at is None:
-            errors.append("the job's worker process exited before finishing (see its .log next to the job record)")
+            errors.append(f"the job's worker process exited before finishing (see {record.log_path or 'its .log next to the job record'})")
     if record.finished_at is None and not errors:
         state: States = "RUNNING" if statuses else "PENDING"
     elif errors or failed or len(succeeded) < max(record.planned_runs, 1):
@@ -399,17 +529,45 @@ def get_job_status(job_id: str, *, instance: dg.DagsterInstance | None = None) -
         "runs_failed": len(failed),
         "materializations": record.materializations,
         "errors": errors,
+        "log_path": record.log_path,
     }
-    return JobStatus(
-        job_id=record.job_id, kind=record.kind, state=state, start_ts=record.started_at, end_ts=record.finished_at,
-        source=record.source, dataset=record.dataset, params=record.params, summary=summary,
-        run_ids=[r.dagster_run.run_id for r in runs],
+    return record, {
+        "job_id": record.job_id, "kind": record.kind, "state": state, "start_ts": record.started_at, "end_ts": record.finished_at,
+        "source": record.source, "dataset": record.dataset, "params": record.params, "summary": summary,
+        "run_ids": [r.dagster_run.run_id for r in runs],
+    }
+
+
+def _utc(text: str | None) -> dt.datetime | None:
+    return pd.Timestamp(text).tz_convert("UTC").to_pydatetime() if text else None
+
+
+def get_job_status(job_id: str, *, instance: dg.DagsterInstance | None = None) -> JobStatus:
+    """State and summary of any job (ingestion, backfill or refresh), timestamps as ISO text."""
+    _, fields = _status_fields(job_id, _instance(instance))
+    return JobStatus(**fields)
+
+
+INGESTION_KINDS = ("ingestion", "refresh")
+
+
+def get_ingestion_job_status(job_id: str, *, instance: dg.DagsterInstance | None = None) -> IngestionJobStatus:
+    """Contract 2.3: the ``IngestionJobStatus`` of an ingestion job (or an HTTP refresh job)."""
+    record, fields = _status_fields(job_id, _instance(instance))
+    if record.kind not in INGESTION_KINDS:
+        raise UnknownJobError(f"job {job_id} is a {record.kind} job: use get_{record.kind}_job_status")
+    return IngestionJobStatus(
+        job_id=fields["job_id"], state=fields["state"], start_ts=_utc(record.started_at or record.created_at), end_ts=_utc(record.finished_at),
+        source=record.source or "", params=record.params, summary=fields["summary"], kind=record.kind, run_ids=fields["run_ids"],
     )
 
 
-def get_ingestion_job_status(job_id: str, *, instance: dg.DagsterInstance | None = None) -> JobStatus:
-    return get_job_status(job_id, instance=instance)
-
-
-def get_backfill_job_status(job_id: str, *, instance: dg.DagsterInstance | None = None) -> JobStatus:
-    return get_job_status(job_id, instance=instance)
+def get_backfill_job_status(job_id: str, *, instance: dg.DagsterInstance | None = None) -> BackfillJobStatus:
+    """Contract 5.2: the ``BackfillJobStatus`` of a backfill job."""
+    record, fields = _status_fields(job_id, _instance(instance))
+    if record.kind != "backfill":
+        raise UnknownJobError(f"job {job_id} is an {record.kind} job: use get_ingestion_job_status")
+    return BackfillJobStatus(
+        job_id=fields["job_id"], state=fields["state"], start_ts=_utc(record.started_at or record.created_at), end_ts=_utc(record.finished_at),
+        source=record.source or "", params=record.params, summary=fields["summary"], dataset_name=record.dataset, run_ids=fields["run_ids"],
+    )

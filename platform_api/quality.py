@@ -1,21 +1,32 @@
-"""Data-quality answers from stored results: per-metric summaries and dataset health.
+"""Data-quality answers from stored results: per-metric summaries and dataset health (contract 000, 6).
+
+    get_data_quality_summary(dataset_name, start_date, end_date, symbols=None) -> DataQualitySummary
+    get_dataset_health(dataset_name, as_of_date) -> DatasetHealthStatus
 
 Both read ``lake/dq_metrics`` (written by the assets' DQ checks), never recompute. Dataset names
 are the catalog's (``raw_bars``, ``l2_snapshots``, ``curated_bars``, ``bar_features``,
 ``l2_features``); a raw dataset covers every source (``raw_bars_sim``, ...) and a feature group
 every version (``bar_features_v1``, ...); those stored names are accepted too.
+
+Dates: the summary covers the half-open ``[start_date, end_date)`` (the platform's range
+convention), ``date_range`` echoes it. Each ``DataQualityMetric`` is one rule over that range:
+``value`` is its worst (highest) value over the (symbol, date) partitions checked, ``status`` the
+worst status, ``thresholds`` the rule's ``{"warn": ..., "error": ...}`` (a status is reached when
+value >= threshold; None when the rule has no such level). The per-partition rows stay available
+(``to_frame()``, ``partitions``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from platform_api.errors import NoDataError, UnknownDatasetError
+from platform_api.errors import InvalidDateRangeError, NoDataError, UnknownDatasetError
 from platform_assets.calendars import STOCKS, sessions_in_range
 from platform_assets.quality.metrics import DQ_METRICS_SCHEMA, STATUS_ERROR, STATUS_OK, STATUS_RANK, STATUS_WARN, STATUSES
 from resources.lake import read_parquet_files
@@ -29,32 +40,66 @@ LOOKBACK_SESSIONS = 10  # sessions looked at to know which symbols a dataset nor
 
 
 @dataclass
-class DataQualitySummary:
-    """DQ results of a dataset over a date range: every metric and the worst status per partition."""
+class DataQualityMetric:
+    """One rule over the summary's range (contract 6.1): ``metric_name`` (e.g. ``gap_count``),
+    ``value`` (worst over the partitions), ``status`` ok | warn | error, ``thresholds``.
 
-    dataset: str
-    start_date: dt.date
-    end_date: dt.date
-    metrics: pd.DataFrame  # dataset, symbol, date, metric, rule_type, rule_group, value, unexpected_count, status, thresholds
-    partitions: pd.DataFrame  # dataset, symbol, date, status, failing_rules
-    status_counts: dict[str, int] = field(default_factory=dict)  # partitions per worst status
+    Extras: ``dataset`` (the stored dataset, e.g. ``raw_bars_sim``), ``partitions`` checked,
+    ``status_counts`` (partitions per status), ``worst`` (``SYMBOL@DATE`` of the worst value).
+    """
+
+    metric_name: str
+    value: float
+    status: str
+    thresholds: dict
+    dataset: str = ""
+    partitions: int = 0
+    status_counts: dict[str, int] = field(default_factory=dict)
+    worst: str = ""
+
+
+@dataclass
+class DataQualitySummary:
+    """Contract 6.1: ``dataset_name``, ``date_range`` (start_date, end_date) of ``[start, end)``,
+    ``metrics`` (one ``DataQualityMetric`` per rule).
+
+    Extras: ``status`` (the worst), ``status_counts`` (partitions per worst status), ``partitions``
+    (DataFrame: dataset, symbol, date, status, failing_rules) and ``details`` (DataFrame, one row
+    per stored result: dataset, symbol, date, metric, value, status, thresholds ...).
+    """
+
+    dataset_name: str
+    date_range: tuple[dt.date, dt.date]
+    metrics: list[DataQualityMetric]
+    status: str = STATUS_OK
+    status_counts: dict[str, int] = field(default_factory=dict)
+    partitions: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    details: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The per-partition results behind the metrics (a DataFrame view)."""
+        return self.details
 
     def to_dict(self) -> dict:
         return {
-            "dataset": self.dataset,
-            "start_date": self.start_date.isoformat(),
-            "end_date": self.end_date.isoformat(),
+            "dataset_name": self.dataset_name,
+            "date_range": [d.isoformat() for d in self.date_range],
+            "metrics": [asdict(m) for m in self.metrics],
+            "status": self.status,
             "status_counts": self.status_counts,
             "partitions": _records(self.partitions),
-            "metrics": _records(self.metrics),
         }
 
 
 @dataclass
-class DatasetHealth:
-    """GREEN / YELLOW / RED for a dataset as of a date, with the human-readable reasons."""
+class DatasetHealthStatus:
+    """Contract 6.2: GREEN / YELLOW / RED for a dataset as of a date, with the human-readable reasons.
 
-    dataset: str
+    Extras: ``checked_date`` (the latest session with results), ``symbols_checked``,
+    ``error_partitions`` / ``warn_partitions`` (``SYMBOL@DATE``).
+    """
+
+    dataset_name: str
     as_of_date: dt.date
     status: str
     reasons: list[str]
@@ -70,6 +115,9 @@ class DatasetHealth:
         return out
 
 
+DatasetHealth = DatasetHealthStatus  # the earlier name
+
+
 def stored_datasets(dataset_name: str, settings: PlatformSettings) -> list[str]:
     """The stored DQ dataset folders behind a catalog dataset name (or a stored name itself)."""
     if not isinstance(dataset_name, str) or not dataset_name:
@@ -83,29 +131,53 @@ def stored_datasets(dataset_name: str, settings: PlatformSettings) -> list[str]:
     raise UnknownDatasetError(f"unknown dataset {dataset_name!r}; known: {', '.join(QUALITY_DATASETS)} (stored: {', '.join(stored) or 'none'})")
 
 
+def _half_open_dates(start_date: object, end_date: object) -> tuple[dt.date, dt.date]:
+    start, end = parse_date(start_date, name="start_date"), parse_date(end_date, name="end_date")
+    if start >= end:
+        raise InvalidDateRangeError(f"start_date {start} must be before end_date {end} (the range is [start_date, end_date))")
+    return start, end
+
+
+def _threshold(value: float) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def _rule_metrics(details: pd.DataFrame) -> list[DataQualityMetric]:
+    """One ``DataQualityMetric`` per (stored dataset, rule): worst value and status over the range."""
+    out = []
+    frame = details.assign(_rank=details["status"].map(STATUS_RANK))
+    for (dataset, metric), rows in frame.groupby(["dataset", "metric"], sort=True):
+        worst = rows.sort_values(["_rank", "value"], ascending=False, kind="stable").iloc[0]
+        counts = {status: int((rows["status"] == status).sum()) for status in STATUSES}
+        out.append(DataQualityMetric(
+            metric_name=str(metric), value=float(rows["value"].max()), status=STATUSES[int(rows["_rank"].max())],
+            thresholds={"warn": _threshold(rows["warn_threshold"].iloc[0]), "error": _threshold(rows["error_threshold"].iloc[0])},
+            dataset=str(dataset), partitions=len(rows), status_counts=counts, worst=f"{worst['symbol']}@{worst['date']}",
+        ))
+    return out
+
+
 def get_data_quality_summary(
-    dataset_name: str, start_date, end_date, symbols=None, *, settings: PlatformSettings | None = None
+    dataset_name: str, start_date: dt.date, end_date: dt.date, symbols: list[str] | None = None, *, settings: PlatformSettings | None = None
 ) -> DataQualitySummary:
-    """Stored DQ metrics of ``dataset_name`` for trading dates in ``[start_date, end_date)`` (the
-    platform's half-open range convention: ``end_date`` is not included; the summary's
-    ``end_date`` echoes it).
+    """Stored DQ metrics of ``dataset_name`` for the trading dates of ``[start_date, end_date)``.
 
     Raises ``UnknownDatasetError``, ``InvalidDateRangeError``, ``InvalidSymbolError``, and
     ``NoDataError`` when nothing was checked in the range.
     """
     settings = settings or get_settings()
-    start, last = parse_half_open_dates(start_date, end_date)
-    end = last + dt.timedelta(days=1)
+    start, end = _half_open_dates(start_date, end_date)
     wanted = set(normalize_symbols(symbols)) if symbols is not None else None
-    metrics = _read_metrics(settings, stored_datasets(dataset_name, settings), start, last, wanted)
-    if metrics.empty:
+    details = _read_metrics(settings, stored_datasets(dataset_name, settings), start, end - dt.timedelta(days=1), wanted)
+    if details.empty:
         raise NoDataError(f"no data-quality results for {dataset_name} in [{start}, {end})" + (f" for {sorted(wanted)}" if wanted else ""))
-    partitions = _partition_status(metrics)
+    partitions = _partition_status(details)
     counts = {status: int((partitions["status"] == status).sum()) for status in STATUSES}
-    return DataQualitySummary(dataset_name, start, end, metrics, partitions, counts)
+    worst = max((s for s, n in counts.items() if n), key=STATUS_RANK.__getitem__)
+    return DataQualitySummary(dataset_name, (start, end), _rule_metrics(details), worst, counts, partitions, details)
 
 
-def get_dataset_health(dataset_name: str, as_of_date, *, settings: PlatformSettings | None = None) -> DatasetHealth:
+def get_dataset_health(dataset_name: str, as_of_date: dt.date, *, settings: PlatformSettings | None = None) -> DatasetHealthStatus:
     """GREEN (all checked symbols passed every rule on the latest session), YELLOW (warnings, a
     symbol missing, or results a few sessions behind) or RED (an error rule failed, no results, or
     results ``STALE_RED_SESSIONS`` or more sessions behind), with reasons."""
@@ -117,7 +189,7 @@ def get_dataset_health(dataset_name: str, as_of_date, *, settings: PlatformSetti
         raise NoDataError(f"no trading sessions up to {as_of}")
     metrics = _read_metrics(settings, stored, sessions[0], as_of, None)
     if metrics.empty:
-        return DatasetHealth(dataset_name, as_of, RED, [f"no data-quality results for {dataset_name} in the {len(sessions)} sessions up to {as_of}"])
+        return DatasetHealthStatus(dataset_name, as_of, RED, [f"no data-quality results for {dataset_name} in the {len(sessions)} sessions up to {as_of}"])
     checked = max(metrics["date"])
     behind = len([s for s in sessions if s > checked])
     day = metrics[metrics["date"] == checked]
@@ -141,7 +213,7 @@ def get_dataset_health(dataset_name: str, as_of_date, *, settings: PlatformSetti
         reasons += _rule_reasons(day, STATUS_WARN, checked)
     if status == GREEN:
         reasons.append(f"all {day['symbol'].nunique()} symbols passed all {day['metric'].nunique()} rules on {checked}")
-    return DatasetHealth(
+    return DatasetHealthStatus(
         dataset_name, as_of, status, reasons, checked, int(day["symbol"].nunique()),
         sorted(f"{s}@{checked}" for s in errors["symbol"].unique()), sorted(f"{s}@{checked}" for s in warns["symbol"].unique()),
     )

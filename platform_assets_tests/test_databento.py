@@ -214,25 +214,28 @@ def test_backfill_l2_written_skipped_empty_error_and_manifest(platform_db, vendo
     summary = backfill_l2_batch(["AAPL", "MSFT", "ZZZZ"], "2024-12-02", "2024-12-04", settings=settings, max_workers=3)
     manifest_path = Path(settings.base_path) / "manifests" / MANIFEST_FILE
     lines = [json.loads(line) for line in manifest_path.read_text().splitlines()]
-    # tasks: AAPL 12-03 (12-02 exists: not a task), MSFT 12-02, MSFT 12-03 (empty), ZZZZ 12-02, ZZZZ 12-03
+    # every task is recorded in input order; AAPL 12-02 already had its file: SKIP
     assert [(l["symbol"], l["date"], l["status"]) for l in lines] == [
-        ("AAPL", "2024-12-03", "WRITE"), ("MSFT", "2024-12-02", "WRITE"), ("MSFT", "2024-12-03", "EMPTY"),
+        ("AAPL", "2024-12-02", "SKIP"), ("AAPL", "2024-12-03", "WRITE"), ("MSFT", "2024-12-02", "WRITE"), ("MSFT", "2024-12-03", "EMPTY"),
         ("ZZZZ", "2024-12-02", "ERROR"), ("ZZZZ", "2024-12-03", "ERROR"),
     ]
     saved = json.loads((Path(settings.base_path) / "manifests" / SUMMARY_FILE).read_text())
     assert saved == summary
-    assert summary["counts"] == {"WRITE": 2, "SKIP": 0, "EMPTY": 1, "ERROR": 2} and summary["total_tasks"] == 5
-    assert summary["zero_row_tasks"] == ["MSFT@2024-12-03"] and len(summary["errors"]) == 2
+    assert summary["counts"] == {"WRITE": 2, "SKIP": 1, "EMPTY": 1, "ERROR": 2} and summary["total_tasks"] == 6
+    assert summary["zero_row_tasks"] == [["MSFT", "2024-12-03"]]  # the guide's [symbol, date] pairs
+    assert len(summary["errors"]) == 2 and all(isinstance(e, str) and e.startswith("ZZZZ 2024-12-0") for e in summary["errors"])
     assert {k for k in summary} >= {"counts", "zero_row_tasks", "errors", "total_tasks", "duration_sec", "strict", "force", "max_tasks", "concurrency"}
     assert summary["concurrency"] == 3 and summary["strict"] is False and summary["force"] is False
 
     # re-running writes nothing new and loses nothing: written files untouched, manifest only grows
     files = {p: p.stat().st_mtime_ns for p in (Path(settings.level2_path)).rglob("*.parquet")}
     rerun = backfill_l2_batch(["AAPL", "MSFT"], "2024-12-02", "2024-12-04", settings=settings)
-    assert rerun["counts"]["WRITE"] == 0 and rerun["total_tasks"] == 1  # only the empty day is retried
+    assert rerun["counts"] == {"WRITE": 0, "SKIP": 3, "EMPTY": 1, "ERROR": 0} and rerun["total_tasks"] == 4  # only the empty day is re-fetched
     assert {p: p.stat().st_mtime_ns for p in (Path(settings.level2_path)).rglob("*.parquet")} == files
     after = [json.loads(line) for line in manifest_path.read_text().splitlines()]
-    assert after[: len(lines)] == lines and [(l["symbol"], l["date"], l["status"]) for l in after[len(lines):]] == [("MSFT", "2024-12-03", "EMPTY")]
+    assert after[: len(lines)] == lines and [(l["symbol"], l["date"], l["status"]) for l in after[len(lines):]] == [
+        ("AAPL", "2024-12-02", "SKIP"), ("AAPL", "2024-12-03", "SKIP"), ("MSFT", "2024-12-02", "SKIP"), ("MSFT", "2024-12-03", "EMPTY"),
+    ]
 
 
 def test_l2_backfill_as_a_dagster_partition_backfill_in_the_databento_pool(platform_db):

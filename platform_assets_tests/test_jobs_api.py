@@ -28,6 +28,7 @@ def _wait_states(job_id, instance, timeout=120.0):
 
 def test_async_backfill_moves_pending_running_succeeded(platform):
     add_symbols(platform.instance, ["AAPL"])
+    # ranges are half-open [start, end): Nov 26 and 27 (Nov 28 is Thanksgiving, excluded anyway)
     trigger_historical_ingestion("sim", ["AAPL"], "2024-11-26", "2024-11-28", wait=True, instance=platform.instance, settings=platform.settings, defs=platform.defs)
     handle = trigger_backfill("curated_bars", ["AAPL"], "2024-11-26", "2024-11-28", instance=platform.instance, settings=platform.settings, defs=platform.defs)
     assert handle.kind == "backfill"
@@ -96,6 +97,8 @@ def test_bad_requests(platform):
         trigger_historical_ingestion("yahoo", ["NVDA"], "2024-11-26", "2024-11-28", **kw)
     with pytest.raises(errors.InvalidDateRangeError):
         trigger_historical_ingestion("sim", ["NVDA"], "2024-11-27", "2024-11-26", **kw)
+    with pytest.raises(errors.InvalidDateRangeError, match=r"\[start, end\)"):
+        trigger_historical_ingestion("sim", ["NVDA"], "2024-11-26", "2024-11-26", **kw)  # empty half-open range
     with pytest.raises(errors.InvalidDateRangeError, match="not an XNYS trading day"):
         trigger_daily_ingestion("2024-11-28", **kw)  # Thanksgiving
     with pytest.raises(errors.UnknownJobError):

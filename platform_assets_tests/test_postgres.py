@@ -106,7 +106,7 @@ def test_api_backfill_job_on_postgres(pg_platform):
     settings, defs, instance = pg_platform
     add_symbols(instance, ["NVDA"])
     assert run_backfill(instance, plan_backfill(["NVDA"], "2024-12-02", "2024-12-03"), defs=defs).success
-    handle = trigger_backfill("curated_bars", ["NVDA"], "2024-12-02", "2024-12-04", {"max_parallel_jobs": 2},
+    handle = trigger_backfill("curated_bars", ["NVDA"], "2024-12-02", "2024-12-04", {"max_parallel_jobs": 2},  # [start, end)
                               wait=True, instance=instance, settings=settings, defs=defs)
     status = get_backfill_job_status(handle.job_id, instance=instance)
     assert status.state == "SUCCEEDED" and status.summary["runs_succeeded"] == 2

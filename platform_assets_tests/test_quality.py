@@ -243,16 +243,18 @@ def test_summary_and_health_answer_from_stored_results(platform):
 
     defs = _run(platform, ["AAPL", "MSFT", "NVDA"], "2024-12-02", "2024-12-04", corrupt={"MSFT@2024-12-03": "outage"})
     settings = platform.settings
-    summary = get_data_quality_summary("curated_bars", "2024-12-02", "2024-12-04", settings=settings)
+    summary = get_data_quality_summary("curated_bars", "2024-12-02", "2024-12-04", settings=settings)  # [start, end)
     assert set(summary.partitions["symbol"]) == {"AAPL", "MSFT", "NVDA"} and summary.status_counts["error"] == 1
     failing = summary.partitions.set_index(["symbol", "date"]).loc[("MSFT", dt.date(2024, 12, 3))]
     assert failing["status"] == "error" and "gap_ratio" in failing["failing_rules"]
-    assert {"value", "status", "warn_threshold", "error_threshold"} <= set(summary.metrics.columns)
+    assert {"value", "status", "warn_threshold", "error_threshold"} <= set(summary.to_frame().columns)
+    gap_ratio = {m.metric_name: m for m in summary.metrics}["gap_ratio"]  # the contract's DataQualityMetric
+    assert gap_ratio.status == "error" and gap_ratio.worst == "MSFT@2024-12-03" and gap_ratio.thresholds == {"warn": 0.05, "error": 0.25}
     only = get_data_quality_summary("curated_bars", "2024-12-02", "2024-12-04", symbols=["NVDA"], settings=settings)
-    assert set(only.metrics["symbol"]) == {"NVDA"}
+    assert set(only.to_frame()["symbol"]) == {"NVDA"}
     raw = get_data_quality_summary("raw_bars", "2024-12-02", "2024-12-04", settings=settings)
-    assert set(raw.metrics["dataset"]) == {"raw_bars_sim"}
-    assert set(get_data_quality_summary("bar_features", "2024-12-02", "2024-12-04", settings=settings).metrics["dataset"]) == {"bar_features_v1", "bar_features_v2"}
+    assert {m.dataset for m in raw.metrics} == {"raw_bars_sim"}
+    assert {m.dataset for m in get_data_quality_summary("bar_features", "2024-12-02", "2024-12-04", settings=settings).metrics} == {"bar_features_v1", "bar_features_v2"}
 
     # the stored metrics agree with the curated dq_status column, partition by partition
     lake = defs.resources["lake"]
@@ -261,7 +263,8 @@ def test_summary_and_health_answer_from_stored_results(platform):
         day = pd.Timestamp(day).date()
         if day >= dt.date(2024, 12, 4):  # the summary's range is half-open: [12-02, 12-04)
             continue
-        stored = summary.metrics[(summary.metrics["symbol"] == symbol) & (summary.metrics["date"] == day)].set_index("metric")["value"]
+        details = summary.to_frame()
+        stored = details[(details["symbol"] == symbol) & (details["date"] == day)].set_index("metric")["value"]
         # a day's DQ verdict uses the retrospective gap classification (a halt counts from its first minute)
         gaps = rows[(rows["dq_status"] != "ok") & (rows["gap_type_retrospective"] != "no_trade")]
         assert stored["gap_ratio"] == pytest.approx(len(gaps) / len(rows))

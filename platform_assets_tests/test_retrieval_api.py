@@ -190,7 +190,7 @@ def test_catalog_lists_datasets_and_feature_groups(lake_env):
     assert datasets["bar_features"].versions == ("v1", "v2") and datasets["bar_features"].latest_pipeline_version == "v2"
     assert datasets["l2_snapshots"].available_date_range == (DATES[0], DATES[-1])
     groups = {g.feature_group: g for g in list_feature_groups(settings)}
-    assert groups["bar_features"].versions == ("v1", "v2") and groups["bar_features"].stored_versions == ("v1", "v2")
+    assert groups["bar_features"].versions == ["v1", "v2"] and groups["bar_features"].stored_versions == ["v1", "v2"]  # contract: a list
     assert "volatility" in groups["bar_features"].description
 
 

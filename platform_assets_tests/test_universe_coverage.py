@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +25,7 @@ from resources.manifests import (
     DOWNLOAD_MANIFEST,
     ManifestError,
     build_coverage,
+    coverage_path,
     manifest_dir,
     read_coverage,
     read_download_manifest,
@@ -70,12 +72,12 @@ def test_manifests_follow_every_raw_write_and_coverage_is_derived(platform):
         ("BTC-USD", "2024-12-06"), ("BTC-USD", "2024-12-07"), ("BTC-USD", "2024-12-08"),
     ]
     first = records[0]
-    assert first["schema_version"] == "bars_manifest.v1" and first["vendor"] == "sim" and first["bar_size"] == "1m"
-    assert (platform.settings.base_path / first["path"]).exists() and first["rows"] > 300 and "close" in first["columns"]
-    coverage = read_coverage(folder / COVERAGE_MANIFEST)
+    assert first["schema_version"] == "bars_manifest.v1" and first["vendor"] == "sim" and first["bar_size"] == "1 min"
+    assert Path(first["path"]).is_absolute() and Path(first["path"]).exists() and first["rows"] > 300 and "close" in first["columns"]
+    coverage = read_coverage(coverage_path(platform.settings.base_path))
     entries = {e["symbol"]: e for e in coverage["entries"]}
-    assert (entries["AAPL"]["start_date"], entries["AAPL"]["end_date"], entries["AAPL"]["day_count"]) == ("2024-12-02", "2024-12-04", 3)
-    assert entries["BTC-USD"]["days"]["2024-12-07"]["rows"] > 1300  # a weekend day: crypto trades
+    assert entries["AAPL"]["total"] == {"date_start": "2024-12-02", "date_end": "2024-12-04"} and len(entries["AAPL"]["days"]) == 3
+    assert {d["date"]: d for d in entries["BTC-USD"]["days"]}["2024-12-07"]["rows"] > 1300  # a weekend day: crypto trades
     # re-running writes no new batch, so the log does not grow
     assert run_backfill(platform.instance, plan_backfill(["AAPL"], "2024-12-02", "2024-12-04"), defs=platform.defs).success
     assert len(read_download_manifest(folder / DOWNLOAD_MANIFEST)) == len(records)
@@ -96,7 +98,7 @@ def test_manifest_versions_are_checked_and_a_torn_last_line_is_tolerated(tmp_pat
     with pytest.raises(ManifestError, match="bars_coverage.v0"):
         read_coverage(coverage)
     better = {**good, "rows": 391, "path": "q"}
-    assert build_coverage([good, better])["entries"][0]["days"]["2024-12-02"]["path"] == "q"  # the fuller file wins
+    assert build_coverage([good, better])["entries"][0]["days"][0]["path"] == "q"  # the fuller file wins
 
 
 def test_coverage_views_and_stats(platform):

@@ -25,7 +25,7 @@ def build_resources(settings: PlatformSettings | None = None) -> dict:
         "offline_source": OfflineSource(seed=settings.sim_seed),
         "databento": databento_source(settings),
         "ib": IBSource(host=settings.ib_host, port=settings.ib_port, client_id=settings.ib_client_id),
-        "bars_manifest": BarsManifest(base_path=base, fsync=settings.lake_fsync),
+        "bars_manifest": BarsManifest(base_path=base, fsync=settings.lake_fsync, backup_path=str(settings.backup_path) if settings.backup_path else None),
         "io_manager": LakeIOManager(base_path=base, level2_path=level2),
         "data_quality": DataQuality(rules_file=str(settings.dq_rules_file or DEFAULT_RULES_FILE), engine=settings.dq_engine),
     }
@@ -33,8 +33,11 @@ def build_resources(settings: PlatformSettings | None = None) -> dict:
 
 def databento_source(settings: PlatformSettings) -> DatabentoSource:
     """The Databento resource as the settings configure it (the key stays in the environment)."""
+    if settings.temp_path:
+        settings.temp_path.mkdir(parents=True, exist_ok=True)
     return DatabentoSource(
         dataset=settings.databento_dataset,
         gateway=settings.databento_gateway,
         symbol_mapping_file=str(settings.symbol_mapping_file) if settings.symbol_mapping_file else None,
+        download_dir=str(settings.temp_path) if settings.temp_path else None,  # TEMP_PATH
     )

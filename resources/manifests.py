@@ -2,30 +2,52 @@
 
 * ``{base}/manifests/bars_download_manifest.jsonl``: one line per bars file written
   (``schema_version: bars_manifest.v1``, written_at, vendor, file_format, symbol, bar_size, path,
-  filename, rows, columns, time_start, time_end). Appended under a file lock, never rewritten.
-* ``{base}/manifests/bars_coverage_manifest.json`` (``bars_coverage.v1``): derived from the log,
-  per (symbol, bar_size) the total date range and the best file per day (most rows, then newest).
-  Rebuilt atomically; can always be regenerated from the log.
+  filename, rows, columns, time_start, time_end). ``path`` is absolute; ``bar_size`` is spelled the
+  IB way (``1 min``, ``1 hour``, ``1 sec``); ``vendor`` is ``IBKR`` for Interactive Brokers and our
+  source name otherwise (``sim``, ``databento``). Appended under a file lock, never rewritten.
+* ``{base}/bars_coverage_manifest.json`` (``bars_coverage.v1``): derived from the log, per
+  (symbol, bar_size) ``total: {date_start, date_end}`` and ``days``: the best file per day
+  ``{date, time_start, time_end, path, filename, rows}`` (most rows, then newest ``written_at``;
+  files that no longer exist are left out). Rebuilt atomically; can always be regenerated.
 
+Torn tails: a crash or a full disk in the middle of an append leaves a last line without its
+newline. Readers ignore such a line; the next writer moves it to ``<file>.torn`` and truncates the
+file to its last complete line before appending, so an append never glues onto a fragment.
 Lines or documents with an unknown ``schema_version`` are rejected with the file and line named.
+With ``ML_BACKUP_PATH`` set, both files are mirrored there after every write (``resources.mirror``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
+import os
+import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
-from resources.atomic import append_jsonl, write_json_atomic
+from resources.atomic import write_json_atomic
+from resources.mirror import mirror_file
 
 BARS_MANIFEST_VERSION = "bars_manifest.v1"
 COVERAGE_VERSION = "bars_coverage.v1"
 DOWNLOAD_MANIFEST = "bars_download_manifest.jsonl"
 COVERAGE_MANIFEST = "bars_coverage_manifest.json"
 MANIFEST_FIELDS = ("schema_version", "written_at", "vendor", "file_format", "symbol", "bar_size", "path", "filename", "rows", "columns", "time_start", "time_end")
+DAY_FIELDS = ("date", "time_start", "time_end", "path", "filename", "rows")
+TORN_SUFFIX = ".torn"
+VENDOR_NAMES = {"ib": "IBKR", "ibkr": "IBKR", "tws": "IBKR"}  # other sources keep their names (sim, databento)
+_BAR_SIZE = re.compile(r"^\s*(\d+)\s*([a-z]+)\s*$")
+_UNITS = {
+    "s": "sec", "sec": "sec", "secs": "sec", "second": "sec", "seconds": "sec",
+    "m": "min", "min": "min", "mins": "min", "minute": "min", "minutes": "min",
+    "h": "hour", "hour": "hour", "hours": "hour",
+    "d": "day", "day": "day", "days": "day",
+}
 
 
 class ManifestError(ValueError):
@@ -36,16 +58,126 @@ def manifest_dir(base_path: str | Path) -> Path:
     return Path(base_path) / "manifests"
 
 
-def download_record(base: Path, path: Path, frame: pd.DataFrame, *, vendor: str, symbol: str, bar_size: str, time_column: str = "ts") -> dict:
+def download_manifest_path(base_path: str | Path) -> Path:
+    return manifest_dir(base_path) / DOWNLOAD_MANIFEST
+
+
+def coverage_path(base_path: str | Path) -> Path:
+    """``${DATA_PATH_OVERRIDE or ML_BASE_PATH}/bars_coverage_manifest.json`` (the guide's location)."""
+    return Path(base_path) / COVERAGE_MANIFEST
+
+
+def bar_size_label(bar_size: str) -> str:
+    """The guide's spelling: ``1m`` / ``1min`` -> ``1 min``, ``1h`` -> ``1 hour``, ``5 mins`` -> ``5 mins``."""
+    match = _BAR_SIZE.match(str(bar_size).lower())
+    if not match or match.group(2) not in _UNITS:
+        raise ManifestError(f"unknown bar size {bar_size!r}: expected e.g. '1 min', '1 hour', '1 sec'")
+    count, unit = int(match.group(1)), _UNITS[match.group(2)]
+    return f"{count} {unit}" if count == 1 else f"{count} {unit}s"
+
+
+def vendor_label(vendor: str) -> str:
+    return VENDOR_NAMES.get(str(vendor).lower(), str(vendor))
+
+
+# ------------------------------------------------------------------------------ JSON lines
+def heal_torn_tail(path: Path) -> bytes:
+    """Cut a torn last line (no trailing newline) off ``path``; keep it in ``<path>.torn``.
+
+    Returns the fragment removed (empty when the file was whole). Call with the file's lock held.
+    """
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return b""
+    if size == 0:
+        return b""
+    with open(path, "rb+") as handle:
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return b""
+        keep, chunk = 0, 65536
+        position = size
+        while position > 0:  # find the last newline, reading backwards
+            start = max(0, position - chunk)
+            handle.seek(start)
+            block = handle.read(position - start)
+            index = block.rfind(b"\n")
+            if index >= 0:
+                keep = start + index + 1
+                break
+            position = start
+        handle.seek(keep)
+        fragment = handle.read()
+        with open(path.with_name(path.name + TORN_SUFFIX), "ab") as torn:
+            torn.write(fragment + b"\n")
+        handle.truncate(keep)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return fragment
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive inter-process lock for ``path`` (a ``.<name>.lock`` file next to it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def append_jsonl_healing(
+    records: list[dict], target: Path, *, fsync: bool = True, base: Path | None = None, backup_path: str | Path | None = None
+) -> None:
+    """Append records as JSON lines in one write, under the file's lock, after healing a torn tail;
+    then mirror the file to ``backup_path`` (relative to ``base``) before the lock is released."""
+    if not records:
+        return
+    data = "".join(json.dumps(record, sort_keys=True, default=str) + "\n" for record in records).encode()
+    with locked(target):
+        heal_torn_tail(target)
+        with open(target, "ab") as handle:
+            handle.write(data)
+            handle.flush()
+            if fsync:
+                os.fsync(handle.fileno())
+        if backup_path:
+            mirror_file(target, base or target.parent, backup_path, fsync=fsync)
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    """``(line number, object)`` of a JSON-lines file; a torn last line is skipped, other bad lines raise."""
+    if not path.exists():
+        return
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines) and not text.endswith("\n"):
+                continue  # an append interrupted by a crash; the next writer moves it aside
+            raise ManifestError(f"{path}:{number}: not valid JSON") from None
+        if not isinstance(record, dict):
+            raise ManifestError(f"{path}:{number}: expected a JSON object")
+        yield number, record
+
+
+# ------------------------------------------------------------------------------ download log
+def download_record(path: Path, frame: pd.DataFrame, *, vendor: str, symbol: str, bar_size: str, time_column: str = "ts") -> dict:
+    """The ``bars_manifest.v1`` line of one bars file (pure)."""
     times = pd.to_datetime(frame[time_column], utc=True) if len(frame) else pd.Series([], dtype="datetime64[ns, UTC]")
+    path = Path(path).absolute()
     return {
         "schema_version": BARS_MANIFEST_VERSION,
         "written_at": pd.Timestamp.now(tz="UTC").isoformat(),
-        "vendor": vendor,
+        "vendor": vendor_label(vendor),
         "file_format": path.suffix.lstrip(".") or "parquet",
         "symbol": symbol,
-        "bar_size": bar_size,
-        "path": str(path.relative_to(base)) if path.is_relative_to(base) else str(path),
+        "bar_size": bar_size_label(bar_size),
+        "path": str(path),
         "filename": path.name,
         "rows": int(len(frame)),
         "columns": list(map(str, frame.columns)),
@@ -54,80 +186,108 @@ def download_record(base: Path, path: Path, frame: pd.DataFrame, *, vendor: str,
     }
 
 
+def _normalized(record: dict, base: Path) -> dict:
+    """Lines written before the contract spellings (relative path, ``1m``, ``ib``) read as today's."""
+    path = Path(record["path"])
+    return {
+        **record,
+        "path": str(path if path.is_absolute() else (base / path).absolute()),
+        "bar_size": bar_size_label(record["bar_size"]),
+        "vendor": vendor_label(record["vendor"]),
+    }
+
+
 def read_download_manifest(path: Path) -> list[dict]:
     """Every record of the log; a torn last line (crash mid-append) is ignored, anything else invalid raises."""
-    if not path.exists():
-        return []
-    text = path.read_text(encoding="utf-8")
-    lines = text.split("\n")
+    base = Path(path).absolute().parent.parent  # {base}/manifests/bars_download_manifest.jsonl
     records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines) and not text.endswith("\n"):
-                continue  # an append interrupted by a crash: the file it described is re-recorded on re-run
-            raise ManifestError(f"{path}:{number}: not valid JSON") from None
-        version = record.get("schema_version") if isinstance(record, dict) else None
+    for number, record in read_jsonl(Path(path)):
+        version = record.get("schema_version")
         if version != BARS_MANIFEST_VERSION:
             raise ManifestError(f"{path}:{number}: unknown schema_version {version!r} (supported: {BARS_MANIFEST_VERSION})")
         missing = [f for f in MANIFEST_FIELDS if f not in record]
         if missing:
             raise ManifestError(f"{path}:{number}: missing fields {missing}")
-        records.append(record)
+        try:
+            records.append(_normalized(record, base))
+        except ManifestError as error:
+            raise ManifestError(f"{path}:{number}: {error}") from None
     return records
 
 
-def build_coverage(records: list[dict]) -> dict:
-    """The ``bars_coverage.v1`` document from download records (pure)."""
-    entries: dict[tuple[str, str], dict] = {}
+# ------------------------------------------------------------------------------ coverage
+def _utc_date(stamp: str) -> str:
+    ts = pd.Timestamp(stamp)
+    return (ts.tz_convert("UTC") if ts.tzinfo else ts).date().isoformat()
+
+
+def build_coverage(records: list[dict], exists: Callable[[str], bool] | None = None) -> dict:
+    """The ``bars_coverage.v1`` document from download records (pure unless ``exists`` looks at files).
+
+    Per (symbol, bar_size): the best file per day (most rows, then newest ``written_at``) among the
+    records whose file ``exists`` (all when ``exists`` is None); the day is ``time_start``'s UTC date.
+    """
+    best: dict[tuple[str, str], dict[str, dict]] = {}
     for record in records:
-        if record["time_start"] is None:
+        if record["time_start"] is None or (exists is not None and not exists(record["path"])):
             continue
-        day = pd.Timestamp(record["time_start"]).date().isoformat()
-        entry = entries.setdefault((record["symbol"], record["bar_size"]), {"symbol": record["symbol"], "bar_size": record["bar_size"], "days": {}})
-        best = entry["days"].get(day)
-        candidate = {k: record[k] for k in ("path", "filename", "rows", "vendor", "written_at", "time_start", "time_end")}
-        if best is None or (candidate["rows"], candidate["written_at"]) > (best["rows"], best["written_at"]):
-            entry["days"][day] = candidate
-    out = []
-    for (symbol, bar_size), entry in sorted(entries.items()):
-        days = sorted(entry["days"])
-        out.append({**entry, "days": {d: entry["days"][d] for d in days}, "start_date": days[0], "end_date": days[-1], "day_count": len(days)})
-    return {"schema_version": COVERAGE_VERSION, "generated_at": pd.Timestamp.now(tz="UTC").isoformat(), "entries": out}
+        day = _utc_date(record["time_start"])
+        days = best.setdefault((record["symbol"], record["bar_size"]), {})
+        current = days.get(day)
+        if current is None or (record["rows"], record["written_at"]) > (current["rows"], current["written_at"]):
+            days[day] = record
+    entries = []
+    for (symbol, bar_size), days in sorted(best.items()):
+        ordered = sorted(days)
+        entries.append({
+            "symbol": symbol,
+            "bar_size": bar_size,
+            "total": {"date_start": ordered[0], "date_end": ordered[-1]},
+            "days": [{"date": day, **{k: days[day][k] for k in DAY_FIELDS[1:]}} for day in ordered],
+        })
+    return {"schema_version": COVERAGE_VERSION, "generated_at": pd.Timestamp.now(tz="UTC").isoformat(), "entries": entries}
 
 
 def read_coverage(path: Path) -> dict:
-    document = json.loads(path.read_text())
-    if document.get("schema_version") != COVERAGE_VERSION:
-        raise ManifestError(f"{path}: unknown schema_version {document.get('schema_version')!r} (supported: {COVERAGE_VERSION})")
+    """The coverage document; an unknown ``schema_version`` is rejected (the guide's gate)."""
+    try:
+        document = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise ManifestError(f"{path}: not valid JSON ({error})") from None
+    version = document.get("schema_version") if isinstance(document, dict) else None
+    if version != COVERAGE_VERSION:
+        raise ManifestError(f"{path}: unknown schema_version {version!r} (supported: {COVERAGE_VERSION})")
+    return document
+
+
+def rebuild_coverage_file(base_path: str | Path, *, fsync: bool = True, backup_path: str | None = None) -> dict:
+    """Re-derive ``{base}/bars_coverage_manifest.json`` from the download log (what
+    ``mdp build-bars-coverage`` runs; the ingestion assets call it after every write)."""
+    base = Path(base_path)
+    log = download_manifest_path(base)
+    with locked(log):
+        document = build_coverage(read_download_manifest(log), exists=lambda p: os.path.exists(p))
+        target = write_json_atomic(document, coverage_path(base), fsync=fsync)
+    mirror_file(target, base, backup_path, fsync=fsync)
     return document
 
 
 class BarsManifest(dg.ConfigurableResource):
-    """Appends to the bars download log and rebuilds the coverage manifest under ``{base}/manifests``."""
+    """Appends to the bars download log and rebuilds the coverage manifest (see the module doc)."""
 
     base_path: str
     fsync: bool = True
+    backup_path: str | None = None  # ML_BACKUP_PATH
 
     @property
     def folder(self) -> Path:
         return manifest_dir(self.base_path)
 
     def record(self, path: Path, frame: pd.DataFrame, *, vendor: str, symbol: str, bar_size: str) -> dict:
-        record = download_record(Path(self.base_path), Path(path), frame, vendor=vendor, symbol=symbol, bar_size=bar_size)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.folder / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            append_jsonl([record], self.folder / DOWNLOAD_MANIFEST, fsync=self.fsync)
+        record = download_record(Path(path), frame, vendor=vendor, symbol=symbol, bar_size=bar_size)
+        log = download_manifest_path(self.base_path)
+        append_jsonl_healing([record], log, fsync=self.fsync, base=Path(self.base_path), backup_path=self.backup_path)
         return record
 
     def rebuild_coverage(self) -> dict:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.folder / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            document = build_coverage(read_download_manifest(self.folder / DOWNLOAD_MANIFEST))
-            write_json_atomic(document, self.folder / COVERAGE_MANIFEST, fsync=self.fsync)
-        return document
+        return rebuild_coverage_file(self.base_path, fsync=self.fsync, backup_path=self.backup_path)

@@ -1,7 +1,15 @@
 """Platform settings: one validated object read from the environment (keys in DESIGN.md).
 
 Every value is validated when the settings are loaded, so a bad value fails at start-up with a
-message that names the environment key (``SettingsError``), not deep inside a run.
+message that names the environment key (``SettingsError``), not deep inside a run. An empty or
+blank value (``DATA_PATH_OVERRIDE=""``) counts as unset: it never means "the current folder".
+
+Paths of the TF_1 guide: ``LOGS_PATH`` (default ``{base}/logs``: API job worker logs, L2 batch
+logs), ``TEMP_PATH`` (default: the system temp folder; Databento downloads and job workers'
+``TMPDIR``), ``CONFIG_PATH`` (default ``{repo}/config``), ``ML_BACKUP_PATH`` (optional mirror of
+the manifests and run summaries), ``SYMBOL_MAPPING_FILE`` (default ``config/symbol_mapping.json``,
+i.e. ``{CONFIG_PATH}/symbol_mapping.json``; a relative path is looked up under ``CONFIG_PATH``,
+then under the repository root).
 """
 
 from __future__ import annotations
@@ -13,10 +21,12 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_DIR = REPO_ROOT / "config"
+SYMBOL_MAPPING_DEFAULT = "config/symbol_mapping.json"  # the guide's spelling: {CONFIG_PATH}/symbol_mapping.json
 _WINDOW_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 _LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
@@ -62,14 +72,18 @@ class PlatformSettings(BaseSettings):
     the repository.
     """
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True, env_ignore_empty=True)
 
     data_path_override: Path | None = Field(None, validation_alias=_env("DATA_PATH_OVERRIDE"))
     ml_base_path: Path | None = Field(None, validation_alias=_env("ML_BASE_PATH"))
     ml_backup_path: Path | None = Field(None, validation_alias=_env("ML_BACKUP_PATH"))
     level2_dirname: str = Field("level2", validation_alias=_env("LEVEL2_DIRNAME"))
     symbol_mapping_file: Path | None = Field(None, validation_alias=_env("SYMBOL_MAPPING_FILE"))
-    l2_max_workers: Annotated[int, Field(ge=1, le=64)] = Field(4, validation_alias=_env("L2_MAX_WORKERS"))
+    logs_dir: Path | None = Field(None, validation_alias=_env("LOGS_PATH"))
+    temp_dir: Path | None = Field(None, validation_alias=_env("TEMP_PATH"))
+    config_dir: Path | None = Field(None, validation_alias=_env("CONFIG_PATH"))
+    # L2_BACKFILL_CONCURRENCY is the guide's legacy name; L2_MAX_WORKERS wins when both are set
+    l2_max_workers: Annotated[int, Field(ge=1, le=64)] = Field(4, validation_alias=_env("L2_MAX_WORKERS", "L2_BACKFILL_CONCURRENCY"))
     l2_backfill_window_et: str = Field("09:30-16:00", validation_alias=_env("L2_BACKFILL_WINDOW_ET"))
     l2_trading_window_et: str = Field("09:30-16:00", validation_alias=_env("L2_TRADING_WINDOW_ET"))
     log_level: str = Field("INFO", validation_alias=_env("LOG_LEVEL"))
@@ -88,6 +102,31 @@ class PlatformSettings(BaseSettings):
     dq_engine: Literal["gx", "vectorised"] = Field("gx", validation_alias=_env("DQ_ENGINE"))
     dq_rules_file: Path | None = Field(None, validation_alias=_env("DQ_RULES_FILE"))
     ingestion_sources: Annotated[list[Literal["sim", "databento", "ib"]], NoDecode] = Field(["sim"], validation_alias=_env("INGESTION_SOURCES"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_unset(cls, data):
+        """``KEY=""`` or ``KEY="  "`` (environment or keyword) is the same as not setting KEY."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if not (isinstance(v, str) and not v.strip())}
+        return data
+
+    @model_validator(mode="after")
+    def _resolve_symbol_mapping(self):
+        """Default ``{CONFIG_PATH}/symbol_mapping.json`` when it exists; a set path must exist."""
+        given = self.symbol_mapping_file
+        if given is None:
+            default = self.config_path / Path(SYMBOL_MAPPING_DEFAULT).name
+            resolved = default if default.is_file() else None
+        else:
+            given = Path(given).expanduser()
+            candidates = [given] if given.is_absolute() else [self.config_path / given, REPO_ROOT / given]
+            resolved = next((c.resolve() for c in candidates if c.is_file()), None)
+            if resolved is None:
+                raise ValueError(f"SYMBOL_MAPPING_FILE={str(given)!r}: file not found (looked at {', '.join(map(str, candidates))})")
+        object.__setattr__(self, "symbol_mapping_file", resolved)  # frozen model: set once, here
+        self.l2_window  # noqa: B018 - the two L2 windows must overlap
+        return self
 
     @field_validator("ingestion_sources", mode="before")
     @classmethod
@@ -127,6 +166,35 @@ class PlatformSettings(BaseSettings):
         return Path(chosen).expanduser().resolve()
 
     @property
+    def logs_path(self) -> Path:
+        """``LOGS_PATH`` or ``{base}/logs``."""
+        return Path(self.logs_dir).expanduser().resolve() if self.logs_dir else self.base_path / "logs"
+
+    @property
+    def temp_path(self) -> Path | None:
+        """``TEMP_PATH``, or None for the system temp folder."""
+        return Path(self.temp_dir).expanduser().resolve() if self.temp_dir else None
+
+    @property
+    def config_path(self) -> Path:
+        """``CONFIG_PATH`` or ``{repo}/config``."""
+        return Path(self.config_dir).expanduser().resolve() if self.config_dir else DEFAULT_CONFIG_DIR
+
+    @property
+    def backup_path(self) -> Path | None:
+        """``ML_BACKUP_PATH`` (mirror of the manifests and summaries), or None."""
+        return Path(self.ml_backup_path).expanduser().resolve() if self.ml_backup_path else None
+
+    @property
+    def l2_window(self) -> EtWindow:
+        """What the L2 backfill keeps: ``L2_BACKFILL_WINDOW_ET`` within ``L2_TRADING_WINDOW_ET``."""
+        backfill, trading = self.backfill_window, self.trading_window
+        start, end = max(backfill.start, trading.start), min(backfill.end, trading.end)
+        if end <= start:
+            raise ValueError(f"L2_BACKFILL_WINDOW_ET={backfill} and L2_TRADING_WINDOW_ET={trading} do not overlap")
+        return EtWindow((start, end))
+
+    @property
     def level2_path(self) -> Path:
         return self.base_path / self.level2_dirname
 
@@ -156,10 +224,13 @@ def load_settings(**overrides) -> PlatformSettings:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else "?"
+            if not error["loc"]:  # a check across keys: its message names them
+                problems.append(error["msg"].removeprefix("Value error, "))
+                continue
+            field = str(error["loc"][0])
             key = _FIELD_TO_ENV.get(field, field)
             value = error.get("input")
-            shown = "<hidden>" if "KEY" in key.upper() else repr(value)
+            shown = "<hidden>" if "KEY" in key.upper() or "TOKEN" in key.upper() else repr(value)
             problems.append(f"{key}={shown}: {error['msg']}")
         raise SettingsError("invalid setting " + "; ".join(problems)) from None
 

@@ -103,7 +103,7 @@ def l2_snapshots_databento(
     symbols, dates = run_symbols(context), partition_dates(context)
     force = context.run.tags.get(FORCE_TAG, "").lower() == "true"
     settings = get_settings()
-    window = (settings.backfill_window.start, settings.backfill_window.end)
+    window = (settings.l2_window.start, settings.l2_window.end)  # L2_BACKFILL_WINDOW_ET within L2_TRADING_WINDOW_ET
     quality = data_quality.recorder(lake, "l2_snapshots", stored_as=L2_DQ_DATASET, asset_key="l2_snapshots_databento")
     counts = {"written": 0, "skipped": 0, "empty": 0, "error": 0}
     errors, snapshots = [], 0

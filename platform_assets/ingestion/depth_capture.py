@@ -8,7 +8,8 @@ every message is logged. Every ``interval_s`` a snapshot of ``levels`` rows per 
 * ``level2/{SYMBOL}/{YYYY-MM-DD}_snapshots_{HHMMSS}.parquet`` (contract columns + source="ib");
 * ``level2/{SYMBOL}/{YYYY-MM-DD}_messages_{HHMMSS}.json`` (timestamp, operation add/update/remove,
   side bid/ask, level, price, size, symbol);
-* ``level2/{SYMBOL}/session_stats_{YYYYMMDD_HHMMSS}.json`` at the end (counts, files, end reason).
+* ``level2/{SYMBOL}/session_stats_{YYYYMMDD_HHMMSS}.json`` at the end (the guide's ``num_snapshots``,
+  ``num_messages``, ``interval_ms``, ``levels``; counts, files, end reason).
 
 The current segment is re-written atomically every ``flush_s`` and on rotation, SIGINT/SIGTERM, a
 dropped connection or the end of ``duration_s``: a stop never loses a recorded snapshot. After a
@@ -93,8 +94,8 @@ def replay(messages: list[dict], levels: int = 10) -> DepthBook:
 
 
 class DepthRecorder:
-    def __init__(self, store: L2SnapshotStore, symbol: str, levels: int = 10, source: str = "ib"):
-        self.store, self.symbol, self.levels, self.source = store, symbol, levels, source
+    def __init__(self, store: L2SnapshotStore, symbol: str, levels: int = 10, source: str = "ib", interval_ms: float | None = None):
+        self.store, self.symbol, self.levels, self.source, self.interval_ms = store, symbol, levels, source, interval_ms
         self.book = DepthBook(levels)
         self.segment: Segment | None = None
         self.stats = CaptureStats(symbol, pd.Timestamp.now(tz="UTC").isoformat())
@@ -146,7 +147,8 @@ class DepthRecorder:
         now = pd.Timestamp.now(tz="UTC")
         self.stats.ended_at, self.stats.end_reason = now.isoformat(), reason
         path = self.store.symbol_dir(self.symbol) / f"session_stats_{now.tz_convert(NY):%Y%m%d_%H%M%S}.json"
-        write_json_atomic(self.stats.__dict__, path, fsync=self.store.fsync)
+        guide = {"num_snapshots": self.stats.snapshots, "num_messages": self.stats.messages, "interval_ms": self.interval_ms, "levels": self.levels}
+        write_json_atomic({**self.stats.__dict__, **guide}, path, fsync=self.store.fsync)
         return self.stats
 
 
@@ -163,7 +165,7 @@ async def record_depth(
     from ib_async import IB, Stock
 
     stop = stop or asyncio.Event()
-    recorder = DepthRecorder(store, symbol, levels)
+    recorder = DepthRecorder(store, symbol, levels, interval_ms=interval_s * 1000)
     dropped = asyncio.Event()
     ib = IB()
     reason = "stopped"

@@ -1,14 +1,19 @@
 """Historical L2 from Databento mbp-10: one (symbol, trading day) at a time, and batches of them.
 
-``backfill_l2_day`` fetches the day's mbp-10 records inside the ET window (``L2_BACKFILL_WINDOW_ET``,
-DST-aware), converts them to fixed 10-level snapshots and writes
+``backfill_l2_day`` fetches the day's mbp-10 records inside the ET window (the settings'
+``l2_window``: ``L2_BACKFILL_WINDOW_ET`` within ``L2_TRADING_WINDOW_ET``, DST-aware; snapshots
+outside it are dropped), converts them to fixed 10-level snapshots and writes
 ``level2/{SYMBOL}/{YYYY-MM-DD}_snapshots_databento.parquet`` atomically, streaming record batches
-to the file. It is idempotent: an existing file is skipped unless ``force``. A day with no records
-writes nothing and reports ``zero_rows``. Errors are captured (``status: error``) unless ``strict``.
+to the file. It is idempotent: an existing file is skipped (``SKIP`` in the manifest) unless
+``force``. A day with no records writes nothing and reports ``zero_rows`` (``EMPTY``). Errors are
+captured (``status: error``) unless ``strict``.
 
 ``run_l2_backfill`` runs many tasks with a thread pool and writes the contract's
-``backfill_l2_manifest.jsonl`` (append-only; lines in task order whatever the completion order,
-each appended as soon as every earlier task is done) and ``backfill_l2_summary.json``.
+``backfill_l2_manifest.jsonl`` (append-only, under a file lock, a torn tail healed before each
+append; lines in task order whatever the completion order, each appended as soon as every earlier
+task is done) and ``backfill_l2_summary.json`` (``counts``, ``zero_row_tasks`` as ``[symbol,
+date]`` pairs, ``errors`` as strings, ``total_tasks``, ``duration_sec``, ``strict``, ``force``,
+``max_tasks``, ``concurrency``). Both are mirrored to ``ML_BACKUP_PATH`` when it is set.
 """
 
 from __future__ import annotations
@@ -24,14 +29,17 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from platform_assets.ingestion.databento_transforms import mbp10_to_book
-from resources.atomic import append_jsonl, write_json_atomic
+from resources.atomic import write_json_atomic
 from resources.databento_source import DatabentoSource, et_day_bounds
 from resources.l2_store import L2SnapshotStore
+from resources.manifests import append_jsonl_healing, read_jsonl
+from resources.mirror import mirror_file
 
 DATABENTO_SUFFIX = "databento"
 MANIFEST_FILE = "backfill_l2_manifest.jsonl"
 SUMMARY_FILE = "backfill_l2_summary.json"
 MANIFEST_STATUS = {"written": "WRITE", "skipped": "SKIP", "empty": "EMPTY", "error": "ERROR"}
+COUNT_KEYS = ("WRITE", "SKIP", "EMPTY", "ERROR")
 
 
 def backfill_l2_day(
@@ -74,8 +82,8 @@ def manifest_status(result: dict) -> str:
 class OrderedManifest:
     """Appends results in task order as soon as the prefix before them is complete."""
 
-    def __init__(self, path: Path, fsync: bool):
-        self.path, self.fsync = path, fsync
+    def __init__(self, path: Path, fsync: bool, base: Path | None = None, backup_path: str | Path | None = None):
+        self.path, self.fsync, self.base, self.backup_path = path, fsync, base, backup_path
         self._pending: dict[int, dict] = {}
         self._next = 0
         self._lock = threading.Lock()
@@ -87,7 +95,17 @@ class OrderedManifest:
             while self._next in self._pending:
                 ready.append(self._pending.pop(self._next))
                 self._next += 1
-            append_jsonl([_manifest_line(r) for r in ready], self.path, fsync=self.fsync)
+            append_jsonl_healing([_manifest_line(r) for r in ready], self.path, fsync=self.fsync, base=self.base, backup_path=self.backup_path)
+
+
+def read_l2_manifest(path: Path) -> list[dict]:
+    """Every line of ``backfill_l2_manifest.jsonl``; a torn last line (crash mid-append) is skipped."""
+    return [record for _, record in read_jsonl(path)]
+
+
+def error_text(result: dict) -> str:
+    """One line per failed task: ``SYMBOL YYYY-MM-DD: <error>`` (the summary's ``errors``)."""
+    return f"{result['symbol']} {result['date']}: {result['error']}"
 
 
 def _manifest_line(result: dict) -> dict:
@@ -100,12 +118,16 @@ def _manifest_line(result: dict) -> dict:
 def run_l2_backfill(
     tasks: list[tuple[str, dt.date]], run_one: Callable[[str, dt.date], dict], folder: Path, *,
     max_workers: int = 4, force: bool = False, strict: bool = False, max_tasks: int | None = None, fsync: bool = True,
-    on_done: Callable[[dict, int, int], None] | None = None,
+    on_done: Callable[[dict, int, int], None] | None = None, base: Path | None = None, backup_path: str | Path | None = None,
 ) -> dict:
-    """Run ``run_one`` over ``tasks`` (at most ``max_tasks``) with ``max_workers`` threads; returns the summary."""
+    """Run ``run_one`` over ``tasks`` (at most ``max_tasks``) with ``max_workers`` threads; returns the summary.
+
+    ``base`` / ``backup_path``: mirror the manifest and summary to ``backup_path`` (ML_BACKUP_PATH)
+    at their path relative to ``base``.
+    """
     started = time.monotonic()
     chosen = tasks[:max_tasks] if max_tasks is not None else list(tasks)
-    manifest = OrderedManifest(folder / MANIFEST_FILE, fsync)
+    manifest = OrderedManifest(folder / MANIFEST_FILE, fsync, base, backup_path)
     results: list[dict | None] = [None] * len(chosen)
     done = 0
     with cf.ThreadPoolExecutor(max_workers=max_workers) as pool:
@@ -128,11 +150,12 @@ def run_l2_backfill(
             if on_done:
                 on_done(result, done, len(chosen))
     finished = [r for r in results if r is not None]
-    counts = {status: sum(manifest_status(r) == status for r in finished) for status in ("WRITE", "SKIP", "EMPTY", "ERROR")}
+    counts = {status: sum(manifest_status(r) == status for r in finished) for status in COUNT_KEYS}
+    failed = [r for r in finished if r["status"] == "error"]
     summary = {
         "counts": counts,
-        "zero_row_tasks": [f"{r['symbol']}@{r['date']}" for r in finished if r["zero_rows"]],
-        "errors": [{"symbol": r["symbol"], "date": r["date"], "error": r["error"]} for r in finished if r["status"] == "error"],
+        "zero_row_tasks": [[r["symbol"], r["date"]] for r in finished if r["zero_rows"]],
+        "errors": [error_text(r) for r in failed],
         "total_tasks": len(chosen),
         "duration_sec": round(time.monotonic() - started, 3),
         "strict": strict,
@@ -141,8 +164,8 @@ def run_l2_backfill(
         "concurrency": max_workers,
         "finished_at": pd.Timestamp.now(tz="UTC").isoformat(),
     }
-    write_json_atomic(summary, folder / SUMMARY_FILE, fsync=fsync)
-    if strict and summary["errors"]:
-        first = summary["errors"][0]
-        raise RuntimeError(f"L2 backfill failed for {first['symbol']} {first['date']}: {first['error']}")
+    target = write_json_atomic(summary, folder / SUMMARY_FILE, fsync=fsync)
+    mirror_file(target, base or folder, backup_path, fsync=fsync)
+    if strict and failed:
+        raise RuntimeError(f"L2 backfill failed for {error_text(failed[0])}")
     return summary
