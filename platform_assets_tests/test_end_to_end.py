@@ -85,7 +85,7 @@ def test_symbol_subset_runs_only_those_symbols_and_loads_through_the_io_manager(
     curated = platform.defs.load_asset_value("curated_bars", partition_key="2024-12-02", instance=platform.instance)
     assert set(curated["symbol"]) == {"NVDA"} and len(curated) == 390
     features = platform.defs.load_asset_value("bar_features", partition_key="2024-12-03", instance=platform.instance)
-    assert set(features["feature_version"]) == {"v1"} and len(features) == 390
+    assert set(features["feature_version"]) == {"v2"} and len(features) == 390  # the newest version by default
     raw = platform.defs.load_asset_value("raw_bars_sim", partition_key="2024-12-02", instance=platform.instance)
     assert set(raw["symbol"]) == {"NVDA"}
     book = platform.defs.load_asset_value("l2_snapshots_sim", partition_key="2024-12-02", instance=platform.instance)
