@@ -263,6 +263,7 @@ def test_latest_past_max_staleness_refuses_or_flags(lake_env):
     assert not unlimited.metadata["freshness"]["AAPL"]["stale"]
     early = get_features_for_inference(["bar_features"], "v1", ["AAPL"], "2024-12-03 14:25", mode="latest", settings=settings)
     assert early.metadata["freshness"]["AAPL"]["market_staleness_seconds"] == 0  # before the open: nothing newer could exist
+    assert early.metadata["files_searched"] == 1  # one stored day read for one live decision
     with pytest.raises(errors.InvalidOptionError, match="max_staleness"):
         get_features_for_inference(["bar_features"], "v1", ["AAPL"], at, mode="latest", max_staleness="-5min", settings=settings)
 
