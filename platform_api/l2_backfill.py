@@ -19,7 +19,7 @@ from resources import databento_source
 from resources.l2_store import L2SnapshotStore
 from resources.manifests import manifest_dir
 from resources.settings import PlatformSettings, get_settings
-from resources.validation import InvalidDateRangeError, normalize_symbol, normalize_symbols, parse_date, parse_date_range, parse_half_open_dates
+from resources.validation import InvalidDateRangeError, normalize_symbol, normalize_symbols, parse_date, parse_half_open_dates
 
 
 def _store(settings: PlatformSettings) -> L2SnapshotStore:
