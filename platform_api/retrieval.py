@@ -48,6 +48,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import duckdb
 import pandas as pd
 
 from platform_api.errors import IncompleteCoverageError, InvalidOptionError, NoDataError, StaleDataError, UnknownLabelDefinitionError
@@ -145,10 +146,16 @@ def get_curated_bars(symbols, start, end, frequency: str = "1min", *, settings: 
     if empty:
         raise _missing_symbols_error("curated bars", empty, start_ts, end_ts)
     columns = ", ".join(_quote(c) for c in CURATED_COLUMNS)
-    bars = reader.query(
-        f"SELECT {columns} FROM read_parquet($files, union_by_name=true) WHERE ts >= $start AND ts < $end ORDER BY symbol, ts",
-        {"files": parquet_list(p for paths in files.values() for p in paths), "start": start_ts, "end": end_ts},
-    )
+    try:
+        bars = reader.query(
+            f"SELECT {columns} FROM read_parquet($files, union_by_name=true) WHERE ts >= $start AND ts < $end ORDER BY symbol, ts",
+            {"files": parquet_list(p for paths in files.values() for p in paths), "start": start_ts, "end": end_ts},
+        )
+    except duckdb.BinderException as error:  # files written before the point-in-time gap columns existed
+        raise NoDataError(
+            f"stored curated bars of {', '.join(symbols)} lack columns of the current schema ({error}); "
+            "curated bars are derived: re-run `mdp backfill` for these days to rebuild them"
+        ) from error
     empty = sorted(set(symbols) - set(bars["symbol"].unique()))
     if empty:
         raise _missing_symbols_error("curated bars", empty, start_ts, end_ts)
