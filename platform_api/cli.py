@@ -188,8 +188,11 @@ def _audit_lookahead(args: argparse.Namespace) -> int:
     else:
         _print(f"look-ahead audit: {summary['samples']} perturbed samples, {len(summary['tables'])} tables, "
                f"{summary['rows_compared']:,} rows compared in {summary['seconds']}s: {'PASSED' if report.passed else 'FAILED'}")
+        _print(f"  tables: {', '.join(f'{t} ({n} columns)' for t, n in summary['tables'].items())}")
+        declared = sorted({c for columns in summary["declared_lookahead"].values() for c in columns})
+        _print(f"  declared look-ahead (not compared): {', '.join(declared) or 'none'}")
         for example in summary["examples"]:
-            _print(f"  {example}")
+            _print(f"  LOOK-AHEAD: {example}")
     return 0 if report.passed else EXIT_FAILED
 def _record_bars(args: argparse.Namespace) -> int:
     import asyncio

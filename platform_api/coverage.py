@@ -20,7 +20,7 @@ from platform_assets.features.registry import FEATURE_GROUPS
 from platform_assets.universe import market_of
 from resources.lake import month_file_dates
 from resources.settings import PlatformSettings, get_settings
-from resources.validation import normalize_symbol, parse_date_range, parse_half_open_dates
+from resources.validation import normalize_symbol, parse_half_open_dates
 
 LAYERS = ("raw", "curated", "features")
 FULL, PARTIAL, NONE = "full", "partial", "none"
@@ -111,7 +111,7 @@ def coverage_stats(start, end, symbols=None, *, settings: PlatformSettings | Non
             stored = coverage.get(name, {}).get(layer, LayerCoverage()).dates & expected
             status = NONE if not stored else (FULL if stored == expected else PARTIAL)
             layers[layer] = {"expected_days": len(expected), "stored_days": len(stored), "missing_days": sorted(expected - stored)[:50], "status": status}
-        out.append({"symbol": name, "start": start_date.isoformat(), "end": end_date.isoformat(), "layers": layers})
+        out.append({"symbol": name, "start": start_date.isoformat(), "end": (end_date + dt.timedelta(days=1)).isoformat(), "layers": layers})  # end excluded
     return out
 
 

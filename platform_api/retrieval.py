@@ -48,6 +48,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import duckdb
 import pandas as pd
 
 from platform_api.errors import IncompleteCoverageError, InvalidOptionError, NoDataError, StaleDataError, UnknownLabelDefinitionError
@@ -145,10 +146,16 @@ def get_curated_bars(symbols, start, end, frequency: str = "1min", *, settings: 
     if empty:
         raise _missing_symbols_error("curated bars", empty, start_ts, end_ts)
     columns = ", ".join(_quote(c) for c in CURATED_COLUMNS)
-    bars = reader.query(
-        f"SELECT {columns} FROM read_parquet($files, union_by_name=true) WHERE ts >= $start AND ts < $end ORDER BY symbol, ts",
-        {"files": parquet_list(p for paths in files.values() for p in paths), "start": start_ts, "end": end_ts},
-    )
+    try:
+        bars = reader.query(
+            f"SELECT {columns} FROM read_parquet($files, union_by_name=true) WHERE ts >= $start AND ts < $end ORDER BY symbol, ts",
+            {"files": parquet_list(p for paths in files.values() for p in paths), "start": start_ts, "end": end_ts},
+        )
+    except duckdb.BinderException as error:  # files written before the point-in-time gap columns existed
+        raise NoDataError(
+            f"stored curated bars of {', '.join(symbols)} lack columns of the current schema ({error}); "
+            "curated bars are derived: re-run `mdp backfill` for these days to rebuild them"
+        ) from error
     empty = sorted(set(symbols) - set(bars["symbol"].unique()))
     if empty:
         raise _missing_symbols_error("curated bars", empty, start_ts, end_ts)
@@ -362,19 +369,51 @@ def _join_group_rows(conn, reader: LakeReader, rows: pd.DataFrame, group: str, v
     return merged.drop(columns="_available_ts")
 
 
-def _candidate_files(reader: LakeReader, table, symbols: list[str], decisions: list[pd.Timestamp], mode: str) -> list[str]:
-    """Files that can hold the rows the decisions need (exact: their dates; latest: a lookback too)."""
-    if mode == "exact":
-        days = sorted({(at.floor("1min") - MINUTE).date() for at in decisions})
-        return parquet_list(p for ps in reader.files(table, symbols, days).values() for p in ps)
-    first, last = decisions[0].date(), decisions[-1].date()
-    paths = []
-    for symbol in symbols:
-        stored = [d for d in reader.stored_dates(table, symbol) if d <= last]
-        before = [d for d in stored if d < first][-LATEST_LOOKBACK_DAYS:]
-        days = set(before) | {d for d in stored if d >= first}
-        paths += reader.files(table, [symbol], days)[symbol]
-    return parquet_list(dict.fromkeys(paths))
+def _exact_rows(conn, reader: LakeReader, table, wanted: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Per decision: the row stamped ``want_ts`` (the bar that closed at or before the decision)."""
+    days = sorted({ts.date() for ts in wanted["want_ts"]})
+    paths = parquet_list(dict.fromkeys(p for ps in reader.files(table, sorted(set(wanted["symbol"])), days).values() for p in ps))
+    if not paths:
+        return pd.DataFrame(), 0
+    conn.register("decisions", wanted)
+    rows = to_frame(conn, "SELECT d.as_of, f.* FROM decisions d JOIN read_parquet($files) f "
+                    "ON f.symbol = d.symbol AND f.ts = d.want_ts AND f.available_ts <= d.as_of", {"files": paths})
+    conn.unregister("decisions")
+    return rows, len(paths)
+
+
+def _latest_rows(conn, reader: LakeReader, table, wanted: pd.DataFrame, real_filter: str) -> tuple[pd.DataFrame, int]:
+    """Per decision: the newest (real) row known at it. Reads the stored days between the first and
+    last decision, then, only for decisions still without a row, one older stored day at a time
+    (up to ``LATEST_LOOKBACK_DAYS``): one file per symbol for a single live decision."""
+    first, last = wanted["as_of"].min().date(), wanted["as_of"].max().date()
+    stored = {s: [d for d in reader.stored_dates(table, s) if d <= last] for s in wanted["symbol"].unique()}
+    pending, found, searched = wanted, [], 0
+    for depth in range(LATEST_LOOKBACK_DAYS + 1):
+        days: dict[str, list] = {}
+        for symbol in pending["symbol"].unique():
+            before = [d for d in stored[symbol] if d < first]
+            if depth == 0:
+                days[symbol] = [d for d in stored[symbol] if d >= first]
+            elif len(before) >= depth:
+                days[symbol] = [before[-depth]]
+        paths = parquet_list(dict.fromkeys(p for s, ds in days.items() if ds for p in reader.files(table, [s], ds)[s]))
+        if not paths:
+            if depth:
+                break  # no pending symbol has a stored day this far back (nor further)
+            continue
+        searched += len(paths)
+        conn.register("decisions", pending)
+        rows = to_frame(conn, f"SELECT d.as_of, f.* FROM decisions d ASOF JOIN (SELECT * FROM read_parquet($files) {real_filter}) f "
+                        "ON f.symbol = d.symbol AND d.as_of >= f.available_ts", {"files": paths})
+        conn.unregister("decisions")
+        if len(rows):
+            found.append(rows)
+            done = set(zip(rows["symbol"], rows["as_of"]))
+            pending = pending[[(s, a) not in done for s, a in zip(pending["symbol"], pending["as_of"])]]
+        if pending.empty:
+            break
+    return (pd.concat(found, ignore_index=True) if found else pd.DataFrame()), searched
 
 
 def get_features_for_inference(
@@ -421,20 +460,11 @@ def get_features_for_inference(
     real_filter = "WHERE NOT is_imputed" if "is_imputed" in FEATURE_GROUPS[first_group][first_version].columns else ""
     wanted = pd.DataFrame([(s, at) for s in symbols for at in decisions], columns=["symbol", "as_of"])
     wanted["want_ts"] = wanted["as_of"].dt.floor("1min") - MINUTE
-    paths = _candidate_files(reader, first_table, symbols, decisions, mode)
     with reader.connect() as conn:
-        if paths:
-            conn.register("decisions", wanted)
-            if mode == "exact":
-                sql = ("SELECT d.as_of, f.* FROM decisions d JOIN read_parquet($files) f "
-                       "ON f.symbol = d.symbol AND f.ts = d.want_ts AND f.available_ts <= d.as_of")
-            else:
-                sql = (f"SELECT d.as_of, f.* FROM decisions d ASOF JOIN (SELECT * FROM read_parquet($files) {real_filter}) f "
-                       "ON f.symbol = d.symbol AND d.as_of >= f.available_ts")
-            frame = to_frame(conn, sql, {"files": paths})
-            conn.unregister("decisions")
+        if mode == "exact":
+            frame, searched = _exact_rows(conn, reader, first_table, wanted)
         else:
-            frame = pd.DataFrame()
+            frame, searched = _latest_rows(conn, reader, first_table, wanted.drop(columns="want_ts"), real_filter)
         if frame.empty:
             hint = " (no bar closed then: market closed or not ingested; try mode='latest')" if mode == "exact" else ""
             raise NoDataError(f"no {first_group} {first_version} rows for {', '.join(symbols)} known at "
@@ -478,7 +508,7 @@ def get_features_for_inference(
         "stale": [{"symbol": r.symbol, "as_of": r.as_of.isoformat(), "ts": r.ts.isoformat()} for r in stale.itertuples()],
         "missing": missing,
         "missing_symbols": sorted({s for s, _ in missing}) if not many else sorted(set(symbols) - set(out["symbol"])),
-        "files_searched": len(paths),
+        "files_searched": searched,
         "extraction_ts": pd.Timestamp.now(tz="UTC").isoformat(),
     }
     out = out.drop(columns=["mkt_staleness_", "stale_"])

@@ -7,7 +7,7 @@ from platform_assets.alignment.transforms import align_top_of_book
 from platform_assets.calendars import STOCKS, session_minutes
 from platform_assets.curation.assets import book_activity
 from platform_assets.curation.gap_engine import curate_bars
-from platform_assets.features.bar_features import compute_bar_features_v1
+from platform_assets.features.bar_features import compute_bar_features_v1, compute_bar_features_v2
 from platform_assets.features.l2_features import compute_l2_features_v1
 from platform_assets.features.labels import compute_labels, get_label_definition
 from resources.schemas import L2Book
@@ -98,8 +98,6 @@ def test_l2_features_no_look_ahead_and_missing_levels():
 
 
 def test_v2_flags_windows_holding_imputed_minutes():
-    from platform_assets.features.bar_features import compute_bar_features_v2
-
     curated, _, _ = _curated()
     v1, v2 = compute_bar_features_v1(curated), compute_bar_features_v2(curated)
     pd.testing.assert_frame_equal(v1, v2[v1.columns])  # v2 only adds columns

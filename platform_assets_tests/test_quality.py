@@ -161,7 +161,7 @@ def _offline_with(platform, corrupt: dict[str, str]) -> dg.Definitions:
 
 
 def test_blocking_failure_stops_downstream_of_that_partition_only(platform):
-    days = ["2024-12-02", "2024-12-04"]
+    days = ["2024-12-02", "2024-12-03"]
     bad_ticks, outage = ("AAPL", dt.date(2024, 12, 3)), ("MSFT", dt.date(2024, 12, 2))
     defs = _offline_with(platform, {"AAPL@2024-12-03": "bad_ticks", "MSFT@2024-12-02": "outage"})
     report = run_backfill(platform.instance, plan_backfill(["AAPL", "MSFT"], *days), defs=defs, add_missing_symbols=True)
@@ -241,7 +241,7 @@ def test_summary_and_health_answer_from_stored_results(platform):
     from platform_api.errors import NoDataError, UnknownDatasetError
     from platform_api.quality import get_data_quality_summary, get_dataset_health
 
-    defs = _run(platform, ["AAPL", "MSFT", "NVDA"], "2024-12-02", "2024-12-04", corrupt={"MSFT@2024-12-03": "outage"})
+    defs = _run(platform, ["AAPL", "MSFT", "NVDA"], "2024-12-02", "2024-12-03", corrupt={"MSFT@2024-12-03": "outage"})
     settings = platform.settings
     summary = get_data_quality_summary("curated_bars", "2024-12-02", "2024-12-04", settings=settings)  # [start, end)
     assert set(summary.partitions["symbol"]) == {"AAPL", "MSFT", "NVDA"} and summary.status_counts["error"] == 1
@@ -287,7 +287,7 @@ def test_summary_and_health_answer_from_stored_results(platform):
 def test_health_green_on_clean_data_yellow_on_warnings(platform):
     from platform_api.quality import get_dataset_health
 
-    _run(platform, ["AAPL", "MSFT"], "2024-12-02", "2024-12-04", inject_faults=False)
+    _run(platform, ["AAPL", "MSFT"], "2024-12-02", "2024-12-03", inject_faults=False)
     green = get_dataset_health("curated_bars", "2024-12-03", settings=platform.settings)
     assert green.status == "GREEN" and green.symbols_checked == 2 and "passed all" in green.reasons[0]
     _run(platform, ["AAPL", "MSFT"], "2024-12-04", "2024-12-04", corrupt={"AAPL@2024-12-04": "crossed_book"})

@@ -12,6 +12,8 @@ from platform_api import errors
 from platform_api.backfill import plan_backfill, run_backfill
 from platform_api.catalog import get_dataset, list_datasets, list_feature_groups
 from platform_api.retrieval import get_curated_bars, get_features_for_inference, get_features_for_training
+from platform_api.splits import purged_time_splits
+from platform_assets.quality.metrics import dq_blocked_table
 from resources.lake import ParquetLake, raw_bars_table
 from resources.settings import load_settings
 
@@ -263,6 +265,7 @@ def test_latest_past_max_staleness_refuses_or_flags(lake_env):
     assert not unlimited.metadata["freshness"]["AAPL"]["stale"]
     early = get_features_for_inference(["bar_features"], "v1", ["AAPL"], "2024-12-03 14:25", mode="latest", settings=settings)
     assert early.metadata["freshness"]["AAPL"]["market_staleness_seconds"] == 0  # before the open: nothing newer could exist
+    assert early.metadata["files_searched"] == 1  # one stored day read for one live decision
     with pytest.raises(errors.InvalidOptionError, match="max_staleness"):
         get_features_for_inference(["bar_features"], "v1", ["AAPL"], at, mode="latest", max_staleness="-5min", settings=settings)
 
@@ -280,8 +283,6 @@ def test_latest_for_many_decision_times_in_one_call(lake_env):
 def test_training_pull_over_partial_coverage_reports_it_and_strict_raises(lake_env):
     settings, *_ = lake_env
     lake = ParquetLake(base_path=str(settings.base_path), fsync=False)
-    from platform_assets.quality.metrics import dq_blocked_table
-
     lake.write_partition(dq_blocked_table("curated_bars"), "MSFT", dt.date(2024, 11, 25), pd.DataFrame({"rule": ["gap_ratio"]}))
     data = get_features_for_training(["bar_features"], "v1", ["AAPL", "MSFT"], "2024-11-25", "2024-11-28", settings=settings)
     coverage = data.metadata["coverage"]
@@ -296,8 +297,6 @@ def test_training_pull_over_partial_coverage_reports_it_and_strict_raises(lake_e
 
 
 def test_model_frame_and_purged_splits(lake_env):
-    from platform_api.splits import purged_time_splits
-
     settings, *_ = lake_env
     data = get_features_for_training(["bar_features"], "v2", SYMBOLS, "2024-11-26", "2024-12-03", include_labels=True, settings=settings)
     assert data.features["imputed_in_window_20"].any() and data.features["imputed_in_window_20"].dtype == bool

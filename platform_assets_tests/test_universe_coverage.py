@@ -108,9 +108,9 @@ def test_coverage_views_and_stats(platform):
     rows = {r["symbol"]: r for r in get_coverage(settings=platform.settings)}
     aapl = rows["AAPL"]["layers"]
     assert aapl["raw"] == {"earliest": "2024-12-02", "latest": "2024-12-04", "file_count": 3, "total_rows": aapl["raw"]["total_rows"]}
-    assert aapl["curated"]["total_rows"] == 3 * 390 and aapl["features"]["file_count"] == 2 * 3  # two feature groups
-    stats = {r["symbol"]: r["layers"] for r in coverage_stats("2024-12-02", "2024-12-06", settings=platform.settings)}
+    assert aapl["curated"]["total_rows"] == 3 * 390 and aapl["features"]["file_count"] == 3 * 3  # bar_features v1 and v2, l2_features v1
+    stats = {r["symbol"]: r["layers"] for r in coverage_stats("2024-12-02", "2024-12-07", settings=platform.settings)}  # [start, end)
     assert stats["AAPL"]["curated"]["status"] == "partial" and stats["AAPL"]["curated"]["missing_days"] == ["2024-12-05", "2024-12-06"]
-    full = {r["symbol"]: r["layers"] for r in coverage_stats("2024-12-02", "2024-12-04", ["AAPL", "MSFT", "NVDA"], settings=platform.settings)}
+    full = {r["symbol"]: r["layers"] for r in coverage_stats("2024-12-02", "2024-12-05", ["AAPL", "MSFT", "NVDA"], settings=platform.settings)}
     assert full["AAPL"]["curated"]["status"] == "full" and full["MSFT"]["curated"]["status"] == "partial" and full["NVDA"]["raw"]["status"] == "none"
     assert coverage_summary(list(map(lambda s: {"layers": full[s]}, full)))["curated"] == {"full": 1, "partial": 1, "none": 1}
