@@ -134,7 +134,7 @@ def stored_datasets(dataset_name: str, settings: PlatformSettings) -> list[str]:
 def _half_open_dates(start_date: object, end_date: object) -> tuple[dt.date, dt.date]:
     start, end = parse_date(start_date, name="start_date"), parse_date(end_date, name="end_date")
     if start >= end:
-        raise InvalidDateRangeError(f"start_date {start} must be before end_date {end} (the range is [start_date, end_date))")
+        raise InvalidDateRangeError(f"start_date {start} must be before end_date {end} (the range is [start, end): end_date excluded)")
     return start, end
 
 

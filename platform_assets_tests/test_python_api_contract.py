@@ -169,7 +169,7 @@ def test_the_contract_workflows_on_a_small_offline_backfill(platform):
     assert datasets["curated_bars"].available_date_range == (dt.date(2024, 12, 2), dt.date(2024, 12, 3))
     assert isinstance(datasets["curated_bars"].latest_pipeline_version, str)
     groups = {g.feature_group: g for g in list_feature_groups(settings)}
-    assert isinstance(groups["bar_features"], FeatureGroupInfo) and groups["bar_features"].versions == ["v1"] and groups["bar_features"].description
+    assert isinstance(groups["bar_features"], FeatureGroupInfo) and groups["bar_features"].versions == ["v1", "v2"] and groups["bar_features"].description
 
 
 def test_options_accept_an_object_or_a_dict_and_reject_anything_else(platform):

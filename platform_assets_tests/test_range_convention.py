@@ -90,8 +90,8 @@ def _retrieval_training(env):
 def _dq_summary(env):
     _, settings, *_ = env
     summary = get_data_quality_summary("curated_bars", START, END, settings=settings)
-    assert summary.end_date == NEXT  # echoes the exclusive end
-    return set(summary.metrics["date"])
+    assert summary.date_range == (DAY, NEXT)  # echoes the exclusive end
+    return set(summary.to_frame()["date"])
 
 
 def _io_manager_metadata(env):
@@ -105,7 +105,7 @@ def _trigger(env):
     handle = trigger_backfill("curated_bars", ["AAPL"], START, END, wait=True, instance=instance, settings=settings, defs=defs)
     status = get_backfill_job_status(handle.job_id, instance=instance)
     assert status.state == "SUCCEEDED" and status.summary["materializations"]["curated_bars"] == 1
-    return {dt.date.fromisoformat(status.params["start"]), dt.date.fromisoformat(status.params["end"])}
+    return {dt.date.fromisoformat(day) for day in status.params["trading_days"]}
 
 
 def _cli(env):
