@@ -557,7 +557,7 @@ def test_a_new_source_is_one_class_plus_one_config_entry_and_gets_its_asset_gene
     assert "raw_bars_dummy" in snapshot["keys"] and "raw_bars_databento" in snapshot["keys"] and "raw_bars_ib" in snapshot["keys"]
     assert "raw_bars_dummy" in snapshot["curated_deps"] and snapshot["group"] == "dummy" and snapshot["pool"] == "dummy"
     assert any(c.startswith("dq_") for c in snapshot["checks"])
-    assert snapshot["priority"] == ["dummy", "databento", "ib", "sim"]
+    assert snapshot["priority"] == ["dummy", "databento", "ib", "ib_live", "sim"]
     meta = snapshot["metadata"]
     assert meta["source"] == "dummy" and meta["rows"] == 2 * 389 and meta["malformed_rows_quarantined"] == 0
     assert meta["validation_errors"] == 2 and meta["records_fetched"] == 2 * 390 and meta["api_calls_made"] == 2
