@@ -18,6 +18,7 @@ import subprocess
 import sys
 import uuid
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Literal
 
 import dagster as dg
@@ -25,10 +26,11 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from platform_api import job_store
-from platform_api.backfill import plan_backfill, run_backfill
+from platform_api.backfill import plan_backfill, require_stock_symbols, run_backfill
 from platform_api.errors import InvalidDateRangeError, InvalidOptionError, UnknownDatasetError
 from platform_api.job_store import JOB_ID_TAG, JOB_KIND_TAG, JobRecord
 from platform_assets.automation.jobs import OFFLINE_PIPELINE_JOB, STOCK_PIPELINE_JOB
+from platform_assets.automation.run_reaper import process_start_time, reap_dead_runs
 from platform_assets.calendars import CRYPTO, STOCKS, is_session, sessions_in_range
 from platform_assets.run_options import KEEP_EXISTING_TAG
 from platform_assets.universe import asset_types, market_of, require_tracked, tracked_symbols
@@ -225,7 +227,8 @@ def trigger_historical_ingestion(
     if not assets:
         raise InvalidOptionError(f"source {source!r} has no ingestion assets in this deployment")
     parsed = _options(IngestionOptions, options)
-    plan = plan_backfill(symbols, start, end)  # validates symbols and dates up front
+    plan = plan_backfill(symbols, start, end, market=STOCKS)  # validates symbols and dates up front
+    require_stock_symbols(plan.symbols)
     _check_symbols(instance, plan.symbols, add_missing_symbols)
     record = _new_record(
         "ingestion", params={"source": source, "symbols": plan.symbols, "start": str(plan.dates[0]), "end": str(plan.dates[-1]), "options": parsed.model_dump()},
@@ -296,7 +299,8 @@ def trigger_backfill(
     if dataset_name not in derived:
         raise UnknownDatasetError(f"cannot backfill dataset {dataset_name!r}; derived datasets: {', '.join(sorted(derived))}")
     parsed = _options(BackfillOptions, options)
-    plan = plan_backfill(symbols, start, end)
+    plan = plan_backfill(symbols, start, end, market=STOCKS)
+    require_stock_symbols(plan.symbols)
     _check_symbols(instance, plan.symbols, add_missing_symbols)
     keep = [layer for layer, overwrite in (("curated", parsed.overwrite_curated), ("features", parsed.overwrite_features)) if not overwrite]
     record = _new_record(
@@ -360,13 +364,12 @@ def _worker_gone(record: JobRecord) -> bool:
         return child.poll() is not None
     if record.worker_pid is None:
         return False
-    try:
-        os.kill(record.worker_pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
+    if process_start_time(record.worker_pid) is None:
+        return True  # no such process, or a zombie nobody reaped (its parent is another process)
+    try:  # a live pid running something else: the worker died and its pid was reused
+        return record.job_id.encode() not in Path(f"/proc/{record.worker_pid}/cmdline").read_bytes()
+    except OSError:
         return False
-    return False
 
 
 def get_job_status(job_id: str, *, instance: dg.DagsterInstance | None = None) -> JobStatus:
@@ -374,6 +377,8 @@ def get_job_status(job_id: str, *, instance: dg.DagsterInstance | None = None) -
     instance = _instance(instance)
     folder = job_store.jobs_dir(instance)
     record = job_store.load(folder, job_id)
+    if record.finished_at is None and _worker_gone(record):
+        reap_dead_runs(instance, tags={JOB_ID_TAG: job_id})  # its runs left STARTED are failed too
     runs = instance.get_run_records(dg.RunsFilter(tags={JOB_ID_TAG: job_id}))
     statuses = [r.dagster_run.status for r in runs]
     failed = [s for s in statuses if s in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)]

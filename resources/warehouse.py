@@ -6,18 +6,23 @@ processes can query while runs write (no DuckDB write lock to contend for). View
 ``raw_bars`` (newest batch of every source/symbol/date), ``curated_bars``, ``aligned_bars``,
 ``features_<group>_<version>`` (e.g. ``features_bar_features_v1``), ``labels_<version>``,
 ``dq_metrics`` and ``l2_snapshots`` (with ``symbol`` taken from the folder name).
-Views exist only for tables that hold at least one file.
+Views exist only for tables that hold at least one file. A connection holds the shared layout
+lock of every table its views read (``resources.lake``), so compaction never removes or merges a
+file under a running query (README "Reliability").
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
+
+from resources.atomic import file_lock
+from resources.lake import LOCK_FILE
 
 
 def _quote(path: Path) -> str:
@@ -30,6 +35,14 @@ class LakeWarehouse(dg.ConfigurableResource):
     base_path: str
     level2_path: str
     threads: int = 2
+
+    def _table_dirs(self) -> list[Path]:
+        """The lake table folders the views read (each holds its layout ``.lock``)."""
+        root = Path(self.base_path) / "lake"
+        dirs = [root / "curated_bars", root / "aligned_bars"]
+        dirs += sorted((root / "raw_bars").glob("source=*")) + sorted((root / "dq_metrics").glob("*=*"))
+        dirs += sorted((root / "features").glob("*/version=*")) + sorted((root / "labels").glob("version=*"))
+        return [d for d in dirs if d.is_dir()]
 
     def _view_sources(self) -> dict[str, str]:
         root = Path(self.base_path) / "lake"
@@ -55,7 +68,9 @@ class LakeWarehouse(dg.ConfigurableResource):
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A fresh in-memory connection with the views defined (closed on exit)."""
         resource = DuckDBResource(database=":memory:", connection_config={"threads": self.threads})
-        with resource.get_connection() as conn:
+        with ExitStack() as locks, resource.get_connection() as conn:
+            for folder in self._table_dirs():
+                locks.enter_context(file_lock(folder / LOCK_FILE, shared=True, create=False))
             for name, source in self._view_sources().items():
                 if name == "raw_bars_all":
                     conn.execute(f"CREATE VIEW raw_bars_all AS SELECT * FROM {source}")
