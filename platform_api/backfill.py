@@ -30,6 +30,7 @@ from platform_assets.automation.run_reaper import own_process_tags, reap_dead_ru
 from platform_assets.calendars import CRYPTO, STOCKS, Market, sessions_in_range
 from platform_assets.partitions import MAX_DATES_PER_RUN, SYMBOLS_TAG, date_partitions_of
 from platform_assets.universe import add_symbols, detect_asset_type, require_tracked, tracked_symbols
+from resources.atomic import sweep_stale_temp_files
 from resources.validation import InvalidDateRangeError, InvalidInputError, normalize_symbols, parse_date_range
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -178,6 +179,15 @@ def _execute_chunk(
     )
 
 
+def _sweep_temp_files(defs: dg.Definitions, plan: BackfillPlan) -> None:
+    """Remove temp files that crashed writers left in the folders this backfill writes (lake and L2)."""
+    lake, l2_store = defs.resources.get("lake"), defs.resources.get("l2_store")
+    if lake is not None:
+        lake.sweep_temp_files(plan.symbols, plan.dates)
+    for symbol in plan.symbols if l2_store is not None else []:
+        sweep_stale_temp_files(l2_store.symbol_dir(symbol))
+
+
 def _execute_chunk_in_worker(instance_ref, job_name: str, tags: dict[str, str], log_level: str, asset_selection) -> RunOutcome:
     with dg.DagsterInstance.from_ref(instance_ref) as instance:
         return _execute_chunk(instance, job_name, tags, log_level, asset_selection=asset_selection)
@@ -202,6 +212,7 @@ def run_backfill(
     always load the project's definitions, configured from the environment they inherit.
     """
     reap_dead_runs(instance)  # runs of an earlier killed backfill must not stay STARTED
+    _sweep_temp_files(defs or _project_definitions(), plan)
     if add_missing_symbols:
         add_symbols(instance, plan.symbols)
     else:

@@ -19,8 +19,7 @@ import pyarrow.parquet as pq
 from platform_assets.calendars import sessions_in_range
 from platform_assets.features.registry import FEATURE_GROUPS
 from platform_assets.universe import market_of
-from resources.atomic import file_lock
-from resources.lake import LOCK_FILE, month_file_dates
+from resources.lake import layout_lock, month_file_dates
 from resources.settings import PlatformSettings, get_settings
 from resources.validation import normalize_symbol, parse_date_range
 
@@ -86,7 +85,7 @@ def _coverage(settings: PlatformSettings, symbol: str | None) -> dict[str, dict[
     root = Path(settings.base_path) / "lake"
     with contextlib.ExitStack() as locks:  # shared layout locks: no compaction swap mid-scan (README "Reliability")
         for table in (t for tables in _layer_tables(root).values() for t in tables):
-            locks.enter_context(file_lock(table / LOCK_FILE, shared=True, create=False))
+            locks.enter_context(layout_lock(table, shared=True))
         per_layer = {layer: _scan(tables, symbol) for layer, tables in _layer_tables(root).items()}
     symbols = sorted({s for layer in per_layer.values() for s in layer})
     return {s: {layer: per_layer[layer].get(s, LayerCoverage()) for layer in LAYERS} for s in symbols}

@@ -122,10 +122,13 @@ def sweep_stale_temp_files(folder: Path, *, now: float | None = None) -> list[Pa
     return removed
 
 
-def sweep_tree(root: Path, *, now: float | None = None) -> list[Path]:
-    """``sweep_stale_temp_files`` in every folder below ``root`` (a run-start / compaction sweep)."""
+def sweep_tree(root: Path, *, now: float | None = None, keep_dir: Callable[[str], bool] | None = None) -> list[Path]:
+    """``sweep_stale_temp_files`` in every folder below ``root`` (a run-start / compaction sweep);
+    ``keep_dir(name)`` False prunes a sub-folder."""
     removed: list[Path] = []
-    for folder, _, files in os.walk(root):
+    for folder, dirs, files in os.walk(root):
+        if keep_dir is not None:
+            dirs[:] = [d for d in dirs if keep_dir(d)]
         if any(name.startswith(TMP_PREFIX) for name in files):
             removed += sweep_stale_temp_files(Path(folder), now=now)
     return removed

@@ -35,6 +35,7 @@ import functools
 import hashlib
 import logging
 import os
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from resources.atomic import TMP_PREFIX, file_lock, sweep_tree, write_parquet_atomic
+from resources.atomic import LOCK_WAIT_SECONDS, TMP_PREFIX, LockTimeoutError, file_lock, sweep_tree, write_parquet_atomic
 from resources.validation import normalize_symbol
 
 PART_FILE = "part.parquet"
@@ -128,8 +129,59 @@ def _identity(path: Path) -> tuple[int, int, int]:
     return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
+def _sweep_wanted(name: str, symbols: set | None, days: set | None) -> bool:
+    if name.startswith("symbol="):
+        return symbols is None or name in symbols
+    if name.startswith(("date=", MONTH_PREFIX)):
+        return days is None or name in days
+    return True
+
+
 def _date_of(day_file: Path) -> dt.date:
     return dt.date.fromisoformat(day_file.parent.name[5:])
+
+
+GATE_FILE = ".lock.gate"
+GATE_HOLD_SECONDS = 2.0
+
+
+@contextlib.contextmanager
+def layout_lock(table_dir: Path, *, shared: bool, timeout: float = LOCK_WAIT_SECONDS):
+    """A table's layout lock (``table_dir/.lock``), writer-preferring.
+
+    ``flock`` grants a shared lock whenever only shared holders exist, so a steady stream of
+    readers starved compaction (measured: 12 swaps under 2 looping readers took 60 s). A gate
+    file fixes that: a writer holds the gate exclusively while it waits for the layout lock, and
+    readers pass the gate (shared, for an instant) before taking theirs, so new readers queue
+    behind a waiting writer while the readers already inside finish. A writer that cannot get the
+    layout lock within ``GATE_HOLD_SECONDS`` opens the gate again for a moment before retrying, so
+    a reader that needs a second shared lock while holding one (two readers in one thread, a
+    multi-table read) is never blocked for good. A reader of a table that does not exist yet locks
+    nothing (there is nothing to protect).
+    """
+    gate, lock = table_dir / GATE_FILE, table_dir / LOCK_FILE
+    if shared:
+        with contextlib.ExitStack() as stack:
+            with file_lock(gate, shared=True, create=False, timeout=timeout):
+                stack.enter_context(file_lock(lock, shared=True, create=False, timeout=timeout))
+            yield
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.ExitStack() as stack:
+            with file_lock(gate, timeout=max(deadline - time.monotonic(), 0.0)):
+                try:
+                    stack.enter_context(file_lock(lock, timeout=max(min(GATE_HOLD_SECONDS, deadline - time.monotonic()), 0.0)))
+                except LockTimeoutError:
+                    if time.monotonic() >= deadline:
+                        raise
+                    held = False
+                else:
+                    held = True
+            if held:
+                yield
+                return
+        time.sleep(0.02)
 
 
 def month_of(day: dt.date) -> str:
@@ -228,7 +280,7 @@ class ParquetLake(dg.ConfigurableResource):
         """The table's layout lock: shared by readers from resolving files to reading them, exclusive
         (briefly, inside a symbol lock) around every step that removes a file or merges day files
         into a month file. Readers never take a symbol lock, writers at most one: no lock cycle."""
-        return file_lock(self.table_dir(table) / LOCK_FILE, shared=shared, create=not shared)
+        return layout_lock(self.table_dir(table), shared=shared)
 
     def reading(self, table: Table):
         """Shared layout lock of ``table``: files resolved inside the block stay valid until it ends."""
@@ -407,9 +459,13 @@ class ParquetLake(dg.ConfigurableResource):
                 out[symbol] = merged
         return out
 
-    def sweep_temp_files(self) -> list[Path]:
-        """Remove the ``.tmp-*`` files crashed writers left anywhere in the lake (see ``resources.atomic``)."""
-        return sweep_tree(self.root)
+    def sweep_temp_files(self, symbols: Iterable[str] | None = None, days: Iterable[dt.date] | None = None) -> list[Path]:
+        """Remove the ``.tmp-*`` files crashed writers left in the lake (see ``resources.atomic``):
+        everywhere, or only in the folders of ``symbols`` x ``days`` (and their month folders), which
+        keeps a run-start sweep proportional to the run, not to the lake."""
+        wanted_symbols = {f"symbol={normalize_symbol(s)}" for s in symbols} if symbols is not None else None
+        wanted_days = {f"date={d.isoformat()}" for d in days} | {f"{MONTH_PREFIX}{month_of(d)}" for d in days} if days is not None else None
+        return sweep_tree(self.root, keep_dir=lambda name: _sweep_wanted(name, wanted_symbols, wanted_days))
 
     def partition_files(self, table: Table, symbols: Iterable[str], days: Iterable[dt.date]) -> list[Path]:
         """The files holding the (symbol, date) partitions (a month file once; may hold other dates)."""

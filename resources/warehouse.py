@@ -21,8 +21,7 @@ import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
-from resources.atomic import file_lock
-from resources.lake import LOCK_FILE
+from resources.lake import layout_lock
 
 
 def _quote(path: Path) -> str:
@@ -70,7 +69,7 @@ class LakeWarehouse(dg.ConfigurableResource):
         resource = DuckDBResource(database=":memory:", connection_config={"threads": self.threads})
         with ExitStack() as locks, resource.get_connection() as conn:
             for folder in self._table_dirs():
-                locks.enter_context(file_lock(folder / LOCK_FILE, shared=True, create=False))
+                locks.enter_context(layout_lock(folder, shared=True))
             for name, source in self._view_sources().items():
                 if name == "raw_bars_all":
                     conn.execute(f"CREATE VIEW raw_bars_all AS SELECT * FROM {source}")

@@ -95,13 +95,15 @@ def default_rule_sets() -> dict[str, RuleSet]:
 def _parse_rule(path: Path, dataset: str, index: int, entry) -> Rule:
     label = entry.get("name", f"#{index + 1}") if isinstance(entry, dict) else f"#{index + 1}"
     where = f"{path}: dataset {dataset!r}, rule {label!r}"
+    if bad := _non_finite(entry):
+        raise RuleConfigError(f"{where}: {_finite_problem(bad)}")
     try:
         rule = _RULE_ADAPTER.validate_python(entry)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'rule'}: {err['msg']}" for err in exc.errors())
         raise RuleConfigError(f"{where}: {problems}") from None
     if bad := _non_finite(rule.model_dump()):
-        raise RuleConfigError(f"{where}: {', '.join(f'{key}={value}' for key, value in bad)} is not a finite number (NaN/inf would switch the rule off)")
+        raise RuleConfigError(f"{where}: {_finite_problem(bad)}")
     unknown = [c for c in rule.columns() if c not in DATASET_COLUMNS[dataset]]
     if unknown:
         raise RuleConfigError(f"{where}: unknown column(s) {unknown} for {dataset} (columns: {', '.join(DATASET_COLUMNS[dataset])})")
@@ -112,10 +114,24 @@ def _parse_rule(path: Path, dataset: str, index: int, entry) -> Rule:
     return rule
 
 
-def _non_finite(values, prefix: str = "") -> list[tuple[str, float]]:
-    """(dotted key, value) of every NaN or infinite float in a rule's (nested) fields."""
+_TEXT_FIELDS = {"name", "rule", "field", "group", "severity", "stat", "allowed", "description"}
+
+
+def _finite_problem(bad: list[tuple[str, object]]) -> str:
+    return f"{', '.join(f'{key}={value}' for key, value in bad)} is not a finite number (NaN/inf would switch the rule off)"
+
+
+def _non_finite(values, prefix: str = "") -> list[tuple[str, object]]:
+    """(dotted key, value) of every NaN or infinite number in a rule's (nested) fields, including
+    numbers written as text ("nan", "inf") that validation would turn into floats."""
     if isinstance(values, float):
         return [] if math.isfinite(values) else [(prefix or "value", values)]
+    if isinstance(values, str) and prefix.split(".")[-1].split("[")[0] not in _TEXT_FIELDS:
+        try:
+            number = float(values)
+        except ValueError:
+            return []
+        return [] if math.isfinite(number) else [(prefix or "value", values)]
     if isinstance(values, dict):
         return [bad for key, value in values.items() for bad in _non_finite(value, f"{prefix}.{key}" if prefix else str(key))]
     if isinstance(values, (list, tuple)):
