@@ -36,14 +36,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from definitions import build_definitions
+from platform_api import jobs
 from platform_api.backfill import plan_backfill, run_backfill
 from platform_api.coverage import get_coverage
 from platform_api.lake_reader import LakeReader
-from platform_assets.automation.compaction import compactable_tables
+from platform_assets.automation.compaction import compact_closed_months, compactable_tables
 from platform_assets.automation.run_reaper import PID_TAG, reap_dead_runs
 from platform_assets.quality.config import RuleConfigError, load_rule_sets
 from resources.atomic import TMP_PREFIX
 from resources.lake import CORRUPT_DIR, CURATED_BARS, ParquetLake, Table, content_hash, month_file_dates, raw_bars_table
+from resources.settings import load_settings
 from resources.validation import InvalidInputError
 from resources.warehouse import LakeWarehouse
 
@@ -98,14 +101,10 @@ def _age_temp_files(data: Path, seconds: float = 3600) -> None:
 
 
 def _settings(data: Path):
-    from resources.settings import load_settings
-
     return load_settings(DATA_PATH_OVERRIDE=str(data), LAKE_FSYNC="false")
 
 
 def _backfill_in_process(data: Path, home: Path, symbols, start, end):
-    from definitions import build_definitions
-
     with dg.DagsterInstance.from_config(str(home)) as instance:
         report = run_backfill(instance, plan_backfill(symbols, start, end), defs=build_definitions(_settings(data)), add_missing_symbols=True)
         in_flight = instance.get_run_records(dg.RunsFilter(statuses=IN_FLIGHT))
@@ -207,8 +206,6 @@ def test_sigkill_during_compaction_then_rerun_keeps_every_row_once(tmp_path):
         child.join(30)
         _age_temp_files(data)
         lake = ParquetLake(base_path=str(data), fsync=False)
-        from platform_assets.automation.compaction import compact_closed_months
-
         compact_closed_months(lake, "2024-12")
         assert partition_hashes(data) == reference, f"trial {trial} (seed {SEED + 1})"
         for table in compactable_tables()[:3]:
@@ -219,8 +216,6 @@ def test_sigkill_during_compaction_then_rerun_keeps_every_row_once(tmp_path):
 
 # ------------------------------------------------------------- SIGKILL of a detached job worker
 def test_a_killed_job_worker_reads_failed_from_any_process_and_its_run_too(platform):
-    from platform_api import jobs
-
     handle = jobs.trigger_historical_ingestion(
         "sim", ["AAPL", "MSFT"], "2024-11-04", "2024-11-29", add_missing_symbols=True,
         instance=platform.instance, settings=platform.settings, defs=platform.defs,
