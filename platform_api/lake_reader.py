@@ -53,20 +53,29 @@ class LakeReader:
     def files(self, table: Table, symbols: Iterable[str], days: Iterable[dt.date]) -> dict[str, list[Path]]:
         """Existing files per symbol holding the days, oldest first: day files, or one compacted
         month file for a whole closed month (it may hold other days: queries filter on ``ts``)."""
-        self._hold(table)
         wanted = set(days)
-        found: dict[str, list[Path]] = {}
-        for symbol in symbols:
-            found[symbol] = layout_files(symbol_layout(self.lake.table_dir(table) / f"symbol={symbol}"), wanted)
-        return found
+        with self._resolving(table):
+            return {symbol: layout_files(symbol_layout(self.lake.table_dir(table) / f"symbol={symbol}"), wanted) for symbol in symbols}
 
     def stored_dates(self, table: Table, symbol: str) -> list[dt.date]:
-        self._hold(table)
-        return sorted(symbol_layout(self.lake.table_dir(table) / f"symbol={symbol}"))
+        with self._resolving(table):
+            return sorted(symbol_layout(self.lake.table_dir(table) / f"symbol={symbol}"))
 
     def day_file(self, table: Table, symbol: str, day: dt.date) -> Path | None:
+        with self._resolving(table):
+            return self.lake.day_source(table, symbol, day)
+
+    @contextmanager
+    def _resolving(self, table: Table) -> Iterator[None]:
+        """Hold ``table``'s layout lock for the files resolved in the block; on an error (e.g. a
+        corrupt file, named in the message) release everything, as a traceback may keep the
+        reader alive for a long time."""
         self._hold(table)
-        return self.lake.day_source(table, symbol, day)
+        try:
+            yield
+        except BaseException:
+            self.release()
+            raise
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:

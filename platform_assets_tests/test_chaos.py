@@ -16,6 +16,7 @@ The whole file runs in about a minute on a 2-core machine.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import multiprocessing
@@ -192,6 +193,10 @@ def test_sigkill_during_compaction_then_rerun_keeps_every_row_once(tmp_path):
     template = tmp_path / "template"
     _synthetic_lake(template)
     reference = partition_hashes(template)
+    shutil.copytree(template, tmp_path / "calibration")
+    started = time.monotonic()
+    _compact_all(str(tmp_path / "calibration"), FORK.Event())
+    duration = time.monotonic() - started  # kill points are drawn inside one compaction's duration
     outcomes = []
     for trial in range(4):
         data = tmp_path / f"trial{trial}"
@@ -200,9 +205,10 @@ def test_sigkill_during_compaction_then_rerun_keeps_every_row_once(tmp_path):
         child = FORK.Process(target=_compact_all, args=(str(data), ready))  # a real process, SIGKILLed below
         child.start()
         assert ready.wait(60)
-        time.sleep(rng.uniform(0.0, 0.8))
+        time.sleep(rng.uniform(0.0, duration))
         outcomes.append(child.exitcode)
-        os.kill(child.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signal.SIGKILL)
         child.join(30)
         _age_temp_files(data)
         lake = ParquetLake(base_path=str(data), fsync=False)

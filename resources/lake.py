@@ -124,6 +124,15 @@ def parquet_file_ok(path: Path, rows: int | None = None) -> bool:
     return rows is None or metadata.num_rows == rows
 
 
+def parquet_file_readable(path: Path) -> bool:
+    """Whether the whole of ``path`` decodes (footer and every page): the check before quarantining."""
+    try:
+        read_parquet_checked(path)
+    except (CorruptLakeFileError, FileNotFoundError):
+        return False
+    return True
+
+
 def _identity(path: Path) -> tuple[int, int, int]:
     stat = path.stat()
     return stat.st_ino, stat.st_size, stat.st_mtime_ns
@@ -307,7 +316,7 @@ class ParquetLake(dg.ConfigurableResource):
             if not locked_symbol:
                 stack.enter_context(self._symbol_lock(table, symbol))
             stack.enter_context(self._table_lock(table))
-            if not path.exists() or (check or parquet_file_ok)(path):
+            if not path.exists() or (check or parquet_file_readable)(path):
                 return None
             target = self.quarantine_path(path)
             target.parent.mkdir(parents=True, exist_ok=True)
