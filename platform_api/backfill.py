@@ -5,6 +5,12 @@ contiguous date ranges, each materialized as **one** Dagster run (partition rang
 runs show up in the Dagster UI like any other. Runs execute in this process (``workers=1``) or in
 ``workers`` child processes on the same instance; each run covers at most
 ``MAX_DATES_PER_RUN`` dates.
+
+Symbols pick their graph: stocks run the XNYS ``offline_pipeline``, crypto pairs (BTC-USD) the 24/7
+``crypto_pipeline``; a request mixing both is refused before anything starts (it used to report
+success and store nothing for the crypto symbol). Every run carries its process's pid/host tags,
+and a backfill first fails the runs whose process died (``platform_assets.automation.run_reaper``),
+so a killed backfill never leaves runs STARTED that block the run queue.
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from platform_assets.automation.jobs import CRYPTO_PIPELINE_JOB, OFFLINE_PIPELINE_JOB
+from platform_assets.automation.run_reaper import own_process_tags, reap_dead_runs
 from platform_assets.calendars import CRYPTO, STOCKS, Market, sessions_in_range
 from platform_assets.partitions import MAX_DATES_PER_RUN, SYMBOLS_TAG, date_partitions_of
-from platform_assets.universe import add_symbols, require_tracked, tracked_symbols
-from resources.validation import InvalidDateRangeError, normalize_symbols, parse_date_range
+from platform_assets.universe import add_symbols, detect_asset_type, require_tracked, tracked_symbols
+from resources.atomic import sweep_stale_temp_files
+from resources.validation import InvalidDateRangeError, InvalidInputError, normalize_symbols, parse_date_range
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
@@ -68,15 +76,37 @@ class BackfillReport:
         return all(r.success for r in self.runs)
 
 
+def market_of_symbols(symbols: list[str]) -> Market:
+    """STOCKS or CRYPTO for a request whose symbols all belong to one market; refuses a mix."""
+    crypto = [s for s in symbols if detect_asset_type(s) == "crypto"]
+    if crypto and len(crypto) < len(symbols):
+        stocks = [s for s in symbols if s not in crypto]
+        raise InvalidInputError(
+            f"cannot backfill stock and crypto symbols together: {', '.join(crypto)} (crypto, 24/7 UTC days, crypto_pipeline) "
+            f"vs {', '.join(stocks)} (stocks, XNYS sessions, offline_pipeline); run one backfill per market"
+        )
+    return CRYPTO if crypto else STOCKS
+
+
+def require_stock_symbols(symbols: list[str]) -> None:
+    """Refuse crypto pairs where only the stock graph runs (they would silently store nothing)."""
+    if market_of_symbols(symbols) != STOCKS:
+        crypto = [s for s in symbols if detect_asset_type(s) == "crypto"]
+        raise InvalidInputError(f"{', '.join(crypto)}: crypto symbols are not processed by this stock job; use a crypto refresh or `mdp backfill` with crypto symbols only")
+
+
 def plan_backfill(
-    symbols, start, end, *, max_dates_per_run: int = MAX_DATES_PER_RUN, min_chunks: int = 1, market: Market = STOCKS
+    symbols, start, end, *, max_dates_per_run: int = MAX_DATES_PER_RUN, min_chunks: int = 1, market: Market | None = None
 ) -> BackfillPlan:
     """Validate the request and split its trading dates into contiguous run-sized chunks.
 
     ``market``: STOCKS (XNYS sessions, the ``offline_pipeline`` job) or CRYPTO (every UTC day, the
-    ``crypto_pipeline`` job).
+    ``crypto_pipeline`` job); None (default) picks it from the symbols (``market_of_symbols``:
+    crypto pairs such as BTC-USD are crypto) and refuses a request mixing both.
     """
     symbols = normalize_symbols(symbols)
+    if market is None:
+        market = market_of_symbols(symbols)
     start_date, end_date = parse_date_range(start, end)
     partitions = date_partitions_of(market)
     first_partition = dt.date.fromisoformat(partitions.get_first_partition_key())
@@ -126,7 +156,7 @@ def _execute_chunk(
     job = defs.resolve_job_def(job_name)
     result = job.execute_in_process(
         instance=instance,
-        tags=tags,
+        tags={**tags, **own_process_tags()},
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         asset_selection=[dg.AssetKey(name) for name in asset_selection] if asset_selection else None,
@@ -148,6 +178,15 @@ def _execute_chunk(
         materializations=counts,
         error=error,
     )
+
+
+def _sweep_temp_files(defs: dg.Definitions, plan: BackfillPlan) -> None:
+    """Remove temp files that crashed writers left in the folders this backfill writes (lake and L2)."""
+    lake, l2_store = defs.resources.get("lake"), defs.resources.get("l2_store")
+    if lake is not None:
+        lake.sweep_temp_files(plan.symbols, plan.dates)
+    for symbol in plan.symbols if l2_store is not None else []:
+        sweep_stale_temp_files(l2_store.symbol_dir(symbol))
 
 
 def _execute_chunk_in_worker(instance_ref, job_name: str, tags: dict[str, str], log_level: str, asset_selection, env: dict[str, str] | None = None) -> RunOutcome:
@@ -183,6 +222,8 @@ def run_backfill(
     always load the project's definitions, configured from the environment they inherit plus
     ``worker_env`` (the settings as environment variables, see ``resources.settings.settings_env``).
     """
+    reap_dead_runs(instance)  # runs of an earlier killed backfill must not stay STARTED
+    _sweep_temp_files(defs or _project_definitions(), plan)
     if add_missing_symbols:
         add_symbols(instance, plan.symbols)
     else:

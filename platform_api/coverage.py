@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ import pyarrow.parquet as pq
 from platform_assets.calendars import sessions_in_range
 from platform_assets.features.registry import FEATURE_GROUPS
 from platform_assets.universe import market_of
-from resources.lake import month_file_dates
+from resources.lake import layout_lock, month_file_dates
 from resources.settings import PlatformSettings, get_settings
 from resources.validation import normalize_symbol, parse_half_open_dates
 
@@ -82,7 +83,10 @@ def _scan(tables: list[Path], symbol: str | None) -> dict[str, LayerCoverage]:
 
 def _coverage(settings: PlatformSettings, symbol: str | None) -> dict[str, dict[str, LayerCoverage]]:
     root = Path(settings.base_path) / "lake"
-    per_layer = {layer: _scan(tables, symbol) for layer, tables in _layer_tables(root).items()}
+    with contextlib.ExitStack() as locks:  # shared layout locks: no compaction swap mid-scan (README "Reliability")
+        for table in (t for tables in _layer_tables(root).values() for t in tables):
+            locks.enter_context(layout_lock(table, shared=True))
+        per_layer = {layer: _scan(tables, symbol) for layer, tables in _layer_tables(root).items()}
     symbols = sorted({s for layer in per_layer.values() for s in layer})
     return {s: {layer: per_layer[layer].get(s, LayerCoverage()) for layer in LAYERS} for s in symbols}
 

@@ -40,11 +40,12 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from platform_api import job_store
-from platform_api.backfill import plan_backfill, run_backfill
+from platform_api.backfill import plan_backfill, require_stock_symbols, run_backfill
 from platform_api.errors import InvalidDateRangeError, InvalidOptionError, UnknownDatasetError, UnknownJobError
 from platform_api.inputs import parse_time_range
 from platform_api.job_store import JOB_ID_TAG, JOB_KIND_TAG, JobRecord
 from platform_assets.automation.jobs import OFFLINE_PIPELINE_JOB, STOCK_PIPELINE_JOB
+from platform_assets.automation.run_reaper import process_start_time, reap_dead_runs
 from platform_assets.calendars import CRYPTO, STOCKS, is_session, sessions_in_range
 from platform_assets.run_options import KEEP_EXISTING_TAG
 from platform_assets.universe import asset_types, market_of, require_tracked, tracked_symbols
@@ -350,7 +351,8 @@ def trigger_historical_ingestion(
         raise InvalidOptionError(f"source {source!r} has no ingestion assets in this deployment (INGESTION_SOURCES={','.join(settings.ingestion_sources)})")
     parsed = _options(HistoricalIngestionOptions, options)
     first, last, start_text, end_text = trading_days_of(start, end)
-    plan = plan_backfill(symbols, first, last)  # validates symbols and dates up front
+    plan = plan_backfill(symbols, first, last, market=STOCKS)  # validates symbols and dates up front
+    require_stock_symbols(plan.symbols)
     _check_symbols(instance, plan.symbols, add_missing_symbols)
     record = _new_record(
         "ingestion",
@@ -426,7 +428,8 @@ def trigger_backfill(
         raise UnknownDatasetError(f"cannot backfill dataset {dataset_name!r}; derived datasets: {', '.join(sorted(derived))}")
     parsed = _options(BackfillOptions, options)
     first, last, start_text, end_text = trading_days_of(start, end)
-    plan = plan_backfill(symbols, first, last)
+    plan = plan_backfill(symbols, first, last, market=STOCKS)
+    require_stock_symbols(plan.symbols)
     _check_symbols(instance, plan.symbols, add_missing_symbols)
     keep = [layer for layer, overwrite in (("curated", parsed.overwrite_curated), ("features", parsed.overwrite_features)) if not overwrite]
     record = _new_record(
@@ -493,19 +496,20 @@ def _worker_gone(record: JobRecord) -> bool:
         return child.poll() is not None
     if record.worker_pid is None:
         return False
-    try:
-        os.kill(record.worker_pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
+    if process_start_time(record.worker_pid) is None:
+        return True  # no such process, or a zombie nobody reaped (its parent is another process)
+    try:  # a live pid running something else: the worker died and its pid was reused
+        return record.job_id.encode() not in Path(f"/proc/{record.worker_pid}/cmdline").read_bytes()
+    except OSError:
         return False
-    return False
 
 
 def _status_fields(job_id: str, instance: dg.DagsterInstance) -> tuple[JobRecord, dict]:
     """The job's record and its status fields (timestamps as ISO text)."""
     folder = job_store.jobs_dir(instance)
     record = job_store.load(folder, job_id)
+    if record.finished_at is None and _worker_gone(record):
+        reap_dead_runs(instance, tags={JOB_ID_TAG: job_id})  # its runs left STARTED are failed too
     runs = instance.get_run_records(dg.RunsFilter(tags={JOB_ID_TAG: job_id}))
     statuses = [r.dagster_run.status for r in runs]
     failed = [s for s in statuses if s in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)]

@@ -3,13 +3,18 @@
 Requests name symbols and a time range, so the file list is computed from the hive layout
 (``symbol=X/date=D/part.parquet``) instead of globbing the whole table: a query over 50 symbols x
 1 year opens only those 12,600 files, however large the lake grows.
+
+The files a reader resolves stay valid until it has read them: resolving a table's files takes
+that table's shared layout lock (``ParquetLake.reading``), held until the reader's ``query`` or
+outermost ``connect`` block ends (or the reader is garbage-collected), so compaction never removes
+or merges a file between resolution and reading (README "Reliability").
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import duckdb
@@ -24,34 +29,67 @@ class LakeReader:
     """Read-only access to the lake of one settings object."""
 
     def __init__(self, settings: PlatformSettings | None = None, threads: int = 2):
+        self._locks = ExitStack()
         self.settings = settings or get_settings()
         self.lake = ParquetLake(base_path=str(self.settings.base_path), fsync=False)
         self.threads = threads
+        self._locked: set[str] = set()
+        self._depth = 0
+
+    def _hold(self, table: Table) -> None:
+        """Take ``table``'s shared layout lock (once) until ``release``."""
+        if str(table) not in self._locked:
+            self._locks.enter_context(self.lake.reading(table))
+            self._locked.add(str(table))
+
+    def release(self) -> None:
+        """Release the layout locks this reader holds (its resolved files may then change)."""
+        self._locks.close()
+        self._locked.clear()
+
+    def __del__(self) -> None:
+        self.release()
 
     def files(self, table: Table, symbols: Iterable[str], days: Iterable[dt.date]) -> dict[str, list[Path]]:
         """Existing files per symbol holding the days, oldest first: day files, or one compacted
         month file for a whole closed month (it may hold other days: queries filter on ``ts``)."""
         wanted = set(days)
-        found: dict[str, list[Path]] = {}
-        for symbol in symbols:
-            found[symbol] = layout_files(symbol_layout(self.lake.table_dir(table) / f"symbol={symbol}"), wanted)
-        return found
+        with self._resolving(table):
+            return {symbol: layout_files(symbol_layout(self.lake.table_dir(table) / f"symbol={symbol}"), wanted) for symbol in symbols}
 
     def stored_dates(self, table: Table, symbol: str) -> list[dt.date]:
-        return sorted(symbol_layout(self.lake.table_dir(table) / f"symbol={symbol}"))
+        with self._resolving(table):
+            return sorted(symbol_layout(self.lake.table_dir(table) / f"symbol={symbol}"))
 
     def day_file(self, table: Table, symbol: str, day: dt.date) -> Path | None:
-        return self.lake.day_source(table, symbol, day)
+        with self._resolving(table):
+            return self.lake.day_source(table, symbol, day)
+
+    @contextmanager
+    def _resolving(self, table: Table) -> Iterator[None]:
+        """Hold ``table``'s layout lock for the files resolved in the block; on an error (e.g. a
+        corrupt file, named in the message) release everything, as a traceback may keep the
+        reader alive for a long time."""
+        self._hold(table)
+        try:
+            yield
+        except BaseException:
+            self.release()
+            raise
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """An in-memory connection pinned to UTC (timestamps never shift to the machine's zone)."""
         conn = duckdb.connect(":memory:", config={"threads": self.threads})
         conn.execute("SET TimeZone = 'UTC'")  # (a connect-time config setting cannot load ICU first)
+        self._depth += 1
         try:
             yield conn
         finally:
             conn.close()
+            self._depth -= 1
+            if self._depth == 0:
+                self.release()
 
     def query(self, sql: str, params: dict) -> pd.DataFrame:
         with self.connect() as conn:

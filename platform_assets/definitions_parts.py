@@ -7,7 +7,8 @@ from platform_assets.audit.job import lookahead_audit_job
 from platform_assets.automation.jobs import crypto_pipeline_job, offline_pipeline_job, stock_pipeline_job
 from platform_assets.automation.compaction import compact_lake_job, compaction_schedule
 from platform_assets.automation.schedules import SCHEDULES as TIME_SCHEDULES
-from platform_assets.automation.sensors import SENSORS, l2_derived_job
+from platform_assets.automation.run_reaper import dead_run_reaper
+from platform_assets.automation.sensors import SENSORS as FILE_SENSORS, l2_derived_job
 from platform_assets.crypto.assets import crypto_curated_bars, crypto_raw_bars_sim
 from platform_assets.curation.assets import curated_bars
 from platform_assets.features.assets import bar_features, l2_features, labels
@@ -24,3 +25,4 @@ ASSETS += [asset for asset in GENERATED_RAW_BARS_ASSETS.values() if asset not in
 ASSET_CHECKS: list = []
 JOBS = [offline_pipeline_job, stock_pipeline_job, crypto_pipeline_job, l2_derived_job, compact_lake_job, record_depth_job, lookahead_audit_job, record_bars_job]
 SCHEDULES = [*TIME_SCHEDULES, compaction_schedule]
+SENSORS = [*FILE_SENSORS, dead_run_reaper]

@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pytest
 
 from platform_api.backfill import plan_backfill, run_backfill
 from platform_api.jobs import get_backfill_job_status, trigger_backfill
+from platform_assets.automation.run_reaper import HOST_TAG, PID_TAG, reap_dead_runs
 from platform_assets.universe import add_symbols, tracked_symbols
 from resources.lake import CURATED_BARS, feature_table
 
@@ -72,7 +74,12 @@ def pg_platform(postgres_url, tmp_path, monkeypatch):
 
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text(f"storage:\n  postgres:\n    postgres_url: \"{postgres_url}\"\ntelemetry:\n  enabled: false\n")
+    (home / "dagster.yaml").write_text(
+        f"storage:\n  postgres:\n    postgres_url: \"{postgres_url}\"\n"
+        "run_monitoring:\n  enabled: true\n  start_timeout_seconds: 180\n  cancel_timeout_seconds: 180\n"
+        "  max_resume_run_attempts: 0\n  poll_interval_seconds: 15\n"  # as README "Scaling out"
+        "telemetry:\n  enabled: false\n"
+    )
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("DATA_PATH_OVERRIDE", str(tmp_path / "data"))  # worker processes inherit it
     monkeypatch.setenv("LAKE_FSYNC", "false")
@@ -111,3 +118,17 @@ def test_api_backfill_job_on_postgres(pg_platform):
     status = get_backfill_job_status(handle.job_id, instance=instance)
     assert status.state == "SUCCEEDED" and status.summary["runs_succeeded"] == 2
     assert {r.tags["platform/job_id"] for r in instance.get_runs(dg.RunsFilter(tags={"platform/job_id": handle.job_id}))} == {handle.job_id}
+
+
+def test_run_monitoring_and_the_dead_run_reaper_on_postgres(pg_platform):
+    """A run whose process died is failed on PostgreSQL too (our runs carry their host and pid)."""
+    _, _, instance = pg_platform
+    assert instance.run_monitoring_enabled and instance.run_monitoring_max_resume_run_attempts == 0
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    job = dg.GraphDefinition(name="noop", node_defs=[]).to_job()
+    ghost = instance.create_run_for_job(job, tags={PID_TAG: str(dead.pid), HOST_TAG: socket.gethostname()})
+    live = instance.create_run_for_job(job, tags={PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()})
+    assert reap_dead_runs(instance) == [ghost.run_id]
+    assert instance.get_run_by_id(ghost.run_id).status == dg.DagsterRunStatus.FAILURE
+    assert instance.get_run_by_id(live.run_id).status == dg.DagsterRunStatus.NOT_STARTED

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from resources.atomic import atomic_write, write_parquet_atomic
+from resources.lake import read_parquet_checked
 from resources.schemas import DEFAULT_LEVELS, L2Book
 from resources.validation import normalize_symbol
 
@@ -85,7 +86,7 @@ class L2SnapshotStore(dg.ConfigurableResource):
 
     def read_day(self, symbol: str, day: dt.date) -> tuple[L2Book, list[str]]:
         """All snapshots of a (symbol, day), oldest first, and the sources they came from."""
-        tables = [pq.read_table(path) for path in self.day_files(symbol, day)]
+        tables = [read_parquet_checked(path) for path in self.day_files(symbol, day)]  # errors name the file
         if not tables:
             return L2Book.empty(self.levels), []
         real = [t for t in tables if _source_of(t) != SIM_SOURCE]

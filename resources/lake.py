@@ -7,6 +7,7 @@ Layout under ``{base}/lake``::
     features/bar_features/version=v1/symbol=AAPL/date=2024-01-02/part.parquet
     labels/version=v1/symbol=AAPL/date=2024-01-02/part.parquet
     quarantine/raw_bars/source=sim/symbol=AAPL/date=2024-01-02/batch-....parquet
+    quarantine/corrupt_files/<path of a corrupt file>.<UTC stamp>.corrupt               (never deleted)
 
 Derived tables hold one ``part.parquet`` per (symbol, date), replaced atomically on re-run, so a
 re-run never duplicates rows. Closed months of a derived table can be *compacted* into one file per
@@ -17,16 +18,24 @@ in exactly one file (after a crash mid-compaction the month file wins over lefto
 only renamed atomically, since they can always be rebuilt from raw. Raw tables are append-only: a batch is written once under a content
 hash (``batch_id``); re-ingesting identical data writes nothing, changed vendor data adds a batch
 and readers take the newest batch.
+
+Concurrency (README "Reliability"): every writer of a (table, symbol) holds that folder's exclusive
+``.lock`` for its whole read-modify-write (day writes, month rewrites, compaction, raw batches);
+steps that remove a file or merge day files into a month file also hold the table's exclusive
+``.lock``, which readers hold shared from resolving files to reading them. Corrupt files are moved
+to ``quarantine/corrupt_files`` (never deleted) by the writer or asset that finds them, and the
+next run re-fetches (raw) or re-computes (derived) what they held.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import functools
 import hashlib
+import logging
 import os
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +43,11 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from resources.atomic import TMP_PREFIX, write_parquet_atomic
+from resources.atomic import LOCK_WAIT_SECONDS, TMP_PREFIX, LockTimeoutError, file_lock, sweep_tree, write_parquet_atomic
 from resources.validation import normalize_symbol
 
 PART_FILE = "part.parquet"
@@ -80,6 +90,107 @@ def labels_table(version: str) -> Table:
 MONTH_PREFIX = "month="
 DATES_KEY = b"platform.dates"
 LOCK_FILE = ".lock"
+CORRUPT_DIR = Path("quarantine") / "corrupt_files"
+_LOG = logging.getLogger(__name__)
+
+
+class CorruptLakeFileError(OSError):
+    """A lake file exists but cannot be read as Parquet (torn write, truncation, garbage)."""
+
+    def __init__(self, path: Path | str, reason: object):
+        self.path, self.reason = Path(path), str(reason)
+        super().__init__(f"corrupt lake file {self.path}: {self.reason}")
+
+
+def read_parquet_checked(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
+    """``pq.read_table`` whose failures name the file: a missing file stays ``FileNotFoundError``,
+    an unreadable one raises ``CorruptLakeFileError``."""
+    try:
+        return pq.read_table(path, columns=list(columns) if columns else None)
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, OSError) as exc:
+        raise CorruptLakeFileError(path, exc) from exc
+
+
+def parquet_file_ok(path: Path, rows: int | None = None) -> bool:
+    """Whether ``path`` has a readable Parquet footer (and ``rows`` rows when given)."""
+    try:
+        metadata = pq.read_metadata(path)
+    except FileNotFoundError:
+        return False
+    except (pa.ArrowException, OSError):
+        return False
+    return rows is None or metadata.num_rows == rows
+
+
+def parquet_file_readable(path: Path) -> bool:
+    """Whether the whole of ``path`` decodes (footer and every page): the check before quarantining."""
+    try:
+        read_parquet_checked(path)
+    except (CorruptLakeFileError, FileNotFoundError):
+        return False
+    return True
+
+
+def _identity(path: Path) -> tuple[int, int, int]:
+    stat = path.stat()
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def _sweep_wanted(name: str, symbols: set | None, days: set | None) -> bool:
+    if name.startswith("symbol="):
+        return symbols is None or name in symbols
+    if name.startswith(("date=", MONTH_PREFIX)):
+        return days is None or name in days
+    return True
+
+
+def _date_of(day_file: Path) -> dt.date:
+    return dt.date.fromisoformat(day_file.parent.name[5:])
+
+
+GATE_FILE = ".lock.gate"
+GATE_HOLD_SECONDS = 2.0
+
+
+@contextlib.contextmanager
+def layout_lock(table_dir: Path, *, shared: bool, timeout: float = LOCK_WAIT_SECONDS):
+    """A table's layout lock (``table_dir/.lock``), writer-preferring.
+
+    ``flock`` grants a shared lock whenever only shared holders exist, so a steady stream of
+    readers starved compaction (measured: 12 swaps under 2 looping readers took 60 s). A gate
+    file fixes that: a writer holds the gate exclusively while it waits for the layout lock, and
+    readers pass the gate (shared, for an instant) before taking theirs, so new readers queue
+    behind a waiting writer while the readers already inside finish. A writer that cannot get the
+    layout lock within ``GATE_HOLD_SECONDS`` opens the gate again for a moment before retrying, so
+    a reader that needs a second shared lock while holding one (two readers in one thread, a
+    multi-table read) is never blocked for good. A reader of a table that does not exist yet locks
+    nothing (there is nothing to protect).
+    """
+    gate, lock = table_dir / GATE_FILE, table_dir / LOCK_FILE
+    if shared:
+        with contextlib.ExitStack() as stack:
+            with file_lock(gate, shared=True, create=False, timeout=timeout):
+                stack.enter_context(file_lock(lock, shared=True, create=False, timeout=timeout))
+            yield
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.ExitStack() as stack:
+            with file_lock(gate, timeout=max(deadline - time.monotonic(), 0.0)):
+                try:
+                    stack.enter_context(file_lock(lock, timeout=max(min(GATE_HOLD_SECONDS, deadline - time.monotonic()), 0.0)))
+                except LockTimeoutError:
+                    if time.monotonic() >= deadline:
+                        raise
+                    held = False
+                else:
+                    held = True
+            if held:
+                yield
+                return
+        time.sleep(0.02)
 
 
 def month_of(day: dt.date) -> str:
@@ -87,16 +198,23 @@ def month_of(day: dt.date) -> str:
 
 
 @functools.lru_cache(maxsize=65536)
-def _month_dates_cached(path: str, mtime_ns: int) -> frozenset:
-    metadata = pq.read_schema(path).metadata or {}
+def _month_dates_cached(path: str, mtime_ns: int, size: int) -> frozenset:
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, OSError) as exc:
+        raise CorruptLakeFileError(path, exc) from exc
     text = metadata.get(DATES_KEY, b"").decode()
     return frozenset(dt.date.fromisoformat(d) for d in text.split(",") if d)
 
 
 def month_file_dates(path: Path) -> frozenset:
-    """The dates a compacted month file holds (from its footer; cached per file version)."""
+    """The dates a compacted month file holds (from its footer; cached per file version).
+    Raises ``CorruptLakeFileError`` (naming the file) for an unreadable one."""
     try:
-        return _month_dates_cached(str(path), path.stat().st_mtime_ns)
+        stat = path.stat()
+        return _month_dates_cached(str(path), stat.st_mtime_ns, stat.st_size)
     except FileNotFoundError:
         return frozenset()
 
@@ -162,18 +280,63 @@ class ParquetLake(dg.ConfigurableResource):
     def month_file(self, table: Table, symbol: str, month: str) -> Path:
         return self.symbol_dir(table, symbol) / f"{MONTH_PREFIX}{month}" / PART_FILE
 
-    @contextlib.contextmanager
+    # ------------------------------------------------------------------ locks
     def _symbol_lock(self, table: Table, symbol: str):
-        """Serialises writers of one (table, symbol) folder across processes (compaction vs writes)."""
-        folder = self.symbol_dir(table, symbol)
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / LOCK_FILE, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        """Exclusive lock of one (table, symbol): held by every writer for its whole read-modify-write."""
+        return file_lock(self.symbol_dir(table, symbol) / LOCK_FILE)
 
+    def _table_lock(self, table: Table, *, shared: bool = False):
+        """The table's layout lock: shared by readers from resolving files to reading them, exclusive
+        (briefly, inside a symbol lock) around every step that removes a file or merges day files
+        into a month file. Readers never take a symbol lock, writers at most one: no lock cycle."""
+        return layout_lock(self.table_dir(table), shared=shared)
+
+    def reading(self, table: Table):
+        """Shared layout lock of ``table``: files resolved inside the block stay valid until it ends."""
+        return self._table_lock(table, shared=True)
+
+    # ------------------------------------------------------------ corruption
+    def quarantine_path(self, path: Path) -> Path:
+        """Where a corrupt lake file is moved: ``lake/quarantine/corrupt_files/<its path>.<UTC stamp>.corrupt``."""
+        relative = Path(path).resolve().relative_to(self.root.resolve())
+        stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S%fZ")
+        return self.root / CORRUPT_DIR / relative.parent / f"{relative.name}.{stamp}.corrupt"
+
+    def quarantine_file(self, table: Table, path: Path, *, locked_symbol: bool = False, check=None) -> Path | None:
+        """Move a corrupt file of ``table`` to the quarantine folder (never deleted); returns where.
+
+        Takes the file's symbol lock (unless the caller holds it) and the table's exclusive lock, and
+        re-checks that the file is still unreadable first (a concurrent writer may have replaced it).
+        """
+        path = Path(path)
+        symbol = next((part.split("=", 1)[1] for part in path.relative_to(self.table_dir(table)).parts if part.startswith("symbol=")), None)
+        if symbol is None:
+            raise ValueError(f"{path}: not a file of lake table {table}")
+        with contextlib.ExitStack() as stack:
+            if not locked_symbol:
+                stack.enter_context(self._symbol_lock(table, symbol))
+            stack.enter_context(self._table_lock(table))
+            if not path.exists() or (check or parquet_file_readable)(path):
+                return None
+            target = self.quarantine_path(path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+            _LOG.warning("quarantined corrupt lake file %s -> %s", path, target)
+            return target
+
+    def _month_table(self, table: Table, symbol: str, month: str) -> tuple[pa.Table | None, frozenset]:
+        """(rows, dates) of a month file under the caller's symbol lock; a corrupt one is quarantined
+        (its dates become missing, so the next run over them re-computes them)."""
+        path = self.month_file(table, symbol, month)
+        if not path.exists():
+            return None, frozenset()
+        try:
+            return read_parquet_checked(path), month_file_dates(path)
+        except CorruptLakeFileError:
+            self.quarantine_file(table, path, locked_symbol=True)
+            return None, frozenset()
+
+    # ------------------------------------------------------ replaced partitions
     def day_source(self, table: Table, symbol: str, day: dt.date) -> Path | None:
         """The file holding (symbol, day): its compacted month file, its day file, or None."""
         month = self.month_file(table, symbol, month_of(day))
@@ -194,76 +357,104 @@ class ParquetLake(dg.ConfigurableResource):
     ) -> Path:
         """Replace the (symbol, date) partition of a derived table with ``data``.
 
-        Always atomic (readers see the old or the new file). Derived tables can be rebuilt from
-        raw, so they are fsynced only when ``durable``; raw batches always are (when ``fsync``).
+        Always atomic (readers see the old or the new file) and serialised with every other writer
+        of (table, symbol) - compaction included - for the whole read-modify-write, so no update is
+        lost. Derived tables can be rebuilt from raw, so they are fsynced only when ``durable``.
         In a compacted month the month file is rewritten with the date's rows replaced.
         """
         fsync = self.fsync and durable
-        month = self.month_file(table, symbol, month_of(day))
-        if not month.exists():
-            target = self.partition_dir(table, symbol, day) / PART_FILE
-            return write_parquet_atomic(_to_arrow(data, schema), target, fsync=fsync)
+        new = _to_arrow(data, schema)
         with self._symbol_lock(table, symbol):
-            kept = _without_date(pq.read_table(month), day)
-            new = _to_arrow(data, schema)
+            kept, dates = self._month_table(table, symbol, month_of(day))
+            day_file = self.partition_dir(table, symbol, day) / PART_FILE
+            if kept is None:
+                return write_parquet_atomic(new, day_file, fsync=fsync)
+            kept = _without_date(kept, day)
             merged = pa.concat_tables([kept, new], promote_options="default") if kept.num_rows else new
-            _write_month(merged, month, month_file_dates(month) | {day}, fsync)
-            (self.partition_dir(table, symbol, day) / PART_FILE).unlink(missing_ok=True)
+            month = self.month_file(table, symbol, month_of(day))
+            with self._table_lock(table):
+                _write_month(merged, month, dates | {day}, fsync)
+                day_file.unlink(missing_ok=True)
         return month
 
     def has_partition(self, table: Table, symbol: str, day: dt.date) -> bool:
-        """Whether the (symbol, date) partition of a derived table is stored (either layout)."""
-        return self.day_source(table, symbol, day) is not None
+        """Whether the (symbol, date) partition of a derived table is stored (either layout).
+        A corrupt month file is quarantined first (its dates are then not stored)."""
+        try:
+            return self.day_source(table, symbol, day) is not None
+        except CorruptLakeFileError as error:
+            self.quarantine_file(table, error.path)
+            return self.day_source(table, symbol, day) is not None
 
     def delete_partition(self, table: Table, symbol: str, day: dt.date) -> bool:
         """Remove a derived partition (used when a re-run produces nothing for it)."""
         deleted = False
         path = self.partition_dir(table, symbol, day) / PART_FILE
-        if path.exists():
-            path.unlink()
-            deleted = True
-        month = self.month_file(table, symbol, month_of(day))
-        if month.exists() and day in month_file_dates(month):
-            with self._symbol_lock(table, symbol):
-                dates = month_file_dates(month) - {day}
-                if dates:
-                    _write_month(_without_date(pq.read_table(month), day), month, dates, self.fsync)
-                else:
-                    month.unlink()
-            deleted = True
+        if not path.exists() and not self.month_file(table, symbol, month_of(day)).exists():
+            return False  # nothing stored: no lock needed (the common case for quarantine/blocked tables)
+        with self._symbol_lock(table, symbol):
+            kept, dates = self._month_table(table, symbol, month_of(day))
+            if not path.exists() and day not in dates:
+                return False
+            with self._table_lock(table):
+                if path.exists():
+                    path.unlink()
+                    deleted = True
+                if kept is not None and day in dates:
+                    month = self.month_file(table, symbol, month_of(day))
+                    if dates - {day}:
+                        _write_month(_without_date(kept, day), month, dates - {day}, self.fsync)
+                    else:
+                        month.unlink()
+                    deleted = True
         return deleted
 
     def compact_month(self, table: Table, symbol: str, month: str) -> int:
         """Merge the day files of (symbol, month) into its month file; returns the dates merged.
 
-        Day rows replace month rows of the same date. The month file is written atomically before
-        the day files are removed, so a crash leaves the data readable (the month file wins).
+        Runs under the (table, symbol) lock, so no writer can rewrite a day file between the read
+        and the removal; each day file's identity (inode, size, mtime) is re-checked before the swap
+        anyway. The month file is written atomically before the day files are removed, both under
+        the table's exclusive layout lock, so readers see the old layout or the new one. A corrupt
+        day file is quarantined (its date is re-computed by the next run), never merged.
         """
         with self._symbol_lock(table, symbol):
             folder = self.symbol_dir(table, symbol)
             day_files = sorted(folder.glob(f"date={month}-*/{PART_FILE}"))
             if not day_files:
                 return 0
-            target = self.month_file(table, symbol, month)
-            dates = set(month_file_dates(target))
-            tables = []
-            if target.exists():
-                existing = pq.read_table(target)
-                for path in day_files:
-                    existing = _without_date(existing, dt.date.fromisoformat(path.parent.name[5:]))
-                tables.append(existing)
+            existing, dates = self._month_table(table, symbol, month)
+            dates = set(dates)
+            seen = {path: _identity(path) for path in day_files}
+            tables, merged_files = [], []
             for path in day_files:
-                tables.append(pq.read_table(path))
-                dates.add(dt.date.fromisoformat(path.parent.name[5:]))
+                try:
+                    tables.append(read_parquet_checked(path))
+                except CorruptLakeFileError:
+                    self.quarantine_file(table, path, locked_symbol=True)
+                    continue
+                merged_files.append(path)
+            if existing is not None:
+                for path in merged_files:
+                    existing = _without_date(existing, _date_of(path))
+                tables.insert(0, existing)
+            if not tables:
+                return 0
+            dates |= {_date_of(path) for path in merged_files}
             merged = pa.concat_tables([t for t in tables if t.num_rows] or tables[:1], promote_options="default")
             if "date" in merged.column_names and "ts" in merged.column_names:
                 merged = merged.sort_by([("date", "ascending"), ("ts", "ascending")])
-            _write_month(merged, target, dates, self.fsync)
-            for path in day_files:
-                path.unlink()
-                with contextlib.suppress(OSError):
-                    path.parent.rmdir()
-            return len(day_files)
+            target = self.month_file(table, symbol, month)
+            with self._table_lock(table):
+                changed = [str(p) for p in merged_files if _identity(p) != seen[p]]
+                if changed:
+                    raise RuntimeError(f"day files changed during compaction despite the lock: {', '.join(changed)}")
+                _write_month(merged, target, dates, self.fsync)
+                for path in merged_files:
+                    path.unlink()
+                    with contextlib.suppress(OSError):
+                        path.parent.rmdir()
+            return len(merged_files)
 
     def compact_table(self, table: Table, before_month: str) -> dict[str, int]:
         """Compact every month earlier than ``before_month`` (YYYY-MM) of every symbol; dates merged per symbol."""
@@ -276,6 +467,14 @@ class ParquetLake(dg.ConfigurableResource):
             if merged:
                 out[symbol] = merged
         return out
+
+    def sweep_temp_files(self, symbols: Iterable[str] | None = None, days: Iterable[dt.date] | None = None) -> list[Path]:
+        """Remove the ``.tmp-*`` files crashed writers left in the lake (see ``resources.atomic``):
+        everywhere, or only in the folders of ``symbols`` x ``days`` (and their month folders), which
+        keeps a run-start sweep proportional to the run, not to the lake."""
+        wanted_symbols = {f"symbol={normalize_symbol(s)}" for s in symbols} if symbols is not None else None
+        wanted_days = {f"date={d.isoformat()}" for d in days} | {f"{MONTH_PREFIX}{month_of(d)}" for d in days} if days is not None else None
+        return sweep_tree(self.root, keep_dir=lambda name: _sweep_wanted(name, wanted_symbols, wanted_days))
 
     def partition_files(self, table: Table, symbols: Iterable[str], days: Iterable[dt.date]) -> list[Path]:
         """The files holding the (symbol, date) partitions (a month file once; may hold other dates)."""
@@ -297,12 +496,26 @@ class ParquetLake(dg.ConfigurableResource):
         days: Iterable[dt.date] | None = None,
         columns: Sequence[str] | None = None,
     ) -> pd.DataFrame:
-        """Rows of the given (symbol, date) partitions (all partitions when omitted)."""
-        if symbols is None or days is None:
-            files = self._glob(table, symbols, days)
-        else:
-            files = self.partition_files(table, symbols, days)
-        frame = read_parquet_files(files, columns)
+        """Rows of the given (symbol, date) partitions (all partitions when omitted).
+
+        Files are resolved and read under the table's shared layout lock. A corrupt file is
+        quarantined (outside that lock) and the read done again without it.
+        """
+        symbols = list(symbols) if symbols is not None else None
+        days = list(days) if days is not None else None
+        for attempt in range(3):
+            try:
+                with self.reading(table):
+                    if symbols is None or days is None:
+                        files = self._glob(table, symbols, days)
+                    else:
+                        files = self.partition_files(table, symbols, days)
+                    frame = read_parquet_files(files, columns)
+                break
+            except CorruptLakeFileError as error:
+                if attempt == 2:
+                    raise
+                self.quarantine_file(table, error.path)
         if days is not None and any(f.parent.name.startswith(MONTH_PREFIX) for f in files) and "date" in frame.columns:
             wanted = set(days)
             frame = frame[pd.to_datetime(frame["date"]).dt.date.isin(wanted)].reset_index(drop=True)
@@ -350,17 +563,38 @@ class ParquetLake(dg.ConfigurableResource):
         ingestion_ts: pd.Timestamp,
         schema: pa.Schema | None = None,
     ) -> tuple[Path, bool]:
-        """Write a raw batch unless a batch with the same ``batch_id`` exists. Returns (path, written)."""
-        for existing in self.batch_files(table, symbol, day):
-            if existing.stem.endswith(f"-{batch_id}"):
-                return existing, False
-        stamp = ingestion_ts.tz_convert("UTC").strftime("%Y%m%dT%H%M%S%fZ")
-        target = self.partition_dir(table, symbol, day) / f"{BATCH_PREFIX}{stamp}-{batch_id}.parquet"
-        return write_parquet_atomic(_to_arrow(data, schema), target, fsync=self.fsync), True
+        """Write a raw batch unless a batch with the same ``batch_id`` exists. Returns (path, written).
+
+        An existing batch of that id is verified first (Parquet footer readable, same row count):
+        a corrupt one (torn by a crash or a full disk) is quarantined and the batch written anew, so
+        re-ingesting heals it. The check and the write hold the (table, symbol) lock.
+        """
+        arrow = _to_arrow(data, schema)
+        with self._symbol_lock(table, symbol):
+            for existing in self.batch_files(table, symbol, day):
+                if existing.stem.endswith(f"-{batch_id}"):
+                    if parquet_file_ok(existing, arrow.num_rows):
+                        return existing, False
+                    self.quarantine_file(table, existing, locked_symbol=True, check=lambda p: parquet_file_ok(p, arrow.num_rows))
+            stamp = ingestion_ts.tz_convert("UTC").strftime("%Y%m%dT%H%M%S%fZ")
+            target = self.partition_dir(table, symbol, day) / f"{BATCH_PREFIX}{stamp}-{batch_id}.parquet"
+            return write_parquet_atomic(arrow, target, fsync=self.fsync), True
 
     def read_latest_batch(self, table: Table, symbol: str, day: dt.date) -> pd.DataFrame | None:
-        files = self.batch_files(table, symbol, day)
-        return pq.read_table(files[-1]).to_pandas() if files else None
+        """The newest batch of a raw partition (None when there is none).
+
+        A corrupt newest batch is quarantined and a ``CorruptLakeFileError`` naming it raised: the
+        next ingestion of that partition re-fetches it (its batch id no longer exists).
+        """
+        with self.reading(table):
+            files = self.batch_files(table, symbol, day)
+            try:
+                return read_parquet_checked(files[-1]).to_pandas() if files else None
+            except CorruptLakeFileError as error:
+                corrupt = error
+        moved = self.quarantine_file(table, corrupt.path)
+        raise CorruptLakeFileError(corrupt.path, f"{corrupt.reason}; moved to {moved}, re-ingest this partition to re-fetch it")
+
 
 
 def _to_arrow(data: pd.DataFrame | pa.Table, schema: pa.Schema | None) -> pa.Table:
@@ -376,16 +610,22 @@ def read_parquet_files(files: Sequence[Path], columns: Sequence[str] | None = No
     if not files:
         return pd.DataFrame(columns=list(columns) if columns else None)
     if len(files) == 1:
-        return pq.read_table(files[0], columns=list(columns) if columns else None).to_pandas()
-    dataset = pads.dataset([str(f) for f in files], format="parquet")
-    return dataset.to_table(columns=list(columns) if columns else None).to_pandas()
+        return read_parquet_checked(files[0], columns).to_pandas()
+    try:
+        dataset = pads.dataset([str(f) for f in files], format="parquet")
+        return dataset.to_table(columns=list(columns) if columns else None).to_pandas()
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, OSError) as exc:
+        for path in files:  # name the culprit: a dataset error does not always say which file
+            if not parquet_file_ok(path):
+                raise CorruptLakeFileError(path, exc) from exc
+        raise
 
 
 def _without_date(table: pa.Table, day: dt.date) -> pa.Table:
     if "date" not in table.column_names or table.num_rows == 0:
         return table
-    import pyarrow.compute as pc
-
     column = table.column("date")
     if not pa.types.is_date32(column.type):
         column = column.cast(pa.date32())

@@ -13,17 +13,21 @@ Views exist only for tables that hold at least one file.
 Time: every connection is pinned to UTC (``SET TimeZone = 'UTC'``), so the stored UTC timestamps
 come back as UTC-aware values whatever the machine's zone. Range filters in SQL should follow the
 platform's convention, ``ts >= start AND ts < end``.
+A connection holds the shared layout lock of every table its views read (``resources.lake``), so
+compaction never removes or merges a file under a running query (README "Reliability").
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
+
+from resources.lake import layout_lock
 
 
 def _quote(path: Path) -> str:
@@ -36,6 +40,14 @@ class LakeWarehouse(dg.ConfigurableResource):
     base_path: str
     level2_path: str
     threads: int = 2
+
+    def _table_dirs(self) -> list[Path]:
+        """The lake table folders the views read (each holds its layout ``.lock``)."""
+        root = Path(self.base_path) / "lake"
+        dirs = [root / "curated_bars", root / "aligned_bars"]
+        dirs += sorted((root / "raw_bars").glob("source=*")) + sorted((root / "dq_metrics").glob("*=*"))
+        dirs += sorted((root / "features").glob("*/version=*")) + sorted((root / "labels").glob("version=*"))
+        return [d for d in dirs if d.is_dir()]
 
     def _view_sources(self) -> dict[str, str]:
         root = Path(self.base_path) / "lake"
@@ -69,7 +81,9 @@ class LakeWarehouse(dg.ConfigurableResource):
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A fresh in-memory connection with the views defined (closed on exit)."""
         resource = DuckDBResource(database=":memory:", connection_config={"threads": self.threads})
-        with resource.get_connection() as conn:
+        with ExitStack() as locks, resource.get_connection() as conn:
+            for folder in self._table_dirs():
+                locks.enter_context(layout_lock(folder, shared=True))
             conn.execute("SET TimeZone = 'UTC'")
             for name, source in self._view_sources().items():
                 if name == "raw_bars_all":

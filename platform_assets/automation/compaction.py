@@ -5,7 +5,10 @@ its size, so a 50-symbol x 1-year training pull spends most of its time opening 
 each closed month into one file cuts that by ~21x (see README "Benchmarks"). Months are "closed"
 when they end before ``before_month`` (default: the current month), so live days are never touched.
 The job is idempotent (nothing to merge -> nothing written) and safe against concurrent partition
-writes (per-symbol file lock in the lake).
+writes and readers: each (table, symbol) is compacted under the lock every writer of it holds, and
+the swap (month file written, day files removed) under the table's exclusive layout lock that
+readers hold shared (see ``resources.lake`` and README "Reliability"). It first sweeps the lake of
+``.tmp-*`` files that crashed writers left (never a live writer's).
 """
 
 
@@ -33,6 +36,9 @@ def current_month() -> str:
 def compact_closed_months(lake: ParquetLake, before_month: str | None = None, log=None) -> dict[str, int]:
     """Dates merged per table (tables with nothing to merge omitted)."""
     before = before_month or current_month()
+    swept = lake.sweep_temp_files()
+    if swept and log:
+        log(f"removed {len(swept)} temp files left by crashed writers")
     out = {}
     for table in compactable_tables():
         merged = lake.compact_table(table, before)

@@ -1,11 +1,14 @@
 """Loading the data-quality rule file: validated rule sets per dataset.
 
 A bad file fails at load with a ``RuleConfigError`` naming the file, the dataset and the rule:
-unknown rule type, unknown column, missing threshold, duplicate rule name, unknown dataset.
+unknown rule type, unknown column, missing threshold, duplicate rule name, unknown dataset, and any
+NaN or infinite number (``.nan``, ``.inf``, ``"nan"``): every comparison with NaN is false, so a NaN
+threshold silently switched its rule off (an injected 195-minute outage came out GREEN).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -92,11 +95,15 @@ def default_rule_sets() -> dict[str, RuleSet]:
 def _parse_rule(path: Path, dataset: str, index: int, entry) -> Rule:
     label = entry.get("name", f"#{index + 1}") if isinstance(entry, dict) else f"#{index + 1}"
     where = f"{path}: dataset {dataset!r}, rule {label!r}"
+    if bad := _non_finite(entry):
+        raise RuleConfigError(f"{where}: {_finite_problem(bad)}")
     try:
         rule = _RULE_ADAPTER.validate_python(entry)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'rule'}: {err['msg']}" for err in exc.errors())
         raise RuleConfigError(f"{where}: {problems}") from None
+    if bad := _non_finite(rule.model_dump()):
+        raise RuleConfigError(f"{where}: {_finite_problem(bad)}")
     unknown = [c for c in rule.columns() if c not in DATASET_COLUMNS[dataset]]
     if unknown:
         raise RuleConfigError(f"{where}: unknown column(s) {unknown} for {dataset} (columns: {', '.join(DATASET_COLUMNS[dataset])})")
@@ -105,3 +112,28 @@ def _parse_rule(path: Path, dataset: str, index: int, entry) -> Rule:
     if isinstance(rule, L2_RULES) and dataset != "l2_snapshots":
         raise RuleConfigError(f"{where}: rule type {rule.rule!r} applies to l2_snapshots only")
     return rule
+
+
+_TEXT_FIELDS = {"name", "rule", "field", "group", "severity", "stat", "allowed", "description"}
+
+
+def _finite_problem(bad: list[tuple[str, object]]) -> str:
+    return f"{', '.join(f'{key}={value}' for key, value in bad)} is not a finite number (NaN/inf would switch the rule off)"
+
+
+def _non_finite(values, prefix: str = "") -> list[tuple[str, object]]:
+    """(dotted key, value) of every NaN or infinite number in a rule's (nested) fields, including
+    numbers written as text ("nan", "inf") that validation would turn into floats."""
+    if isinstance(values, float):
+        return [] if math.isfinite(values) else [(prefix or "value", values)]
+    if isinstance(values, str) and prefix.split(".")[-1].split("[")[0] not in _TEXT_FIELDS:
+        try:
+            number = float(values)
+        except ValueError:
+            return []
+        return [] if math.isfinite(number) else [(prefix or "value", values)]
+    if isinstance(values, dict):
+        return [bad for key, value in values.items() for bad in _non_finite(value, f"{prefix}.{key}" if prefix else str(key))]
+    if isinstance(values, (list, tuple)):
+        return [bad for i, value in enumerate(values) for bad in _non_finite(value, f"{prefix}[{i}]")]
+    return []

@@ -1,0 +1,419 @@
+"""Chaos suite (README "Reliability"): faults injected into real processes, real files, a real instance.
+
+* SIGKILL at random points of an ``mdp backfill`` subprocess (twice), then a re-run: every
+  partition's content hash equals a clean run's, no run is left STARTED, no temp file is left.
+* SIGKILL at random points of a compaction process, then a re-run: same content, one file per date.
+* SIGKILL of a detached API job worker: the job reads FAILED from any process, its run too.
+* Compaction concurrent with re-computation, 50 trials: the new values everywhere.
+* Readers (DuckDB via LakeReader, the DuckDB views, coverage, ``ParquetLake.read``) during
+  repeated compaction swaps: no error, never a date twice.
+* A torn raw batch and a truncated month file: the next run quarantines and heals them.
+* Bad configuration and input: NaN/inf DQ thresholds and a mixed stock/crypto backfill are refused.
+
+Random points come from ``CHAOS_SEED`` (printed on failure) so a failing trial can be replayed.
+The whole file runs in about a minute on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import multiprocessing
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from definitions import build_definitions
+from platform_api import jobs
+from platform_api.backfill import plan_backfill, run_backfill
+from platform_api.coverage import get_coverage
+from platform_api.lake_reader import LakeReader
+from platform_assets.automation.compaction import compact_closed_months, compactable_tables
+from platform_assets.automation.run_reaper import PID_TAG, reap_dead_runs
+from platform_assets.quality.config import RuleConfigError, load_rule_sets
+from resources.atomic import TMP_PREFIX
+from resources.lake import CORRUPT_DIR, CURATED_BARS, ParquetLake, Table, content_hash, month_file_dates, raw_bars_table
+from resources.settings import load_settings
+from resources.validation import InvalidInputError
+from resources.warehouse import LakeWarehouse
+
+REPO = Path(__file__).resolve().parents[1]
+SEED = int(os.environ.get("CHAOS_SEED", time.time_ns() % 1_000_000))
+IN_FLIGHT = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED]
+VOLATILE = {"ingestion_ts", "evaluated_at"}  # wall-clock stamps: differ between any two runs
+FORK = multiprocessing.get_context("fork")
+
+
+# ------------------------------------------------------------------------------------ helpers
+def _lake_tables(lake: ParquetLake) -> list[Table]:
+    root = lake.root
+    tables = [*compactable_tables(), raw_bars_table("sim")]
+    tables += [Table("dq_metrics", (("dataset", d.name.split("=", 1)[1]),)) for d in sorted((root / "dq_metrics").glob("dataset=*"))]
+    return tables
+
+
+def partition_hashes(data: Path) -> dict[str, str]:
+    """Content hash of every stored (table, symbol, date) and L2 file, volatile stamps excluded."""
+    lake = ParquetLake(base_path=str(data), fsync=False)
+    out = {}
+    for table in _lake_tables(lake):
+        raw = table.name == "raw_bars"
+        for row in lake.list_partitions(table).itertuples():
+            frame = lake.read_latest_batch(table, row.symbol, row.date) if raw else lake.read(table, [row.symbol], [row.date])
+            frame = frame.drop(columns=[c for c in frame.columns if c in VOLATILE])
+            keys = [c for c in ("ts", "metric") if c in frame.columns]
+            frame = frame.sort_values(keys).reset_index(drop=True) if keys else frame
+            out[f"{table}|{row.symbol}|{row.date}"] = content_hash(frame)
+    for path in sorted((data / "level2").glob("*/*.parquet")):
+        out[str(path.relative_to(data))] = _arrow_hash(pq.read_table(path))
+    return out
+
+
+def _arrow_hash(table: pa.Table) -> str:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()[:16]
+
+
+def temp_files(data: Path) -> list[Path]:
+    return [p for p in data.rglob(f"{TMP_PREFIX}*")]
+
+
+def _age_temp_files(data: Path, seconds: float = 3600) -> None:
+    """Make leftover temp files look as old as after a restart the next day (past the grace period)."""
+    old = time.time() - seconds
+    for path in temp_files(data):
+        os.utime(path, (old, old))
+
+
+def _settings(data: Path):
+    return load_settings(DATA_PATH_OVERRIDE=str(data), LAKE_FSYNC="false")
+
+
+def _backfill_in_process(data: Path, home: Path, symbols, start, end):
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        report = run_backfill(instance, plan_backfill(symbols, start, end), defs=build_definitions(_settings(data)), add_missing_symbols=True)
+        in_flight = instance.get_run_records(dg.RunsFilter(statuses=IN_FLIGHT))
+        failed = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
+    return report, in_flight, failed
+
+
+def _instance_home(home: Path) -> Path:
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    return home
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=30)
+
+
+def _frame(symbol: str, day: dt.date, value: float, rows: int = 5) -> pd.DataFrame:
+    ts = pd.date_range(pd.Timestamp(day, tz="UTC") + pd.Timedelta(hours=14, minutes=30), periods=rows, freq="1min")
+    return pd.DataFrame({"date": [day] * rows, "symbol": symbol, "ts": ts, "close": np.full(rows, value)})
+
+
+NOV = [dt.date(2024, 11, d) for d in (4, 5, 6, 7, 8, 11, 12, 13)]
+
+
+# ------------------------------------------------------------------ SIGKILL during a backfill
+def test_sigkill_during_backfill_then_rerun_equals_a_clean_run(tmp_path):
+    rng = random.Random(SEED)
+    symbols, start, end = ["AAPL", "MSFT"], "2024-11-26", "2024-11-29"
+    clean, data = tmp_path / "clean", tmp_path / "data"
+    report, _, _ = _backfill_in_process(clean, _instance_home(tmp_path / "clean_home"), symbols, start, end)
+    assert report.success
+    reference = partition_hashes(clean)
+
+    home = _instance_home(tmp_path / "home")
+    env = {**os.environ, "DATA_PATH_OVERRIDE": str(data), "DAGSTER_HOME": str(home), "LAKE_FSYNC": "false", "PYTHONPATH": str(REPO)}
+    killed_at = []
+    for _ in range(2):
+        child = subprocess.Popen(
+            [sys.executable, "-m", "platform_api.cli", "backfill", "--symbols", ",".join(symbols), "--start", start, "--end", end],
+            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        deadline = time.monotonic() + 120
+        while not (data / "lake").exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # wait for the first write: kill inside the pipeline, not during imports
+        delay = rng.uniform(0.0, 1.5)
+        time.sleep(delay)
+        killed_at.append((delay, child.poll()))
+        _kill_group(child)
+    assert any(code is None for _, code in killed_at), f"no trial was killed mid-run (seed {SEED}): {killed_at}"
+
+    _age_temp_files(data)
+    report, in_flight, failed = _backfill_in_process(data, home, symbols, start, end)
+    assert report.success, [r.error for r in report.runs]
+    assert not in_flight, f"runs left in flight after the re-run (seed {SEED})"
+    assert failed, "the killed runs were marked FAILED by the reaper"
+    assert all(PID_TAG in r.dagster_run.tags for r in failed)  # runs of the killed CLI, failed by the reaper
+    assert partition_hashes(data) == reference, f"re-run after SIGKILL differs from a clean run (seed {SEED}, kills {killed_at})"
+    assert not temp_files(data), f"temp files left after the re-run: {temp_files(data)}"
+
+
+# ----------------------------------------------------------------- SIGKILL during compaction
+def _compact_all(base: str, ready) -> None:
+    lake = ParquetLake(base_path=base, fsync=False)
+    ready.set()
+    for table in compactable_tables()[:3]:
+        lake.compact_table(table, "2024-12")
+
+
+def _synthetic_lake(data: Path, symbols: int = 12) -> ParquetLake:
+    lake = ParquetLake(base_path=str(data), fsync=False)
+    for table in compactable_tables()[:3]:
+        for i in range(symbols):
+            for day in NOV:
+                lake.write_partition(table, f"S{i:02d}", day, _frame(f"S{i:02d}", day, float(day.day + i)))
+    return lake
+
+
+def test_sigkill_during_compaction_then_rerun_keeps_every_row_once(tmp_path):
+    rng = random.Random(SEED + 1)
+    template = tmp_path / "template"
+    _synthetic_lake(template)
+    reference = partition_hashes(template)
+    shutil.copytree(template, tmp_path / "calibration")
+    started = time.monotonic()
+    _compact_all(str(tmp_path / "calibration"), FORK.Event())
+    duration = time.monotonic() - started  # kill points are drawn inside one compaction's duration
+    outcomes = []
+    for trial in range(4):
+        data = tmp_path / f"trial{trial}"
+        shutil.copytree(template, data)
+        ready = FORK.Event()
+        child = FORK.Process(target=_compact_all, args=(str(data), ready))  # a real process, SIGKILLed below
+        child.start()
+        assert ready.wait(60)
+        time.sleep(rng.uniform(0.0, duration))
+        outcomes.append(child.exitcode)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signal.SIGKILL)
+        child.join(30)
+        _age_temp_files(data)
+        lake = ParquetLake(base_path=str(data), fsync=False)
+        compact_closed_months(lake, "2024-12")
+        assert partition_hashes(data) == reference, f"trial {trial} (seed {SEED + 1})"
+        for table in compactable_tables()[:3]:
+            assert not list(lake.table_dir(table).glob("symbol=*/date=*/part.parquet")), "every closed month compacted"
+        assert not temp_files(data)
+    assert None in outcomes, f"no compaction was killed mid-way (seed {SEED + 1}): {outcomes}"
+
+
+# ------------------------------------------------------------- SIGKILL of a detached job worker
+def test_a_killed_job_worker_reads_failed_from_any_process_and_its_run_too(platform):
+    handle = jobs.trigger_historical_ingestion(
+        "sim", ["AAPL", "MSFT"], "2024-11-04", "2024-11-29", add_missing_symbols=True,
+        instance=platform.instance, settings=platform.settings, defs=platform.defs,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        runs = platform.instance.get_run_records(dg.RunsFilter(tags={"platform/job_id": handle.job_id}))
+        if any(r.dagster_run.status == dg.DagsterRunStatus.STARTED for r in runs):
+            break
+        time.sleep(0.1)
+    assert jobs.get_job_status(handle.job_id, instance=platform.instance).state == "RUNNING"
+    child = jobs._CHILDREN.pop(handle.job_id)  # forget the handle: this process now knows only the pid, like any other
+    os.killpg(child.pid, signal.SIGKILL)
+    time.sleep(0.3)  # not reaped: the worker stays a zombie, which must still count as gone
+    status = jobs.get_job_status(handle.job_id, instance=platform.instance)
+    assert status.state == "FAILED"
+    assert any("worker process exited" in e for e in status.summary["errors"])
+    runs = platform.instance.get_run_records(dg.RunsFilter(tags={"platform/job_id": handle.job_id}))
+    assert runs and all(r.dagster_run.status == dg.DagsterRunStatus.FAILURE for r in runs)
+    child.wait(timeout=10)
+
+
+def test_the_reaper_leaves_live_runs_alone(platform):
+    run = platform.instance.create_run_for_job(
+        dg.GraphDefinition(name="noop", node_defs=[]).to_job(), tags={PID_TAG: str(os.getpid()), "platform/host": os.uname().nodename}
+    )
+    assert reap_dead_runs(platform.instance) == []
+    assert platform.instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.NOT_STARTED
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    ghost = platform.instance.create_run_for_job(
+        dg.GraphDefinition(name="noop2", node_defs=[]).to_job(), tags={PID_TAG: str(dead.pid), "platform/host": os.uname().nodename}
+    )
+    assert reap_dead_runs(platform.instance) == [ghost.run_id]
+    assert platform.instance.get_run_by_id(ghost.run_id).status == dg.DagsterRunStatus.FAILURE
+
+
+# ------------------------------------------------- compaction concurrent with re-computation
+def _rewrite_days(base: str, start, seed: int) -> None:
+    lake, rng = ParquetLake(base_path=base, fsync=False), random.Random(seed)
+    start.wait()
+    for day in rng.sample(NOV, len(NOV)):
+        time.sleep(rng.uniform(0, 0.004))
+        lake.write_partition(CURATED_BARS, "AAPL", day, _frame("AAPL", day, 1.0))
+
+
+def _compact(base: str, start, seed: int) -> None:
+    lake = ParquetLake(base_path=base, fsync=False)
+    start.wait()
+    time.sleep(random.Random(seed).uniform(0, 0.01))
+    lake.compact_month(CURATED_BARS, "AAPL", "2024-11")
+
+
+def test_compaction_concurrent_with_recomputation_never_loses_the_new_values(tmp_path):
+    lost = []
+    for trial in range(50):
+        base = tmp_path / f"t{trial}"
+        lake = ParquetLake(base_path=str(base), fsync=False)
+        for day in NOV:
+            lake.write_partition(CURATED_BARS, "AAPL", day, _frame("AAPL", day, 0.0))
+        start = FORK.Barrier(2)
+        workers = [FORK.Process(target=f, args=(str(base), start, SEED + trial)) for f in (_rewrite_days, _compact)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+            assert worker.exitcode == 0
+        frame = lake.read(CURATED_BARS, ["AAPL"], NOV)
+        if len(frame) != 5 * len(NOV) or (frame["close"] != 1.0).any():
+            lost.append(trial)
+    assert not lost, f"old values survived in trials {lost} (seed {SEED})"
+
+
+# ------------------------------------------------------------------- readers during compaction
+def _read_loop(base: str, stop, errors) -> None:
+    settings = types.SimpleNamespace(base_path=Path(base), level2_path=Path(base) / "level2")
+    lake, warehouse = ParquetLake(base_path=base, fsync=False), LakeWarehouse(base_path=base, level2_path=str(Path(base) / "level2"))
+    reads = 0
+    while not stop.is_set():
+        try:
+            reader = LakeReader(settings)
+            files = reader.files(CURATED_BARS, ["AAPL"], NOV)["AAPL"]
+            if files:
+                frame = reader.query("SELECT date, count(*) AS n FROM read_parquet($files) GROUP BY date", {"files": [str(f) for f in files]})
+                if (frame["n"] != 5).any():
+                    errors.put(f"LakeReader saw a date {frame['n'].max()} rows")
+            with warehouse.connect() as conn:
+                if "curated_bars" in [r[0] for r in conn.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()]:
+                    counts = conn.execute("SELECT count(*) FROM curated_bars GROUP BY date HAVING count(*) <> 5").fetchall()
+                    if counts:
+                        errors.put(f"DuckDB view saw {counts}")
+            get_coverage("AAPL", settings=settings)
+            frame = lake.read(CURATED_BARS, ["AAPL"], NOV)
+            if len(frame) and (frame.groupby("date").size() != 5).any():
+                errors.put("ParquetLake.read saw a date twice")
+            reads += 1
+        except Exception as error:  # noqa: BLE001 - every reader error is a finding
+            errors.put(f"{type(error).__name__}: {error}")
+    errors.put(("reads", reads))
+
+
+def test_readers_during_compaction_never_fail_nor_see_a_date_twice(tmp_path):
+    base = str(tmp_path / "data")
+    lake = ParquetLake(base_path=base, fsync=False)
+    stop, errors = FORK.Event(), FORK.Queue()
+    lake.write_partition(CURATED_BARS, "AAPL", NOV[0], _frame("AAPL", NOV[0], 0.0))
+    readers = [FORK.Process(target=_read_loop, args=(base, stop, errors)) for _ in range(2)]
+    for reader in readers:
+        reader.start()
+    try:
+        for cycle in range(8):
+            for day in NOV:
+                lake.write_partition(CURATED_BARS, "AAPL", day, _frame("AAPL", day, float(cycle)))
+            assert lake.compact_month(CURATED_BARS, "AAPL", "2024-11") == len(NOV)
+            for day in NOV[1:]:
+                lake.delete_partition(CURATED_BARS, "AAPL", day)
+            lake.delete_partition(CURATED_BARS, "AAPL", NOV[0])
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join(60)
+    found = []
+    while not errors.empty():
+        found.append(errors.get())
+    reads = sum(item[1] for item in found if isinstance(item, tuple))
+    problems = [item for item in found if not isinstance(item, tuple)]
+    assert not problems, problems[:5]
+    assert reads >= 10, f"readers too slow to overlap compaction: {reads} reads"
+
+
+# -------------------------------------------------------------------- corruption that heals
+def _truncate(path: Path) -> None:
+    size = path.stat().st_size
+    with open(path, "r+b") as handle:
+        handle.truncate(size // 2)
+
+
+def test_torn_raw_batch_and_truncated_month_file_heal_on_the_next_run(platform):
+    lake = platform.defs.resources["lake"]
+    plan = plan_backfill(["AAPL"], "2024-11-27", "2024-12-02")
+    assert run_backfill(platform.instance, plan, defs=platform.defs, add_missing_symbols=True).success
+    data = Path(platform.settings.base_path)
+    reference = partition_hashes(data)
+    lake.compact_table(CURATED_BARS, "2024-12")
+    month = lake.month_file(CURATED_BARS, "AAPL", "2024-11")
+    assert month_file_dates(month)
+    batch = lake.batch_files(raw_bars_table("sim"), "AAPL", dt.date(2024, 11, 27))[-1]
+    _truncate(batch)
+    _truncate(month)
+
+    with pytest.raises(OSError, match=str(month)):  # a reader's error names the file
+        LakeReader(platform.settings).files(CURATED_BARS, ["AAPL"], [dt.date(2024, 11, 26)])
+    assert run_backfill(platform.instance, plan, defs=platform.defs).success
+    assert partition_hashes(data) == reference
+    quarantined = sorted(p.name for p in (lake.root / CORRUPT_DIR).rglob("*.corrupt"))
+    assert len(quarantined) == 2 and any(p.startswith(batch.name) for p in quarantined)
+    assert pq.read_metadata(lake.batch_files(raw_bars_table("sim"), "AAPL", dt.date(2024, 11, 27))[-1]).num_rows > 0
+
+
+def test_temp_files_of_dead_writers_are_swept_and_live_ones_kept(tmp_path):
+    lake = ParquetLake(base_path=str(tmp_path), fsync=False)
+    lake.write_partition(CURATED_BARS, "AAPL", NOV[0], _frame("AAPL", NOV[0], 0.0))
+    folder = lake.partition_dir(CURATED_BARS, "AAPL", NOV[0])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        stale, fresh, alive = (folder / f"{TMP_PREFIX}{pid}-{tag}.parquet" for pid, tag in ((dead.pid, "a"), (dead.pid, "b"), (live.pid, "c")))
+        for path in (stale, fresh, alive):
+            path.write_bytes(b"partial")
+        old = time.time() - 3600
+        os.utime(stale, (old, old))
+        os.utime(alive, (old, old))
+        lake.write_partition(CURATED_BARS, "AAPL", NOV[0], _frame("AAPL", NOV[0], 1.0))
+        assert not stale.exists()  # its writer is dead and it is past the grace period
+        assert fresh.exists() and alive.exists()  # too young to judge / its writer is alive
+    finally:
+        live.kill()
+        live.wait()
+
+
+# ------------------------------------------------------------------- no silent switch-off
+def test_nan_and_inf_thresholds_are_refused_naming_file_and_rule(tmp_path):
+    for bad in (".nan", ".inf", "-.inf", '"nan"'):
+        path = tmp_path / "rules.yaml"
+        path.write_text(f"version: 1\ndatasets:\n  curated_bars:\n    - {{name: gap_ratio_max, rule: gap_ratio, warn: {bad}, error: 0.5}}\n")
+        with pytest.raises(RuleConfigError, match=rf"{path}.*gap_ratio_max.*warn=.*not a finite number"):
+            load_rule_sets(path)
+
+
+def test_a_backfill_mixing_stock_and_crypto_symbols_is_refused_and_crypto_alone_runs_the_crypto_graph():
+    with pytest.raises(InvalidInputError, match="BTC-USD.*crypto.*AAPL"):
+        plan_backfill(["AAPL", "BTC-USD"], "2024-12-02", "2024-12-03")
+    plan = plan_backfill(["BTC-USD"], "2024-11-30", "2024-12-01")
+    assert plan.job_name == "crypto_pipeline" and len(plan.dates) == 2  # a weekend: crypto trades 24/7
