@@ -75,7 +75,7 @@ def _tick_times(defs, instance) -> dict[str, float]:
         t0 = time.perf_counter()
         schedule.evaluate_tick(context)
         out[schedule.name] = time.perf_counter() - t0
-    for sensor in defs.sensors:
+    for sensor in [s for s in defs.sensors if not isinstance(s, dg.AutomationConditionSensorDefinition)]:  # automation: evaluated by the daemon
         context = dg.build_sensor_context(instance=instance, repository_def=repo)
         t0 = time.perf_counter()
         sensor.evaluate_tick(context)
