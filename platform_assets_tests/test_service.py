@@ -125,6 +125,7 @@ def test_async_refresh_job_reaches_succeeded(client):
         ("post", "/data/symbols", {"symbol": 42}, 400, "symbol"),
         ("post", "/data/symbols?symbol=NVDA", {"symbol": "NVDA"}, 400, "both in the query string and in the JSON body"),
         ("post", "/data/symbols?symbol=../etc", None, 400, "Invalid symbol format: ../etc"),
+        ("post", "/data/symbols?defaults=true", None, 400, "defaults"),
         ("post", "/data/refresh?days_back=abc", None, 400, "days_back"),
         ("post", "/data/refresh?days_back=0", None, 400, "days_back"),
         ("post", "/data/refresh?days_back=400", None, 400, "days_back"),

@@ -7,6 +7,7 @@ on its first start. Jobs started in the background are waited for, so they never
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import re
@@ -69,6 +70,21 @@ def _assert_completed(response: httpx.Response, symbols: list[str], days_back: i
         sessions = sessions_in_range(CRYPTO if entry["symbol"].endswith("-USD") else STOCKS, start, end)
         assert entry["date_range"] == f"{sessions[0]} to {sessions[-1]}"
     return body
+
+
+@contextlib.contextmanager
+def _tracking_only(client: httpx.Client, keep: list[str]):
+    """Test set-up, not part of the examples: track only ``keep`` for the duration (requests for
+    "all" symbols then do less work), then track the others again."""
+    listed = client.get("/data/symbols").json()
+    others = [s for s in listed["stocks"] + listed["crypto"] if s not in keep]
+    for symbol in others:
+        assert client.delete(f"/data/symbols/{symbol}").status_code == 200
+    try:
+        yield
+    finally:
+        for symbol in others:
+            assert client.post("/data/symbols", json={"symbol": symbol}).status_code == 200
 
 
 def _settings(service):
@@ -158,9 +174,11 @@ def test_hourly_stock_bars_follow_the_session(client):
 
 
 def test_curl_refresh_all_data_last_30_days(client):
-    response = client.post("/data/refresh?days_back=30")  # curl -X POST ".../data/refresh?days_back=30": no body
-    started = _assert_started(response, 2)
-    assert wait_for_job(client, started["status_url"])["state"] == "SUCCEEDED"
+    with _tracking_only(client, ["AAPL"]):
+        response = client.post("/data/refresh?days_back=30")  # curl -X POST ".../data/refresh?days_back=30": no body
+        started = _assert_started(response, 1)
+        status = wait_for_job(client, started["status_url"])
+    assert status["state"] == "SUCCEEDED" and status["params"]["days_back"] == 30 and status["params"]["asset_type"] == "all"
 
 
 def test_curl_refresh_only_stocks_synchronously(client):
@@ -205,38 +223,40 @@ def test_coverage_counts_a_new_symbol_as_no_coverage_until_refreshed(client):
 # ----------------------------------------------------------------------------- scheduled operations
 @pytest.mark.parametrize(("preset", "days"), [("daily", 7), ("weekly", 30), ("monthly", 90)])
 def test_scheduled_refresh(client, preset, days):
-    response = client.post(f"/data/refresh/{preset}")  # curl -X POST ".../data/refresh/daily": no body
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert {k: body[k] for k in ("message", "schedule", "status")} == {"message": f"{preset.capitalize()} refresh started", "schedule": f"Last {days} days", "status": "started"}
-    status = wait_for_job(client, body["status_url"])
+    with _tracking_only(client, ["AAPL"]):
+        response = client.post(f"/data/refresh/{preset}")  # curl -X POST ".../data/refresh/daily": no body
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert {k: body[k] for k in ("message", "schedule", "status")} == {"message": f"{preset.capitalize()} refresh started", "schedule": f"Last {days} days", "status": "started"}
+        status = wait_for_job(client, body["status_url"])
     assert status["state"] == "SUCCEEDED" and status["params"]["days_back"] == days, status
 
 
 # ----------------------------------------------------------------------------- integration patterns
 def test_frontend_integration_pattern(client):
-    coverage = client.get("/data/coverage").json()
-    assert isinstance(coverage["coverage_stats"]["no_coverage"], int)
-    response = client.post("/data/refresh", json={"days_back": 30}, headers={"Content-Type": "application/json"})
-    assert wait_for_job(client, _assert_started(response, 2)["status_url"])["state"] == "SUCCEEDED"
-    symbols = client.get("/data/symbols").json()
-    assert symbols["stocks"] and symbols["crypto"]
+    with _tracking_only(client, ["AAPL"]):
+        coverage = client.get("/data/coverage").json()  # const coverage = await fetch('/data/coverage')
+        assert coverage["coverage_stats"]["no_coverage"] == 0  # AAPL was refreshed above: the page would not refresh
+        response = client.post("/data/refresh", json={"days_back": 30}, headers={"Content-Type": "application/json"})  # what it sends when > 0
+        assert wait_for_job(client, _assert_started(response, 1)["status_url"])["state"] == "SUCCEEDED"
+        symbols = client.get("/data/symbols").json()
+    assert symbols == {"stocks": ["AAPL"], "crypto": [], "total": 1}
 
 
 def test_external_tool_sync_portfolio_pattern(client):
-    for symbol in ["MSFT"]:
-        assert client.post("/data/symbols", json={"symbol": symbol}).status_code == 200
-    try:
+    with _tracking_only(client, ["AAPL"]):
+        for symbol in ["AAPL"]:  # sync_portfolio_data(["AAPL"]): adding a tracked symbol is harmless
+            assert client.post("/data/symbols", json={"symbol": symbol}).status_code == 200
         body = client.post("/data/refresh", json={"days_back": 90, "async_mode": False}).json()
-        assert body["status"] == "completed" and body["result"]["summary"]["total_symbols"] == 3
-        assert body["result"]["summary"]["successful"] == 3 and body["result"]["summary"]["success_rate"] == 100.0
-    finally:
-        client.delete("/data/symbols/MSFT")
+    assert body["status"] == "completed" and body["result"]["summary"] == {"total_symbols": 1, "successful": 1, "failed": 0, "success_rate": 100.0}
+    start, end = _window(90)
+    assert body["result"]["success"][0]["rows"] == len(sessions_in_range(STOCKS, start, end))
 
 
 def test_handling_async_operations_pattern(client):
-    response = client.post("/data/refresh", params={"async_mode": True})
-    assert response.json()["status"] == "started"
-    status = wait_for_job(client, response.json()["status_url"])
-    coverage = client.get("/data/coverage").json()
-    assert status["state"] == "SUCCEEDED" and coverage["coverage_stats"]["full_coverage"] == 2
+    with _tracking_only(client, ["AAPL"]):
+        response = client.post("/data/refresh", params={"async_mode": True})
+        assert response.json()["status"] == "started"
+        status = wait_for_job(client, response.json()["status_url"])
+        coverage = client.get("/data/coverage").json()  # the guide polls coverage until full
+    assert status["state"] == "SUCCEEDED" and coverage["coverage_stats"]["full_coverage"] == 1 and coverage["total_symbols"] == 1

@@ -77,9 +77,9 @@ def _bad(detail: str) -> HTTPException:
 def _merge(model: type[BaseModel], body: BaseModel | None, query: dict, request: Request) -> BaseModel:
     """One request object from the JSON body and the query string (a field in both is an error,
     an unknown query parameter too, as unknown body fields are)."""
-    unknown = sorted(set(request.query_params) - set(model.model_fields))
+    unknown = sorted(set(request.query_params) - set(query))
     if unknown:
-        raise _bad(f"unknown query parameter(s): {', '.join(unknown)}; expected {', '.join(model.model_fields)}")
+        raise _bad(f"unknown query parameter(s): {', '.join(unknown)}; expected {', '.join(query)}")
     repeated = sorted(k for k in request.query_params if len(request.query_params.getlist(k)) > 1)
     if repeated:
         raise _bad(f"query parameter(s) given more than once: {', '.join(repeated)}")

@@ -21,13 +21,14 @@ from platform_assets.universe import market_of
 from resources.lake import CURATED_BARS, ParquetLake
 from resources.settings import PlatformSettings
 
-# Measured on this 2-core machine with the offline source (sync refreshes through the whole graph):
-# 1 stock x 5 sessions 6.1 s, 1 stock x 21 sessions 11.4 s, 2 stocks x 21 sessions 16.2 s, 1
-# crypto pair x 30 days 9.5 s (crypto has no L2/features: cheaper per day) -> about 4 s of
-# start-up plus 0.3 s per stock session and 0.2 s per crypto day.
-START_UP_S = 4.0
+# Measured on this 2-core machine with the offline source, sync refreshes of one symbol through the
+# whole graph: 22 XNYS sessions 6.9 s and 30 crypto days 2.8 s when the machine was quiet; 24-35 s
+# and 13-14 s at a load average of 6-8 (other jobs sharing the cores). An async job also starts a
+# worker process (a few seconds of imports). Estimate: 5 s + 0.3 s per stock session + 0.1 s per
+# crypto day, the quiet figures: the guide's "140 seconds" for 70 symbols is the same order.
+START_UP_S = 5.0
 PER_STOCK_DAY_S = 0.3
-PER_CRYPTO_DAY_S = 0.2
+PER_CRYPTO_DAY_S = 0.1
 
 
 def estimate_seconds(symbols: list[str], types: dict[str, str], start: dt.date, end: dt.date) -> int:
