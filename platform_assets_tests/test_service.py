@@ -65,7 +65,7 @@ def test_sync_refresh_materializes_partitions_and_shows_in_coverage(client, serv
     body = response.json()
     today = dt.datetime.now(dt.timezone.utc).date()
     expected = sessions_in_range(STOCKS, today - dt.timedelta(days=4), today)
-    assert body["status"] == "completed" and body["dagster_run_ids"]
+    assert body["status"] == "completed" and body["dagster_run_ids"] and body["job_state"] == "SUCCEEDED" and body["errors"] == []
     assert [(e["symbol"], e["success"], e["rows"]) for e in body["result"]["success"]] == [("AAPL", True, len(expected))]
     assert body["result"]["summary"] == {"total_symbols": 1, "successful": 1, "failed": 0, "success_rate": 100.0}
     coverage = client.get("/data/coverage", params={"symbol": "AAPL"}).json()

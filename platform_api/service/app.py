@@ -321,7 +321,10 @@ def create_app(settings: PlatformSettings | None = None, instance: dg.DagsterIns
         if status.state == "FAILED" and not result["success"]:
             errors = "; ".join(status.summary.get("errors") or []) or "every run of the job failed"
             raise HTTPException(500, detail=f"Data refresh failed: {errors}")
-        return RefreshCompleted(message=message, result=result, status="completed", job_id=info["job_id"], interval=interval, dagster_run_ids=status.run_ids)
+        return RefreshCompleted(
+            message=message, result=result, status="completed", job_id=info["job_id"], interval=interval, dagster_run_ids=status.run_ids,
+            job_state=status.state, errors=list(status.summary.get("errors") or []),
+        )
 
     def started_fields(info: dict) -> dict:
         _, inst = get_platform()

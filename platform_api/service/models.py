@@ -118,6 +118,8 @@ class RefreshCompleted(BaseModel):
     job_id: str = Field(description="extra")
     interval: str = Field(description="extra: the interval of rows/latest_price")
     dagster_run_ids: list[str] = Field(description="extra")
+    job_state: str = Field(description="extra: SUCCEEDED, or FAILED when a run failed (a downstream asset, say) though symbols have data")
+    errors: list[str] = Field(default_factory=list, description="extra: the job's errors, if any")
 
 
 class JobStatusBody(BaseModel):
