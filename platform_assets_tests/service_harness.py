@@ -30,16 +30,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def service_env(tmp: Path, universe: str = SMALL_UNIVERSE, **extra: str) -> dict[str, str]:
+def service_env(tmp: Path, universe: str | None = SMALL_UNIVERSE, **extra: str) -> dict[str, str]:
+    """Environment of a service; ``universe=None``: the repo's real default universe."""
     home = tmp / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
-    (tmp / "universe.yaml").write_text(universe)
     env = {
         **os.environ, "DAGSTER_HOME": str(home), "DATA_PATH_OVERRIDE": str(tmp / "data"), "LAKE_FSYNC": "false",
-        "PYTHONWARNINGS": "ignore", "DEFAULT_UNIVERSE_FILE": str(tmp / "universe.yaml"), "API_REFRESH_RATE_LIMIT": "1000",
+        "PYTHONWARNINGS": "ignore", "API_REFRESH_RATE_LIMIT": "1000",
     }
     env.pop("PLATFORM_API_TOKEN", None)
+    env.pop("DEFAULT_UNIVERSE_FILE", None)
+    if universe is not None:
+        (tmp / "universe.yaml").write_text(universe)
+        env["DEFAULT_UNIVERSE_FILE"] = str(tmp / "universe.yaml")
     env.update(extra)
     return env
 
@@ -56,7 +60,7 @@ def job_workers(home: Path) -> list[int]:
 
 
 @contextlib.contextmanager
-def running_service(tmp: Path, universe: str = SMALL_UNIVERSE, args: tuple[str, ...] = (), **extra: str):
+def running_service(tmp: Path, universe: str | None = SMALL_UNIVERSE, args: tuple[str, ...] = (), **extra: str):
     """Yield ``(base_url, dagster_home, data_dir)`` of a running service; stop it (and any job
     worker it left running) afterwards."""
     env = service_env(tmp, universe, **extra)

@@ -45,6 +45,17 @@ def test_first_start_loads_the_default_universe_once(client, service):
         assert seed_default_universe(instance, None) == []
 
 
+def test_fresh_install_tracks_the_default_universe_and_its_refresh_has_work(tmp_path):
+    with running_service(tmp_path, universe=None) as (base, _, _), httpx.Client(base_url=base, timeout=300) as http:
+        symbols = http.get("/data/symbols").json()
+        assert len(symbols["stocks"]) >= 495 and len(symbols["crypto"]) == 20 and symbols["total"] == len(symbols["stocks"]) + 20
+        assert {"AAPL", "MSFT", "NVDA", "BRK.B"} <= set(symbols["stocks"]) and {"BTC-USD", "ETH-USD"} <= set(symbols["crypto"])
+        started = http.post("/data/refresh?asset_type=crypto&days_back=1")  # the 20 pairs, one UTC day
+        assert started.status_code == 200 and started.json()["symbols_count"] == 20, started.text
+        assert wait_for_job(http, started.json()["status_url"])["state"] == "SUCCEEDED"
+        assert http.get("/data/coverage").json()["coverage_stats"]["no_coverage"] == symbols["total"] - 20  # stocks untouched
+
+
 def test_add_list_remove_symbols(client):
     response = client.post("/data/symbols", json={"symbols": ["NVDA", "ETH-USD"]})  # our extra: several at once
     assert response.status_code == 200 and set(response.json()["added"]) == {"NVDA", "ETH-USD"}
