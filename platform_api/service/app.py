@@ -64,7 +64,6 @@ from resources.validation import InvalidInputError, normalize_symbol
 
 LOG = logging.getLogger("platform_api.service")
 PRESETS = {"daily": 7, "weekly": 30, "monthly": 90}
-ASSET_TYPE_NAMES = {"stocks": "stock", "crypto": "crypto"}
 OPEN_PATHS = {"/health", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc"}
 AssetTypeQuery = Literal["stocks", "crypto", "all"]
 IntervalQuery = Literal["1d", "1h"]
