@@ -14,6 +14,7 @@ import re
 
 import httpx
 import pytest
+import requests
 from service_harness import running_service, wait_for_job
 
 from platform_api.retrieval import get_curated_bars
@@ -243,19 +244,25 @@ def test_frontend_integration_pattern(client):
     assert symbols == {"stocks": ["AAPL"], "crypto": [], "total": 1}
 
 
-def test_external_tool_sync_portfolio_pattern(client):
+def test_external_tool_sync_portfolio_pattern(client, service):
+    api = service[0]  # the guide's "http://api"; its code with the `requests` library, as written
+
+    def sync_portfolio_data(portfolio_symbols):
+        for symbol in portfolio_symbols:
+            requests.post(f"{api}/data/symbols", json={"symbol": symbol})
+        response = requests.post(f"{api}/data/refresh", json={"days_back": 90, "async_mode": False})
+        return response.json()
+
     with _tracking_only(client, ["AAPL"]):
-        for symbol in ["AAPL"]:  # sync_portfolio_data(["AAPL"]): adding a tracked symbol is harmless
-            assert client.post("/data/symbols", json={"symbol": symbol}).status_code == 200
-        body = client.post("/data/refresh", json={"days_back": 90, "async_mode": False}).json()
+        body = sync_portfolio_data(["AAPL"])  # adding a tracked symbol again is harmless
     assert body["status"] == "completed" and body["result"]["summary"] == {"total_symbols": 1, "successful": 1, "failed": 0, "success_rate": 100.0}
     start, end = _window(90)
     assert body["result"]["success"][0]["rows"] == len(sessions_in_range(STOCKS, start, end))
 
 
-def test_handling_async_operations_pattern(client):
+def test_handling_async_operations_pattern(client, service):
     with _tracking_only(client, ["AAPL"]):
-        response = client.post("/data/refresh", params={"async_mode": True})
+        response = requests.post(f"{service[0]}/data/refresh", params={"async_mode": True})  # sends async_mode=True
         assert response.json()["status"] == "started"
         status = wait_for_job(client, response.json()["status_url"])
         coverage = client.get("/data/coverage").json()  # the guide polls coverage until full
