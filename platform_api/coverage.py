@@ -28,7 +28,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from platform_assets.calendars import CRYPTO, Market, sessions_in_range
+from platform_assets.calendars import CRYPTO, STOCKS, Market, sessions_in_range
 from platform_assets.features.registry import FEATURE_GROUPS
 from platform_assets.universe import market_of
 from resources.lake import month_file_dates
@@ -241,6 +241,7 @@ def coverage_stats(start, end, symbols=None, *, settings: PlatformSettings | Non
     """Per symbol and layer: expected days in [start, end], stored days, missing days, full/partial/none."""
     settings = settings or get_settings()
     start_date, end_date = parse_date_range(start, end)
+    expected_days(STOCKS, start_date, end_date)  # the range must lie inside the calendars, whatever the symbols
     names = [normalize_symbol(s) for s in symbols] if symbols is not None else None
     coverage = _coverage(settings, None)
     out = []

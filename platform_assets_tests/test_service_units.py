@@ -132,6 +132,8 @@ def test_coverage_dates_outside_the_calendar_are_input_errors(platform):
     add_symbols(platform.instance, ["AAPL"])
     with pytest.raises(InvalidInputError, match="calendar"):
         coverage_stats("1900-01-01", "1900-12-31", ["AAPL"], settings=platform.settings)
+    with pytest.raises(InvalidInputError, match="calendar"):
+        coverage_stats("2024-01-01", "2999-12-31", settings=platform.settings)  # no symbol stored: still refused
 
 
 def test_estimate_grows_with_symbols_and_days():
