@@ -221,18 +221,15 @@ def _record_bars(args: argparse.Namespace) -> int:
     return 0
 
 
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-
-
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from platform_api.instance import ensure_dagster_home
+    from platform_api.service.auth import check_bind
 
     settings = get_settings()
     host, port = args.host or settings.api_host, args.port or settings.api_port
-    if host not in LOOPBACK and settings.api_token is None:
-        raise InvalidInputError(f"refusing to listen on {host} without PLATFORM_API_TOKEN (set a token, or bind 127.0.0.1)")
+    check_bind(host, settings)  # a non-loopback bind needs a non-empty PLATFORM_API_TOKEN
     ensure_dagster_home()
     _print(f"serving on http://{host}:{port} (docs: /docs), instance {os.environ['DAGSTER_HOME']}, data {settings.base_path}")
     uvicorn.run("platform_api.service.app:default_app", factory=True, host=host, port=port, log_level="warning")

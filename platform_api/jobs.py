@@ -480,10 +480,15 @@ def trigger_refresh(
     symbols = [s for market in markets for s in tracked_symbols(instance, market) if sessions_in_range(market, start, end)]
     if not symbols:
         raise InvalidOptionError(f"nothing to refresh: no tracked {asset_type} symbols with a session between {start} and {end}")
+    sources = settings.ingestion_sources  # stocks from the configured sources (crypto: the offline pipeline)
+    raw = [a for s in sources for a in SOURCE_INGESTION_ASSETS.get(s, []) if a in _asset_names(defs)]
+    if not raw:
+        raise InvalidOptionError(f"none of the sources {sources} has ingestion assets in this deployment")
+    simulated = set(sources) == {"sim"}
     record = _new_record(
         "refresh", params={"days_back": days_back, "interval": interval, "asset_type": asset_type, "start": start.isoformat(), "end": end.isoformat(), "symbols": symbols},
-        symbols=symbols, start=start.isoformat(), end=end.isoformat(), job_name=OFFLINE_PIPELINE_JOB,
-        asset_selection=None, tags={}, market=REFRESH_ASSET_TYPES[asset_type], source=",".join(settings.ingestion_sources),
+        symbols=symbols, start=start.isoformat(), end=end.isoformat(), job_name=OFFLINE_PIPELINE_JOB if simulated else STOCK_PIPELINE_JOB,
+        asset_selection=None if simulated else _downstream(defs, raw), tags={}, market=REFRESH_ASSET_TYPES[asset_type], source=",".join(sources),
     )
     record.tags.update({JOB_ID_TAG: record.job_id, JOB_KIND_TAG: "refresh"})
     return _submit(record, instance, settings, wait, defs)

@@ -7,8 +7,12 @@ the XNYS calendar, crypto a 24/7 UTC calendar. Adding or removing a symbol never
 data; removing only stops future refreshes. A run processes every tracked symbol of its market
 unless the ``platform/symbols`` run tag names a subset (which must be tracked).
 
-The repo's default universe (``platform_assets/default_universe.yaml``) seeds a new instance with
-``mdp symbols add --defaults`` or ``POST /data/symbols`` with ``{"defaults": true}``.
+The repo's default universe (``platform_assets/default_universe.yaml``: the S&P 500 constituents
+and the top 20 crypto pairs, from the dated lists in ``platform_assets/universe_data/``) is loaded
+by the HTTP service on its first start (when the universe table is empty: no symbol was ever added),
+and on demand with ``mdp symbols add --defaults`` or ``POST /data/symbols`` ``{"defaults": true}``.
+``DEFAULT_UNIVERSE_FILE`` points to another YAML of the same format (tests use a small one).
+Nothing else loads it: ``make run`` and ``mdp backfill --symbols ...`` keep their explicit lists.
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ from platform_assets.partitions import SYMBOLS_PARTITION_NAME, SYMBOLS_TAG
 from resources.validation import InvalidInputError, normalize_symbol, normalize_symbols
 
 _CRYPTO_RE = re.compile(r"-(USD|USDT|USDC|BTC|ETH|EUR)$")
+# Formats a tracked symbol must have (stricter than ``normalize_symbol``, which guards paths):
+# exchange tickers with an optional share class (AAPL, BRK.B, BF-B) and crypto pairs (BTC-USD).
+_STOCK_FORMAT = re.compile(r"^[A-Z]{1,6}(?:[.-][A-Z]{1,2})?$")
+_CRYPTO_FORMAT = re.compile(r"^[A-Z0-9]{2,12}-(?:USD|USDT|USDC|BTC|ETH|EUR)$")
 ASSET_TYPES = ("stock", "crypto")
 DEFAULT_UNIVERSE_FILE = Path(__file__).with_name("default_universe.yaml")
 _SCHEMA = """CREATE TABLE IF NOT EXISTS symbols (
@@ -35,6 +43,27 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS symbols (
 
 class UnknownSymbolError(InvalidInputError):
     """A symbol is not in the tracked universe."""
+
+
+class InvalidSymbolFormatError(InvalidInputError):
+    """A symbol does not have the format of a stock ticker or a crypto pair."""
+
+
+def check_symbol_format(symbol: object, asset_type: str = "auto") -> tuple[str, str]:
+    """``(SYMBOL, stock|crypto)`` for a symbol to track, or ``InvalidSymbolFormatError``
+    ("Invalid symbol format: X", the HTTP guide's wording). ``asset_type`` auto detects crypto
+    pairs; an explicit type must fit the format (``SOL-USD`` is no stock, ``NVDA`` no crypto pair)."""
+    shown = symbol.strip()[:64] if isinstance(symbol, str) else repr(symbol)[:64]
+    if asset_type not in ("auto", *ASSET_TYPES):
+        raise InvalidInputError(f"invalid asset_type {asset_type!r}: expected auto, stock or crypto")
+    try:
+        name = normalize_symbol(symbol)
+    except InvalidInputError:
+        raise InvalidSymbolFormatError(f"Invalid symbol format: {shown}") from None
+    kind = detect_asset_type(name) if asset_type == "auto" else asset_type
+    if not (_CRYPTO_FORMAT if kind == "crypto" else _STOCK_FORMAT).fullmatch(name):
+        raise InvalidSymbolFormatError(f"Invalid symbol format: {shown}")
+    return name, kind
 
 
 def detect_asset_type(symbol: str) -> str:
@@ -147,20 +176,55 @@ def remove_symbol(instance: dg.DagsterInstance, symbol: str) -> None:
         )
 
 
-def default_universe(path: Path = DEFAULT_UNIVERSE_FILE) -> dict[str, list[str]]:
-    """The repo's default universe: ``{"stock": [...], "crypto": [...]}`` (validated)."""
-    document = yaml.safe_load(Path(path).read_text())
+def _symbol_list(path: Path) -> list[str]:
+    """Symbols of a universe CSV: a ``symbol`` column; ``#`` lines are comments (the list's date)."""
+    lines = [line.strip() for line in Path(path).read_text().splitlines()]
+    rows = [line.split(",", 1)[0].strip() for line in lines if line and not line.startswith("#")]
+    if not rows or rows[0].lower() != "symbol":
+        raise InvalidInputError(f"{path}: expected a header line 'symbol' (after # comments)")
+    return rows[1:]
+
+
+def default_universe(path: Path | None = None) -> dict[str, list[str]]:
+    """The default universe: ``{"stock": [...], "crypto": [...]}`` (validated).
+
+    The YAML lists symbols inline (``stock: [AAPL]``) and/or names CSV lists relative to itself
+    (``stock_file: universe_data/sp500_2026-11.csv``)."""
+    path = Path(path or DEFAULT_UNIVERSE_FILE)
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise InvalidInputError(f"cannot read the universe file {path}: {error}") from None
+    if not isinstance(document, dict):
+        raise InvalidInputError(f"{path}: expected a mapping with stock/crypto lists")
     out = {}
     for asset_type in ASSET_TYPES:
-        out[asset_type] = normalize_symbols(document.get(asset_type, []))
+        symbols = list(document.get(asset_type) or [])
+        if document.get(f"{asset_type}_file"):
+            symbols += _symbol_list(path.parent / document[f"{asset_type}_file"])
+        out[asset_type] = [check_symbol_format(s, asset_type)[0] for s in symbols]
     return out
 
 
-def add_default_universe(instance: dg.DagsterInstance) -> list[str]:
+def add_default_universe(instance: dg.DagsterInstance, path: Path | None = None) -> list[str]:
     added = []
-    for asset_type, symbols in default_universe().items():
-        added += add_symbols(instance, symbols, asset_type)
+    for asset_type, symbols in default_universe(path).items():
+        if symbols:
+            added += add_symbols(instance, symbols, asset_type)
     return added
+
+
+def universe_is_empty(instance: dg.DagsterInstance) -> bool:
+    """No symbol was ever added (none tracked, none removed): a fresh install."""
+    if instance.get_dynamic_partitions(SYMBOLS_PARTITION_NAME):
+        return False
+    with _metadata(instance) as conn:
+        return conn.execute("SELECT COUNT(*) FROM symbols").fetchone()[0] == 0
+
+
+def seed_default_universe(instance: dg.DagsterInstance, path: Path | None = None) -> list[str]:
+    """Load the default universe when the universe is empty (first start); else add nothing."""
+    return add_default_universe(instance, path) if universe_is_empty(instance) else []
 
 
 def require_tracked(instance: dg.DagsterInstance, symbols: list[str]) -> None:

@@ -2,71 +2,27 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
-import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
-from pathlib import Path
 from urllib.parse import quote
 
 import dagster as dg
 import httpx
 import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from service_harness import REPO, free_port, running_service, stored_state, wait_for_job
 
 from platform_assets.calendars import STOCKS, sessions_in_range
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def _service(tmp: Path, token: str | None = None):
-    home = tmp / "dagster_home"
-    home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
-    port = _free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "DATA_PATH_OVERRIDE": str(tmp / "data"), "LAKE_FSYNC": "false", "PYTHONWARNINGS": "ignore"}
-    env.pop("PLATFORM_API_TOKEN", None)
-    if token:
-        env["PLATFORM_API_TOKEN"] = token
-    log = open(tmp / "service.log", "wb")
-    child = subprocess.Popen(
-        [sys.executable, "-m", "platform_api.cli", "serve", "--port", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if child.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("service did not start:\n" + (tmp / "service.log").read_text())
-            time.sleep(0.2)
-        yield base, home, tmp / "data"
-    finally:
-        os.killpg(child.pid, signal.SIGTERM)
-        child.wait(timeout=20)
-        log.close()
+from platform_assets.universe import seed_default_universe
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
-    with _service(tmp_path_factory.mktemp("service")) as running:
+    with running_service(tmp_path_factory.mktemp("service")) as running:
         yield running
 
 
@@ -78,42 +34,55 @@ def client(service):
 
 
 def _stored_state(service) -> tuple:
-    """Everything a request could change: the tracked universe, the lake's files, the job records."""
     _, home, data = service
-    files = sorted(str(p.relative_to(data)) for p in data.rglob("*") if p.is_file()) if data.exists() else []
-    jobs = sorted(p.name for p in (home / "platform_jobs").glob("*.json")) if (home / "platform_jobs").exists() else []
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        symbols = sorted(instance.get_dynamic_partitions("symbols"))
-    return symbols, files, jobs
+    return stored_state(home, data)
+
+
+def test_first_start_loads_the_default_universe_once(client, service):
+    assert client.get("/data/symbols").json() == {"stocks": ["AAPL"], "crypto": ["BTC-USD"], "total": 2}
+    _, home, _ = service
+    with dg.DagsterInstance.from_config(str(home)) as instance:  # a universe that is not empty is never re-seeded
+        assert seed_default_universe(instance, None) == []
+
+
+def test_fresh_install_tracks_the_default_universe_and_its_refresh_has_work(tmp_path):
+    with running_service(tmp_path, universe=None) as (base, _, _), httpx.Client(base_url=base, timeout=300) as http:
+        symbols = http.get("/data/symbols").json()
+        assert len(symbols["stocks"]) >= 495 and len(symbols["crypto"]) == 20 and symbols["total"] == len(symbols["stocks"]) + 20
+        assert {"AAPL", "MSFT", "NVDA", "BRK.B"} <= set(symbols["stocks"]) and {"BTC-USD", "ETH-USD"} <= set(symbols["crypto"])
+        started = http.post("/data/refresh?asset_type=crypto&days_back=1")  # the 20 pairs, one UTC day
+        assert started.status_code == 200 and started.json()["symbols_count"] == 20, started.text
+        assert wait_for_job(http, started.json()["status_url"])["state"] == "SUCCEEDED"
+        assert http.get("/data/coverage").json()["coverage_stats"]["no_coverage"] == symbols["total"] - 20  # stocks untouched
 
 
 def test_add_list_remove_symbols(client):
-    response = client.post("/data/symbols", json={"symbols": ["NVDA", "ETH-USD"]})
-    assert response.status_code == 201 and set(response.json()["added"]) == {"NVDA", "ETH-USD"}
-    listed = {row["symbol"]: row for row in client.get("/data/symbols").json()}
-    assert listed["NVDA"]["asset_type"] == "stock" and listed["NVDA"]["market"] == "XNYS"
-    assert listed["ETH-USD"]["asset_type"] == "crypto" and listed["ETH-USD"]["market"] == "24/7"
-    assert [r["symbol"] for r in client.get("/data/symbols", params={"asset_type": "crypto"}).json()] == ["ETH-USD"]
-    assert client.delete("/data/symbols/ETH-USD").json() == {"removed": "ETH-USD", "data_kept": True}
-    assert "ETH-USD" not in {r["symbol"] for r in client.get("/data/symbols").json()}
+    response = client.post("/data/symbols", json={"symbols": ["NVDA", "ETH-USD"]})  # our extra: several at once
+    assert response.status_code == 200 and set(response.json()["added"]) == {"NVDA", "ETH-USD"}
+    listed = client.get("/data/symbols").json()
+    assert "NVDA" in listed["stocks"] and "ETH-USD" in listed["crypto"] and listed["total"] == 4
+    assert client.get("/data/symbols", params={"asset_type": "crypto"}).json()["crypto"] == ["BTC-USD", "ETH-USD"]
+    assert client.delete("/data/symbols/ETH-USD").json() == {"message": "Symbol ETH-USD removed successfully", "symbol": "ETH-USD"}
+    assert "ETH-USD" not in client.get("/data/symbols").json()["crypto"]
     assert client.delete("/data/symbols/ETH-USD").status_code == 404
+    again = client.post("/data/symbols", json={"symbol": "NVDA"}).json()
+    assert again["already_tracked"] is True and again["message"] == "Symbol NVDA added successfully"
     client.delete("/data/symbols/NVDA")
 
 
 def test_sync_refresh_materializes_partitions_and_shows_in_coverage(client, service):
-    client.post("/data/symbols", json={"symbols": ["AAPL"]})
     response = client.post("/data/refresh", json={"days_back": 5, "asset_type": "stocks", "async_mode": False})
     assert response.status_code == 200, response.text
     body = response.json()
     today = dt.datetime.now(dt.timezone.utc).date()
     expected = sessions_in_range(STOCKS, today - dt.timedelta(days=4), today)
-    assert body["state"] == "SUCCEEDED" and body["dagster_run_ids"]
-    assert body["results"] == [{"symbol": "AAPL", "status": "success", "expected_days": len(expected), "stored_days": len(expected), "error": None}]
-    assert body["summary"] == {"total": 1, "success": 1, "failed": 0, "success_rate": 1.0}
+    assert body["status"] == "completed" and body["dagster_run_ids"] and body["job_state"] == "SUCCEEDED" and body["errors"] == []
+    assert [(e["symbol"], e["success"], e["rows"]) for e in body["result"]["success"]] == [("AAPL", True, len(expected))]
+    assert body["result"]["summary"] == {"total_symbols": 1, "successful": 1, "failed": 0, "success_rate": 100.0}
     coverage = client.get("/data/coverage", params={"symbol": "AAPL"}).json()
-    curated = coverage[0]["layers"]["curated"]
+    curated = coverage["coverage"]["processed"]
     assert curated["latest"] == expected[-1].isoformat() and curated["file_count"] == len(expected)
-    assert curated["total_rows"] >= 210 * len(expected) and coverage[0]["layers"]["features"]["file_count"] >= len(expected)
+    assert curated["total_rows"] >= 210 * len(expected) and coverage["coverage"]["features"]["file_count"] >= len(expected)
     stats = client.get("/data/coverage/stats", params={"start": expected[0].isoformat(), "end": (expected[-1] + dt.timedelta(days=1)).isoformat(), "symbol": "AAPL"}).json()
     assert stats["symbols"][0]["layers"]["curated"]["status"] == "full" and stats["summary"]["curated"]["full"] == 1
     assert client.get("/data/coverage/stats", params={"start": "2024-13-01", "end": "2024-12-31"}).status_code == 400
@@ -124,22 +93,25 @@ def test_sync_refresh_materializes_partitions_and_shows_in_coverage(client, serv
         assert all(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in runs)
 
 
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [("1900-01-01", "1900-02-01"), ("1999-12-01", "2000-02-01"), ("2024-01-01", "2099-12-31"), ("0001-01-01", "9999-12-31")],
+)
+def test_coverage_stats_outside_the_calendar_is_a_400_not_a_500(client, start, end):
+    response = client.get("/data/coverage/stats", params={"start": start, "end": end, "symbol": "AAPL"})
+    assert response.status_code == 400 and "calendar" in response.json()["detail"]
+
+
 def test_async_refresh_job_reaches_succeeded(client):
-    client.post("/data/symbols", json={"symbols": ["BTC-USD"]})
     response = client.post("/data/refresh", json={"days_back": 2, "asset_type": "crypto"})
-    assert response.status_code == 202, response.text
+    assert response.status_code == 200, response.text
     accepted = response.json()
-    assert accepted["status_url"] == f"/data/jobs/{accepted['job_id']}" and accepted["state"] in {"PENDING", "RUNNING"}
-    deadline = time.monotonic() + 120
-    while True:
-        status = client.get(accepted["status_url"]).json()
-        if status["state"] in {"SUCCEEDED", "FAILED"} or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+    assert accepted["status"] == "started" and accepted["status_url"] == f"/data/jobs/{accepted['job_id']}"
+    status = wait_for_job(client, accepted["status_url"])
     assert status["state"] == "SUCCEEDED", status
     assert status["dagster_run_ids"] and status["params"]["asset_type"] == "crypto"
     assert status["summary"]["materializations"]["crypto_curated_bars"] == 2
-    crypto = client.get("/data/coverage", params={"symbol": "BTC-USD"}).json()[0]["layers"]["curated"]
+    crypto = client.get("/data/coverage", params={"symbol": "BTC-USD"}).json()["coverage"]["processed"]
     assert crypto["file_count"] == 2
 
 
@@ -157,7 +129,26 @@ def test_async_refresh_job_reaches_succeeded(client):
         ("get", "/data/symbols?asset_type=bonds", None, 400, "asset_type"),
         ("post", "/data/symbols", {"symbols": ["../etc"]}, 400, "../etc"),
         ("post", "/data/symbols", {"symbols": ["AAPL;DROP"]}, 400, "AAPL;DROP"),
-        ("post", "/data/symbols", {"symbols": []}, 400, "symbols"),
+        ("post", "/data/symbols", {"symbols": []}, 400, "symbol"),
+        ("post", "/data/symbols", {}, 400, "symbol: required"),
+        ("post", "/data/symbols", {"symbol": "INVALID_SYMBOL"}, 400, "Invalid symbol format: INVALID_SYMBOL"),
+        ("post", "/data/symbols", {"symbol": "NVDA", "symbols": ["MSFT"]}, 400, "either symbol"),
+        ("post", "/data/symbols", {"symbol": 42}, 400, "symbol"),
+        ("post", "/data/symbols?symbol=NVDA", {"symbol": "NVDA"}, 400, "both in the query string and in the JSON body"),
+        ("post", "/data/symbols?symbol=../etc", None, 400, "Invalid symbol format: ../etc"),
+        ("post", "/data/symbols?defaults=true", None, 400, "defaults"),
+        ("post", "/data/refresh?days_back=abc", None, 400, "days_back"),
+        ("post", "/data/refresh?days_back=0", None, 400, "days_back"),
+        ("post", "/data/refresh?days_back=400", None, 400, "days_back"),
+        ("post", "/data/refresh?async_mode=maybe", None, 400, "async_mode"),
+        ("post", "/data/refresh?interval=1m", None, 400, "interval"),
+        ("post", "/data/refresh?asset_type=bonds", None, 400, "asset_type"),
+        ("post", "/data/refresh?colour=red", None, 400, "colour"),
+        ("post", "/data/refresh?days_back=3&days_back=4", None, 400, "days_back"),
+        ("post", "/data/refresh?days_back=3", {"days_back": 3}, 400, "both in the query string and in the JSON body"),
+        ("post", "/data/refresh", [1, 2], 400, "request"),
+        ("post", "/data/refresh/daily?asset_type=bonds", None, 400, "asset_type"),
+        ("get", "/data/coverage?days_back=0", None, 400, "days_back"),
         ("post", "/data/symbols", {"symbols": ["MSFT"], "asset_type": "bond"}, 400, "asset_type"),
         ("delete", "/data/symbols/AAPL;DROP", None, 400, "AAPL;DROP"),
         ("delete", "/data/symbols/ZZZZ", None, 404, "ZZZZ"),
@@ -187,29 +178,143 @@ def test_openapi_documents_every_endpoint(client):
     assert client.get("/docs").status_code == 200
 
 
+# ----------------------------------------------------------------------------- authentication (issue 13.3)
+def _raw_get(base: str, path: str, header: str) -> bytes:
+    """A GET with a header httpx refuses to send (trailing blanks): the first line of the answer."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{header}\r\nConnection: close\r\n\r\n".encode())
+        return sock.recv(4096)
+
+
 def test_bearer_token_when_enabled(tmp_path):
-    with _service(tmp_path, token="s3cret-token") as (base, _, _):
+    with running_service(tmp_path, PLATFORM_API_TOKEN="s3cret-token") as (base, _, _):
         assert httpx.get(f"{base}/data/symbols").status_code == 401
         assert httpx.get(f"{base}/data/symbols", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert httpx.get(f"{base}/data/symbols", headers={"Authorization": "Bearer"}).status_code == 401
+        assert _raw_get(base, "/data/symbols", "Authorization: Bearer ").startswith(b"HTTP/1.1 401")
         assert httpx.get(f"{base}/data/symbols", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
+        assert httpx.post(f"{base}/data/refresh?days_back=abc").status_code == 401  # auth before anything else
         assert httpx.get(f"{base}/health").status_code == 200
     assert b"s3cret-token" not in (tmp_path / "service.log").read_bytes()
 
 
-def test_refusing_to_listen_beyond_loopback_without_a_token(tmp_path):
+@pytest.mark.parametrize("token", [None, "", "   ", "\t"])
+def test_refusing_to_listen_beyond_loopback_without_a_non_empty_token(tmp_path, token):
     env = {**os.environ, "DATA_PATH_OVERRIDE": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path / "home")}
     env.pop("PLATFORM_API_TOKEN", None)
-    done = subprocess.run([sys.executable, "-m", "platform_api.cli", "serve", "--host", "0.0.0.0", "--port", str(_free_port())], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and "PLATFORM_API_TOKEN" in done.stderr
+    if token is not None:
+        env["PLATFORM_API_TOKEN"] = token
+    done = subprocess.run([sys.executable, "-m", "platform_api.cli", "serve", "--host", "0.0.0.0", "--port", str(free_port())], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "PLATFORM_API_TOKEN" in done.stderr and "refusing to listen on 0.0.0.0" in done.stderr
 
 
+def test_an_empty_token_on_loopback_does_not_switch_auth_on(tmp_path):
+    """The guide: no authentication required (on loopback). An empty/whitespace token is no token:
+    it never becomes a password that an empty bearer matches."""
+    with running_service(tmp_path, PLATFORM_API_TOKEN="  ") as (base, _, _):
+        assert httpx.get(f"{base}/data/symbols").status_code == 200
+        assert _raw_get(base, "/data/symbols", "Authorization: Bearer   ").startswith(b"HTTP/1.1 200")
+
+
+def test_auth_rules_unit():
+    from platform_api.service.auth import AuthError, check_bind, check_request, effective_token
+    from resources.settings import load_settings
+    from resources.validation import InvalidInputError
+
+    blank = load_settings(PLATFORM_API_TOKEN=" ")
+    secret = load_settings(PLATFORM_API_TOKEN="tok")
+    assert effective_token(blank) is None and effective_token(secret) == "tok"
+    with pytest.raises(InvalidInputError, match="PLATFORM_API_TOKEN"):
+        check_bind("0.0.0.0", blank)
+    check_bind("0.0.0.0", secret)
+    check_bind("::1", blank)
+    check_request(blank, None, "127.0.0.1")
+    with pytest.raises(AuthError) as refused:  # no token: only loopback clients
+        check_request(blank, "Bearer ", "10.1.2.3")
+    assert refused.value.status == 403
+    for header in (None, "", "Bearer", "Bearer ", "Basic tok", "Bearer tok2"):
+        with pytest.raises(AuthError):
+            check_request(secret, header, "127.0.0.1")
+    check_request(secret, "Bearer tok", "10.1.2.3")
+
+
+# ----------------------------------------------------------------------------- throttling
+def test_refresh_requests_are_rate_limited_and_parallel_refreshes_capped(tmp_path):
+    with running_service(tmp_path, API_REFRESH_RATE_LIMIT="3", API_REFRESH_RATE_WINDOW_SECONDS="300", API_MAX_CONCURRENT_REFRESHES="1") as (base, _, _):
+        with httpx.Client(base_url=base, timeout=120) as http:
+            first = http.post("/data/refresh?days_back=3&asset_type=crypto")
+            assert first.status_code == 200, first.text
+            busy = http.post("/data/refresh/daily")  # the first job is still downloading
+            assert busy.status_code == 429 and "parallel downloads" in busy.json()["detail"] and int(busy.headers["Retry-After"]) >= 1
+            assert wait_for_job(http, first.json()["status_url"])["state"] == "SUCCEEDED"
+            assert http.post("/data/refresh", json={"days_back": 1, "asset_type": "crypto", "async_mode": False}).status_code == 200
+            limited = http.post("/data/refresh", json={"days_back": 1, "asset_type": "crypto", "async_mode": False})
+            assert limited.status_code == 429 and limited.json()["detail"].startswith("Rate limit exceeded")
+            assert 1 <= int(limited.headers["Retry-After"]) <= 300
+            assert http.post("/data/refresh", json={"days_back": 0}).status_code == 400  # invalid input is still a 400
+            assert http.get("/data/symbols").status_code == 200  # only refreshes are throttled
+
+
+def test_rate_limiter_sliding_window():
+    from platform_api.service.limits import RateLimiter, Throttled
+
+    now = [0.0]
+    limiter = RateLimiter(2, 60, clock=lambda: now[0])
+    limiter.hit("a")
+    limiter.hit("a")
+    limiter.hit("b")  # per client
+    with pytest.raises(Throttled) as refused:
+        limiter.hit("a")
+    assert refused.value.retry_after == 60
+    now[0] = 30.0
+    with pytest.raises(Throttled) as refused:
+        limiter.hit("a")
+    assert refused.value.retry_after == 30
+    now[0] = 60.0
+    limiter.hit("a")  # the first two left the window
+    RateLimiter(0, 60).hit("a")  # 0 = off
+
+
+# ----------------------------------------------------------------------------- vendor failures: the guide's 500
+@pytest.fixture
+def failing_vendor(tmp_path):
+    """A Databento gateway that refuses the service's API key (the vendor fails every request)."""
+    from databento_gateway import DatabentoGateway
+
+    gateway = DatabentoGateway(provider=lambda request: b"", keys={"db-the-right-key"}, folder=tmp_path)
+    yield gateway
+    gateway.close()
+
+
+def test_failing_vendor_is_the_guides_500_and_a_failed_job(tmp_path, failing_vendor):
+    env = {
+        "INGESTION_SOURCES": "databento", "DATABENTO_GATEWAY": failing_vendor.url, "DATABENTO_API_KEY": "db-a-wrong-key",
+        "REQUESTS_CA_BUNDLE": str(failing_vendor.cert), "SSL_CERT_FILE": str(failing_vendor.cert),
+    }
+    with running_service(tmp_path, **env) as (base, _, _), httpx.Client(base_url=base, timeout=120) as http:
+        response = http.post("/data/refresh", json={"days_back": 7, "asset_type": "stocks", "async_mode": False})
+        assert response.status_code == 500, response.text
+        detail = response.json()["detail"]
+        assert set(response.json()) == {"detail"} and detail.startswith("Data refresh failed: ") and "raw_bars_databento" in detail
+        assert "db-a-wrong-key" not in detail
+        assert failing_vendor.get_range_requests()  # the real client really called the vendor
+        started = http.post("/data/refresh?asset_type=stocks&days_back=7").json()  # async: started, then FAILED
+        status = wait_for_job(http, started["status_url"])
+        assert status["state"] == "FAILED" and status["summary"]["errors"]
+
+
+# ----------------------------------------------------------------------------- fuzz (issue 13.5: never a 500)
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False) | st.text(max_size=12),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
     max_leaves=6,
 )
 REFRESH_BODIES = st.dictionaries(st.sampled_from(["days_back", "interval", "asset_type", "async_mode", "extra"]), JSON_VALUES, max_size=4) | JSON_VALUES
-SYMBOL_BODIES = st.dictionaries(st.sampled_from(["symbols", "asset_type", "defaults", "other"]), JSON_VALUES, max_size=3) | JSON_VALUES
+SYMBOL_BODIES = st.dictionaries(st.sampled_from(["symbol", "symbols", "asset_type", "defaults", "other"]), JSON_VALUES, max_size=3) | JSON_VALUES
+QUERY_VALUES = st.text(max_size=10) | st.sampled_from(["0", "-1", "366", "1e3", "true", "false", "1d", "1h", "stocks", "crypto", "all", "auto", ""])
+REFRESH_QUERIES = st.dictionaries(st.sampled_from(["days_back", "interval", "asset_type", "async_mode", "x"]), QUERY_VALUES, max_size=4)
+TEXT_DATES = st.text(max_size=12) | st.dates().map(str) | st.sampled_from(["1900-01-01", "2099-12-31", "0001-01-01", "2024-02-30"])
 
 
 def _valid(model, body) -> bool:
@@ -221,21 +326,29 @@ def _valid(model, body) -> bool:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(refresh=REFRESH_BODIES, symbols=SYMBOL_BODIES, path_symbol=st.text(min_size=1, max_size=12).filter(lambda s: "/" not in s and s not in {".", ".."}))
-def test_fuzz_malformed_requests_get_4xx_never_500_and_change_nothing(client, service, refresh, symbols, path_symbol):
-    from platform_api.service.models import AddSymbolsRequest, PresetRefreshRequest, RefreshRequest
+@given(
+    refresh=REFRESH_BODIES, query=REFRESH_QUERIES, symbols=SYMBOL_BODIES, start=TEXT_DATES, end=TEXT_DATES,
+    path_symbol=st.text(min_size=1, max_size=12).filter(lambda s: "/" not in s and s not in {".", ".."}),
+)
+def test_fuzz_malformed_requests_get_4xx_never_500_and_change_nothing(client, service, refresh, query, symbols, start, end, path_symbol):
+    from platform_api.service.models import AddSymbolRequest, PresetRefreshRequest, RefreshRequest
 
     assume(refresh is not None and not _valid(RefreshRequest, refresh) and not _valid(PresetRefreshRequest, refresh))
-    assume(not (_valid(AddSymbolsRequest, symbols) and isinstance(symbols, dict) and (symbols.get("symbols") or symbols.get("defaults"))))
+    assume(not _valid(RefreshRequest, query) and not _valid(PresetRefreshRequest, query))
+    assume(not (_valid(AddSymbolRequest, symbols) and isinstance(symbols, dict) and (symbols.get("symbol") or symbols.get("symbols") or symbols.get("defaults"))))
     tracked = set(_stored_state(service)[0])
     assume(path_symbol.strip().upper() not in tracked)
     before = _stored_state(service)
     responses = [
         client.post("/data/refresh", content=json.dumps(refresh)),
+        client.post("/data/refresh", params=query),
         client.post("/data/refresh/daily", content=json.dumps(refresh)),
+        client.post("/data/refresh/weekly", params=query),
         client.post("/data/symbols", content=json.dumps(symbols)),
+        client.post("/data/symbols", params={"symbol": path_symbol, "asset_type": "bond"}),
         client.delete(f"/data/symbols/{quote(path_symbol, safe='')}"),
         client.get("/data/coverage", params={"symbol": path_symbol}),
+        client.get("/data/coverage/stats", params={"start": start, "end": end, "symbol": "AAPL"}),
         client.get(f"/data/jobs/{quote(path_symbol, safe='')}"),
     ]
     for response in responses:

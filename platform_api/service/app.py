@@ -1,79 +1,147 @@
-"""The FastAPI application: data refresh, symbol universe, coverage and job status.
+"""The FastAPI application: the HTTP data API guide (seed 003), endpoint for endpoint.
+
+``POST /data/refresh``, ``POST /data/refresh/daily|weekly|monthly``, ``GET/POST /data/symbols``,
+``DELETE /data/symbols/{symbol}``, ``GET /data/coverage[?symbol=]`` with the guide's field names
+and shapes; fields are read from a JSON body or from query parameters (the guide's curl examples),
+no body at all meaning the defaults. Our additions: ``GET /data/jobs/{id}``,
+``GET /data/coverage/stats``, ``GET /health`` and extra fields in some answers (job_id, status_url).
 
 Every refresh is a job of ``platform_api.jobs``: real Dagster runs on the same instance the UI
-shows (tagged ``platform/job_id``). Bad input answers 400 with a ``detail`` naming the problem,
-unknown symbols and jobs 404, a missing/wrong bearer token 401 (when ``PLATFORM_API_TOKEN`` is set).
+shows (tagged ``platform/job_id``). Errors are ``{"detail": ...}``: 400 for bad input (never 422),
+404 for unknown symbols, jobs and presets, 429 when throttled (``Retry-After``), 500
+``Data refresh failed: ...`` when the source or the job fails. Auth: see ``auth.py``; throttling:
+``limits.py``. On its first start (empty universe) the service loads the default universe.
 Interactive documentation of every endpoint: ``/docs`` (OpenAPI at ``/openapi.json``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import hmac
+import logging
+import threading
 from functools import lru_cache
+from typing import Literal
 
 import dagster as dg
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Body, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
 
 from platform_api import jobs
-from platform_api.coverage import coverage_stats, coverage_summary, get_coverage
+from platform_api.coverage import coverage_report, coverage_stats, coverage_summary, symbol_coverage
 from platform_api.errors import UnknownJobError
+from platform_api.service.auth import AuthError, check_request
+from platform_api.service.limits import RateLimiter, Throttled, check_concurrency
 from platform_api.service.models import (
-    AddSymbolsRequest,
-    JobAccepted,
+    AddSymbolRequest,
     JobStatusBody,
     PresetRefreshRequest,
+    PresetStarted,
+    RefreshCompleted,
     RefreshRequest,
-    RefreshResult,
-    RefreshSummary,
-    SymbolInfo,
-    SymbolResult,
+    RefreshStarted,
+    SymbolAdded,
+    SymbolList,
+    SymbolRemoved,
+    SymbolsAdded,
 )
-from platform_assets.calendars import sessions_in_range
-from platform_assets.quality.checks import is_blocked
+from platform_api.service.refresh_report import estimate_seconds, refresh_result
 from platform_assets.universe import (
+    InvalidSymbolFormatError,
     UnknownSymbolError,
     add_default_universe,
     add_symbols,
     asset_types,
-    market_of,
+    check_symbol_format,
     remove_symbol,
+    seed_default_universe,
     universe_table,
 )
-from resources.lake import CURATED_BARS, ParquetLake
 from resources.settings import PlatformSettings, get_settings
 from resources.validation import InvalidInputError, normalize_symbol
 
-PRESET_DAYS = {"daily": 7, "weekly": 30, "monthly": 90}
-ASSET_TYPE_NAMES = {"stocks": "stock", "crypto": "crypto"}
+LOG = logging.getLogger("platform_api.service")
+PRESETS = {"daily": 7, "weekly": 30, "monthly": 90}
+OPEN_PATHS = {"/health", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc"}
+AssetTypeQuery = Literal["stocks", "crypto", "all"]
+IntervalQuery = Literal["1d", "1h"]
+
+
+def _bad(detail: str) -> HTTPException:
+    return HTTPException(status_code=400, detail=detail)
+
+
+def _merge(model: type[BaseModel], body: BaseModel | None, query: dict, request: Request) -> BaseModel:
+    """One request object from the JSON body and the query string (a field in both is an error,
+    an unknown query parameter too, as unknown body fields are)."""
+    unknown = sorted(set(request.query_params) - set(query))
+    if unknown:
+        raise _bad(f"unknown query parameter(s): {', '.join(unknown)}; expected {', '.join(query)}")
+    repeated = sorted(k for k in request.query_params if len(request.query_params.getlist(k)) > 1)
+    if repeated:
+        raise _bad(f"query parameter(s) given more than once: {', '.join(repeated)}")
+    given = {k: v for k, v in query.items() if v is not None}
+    from_body = body.model_dump(include=body.model_fields_set) if body is not None else {}
+    both = sorted(set(given) & set(from_body))
+    if both:
+        raise _bad(f"{', '.join(both)} given both in the query string and in the JSON body: give each field once")
+    try:
+        return model.model_validate({**from_body, **given})
+    except ValidationError as error:
+        raise RequestValidationError(error.errors()) from None
 
 
 def create_app(settings: PlatformSettings | None = None, instance: dg.DagsterInstance | None = None) -> FastAPI:
+    state = {"instance": instance, "defs": None}
+    lock = threading.Lock()
+    refresh_jobs: set[str] = set()  # unfinished async refresh jobs started by this process
+    sync_running = [0]
+
+    def current_settings() -> PlatformSettings:
+        return settings or get_settings()
+
+    def get_platform() -> tuple[PlatformSettings, dg.DagsterInstance]:
+        if state["instance"] is None:
+            from platform_api.instance import get_instance
+
+            state["instance"] = get_instance()
+        return current_settings(), state["instance"]
+
+    def get_defs() -> dg.Definitions:
+        if state["defs"] is None:
+            from definitions import build_definitions
+
+            state["defs"] = build_definitions(current_settings())
+        return state["defs"]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI):
+        current, inst = get_platform()
+        added = seed_default_universe(inst, current.default_universe_file)
+        if added:
+            LOG.warning("first start: loaded the default universe (%d symbols)", len(added))
+        yield
+
+    limiter = RateLimiter(current_settings().api_refresh_rate_limit, current_settings().api_refresh_rate_window_s)
     app = FastAPI(
         title="Market-data platform",
         version="1",
-        description="Refresh market data, manage the tracked symbols and read coverage; jobs are Dagster runs on the platform's instance.",
+        description="The HTTP data API guide's endpoints (refresh, symbols, coverage, scheduled refreshes) over the platform's Dagster instance.",
+        lifespan=lifespan,
     )
 
-    def get_platform() -> tuple[PlatformSettings, dg.DagsterInstance]:
-        nonlocal instance
-        current = settings or get_settings()
-        if instance is None:
-            from platform_api.instance import get_instance
-
-            instance = get_instance()
-        return current, instance
-
-    def require_token(request: Request) -> None:
-        current = settings or get_settings()
-        if current.api_token is None:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), current.api_token.get_secret_value().encode()):
-            raise HTTPException(status_code=401, detail="missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+    # ------------------------------------------------------------------ errors and auth
+    @app.middleware("http")
+    async def _auth(request: Request, call_next):
+        if request.url.path not in OPEN_PATHS:
+            try:
+                check_request(current_settings(), request.headers.get("authorization"), request.client.host if request.client else None)
+            except AuthError as error:
+                headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
+                return JSONResponse(status_code=error.status, content={"detail": error.detail}, headers=headers)
+        return await call_next(request)
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(_: Request, error: RequestValidationError) -> JSONResponse:
@@ -95,103 +163,224 @@ def create_app(settings: PlatformSettings | None = None, instance: dg.DagsterIns
     async def _invalid(_: Request, error: InvalidInputError) -> JSONResponse:
         return JSONResponse(status_code=400, content={"detail": str(error)})
 
-    protected = [Depends(require_token)]
+    @app.exception_handler(Throttled)
+    async def _throttled(_: Request, error: Throttled) -> JSONResponse:
+        return JSONResponse(status_code=429, content={"detail": error.detail}, headers={"Retry-After": str(error.retry_after)})
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, error: Exception) -> JSONResponse:
+        LOG.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse(status_code=500, content={"detail": f"Internal error: {type(error).__name__}: {error}"})
 
     @app.get("/health", tags=["service"])
     def health() -> dict:
-        """Liveness: no token needed, touches nothing."""
+        """Liveness (our extra): no token needed, touches nothing."""
         return {"status": "ok"}
 
     # ------------------------------------------------------------------ symbols
-    @app.get("/data/symbols", response_model=list[SymbolInfo], dependencies=protected, tags=["symbols"])
-    def list_symbols(asset_type: str = Query("all", description="stocks | crypto | all")) -> list[SymbolInfo]:
-        """The tracked symbols with their asset type and calendar."""
-        if asset_type not in ("stocks", "crypto", "all"):
-            raise HTTPException(400, detail=f"unknown asset_type {asset_type!r}: expected stocks, crypto or all")
+    @app.get("/data/symbols", response_model=SymbolList, tags=["symbols"])
+    def list_symbols(asset_type: AssetTypeQuery = Query("all", description="stocks or crypto (all: both, the default)")) -> SymbolList:
+        """The tracked symbols: ``{stocks: [...], crypto: [...], total}``."""
         _, inst = get_platform()
         table = universe_table(inst)
-        if asset_type != "all":
-            table = table[table["asset_type"] == ASSET_TYPE_NAMES[asset_type]]
-        return [SymbolInfo(symbol=r.symbol, asset_type=r.asset_type, market=r.market, added_at=r.added_at) for r in table.itertuples()]
+        stocks = sorted(table.loc[table["asset_type"] == "stock", "symbol"]) if asset_type in ("stocks", "all") else []
+        crypto = sorted(table.loc[table["asset_type"] == "crypto", "symbol"]) if asset_type in ("crypto", "all") else []
+        return SymbolList(stocks=stocks, crypto=crypto, total=len(stocks) + len(crypto))
 
-    @app.post("/data/symbols", status_code=201, dependencies=protected, tags=["symbols"])
-    def post_symbols(body: AddSymbolsRequest) -> dict:
-        """Track symbols (validated; stored data is never touched). ``defaults: true`` adds the default universe."""
-        if not body.symbols and not body.defaults:
-            raise HTTPException(400, detail="symbols: give at least one symbol, or defaults: true")
+    @app.post("/data/symbols", response_model=SymbolAdded | SymbolsAdded, tags=["symbols"])
+    def post_symbol(
+        request: Request,
+        body: AddSymbolRequest | None = Body(None),
+        symbol: str | None = Query(None, description="symbol to add (instead of the JSON body)"),
+        asset_type: Literal["auto", "stock", "crypto"] | None = Query(None, description="auto (default), stock or crypto"),
+    ):
+        """Track a symbol: ``{"symbol": "NVDA", "asset_type": "auto"}`` or ``?symbol=NVDA``.
+        Stored data is never touched. Extras: ``symbols`` (a list) and ``defaults: true``."""
+        fields = _merge(AddSymbolRequest, body, {"symbol": symbol, "asset_type": asset_type}, request)
         _, inst = get_platform()
-        for symbol in body.symbols:
-            normalize_symbol(symbol)  # validate every symbol before changing anything
-        added = add_default_universe(inst) if body.defaults else []
-        added += add_symbols(inst, body.symbols, body.asset_type) if body.symbols else []
-        return {"added": added, "tracked": len(universe_table(inst))}
+        if fields.symbol is not None:
+            if fields.symbols or fields.defaults:
+                raise _bad("give either symbol, or symbols / defaults, not both")
+            name, kind = check_symbol_format(fields.symbol, fields.asset_type)
+            added = add_symbols(inst, [name], kind)
+            return SymbolAdded(message=f"Symbol {name} added successfully", symbol=name, asset_type=kind, already_tracked=not added)
+        if not fields.symbols and not fields.defaults:
+            raise _bad("symbol: required (e.g. {\"symbol\": \"NVDA\"} or ?symbol=NVDA)")
+        checked = [check_symbol_format(s, fields.asset_type) for s in fields.symbols]  # all valid before any change
+        added = add_default_universe(inst) if fields.defaults else []
+        for kind in ("stock", "crypto"):
+            names = [n for n, k in checked if k == kind]
+            added += add_symbols(inst, names, kind) if names else []
+        return SymbolsAdded(message=f"{len(added)} symbols added successfully", added=added, total=len(universe_table(inst)))
 
-    @app.delete("/data/symbols/{symbol}", dependencies=protected, tags=["symbols"])
-    def delete_symbol(symbol: str) -> dict:
-        """Stop refreshing a symbol. Its stored data stays where it is."""
+    @app.delete("/data/symbols/{symbol}", response_model=SymbolRemoved, tags=["symbols"])
+    def delete_symbol(symbol: str) -> SymbolRemoved:
+        """Stop tracking a symbol. Its stored data stays where it is."""
         _, inst = get_platform()
-        name = normalize_symbol(symbol)
-        remove_symbol(inst, name)
-        return {"removed": name, "data_kept": True}
+        try:
+            name = normalize_symbol(symbol)
+        except InvalidInputError:
+            raise InvalidSymbolFormatError(f"Invalid symbol format: {symbol.strip()[:64]}") from None
+        try:
+            remove_symbol(inst, name)
+        except UnknownSymbolError:
+            raise UnknownSymbolError(f"Symbol {name} is not tracked") from None
+        return SymbolRemoved(message=f"Symbol {name} removed successfully", symbol=name)
 
     # ------------------------------------------------------------------ coverage
-    @app.get("/data/coverage", dependencies=protected, tags=["coverage"])
-    def coverage(symbol: str | None = Query(None, description="one symbol; all stored symbols when omitted")) -> list[dict]:
-        """Per symbol and layer (raw / curated / features): earliest, latest, file_count, total_rows."""
+    @app.get("/data/coverage", tags=["coverage"])
+    def coverage(
+        symbol: str | None = Query(None, description="one symbol only"),
+        days_back: int = Query(30, ge=1, le=365, description="extra: the window full/partial/none is judged on (default 30 days, as a default refresh)"),
+    ) -> dict:
+        """Per tracked symbol and layer (raw, processed = curated bars, features): earliest, latest,
+        file_count, total_rows; ``coverage_stats`` counts symbols with full / partial / no coverage
+        of the last ``days_back`` days. ``?symbol=`` answers ``{symbol, coverage}``."""
         current, inst = get_platform()
-        name = normalize_symbol(symbol) if symbol is not None else None
-        rows = get_coverage(name, settings=current)
-        if name is not None and not rows and name not in set(universe_table(inst)["symbol"]):
-            raise HTTPException(404, detail=f"symbol {name} is not tracked and has no stored data")
-        return rows
+        start, end = jobs.refresh_window(days_back)
+        types = asset_types(inst)
+        tracked = set(universe_table(inst)["symbol"])
+        if symbol is None:
+            return coverage_report({s: types.get(s) or check_kind(s) for s in tracked}, start, end, settings=current)
+        try:
+            name = normalize_symbol(symbol)
+        except InvalidInputError:
+            raise InvalidSymbolFormatError(f"Invalid symbol format: {symbol.strip()[:64]}") from None
+        kind = types.get(name) or check_kind(name)
+        found = symbol_coverage(name, kind, start, end, settings=current)
+        if found is None and name not in tracked:
+            raise HTTPException(404, detail=f"Symbol {name} is not tracked and has no stored data")
+        if found is None:
+            empty = {"earliest": None, "latest": None, "file_count": 0, "total_rows": 0}
+            found = {"symbol": name, "coverage": {"raw": dict(empty), "processed": dict(empty), "features": dict(empty)}, "status": "none", "window": {"start": start.isoformat(), "end": end.isoformat()}}
+        return found
 
-    @app.get("/data/coverage/stats", dependencies=protected, tags=["coverage"])
+    @app.get("/data/coverage/stats", tags=["coverage"])
     def coverage_completeness(
         start: str = Query(..., description="first day, YYYY-MM-DD"),
         end: str = Query(..., description="first day NOT included, YYYY-MM-DD (the range is [start, end))"),
         symbol: list[str] | None = Query(None, description="repeat for several; all stored symbols when omitted"),
     ) -> dict:
-        """Per symbol and layer: expected days (XNYS sessions / every UTC day for crypto) vs stored: full | partial | none."""
+        """Our extra: per symbol and layer, expected days (XNYS sessions / every UTC day for crypto) vs stored: full | partial | none."""
         current, _ = get_platform()
         rows = coverage_stats(start, end, symbol, settings=current)
         return {"symbols": rows, "summary": coverage_summary(rows)}
 
     # ------------------------------------------------------------------ refresh
-    def _refresh(days_back: int, interval: str, asset_type: str, async_mode: bool):
+    def running_refreshes() -> int:
+        _, inst = get_platform()
+        for job_id in list(refresh_jobs):
+            if jobs.get_job_status(job_id, instance=inst).state not in ("PENDING", "RUNNING"):
+                refresh_jobs.discard(job_id)
+        return len(refresh_jobs) + sync_running[0]
+
+    def admit(request: Request) -> None:
+        """Throttle: rate per client, then parallel refreshes (called with ``lock`` held)."""
+        limiter.hit(request.client.host if request.client else "?")
+        check_concurrency(running_refreshes(), current_settings().api_max_concurrent_refreshes)
+
+    def start_refresh(request: Request, days_back: int, interval: str, asset_type: str, async_mode: bool) -> tuple[dict, jobs.JobStatus | None]:
+        """Start (async) or run (sync) a refresh job; ``({job_id, symbols, start, end}, status)``."""
         current, inst = get_platform()
-        handle = jobs.trigger_refresh(days_back, interval, asset_type, wait=not async_mode, instance=inst, settings=current)
-        status = jobs.get_job_status(handle.job_id, instance=inst)
+        with lock:
+            admit(request)
+            if async_mode:
+                handle = _trigger(days_back, interval, asset_type, wait=False)
+                refresh_jobs.add(handle.job_id)
+            else:
+                sync_running[0] += 1
         if async_mode:
-            return JSONResponse(
-                status_code=202,
-                content=JobAccepted(
-                    job_id=handle.job_id, kind=handle.kind, state=status.state, submitted_at=handle.submitted_at,
-                    status_url=f"/data/jobs/{handle.job_id}", dagster_run_ids=status.run_ids,
-                    dagster_runs_tag=f"platform/job_id={handle.job_id}",
-                ).model_dump(),
-            )
-        return _sync_result(current, inst, status)
+            return _job_info(handle.job_id), None
+        try:
+            handle = _trigger(days_back, interval, asset_type, wait=True)
+        finally:
+            with lock:
+                sync_running[0] -= 1
+        return _job_info(handle.job_id), jobs.get_job_status(handle.job_id, instance=inst)
 
-    @app.post("/data/refresh", dependencies=protected, tags=["refresh"], responses={202: {"model": JobAccepted}, 200: {"model": RefreshResult}})
-    def refresh(body: RefreshRequest):
-        """Re-ingest the last ``days_back`` days of every tracked symbol of ``asset_type`` through the whole graph.
+    def _trigger(days_back: int, interval: str, asset_type: str, wait: bool) -> jobs.JobHandle:
+        current, inst = get_platform()
+        try:
+            return jobs.trigger_refresh(days_back, interval, asset_type, wait=wait, instance=inst, settings=current, defs=get_defs())
+        except InvalidInputError:
+            raise
+        except Exception as error:  # the source or the job machinery failed: the guide's 500
+            LOG.exception("refresh failed")
+            raise HTTPException(500, detail=f"Data refresh failed: {type(error).__name__}: {error}") from None
 
-        ``async_mode`` (default) answers 202 with the job id to poll at ``/data/jobs/{id}``;
-        otherwise the call waits and lists per-symbol success/failed with a summary.
-        """
-        return _refresh(body.days_back, body.interval, body.asset_type, body.async_mode)
+    def _job_info(job_id: str) -> dict:
+        _, inst = get_platform()
+        status = jobs.get_job_status(job_id, instance=inst)
+        return {"job_id": job_id, "symbols": status.params["symbols"], "start": status.params["start"], "end": status.params["end"]}
 
-    @app.post("/data/refresh/{preset}", dependencies=protected, tags=["refresh"], responses={202: {"model": JobAccepted}, 200: {"model": RefreshResult}})
-    def refresh_preset(preset: str, body: PresetRefreshRequest | None = None):
-        """Presets: ``daily`` (last 7 days), ``weekly`` (30), ``monthly`` (90)."""
-        if preset not in PRESET_DAYS:
+    def completed(info: dict, status: jobs.JobStatus, interval: str, message: str) -> RefreshCompleted:
+        current, inst = get_platform()
+        start, end = dt.date.fromisoformat(info["start"]), dt.date.fromisoformat(info["end"])
+        result = refresh_result(info["symbols"], asset_types(inst), start, end, interval, current)
+        if status.state == "FAILED" and not result["success"]:
+            errors = "; ".join(status.summary.get("errors") or []) or "every run of the job failed"
+            raise HTTPException(500, detail=f"Data refresh failed: {errors}")
+        return RefreshCompleted(
+            message=message, result=result, status="completed", job_id=info["job_id"], interval=interval, dagster_run_ids=status.run_ids,
+            job_state=status.state, errors=list(status.summary.get("errors") or []),
+        )
+
+    def started_fields(info: dict) -> dict:
+        _, inst = get_platform()
+        start, end = dt.date.fromisoformat(info["start"]), dt.date.fromisoformat(info["end"])
+        return {
+            "estimated_duration": f"{estimate_seconds(info['symbols'], asset_types(inst), start, end)} seconds",
+            "symbols_count": len(info["symbols"]),
+            "job_id": info["job_id"],
+            "status_url": f"/data/jobs/{info['job_id']}",
+        }
+
+    @app.post("/data/refresh", response_model=RefreshStarted | RefreshCompleted, tags=["refresh"])
+    def refresh(
+        request: Request,
+        body: RefreshRequest | None = Body(None),
+        days_back: int | None = Query(None, description="1-365 (default 30)"),
+        interval: IntervalQuery | None = Query(None, description="1d (default) or 1h"),
+        asset_type: AssetTypeQuery | None = Query(None, description="stocks, crypto or all (default)"),
+        async_mode: bool | None = Query(None, description="true (default): background; false: wait"),
+    ):
+        """Refresh the last ``days_back`` days of every tracked symbol of ``asset_type`` through the
+        whole graph. Fields from a JSON body or the query string; none at all = the defaults.
+        Async: ``{message, estimated_duration, symbols_count, status: "started"}`` (+ job_id,
+        status_url); sync: ``{message, result: {success, failed, summary}, status: "completed"}``."""
+        fields = _merge(RefreshRequest, body, {"days_back": days_back, "interval": interval, "asset_type": asset_type, "async_mode": async_mode}, request)
+        info, status = start_refresh(request, fields.days_back, fields.interval, fields.asset_type, fields.async_mode)
+        if status is None:
+            return RefreshStarted(message="Data refresh started in background", status="started", **started_fields(info))
+        return completed(info, status, fields.interval, "Data refresh completed")
+
+    @app.post("/data/refresh/{preset}", response_model=PresetStarted | RefreshCompleted, tags=["refresh"])
+    def refresh_preset(
+        request: Request,
+        preset: str,
+        body: PresetRefreshRequest | None = Body(None),
+        asset_type: AssetTypeQuery | None = Query(None, description="extra: stocks, crypto or all (default)"),
+        interval: IntervalQuery | None = Query(None, description="extra: 1d (default) or 1h"),
+        async_mode: bool | None = Query(None, description="extra: true (default)"),
+    ):
+        """For cron: ``daily`` (last 7 days), ``weekly`` (30), ``monthly`` (90) of every tracked
+        symbol; answers ``{message: "Daily refresh started", schedule: "Last 7 days", status: "started"}``."""
+        if preset not in PRESETS:
             raise HTTPException(404, detail=f"unknown refresh preset {preset!r}: expected daily, weekly or monthly")
-        body = body or PresetRefreshRequest()
-        return _refresh(PRESET_DAYS[preset], "1d", body.asset_type, body.async_mode)
+        fields = _merge(PresetRefreshRequest, body, {"asset_type": asset_type, "interval": interval, "async_mode": async_mode}, request)
+        days = PRESETS[preset]
+        info, status = start_refresh(request, days, fields.interval, fields.asset_type, fields.async_mode)
+        if status is None:
+            extras = started_fields(info)
+            return PresetStarted(
+                message=f"{preset.capitalize()} refresh started", schedule=f"Last {days} days", status="started",
+                job_id=extras["job_id"], status_url=extras["status_url"], symbols_count=extras["symbols_count"],
+            )
+        return completed(info, status, fields.interval, f"{preset.capitalize()} refresh completed")
 
-    @app.get("/data/jobs/{job_id}", response_model=JobStatusBody, dependencies=protected, tags=["refresh"])
+    @app.get("/data/jobs/{job_id}", response_model=JobStatusBody, tags=["refresh"])
     def job_status(job_id: str) -> JobStatusBody:
-        """PENDING -> RUNNING -> SUCCEEDED | FAILED, from the Dagster instance's runs of the job."""
+        """Our extra: PENDING -> RUNNING -> SUCCEEDED | FAILED, from the Dagster instance's runs of the job."""
         _, inst = get_platform()
         status = jobs.get_job_status(job_id, instance=inst)
         return JobStatusBody(
@@ -202,25 +391,12 @@ def create_app(settings: PlatformSettings | None = None, instance: dg.DagsterIns
     return app
 
 
-def _sync_result(settings: PlatformSettings, instance: dg.DagsterInstance, status) -> RefreshResult:
-    """Per symbol: success when every expected day has curated bars that passed the error rules."""
-    lake = ParquetLake(base_path=str(settings.base_path), fsync=False)
-    start, end = dt.date.fromisoformat(status.params["start"]), dt.date.fromisoformat(status.params["end"])
-    types = asset_types(instance)
-    results = []
-    for symbol in status.params["symbols"]:
-        expected = sessions_in_range(market_of(symbol, types), start, end)
-        stored = [d for d in expected if lake.has_partition(CURATED_BARS, symbol, d) and not is_blocked(lake, "curated_bars", symbol, d)]
-        missing = sorted(set(expected) - set(stored))
-        error = None
-        if missing:
-            error = f"no usable curated bars for {len(missing)} day(s): " + ", ".join(d.isoformat() for d in missing[:10])
-        results.append(SymbolResult(symbol=symbol, status="failed" if missing else "success", expected_days=len(expected), stored_days=len(stored), error=error))
-    success = sum(r.status == "success" for r in results)
-    summary = RefreshSummary(total=len(results), success=success, failed=len(results) - success, success_rate=round(success / len(results), 4) if results else 0.0)
-    return RefreshResult(
-        job_id=status.job_id, state=status.state, start=start.isoformat(), end=end.isoformat(), results=results, summary=summary, dagster_run_ids=status.run_ids,
-    )
+def check_kind(symbol: str) -> str:
+    """stock or crypto for an untracked symbol (format detection)."""
+    try:
+        return check_symbol_format(symbol)[1]
+    except InvalidInputError:
+        return "stock"
 
 
 @lru_cache(maxsize=1)

@@ -1,4 +1,6 @@
-"""Request and response bodies of the HTTP service (validated by pydantic; shown in the OpenAPI page)."""
+"""Request and response bodies of the HTTP service, with the names and shapes of the HTTP guide
+(seed 003). Fields the guide does not name are our additive extras and say so in their description.
+"""
 
 from __future__ import annotations
 
@@ -10,69 +12,114 @@ AssetTypeFilter = Literal["stocks", "crypto", "all"]
 
 
 class RefreshRequest(BaseModel):
+    """``POST /data/refresh`` fields, from a JSON body or from query parameters (no body = defaults)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    days_back: int = Field(30, ge=1, le=365, description="calendar days back from today (UTC), 1-365")
-    interval: Literal["1d", "1h"] = Field("1d", description="bar interval needed; 1-min bars are ingested and resampled on read")
-    asset_type: AssetTypeFilter = "all"
-    async_mode: bool = Field(True, description="true: answer at once with the job id to poll; false: wait for the runs")
+    days_back: int = Field(30, ge=1, le=365, description="days of history to refresh, 1-365 (calendar days up to today, UTC)")
+    interval: Literal["1d", "1h"] = Field("1d", description="1d or 1h: the bars the sync result reports (resampled from curated 1-min bars)")
+    asset_type: AssetTypeFilter = Field("all", description="stocks, crypto or all")
+    async_mode: bool = Field(True, description="true: run in the background and answer at once; false: wait and report per symbol")
 
 
 class PresetRefreshRequest(BaseModel):
+    """Optional fields of ``POST /data/refresh/daily|weekly|monthly`` (our extras: the guide sends none)."""
+
     model_config = ConfigDict(extra="forbid")
 
     asset_type: AssetTypeFilter = "all"
+    interval: Literal["1d", "1h"] = "1d"
     async_mode: bool = True
 
 
-class AddSymbolsRequest(BaseModel):
+class AddSymbolRequest(BaseModel):
+    """``POST /data/symbols``: ``symbol`` (JSON body or query). ``symbols`` / ``defaults`` are our extras."""
+
     model_config = ConfigDict(extra="forbid")
 
-    symbols: list[str] = Field(default_factory=list, max_length=1000, description="e.g. [\"AAPL\", \"BTC-USD\"]")
-    asset_type: Literal["auto", "stock", "crypto"] = Field("auto", description="auto: -USD/-USDT/... pairs are crypto")
-    defaults: bool = Field(False, description="also add the repo's default universe")
+    symbol: str | None = Field(None, description="symbol to add, e.g. NVDA or SOL-USD")
+    asset_type: Literal["auto", "stock", "crypto"] = Field("auto", description="auto (crypto pairs such as BTC-USD detected), stock or crypto")
+    symbols: list[str] = Field(default_factory=list, max_length=1000, description="extra: several symbols at once")
+    defaults: bool = Field(False, description="extra: add the default universe (S&P 500 + top 20 crypto)")
 
 
-class SymbolInfo(BaseModel):
+class SymbolAdded(BaseModel):
+    message: str = Field(examples=["Symbol NVDA added successfully"])
     symbol: str
-    asset_type: str
-    market: str
-    added_at: str | None = None
+    asset_type: Literal["stock", "crypto"]
+    already_tracked: bool = Field(False, description="extra: the symbol was tracked before this call")
 
 
-class JobAccepted(BaseModel):
-    job_id: str
-    kind: str
-    state: str
-    submitted_at: str
-    status_url: str
-    dagster_run_ids: list[str] = []
-    dagster_runs_tag: str = Field(description="the job's runs in the Dagster UI: filter runs by this tag")
+class SymbolsAdded(BaseModel):
+    message: str
+    added: list[str] = Field(description="extra: the symbols that were not tracked before")
+    total: int = Field(description="extra: symbols tracked now")
 
 
-class SymbolResult(BaseModel):
+class SymbolRemoved(BaseModel):
+    message: str = Field(examples=["Symbol NVDA removed successfully"])
     symbol: str
-    status: Literal["success", "failed"]
-    expected_days: int
-    stored_days: int
-    error: str | None = None
+
+
+class SymbolList(BaseModel):
+    stocks: list[str]
+    crypto: list[str]
+    total: int = Field(description="number of symbols listed (after the asset_type filter)")
+
+
+class RefreshStarted(BaseModel):
+    message: str = Field(examples=["Data refresh started in background"])
+    estimated_duration: str = Field(examples=["140 seconds"])
+    symbols_count: int
+    status: Literal["started"]
+    job_id: str = Field(description="extra: the job whose Dagster runs do the refresh")
+    status_url: str = Field(description="extra: poll it for PENDING/RUNNING/SUCCEEDED/FAILED")
+
+
+class PresetStarted(BaseModel):
+    message: str = Field(examples=["Daily refresh started"])
+    schedule: str = Field(examples=["Last 7 days"])
+    status: Literal["started"]
+    job_id: str = Field(description="extra")
+    status_url: str = Field(description="extra")
+    symbols_count: int = Field(description="extra")
+
+
+class SymbolRefreshed(BaseModel):
+    symbol: str
+    success: bool
+    rows: int = Field(description="bars of the requested interval in the window")
+    date_range: str | None = Field(description="'YYYY-MM-DD to YYYY-MM-DD' of the bars")
+    latest_price: float | None
+    dq_blocked_days: int = Field(0, description="extra: days stored whose bars failed a blocking DQ error rule")
+
+
+class SymbolFailed(SymbolRefreshed):
+    error: str = Field(description="extra: why the symbol failed")
 
 
 class RefreshSummary(BaseModel):
-    total: int
-    success: int
+    total_symbols: int
+    successful: int
     failed: int
-    success_rate: float
+    success_rate: float = Field(description="percent, 2 decimals")
 
 
-class RefreshResult(BaseModel):
-    job_id: str
-    state: str
-    start: str
-    end: str
-    results: list[SymbolResult]
+class RefreshResultBody(BaseModel):
+    success: list[SymbolRefreshed]
+    failed: list[SymbolFailed]
     summary: RefreshSummary
-    dagster_run_ids: list[str]
+
+
+class RefreshCompleted(BaseModel):
+    message: str = Field(examples=["Data refresh completed"])
+    result: RefreshResultBody
+    status: Literal["completed"]
+    job_id: str = Field(description="extra")
+    interval: str = Field(description="extra: the interval of rows/latest_price")
+    dagster_run_ids: list[str] = Field(description="extra")
+    job_state: str = Field(description="extra: SUCCEEDED, or FAILED when a run failed (a downstream asset, say) though symbols have data")
+    errors: list[str] = Field(default_factory=list, description="extra: the job's errors, if any")
 
 
 class JobStatusBody(BaseModel):
