@@ -227,6 +227,18 @@ def _downstream(defs: dg.Definitions, names: list[str]) -> list[str]:
     return sorted({k.to_user_string() for k in keys & derived} | set(names))
 
 
+def _backfill_selection(defs: dg.Definitions, dataset_name: str) -> list[str]:
+    """What a backfill of ``dataset_name`` recomputes: it and everything downstream; a backfill of
+    ``curated_bars`` (the contract's raw -> curated -> features) recomputes every derived layer,
+    L2 features included (they read raw L2 snapshots, not curated bars)."""
+    if dataset_name == "curated_bars":
+        graph = defs.resolve_asset_graph()
+        derived = dg.AssetSelection.groups(*DERIVED_GROUPS).resolve(graph)
+        stock = {k.to_user_string() for k in derived if "crypto" not in k.to_user_string()}
+        return sorted(stock)
+    return _downstream(defs, [dataset_name])
+
+
 def _worker_env(settings: PlatformSettings, record: JobRecord) -> dict[str, str]:
     env = {**os.environ, **record.settings_env}
     if settings.temp_path:  # TEMP_PATH: the worker's temporary files
@@ -331,10 +343,14 @@ def _check_symbols(instance, symbols, add_missing_symbols: bool) -> list[str]:
 # ------------------------------------------------------------------------------ triggers
 def trigger_historical_ingestion(
     source: str, symbols: list[str], start: dt.datetime, end: dt.datetime, options: HistoricalIngestionOptions | dict | None = None, *,
-    add_missing_symbols: bool = False, wait: bool = False,
+    add_missing_symbols: bool = False, wait: bool = False, derived_layers: bool = True,
     instance: dg.DagsterInstance | None = None, settings: PlatformSettings | None = None, defs: dg.Definitions | None = None,
 ) -> IngestionJobHandle:
-    """Ingest ``source`` raw data (and nothing downstream) for ``symbols`` over ``[start, end)``.
+    """Ingest ``source`` raw data for ``symbols`` over ``[start, end)`` and, by default
+    (``derived_layers=True``), every derived layer that data feeds (curated, aligned, feature groups,
+    labels) in the same ranged runs, so a training pull right after finds its data. With
+    ``derived_layers=False`` only the raw layer is written; ``trigger_backfill("curated_bars", ...)``
+    then builds the rest.
 
     ``source``: ``sim``, ``databento``, ``ib`` (``tws`` and ``ibkr`` are the same source).
     ``start``/``end``: half-open UTC range (datetimes, dates or ISO strings; naive = UTC); every
@@ -360,7 +376,7 @@ def trigger_historical_ingestion(
                 "trading_days": [str(plan.dates[0]), str(plan.dates[-1])]},
         symbols=plan.symbols, start=str(plan.dates[0]), end=str(plan.dates[-1]),
         job_name=OFFLINE_PIPELINE_JOB if canonical == "sim" else STOCK_PIPELINE_JOB,
-        asset_selection=assets, tags={OPTIONS_TAG: parsed.model_dump_json()}, workers=parsed.max_parallel_requests,
+        asset_selection=_downstream(defs, assets) if derived_layers else assets, tags={OPTIONS_TAG: parsed.model_dump_json()}, workers=parsed.max_parallel_requests,
         add_missing_symbols=add_missing_symbols, source=canonical,
     )
     record.tags.update({JOB_ID_TAG: record.job_id, JOB_KIND_TAG: "ingestion"})
@@ -437,7 +453,7 @@ def trigger_backfill(
         params={"dataset_name": dataset_name, "symbols": plan.symbols, "start": start_text, "end": end_text, "options": parsed.model_dump(),
                 "trading_days": [str(plan.dates[0]), str(plan.dates[-1])]},
         symbols=plan.symbols, start=str(plan.dates[0]), end=str(plan.dates[-1]), job_name=OFFLINE_PIPELINE_JOB,
-        asset_selection=_downstream(defs, [dataset_name]), tags={KEEP_EXISTING_TAG: ",".join(keep)} if keep else {},
+        asset_selection=_backfill_selection(defs, dataset_name), tags={KEEP_EXISTING_TAG: ",".join(keep)} if keep else {},
         workers=parsed.max_parallel_jobs, add_missing_symbols=add_missing_symbols, dataset=dataset_name,
         source=",".join(settings.ingestion_sources),
     )

@@ -163,3 +163,19 @@ def test_bad_symbol_selection_is_refused_at_launch_and_changes_no_partition(tmp_
         assert _status(instance, "curated_bars") == before
 
         assert symbol_selection_problem(instance, "AAPL") is None
+
+
+def test_ingestion_and_backfill_finish_every_derived_layer(platform):
+    from platform_api import get_features_for_training, trigger_backfill, trigger_historical_ingestion
+
+    kw = dict(instance=platform.instance, settings=platform.settings, defs=platform.defs)
+    trigger_historical_ingestion("sim", ["AAPL"], "2024-11-26", "2024-11-27", wait=True, add_missing_symbols=True, **kw)
+    pulled = get_features_for_training(["bar_features", "l2_features"], {"bar_features": "v1", "l2_features": "v1"}, ["AAPL"],
+                                       "2024-11-26", "2024-11-27", include_labels=True, settings=platform.settings)
+    assert len(pulled.features) == 390 and pulled.labels is not None and len(pulled.labels) == 390
+
+    lake = platform.resources["lake"]
+    l2_file = lake.day_source(feature_table("l2_features", "v1"), "AAPL", D1)
+    before = l2_file.stat().st_mtime_ns
+    trigger_backfill("curated_bars", ["AAPL"], "2024-11-26", "2024-11-27", wait=True, **kw)
+    assert lake.day_source(feature_table("l2_features", "v1"), "AAPL", D1).stat().st_mtime_ns > before  # every layer recomputed
