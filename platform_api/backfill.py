@@ -113,9 +113,9 @@ def plan_backfill(
     last_partition = dt.date.fromisoformat(partitions.get_last_partition_key())
     if start_date < first_partition:
         raise InvalidDateRangeError(f"start date {start_date} is before the first partition {first_partition} (PARTITIONS_START_DATE)")
-    if end_date > last_partition:
-        raise InvalidDateRangeError(f"end date {end_date} is after the last available partition {last_partition}")
     dates = sessions_in_range(market, start_date, end_date)
+    if dates and dates[-1] > last_partition:  # a range ending on a weekend or holiday is fine
+        raise InvalidDateRangeError(f"end date {end_date} is after the last available partition {last_partition}")
     if not dates:
         raise InvalidDateRangeError(f"no {market.calendar_name} trading day between {start_date} and {end_date}")
     count = max(min_chunks, math.ceil(len(dates) / max_dates_per_run))

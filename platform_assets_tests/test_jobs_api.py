@@ -69,7 +69,7 @@ def test_backfill_without_overwrite_features_leaves_them_untouched(platform):
 
 def test_failed_run_makes_the_job_failed(platform):
     kw = dict(instance=platform.instance, settings=platform.settings, defs=platform.defs)
-    trigger_historical_ingestion("sim", ["SPY"], "2024-11-26", "2024-11-27", add_missing_symbols=True, wait=True, **kw)
+    trigger_historical_ingestion("sim", ["SPY"], "2024-11-26", "2024-11-27", add_missing_symbols=True, wait=True, derived_layers=False, **kw)
     lake = platform.resources["lake"]
     blocker = lake.table_dir(ALIGNED_BARS) / "symbol=SPY"
     blocker.parent.mkdir(parents=True, exist_ok=True)

@@ -119,7 +119,7 @@ def test_the_contract_workflows_on_a_small_offline_backfill(platform):
     assert isinstance(status.start_ts, dt.datetime) and status.start_ts.tzinfo is not None and status.end_ts >= status.start_ts
     assert status.params["start"] == "2024-12-02T00:00:00+00:00" and status.params["end"] == "2024-12-04T00:00:00+00:00"
     assert status.params["options"]["max_parallel_requests"] == 2 and status.params["trading_days"] == ["2024-12-02", "2024-12-03"]
-    assert "raw_bars_sim" in status.summary["materializations"] and "curated_bars" not in status.summary["materializations"]
+    assert {"raw_bars_sim", "curated_bars", "bar_features", "labels"} <= set(status.summary["materializations"])  # the derived layers too
     with pytest.raises(UnknownJobError, match="ingestion job"):
         get_backfill_job_status(handle.job_id, instance=platform.instance)
 
@@ -203,7 +203,7 @@ def test_source_tws_is_interactive_brokers(tmp_path):
             )
             status = get_ingestion_job_status(handle.job_id, instance=instance)
             assert status.state == "SUCCEEDED", status.summary
-            assert status.source == "ib" and status.params["source"] == "tws" and set(status.summary["materializations"]) == {"raw_bars_ib"}
+            assert status.source == "ib" and status.params["source"] == "tws" and set(status.summary["materializations"]) == {"raw_bars_ib", "curated_bars", "aligned_bars", "bar_features", "labels"}
         assert [r.fields[16] for r in tws.historical_requests()] == ["1 min"]
         records = read_download_manifest(download_manifest_path(settings.base_path))
         assert [(r["vendor"], r["bar_size"], r["symbol"]) for r in records] == [("IBKR", "1 min", "AAPL")]  # the guide's spellings
