@@ -275,7 +275,7 @@ def test_summary_and_health_answer_from_stored_results(platform):
     assert red.status == "RED" and red.checked_date == dt.date(2024, 12, 3) and red.error_partitions == ["MSFT@2024-12-03"]
     assert any("gap_ratio" in reason and "MSFT" in reason for reason in red.reasons)
     stale = get_dataset_health("curated_bars", "2024-12-13", settings=settings)
-    assert stale.status == "RED" and "7 session(s) before 2024-12-13" in stale.reasons[0]
+    assert stale.status == "RED" and "8 session(s) before 2024-12-13" in stale.reasons[0]  # Dec 4-6, 9-13
     assert get_dataset_health("curated_bars", "2024-12-02", settings=settings).status in {"GREEN", "YELLOW"}
 
     with pytest.raises(UnknownDatasetError, match="curated_barz"):
