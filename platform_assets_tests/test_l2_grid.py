@@ -297,3 +297,11 @@ def test_streaming_a_two_million_event_day_stays_in_bounded_memory(tmp_path):
     for name in ("bid_prices", "bid_sizes", "ask_prices", "ask_sizes"):
         np.testing.assert_array_equal(getattr(book, name)[picks], getattr(want, name))
     assert json.loads(pq.read_schema(written).metadata[METADATA_KEY]) == {"mode": "grid", "interval_ms": 1000, "clock": "ts_recv"}
+
+
+def test_bench_runs_at_tiny_scale_and_its_grid_matches_the_asof_check():
+    from bench import l2_grid
+
+    grid, every = l2_grid.run(events=20_000)
+    assert "as-of mismatches 0" in grid.note and grid.rows == every.rows == 20_000
+    assert "peak RSS" in grid.note and "peak RSS" in every.note
