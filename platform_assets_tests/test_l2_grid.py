@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 sys.path.insert(0, str(Path(__file__).parent))
 from databento_gateway import DatabentoGateway  # noqa: E402
 from dbn_builder import SimVendor  # noqa: E402
-from mbp10_stream import mbp10_records, random_stamps, write_mbp10_day  # noqa: E402
+from mbp10_stream import mbp10_records, random_stamps, record_dtype, write_mbp10_day  # noqa: E402
 
 from platform_assets.ingestion.databento_transforms import mbp10_to_book  # noqa: E402
 from platform_assets.ingestion.l2_sampling import (  # noqa: E402
@@ -286,7 +286,7 @@ def test_streaming_a_two_million_event_day_stays_in_bounded_memory(tmp_path):
     picks = np.sort(rng.choice(len(book), 300, replace=False))
     times = book.timestamp.astype(np.int64)[picks]
     best = np.full(len(picks), -1, dtype=np.int64)
-    chosen = np.zeros(len(picks), dtype=mbp10_records(np.zeros(1, np.int64)).dtype)
+    chosen = np.zeros(len(picks), dtype=record_dtype())
     for records in chunk.record_batches():
         where = np.searchsorted(records["ts_recv"].astype(np.int64), times, side="right") - 1
         hit = where >= 0
