@@ -99,7 +99,8 @@ def _l2_backfill(args: argparse.Namespace) -> int:
     from platform_api.l2_backfill import backfill_l2_batch
 
     symbols = args.symbols.split(",") if args.symbols else None
-    summary = backfill_l2_batch(symbols, args.start, args.end, force=args.force, strict=args.strict, max_tasks=args.max_tasks, max_workers=args.workers, progress=_print_l2_progress)
+    summary = backfill_l2_batch(symbols, args.start, args.end, force=args.force, strict=args.strict, max_tasks=args.max_tasks, max_workers=args.workers, progress=_print_l2_progress,
+                                mode=args.mode, interval_ms=args.interval_ms)
     _print(f"L2 backfill: {summary['total_tasks']} tasks in {summary['duration_sec']:.1f}s: " + ", ".join(f"{k}={v}" for k, v in summary["counts"].items()))
     return EXIT_FAILED if summary["errors"] else 0
 
@@ -121,7 +122,8 @@ def _warrior_backfill(args: argparse.Namespace) -> int:
         for symbol, day in tasks[: args.max_tasks or len(tasks)]:
             _print(f"  {symbol} {day}")
         return 0
-    summary = run_warrior_backfill(tasks, force=args.force, strict=args.strict, max_tasks=args.max_tasks, max_workers=args.max_workers, progress=_print_l2_progress)
+    summary = run_warrior_backfill(tasks, force=args.force, strict=args.strict, max_tasks=args.max_tasks, max_workers=args.max_workers, progress=_print_l2_progress,
+                                   mode=args.mode, interval_ms=args.interval_ms)
     _print("SUMMARY " + json.dumps(summary, sort_keys=True))
     return EXIT_FAILED if summary["errors"] else 0
 
@@ -236,6 +238,13 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sampling_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--mode`` / ``--interval-ms``: how historical mbp-10 events become snapshots (README "Historical L2 sampling")."""
+    parser.add_argument("--mode", choices=["grid", "every_event"], default=None,
+                        help="grid: one as-of snapshot every --interval-ms like live capture; every_event: one per book event (default L2_SAMPLING_MODE, grid)")
+    parser.add_argument("--interval-ms", type=int, default=None, help="grid spacing in ms (default L2_INTERVAL_MS, 1000 = live capture's)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mdp", description="Market-data platform command line",
                                      epilog="mdp --describe [--json] lists every command with its arguments")
@@ -262,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     l2.add_argument("--strict", action="store_true", help="stop at the first error")
     l2.add_argument("--max-tasks", type=int, default=None, help="at most this many (symbol, day) tasks")
     l2.add_argument("--workers", type=int, default=None, help="parallel downloads (default L2_MAX_WORKERS)")
+    _sampling_arguments(l2)
     l2.set_defaults(handler=_l2_backfill)
     warrior = sub.add_parser("warrior-backfill", help="TF_1 batch L2 backfill: tracked stock symbols x recent sessions (auto_backfill_from_warrior)")
     warrior.add_argument("--since", type=int, default=None, metavar="DAYS", help="sessions of the last DAYS calendar days")
@@ -272,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     warrior.add_argument("--force", action="store_true", help="rewrite days that already have a Databento L2 file")
     warrior.add_argument("--strict", action="store_true", help="stop at the first error")
     warrior.add_argument("--dry-run", action="store_true", help="list the tasks, fetch nothing")
+    _sampling_arguments(warrior)
     warrior.set_defaults(handler=_warrior_backfill)
     coverage = sub.add_parser("build-bars-coverage", help="rebuild {base}/bars_coverage_manifest.json from bars_download_manifest.jsonl")
     coverage.set_defaults(handler=_build_bars_coverage)

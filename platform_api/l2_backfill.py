@@ -30,6 +30,7 @@ import pandas as pd
 
 from platform_assets.calendars import STOCKS, is_session, sessions_in_range
 from platform_assets.ingestion.l2_backfill import backfill_l2_day, run_l2_backfill
+from platform_assets.ingestion.l2_sampling import L2Sampling
 from platform_assets.universe import tracked_symbols
 from resources import databento_source
 from resources.l2_store import L2SnapshotStore
@@ -50,6 +51,12 @@ def _window(settings: PlatformSettings) -> tuple[dt.time, dt.time]:
     return settings.l2_window.start, settings.l2_window.end
 
 
+def l2_sampling(settings: PlatformSettings, mode: str | None = None, interval_ms: int | None = None) -> L2Sampling:
+    """The sampling of historical L2: ``mode`` / ``interval_ms`` when given, else the settings'
+    ``L2_SAMPLING_MODE`` (default ``grid``) / ``L2_INTERVAL_MS`` (default 1000, live capture's)."""
+    return L2Sampling(mode or settings.l2_sampling_mode, settings.l2_interval_ms if interval_ms is None else interval_ms, settings.l2_sampling_clock)
+
+
 def _session(day: object, name: str = "trading_day") -> dt.date:
     day = parse_date(day, name=name)
     if not is_session(STOCKS, day):
@@ -57,16 +64,22 @@ def _session(day: object, name: str = "trading_day") -> dt.date:
     return day
 
 
-def backfill_l2(symbol: str, trading_day: dt.date, *, force: bool = False, strict: bool = False, settings: PlatformSettings | None = None) -> dict:
+def backfill_l2(
+    symbol: str, trading_day: dt.date, *, force: bool = False, strict: bool = False, settings: PlatformSettings | None = None,
+    mode: str | None = None, interval_ms: int | None = None,
+) -> dict:
     """``{symbol, date, status: written|skipped|error, zero_rows, path, rows, error}`` for one day.
 
     ``written``: the file was (re)written with ``rows`` snapshots; ``skipped``: the file existed
     (``force=False``) or the vendor had no records (``zero_rows=True``, nothing written);
     ``error``: ``error`` says why (raised instead with ``strict=True``). ``path`` is the file.
+    ``mode`` (``"grid"`` | ``"every_event"``) and ``interval_ms`` override ``L2_SAMPLING_MODE`` /
+    ``L2_INTERVAL_MS`` (README "Historical L2 sampling"); the result's ``sampling`` says which ran.
     """
     settings = settings or get_settings()
     symbol, day = normalize_symbol(symbol), _session(trading_day)
-    return backfill_l2_day(databento_source(settings), _store(settings), symbol, day, _window(settings), force=force, strict=strict)
+    sampling = l2_sampling(settings, mode, interval_ms)
+    return backfill_l2_day(databento_source(settings), _store(settings), symbol, day, _window(settings), force=force, strict=strict, sampling=sampling)
 
 
 def _positive(name: str, value: object) -> int | None:
@@ -121,21 +134,24 @@ def _summary_line(summary: dict, settings: PlatformSettings) -> None:
 def run_warrior_backfill(
     tasks: Iterable[tuple[str, dt.date]], *, force: bool = False, strict: bool = False, max_tasks: int | None = None,
     max_workers: int | None = None, settings: PlatformSettings | None = None, progress: Callable[[dict, int, int], None] | None = None,
+    mode: str | None = None, interval_ms: int | None = None,
 ) -> dict:
     """Run ``backfill_l2`` over ``tasks`` with ``max_workers`` threads (default ``L2_MAX_WORKERS``).
 
     Returns the ``backfill_l2_summary.json`` document (also written, and logged as a SUMMARY line);
     the manifest lists every task in input order. ``strict=True`` stops at the first error and
-    raises after the summary is written. ``max_tasks`` keeps the first N tasks.
+    raises after the summary is written. ``max_tasks`` keeps the first N tasks. ``mode`` /
+    ``interval_ms``: the sampling, as in ``backfill_l2``.
     """
     settings = settings or get_settings()
+    sampling = l2_sampling(settings, mode, interval_ms)
     checked = [(normalize_symbol(symbol), _session(day, "task date")) for symbol, day in tasks]
     max_tasks, max_workers = _positive("max_tasks", max_tasks), _positive("max_workers", max_workers)
     source, store, window = databento_source(settings), _store(settings), _window(settings)
     backup = str(settings.backup_path) if settings.backup_path else None
     try:
         summary = run_l2_backfill(
-            checked, lambda symbol, day: backfill_l2_day(source, store, symbol, day, window, force=force, strict=strict),
+            checked, lambda symbol, day: backfill_l2_day(source, store, symbol, day, window, force=force, strict=strict, sampling=sampling),
             manifest_dir(settings.base_path), max_workers=max_workers or settings.l2_max_workers, force=force, strict=strict,
             max_tasks=max_tasks, fsync=settings.lake_fsync, on_done=progress, base=settings.base_path, backup_path=backup,
         )
@@ -148,7 +164,7 @@ def run_warrior_backfill(
 def backfill_l2_batch(
     symbols=None, start=None, end=None, *, force: bool = False, strict: bool = False, max_tasks: int | None = None,
     max_workers: int | None = None, instance: dg.DagsterInstance | None = None, settings: PlatformSettings | None = None,
-    progress=None,
+    progress=None, mode: str | None = None, interval_ms: int | None = None,
 ) -> dict:
     """Tracked symbols (or ``symbols``) x XNYS sessions in ``[start, end)`` (end excluded, the
     platform's range convention): every task is run and recorded, days that already have their
@@ -163,4 +179,5 @@ def backfill_l2_batch(
     tasks = [(symbol, day) for symbol in symbols for day in sessions_in_range(STOCKS, first, last)]
     if not tasks:
         raise InvalidDateRangeError(f"no XNYS trading day in [{start}, {end})")
-    return run_warrior_backfill(tasks, force=force, strict=strict, max_tasks=max_tasks, max_workers=max_workers, settings=settings, progress=progress)
+    return run_warrior_backfill(tasks, force=force, strict=strict, max_tasks=max_tasks, max_workers=max_workers, settings=settings, progress=progress,
+                                mode=mode, interval_ms=interval_ms)

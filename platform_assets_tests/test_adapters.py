@@ -462,7 +462,9 @@ def test_adapter_counters_in_each_databento_runs_metadata(tmp_path, gateway, ven
     trades = meta["raw_trades_databento"]
     assert trades["records_fetched"] == trades["rows"] > 0 and trades["validation_errors"] == 0
     l2 = meta["l2_snapshots_databento"]
-    assert l2["records_fetched"] >= l2["snapshots_written"] > 0
+    # historical L2 is sampled on live capture's 1 s grid by default: 6.5 h x 3600 snapshots per day (README "Historical L2 sampling")
+    assert l2["records_fetched"] > 0 and l2["snapshots_written"] == 2 * 23_400
+    assert l2["l2_sampling"] == {"mode": "grid", "interval_ms": 1000, "clock": "ts_recv"}
     assert KEY not in json.dumps(meta, default=str)
 
 

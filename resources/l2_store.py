@@ -54,8 +54,11 @@ class L2SnapshotStore(dg.ConfigurableResource):
         table = book.to_arrow(extra={"source": source})
         return write_parquet_atomic(table, self.snapshot_path(symbol, day, suffix), fsync=self.fsync)
 
-    def write_stream(self, symbol: str, day: dt.date, books, *, suffix: str, source: str) -> tuple[Path | None, int]:
-        """Atomically write a day's snapshots arriving in pieces (bounded memory). No file for 0 rows."""
+    def write_stream(self, symbol: str, day: dt.date, books, *, suffix: str, source: str, metadata: dict | None = None) -> tuple[Path | None, int]:
+        """Atomically write a day's snapshots arriving in pieces (bounded memory). No file for 0 rows.
+
+        ``metadata``: extra key-value pairs for the file's schema metadata (e.g. ``l2_sampling``);
+        the columns stay the contract's."""
         target = self.snapshot_path(symbol, day, suffix)
         rows = 0
 
@@ -69,7 +72,9 @@ class L2SnapshotStore(dg.ConfigurableResource):
                     if book.levels != self.levels:
                         raise ValueError(f"book has {book.levels} levels, the contract needs {self.levels}")
                     table = book.to_arrow(extra={"source": source})
-                    writer = writer or pq.ParquetWriter(tmp, table.schema, compression="zstd")
+                    if writer is None:
+                        schema = table.schema.with_metadata({**(table.schema.metadata or {}), **metadata}) if metadata else table.schema
+                        writer = pq.ParquetWriter(tmp, schema, compression="zstd")
                     writer.write_table(table)
                     rows += len(book)
             finally:

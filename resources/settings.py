@@ -86,6 +86,10 @@ class PlatformSettings(BaseSettings):
     l2_max_workers: Annotated[int, Field(ge=1, le=64)] = Field(4, validation_alias=_env("L2_MAX_WORKERS", "L2_BACKFILL_CONCURRENCY"))
     l2_backfill_window_et: str = Field("09:30-16:00", validation_alias=_env("L2_BACKFILL_WINDOW_ET"))
     l2_trading_window_et: str = Field("09:30-16:00", validation_alias=_env("L2_TRADING_WINDOW_ET"))
+    # historical L2 sampling (platform_assets.ingestion.l2_sampling): a grid like live capture (1 s) or every event
+    l2_sampling_mode: Literal["grid", "every_event"] = Field("grid", validation_alias=_env("L2_SAMPLING_MODE"))
+    l2_interval_ms: Annotated[int, Field(ge=1, le=3_600_000)] = Field(1000, validation_alias=_env("L2_INTERVAL_MS"))
+    l2_sampling_clock: Literal["ts_recv", "ts_event"] = Field("ts_recv", validation_alias=_env("L2_SAMPLING_CLOCK"))
     log_level: str = Field("INFO", validation_alias=_env("LOG_LEVEL"))
     databento_api_key: SecretStr | None = Field(None, validation_alias=_env("DATABENTO_API_KEY"))
     ib_host: str = Field("127.0.0.1", validation_alias=_env("IB_HOST"))

@@ -15,6 +15,7 @@ from platform_assets.ingestion.adapter_assets import GENERATED_RAW_BARS_ASSETS, 
 from platform_assets.ingestion.assets import L2_DQ_DATASET, l2_quality_input
 from platform_assets.ingestion.databento_transforms import tbbo_to_frame, trades_to_frame
 from platform_assets.ingestion.l2_backfill import backfill_l2_day
+from platform_assets.ingestion.l2_sampling import L2Sampling
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions
 from platform_assets.progress import Progress
 from platform_assets.quality.checks import DataQuality, check_groups, dq_check_specs
@@ -91,7 +92,8 @@ def raw_tbbo_databento(context: dg.AssetExecutionContext, databento: DatabentoSo
 def l2_snapshots_databento(
     context: dg.AssetExecutionContext, databento: DatabentoSource, l2_store: L2SnapshotStore, lake: ParquetLake, data_quality: DataQuality
 ) -> dg.MaterializeResult:
-    """Historical 10-level L2 snapshots from Databento ``mbp-10`` (one snapshot per book event).
+    """Historical 10-level L2 snapshots from Databento ``mbp-10``, sampled per ``L2_SAMPLING_MODE``
+    (default: as-of snapshots every ``L2_INTERVAL_MS`` like live capture; or one per book event).
 
     For each (symbol, trading date): the records inside ``L2_BACKFILL_WINDOW_ET`` (DST-aware) become
     fixed 10-level arrays (zeros for missing levels) in
@@ -104,6 +106,7 @@ def l2_snapshots_databento(
     force = context.run.tags.get(FORCE_TAG, "").lower() == "true"
     settings = get_settings()
     window = (settings.l2_window.start, settings.l2_window.end)  # L2_BACKFILL_WINDOW_ET within L2_TRADING_WINDOW_ET
+    sampling = L2Sampling(settings.l2_sampling_mode, settings.l2_interval_ms, settings.l2_sampling_clock)
     quality = data_quality.recorder(lake, "l2_snapshots", stored_as=L2_DQ_DATASET, asset_key="l2_snapshots_databento")
     counts = {"written": 0, "skipped": 0, "empty": 0, "error": 0}
     errors, snapshots = [], 0
@@ -112,7 +115,7 @@ def l2_snapshots_databento(
     try:
         for day in dates:
             for symbol in symbols:
-                result = backfill_l2_day(adapter, l2_store, symbol, day, window, force=force)
+                result = backfill_l2_day(adapter, l2_store, symbol, day, window, force=force, sampling=sampling)
                 kind = "empty" if result["zero_rows"] else result["status"]
                 counts[kind] += 1
                 if kind == "error":
@@ -127,7 +130,7 @@ def l2_snapshots_databento(
     if errors:
         raise dg.Failure(f"{len(errors)} of {len(symbols) * len(dates)} L2 days failed", metadata={"errors": "\n".join(errors[:50]), **counts, **adapter.metrics.as_dict()})
     return dg.MaterializeResult(
-        metadata={"source": DATABENTO, "snapshots_written": snapshots, **{f"days_{k}": v for k, v in counts.items()}, **adapter.metrics.as_dict()},
+        metadata={"source": DATABENTO, "snapshots_written": snapshots, "l2_sampling": sampling.describe(), **{f"days_{k}": v for k, v in counts.items()}, **adapter.metrics.as_dict()},
         check_results=quality.finish(check_groups(L2_DQ_CHECKS)),
     )
 

@@ -2,7 +2,8 @@
 
 ``backfill_l2_day`` fetches the day's mbp-10 records inside the ET window (the settings'
 ``l2_window``: ``L2_BACKFILL_WINDOW_ET`` within ``L2_TRADING_WINDOW_ET``, DST-aware; snapshots
-outside it are dropped), converts them to fixed 10-level snapshots and writes
+outside it are dropped), converts them to fixed 10-level snapshots (sampled on a time grid like
+live capture, or one per event: ``l2_sampling.L2Sampling``) and writes
 ``level2/{SYMBOL}/{YYYY-MM-DD}_snapshots_databento.parquet`` atomically, streaming record batches
 to the file. It is idempotent: an existing file is skipped (``SKIP`` in the manifest) unless
 ``force``. A day with no records writes nothing and reports ``zero_rows`` (``EMPTY``). Errors are
@@ -28,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from platform_assets.ingestion.databento_transforms import mbp10_to_book
+from platform_assets.ingestion.l2_sampling import L2Sampling, sample_books
 from resources.atomic import write_json_atomic
 from resources.databento_source import DatabentoSource, et_day_bounds
 from resources.l2_store import L2SnapshotStore
@@ -44,11 +45,17 @@ COUNT_KEYS = ("WRITE", "SKIP", "EMPTY", "ERROR")
 
 def backfill_l2_day(
     source: DatabentoSource, store: L2SnapshotStore, symbol: str, day: dt.date, window: tuple[dt.time, dt.time],
-    *, force: bool = False, strict: bool = False,
+    *, force: bool = False, strict: bool = False, sampling: L2Sampling | None = None,
 ) -> dict:
-    """``{symbol, date, status: written|skipped|error, zero_rows, path, rows, error}``."""
+    """``{symbol, date, status: written|skipped|error, zero_rows, path, rows, error, sampling}``.
+
+    ``sampling`` (default: a grid at live capture's 1 s) says how events become snapshots
+    (``l2_sampling``); it is stored in the file's ``l2_sampling`` metadata. An existing file is
+    skipped whatever its sampling (``force`` re-samples it)."""
+    sampling = sampling or L2Sampling()
     path = store.snapshot_path(symbol, day, DATABENTO_SUFFIX)
-    result = {"symbol": symbol, "date": day.isoformat(), "status": "skipped", "zero_rows": False, "path": str(path), "rows": 0, "error": None}
+    result = {"symbol": symbol, "date": day.isoformat(), "status": "skipped", "zero_rows": False, "path": str(path), "rows": 0, "error": None,
+              "sampling": sampling.describe()}
     if path.exists() and not force:
         result["rows"] = pq.read_metadata(path).num_rows
         return result
@@ -56,12 +63,12 @@ def backfill_l2_day(
         start, end = et_day_bounds(day, window)
         vendor = source.vendor_symbols([symbol])[symbol]
 
-        def books():
+        def batches():
             for chunk in source.fetch([vendor], "mbp-10", start, end):
-                for records in chunk.record_batches():
-                    yield mbp10_to_book(records, (start, end))
+                yield from chunk.record_batches()
 
-        written, rows = store.write_stream(symbol, day, books(), suffix=DATABENTO_SUFFIX, source=DATABENTO_SUFFIX)
+        written, rows = store.write_stream(symbol, day, sample_books(batches(), sampling, (start, end)), suffix=DATABENTO_SUFFIX,
+                                           source=DATABENTO_SUFFIX, metadata=sampling.file_metadata())
         if written is None:
             result.update(zero_rows=True)
         else:
