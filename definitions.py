@@ -7,7 +7,7 @@ import warnings
 import dagster as dg
 
 from platform_assets.definitions_parts import ASSET_CHECKS, ASSETS, JOBS, SCHEDULES, SENSORS
-from resources import build_resources
+from resources.build import build_resources
 from resources.settings import PlatformSettings
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)

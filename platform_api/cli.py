@@ -34,7 +34,7 @@ def _backfill(args: argparse.Namespace) -> int:
     from platform_api.backfill import plan_backfill, run_backfill
     from platform_api.instance import get_instance
     from platform_api.summary import summarize
-    from resources import build_resources
+    from resources.build import build_resources
     from resources.settings import get_settings
     from resources.warehouse import LakeWarehouse
 
@@ -156,7 +156,7 @@ def _record_depth(args: argparse.Namespace) -> int:
     import signal
 
     from platform_assets.ingestion.depth_capture import record_depth
-    from resources import build_resources
+    from resources.build import build_resources
     from resources.validation import normalize_symbol
 
     settings = get_settings()
@@ -201,7 +201,7 @@ def _record_bars(args: argparse.Namespace) -> int:
     import signal
 
     from platform_assets.ingestion.live_bars import record_bars
-    from resources import build_resources
+    from resources.build import build_resources
     from resources.validation import normalize_symbol
 
     settings = get_settings()

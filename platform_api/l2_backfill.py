@@ -32,7 +32,7 @@ from platform_assets.calendars import STOCKS, is_session, sessions_in_range
 from platform_assets.ingestion.l2_backfill import backfill_l2_day, run_l2_backfill
 from platform_assets.ingestion.l2_sampling import L2Sampling
 from platform_assets.universe import tracked_symbols
-from resources import databento_source
+from resources.build import databento_source
 from resources.l2_store import L2SnapshotStore
 from resources.manifests import manifest_dir, rebuild_coverage_file
 from resources.settings import PlatformSettings, get_settings
