@@ -22,6 +22,9 @@ from resources.lake import read_parquet_checked
 from resources.validation import normalize_symbol
 
 REFERENCE_DIR = Path("reference") / "corporate_actions"
+# When several sources delivered a symbol's actions, the vendor wins (their event ids differ, so
+# mixing them would apply one split twice).
+SOURCE_PRIORITY = ("databento", "ib", "sim")
 ACTIONS_FILE = "actions.parquet"
 
 
@@ -34,8 +37,19 @@ def _read_cached(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
     return normalize(read_parquet_checked(Path(path)).to_pandas())
 
 
-def read_actions(lake_root: Path, symbols: Iterable[str]) -> pd.DataFrame:
-    """Stored records of ``symbols`` (empty frame when none are stored)."""
+def preferred_source(records: pd.DataFrame) -> pd.DataFrame:
+    """Per symbol, only the records of its highest-priority source (``SOURCE_PRIORITY``)."""
+    if records.empty or records.groupby("symbol")["source"].nunique().max() <= 1:
+        return records
+    rank = {source: i for i, source in enumerate(SOURCE_PRIORITY)}
+    order = records["source"].map(lambda s: rank.get(s, len(rank)))
+    best = order.groupby(records["symbol"]).transform("min")
+    return records[order == best].reset_index(drop=True)
+
+
+def read_actions(lake_root: Path, symbols: Iterable[str], *, all_sources: bool = False) -> pd.DataFrame:
+    """Stored records of ``symbols`` (empty frame when none are stored), of each symbol's
+    preferred source unless ``all_sources``."""
     frames = []
     for symbol in symbols:
         path = actions_path(lake_root, symbol)
@@ -46,7 +60,8 @@ def read_actions(lake_root: Path, symbols: Iterable[str]) -> pd.DataFrame:
         frames.append(_read_cached(str(path), stat.st_mtime_ns, stat.st_size))
     if not frames:
         return empty_actions()
-    return normalize(pd.concat(frames, ignore_index=True))
+    records = normalize(pd.concat(frames, ignore_index=True)) if len(frames) > 1 else frames[0]
+    return records if all_sources else preferred_source(records)
 
 
 def write_actions(lake_root: Path, symbol: str, records: pd.DataFrame, *, sources: Iterable[str], fsync: bool = True) -> list:
@@ -61,7 +76,7 @@ def write_actions(lake_root: Path, symbol: str, records: pd.DataFrame, *, source
     if len(new_part) and set(new_part["symbol"]) != {symbol}:
         raise ValueError(f"records for {symbol} name other symbols: {sorted(set(new_part['symbol']) - {symbol})}")
     with file_lock(path.parent / ".lock"):
-        old = read_actions(lake_root, [symbol])
+        old = read_actions(lake_root, [symbol], all_sources=True)
         kept = old[~old["source"].isin(sources)]
         new = normalize(pd.concat([kept, new_part], ignore_index=True)) if len(kept) else new_part
         changed = changed_ex_dates(old, new)

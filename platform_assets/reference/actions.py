@@ -138,8 +138,7 @@ def changed_ex_dates(old: pd.DataFrame, new: pd.DataFrame) -> list[dt.date]:
     compare = ["event", "kind", "ex_date", "announced_date", "factor", "status"]
     merged = old[key + compare].merge(new[key + compare], on=key, how="outer", suffixes=("_old", "_new"), indicator=True)
     dates: set[dt.date] = set()
-    for row in merged.itertuples(index=False):
-        row = row._asdict()
+    for row in merged.to_dict("records"):
         same = row["_merge"] == "both" and all(
             (row[f"{c}_old"] == row[f"{c}_new"]) or (isinstance(row[f"{c}_old"], float) and np.isclose(row[f"{c}_old"], row[f"{c}_new"]))
             for c in compare
