@@ -347,3 +347,12 @@ def test_reference_4xx_fails_fast_without_leaking_the_key(reference_gateway, mon
         _fetcher(reference_gateway).fetch(["SPLT"], "2024-11-01", "2024-12-01")
     assert "db-WRONGKEY" not in str(error.value) and "db-WRONGKEY" not in caplog.text
     assert len(reference_gateway.reference_requests()) == 2  # no retry on 4xx
+
+
+def test_a_newly_tracked_symbol_gets_its_corporate_actions_by_automation(platform):
+    add_symbols(platform.instance, ["SPLT"])
+    result = dg.evaluate_automation_conditions(defs=platform.defs, instance=platform.instance)
+    assert result.get_requested_partitions(dg.AssetKey("corporate_actions")) == {"SPLT"}
+    names = {s.name for s in platform.defs.sensors}
+    assert "corporate_action_reprocess_sensor" in names
+    assert platform.defs.resolve_job_def(REPROCESS_JOB).name == REPROCESS_JOB

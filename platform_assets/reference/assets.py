@@ -12,6 +12,8 @@ symbol alone, a ranged run of ``corporate_action_reprocess`` (curated bars, alig
 features, labels) over exactly its stored curated sessions from the first touched date on: the
 adjustment factor of every later bar may have changed, nothing of another symbol did. The runs
 carry ``platform/trigger=corporate_action`` and the symbol tag, so the UI's Runs page shows them.
+The asset's automation condition fetches a newly tracked symbol's actions once and refreshes every
+symbol each weekday at 06:00 New York time (the automation sensor runs it under ``make ui``).
 """
 
 
@@ -27,6 +29,7 @@ from platform_assets.curation.assets import curated_bars
 from platform_assets.features.assets import bar_features, labels
 from platform_assets.reference.actions import normalize
 from platform_assets.partitions import MAX_DATES_PER_RUN, RANGE_END_TAG, RANGE_START_TAG, SYMBOLS_TAG, symbols_partitions
+from platform_assets.symbols.assets import fill_new_symbols
 from platform_assets.symbols.coverage import contiguous_blocks
 from resources.adapters.databento_reference import DatabentoReferenceFetcher
 from resources.databento_source import DatabentoSource
@@ -39,6 +42,15 @@ from resources.sim_corporate_actions import sim_corporate_actions
 REPROCESS_JOB = "corporate_action_reprocess"
 TRIGGER_TAG = "platform/trigger"
 REFERENCE_SOURCES = ("sim", "databento")
+REFRESH_CRON = "0 6 * * 1-5"  # before the US open: actions announced yesterday are in before today's bars
+
+
+def refresh_reference() -> dg.AutomationCondition:
+    """A newly tracked symbol gets its corporate actions once; every symbol is refreshed each
+    weekday morning (New York time); never twice at once."""
+    ac = dg.AutomationCondition
+    daily = (ac.cron_tick_passed(REFRESH_CRON, "America/New_York") & ~ac.in_progress()).with_label("weekday morning refresh")
+    return (fill_new_symbols() | daily).with_label("new symbol, or the weekday morning refresh")
 
 corporate_action_reprocess_job = dg.define_asset_job(
     name=REPROCESS_JOB,
@@ -81,6 +93,7 @@ def fetch_actions(source: str, symbol: str, start: dt.date, end: dt.date, *, off
 @dg.asset(
     partitions_def=symbols_partitions,
     group_name="reference",
+    automation_condition=refresh_reference(),
     kinds={"parquet", "pandas"},
     metadata={"lake_table": "reference/corporate_actions"},
 )
