@@ -57,15 +57,23 @@ def pick_raw_source(lake: ParquetLake, symbol: str, day: dt.date, priority: list
     return None, None
 
 
-def previous_close(lake: ParquetLake, symbol: str, day: dt.date) -> float | None:
-    """Last real close of the previous session's curated bars (None when not stored)."""
-    earlier = [s for s in sessions_in_range(STOCKS, day - dt.timedelta(days=10), day) if s < day]
-    if not earlier or not lake.has_partition(CURATED_BARS, symbol, earlier[-1]):
-        return None
-    bars = lake.read(CURATED_BARS, [symbol], [earlier[-1]])
+def last_real_close(bars: pd.DataFrame) -> float | None:
     if "dq_status" in bars.columns:
         bars = bars[bars["dq_status"] == "ok"]
     return float(bars.sort_values("ts")["close"].iloc[-1]) if len(bars) else None
+
+
+def previous_close(lake: ParquetLake, symbol: str, day: dt.date, seen: dict | None = None) -> float | None:
+    """Last real close of the previous session's curated bars (None when not stored); ``seen``
+    (symbol -> (day, close)) answers without a read when this run curated that session."""
+    earlier = [s for s in sessions_in_range(STOCKS, day - dt.timedelta(days=10), day) if s < day]
+    if not earlier:
+        return None
+    if seen is not None and symbol in seen and seen[symbol][0] == earlier[-1]:
+        return seen[symbol][1]
+    if not lake.has_partition(CURATED_BARS, symbol, earlier[-1]):
+        return None
+    return last_real_close(lake.read(CURATED_BARS, [symbol], [earlier[-1]]))
 
 
 def book_activity(book: L2Book, timeline: pd.DatetimeIndex) -> pd.DataFrame | None:
@@ -120,6 +128,7 @@ def curated_bars(
     timeline_problems, sources = [], set()
     quality = data_quality.recorder(lake, "curated_bars", asset_key="curated_bars")
     keep = keep_existing(context, "curated")
+    closes: dict[str, tuple[dt.date, float | None]] = {}  # symbol -> (session, last real close) curated by this run
 
     def curate(symbol: str, day: dt.date) -> Outcome:
         if keep and lake.has_partition(CURATED_BARS, symbol, day):
@@ -143,7 +152,8 @@ def curated_bars(
         else:
             lake.delete_partition(quarantine_table(CURATED_BARS), symbol, day)
         values = stats.as_dict()
-        prev = previous_close(lake, symbol, day)
+        prev = previous_close(lake, symbol, day, closes)
+        closes[symbol] = (day, last_real_close(curated))
         jump_stats = {"prev_close": prev, "corporate_action_factor": day_factor(actions, day)} if prev is not None else {}
         quality.add(symbol, day, curated, stats={**values, **jump_stats})
         if len(curated) != len(timeline) or curated["ts"].duplicated().any():
