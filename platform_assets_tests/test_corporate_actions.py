@@ -26,7 +26,7 @@ from databento_gateway import DatabentoGateway, ReferenceVendor  # noqa: E402
 from platform_api.backfill import plan_backfill, run_backfill  # noqa: E402
 from platform_api.errors import InvalidOptionError  # noqa: E402
 from platform_api.quality import get_data_quality_summary  # noqa: E402
-from platform_api.retrieval import get_curated_bars, get_features_for_training  # noqa: E402
+from platform_api.retrieval import get_curated_bars, get_features_for_inference, get_features_for_training  # noqa: E402
 from platform_assets.features.bar_features import compute_bar_features_v1  # noqa: E402
 from platform_assets.quality.checks import batch_from_frames  # noqa: E402
 from platform_assets.quality.rules import ReturnJumpRule  # noqa: E402
@@ -213,6 +213,10 @@ def test_split_and_dividend_through_the_pipeline(platform):
     closes = frame.assign(day=_session_dates(frame["ts"])).groupby("day")["close_adj"].agg(["first", "last"])
     overnight = closes["first"].iloc[1:].to_numpy() / closes["last"].iloc[:-1].to_numpy() - 1
     assert np.abs(overnight).max() < 0.1  # close_adj continuous across the split
+    inference = get_features_for_inference(["bar_features"], ["v1"], ["SPLT"], "2024-11-20T16:00:00Z", adjustment="split", settings=settings)
+    row = inference.features.iloc[0]
+    assert row["adj_factor_pit"] == pytest.approx(10.0) and row["close_adj"] == pytest.approx(raw.set_index("ts").loc[inference.features.index[0][1], "close"] * 10)
+    assert inference.metadata["adjustment"]["point_in_time"] is True
 
     # DQ: the return-jump rule is quiet on the split day (explained) ...
     def jump_value(day: dt.date) -> float:
@@ -319,6 +323,14 @@ def test_reference_records_are_fetched_in_chunks_and_normalized(reference_gatewa
         assert got.loc[row.event_id, "factor"] == pytest.approx(row.factor)
         assert got.loc[row.event_id, "announced_date"] == row.announced_date  # from corporate_actions.event_created_date
         assert got.loc[row.event_id, "event"] == row.event and got.loc[row.event_id, "source"] == "databento"
+
+
+def test_a_cancelled_vendor_record_is_stored_but_never_applied(reference_gateway):
+    vendor = reference_gateway.reference
+    vendor.actions = vendor.actions.assign(status=np.where(vendor.actions["symbol"] == "RVSP", "cancelled", "apply"))
+    records = _fetcher(reference_gateway).fetch(["RVSP"], "2024-11-01", "2024-12-01")
+    assert list(records["status"]) == ["cancelled"]
+    assert list(pit_index(records, [dt.date(2024, 11, 22)], "split")) == [1.0]
 
 
 def test_reference_requests_retry_on_429_and_5xx(reference_gateway):
