@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from platform_assets.features.bar_features import compute_bar_features_v1  # noq
 from platform_assets.quality.checks import batch_from_frames  # noqa: E402
 from platform_assets.quality.rules import ReturnJumpRule  # noqa: E402
 from platform_assets.reference.actions import back_factors, normalize, pit_index  # noqa: E402
-from platform_assets.reference.assets import REPROCESS_JOB, corporate_action_reprocess_sensor, reprocess_requests  # noqa: E402
+from platform_assets.reference.assets import REPROCESS_JOB, corporate_action_reprocess_sensor  # noqa: E402
 from platform_assets.universe import add_symbols  # noqa: E402
 from resources.adapters.databento_reference import DatabentoReferenceFetcher  # noqa: E402
 from resources.databento_source import DatabentoAuthError, DatabentoError  # noqa: E402

@@ -15,7 +15,7 @@ from platform_assets.ingestion.ib_assets import raw_bars_ib
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions, follow_upstream
 from platform_assets.symbol_days import WRITTEN, Outcome, SymbolDayStep, blocked, complete_check_spec, kept, no_input, written
 from platform_assets.run_options import keep_existing
-from platform_assets.reference.actions import ADJUSTMENT_COLUMNS, adjustment_columns, day_factor
+from platform_assets.reference.actions import adjustment_columns, day_factor
 from platform_assets.quality.checks import DataQuality, check_groups, dq_check_specs, is_blocked, raw_dq_dataset
 from platform_assets.universe import run_symbols, tracked_symbols
 from resources.adapters import AdapterRegistry
