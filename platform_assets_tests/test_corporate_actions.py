@@ -77,7 +77,7 @@ def _run_sensor_requests(defs, instance, cursor=None):
     """Evaluate the reprocessing sensor once and execute what it requests (as the daemon would)."""
     context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs, resources={"lake": defs.resources["lake"]})
     data = corporate_action_reprocess_sensor.evaluate_tick(context)
-    job = defs.get_job_def(REPROCESS_JOB)
+    job = defs.resolve_job_def(REPROCESS_JOB)
     for request in data.run_requests:
         assert job.execute_in_process(instance=instance, tags=request.tags, raise_on_error=True).success
     return data.run_requests, data.cursor
@@ -246,11 +246,12 @@ def test_action_announced_after_t_changes_no_training_row_and_reprocesses_only_i
             _pipeline(defs, instance, ["SPLT", "DIVY"], "2024-11-18", "2024-11-27")
             lake = ParquetLake(base_path=str(settings.base_path), fsync=False)
             # reference data arrives after the bars: the sensor re-derives the symbol's partitions
-            _materialize_actions(defs, instance, ["SPLT"], sources=["databento"])
-            requests, cursor = _run_sensor_requests(defs, instance)
-            assert requests and {r.tags["platform/symbols"] for r in requests} == {"SPLT"}
+            _materialize_actions(defs, instance, ["SPLT", "DIVY"], sources=["databento"])
+            requests, cursor = _run_sensor_requests(defs, instance)  # one tick sees both symbols' changes
+            assert {r.tags["platform/symbols"] for r in requests} == {"SPLT", "DIVY"}
             assert all(r.tags["platform/trigger"] == "corporate_action" for r in requests)
             assert lake.read(CURATED_BARS, ["SPLT"], [SPLIT_EX])["adj_factor_split"].iloc[0] == pytest.approx(10.0)
+            assert lake.read(CURATED_BARS, ["DIVY"], [dt.date(2024, 11, 18)])["adj_factor"].iloc[0] > 1.0  # dividend ex 11-15
             stored = read_actions(lake.root, ["SPLT"])
             assert set(stored["source"]) == {"databento"} and len(stored) == 2
             assert gateway.reference_requests() and all(r.user == KEY for r in gateway.reference_requests())

@@ -148,21 +148,48 @@ def reprocess_requests(lake: ParquetLake, symbol: str, changed_from: dt.date, ru
     ]
 
 
-@dg.asset_sensor(
-    asset_key=dg.AssetKey("corporate_actions"),
+def sensor_requests(instance: dg.DagsterInstance, lake: ParquetLake, cursor: str | None) -> tuple[list[dg.RunRequest], str, list[str]]:
+    """(run requests, new cursor, skip reasons) for every ``corporate_actions`` materialization
+    recorded after ``cursor`` (a storage id), oldest first; one symbol's changes in one batch
+    are merged from their earliest changed date."""
+    after = int(json.loads(cursor)["storage_id"]) if cursor else None
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("corporate_actions"), after_storage_id=after), limit=1000, ascending=True
+    ).records
+    earliest: dict[str, tuple[dt.date, int]] = {}
+    skipped = []
+    for record in records:
+        materialization = record.event_log_entry.asset_materialization
+        symbol = materialization.partition if materialization else None
+        entry = materialization.metadata.get("changed_from") if materialization else None
+        value = getattr(entry, "value", entry)
+        if not symbol or not value:
+            skipped.append(f"{symbol or '?'}: no corporate action changed")
+            continue
+        day = dt.date.fromisoformat(value)
+        if symbol not in earliest or day < earliest[symbol][0]:
+            earliest[symbol] = (day, record.storage_id)
+    requests = []
+    for symbol, (day, storage_id) in sorted(earliest.items()):
+        found = reprocess_requests(lake, symbol, day, f"ca-{symbol}-{storage_id}")
+        if not found:
+            skipped.append(f"{symbol}: no stored curated bars on or after {day}")
+        requests += found
+    new_cursor = json.dumps({"storage_id": records[-1].storage_id}) if records else (cursor or json.dumps({"storage_id": 0}))
+    return requests, new_cursor, skipped
+
+
+@dg.sensor(
     job=corporate_action_reprocess_job,
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="A new or corrected corporate action -> re-derive exactly that symbol's partitions from the first affected date.",
 )
-def corporate_action_reprocess_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry, lake: ParquetLake):
-    materialization = asset_event.asset_materialization
-    symbol = materialization.partition if materialization else None
-    changed_from = materialization.metadata.get("changed_from") if materialization else None
-    value = getattr(changed_from, "value", changed_from)
-    if not symbol or not value:
-        return dg.SkipReason("no corporate action changed")
-    requests = reprocess_requests(lake, symbol, dt.date.fromisoformat(value), f"ca-{symbol}-{asset_event.run_id}")
+def corporate_action_reprocess_sensor(context: dg.SensorEvaluationContext, lake: ParquetLake):
+    requests, cursor, skipped = sensor_requests(context.instance, lake, context.cursor)
+    for reason in skipped[:20]:
+        context.log.info(f"skipped {reason}")
+    context.update_cursor(cursor)
     if not requests:
-        return dg.SkipReason(f"{symbol}: no stored curated bars on or after {value}")
+        return dg.SkipReason(f"no corporate-action change to reprocess ({len(skipped)} skipped)")
     return requests
