@@ -272,15 +272,15 @@ def test_action_announced_after_t_changes_no_training_row_and_reprocesses_only_i
             vendor.actions = normalize(pd.concat([vendor.actions, pd.DataFrame([late])], ignore_index=True))
             result = _materialize_actions(defs, instance, ["SPLT"], sources=["databento"])
             metadata = result.asset_materializations_for_node("corporate_actions")[0].metadata
-            assert json.loads(metadata["changed_dates"].value) == ["2024-11-22", "2024-11-25"]
+            assert json.loads(metadata["changed_dates"].value) == ["2024-11-25"]  # the first session the new split affects
             requests, _ = _run_sensor_requests(defs, instance, cursor)
             assert [(r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"]) for r in requests] == [
-                ("2024-11-22", "2024-11-27")]
+                ("2024-11-25", "2024-11-27")]
             after = pull()
 
-            # exactly the affected partitions were rewritten: SPLT from 2024-11-22, nothing of DIVY
+            # exactly the affected partitions were rewritten: SPLT from its ex date 2024-11-25, nothing of DIVY
             now = {d: p.stat().st_mtime_ns for d, p in symbol_layout(lake.symbol_dir(CURATED_BARS, "SPLT")).items()}
-            assert {d for d in now if now[d] != mtimes[d]} == {d for d in now if d >= dt.date(2024, 11, 22)}
+            assert {d for d in now if now[d] != mtimes[d]} == {dt.date(2024, 11, 25), dt.date(2024, 11, 26), dt.date(2024, 11, 27)}
             assert {d: p.stat().st_mtime_ns for d, p in symbol_layout(lake.symbol_dir(CURATED_BARS, "DIVY")).items()} == divy
 
             old_rows = before.model_frame(drop_imputed=False)

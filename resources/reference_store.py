@@ -67,7 +67,7 @@ def read_actions(lake_root: Path, symbols: Iterable[str], *, all_sources: bool =
 def write_actions(lake_root: Path, symbol: str, records: pd.DataFrame, *, sources: Iterable[str], fsync: bool = True) -> list:
     """Replace the records of ``sources`` for ``symbol`` with ``records``; the dates a change touched.
 
-    Records of other sources stay. Returns the sorted ex/announcement dates of added, removed or
+    Records of other sources stay. Returns the sorted first affected sessions of added, removed or
     changed records (empty when nothing changed: the file is then left as it is).
     """
     sources = set(sources)

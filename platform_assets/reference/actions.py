@@ -133,7 +133,12 @@ def day_factor(actions: pd.DataFrame, day: dt.date, adjustment: str = "split_div
 
 
 def changed_ex_dates(old: pd.DataFrame, new: pd.DataFrame) -> list[dt.date]:
-    """Ex dates (and announcement dates) of records added, removed or changed between two versions."""
+    """First affected session of every record added, removed or changed between two versions.
+
+    A record changes the factor known on the sessions from ``max(ex_date, announced_date)`` on
+    (before its ex date no price moved; before its announcement nobody knew it), for its old and
+    its new version alike: exactly the dates whose derived data must be recomputed.
+    """
     key = ["symbol", "event_id"]
     compare = ["event", "kind", "ex_date", "announced_date", "factor", "status"]
     merged = old[key + compare].merge(new[key + compare], on=key, how="outer", suffixes=("_old", "_new"), indicator=True)
@@ -146,10 +151,9 @@ def changed_ex_dates(old: pd.DataFrame, new: pd.DataFrame) -> list[dt.date]:
         if same:
             continue
         for side in ("old", "new"):
-            for column in ("ex_date", "announced_date"):
-                value = row[f"{column}_{side}"]
-                if isinstance(value, dt.date):
-                    dates.add(value)
+            ex, known = row[f"ex_date_{side}"], row[f"announced_date_{side}"]
+            if isinstance(ex, dt.date) and isinstance(known, dt.date):
+                dates.add(max(ex, known))
     return sorted(dates)
 
 

@@ -104,9 +104,9 @@ def corporate_actions(
     """Splits, reverse splits and cash dividends of one symbol, with factor, ex and announcement dates.
 
     Fetched from every configured source and stored per symbol; a source's records replace its
-    previous ones (a correction or cancellation included). ``changed_dates`` (metadata) are the ex
-    and announcement dates of records added, removed or changed: ``corporate_action_reprocess_sensor``
-    re-derives the symbol's partitions from the first of them on.
+    previous ones (a correction or cancellation included). ``changed_dates`` (metadata) are the
+    first sessions records added, removed or changed affect (``max(ex_date, announced_date)``):
+    ``corporate_action_reprocess_sensor`` re-derives the symbol's partitions from the first of them on.
     """
     symbol = context.partition_key
     settings = get_settings()
