@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 import duckdb
 import pandas as pd
 
+from platform_api.adjustment import add_adjusted_close, adjust_curated, parse_adjustment
 from platform_api.errors import IncompleteCoverageError, InvalidOptionError, NoDataError, StaleDataError, UnknownLabelDefinitionError
 from platform_api.freshness import market_staleness
 from platform_api.inputs import (
@@ -128,7 +129,9 @@ def _quote(name: str) -> str:
 
 
 # --------------------------------------------------------------------------- curated bars
-def get_curated_bars(symbols, start, end, frequency: str = "1min", *, settings: PlatformSettings | None = None) -> pd.DataFrame:
+def get_curated_bars(
+    symbols, start, end, frequency: str = "1min", *, adjustment: str = "none", adjustment_as_of=None, settings: PlatformSettings | None = None
+) -> pd.DataFrame:
     """Curated bars of ``symbols`` in ``[start, end)`` (UTC, half-open) with gap indicators and ``dq_status``.
 
     ``frequency``: 1min (stored bars), or 5min/15min/30min/1h/1d resampled from them (see
@@ -136,10 +139,15 @@ def get_curated_bars(symbols, start, end, frequency: str = "1min", *, settings: 
     ``gap_run_minutes`` are point in time (as known when the bar closed);
     ``gap_type_retrospective`` / ``gap_run_minutes_total`` describe the whole day with hindsight
     (for analysis and DQ, never as model inputs).
+
+    ``adjustment`` (default ``"none"``: prices as traded) ``"split"`` or ``"split_dividend"``
+    back-adjusts prices (and volume for splits) for corporate actions known on ``adjustment_as_of``
+    (default: the last session returned); see ``platform_api.adjustment``.
     """
     symbols = normalize_symbols(symbols)
     start_ts, end_ts = parse_time_range(start, end)
     require_choice("frequency", frequency, FREQUENCY_MINUTES)
+    adjustment, as_of = parse_adjustment(adjustment, adjustment_as_of)
     reader = LakeReader(settings)
     files = reader.files(CURATED_BARS, symbols, calendar_days(start_ts, end_ts))
     empty = [s for s, paths in files.items() if not paths]
@@ -160,9 +168,13 @@ def get_curated_bars(symbols, start, end, frequency: str = "1min", *, settings: 
     if empty:
         raise _missing_symbols_error("curated bars", empty, start_ts, end_ts)
     bars["ts"] = bars["ts"].dt.tz_convert("UTC")
+    adjusted = adjust_curated(bars, reader.lake.root, adjustment, as_of)
     if frequency == "1min":
-        return bars.reset_index(drop=True)
-    return resample_bars(bars, frequency)
+        return adjusted.reset_index(drop=True)
+    if adjustment == "none":
+        return resample_bars(bars, frequency)
+    labels = adjusted[["adjustment", "adjusted_as_of", "adjustment_view"]].iloc[0].to_dict()
+    return resample_bars(adjusted, frequency).assign(**labels)
 
 
 # --------------------------------------------------------------------------- training
@@ -237,6 +249,8 @@ def get_features_for_training(
     label_def_version: str | None = None,
     *,
     strict: bool = False,
+    adjustment: str = "none",
+    adjustment_as_of=None,
     settings: PlatformSettings | None = None,
 ) -> TrainingDataset:
     """Feature rows of the groups (at the given versions) for ``[start, end)`` (UTC, half-open), joined on (symbol, ts).
@@ -248,10 +262,14 @@ def get_features_for_training(
     ``curated_bars``) come aligned row by row, NaN where not valid. ``strict=True`` raises
     ``IncompleteCoverageError`` when any expected session of any symbol has no rows.
     ``TrainingDataset.model_frame()`` merges features and labels with the session date.
+    ``adjustment="split"|"split_dividend"`` adds ``close_adj`` / ``adj_factor_pit`` (point in time:
+    only corporate actions announced by the row's session); ``adjustment_as_of`` gives the research
+    back-adjustment instead (``metadata["adjustment"]["point_in_time"]`` is then false).
     """
     versions = resolve_feature_versions(feature_groups, feature_versions)
     symbols = normalize_symbols(symbols)
     start_ts, end_ts = parse_time_range(start, end)
+    adjustment, as_of = parse_adjustment(adjustment, adjustment_as_of)
     require_choice("label_source", label_source or LABEL_SOURCES[0], LABEL_SOURCES)
     definition = _label_definition(label_def_version or DEFAULT_LABEL_DEF_VERSION)  # validated even when unused
     definition = definition if include_labels else None
@@ -314,6 +332,9 @@ def get_features_for_training(
     if definition is not None:
         labels = frame[keys + ["label_available_ts", *label_columns]].rename(columns={"label_available_ts": "available_ts"})
         frame = frame.drop(columns=["label_available_ts", *label_columns])
+    adjustment_info = None
+    if adjustment != "none":
+        frame, adjustment_info = add_adjusted_close(frame, _closes(reader, symbols, start_ts, end_ts), reader.lake.root, adjustment, as_of)
     coverage = _coverage(reader, frame, symbols, list(versions), start_ts, end_ts, presence)
     incomplete = {s: c["missing_sessions"] for s, c in coverage.items() if c["missing_sessions"]}
     if strict and incomplete:
@@ -341,7 +362,21 @@ def get_features_for_training(
         "point_in_time": "feature row at ts uses bars stamped <= ts; known at available_ts = ts + 1 min",
         "nan_policy": "features NaN where undefined (short windows, no L2 snapshot); labels NaN where valid_h is false; nothing filled",
     }
+    if adjustment_info:
+        metadata["adjustment"] = adjustment_info
     return TrainingDataset(features=frame, labels=labels, metadata=metadata)
+
+
+def _closes(reader: LakeReader, symbols: list[str], start_ts: pd.Timestamp, end_ts: pd.Timestamp) -> pd.DataFrame:
+    """(symbol, ts, close) of the stored curated bars in [start, end) (empty when none)."""
+    files = reader.files(CURATED_BARS, symbols, calendar_days(start_ts, end_ts))
+    paths = parquet_list(p for group_paths in files.values() for p in group_paths)
+    if not paths:
+        return pd.DataFrame(columns=["symbol", "ts", "close"])
+    closes = reader.query("SELECT symbol, ts, close FROM read_parquet($files) WHERE ts >= $start AND ts < $end",
+                          {"files": paths, "start": start_ts, "end": end_ts})
+    closes["ts"] = closes["ts"].dt.tz_convert("UTC")
+    return closes
 
 
 # --------------------------------------------------------------------------- inference
@@ -425,6 +460,7 @@ def get_features_for_inference(
     *,
     max_staleness=DEFAULT_MAX_STALENESS,
     on_stale: str = "raise",
+    adjustment: str = "none",
     settings: PlatformSettings | None = None,
 ) -> InferenceFeatures:
     """Feature rows for decisions at ``ts`` (one timestamp or many; UTC, naive = UTC), per symbol.
@@ -444,11 +480,13 @@ def get_features_for_inference(
     ``available_ts`` columns. ``metadata["freshness"][symbol]`` (one ``ts``) or
     ``metadata["freshness"][symbol][as_of]`` (many) gives ``ts``, ``available_ts``,
     ``staleness_seconds`` (wall clock, decision time minus the row's ts),
-    ``market_staleness_seconds`` and ``stale``.
+    ``market_staleness_seconds`` and ``stale``. ``adjustment="split"|"split_dividend"`` adds
+    ``close_adj`` / ``adj_factor_pit`` (the row's close times the factor known on its session).
     """
     versions = resolve_feature_versions(feature_groups, feature_versions)
     symbols = normalize_symbols(symbols)
     decisions, many = parse_timestamps(ts, name="ts")
+    adjustment, _ = parse_adjustment(adjustment, None)
     require_choice("mode", mode, INFERENCE_MODES)
     require_choice("on_stale", on_stale, STALE_ACTIONS)
     limit = parse_duration(max_staleness, name="max_staleness")
@@ -512,4 +550,7 @@ def get_features_for_inference(
         "extraction_ts": pd.Timestamp.now(tz="UTC").isoformat(),
     }
     out = out.drop(columns=["mkt_staleness_", "stale_"])
+    if adjustment != "none" and len(out):
+        window = (out["ts"].min(), out["ts"].max() + MINUTE)
+        out, metadata["adjustment"] = add_adjusted_close(out, _closes(reader, sorted(out["symbol"].unique()), *window), reader.lake.root, adjustment, None)
     return InferenceFeatures(features=out.set_index(["symbol", "ts"]).sort_index(), metadata=metadata)

@@ -6,7 +6,11 @@ certificate made here; tests trust it through ``REQUESTS_CA_BUNDLE``. Endpoints:
 * ``POST /v0/timeseries.get_range``: HTTP Basic auth (key as user name), form fields dataset,
   symbols, schema, start, end, stype_in, encoding, compression; answers DBN bytes (zstd when asked)
   built by ``provider(request) -> bytes`` (uncompressed DBN);
-* ``POST /v0/metadata.get_cost`` (a JSON float) and ``POST /v0/symbology.resolve`` (JSON).
+* ``POST /v0/metadata.get_cost`` (a JSON float) and ``POST /v0/symbology.resolve`` (JSON);
+* the reference API (``databento.Reference``): ``POST /v0/adjustment_factors.get_range`` and
+  ``POST /v0/corporate_actions.get_range`` answer zstd JSON lines built by
+  ``reference(request) -> list[dict]`` (``ReferenceVendor`` serves Databento-shaped records of
+  normalized corporate actions, filtered by the request's symbols and ex-date range).
 
 ``script`` is a list of failures for the next calls: ``429`` (with Retry-After), ``500``,
 ``503``, ``timeout`` (sleeps past the client's timeout), ``drop`` (closes the connection). Every
@@ -30,6 +34,51 @@ from typing import Callable
 from urllib.parse import parse_qs
 
 import zstandard
+
+
+REFERENCE_ENDPOINTS = ("adjustment_factors.get_range", "corporate_actions.get_range")
+DATABENTO_EVENT_CODES = {"split": "FSPLT", "reverse_split": "CONSD", "cash_dividend": "DIV", "other": "BON"}
+
+
+@dataclass
+class ReferenceVendor:
+    """Databento-shaped reference records of normalized corporate actions (``ACTION_COLUMNS``).
+
+    ``actions`` may be replaced between calls (a vendor correction); ``symbol_map`` maps vendor
+    symbols the client asks for to the records' symbols. Filters: ``symbols`` and ``[start, end)``
+    on the ex date, as the real API does (``index="ex_date"``).
+    """
+
+    actions: object  # pandas.DataFrame of normalized records
+    unknown_symbols: set[str] = field(default_factory=set)
+
+    def __call__(self, request: "GatewayRequest") -> list[dict]:
+        symbols = [s for s in request.form.get("symbols", "").split(",") if s]
+        if any(s in self.unknown_symbols for s in symbols):
+            raise GatewayError(422, f"Unknown symbols: {','.join(s for s in symbols if s in self.unknown_symbols)}")
+        start = dt.date.fromisoformat(request.form["start"][:10])
+        end = dt.date.fromisoformat(request.form["end"][:10]) if request.form.get("end") else dt.date.max
+        out = []
+        for row in self.actions.to_dict("records"):
+            if (symbols and "ALL_SYMBOLS" not in symbols and row["symbol"] not in symbols) or not (start <= row["ex_date"] < end):
+                continue
+            created = row["recorded_ts"].strftime("%Y-%m-%dT%H:%M:%S.000000000Z")
+            code = DATABENTO_EVENT_CODES[row["event"]]
+            status = "C" if row["status"] == "cancelled" else "A"
+            if request.path.endswith("adjustment_factors.get_range"):
+                out.append({"security_id": f"SEC{row['symbol']}", "event_id": row["event_id"], "event": code, "issuer_name": row["symbol"],
+                            "security_type": "EQS", "symbol": row["symbol"], "ex_date": row["ex_date"].isoformat(), "status": status,
+                            "factor": row["factor"], "close": None, "currency": "USD", "sentiment": 1.0 / row["factor"],
+                            "gross_dividend": None if row["dividend"] != row["dividend"] else row["dividend"],
+                            "dividend_currency": "USD", "frequency": None, "option": 1, "detail": row["event"], "ts_created": created})
+            else:
+                out.append({"event_unique_id": f"U{row['event_id']}", "event_id": row["event_id"], "event": code, "symbol": row["symbol"],
+                            "event_date": row["ex_date"].isoformat(), "event_created_date": row["announced_date"].isoformat(),
+                            "ex_date": row["ex_date"].isoformat(), "ts_record": created, "ts_created": created,
+                            "date_info": {"record_date": row["ex_date"].isoformat()},
+                            "rate_info": {"ratio_new": row["split_ratio"] if row["split_ratio"] == row["split_ratio"] else None},
+                            "event_info": {"action_status": status}})
+        return out
 
 
 def make_self_signed(folder: Path) -> tuple[Path, Path]:
@@ -80,6 +129,7 @@ class DatabentoGateway:
     script: list[str] = field(default_factory=list)
     stall_seconds: float = 5.0
     requests: list[GatewayRequest] = field(default_factory=list)
+    reference: Callable[[GatewayRequest], list[dict]] | None = None
 
     def __post_init__(self):
         self.cert, key = make_self_signed(self.folder)
@@ -138,6 +188,20 @@ class DatabentoGateway:
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
                     self.wfile.write(body)
+                elif request.path.endswith(REFERENCE_ENDPOINTS):
+                    if gateway.reference is None:
+                        return self._json(404, {"detail": f"no reference data served at {request.path}"})
+                    try:
+                        records = gateway.reference(request)
+                    except GatewayError as error:
+                        return self._json(error.status, {"detail": error.detail})
+                    body = "".join(json.dumps(r) + "\n" for r in records).encode()
+                    body = zstandard.ZstdCompressor().compress(body)
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/octet-stream")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
                 elif request.path.endswith("metadata.get_cost"):
                     self._json(200, 0.0)
                 elif request.path.endswith("symbology.resolve"):
@@ -159,6 +223,9 @@ class DatabentoGateway:
 
     def get_range_requests(self) -> list[GatewayRequest]:
         return [r for r in self.requests if r.path.endswith("timeseries.get_range")]
+
+    def reference_requests(self) -> list[GatewayRequest]:
+        return [r for r in self.requests if r.path.endswith(REFERENCE_ENDPOINTS)]
 
     def close(self) -> None:
         self.server.shutdown()

@@ -13,13 +13,14 @@ price, and faults injected at places reported in ``SimDay.faults``:
 * ``duplicate``: an exact copy of a bar (same ts) sent twice.
 * ``crossed_book``: one snapshot with best bid above best ask.
 * ``missing_levels``: snapshots whose deepest levels are empty (zeros).
+
+Corporate actions (``resources.sim_corporate_actions``): the traded price of the scheduled symbols
+drops by the action's factor on its ex date (10:1 split, 1:5 reverse split, cash dividends).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,9 +28,10 @@ import pandas as pd
 
 from platform_assets.calendars import STOCKS, Market, session_minutes
 from resources.schemas import DEFAULT_LEVELS, L2Book
+from resources.sim_corporate_actions import sim_price_factor
+from resources.sim_profile import EPOCH, _stable_int, _symbol_profile, latent_open  # noqa: F401  (EPOCH re-exported)
 
 TICK = 0.01
-EPOCH = dt.date(2000, 1, 1)
 SNAPSHOT_OFFSETS_S = (0, 30)
 FAULT_COLUMNS = ["kind", "start_ts", "end_ts", "minutes", "detail"]
 
@@ -64,20 +66,6 @@ class SimDay:
     faults: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=FAULT_COLUMNS))
 
 
-def _stable_int(text: str) -> int:
-    return zlib.crc32(text.encode())
-
-
-@functools.lru_cache(maxsize=1024)
-def _symbol_profile(seed: int, symbol: str) -> tuple[float, float, np.ndarray]:
-    """(base price, typical volume per minute, cumulative daily log returns since 2000)."""
-    rng = np.random.default_rng([seed, _stable_int(symbol), 1])
-    base_price = float(np.exp(rng.uniform(np.log(15), np.log(600))))
-    volume_per_minute = float(np.exp(rng.uniform(np.log(800), np.log(40_000))))
-    daily_log_returns = rng.normal(0.0002, 0.017, size=20_000)
-    return base_price, volume_per_minute, np.cumsum(daily_log_returns)
-
-
 def _u_shape(n: int) -> np.ndarray:
     u = np.linspace(0.0, 1.0, n)
     return 1.0 + 4.0 * (u - 0.5) ** 2
@@ -108,8 +96,10 @@ def simulate_day(
     minutes = session_minutes(market, day)
     n = len(minutes)
     rng = np.random.default_rng([seed, _stable_int(symbol), day.toordinal()])
-    base_price, volume_per_minute, cum_returns = _symbol_profile(seed, symbol)
-    day_open = round(base_price * float(np.exp(cum_returns[(day - EPOCH).days % len(cum_returns)])), 2)
+    _, volume_per_minute, _ = _symbol_profile(seed, symbol)
+    # Corporate actions of the schedule (resources.sim_corporate_actions) scale the traded price
+    # from their ex date on; symbols without a scheduled action keep factor 1.0 (unchanged history).
+    day_open = round(latent_open(seed, symbol, day) * sim_price_factor(seed, symbol, day), 2)
 
     faults: list[dict] = []
     taken = np.zeros(n, dtype=bool)

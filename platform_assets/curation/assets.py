@@ -7,7 +7,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from platform_assets.calendars import STOCKS, session_minutes
+from platform_assets.calendars import STOCKS, session_minutes, sessions_in_range
 from platform_assets.curation.gap_engine import ImputationPolicy, curate_bars, l2_minute_activity
 from platform_assets.ingestion.assets import l2_snapshots_sim, raw_bars_sim
 from platform_assets.ingestion.databento_assets import l2_snapshots_databento, raw_bars_databento
@@ -15,11 +15,13 @@ from platform_assets.ingestion.ib_assets import raw_bars_ib
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions, follow_upstream
 from platform_assets.symbol_days import WRITTEN, Outcome, SymbolDayStep, blocked, complete_check_spec, kept, no_input, written
 from platform_assets.run_options import keep_existing
+from platform_assets.reference.actions import adjustment_columns, day_factor
 from platform_assets.quality.checks import DataQuality, check_groups, dq_check_specs, is_blocked, raw_dq_dataset
 from platform_assets.universe import run_symbols, tracked_symbols
 from resources.adapters import AdapterRegistry
 from resources.l2_store import L2SnapshotStore
 from resources.lake import CURATED_BARS, ParquetLake, quarantine_table, raw_bars_table
+from resources.reference_store import read_actions
 from resources.schemas import L2Book
 
 TIMELINE_CHECK = "timeline_complete"
@@ -53,6 +55,25 @@ def pick_raw_source(lake: ParquetLake, symbol: str, day: dt.date, priority: list
         if batch is not None:
             return source, batch
     return None, None
+
+
+def last_real_close(bars: pd.DataFrame) -> float | None:
+    if "dq_status" in bars.columns:
+        bars = bars[bars["dq_status"] == "ok"]
+    return float(bars.sort_values("ts")["close"].iloc[-1]) if len(bars) else None
+
+
+def previous_close(lake: ParquetLake, symbol: str, day: dt.date, seen: dict | None = None) -> float | None:
+    """Last real close of the previous session's curated bars (None when not stored); ``seen``
+    (symbol -> (day, close)) answers without a read when this run curated that session."""
+    earlier = [s for s in sessions_in_range(STOCKS, day - dt.timedelta(days=10), day) if s < day]
+    if not earlier:
+        return None
+    if seen is not None and symbol in seen and seen[symbol][0] == earlier[-1]:
+        return seen[symbol][1]
+    if not lake.has_partition(CURATED_BARS, symbol, earlier[-1]):
+        return None
+    return last_real_close(lake.read(CURATED_BARS, [symbol], [earlier[-1]]))
 
 
 def book_activity(book: L2Book, timeline: pd.DatetimeIndex) -> pd.DataFrame | None:
@@ -95,12 +116,19 @@ def curated_bars(
     results go to ``dq_metrics/dataset=curated_bars`` and a partition with an error result is
     skipped by the downstream assets. A (symbol, date) whose raw batch failed an error rule is not
     curated. Partitioned by trading date; one Parquet file per (symbol, date) in ``lake/curated_bars``.
+
+    Prices stay as traded. Each bar carries the corporate-action adjustment factor known on its
+    session (``adj_factor_split``, ``adj_factor``: multiply raw prices by it for a series continuous
+    across every split / split and dividend announced by then; see
+    ``platform_assets.reference.actions``), and the DQ return-jump rule compares the session's
+    first close with the previous close times the factor of the actions going ex that day.
     """
     symbols, dates = run_symbols(context), partition_dates(context)
     policy = ImputationPolicy(halt_min_minutes=config.halt_min_minutes)
     timeline_problems, sources = [], set()
     quality = data_quality.recorder(lake, "curated_bars", asset_key="curated_bars")
     keep = keep_existing(context, "curated")
+    closes: dict[str, tuple[dt.date, float | None]] = {}  # symbol -> (session, last real close) curated by this run
 
     def curate(symbol: str, day: dt.date) -> Outcome:
         if keep and lake.has_partition(CURATED_BARS, symbol, day):
@@ -111,18 +139,23 @@ def curated_bars(
         if is_blocked(lake, raw_dq_dataset(source), symbol, day):
             return blocked(f"raw bars ({source}) failed an error DQ rule")
         sources.add(source)
+        actions = read_actions(lake.root, [symbol])
         timeline = session_minutes(STOCKS, day)
         book, _ = l2_store.read_day(symbol, day)
         curated, stats, rejected = curate_bars(
             raw, timeline, symbol=symbol, day=day, source=source, activity=book_activity(book, timeline), policy=policy
         )
+        curated = curated.assign(**adjustment_columns(actions, day))
         lake.write_partition(CURATED_BARS, symbol, day, curated)
         if len(rejected):
             lake.write_partition(quarantine_table(CURATED_BARS), symbol, day, rejected)
         else:
             lake.delete_partition(quarantine_table(CURATED_BARS), symbol, day)
         values = stats.as_dict()
-        quality.add(symbol, day, curated, stats=values)
+        prev = previous_close(lake, symbol, day, closes)
+        closes[symbol] = (day, last_real_close(curated))
+        jump_stats = {"prev_close": prev, "corporate_action_factor": day_factor(actions, day)} if prev is not None else {}
+        quality.add(symbol, day, curated, stats={**values, **jump_stats})
         if len(curated) != len(timeline) or curated["ts"].duplicated().any():
             timeline_problems.append(f"{symbol}@{day}")
         return written(len(curated), **{k: v for k, v in values.items() if k != "gap_ratio"})

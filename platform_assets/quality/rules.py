@@ -271,11 +271,18 @@ class MonotonicTimeRule(RowRule):
 
 
 class ReturnJumpRule(RowRule):
-    """|field_t / field_{t-1} - 1| above ``max_abs_return`` between consecutive rows of a partition."""
+    """|field_t / field_{t-1} - 1| above ``max_abs_return`` between consecutive rows of a partition.
+
+    With ``overnight_max_abs_return`` the first delivered row of a partition is also compared with
+    the previous session's close (partition stat ``prev_close``) times the factor of the corporate
+    actions going ex that day (stat ``corporate_action_factor``, 1.0 without one): a 10:1 split is
+    an *explained* jump and passes, the same move with no corporate action fails.
+    """
 
     rule: Literal["return_jump"]
     field: str = "close"
     max_abs_return: float = Field(gt=0)
+    overnight_max_abs_return: float | None = Field(None, gt=0)
 
     def columns(self):
         return [self.field]
@@ -288,6 +295,21 @@ class ReturnJumpRule(RowRule):
             with np.errstate(divide="ignore", invalid="ignore"):
                 jump = np.abs(cur / prev - 1.0) > self.max_abs_return
             bad[1:] = jump & (prev > 0) & batch.same_part_as_previous()[1:]
+        if self.overnight_max_abs_return is not None and len(price):
+            bad |= self._overnight_jumps(batch, price)
+        return bad
+
+    def _overnight_jumps(self, batch, price: np.ndarray) -> np.ndarray:
+        bad = np.zeros(len(price), dtype=bool)
+        real = np.flatnonzero(batch.real_rows() & np.isfinite(price) & (price > 0))
+        parts, first = np.unique(batch.part[real], return_index=True)  # first real row of each partition
+        for part, row in zip(parts, real[first]):
+            stats = batch.stats[part]
+            prev_close = stats.get("prev_close")
+            if prev_close is None or not prev_close > 0:
+                continue
+            expected = float(prev_close) * float(stats.get("corporate_action_factor") or 1.0)
+            bad[row] = abs(price[row] / expected - 1.0) > self.overnight_max_abs_return
         return bad
 
 

@@ -1,0 +1,1 @@
+"""Reference data: corporate actions (splits, reverse splits, cash dividends) and price adjustment."""
