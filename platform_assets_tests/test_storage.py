@@ -9,7 +9,7 @@ import pytest
 from platform_assets.ingestion.raw_batches import build_raw_batch
 from resources.atomic import write_parquet_atomic
 from resources.l2_store import L2SnapshotStore
-from resources.lake import ParquetLake, raw_bars_table
+from resources.lake import ParquetLake, Table, raw_bars_table
 from resources.schemas import L2_SNAPSHOT_SCHEMA, RAW_BARS_SCHEMA, L2Book
 from resources.sim_market import simulate_day
 
@@ -101,3 +101,18 @@ def test_lake_rejects_path_like_symbols(tmp_path):
     lake = ParquetLake(base_path=str(tmp_path), fsync=False)
     with pytest.raises(ValueError):
         lake.partition_dir(raw_bars_table("sim"), "../../etc", DAY)
+
+
+def test_month_file_reads_return_only_the_asked_dates_whatever_the_columns(tmp_path):
+    lake = ParquetLake(base_path=str(tmp_path), fsync=False)
+    table = Table("unit_month_reads")
+    days = [dt.date(2024, 11, d) for d in (25, 26, 27)]
+    for day in days:
+        ts = pd.date_range(pd.Timestamp(day, tz="UTC") + pd.Timedelta(hours=15), periods=3, freq="min")
+        lake.write_partition(table, "AAPL", day, pd.DataFrame({"ts": ts, "date": day, "x": [day.day] * 3}))
+    assert lake.compact_month(table, "AAPL", "2024-11") == 3
+    one = lake.read(table, ["AAPL"], [days[1]], columns=["ts", "x"])  # "date" not asked for: still filtered on it
+    assert list(one.columns) == ["ts", "x"] and one["x"].tolist() == [26, 26, 26]
+    two = lake.read(table, ["AAPL"], [days[0], days[2]])
+    assert sorted(set(two["x"])) == [25, 27] and len(two) == 6
+    assert lake.read(table, ["AAPL"], [dt.date(2024, 11, 28)]).empty

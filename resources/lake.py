@@ -510,16 +510,23 @@ class ParquetLake(dg.ConfigurableResource):
                         files = self._glob(table, symbols, days)
                     else:
                         files = self.partition_files(table, symbols, days)
-                    frame = read_parquet_files(files, columns)
+                    if not files:
+                        return pd.DataFrame(columns=list(columns) if columns else None)
+                    filter_days = days is not None and any(f.parent.name.startswith(MONTH_PREFIX) for f in files)
+                    wanted = list(columns) if columns else None
+                    if filter_days and wanted is not None and "date" not in wanted:
+                        wanted.append("date")  # a month file holds other dates too: filter on it, then drop it
+                    data = read_parquet_table(files, wanted)
                 break
             except CorruptLakeFileError as error:
                 if attempt == 2:
                     raise
                 self.quarantine_file(table, error.path)
-        if days is not None and any(f.parent.name.startswith(MONTH_PREFIX) for f in files) and "date" in frame.columns:
-            wanted = set(days)
-            frame = frame[pd.to_datetime(frame["date"]).dt.date.isin(wanted)].reset_index(drop=True)
-        return frame
+        if filter_days and "date" in data.column_names:
+            data = data.filter(pc.is_in(_as_date32(data.column("date")), pa.array(sorted(set(days)), pa.date32())))
+            if columns and "date" not in columns:
+                data = data.drop_columns(["date"])
+        return data.to_pandas()
 
     def _glob(self, table: Table, symbols: Iterable[str] | None, days: Iterable[dt.date] | None) -> list[Path]:
         wanted_symbols = {normalize_symbol(s) for s in symbols} if symbols is not None else None
@@ -609,11 +616,16 @@ def read_parquet_files(files: Sequence[Path], columns: Sequence[str] | None = No
     """Read many Parquet files of one schema into one DataFrame (multi-threaded)."""
     if not files:
         return pd.DataFrame(columns=list(columns) if columns else None)
+    return read_parquet_table(files, columns).to_pandas()
+
+
+def read_parquet_table(files: Sequence[Path], columns: Sequence[str] | None = None) -> pa.Table:
+    """Read many Parquet files of one schema into one Arrow table (multi-threaded); a failure names the file."""
     if len(files) == 1:
-        return read_parquet_checked(files[0], columns).to_pandas()
+        return read_parquet_checked(files[0], columns)
     try:
         dataset = pads.dataset([str(f) for f in files], format="parquet")
-        return dataset.to_table(columns=list(columns) if columns else None).to_pandas()
+        return dataset.to_table(columns=list(columns) if columns else None)
     except FileNotFoundError:
         raise
     except (pa.ArrowException, OSError) as exc:
@@ -623,13 +635,14 @@ def read_parquet_files(files: Sequence[Path], columns: Sequence[str] | None = No
         raise
 
 
+def _as_date32(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    return column if pa.types.is_date32(column.type) else column.cast(pa.date32())
+
+
 def _without_date(table: pa.Table, day: dt.date) -> pa.Table:
     if "date" not in table.column_names or table.num_rows == 0:
         return table
-    column = table.column("date")
-    if not pa.types.is_date32(column.type):
-        column = column.cast(pa.date32())
-    return table.filter(pc.not_equal(column, pa.scalar(day, pa.date32())))
+    return table.filter(pc.not_equal(_as_date32(table.column("date")), pa.scalar(day, pa.date32())))
 
 
 def _write_month(table: pa.Table, target: Path, dates, fsync: bool) -> Path:
