@@ -10,12 +10,12 @@ from platform_assets.ingestion.assets import l2_snapshots_sim
 from platform_assets.ingestion.databento_assets import l2_snapshots_databento
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions, follow_upstream
 from platform_assets.calendars import STOCKS
-from platform_assets.quality.checks import is_blocked
-from platform_assets.symbol_days import Outcome, SymbolDayStep, blocked, complete_check_spec, kept, no_input, written
+from platform_assets.symbol_days import Outcome, SymbolDayStep, complete_check_spec, kept, written
+from platform_assets.curated_input import curated_day
 from platform_assets.run_options import keep_existing
 from platform_assets.universe import run_symbols, tracked_symbols
 from resources.l2_store import L2SnapshotStore
-from resources.lake import ALIGNED_BARS, CURATED_BARS, ParquetLake
+from resources.lake import ALIGNED_BARS, ParquetLake
 
 
 @dg.asset(
@@ -44,11 +44,9 @@ def aligned_bars(context: dg.AssetExecutionContext, lake: ParquetLake, l2_store:
     def align(symbol: str, day: dt.date) -> Outcome:
         if keep and lake.has_partition(ALIGNED_BARS, symbol, day):
             return kept()
-        if is_blocked(lake, "curated_bars", symbol, day):
-            return blocked("curated bars failed an error DQ rule")
-        bars = lake.read(CURATED_BARS, [symbol], [day])
-        if bars.empty:
-            return no_input("no curated bars")
+        bars = curated_day(lake, symbol, day)
+        if isinstance(bars, Outcome):
+            return bars
         book, _ = l2_store.read_day(symbol, day)
         aligned = align_top_of_book(bars, book)
         lake.write_partition(ALIGNED_BARS, symbol, day, aligned)

@@ -12,11 +12,12 @@ from platform_assets.ingestion.assets import L2_DQ_DATASET, l2_snapshots_sim
 from platform_assets.ingestion.databento_assets import l2_snapshots_databento
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions, follow_upstream
 from platform_assets.quality.checks import DataQuality, QualityRecorder, check_groups, dq_check_specs, is_blocked
+from platform_assets.curated_input import curated_day
 from platform_assets.run_options import keep_existing
 from platform_assets.symbol_days import Outcome, SymbolDayStep, blocked, complete_check_spec, kept, no_input, written
 from platform_assets.universe import run_symbols, tracked_symbols
 from resources.l2_store import L2SnapshotStore
-from resources.lake import CURATED_BARS, ParquetLake, feature_table, labels_table
+from resources.lake import ParquetLake, feature_table, labels_table
 
 BAR_GROUP, L2_GROUP = "bar_features", "l2_features"
 BAR_DQ_CHECKS = dq_check_specs("bar_features", BAR_GROUP)
@@ -59,11 +60,9 @@ def bar_features(context: dg.AssetExecutionContext, lake: ParquetLake, data_qual
     def compute(symbol: str, day: dt.date) -> Outcome:
         if keep and stored(symbol, day):
             return kept()
-        if is_blocked(lake, "curated_bars", symbol, day):
-            return blocked("curated bars failed an error DQ rule")
-        bars = lake.read(CURATED_BARS, [symbol], [day])
-        if bars.empty:
-            return no_input("no curated bars")
+        bars = curated_day(lake, symbol, day)
+        if isinstance(bars, Outcome):
+            return bars
         rows = 0
         for version, spec in versions.items():
             features = spec.compute(bars).assign(feature_group=BAR_GROUP, feature_version=version)
@@ -156,11 +155,9 @@ def labels(context: dg.AssetExecutionContext, lake: ParquetLake) -> dg.Materiali
     def compute(symbol: str, day: dt.date) -> Outcome:
         if keep and stored(symbol, day):
             return kept()
-        if is_blocked(lake, "curated_bars", symbol, day):
-            return blocked("curated bars failed an error DQ rule")
-        bars = lake.read(CURATED_BARS, [symbol], [day])
-        if bars.empty:
-            return no_input("no curated bars")
+        bars = curated_day(lake, symbol, day)
+        if isinstance(bars, Outcome):
+            return bars
         rows = 0
         for version, definition in LABEL_DEFINITIONS.items():
             frame = compute_labels(bars, definition)
