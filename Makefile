@@ -49,6 +49,7 @@ validate: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
 bench: setup
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench
 
 ## Re-pin every dependency after changing pyproject.toml.
