@@ -38,12 +38,14 @@ from platform_api.lake_reader import LakeReader
 from platform_api.quality import RED, YELLOW, get_dataset_health
 from platform_api.retrieval import INFERENCE_MODES, STALE_ACTIONS, get_features_for_inference
 from platform_api.scoring.models import load_model
-from platform_api.training.dataset_builder import raise_run_failure
+from platform_api.instance import get_instance
+from platform_api.training.dataset_builder import _project_definitions, raise_run_failure
 from platform_assets.calendars import STOCKS, is_session, session_bounds, sessions_in_range
+from platform_assets.universe import tracked_symbols
 from resources.dataset_store import NAME_PATTERN
 from resources.lake import ParquetLake, Table
 from resources.settings import PlatformSettings, get_settings
-from resources.validation import normalize_symbols, parse_date
+from resources.validation import normalize_symbols, parse_date, parse_half_open_dates
 
 PREDICTIONS_ASSET = "predictions"
 BATCH_SCORING_JOB = "batch_scoring"
@@ -149,8 +151,6 @@ def score_batch(
     run_id: str | None = None, scoring_date: dt.date | None = None,
 ) -> ScoringResult:
     """The four steps of the module doc without Dagster; returns what was stored."""
-    from platform_assets.universe import tracked_symbols
-
     settings = settings or get_settings()
     if scoring_date is not None:
         cfg = BatchScoringConfig(**{**asdict(cfg), "scoring_date": scoring_date})
@@ -205,8 +205,6 @@ def score_batch(
 
 def get_predictions(model_name: str, model_version: str, start, end, symbols=None, *, settings: PlatformSettings | None = None) -> pd.DataFrame:
     """Stored predictions of one model version for the sessions of ``[start, end)`` (dates)."""
-    from resources.validation import parse_half_open_dates
-
     settings = settings or get_settings()
     first, last = parse_half_open_dates(start, end)
     table = predictions_table(model_name, model_version)
@@ -230,9 +228,6 @@ def run_batch_scoring(
     """Design 3.8.2: materialize the ``predictions`` asset for ``cfg.scoring_date`` on the Dagster
     instance (steps in the module doc). Raises ``ScoringRefusedError`` for a RED window, the
     API's error types for bad input or missing data, ``RuntimeError`` for other failures."""
-    from platform_api.instance import get_instance
-    from platform_api.training.dataset_builder import _project_definitions
-
     config = cfg.to_dict()  # validates before anything runs
     load_model(cfg.model, timeout_s=cfg.timeout_s, batch_size=cfg.batch_size)
     day = config.pop("scoring_date")

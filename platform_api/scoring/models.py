@@ -27,6 +27,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import math
+import re
 import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -76,7 +77,8 @@ class HttpModel:
     def __init__(self, url: str, *, timeout_s: float = 30.0, batch_size: int = 1000, name: str | None = None):
         self.url, self.timeout_s, self.batch_size = url, timeout_s, batch_size
         self.spec = redact_url(url)
-        self.name = name or (urlsplit(url).path.strip("/").replace("/", "_") or urlsplit(url).hostname or "http_model")
+        path = re.sub(r"[^A-Za-z0-9_.\-]+", "_", urlsplit(url).path.strip("/")).strip("_.-")
+        self.name = name or path or "http_model"
         self.version = "unversioned"
 
     def _post(self, payload: dict) -> dict:

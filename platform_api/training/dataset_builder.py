@@ -44,7 +44,9 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from platform_api import errors as api_errors
 from platform_api.errors import InvalidOptionError
+from platform_api.instance import get_instance
 from platform_api.inputs import RANGE_CONVENTION, normalize_symbols, parse_time_range, require_choice, resolve_feature_versions
 from platform_api.retrieval import DEFAULT_LABEL_DEF_VERSION, LABEL_SOURCES, _label_definition, expected_sessions, get_features_for_training
 from platform_assets.calendars import STOCKS
@@ -383,8 +385,6 @@ def build_training_dataset(
     Bad configs raise before any run starts (the ``platform_api.errors`` types); a failing build
     raises ``RuntimeError`` with the run's error. ``settings`` must match the ``defs``' lake.
     """
-    from platform_api.instance import get_instance
-
     name = cfg.dataset_name()  # validates the whole config first
     instance = instance or get_instance()
     settings = settings or get_settings()
@@ -408,14 +408,12 @@ def build_training_dataset(
 def raise_run_failure(result, what: str, extra: tuple[type, ...] = ()) -> None:
     """Re-raise a failed in-process run's user error as its own type (``NoDataError`` ...) when
     it is one of the API's error types, else ``RuntimeError``; the message names the run."""
-    from platform_api import errors
-
     failures = [e for e in result.all_events if e.is_step_failure and e.step_failure_data and e.step_failure_data.error]
     if not failures:
         raise RuntimeError(f"{what} failed (run {result.run_id})")
     error = failures[0].step_failure_data.error
     user = error.cause or error
-    kind = next((c for c in extra if c.__name__ == user.cls_name), None) or getattr(errors, user.cls_name or "", None)
+    kind = next((c for c in extra if c.__name__ == user.cls_name), None) or getattr(api_errors, user.cls_name or "", None)
     message = user.message.strip()
     message = message.split(": ", 1)[1] if message.startswith(f"{user.cls_name}: ") else message
     if isinstance(kind, type) and issubclass(kind, ValueError):
