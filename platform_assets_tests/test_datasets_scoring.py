@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import platform_api
 from definitions import build_definitions
 from platform_api import errors
 from platform_api.backfill import plan_backfill, run_backfill
@@ -25,6 +26,7 @@ from platform_api.lake_reader import frame as duck_frame
 from platform_api.retrieval import get_features_for_inference
 from platform_api.scoring.batch_scoring import BatchScoringConfig, ScoringRefusedError, get_predictions, run_batch_scoring
 from platform_api.scoring.example_model import ExampleMeanReversionModel
+from platform_api.scoring.models import load_model
 from platform_api.training.dataset_builder import (
     TrainingDatasetConfig, build_dataset, build_training_dataset, diff_frames, list_training_datasets, load_dataset,
 )
@@ -167,6 +169,12 @@ def test_tampering_is_detected_and_configs_are_validated(env, tmp_path):
         data.write(bytes([byte[0] ^ 0xFF]))
     with pytest.raises(OSError, match="sha256"):
         store.verify(handle.dataset_id)
+
+    assert platform_api.build_training_dataset is build_training_dataset and platform_api.run_batch_scoring is run_batch_scoring
+    entry = load_model("platform_api.scoring.example_model:ExampleMeanReversionModel")
+    assert (entry.name, entry.version) == ("example_mean_reversion", "1")
+    with pytest.raises(errors.InvalidOptionError, match="invalid model"):
+        load_model("not a model")
 
     a = pd.DataFrame({"symbol": ["A", "A", "B"], "ts": [1, 2, 1], "x": [1.0, np.nan, 3.0]})
     b = pd.DataFrame({"symbol": ["A", "A", "C"], "ts": [1, 2, 1], "x": [1.0, np.nan, 4.0]})
