@@ -8,10 +8,11 @@ generator: real simulated sessions through the real gap engine and feature code)
 * the plain pull ``get_features_for_training`` (what a notebook would call);
 * a first ``build_dataset`` of the same range: the pull, the final filters, Parquet write, read
   back, content hash, file sha256, source fingerprint, manifest, atomic rename;
-* a rebuild with unchanged data (same config): the pull and the hash, nothing written.
+* a rebuild with unchanged data (same config): the pull, the filters and the hash; nothing written.
 
 ``build_dataset`` is timed without Dagster (the asset adds one in-process run, ~1 s). Default
 scale is small so ``python -m bench`` stays quick; the issue's scale is ``--symbols 50 --days 252``.
+Closed months are compacted first (the lake's steady state, as in ``bench.retrieval``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ END_DATE = pd.Timestamp("2024-12-06").date()
 def run(symbols: int = 10, days: int = 21, repeat: int = 1) -> list[Result]:
     from bench.backfill import trading_days_ending
     from bench.retrieval import GROUP, VERSION, _symbols, generate_lake
+    from platform_assets.automation.compaction import compact_closed_months
     from platform_api.retrieval import get_features_for_training
     from platform_api.training.dataset_builder import TrainingDatasetConfig, build_dataset
     from resources.lake import ParquetLake
@@ -42,6 +44,7 @@ def run(symbols: int = 10, days: int = 21, repeat: int = 1) -> list[Result]:
         started = time.perf_counter()
         files = generate_lake(names, all_days, lake)
         print(f"[bench] dataset_build: generated {files} files in {time.perf_counter() - started:.0f}s", flush=True)
+        compact_closed_months(lake, f"{END_DATE.year:04d}-{END_DATE.month:02d}")  # the lake's steady state, as bench.retrieval
         start, end = pd.Timestamp(all_days[0], tz="UTC"), pd.Timestamp(all_days[-1], tz="UTC") + pd.Timedelta(days=1)
 
         def pull():

@@ -192,10 +192,16 @@ class DatasetStore:
     def write(self, name: str, table: pa.Table, manifest: dict) -> tuple[str, bool]:
         """Store ``table`` under ``<name>-<hash>`` unless that id exists; returns (id, written).
 
-        Call under ``lock(name)``. The hash is taken from the frame as it reads back from the
-        written file, the manifest gets ``dataset_id``, ``content_hash``, ``rows``, ``schema`` and
-        ``file_sha256``; the folder is renamed into place in one step.
+        Call under ``lock(name)``. The hash is taken from the frame as readers get it back
+        (``table.to_pandas()``), so an unchanged rebuild is recognised without writing anything;
+        a new dataset's file is read back and re-hashed before it is renamed into place (a round
+        trip that changed the data raises ``DatasetIntegrityError``). The manifest gets
+        ``dataset_id``, ``content_hash``, ``rows``, ``schema`` and ``file_sha256``.
         """
+        digest = frame_hash(table.to_pandas())
+        dataset_id = f"{name}-{digest[:12]}"
+        if self.exists(dataset_id):
+            return dataset_id, False
         folder = self.name_dir(name)
         folder.mkdir(parents=True, exist_ok=True)
         self._sweep(folder)
@@ -205,10 +211,8 @@ class DatasetStore:
             data = tmp / DATA_FILE
             pq.write_table(table, data, compression="zstd")
             stored = pq.read_table(data)
-            digest = frame_hash(stored.to_pandas())
-            dataset_id = f"{name}-{digest[:12]}"
-            if self.exists(dataset_id):
-                return dataset_id, False
+            if frame_hash(stored.to_pandas()) != digest:
+                raise DatasetIntegrityError(f"{dataset_id}: the Parquet round trip changed the data (hash {digest} before writing)")
             full = {**manifest, "schema_version": MANIFEST_SCHEMA, "dataset_id": dataset_id, "dataset_name": name, "content_hash": digest,
                     "rows": stored.num_rows, "columns": stored.num_columns, "schema": schema_of(stored), "file_sha256": file_sha256(data),
                     "file_bytes": data.stat().st_size, "data_file": DATA_FILE}
