@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 import platform_api
+from bench import dataset_build
 from definitions import build_definitions
 from platform_api import errors
 from platform_api.backfill import plan_backfill, run_backfill
@@ -317,3 +318,9 @@ def test_cli_builds_lists_shows_and_scores(env, monkeypatch, capsys):
         assert mdp(["score", "--date", "2024-12-09", "--symbols", "AAPL"]) == 1 and "curated_bars is RED" in capsys.readouterr().err
     finally:
         get_settings.cache_clear()
+
+
+def test_dataset_build_benchmark_runs_at_tiny_scale():
+    results = dataset_build.run(symbols=2, days=2)
+    assert [r.what.split(" 2 sym")[0] for r in results] == ["dataset build", "dataset rebuild, unchanged,", "dataset load (pandas)"]
+    assert all(r.ours_s > 0 and r.baseline_s > 0 for r in results) and results[0].rows > 0

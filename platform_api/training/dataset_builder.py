@@ -50,9 +50,9 @@ from platform_api.instance import get_instance
 from platform_api.inputs import RANGE_CONVENTION, normalize_symbols, parse_time_range, require_choice, resolve_feature_versions
 from platform_api.retrieval import DEFAULT_LABEL_DEF_VERSION, LABEL_SOURCES, _label_definition, expected_sessions, get_features_for_training
 from platform_assets.calendars import STOCKS
-from resources.dataset_store import DatasetStore, UnknownTrainingDatasetError, parse_dataset_id, validate_dataset_name
+from resources.dataset_store import DatasetStore, UnknownTrainingDatasetError, validate_dataset_name
 from resources.lake import feature_table, labels_table, layout_files, symbol_layout
-from resources.settings import PlatformSettings, get_settings, load_settings
+from resources.settings import PlatformSettings, get_settings
 
 TRAINING_DATASETS_ASSET = "training_datasets"
 TRAINING_DATASET_JOB = "training_dataset_build"
@@ -323,14 +323,14 @@ def build_dataset(
         manifest = {
             "config": canonical, "config_hash": config_hash, "user_config": cfg.to_dict(),
             "extraction_ts": pulled.metadata["extraction_ts"], "built_at": pd.Timestamp.now(tz="UTC").isoformat(),
-            "build_seconds": None, "run_id": run_id, "rows_pulled": len(pulled.features), "files_read": pulled.metadata["files_read"],
+            "pull_seconds": None, "run_id": run_id, "rows_pulled": len(pulled.features), "files_read": pulled.metadata["files_read"],
             "retrieval_metadata": metadata, "sources": source_lineage(canonical, str(settings.base_path), instance),
             "filters": {"drop_imputed": canonical["drop_imputed"], "require_label": canonical["require_label"]},
             "key": DIFF_KEYS, "session_timezone": STOCKS.timezone,
         }
         previous = store.latest_id(name)
         table = pa.Table.from_pandas(frame, preserve_index=False)
-        manifest["build_seconds"] = round((pd.Timestamp.now(tz="UTC") - started).total_seconds(), 3)
+        manifest["pull_seconds"] = round((pd.Timestamp.now(tz="UTC") - started).total_seconds(), 3)
         dataset_id, created = store.write(name, table, manifest)
         changed = previous is not None and previous != dataset_id
         diff = diff_frames(store.read_pandas(previous), store.read_pandas(dataset_id)) if changed else None
@@ -438,7 +438,3 @@ def config_from_mapping(values: Mapping, name: str | None = None) -> TrainingDat
     if name is not None:
         fields["name"] = name
     return TrainingDatasetConfig(**fields)
-
-
-def dataset_id_parts(dataset_id: str) -> tuple[str, str]:
-    return parse_dataset_id(dataset_id)

@@ -19,7 +19,7 @@ from typing import Optional
 
 import dagster as dg
 
-from platform_api.scoring.batch_scoring import BATCH_SCORING_JOB, PREDICTIONS_ASSET, BatchScoringConfig, score_batch
+from platform_api.scoring.batch_scoring import BATCH_SCORING_JOB, BatchScoringConfig, score_batch
 from platform_api.training.dataset_builder import (
     DERIVED_NAME_PREFIX, TRAINING_DATASET_JOB, TRAINING_DATASETS_ASSET, build_dataset, config_from_mapping,
 )
