@@ -70,7 +70,7 @@ def run(symbols: int = 10, days: int = 21, repeat: int = 1) -> list[Result]:
         return [
             Result(what=f"dataset build {what}", ours_s=build_s, baseline_s=pull_s, baseline="the training pull it wraps", rows=handle.rows,
                    target="overhead < 2x the pull",
-                   note=(f"build = pull + filters + Parquet write ({size_mb:.0f} MB) + read-back hash + sha256 + manifest; "
+                   note=(f"build = pull + filters + hash + Parquet write ({size_mb:.0f} MB) + read-back check + sha256 + manifest; "
                          f"overhead {build_s / pull_s:.2f}x the pull; {handle.rows:,} of {rows:,} rows kept (imputed dropped)")),
             Result(what=f"dataset rebuild, unchanged, {what}", ours_s=rebuild_s, baseline_s=pull_s, baseline="the training pull it wraps",
                    rows=handle.rows, note=f"same id confirmed, nothing stored; {rebuild_s / pull_s:.2f}x the pull"),
