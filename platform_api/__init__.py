@@ -6,7 +6,8 @@ Ingestion control: ``trigger_historical_ingestion``, ``trigger_daily_ingestion``
 ``get_ingestion_job_status``. Curated data and features: ``get_curated_bars``,
 ``get_features_for_training``, ``get_features_for_inference``. Backfills: ``trigger_backfill``,
 ``get_backfill_job_status``. Data quality: ``get_data_quality_summary``, ``get_dataset_health``.
-Catalog: ``list_datasets``, ``list_feature_groups``. TF_1 L2 backfill: ``backfill_l2``,
+Catalog: ``list_datasets``, ``list_feature_groups``. Training datasets and batch scoring (design
+3.8): ``build_training_dataset``, ``load_dataset``, ``run_batch_scoring``, ``get_predictions``. TF_1 L2 backfill: ``backfill_l2``,
 ``find_warrior_tasks``, ``run_warrior_backfill``. Time ranges are half-open ``[start, end)`` in UTC.
 
 Names load lazily (PEP 562) so ``import platform_api`` stays cheap for the CLI and the workers.
@@ -26,6 +27,10 @@ _EXPORTS = {
     "platform_api.retrieval": ("get_curated_bars", "get_features_for_training", "get_features_for_inference", "TrainingDataset", "InferenceFeatures"),
     "platform_api.quality": ("get_data_quality_summary", "get_dataset_health", "DataQualitySummary", "DataQualityMetric", "DatasetHealthStatus"),
     "platform_api.catalog": ("list_datasets", "list_feature_groups", "DatasetInfo", "FeatureGroupInfo"),
+    "platform_api.training.dataset_builder": (
+        "build_training_dataset", "TrainingDatasetConfig", "DatasetHandle", "load_dataset", "list_training_datasets",
+    ),
+    "platform_api.scoring.batch_scoring": ("run_batch_scoring", "BatchScoringConfig", "ScoringRefusedError", "get_predictions"),
     "platform_api.l2_backfill": ("backfill_l2", "find_warrior_tasks", "run_warrior_backfill", "backfill_l2_batch"),
     "platform_api.errors": (
         "PlatformAPIError", "InvalidInputError", "InvalidSymbolError", "InvalidDateRangeError", "InvalidOptionError",

@@ -7,6 +7,12 @@ Answered from the lake (what is stored) and the registries / Dagster definitions
 defined), so a dataset that is defined but never materialized is listed with no date range
 (``available_date_range`` None). ``available_date_range`` is (first, last) stored date, both
 stored: to read all of it, pass ``end = last + 1 day`` to the half-open retrieval functions.
+
+Built datasets are listed after the defined ones, only once something is stored: one entry per
+training dataset name, ``training/<name>`` of type ``training`` (``versions`` = its immutable
+dataset ids, oldest first; ``latest_pipeline_version`` = the latest build's id; the range = the
+sessions of its ``[start, end)``), and one per scored model, ``predictions/<model>`` of type
+``predictions`` (``versions`` = model versions, range = scored dates).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from platform_api.errors import UnknownDatasetError
+from resources.dataset_store import DatasetStore
 from resources.lake import symbol_layout
 from platform_assets.features.labels import LABEL_DEFINITIONS
 from platform_assets.features.registry import FEATURE_GROUPS
@@ -129,10 +136,36 @@ def _dataset(name: str, settings: PlatformSettings) -> DatasetInfo:
     return DatasetInfo(name, kind, date_range, PIPELINE_VERSIONS[name], symbols)
 
 
+def _training_datasets(settings: PlatformSettings) -> list[DatasetInfo]:
+    store = DatasetStore(settings.base_path, fsync=False)
+    out = []
+    for name in store.names():
+        ids = store.dataset_ids(name)
+        if not ids:
+            continue
+        config = store.manifest(ids[-1])["config"]
+        first = dt.datetime.fromisoformat(config["start"]).date()
+        last = (dt.datetime.fromisoformat(config["end"]) - dt.timedelta(microseconds=1)).date()
+        out.append(DatasetInfo(f"training/{name}", "training", (first, last), store.latest_id(name) or ids[-1], len(config["symbols"]), versions=tuple(ids)))
+    return out
+
+
+def _predictions(settings: PlatformSettings) -> list[DatasetInfo]:
+    root = Path(settings.base_path) / "lake" / "predictions"
+    out = []
+    for model in sorted(_subdirs(root, "model=")):
+        versions = tuple(sorted(_subdirs(root / f"model={model}", "version=")))
+        found = [_hive_range(root / f"model={model}" / f"version={v}") for v in versions]
+        out.append(DatasetInfo(f"predictions/{model}", "predictions", _merge(r for r, _ in found), versions[-1] if versions else "",
+                               max((n for _, n in found), default=0), versions=versions))
+    return out
+
+
 def list_datasets(settings: PlatformSettings | None = None) -> list[DatasetInfo]:
-    """Every dataset: name, type (raw/curated/features/labels), stored date range, pipeline version."""
+    """Every dataset: name, type (raw/curated/features/labels), stored date range, pipeline version;
+    then the stored training datasets (type training) and predictions (type predictions)."""
     settings = settings or get_settings()
-    return [_dataset(name, settings) for name in DATASET_TYPES]
+    return [_dataset(name, settings) for name in DATASET_TYPES] + _training_datasets(settings) + _predictions(settings)
 
 
 def get_dataset(name: str, settings: PlatformSettings | None = None) -> DatasetInfo:

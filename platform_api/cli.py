@@ -5,6 +5,9 @@
     mdp audit-lookahead [--symbols AAPL,MSFT --days 2024-11-26 --cuts 3]     # exit 1 on look-ahead
     mdp warrior-backfill --since 30 --max-workers 4 --strict             # TF_1: auto_backfill_from_warrior
     mdp build-bars-coverage                                               # TF_1: build_bars_coverage
+    mdp dataset build --groups bar_features --versions v1 --symbols AAPL,MSFT --start 2024-11-25 --end 2024-11-27 --name mr
+    mdp dataset list | show mr [--verify]                                 # immutable training datasets
+    mdp score --date 2024-11-26 [--model example|pkg.mod:attr|file.py:attr|http://...]   # batch scoring
     mdp --describe [--json]                                               # every command and its arguments
 
 Bad input ends with a one-line error and exit code 2, before anything is stored.
@@ -13,6 +16,7 @@ Bad input ends with a one-line error and exit code 2, before anything is stored.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import sys
@@ -223,6 +227,102 @@ def _record_bars(args: argparse.Namespace) -> int:
     return 0
 
 
+def _feature_versions(groups: list[str], text: str):
+    """``v1`` (every group) or ``bar_features=v1,l2_features=v1``."""
+    if "=" not in text:
+        return text
+    pairs = [part.split("=", 1) for part in text.split(",") if part.strip()]
+    if any(len(p) != 2 for p in pairs):
+        raise InvalidInputError(f"invalid --versions {text!r}: expected v1 or group=v1,group=v1")
+    return {group.strip(): version.strip() for group, version in pairs}
+
+
+def _print_handle(handle, as_json: bool) -> None:
+    if as_json:
+        _print(json.dumps({**handle.to_dict(), "manifest": handle.manifest}, default=str))
+        return
+    m = handle.manifest
+    _print(f"dataset {handle.dataset_id}: {handle.rows:,} rows x {m['columns']} columns, content hash {handle.content_hash}")
+    _print(f"  range [{m['config']['start']}, {m['config']['end']}), symbols {', '.join(m['config']['symbols'])}")
+    _print(f"  features {m['config']['feature_versions']}, labels {m['config']['label_def_version'] if m['config']['include_labels'] else 'none'}")
+    _print(f"  built {m['built_at']} (extraction {m['extraction_ts']}), file {handle.path}")
+    for source in m["sources"]:
+        _print(f"  source {source['asset']} {source['version']}: {source['partitions_materialized']}/{source['partitions_expected']} "
+               f"session partitions materialized, {source['stored_files']['files']} files")
+
+
+def _dataset(args: argparse.Namespace) -> int:
+    from platform_api.training.dataset_builder import TrainingDatasetConfig, build_training_dataset, list_training_datasets, load_dataset
+
+    settings = get_settings()
+    if args.action == "build":
+        missing = [flag for flag, value in (("--groups", args.groups), ("--symbols", args.symbols), ("--start", args.start), ("--end", args.end)) if not value]
+        if missing:
+            raise InvalidInputError(f"mdp dataset build needs {', '.join(missing)}")
+        groups = [g.strip() for g in args.groups.split(",") if g.strip()]
+        cfg = TrainingDatasetConfig(
+            feature_groups=groups, feature_versions=_feature_versions(groups, args.versions), label_source=args.label_source,
+            start=args.start, end=args.end, symbols=args.symbols, name=args.name, label_def_version=args.label_def,
+            include_labels=not args.no_labels, require_label=args.require_label, drop_imputed=not args.keep_imputed, strict=args.strict,
+        )
+        handle = build_training_dataset(cfg, settings=settings)
+        if not args.json:
+            state = (f"CHANGED since {handle.previous_dataset_id}: {json.dumps(handle.diff)}" if handle.changed
+                     else ("new" if handle.created else "unchanged (same data as the previous build)"))
+            _print(f"built {handle.dataset_id}: {state}")
+        _print_handle(handle, args.json)
+        return 0
+    if args.action == "list":
+        rows = list_training_datasets(settings=settings)
+        if args.json:
+            _print(json.dumps(rows, default=str))
+        for row in [] if args.json else rows:
+            _print(f"{row['dataset_id']}\t{'latest' if row['latest'] else '-'}\t{row['rows']} rows\t[{row['start']}, {row['end']})\t"
+                   f"{row['symbols']} symbols\t{row['feature_versions']}\tbuilt {row['built_at']}")
+        if not rows and not args.json:
+            _print("no training datasets yet (mdp dataset build ...)")
+        return 0
+    if not args.target:
+        raise InvalidInputError("mdp dataset show needs a dataset name or id")
+    handle = load_dataset(args.target, settings=settings)
+    _print_handle(handle, args.json)
+    if args.verify:
+        result = handle.verify()
+        _print(f"verified: file sha256 {result['file_sha256'][:16]}..., content hash {result['content_hash']} match the manifest")
+    if args.head and not args.json:
+        _print(handle.to_pandas().head(args.head).to_string())
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from platform_api.scoring.batch_scoring import BatchScoringConfig, ScoringRefusedError, get_predictions, run_batch_scoring
+
+    settings = get_settings()
+    groups = [g.strip() for g in args.groups.split(",") if g.strip()]
+    cfg = BatchScoringConfig(
+        model=args.model, feature_groups=groups, feature_versions=_feature_versions(groups, args.versions), scoring_date=args.date,
+        ts=args.ts.split(",") if args.ts else None, symbols=args.symbols.split(",") if args.symbols else None, mode=args.mode,
+        model_name=args.model_name, model_version=args.model_version, allow_yellow=not args.refuse_yellow,
+    )
+    day = cfg.window()
+    try:
+        run_batch_scoring(cfg, settings=settings)
+    except ScoringRefusedError as error:
+        print(f"refused: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    import dagster as dg
+
+    from platform_api.instance import get_instance
+
+    records = get_instance().fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("predictions"), asset_partitions=[day.isoformat()]), limit=1)
+    meta = {k: v.value for k, v in records.records[0].asset_materialization.metadata.items()}
+    name, version = meta["model_name"], meta["model_version"]
+    frame = get_predictions(name, version, day, day + dt.timedelta(days=1), settings=settings)
+    _print(f"scored {day} with {name} {version} ({meta['model_spec']}): {len(frame)} predictions for {frame['symbol'].nunique()} symbols")
+    _print(frame[["symbol", "as_of", "ts", "prediction"]].to_string(index=False))
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -310,6 +410,37 @@ def build_parser() -> argparse.ArgumentParser:
     bars.add_argument("--duration", type=float, default=None, help="stop after N seconds (default: until Ctrl-C)")
     bars.add_argument("--all-hours", action="store_true", help="include bars outside regular trading hours")
     bars.set_defaults(handler=_record_bars)
+    dataset = sub.add_parser("dataset", help="training datasets: build (immutable, content-addressed), list, show")
+    dataset.add_argument("action", choices=["build", "list", "show"])
+    dataset.add_argument("target", nargs="?", default=None, help="for show: a dataset name (its latest build) or id")
+    dataset.add_argument("--groups", default="", help="build: comma-separated feature groups, e.g. bar_features,l2_features")
+    dataset.add_argument("--versions", default="v1", help="build: v1 (every group) or bar_features=v1,l2_features=v1")
+    dataset.add_argument("--symbols", default="", help="build: comma-separated symbols")
+    dataset.add_argument("--start", default="", help="build: first date/time (UTC)")
+    dataset.add_argument("--end", default="", help="build: end, excluded (the range is [start, end), as everywhere)")
+    dataset.add_argument("--name", default=None, help="build: dataset name (default ds-<config hash>)")
+    dataset.add_argument("--label-source", default="curated_bars", help="build: label source")
+    dataset.add_argument("--label-def", default="v1", help="build: label definition version")
+    dataset.add_argument("--no-labels", action="store_true", help="build: features only")
+    dataset.add_argument("--require-label", default=None, help="build: keep rows whose label is valid, e.g. fwd_ret_5")
+    dataset.add_argument("--keep-imputed", action="store_true", help="build: keep rows of imputed bars")
+    dataset.add_argument("--strict", action="store_true", help="build: refuse a range with missing sessions")
+    dataset.add_argument("--verify", action="store_true", help="show: re-check checksum and content hash")
+    dataset.add_argument("--head", type=int, default=0, help="show: print the first N rows")
+    dataset.add_argument("--json", action="store_true", help="print JSON")
+    dataset.set_defaults(handler=_dataset)
+    score = sub.add_parser("score", help="batch scoring: health gate, inference features, model, predictions (asset `predictions`)")
+    score.add_argument("--date", default=None, help="XNYS session to score (default: the latest)")
+    score.add_argument("--model", default="example", help="example | package.module:attr | /path/model.py:attr | http(s)://service/url")
+    score.add_argument("--symbols", default="", help="comma-separated (default: every tracked stock symbol)")
+    score.add_argument("--groups", default="bar_features", help="feature groups")
+    score.add_argument("--versions", default="v1", help="v1 or group=v1,group=v1")
+    score.add_argument("--ts", default="", help="comma-separated decision times in the session (UTC; default the close)")
+    score.add_argument("--mode", default="exact", choices=["exact", "latest"])
+    score.add_argument("--model-name", default=None)
+    score.add_argument("--model-version", default=None)
+    score.add_argument("--refuse-yellow", action="store_true", help="refuse a YELLOW window too (RED is always refused)")
+    score.set_defaults(handler=_score)
     serve = sub.add_parser("serve", help="start the HTTP data service (FastAPI + uvicorn)")
     serve.add_argument("--host", default=None, help="bind address (default API_HOST, 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default API_PORT, 8000)")

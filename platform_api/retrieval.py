@@ -215,6 +215,7 @@ def _coverage(reader: LakeReader, frame: pd.DataFrame, symbols: list[str], group
     """Per symbol: expected vs returned sessions, missing ones and the DQ-blocked among them."""
     expected = expected_sessions(start, end)
     returned = frame.groupby("symbol")["ts"].agg(lambda ts: sorted(set(pd.DatetimeIndex(ts).tz_convert(STOCKS.timezone).date)))
+    counts = frame["symbol"].value_counts()  # one pass: a per-symbol comparison was 0.45 s x 50 symbols at 4.9M rows
     coverage = {}
     for symbol in symbols:
         got = set(returned.get(symbol, []))
@@ -233,7 +234,7 @@ def _coverage(reader: LakeReader, frame: pd.DataFrame, symbols: list[str], group
             "missing_sessions": [d.isoformat() for d in missing],
             "dq_blocked_sessions": blocked,
             "sessions_without_group": partial_groups,
-            "rows": int((frame["symbol"] == symbol).sum()),
+            "rows": int(counts.get(symbol, 0)),
         }
     return coverage
 

@@ -8,6 +8,10 @@ Input metadata narrows the load: ``{"symbols": [...], "version": "v1"}`` (versio
 to their newest stored version), and ``{"start": "YYYY-MM-DD", "end": "YYYY-MM-DD"}`` loads the
 dates of ``[start, end)`` in one call (without a partition key): half-open in UTC like every range
 of the platform, so ``end`` is the first date NOT loaded.
+
+``training_datasets`` (partitioned by dataset name) loads the latest build of the name, or the
+build named by input metadata ``{"dataset_id": "<name>-<hash>"}``: the immutable stored frame,
+identical to ``load_dataset(id).to_pandas()``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
 
+from resources.dataset_store import DatasetStore
 from resources.l2_store import L2SnapshotStore
 from resources.lake import ALIGNED_BARS, CURATED_BARS, ParquetLake, Table, labels_table, feature_table, raw_bars_table
 from resources.validation import normalize_symbols, parse_half_open_dates, validate_version
@@ -27,6 +32,7 @@ RAW_ASSET_PREFIX = "raw_bars_"
 L2_ASSET_PREFIX = "l2_snapshots_"
 VERSIONED = {"bar_features": "features/bar_features", "l2_features": "features/l2_features", "labels": "labels"}
 PLAIN = {"curated_bars": CURATED_BARS, "aligned_bars": ALIGNED_BARS}
+TRAINING_DATASETS = "training_datasets"
 
 
 def _date_range(start, end) -> list[dt.date]:
@@ -57,6 +63,8 @@ class LakeIOManager(dg.ConfigurableIOManager):
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         name = context.asset_key.path[-1]
         metadata = dict(context.definition_metadata or {})
+        if name == TRAINING_DATASETS:
+            return self.load_training_dataset(metadata.get("dataset_id") or context.asset_partition_key)
         dates = (
             [dt.date.fromisoformat(key) for key in context.asset_partition_keys]
             if context.has_asset_partitions
@@ -85,6 +93,11 @@ class LakeIOManager(dg.ConfigurableIOManager):
         if symbols is not None:
             stored = stored[stored["symbol"].isin(set(symbols))]
         return self.lake.read(table, sorted(set(stored["symbol"])), sorted(set(stored["date"])))
+
+    def load_training_dataset(self, name_or_id: str) -> pd.DataFrame:
+        """A stored training dataset (an id, or a name = its latest build) as pandas."""
+        store = DatasetStore(self.base_path, fsync=False)
+        return store.read_pandas(store.resolve(name_or_id))
 
     def _versioned_table(self, name: str, version: str | None) -> Table:
         if version is None:
