@@ -47,6 +47,7 @@ from platform_api.job_store import JOB_ID_TAG, JOB_KIND_TAG, JobRecord
 from platform_assets.automation.jobs import OFFLINE_PIPELINE_JOB, STOCK_PIPELINE_JOB
 from platform_assets.automation.run_reaper import process_start_time, reap_dead_runs
 from platform_assets.calendars import CRYPTO, STOCKS, is_session, sessions_in_range
+from platform_assets.partitions import last_partition_date
 from platform_assets.run_options import KEEP_EXISTING_TAG
 from platform_assets.universe import asset_types, market_of, require_tracked, tracked_symbols
 from resources.settings import PlatformSettings, get_settings, settings_env
@@ -317,9 +318,12 @@ def _job_plans(instance: dg.DagsterInstance, record: JobRecord) -> list[tuple]:
         symbols = [s for s in record.symbols if market_of(s, types) == market] if len(markets) > 1 or market == CRYPTO else record.symbols
         if not symbols:
             continue
-        if not sessions_in_range(market, dt.date.fromisoformat(record.start), dt.date.fromisoformat(record.end)):
+        start, end = dt.date.fromisoformat(record.start), dt.date.fromisoformat(record.end)
+        if record.kind == "refresh":  # "the last N days" up to the newest partition (today's New York session may not be open yet)
+            end = min(end, last_partition_date(market))
+        if not sessions_in_range(market, start, end):
             continue  # e.g. a 1-day stock refresh on a Sunday: only crypto has a session
-        plan = plan_backfill(symbols, record.start, record.end, min_chunks=record.workers, market=market)
+        plan = plan_backfill(symbols, start, end, min_chunks=record.workers, market=market)
         if market == STOCKS:
             plans.append((replace(plan, job_name=record.job_name), record.asset_selection))
         else:
@@ -493,7 +497,7 @@ def trigger_refresh(
     defs = defs or _defs(settings)
     start, end = refresh_window(days_back, today)
     markets = {"stocks": [STOCKS], "crypto": [CRYPTO], "all": [STOCKS, CRYPTO]}[asset_type]
-    symbols = [s for market in markets for s in tracked_symbols(instance, market) if sessions_in_range(market, start, end)]
+    symbols = [s for market in markets for s in tracked_symbols(instance, market) if sessions_in_range(market, start, min(end, last_partition_date(market)))]
     if not symbols:
         raise InvalidOptionError(f"nothing to refresh: no tracked {asset_type} symbols with a session between {start} and {end}")
     sources = settings.ingestion_sources  # stocks from the configured sources (crypto: the offline pipeline)

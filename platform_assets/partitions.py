@@ -61,6 +61,12 @@ crypto_date_partitions = trading_date_partitions(CRYPTO, get_settings().partitio
 def date_partitions_of(market: Market) -> dg.TimeWindowPartitionsDefinition:
     return crypto_date_partitions if market == CRYPTO else stock_date_partitions
 
+
+def last_partition_date(market: Market) -> dt.date:
+    """The newest date partition of ``market`` now (today's session once its day has begun in the
+    market's time zone)."""
+    return dt.date.fromisoformat(date_partitions_of(market).get_last_partition_key())
+
 # A ranged backfill materializes a date range in as few runs as possible; the cap bounds the memory
 # and the blast radius of one run (64 dates x 500 symbols of 1-min bars is ~12.5M rows streamed).
 ranged_backfill_policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_DATES_PER_RUN)

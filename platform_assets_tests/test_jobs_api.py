@@ -114,3 +114,21 @@ def test_daily_ingestion_runs_the_whole_graph_for_the_universe(platform):
     status = get_ingestion_job_status(handle.job_id, instance=platform.instance)
     assert status.state == "SUCCEEDED" and status.params["symbols"] == ["AAPL", "MSFT"]
     assert set(status.summary["materializations"]) >= {"raw_bars_sim", "curated_bars", "bar_features", "labels"}
+
+
+def test_a_refresh_before_todays_partition_exists_stops_at_the_newest_partition(platform):
+    """Between midnight UTC and midnight New York the UTC 'today' is a session with no partition
+    yet: "the last N days" ends at the newest partition instead of being refused."""
+    from platform_api.jobs import get_job_status, trigger_refresh
+    from platform_assets.calendars import STOCKS, sessions_in_range
+    from platform_assets.partitions import RANGE_END_TAG, last_partition_date
+
+    newest = last_partition_date(STOCKS)
+    ahead = sessions_in_range(STOCKS, newest + dt.timedelta(days=1), newest + dt.timedelta(days=10))[0]  # no partition yet
+    add_symbols(platform.instance, ["SPY"])
+    handle = trigger_refresh(days_back=ahead.toordinal() - newest.toordinal() + 1, asset_type="stocks", today=ahead, wait=True,
+                             instance=platform.instance, settings=platform.settings, defs=platform.defs)
+    status = get_job_status(handle.job_id, instance=platform.instance)
+    assert status.state == "SUCCEEDED", status
+    ends = {platform.instance.get_run_by_id(run_id).tags[RANGE_END_TAG] for run_id in status.run_ids}
+    assert ends == {newest.isoformat()}
