@@ -19,6 +19,7 @@ from service_harness import running_service, wait_for_job
 
 from platform_api.retrieval import get_curated_bars
 from platform_assets.calendars import CRYPTO, STOCKS, session_minutes, sessions_in_range
+from platform_assets.partitions import last_partition_date
 from resources.settings import load_settings
 
 LAYER_FIELDS = {"earliest", "latest", "file_count", "total_rows"}
@@ -47,6 +48,12 @@ def _window(days_back: int) -> tuple[dt.date, dt.date]:
     return _today() - dt.timedelta(days=days_back - 1), _today()
 
 
+def _sessions(market, start: dt.date, end: dt.date) -> list[dt.date]:
+    """The sessions a refresh of [start, end] covers: up to the newest partition (between midnight UTC
+    and midnight New York, today's session has none yet)."""
+    return sessions_in_range(market, start, min(end, last_partition_date(market)))
+
+
 def _assert_started(response: httpx.Response, symbols_count: int) -> dict:
     assert response.status_code == 200, response.text
     body = response.json()
@@ -68,7 +75,8 @@ def _assert_completed(response: httpx.Response, symbols: list[str], days_back: i
     start, end = _window(days_back)
     for entry in result["success"]:
         assert RESULT_ENTRY_FIELDS <= set(entry) and entry["success"] is True
-        sessions = sessions_in_range(CRYPTO if entry["symbol"].endswith("-USD") else STOCKS, start, end)
+        market = CRYPTO if entry["symbol"].endswith("-USD") else STOCKS
+        sessions = _sessions(market, start, end)
         assert entry["date_range"] == f"{sessions[0]} to {sessions[-1]}"
     return body
 
@@ -142,7 +150,7 @@ def test_refresh_only_stocks_last_7_days_synchronous(client, service):
     body = _assert_completed(response, ["AAPL"], 7)
     entry = body["result"]["success"][0]
     start, end = _window(7)
-    sessions = sessions_in_range(STOCKS, start, end)
+    sessions = _sessions(STOCKS, start, end)
     assert entry["rows"] == len(sessions)  # interval 1d: one bar per session
     minute_bars = get_curated_bars(["AAPL"], start, end + dt.timedelta(days=1), settings=_settings(service))
     assert entry["latest_price"] == pytest.approx(float(minute_bars["close"].iloc[-1]))
@@ -170,7 +178,7 @@ def test_refresh_crypto_only_hourly_data(client, service):
 def test_hourly_stock_bars_follow_the_session(client):
     body = client.post("/data/refresh", json={"asset_type": "stocks", "interval": "1h", "days_back": 7, "async_mode": False}).json()
     start, end = _window(7)
-    expected = sum(math.ceil(len(session_minutes(STOCKS, d)) / 60) for d in sessions_in_range(STOCKS, start, end))
+    expected = sum(math.ceil(len(session_minutes(STOCKS, d)) / 60) for d in _sessions(STOCKS, start, end))
     assert body["result"]["success"][0]["rows"] == expected  # 09:30-10:30 ... 15:30-16:00: 7 per regular session
 
 
@@ -196,7 +204,7 @@ def test_coverage_summary_for_all_symbols(client):
         assert {"raw", "processed"} <= set(layers) and all(set(layers[k]) == LAYER_FIELDS for k in layers)
     start, end = _window(30)
     aapl = body["stocks"]["AAPL"]["processed"]
-    sessions = sessions_in_range(STOCKS, start, end)
+    sessions = _sessions(STOCKS, start, end)
     assert aapl["earliest"] <= sessions[0].isoformat() and aapl["latest"] == sessions[-1].isoformat() and aapl["file_count"] >= len(sessions)
     assert aapl["total_rows"] >= 210 * len(sessions)
     assert body["coverage_stats"] == {"full_coverage": 2, "partial_coverage": 0, "no_coverage": 0}
@@ -257,7 +265,7 @@ def test_external_tool_sync_portfolio_pattern(client, service):
         body = sync_portfolio_data(["AAPL"])  # adding a tracked symbol again is harmless
     assert body["status"] == "completed" and body["result"]["summary"] == {"total_symbols": 1, "successful": 1, "failed": 0, "success_rate": 100.0}
     start, end = _window(90)
-    assert body["result"]["success"][0]["rows"] == len(sessions_in_range(STOCKS, start, end))
+    assert body["result"]["success"][0]["rows"] == len(_sessions(STOCKS, start, end))
 
 
 def test_handling_async_operations_pattern(client, service):
