@@ -289,7 +289,7 @@ def test_unreachable_api_raises_connection_error(tmp_path, monkeypatch):
         outcome = f"connection: {e}"
     except RuntimeError:
         outcome = "runtime"
-    assert outcome.startswith("connection: Databento ohlcv-1d request failed after 1 retries")
+    assert outcome.startswith("connection: Databento ohlcv-1d request for ") and "failed after 1 retries" in outcome
     assert adapter.metrics.api_calls_made == 2 and adapter.metrics.retry_attempts == 1
 
 

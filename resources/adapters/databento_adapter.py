@@ -225,6 +225,25 @@ def _network(error: BaseException) -> bool:
     return isinstance(error, (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError)) or "Error streaming response" in str(error)
 
 
+@contextlib.contextmanager
+def client_errors_translated(what: str, retries: int, scrub) -> Iterator[None]:
+    """Turn the official client's errors into ours, the message scrubbed of the key: a 4xx is
+    "rejected" (401/403: DatabentoAuthError), the rest "failed after N retries" (network failures:
+    DatabentoConnectionError). ``what`` names the request, e.g. "ohlcv-1m request for XNAS.ITCH"."""
+    from databento.common.error import BentoClientError, BentoError
+
+    try:
+        yield
+    except BentoClientError as error:
+        status = error.http_status
+        detail = scrub(str(error.message or error.http_body or ""))
+        kind = DatabentoAuthError if status in (401, 403) else DatabentoError
+        raise kind(f"Databento rejected the {what} ({status}): {detail}") from None
+    except (BentoError, requests.RequestException, ConnectionError, TimeoutError) as error:
+        kind = DatabentoConnectionError if _network(error) else DatabentoError
+        raise kind(f"Databento {what} failed after {retries} retries: {scrub(str(error))}") from None
+
+
 def _retry_after(error: BaseException | None) -> float:
     headers = getattr(error, "headers", None) or {}
     with contextlib.suppress(TypeError, ValueError):
@@ -407,7 +426,6 @@ class DatabentoAdapter(BaseAdapter):
     def download(self, symbols: list[str], schema: str, start: pd.Timestamp, end: pd.Timestamp, folder: Path, *,
                  dataset: str | None = None, stype_in: str | None = None, log_fields: dict | None = None) -> Path:
         """One ``get_range`` into a file under ``folder``, retried per the policy."""
-        from databento.common.error import BentoClientError, BentoError
 
         if not self._connected:
             self.connect()
@@ -422,24 +440,15 @@ class DatabentoAdapter(BaseAdapter):
             retry=retry_if_exception(_retryable), stop=stop_after_attempt(policy.max_retries + 1), wait=self._wait,
             before_sleep=lambda state: self._before_sleep(state, fields), reraise=True,
         )
-        try:
-            with self.metrics.timed():
-                for attempt in retrying:
-                    with attempt:
-                        target.unlink(missing_ok=True)  # a broken earlier attempt leaves a partial file
-                        self.metrics.api_calls_made += 1
-                        self._client.timeseries.get_range(
-                            dataset=dataset, symbols=symbols, schema=schema, start=start.isoformat(), end=end.isoformat(),
-                            stype_in=stype_in, path=target,
-                        )
-        except BentoClientError as error:
-            status = error.http_status
-            detail = self._scrub(str(error.message or error.http_body or ""))
-            kind = DatabentoAuthError if status in (401, 403) else DatabentoError
-            raise kind(f"Databento rejected the {schema} request for {dataset} ({status}): {detail}") from None
-        except (BentoError, requests.RequestException, ConnectionError, TimeoutError) as error:
-            kind = DatabentoConnectionError if _network(error) else DatabentoError
-            raise kind(f"Databento {schema} request failed after {policy.max_retries} retries: {self._scrub(str(error))}") from None
+        with client_errors_translated(f"{schema} request for {dataset}", policy.max_retries, self._scrub), self.metrics.timed():
+            for attempt in retrying:
+                with attempt:
+                    target.unlink(missing_ok=True)  # a broken earlier attempt leaves a partial file
+                    self.metrics.api_calls_made += 1
+                    self._client.timeseries.get_range(
+                        dataset=dataset, symbols=symbols, schema=schema, start=start.isoformat(), end=end.isoformat(),
+                        stype_in=stype_in, path=target,
+                    )
         self.metrics.data_volume_mb += target.stat().st_size / MB
         return target
 

@@ -26,12 +26,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from platform_assets.reference.actions import ACTION_COLUMNS, DATABENTO_CANCELLED, DATABENTO_EVENTS, empty_actions, normalize
 from resources.adapters.databento_adapter import (
-    DatabentoAuthError, DatabentoConnectionError, DatabentoError, MissingApiKeyError, _network, _retry_after, _retryable,
+    MissingApiKeyError, _retry_after, _retryable, client_errors_translated,
 )
 from resources.adapters.ranges import chunk_range
 from resources.settings import get_settings
@@ -86,25 +85,15 @@ class DatabentoReferenceFetcher:
                     self._scrub(f"{type(error).__name__}: {error}"))
 
     def _call(self, what: str, request: Callable[[], pd.DataFrame]) -> pd.DataFrame:
-        from databento.common.error import BentoClientError, BentoError
-
         retrying = Retrying(
             retry=retry_if_exception(_retryable), stop=stop_after_attempt(self.max_retries + 1), wait=self._wait,
             before_sleep=lambda state: self._before_sleep(state, what), reraise=True,
         )
-        try:
+        with client_errors_translated(f"{what} request", self.max_retries, self._scrub):
             for attempt in retrying:
                 with attempt:
                     self.api_calls += 1
                     return request()
-        except BentoClientError as error:
-            status = error.http_status
-            detail = self._scrub(str(error.message or error.http_body or ""))
-            kind = DatabentoAuthError if status in (401, 403) else DatabentoError
-            raise kind(f"Databento rejected the {what} request ({status}): {detail}") from None
-        except (BentoError, requests.RequestException, ConnectionError, TimeoutError) as error:
-            kind = DatabentoConnectionError if _network(error) else DatabentoError
-            raise kind(f"Databento {what} request failed after {self.max_retries} retries: {self._scrub(str(error))}") from None
         raise AssertionError("unreachable")
 
     def fetch(self, symbols: dict[str, str] | list[str], start, end) -> pd.DataFrame:
