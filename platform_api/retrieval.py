@@ -49,6 +49,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from platform_api.adjustment import add_adjusted_close, adjust_curated, parse_adjustment
@@ -211,10 +212,24 @@ def expected_sessions(start: pd.Timestamp, end: pd.Timestamp) -> list[dt.date]:
     return out
 
 
+def session_days(ts: pd.Series) -> np.ndarray:
+    """The New York session date of each time stamp, vectorised (``datetime64[D]``; no Python objects)."""
+    return pd.DatetimeIndex(ts).tz_convert(STOCKS.timezone).tz_localize(None).to_numpy().astype("datetime64[D]")
+
+
+def sessions_by_symbol(symbols: np.ndarray, days: np.ndarray) -> dict[str, set[dt.date]]:
+    """{symbol: the set of session dates it has}, from per-row arrays (de-duplicated before any Python object is made)."""
+    pairs = pd.DataFrame({"symbol": symbols, "day": days}).drop_duplicates()
+    out: dict[str, set[dt.date]] = {}
+    for symbol, day in zip(pairs["symbol"].tolist(), pairs["day"].dt.date.tolist()):
+        out.setdefault(symbol, set()).add(day)
+    return out
+
+
 def _coverage(reader: LakeReader, frame: pd.DataFrame, symbols: list[str], groups: list[str], start, end, presence: dict) -> dict:
     """Per symbol: expected vs returned sessions, missing ones and the DQ-blocked among them."""
     expected = expected_sessions(start, end)
-    returned = frame.groupby("symbol")["ts"].agg(lambda ts: sorted(set(pd.DatetimeIndex(ts).tz_convert(STOCKS.timezone).date)))
+    returned = sessions_by_symbol(frame["symbol"].to_numpy(), session_days(frame["ts"]))
     counts = frame["symbol"].value_counts()  # one pass: a per-symbol comparison was 0.45 s x 50 symbols at 4.9M rows
     coverage = {}
     for symbol in symbols:
@@ -322,12 +337,12 @@ def get_features_for_training(
     empty = sorted(set(symbols) - set(frame["symbol"].unique()))
     if empty:
         raise _missing_symbols_error("features", empty, start_ts, end_ts)
-    session = pd.DatetimeIndex(frame["ts"]).tz_convert(STOCKS.timezone).date
+    session = session_days(frame["ts"]) if len(versions) > 1 else None
     presence = {}
     for index, group in enumerate(versions):
         if index:
             has = frame.pop(f"_has_{index}").astype(bool).to_numpy()
-            presence[group] = pd.Series(session[has]).groupby(frame["symbol"].to_numpy()[has]).agg(set).to_dict() if has.any() else {}
+            presence[group] = sessions_by_symbol(frame["symbol"].to_numpy()[has], session[has])
     keys = ["symbol", "ts"]
     labels = None
     if definition is not None:
