@@ -29,7 +29,7 @@ import pandas as pd
 from platform_api.errors import InvalidDateRangeError, NoDataError, UnknownDatasetError
 from platform_assets.calendars import STOCKS, sessions_in_range
 from platform_assets.quality.metrics import DQ_METRICS_SCHEMA, STATUS_ERROR, STATUS_OK, STATUS_RANK, STATUS_WARN, STATUSES
-from resources.lake import read_parquet_files
+from resources.lake import layout_files, read_parquet_files, symbol_layout
 from resources.settings import PlatformSettings, get_settings
 from resources.validation import normalize_symbols, parse_date, parse_half_open_dates
 
@@ -250,14 +250,14 @@ def _read_metrics(settings: PlatformSettings, stored: list[str], start: dt.date,
             symbol = symbol_dir.name.split("=", 1)[-1]
             if symbols is not None and symbol not in symbols:
                 continue
-            for date_dir in _scandir(Path(symbol_dir.path)):
-                day = dt.date.fromisoformat(date_dir.name.split("=", 1)[-1])
-                if start <= day <= end:
-                    files.append(Path(date_dir.path) / "part.parquet")
+            # per-date files or month files (a batched run writes a month's dates as one file)
+            layout = symbol_layout(Path(symbol_dir.path))
+            files += layout_files(layout, {day for day in layout if start <= day <= end})
     if not files:
         return pd.DataFrame(columns=DQ_METRICS_SCHEMA.names)
     frame = read_parquet_files(files)
     frame["date"] = pd.to_datetime(frame["date"]).dt.date
+    frame = frame[(frame["date"] >= start) & (frame["date"] <= end)]  # a month file holds other dates too
     return frame.sort_values(["dataset", "symbol", "date", "metric"], kind="stable").reset_index(drop=True)
 
 

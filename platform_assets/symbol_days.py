@@ -34,6 +34,7 @@ makes the gap visible per date, naming the symbols, at a bookkeeping cost of one
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import traceback
 from collections.abc import Callable
@@ -42,6 +43,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from platform_assets.progress import Progress
+from resources.lake_batch import FlushError
 
 COMPLETE_CHECK = "symbols_complete"
 
@@ -150,30 +152,50 @@ class SymbolDayStep:
         tracked: list[str] | None = None,
         is_stored: Callable[[str, dt.date], bool] | None = None,
         stats_keys: tuple[str, ...] = (),
+        lake=None,
     ):
         self.context, self.asset_name = context, asset_name
         self.symbols, self.dates = symbols, dates
         self.tracked = sorted(set(tracked if tracked is not None else symbols))
         self.is_stored = is_stored
         self.stats_keys = stats_keys
+        self.lake = lake
         self.reports = {day: DateReport(day) for day in dates}
         self._tracebacks = 0
 
     def run(self, transform: Callable[[str, dt.date], Outcome]) -> "SymbolDayStep":
+        """Symbol by symbol, date by date. With a ``lake``, writes are batched: each symbol's
+        partitions are written once its dates are done, one file per (table, month)
+        (``ParquetLake.batched_writes``); a partition whose write fails makes its symbol-day FAILED."""
         progress = Progress(self.context, self.asset_name, len(self.symbols) * len(self.dates))
-        for day in self.dates:
-            report = self.reports[day]
+        with self.lake.batched_writes() if self.lake is not None else contextlib.nullcontext():
             for symbol in self.symbols:
-                progress.step()
-                try:
-                    outcome = transform(symbol, day)
-                except Exception as exc:  # noqa: BLE001 - isolate one symbol-day's failure, report it below
-                    outcome = Outcome(FAILED, detail=f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
-                    if self._tracebacks < MAX_TRACEBACKS:
-                        self._tracebacks += 1
-                        self.context.log.error(f"{self.asset_name} {symbol}@{day} failed:\n{traceback.format_exc()}")
-                report.outcomes[symbol] = outcome
+                for day in self.dates:
+                    progress.step()
+                    self.reports[day].outcomes[symbol] = self._attempt(transform, symbol, day)
+                self._flush(symbol)
         return self
+
+    def _attempt(self, transform: Callable[[str, dt.date], Outcome], symbol: str, day: dt.date) -> Outcome:
+        try:
+            return transform(symbol, day)
+        except Exception as exc:  # noqa: BLE001 - isolate one symbol-day's failure, report it below
+            if self._tracebacks < MAX_TRACEBACKS:
+                self._tracebacks += 1
+                self.context.log.error(f"{self.asset_name} {symbol}@{day} failed:\n{traceback.format_exc()}")
+            return Outcome(FAILED, detail=f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+
+    def _flush(self, symbol: str) -> None:
+        if self.lake is None:
+            return
+        try:
+            self.lake.flush_pending(symbol=symbol)
+        except FlushError as error:
+            self.context.log.error(f"{self.asset_name}: {error}")
+            for (table, _, day), exc in error.failures.items():
+                report = self.reports.get(day)
+                if report is not None and symbol in report.outcomes:
+                    report.outcomes[symbol] = Outcome(FAILED, detail=f"writing {table} failed: {type(exc).__name__}: {exc}".splitlines()[0][:300])
 
     # -- reporting -------------------------------------------------------------------------------
 

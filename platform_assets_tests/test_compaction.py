@@ -8,6 +8,7 @@ import shutil
 import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
+import pytest
 
 from platform_api.backfill import plan_backfill, run_backfill
 from platform_api.catalog import list_datasets
@@ -17,6 +18,13 @@ from platform_assets.automation.compaction import compactable_tables
 from resources.lake import CURATED_BARS, feature_table, labels_table, month_file_dates
 
 SYMBOLS = ["AAPL", "MSFT"]
+
+
+@pytest.fixture(autouse=True)
+def _per_date_files(monkeypatch):
+    """Runs here write one file per (symbol, date), the layout compaction merges (a batched run
+    writes month files itself: test_lake_batch)."""
+    monkeypatch.setenv("LAKE_BATCH_WRITES", "false")
 NOV = [dt.date(2024, 11, d) for d in (25, 26, 27, 29)]
 
 

@@ -47,6 +47,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from resources import lake_batch
 from resources.atomic import LOCK_WAIT_SECONDS, TMP_PREFIX, LockTimeoutError, file_lock, sweep_tree, write_parquet_atomic
 from resources.validation import normalize_symbol
 
@@ -261,10 +262,79 @@ class ParquetLake(dg.ConfigurableResource):
 
     base_path: str
     fsync: bool = True
+    batch_writes: bool = True
 
     @property
     def root(self) -> Path:
         return Path(self.base_path) / "lake"
+
+    # --------------------------------------------------------- batched writes
+    @contextlib.contextmanager
+    def batched_writes(self):
+        """Keep this thread's derived-partition writes in memory and write them per (table, symbol,
+        month) when the outermost scope ends or ``flush_pending`` is called (``resources.lake_batch``).
+        Raises ``lake_batch.FlushError`` naming the partitions that could not be written.
+        A no-op when ``batch_writes`` is off (every write is then its own file at once)."""
+        if not self.batch_writes:
+            yield
+            return
+        root = str(self.root)
+        lake_batch.open_scope(root)
+        failed = False
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            buffer = lake_batch.current(root)
+            outermost = lake_batch.close_scope(root)
+            if outermost and buffer is not None:
+                try:
+                    self._flush_groups(buffer.take())
+                except lake_batch.FlushError:
+                    if not failed:
+                        raise
+                    _LOG.exception("pending lake writes not written after a failed step")
+
+    def flush_pending(self, table: Table | None = None, symbol: str | None = None, days=None) -> None:
+        """Write the pending partitions of this thread's scope now (all, or one table / symbol)."""
+        buffer = lake_batch.current(str(self.root))
+        if buffer is not None:
+            self._flush_groups(buffer.take(table, normalize_symbol(symbol) if symbol else None, days))
+
+    def _flush_groups(self, groups: list[tuple]) -> None:
+        failures: dict[tuple, Exception] = {}
+        for (table, symbol), days in groups:
+            for month, parts in lake_batch.by_month(days).items():
+                try:
+                    self._write_month_parts(table, symbol, month, parts)
+                except Exception as exc:  # noqa: BLE001 - name every partition that did not land
+                    failures.update({(table, symbol, day): exc for day in parts})
+        if failures:
+            raise lake_batch.FlushError(failures)
+
+    def _write_month_parts(self, table: Table, symbol: str, month: str, parts: dict) -> None:
+        """Write several dates of one (symbol, month) in one locked read-modify-write: one month file
+        (dates already in it kept, theirs replaced), or a day file when it is a single new date."""
+        with self._symbol_lock(table, symbol):
+            kept, dates = self._month_table(table, symbol, month)
+            if kept is None and len(parts) == 1:
+                (day, data), = parts.items()
+                write_parquet_atomic(data, self.partition_dir(table, symbol, day) / PART_FILE, fsync=False)
+                return
+            if kept is not None:
+                for day in parts:
+                    kept = _without_date(kept, day)
+            merged = lake_batch.concat_by_date(([kept] if kept is not None else []) + list(parts.values()))
+            with self._table_lock(table):
+                _write_month(merged, self.month_file(table, symbol, month), set(dates) | set(parts), False)
+                for day in parts:
+                    day_file = self.partition_dir(table, symbol, day) / PART_FILE
+                    if day_file.exists():
+                        day_file.unlink()
+                        with contextlib.suppress(OSError):
+                            day_file.parent.rmdir()
 
     # ----------------------------------------------------------------- paths
     def table_dir(self, table: Table) -> Path:
@@ -339,6 +409,7 @@ class ParquetLake(dg.ConfigurableResource):
     # ------------------------------------------------------ replaced partitions
     def day_source(self, table: Table, symbol: str, day: dt.date) -> Path | None:
         """The file holding (symbol, day): its compacted month file, its day file, or None."""
+        self._flush_if_pending(table, [symbol], [day])
         month = self.month_file(table, symbol, month_of(day))
         if month.exists() and day in month_file_dates(month):
             return month
@@ -364,6 +435,12 @@ class ParquetLake(dg.ConfigurableResource):
         """
         fsync = self.fsync and durable
         new = _to_arrow(data, schema)
+        buffer = lake_batch.current(str(self.root))
+        if buffer is not None and not durable:
+            buffer.put(table, normalize_symbol(symbol), day, new)
+            if buffer.rows > lake_batch.MAX_PENDING_ROWS:
+                self._flush_groups(buffer.take())
+            return self.partition_dir(table, symbol, day) / PART_FILE
         with self._symbol_lock(table, symbol):
             kept, dates = self._month_table(table, symbol, month_of(day))
             day_file = self.partition_dir(table, symbol, day) / PART_FILE
@@ -377,9 +454,21 @@ class ParquetLake(dg.ConfigurableResource):
                 day_file.unlink(missing_ok=True)
         return month
 
+    def _flush_if_pending(self, table: Table, symbols: list | None, days: list | None) -> None:
+        """Before a read: write this scope's pending partitions the read may need (read-your-writes)."""
+        buffer = lake_batch.current(str(self.root))
+        if buffer is None or not buffer.pending:
+            return
+        wanted = set(days) if days is not None else None
+        for symbol in symbols if symbols is not None else [None]:
+            self._flush_groups(buffer.take(table, normalize_symbol(symbol) if symbol else None, wanted))
+
     def has_partition(self, table: Table, symbol: str, day: dt.date) -> bool:
         """Whether the (symbol, date) partition of a derived table is stored (either layout).
         A corrupt month file is quarantined first (its dates are then not stored)."""
+        buffer = lake_batch.current(str(self.root))
+        if buffer is not None and buffer.has(table, normalize_symbol(symbol), day):
+            return True
         try:
             return self.day_source(table, symbol, day) is not None
         except CorruptLakeFileError as error:
@@ -388,14 +477,15 @@ class ParquetLake(dg.ConfigurableResource):
 
     def delete_partition(self, table: Table, symbol: str, day: dt.date) -> bool:
         """Remove a derived partition (used when a re-run produces nothing for it)."""
-        deleted = False
+        buffer = lake_batch.current(str(self.root))
+        deleted = buffer is not None and buffer.drop(table, normalize_symbol(symbol), day)
         path = self.partition_dir(table, symbol, day) / PART_FILE
         if not path.exists() and not self.month_file(table, symbol, month_of(day)).exists():
-            return False  # nothing stored: no lock needed (the common case for quarantine/blocked tables)
+            return deleted  # nothing stored: no lock needed (the common case for quarantine/blocked tables)
         with self._symbol_lock(table, symbol):
             kept, dates = self._month_table(table, symbol, month_of(day))
             if not path.exists() and day not in dates:
-                return False
+                return deleted
             with self._table_lock(table):
                 if path.exists():
                     path.unlink()
@@ -503,6 +593,7 @@ class ParquetLake(dg.ConfigurableResource):
         """
         symbols = list(symbols) if symbols is not None else None
         days = list(days) if days is not None else None
+        self._flush_if_pending(table, symbols, days)
         for attempt in range(3):
             try:
                 with self.reading(table):
@@ -516,7 +607,7 @@ class ParquetLake(dg.ConfigurableResource):
                     wanted = list(columns) if columns else None
                     if filter_days and wanted is not None and "date" not in wanted:
                         wanted.append("date")  # a month file holds other dates too: filter on it, then drop it
-                    data = read_parquet_table(files, wanted)
+                    data = self._read_files(files, wanted)
                 break
             except CorruptLakeFileError as error:
                 if attempt == 2:
@@ -527,6 +618,13 @@ class ParquetLake(dg.ConfigurableResource):
             if columns and "date" not in columns:
                 data = data.drop_columns(["date"])
         return data.to_pandas()
+
+    def _read_files(self, files: list[Path], columns: list[str] | None) -> pa.Table:
+        """``read_parquet_table``; inside a batched-writes scope a lone month file is read once."""
+        buffer = lake_batch.current(str(self.root))
+        if buffer is None or len(files) != 1 or not files[0].parent.name.startswith(MONTH_PREFIX):
+            return read_parquet_table(files, columns)
+        return buffer.cached_read(files[0], columns, read_parquet_table)
 
     def _glob(self, table: Table, symbols: Iterable[str] | None, days: Iterable[dt.date] | None) -> list[Path]:
         wanted_symbols = {normalize_symbol(s) for s in symbols} if symbols is not None else None
@@ -541,6 +639,7 @@ class ParquetLake(dg.ConfigurableResource):
 
     def list_partitions(self, table: Table) -> pd.DataFrame:
         """(symbol, date, path) of every stored partition of a table (either layout)."""
+        self._flush_if_pending(table, None, None)
         rows = []
         root = self.table_dir(table)
         for symbol_dir in sorted(root.glob("symbol=*")) if root.exists() else []:

@@ -98,6 +98,8 @@ class PlatformSettings(BaseSettings):
     partitions_start_date: dt.date = Field(dt.date(2021, 1, 4), validation_alias=_env("PARTITIONS_START_DATE"))
     sim_seed: Annotated[int, Field(ge=0)] = Field(7, validation_alias=_env("SIM_SEED"))
     lake_fsync: bool = Field(True, validation_alias=_env("LAKE_FSYNC"))
+    # a run step writes each (table, symbol, month) as one file instead of one per date
+    lake_batch_writes: bool = Field(True, validation_alias=_env("LAKE_BATCH_WRITES"))
     databento_dataset: str = Field("XNAS.ITCH", validation_alias=_env("DATABENTO_DATASET"))
     databento_gateway: str | None = Field(None, validation_alias=_env("DATABENTO_GATEWAY"))
     api_host: str = Field("127.0.0.1", validation_alias=_env("API_HOST"))

@@ -54,5 +54,5 @@ def aligned_bars(context: dg.AssetExecutionContext, lake: ParquetLake, l2_store:
 
     return SymbolDayStep(
         context, "aligned_bars", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS),
-        is_stored=lambda s, d: lake.has_partition(ALIGNED_BARS, s, d), stats_keys=("l2_stale_rows", "crossed_book_rows"),
+        is_stored=lambda s, d: lake.has_partition(ALIGNED_BARS, s, d), stats_keys=("l2_stale_rows", "crossed_book_rows"), lake=lake,
     ).run(align).finish()

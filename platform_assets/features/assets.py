@@ -71,7 +71,7 @@ def bar_features(context: dg.AssetExecutionContext, lake: ParquetLake, data_qual
             rows += len(features)
         return written(rows)
 
-    step = SymbolDayStep(context, "bar_features", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored).run(compute)
+    step = SymbolDayStep(context, "bar_features", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored, lake=lake).run(compute)
     return step.finish(QualityRecorder.merged(list(quality.values())).finish(check_groups(BAR_DQ_CHECKS)))
 
 
@@ -122,7 +122,7 @@ def l2_features(
             rows += len(features)
         return written(rows)
 
-    step = SymbolDayStep(context, "l2_features", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored).run(compute)
+    step = SymbolDayStep(context, "l2_features", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored, lake=lake).run(compute)
     return step.finish(QualityRecorder.merged(list(quality.values())).finish(check_groups(L2_FEATURE_DQ_CHECKS)))
 
 
@@ -165,4 +165,4 @@ def labels(context: dg.AssetExecutionContext, lake: ParquetLake) -> dg.Materiali
             rows += len(frame)
         return written(rows)
 
-    return SymbolDayStep(context, "labels", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored).run(compute).finish()
+    return SymbolDayStep(context, "labels", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored, lake=lake).run(compute).finish()

@@ -139,6 +139,14 @@ class QualityRecorder:
         table = pa.Table.from_pandas(results.iloc[order], schema=DQ_METRICS_SCHEMA, preserve_index=False)
         is_error = (results["status"].to_numpy() == STATUS_ERROR).reshape(n_rules, n_parts)
         names = np.array([rule.name for rule in self.rule_set.rules], dtype=object)
+        with self.lake.batched_writes():  # one file per (table, symbol, month), not per symbol-day
+            self._persist_parts(batch, evaluation, table, is_error, names, n_rules)
+        self._rule_rows.append(results.drop(columns=["evaluated_at"]))
+        for name, mask in evaluation.failing.items():
+            if name not in self._samples and mask.any():
+                self._samples[name] = _rows_of(batch, mask, SAMPLE_ROWS)
+
+    def _persist_parts(self, batch: QualityBatch, evaluation: Evaluation, table: pa.Table, is_error: np.ndarray, names: np.ndarray, n_rules: int) -> None:
         for p, (symbol, day) in enumerate(batch.keys):
             self.lake.write_partition(dq_metrics_table(self.stored_as), symbol, day, table.slice(p * n_rules, n_rules))
             self.partition_status[(symbol, day)] = evaluation.partition_status[p] if n_rules else STATUS_OK
@@ -148,10 +156,6 @@ class QualityRecorder:
             else:
                 self.lake.delete_partition(dq_blocked_table(self.stored_as), symbol, day)
         self._quarantine(batch, evaluation.error_rows(batch, self.rule_set))
-        self._rule_rows.append(results.drop(columns=["evaluated_at"]))
-        for name, mask in evaluation.failing.items():
-            if name not in self._samples and mask.any():
-                self._samples[name] = _rows_of(batch, mask, SAMPLE_ROWS)
 
     def _quarantine(self, batch: QualityBatch, error_rows: dict[str, np.ndarray]) -> None:
         """Copy each row failing an error-status rule once, with the failed rules in ``dq_rule``."""
