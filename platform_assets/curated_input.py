@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 
 from platform_assets.quality.checks import is_blocked
@@ -18,3 +19,23 @@ def curated_day(lake: ParquetLake, symbol: str, day: dt.date) -> pd.DataFrame | 
         return blocked("curated bars failed an error DQ rule")
     bars = lake.read(CURATED_BARS, [symbol], [day])
     return no_input("no curated bars") if bars.empty else bars
+
+
+def curated_days(lake: ParquetLake, symbol: str, days: list[dt.date]) -> tuple[pd.DataFrame, dict[dt.date, Outcome]]:
+    """Curated bars of a symbol's dates in one read, and the outcome of each date that has none
+    (DQ-blocked, or no curated bars stored): ``curated_day`` for many dates at once."""
+    skipped = {day: blocked("curated bars failed an error DQ rule") for day in days if is_blocked(lake, "curated_bars", symbol, day)}
+    wanted = [day for day in days if day not in skipped]
+    bars = lake.read(CURATED_BARS, [symbol], wanted) if wanted else pd.DataFrame()
+    present = set(pd.to_datetime(bars["date"]).dt.date) if len(bars) else set()
+    skipped.update({day: no_input("no curated bars") for day in wanted if day not in present})
+    return bars, skipped
+
+
+def split_by_date(frame: pd.DataFrame) -> list[tuple[dt.date, pd.DataFrame]]:
+    """(date, rows) of a frame sorted by date (one symbol), each part indexed from 0."""
+    if frame.empty:
+        return []
+    dates = frame["date"].to_numpy()
+    starts = [0, *(i + 1 for i in np.flatnonzero(dates[1:] != dates[:-1])), len(frame)]
+    return [(pd.Timestamp(dates[a]).date(), frame.iloc[a:b].reset_index(drop=True)) for a, b in zip(starts, starts[1:])]

@@ -176,6 +176,31 @@ class SymbolDayStep:
                 self._flush(symbol)
         return self
 
+    def run_by_symbol(
+        self,
+        transform_days: Callable[[str, list[dt.date]], dict[dt.date, Outcome]],
+        fallback: Callable[[str, dt.date], Outcome],
+    ) -> "SymbolDayStep":
+        """Like ``run``, but ``transform_days(symbol, dates)`` does all of a symbol's dates at once
+        (one read, one vectorised computation, one write per month) and returns every date's outcome.
+        If it raises, that symbol's dates are done again one by one with ``fallback`` (the per-date
+        transform), so one bad symbol-day still fails alone, with its own exception."""
+        progress = Progress(self.context, self.asset_name, len(self.symbols) * len(self.dates))
+        with self.lake.batched_writes() if self.lake is not None else contextlib.nullcontext():
+            for symbol in self.symbols:
+                try:
+                    outcomes = transform_days(symbol, list(self.dates))
+                    if set(outcomes) != set(self.dates):
+                        raise RuntimeError(f"batched transform returned {len(outcomes)} of {len(self.dates)} dates")
+                except Exception as exc:  # noqa: BLE001 - redo the symbol per date to isolate the bad day
+                    self.context.log.warning(f"{self.asset_name} {symbol}: batched pass failed ({type(exc).__name__}: {exc}); redoing its dates one by one")
+                    outcomes = {day: self._attempt(fallback, symbol, day) for day in self.dates}
+                for day, outcome in outcomes.items():
+                    self.reports[day].outcomes[symbol] = outcome
+                progress.step(len(self.dates))
+                self._flush(symbol)
+        return self
+
     def _attempt(self, transform: Callable[[str, dt.date], Outcome], symbol: str, day: dt.date) -> Outcome:
         try:
             return transform(symbol, day)

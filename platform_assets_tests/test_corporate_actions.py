@@ -34,7 +34,7 @@ from platform_assets.reference.assets import REPROCESS_JOB, corporate_action_rep
 from platform_assets.universe import add_symbols  # noqa: E402
 from resources.adapters.databento_reference import DatabentoReferenceFetcher  # noqa: E402
 from resources.databento_source import DatabentoAuthError, DatabentoError  # noqa: E402
-from resources.lake import CURATED_BARS, ParquetLake, feature_table, labels_table, symbol_layout  # noqa: E402
+from resources.lake import CURATED_BARS, ParquetLake, feature_table, labels_table  # noqa: E402
 from resources.reference_store import read_actions, write_actions  # noqa: E402
 from resources.settings import load_settings  # noqa: E402
 from resources.sim_corporate_actions import sim_corporate_actions  # noqa: E402
@@ -229,6 +229,12 @@ def test_split_and_dividend_through_the_pipeline(platform):
     assert jump_value(SPLIT_EX) >= 1
 
 
+def _curated_by_date(lake: ParquetLake, symbol: str) -> dict[dt.date, pd.DataFrame]:
+    """A symbol's stored curated bars per date (whatever the layout: day or month files)."""
+    frame = lake.read(CURATED_BARS, [symbol])
+    return {d: rows.reset_index(drop=True) for d, rows in frame.groupby("date")}
+
+
 def test_action_announced_after_t_changes_no_training_row_and_reprocesses_only_its_symbol(tmp_path, monkeypatch):
     """Databento path end to end: the real Reference client, the gateway, the asset, the sensor."""
     from definitions import build_definitions
@@ -262,8 +268,7 @@ def test_action_announced_after_t_changes_no_training_row_and_reprocesses_only_i
 
             before = pull()
             t = pd.Timestamp("2024-11-22", tz="America/New_York").tz_convert("UTC")  # t: the 2024-11-21 session is over
-            mtimes = {d: p.stat().st_mtime_ns for d, p in symbol_layout(lake.symbol_dir(CURATED_BARS, "SPLT")).items()}
-            divy = {d: p.stat().st_mtime_ns for d, p in symbol_layout(lake.symbol_dir(CURATED_BARS, "DIVY")).items()}
+            splt_days, divy = _curated_by_date(lake, "SPLT"), _curated_by_date(lake, "DIVY")
 
             # the vendor now reports a 2:1 split announced after t (ex 2024-11-25)
             late = {"symbol": "SPLT", "event_id": "LATE-1", "event": "split", "kind": "split", "ex_date": dt.date(2024, 11, 25),
@@ -278,10 +283,11 @@ def test_action_announced_after_t_changes_no_training_row_and_reprocesses_only_i
                 ("2024-11-25", "2024-11-27")]
             after = pull()
 
-            # exactly the affected partitions were rewritten: SPLT from its ex date 2024-11-25, nothing of DIVY
-            now = {d: p.stat().st_mtime_ns for d, p in symbol_layout(lake.symbol_dir(CURATED_BARS, "SPLT")).items()}
-            assert {d for d in now if now[d] != mtimes[d]} == {dt.date(2024, 11, 25), dt.date(2024, 11, 26), dt.date(2024, 11, 27)}
-            assert {d: p.stat().st_mtime_ns for d, p in symbol_layout(lake.symbol_dir(CURATED_BARS, "DIVY")).items()} == divy
+            # exactly the affected partitions changed: SPLT from its ex date 2024-11-25, nothing of DIVY
+            now = _curated_by_date(lake, "SPLT")
+            assert now.keys() == splt_days.keys()
+            assert {d for d in now if not now[d].equals(splt_days[d])} == {dt.date(2024, 11, 25), dt.date(2024, 11, 26), dt.date(2024, 11, 27)}
+            assert all(frame.equals(divy[d]) for d, frame in _curated_by_date(lake, "DIVY").items())
 
             old_rows = before.model_frame(drop_imputed=False)
             new_rows = after.model_frame(drop_imputed=False)

@@ -1,18 +1,19 @@
 """Versioned feature groups and labels."""
 
 import datetime as dt
+from collections import Counter
 
 import dagster as dg
 
 from platform_assets.calendars import STOCKS, session_minutes
 from platform_assets.curation.assets import curated_bars
-from platform_assets.features.labels import LABEL_DEFINITIONS, compute_labels
+from platform_assets.features.labels import LABEL_DEFINITIONS, compute_labels, compute_labels_many
 from platform_assets.features.registry import FEATURE_GROUPS
 from platform_assets.ingestion.assets import L2_DQ_DATASET, l2_snapshots_sim
 from platform_assets.ingestion.databento_assets import l2_snapshots_databento
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions, follow_upstream
 from platform_assets.quality.checks import DataQuality, QualityRecorder, check_groups, dq_check_specs, is_blocked
-from platform_assets.curated_input import curated_day
+from platform_assets.curated_input import curated_day, curated_days, split_by_date
 from platform_assets.run_options import keep_existing
 from platform_assets.symbol_days import Outcome, SymbolDayStep, blocked, complete_check_spec, kept, no_input, written
 from platform_assets.universe import run_symbols, tracked_symbols
@@ -71,7 +72,22 @@ def bar_features(context: dg.AssetExecutionContext, lake: ParquetLake, data_qual
             rows += len(features)
         return written(rows)
 
-    step = SymbolDayStep(context, "bar_features", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored, lake=lake).run(compute)
+    def compute_days(symbol: str, days: list[dt.date]) -> dict[dt.date, Outcome]:
+        outcomes = {day: kept() for day in days if keep and stored(symbol, day)}
+        bars, skipped = curated_days(lake, symbol, [day for day in days if day not in outcomes])
+        outcomes.update(skipped)
+        rows: Counter = Counter()
+        if len(bars):
+            for version, spec in versions.items():
+                features = spec.compute_sessions(bars).assign(feature_group=BAR_GROUP, feature_version=version)
+                for day, part in split_by_date(features):
+                    lake.write_partition(feature_table(BAR_GROUP, version), symbol, day, part)
+                    quality[version].add(symbol, day, part)
+                    rows[day] += len(part)
+        return {**outcomes, **{day: written(n) for day, n in rows.items()}}
+
+    step = SymbolDayStep(context, "bar_features", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored, lake=lake)
+    step = step.run_by_symbol(compute_days, compute) if lake.batch_writes else step.run(compute)
     return step.finish(QualityRecorder.merged(list(quality.values())).finish(check_groups(BAR_DQ_CHECKS)))
 
 
@@ -165,4 +181,17 @@ def labels(context: dg.AssetExecutionContext, lake: ParquetLake) -> dg.Materiali
             rows += len(frame)
         return written(rows)
 
-    return SymbolDayStep(context, "labels", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored, lake=lake).run(compute).finish()
+    def compute_days(symbol: str, days: list[dt.date]) -> dict[dt.date, Outcome]:
+        outcomes = {day: kept() for day in days if keep and stored(symbol, day)}
+        bars, skipped = curated_days(lake, symbol, [day for day in days if day not in outcomes])
+        outcomes.update(skipped)
+        rows: Counter = Counter()
+        if len(bars):
+            for version, definition in LABEL_DEFINITIONS.items():
+                for day, part in split_by_date(compute_labels_many(bars, definition)):
+                    lake.write_partition(labels_table(version), symbol, day, part)
+                    rows[day] += len(part)
+        return {**outcomes, **{day: written(n) for day, n in rows.items()}}
+
+    step = SymbolDayStep(context, "labels", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored, lake=lake)
+    return (step.run_by_symbol(compute_days, compute) if lake.batch_writes else step.run(compute)).finish()

@@ -91,3 +91,83 @@ def compute_bar_features_v2(curated: pd.DataFrame) -> pd.DataFrame:
     out["gap_run_minutes"] = bars["gap_run_minutes"].to_numpy(dtype="int64")
     out["gap_type"] = bars["gap_type"].to_numpy(dtype=object)
     return out[KEY_COLUMNS + VALUE_COLUMNS_V2]
+
+
+# -- many sessions at once -----------------------------------------------------------------------
+# The same features for many (symbol, session)s in one pass over whole arrays: windows, lags and
+# returns are computed over the concatenated sessions, then every value whose window or lag reaches
+# back into an earlier session is set to NaN, exactly where the per-session functions have it
+# (equivalence: platform_assets_tests/test_batched_features.py).
+
+
+def session_order(curated: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Bars sorted by (symbol, date, ts), each row's session start index and position in it."""
+    bars = curated.sort_values(["symbol", "date", "ts"], kind="stable").reset_index(drop=True)
+    n = len(bars)
+    symbol, date = bars["symbol"].to_numpy(), bars["date"].to_numpy()
+    new = np.ones(n, dtype=bool)
+    new[1:] = (symbol[1:] != symbol[:-1]) | (date[1:] != date[:-1])
+    starts = np.flatnonzero(new)
+    group_start = np.repeat(starts, np.diff(np.append(starts, n)))
+    return bars, group_start, np.arange(n) - group_start
+
+
+def _trailing_in_session(values: np.ndarray, window: int, reducer, position: np.ndarray) -> np.ndarray:
+    out = _trailing(values, window, reducer)
+    out[position < window - 1] = np.nan
+    return out
+
+
+def _lag_in_session(values: np.ndarray, k: int, position: np.ndarray) -> np.ndarray:
+    out = _lag(values, k) if len(values) > k else np.full(len(values), np.nan)
+    out[position < k] = np.nan
+    return out
+
+
+def _v1_columns(bars: pd.DataFrame, position: np.ndarray) -> dict:
+    ts = pd.DatetimeIndex(bars["ts"])
+    close = bars["close"].to_numpy(dtype=float)
+    volume = bars["volume"].to_numpy(dtype=float)
+    ret = np.full(len(close), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ret[1:] = np.diff(np.log(close))
+        ret[position == 0] = np.nan
+        columns = {
+            "date": bars["date"].to_numpy(),
+            "symbol": bars["symbol"].to_numpy(),
+            "ts": ts,
+            "available_ts": ts + pd.Timedelta(minutes=1),
+            "ret_1": ret,
+            "log_volume": np.log1p(volume),
+        }
+        for window in WINDOWS:
+            columns[f"ret_mean_{window}"] = _trailing_in_session(ret, window, lambda w: w.mean(axis=1), position)
+        for window in WINDOWS:
+            columns[f"ret_vol_{window}"] = _trailing_in_session(ret, window, lambda w: w.std(axis=1, ddof=1), position)
+        for lag in LAGS:
+            columns[f"ret_lag_{lag}"] = _lag_in_session(ret, lag, position)
+        mean_volume = _trailing_in_session(volume, 20, lambda w: w.mean(axis=1), position)
+        columns["volume_ratio_20"] = volume / np.where(mean_volume == 0, np.nan, mean_volume)
+    columns["is_imputed"] = bars["is_imputed"].to_numpy(dtype=bool)
+    return columns
+
+
+def compute_bar_features_v1_many(curated: pd.DataFrame) -> pd.DataFrame:
+    """``compute_bar_features_v1`` of every (symbol, session) in ``curated``, rows by (symbol, date, ts)."""
+    bars, _, position = session_order(curated)
+    return pd.DataFrame(_v1_columns(bars, position))[KEY_COLUMNS + VALUE_COLUMNS]
+
+
+def compute_bar_features_v2_many(curated: pd.DataFrame) -> pd.DataFrame:
+    """``compute_bar_features_v2`` of every (symbol, session) in ``curated``, rows by (symbol, date, ts)."""
+    bars, group_start, position = session_order(curated)
+    out = pd.DataFrame(_v1_columns(bars, position))[KEY_COLUMNS + VALUE_COLUMNS]
+    not_real = (bars["dq_status"] != "ok").to_numpy()
+    index = np.arange(len(bars))
+    last = np.maximum.accumulate(np.where(not_real, index, -1)) if len(bars) else index
+    last_in_session = np.where(last >= group_start, last - group_start, -1)
+    for window in WINDOWS:
+        out[f"imputed_in_window_{window}"] = (last_in_session >= 0) & (last_in_session >= position - window)
+    out["gap_run_minutes"] = bars["gap_run_minutes"].to_numpy(dtype="int64")
+    out["gap_type"] = bars["gap_type"].to_numpy(dtype=object)
+    return out[KEY_COLUMNS + VALUE_COLUMNS_V2]

@@ -68,3 +68,33 @@ def compute_labels(curated: pd.DataFrame, definition: LabelDefinition) -> pd.Dat
             out[f"fwd_ret_{h}"] = np.where(valid, np.log(future / close), np.nan)
         out[f"valid_{h}"] = valid
     return out[KEY_COLUMNS + definition.columns]
+
+
+def compute_labels_many(curated: pd.DataFrame, definition: LabelDefinition) -> pd.DataFrame:
+    """``compute_labels`` of every (symbol, session) in ``curated`` in one pass, rows by (symbol,
+    date, ts): a horizon reaching past its session's last bar is NaN / invalid, as per session."""
+    from platform_assets.features.bar_features import session_order
+
+    bars, group_start, position = session_order(curated)
+    n = len(bars)
+    lengths = np.diff(np.append(np.flatnonzero(position == 0), n))
+    remaining = np.repeat(lengths, lengths) - position  # bars from this one to its session's end
+    close = bars["close"].astype(float).to_numpy()
+    real = (bars["dq_status"] == "ok").to_numpy()
+    out = pd.DataFrame({"date": bars["date"], "symbol": bars["symbol"], "ts": bars["ts"]})
+    out["available_ts"] = pd.DatetimeIndex(bars["ts"]) + pd.Timedelta(minutes=max(definition.horizons) + 1)
+    out["label_def_version"] = definition.version
+    for h in definition.horizons:
+        inside = remaining > h
+        future = np.full(n, np.nan)
+        future_real = np.zeros(n, dtype=bool)
+        if h < n:
+            future[: n - h] = close[h:]
+            future_real[: n - h] = real[h:]
+        future[~inside] = np.nan
+        future_real &= inside
+        valid = real & future_real
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[f"fwd_ret_{h}"] = np.where(valid, np.log(future / close), np.nan)
+        out[f"valid_{h}"] = valid
+    return out[KEY_COLUMNS + definition.columns]
