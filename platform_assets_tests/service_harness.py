@@ -109,3 +109,8 @@ def stored_state(home: Path, data: Path) -> tuple:
     with dg.DagsterInstance.from_config(str(home)) as instance:
         symbols = sorted(instance.get_dynamic_partitions("symbols"))
     return symbols, files, jobs
+
+
+def lake_files(data: Path, table: str, symbol: str) -> int:
+    """The Parquet files a lake table holds for a symbol (per-date and month files alike)."""
+    return sum(1 for _ in (Path(data) / "lake" / table).glob(f"**/symbol={symbol}/*/*.parquet"))

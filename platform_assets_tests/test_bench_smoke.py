@@ -15,3 +15,11 @@ def test_retrieval_and_scale_benchmarks_run_and_agree_with_their_baselines():
 def test_databento_decode_benchmark_runs_and_matches_the_loop():
     results = databento_decode.run(records=4000, loop_records=400, repeat=1)
     assert results[0].rows == 4000 and results[0].baseline_s > 0 and results[1].ours_s > 0
+
+
+def test_throughput_benchmark_runs_both_paths_and_the_floor():
+    from bench import throughput
+
+    results = throughput.run(sizes=(1, 2), days=3, workers=1)
+    assert len(results) == 7 and all(r.ours_s > 0 and r.baseline_s > 0 for r in results)
+    assert "whole graph 2 sym x 3 days" in format_table(results)

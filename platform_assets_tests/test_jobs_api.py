@@ -51,20 +51,18 @@ def test_backfill_without_overwrite_features_leaves_them_untouched(platform):
     assert get_backfill_job_status(first.job_id, instance=platform.instance).state == "SUCCEEDED"
     lake = platform.resources["lake"]
     table = feature_table("bar_features", "v1")
-    files = {p: p.stat().st_mtime_ns for p in lake.table_dir(table).rglob("part.parquet")}
-    assert len(files) == 4
-    missing = lake.partition_dir(table, "MSFT", dt.date(2024, 11, 27)) / "part.parquet"
-    missing.unlink()
-    curated = lake.partition_dir(CURATED_BARS, "AAPL", dt.date(2024, 11, 26)) / "part.parquet"
-    curated_before = curated.stat().st_mtime_ns
-    time.sleep(0.01)
+    d26, d27 = dt.date(2024, 11, 26), dt.date(2024, 11, 27)
+    assert all(lake.has_partition(table, s, d) for s in ("AAPL", "MSFT") for d in (d26, d27))
+    # mark stored partitions (whatever the file layout): a kept one keeps the mark, a recomputed one loses it
+    marked_features = lake.read(table, ["AAPL"], [d26]).assign(ret_1=-999.0)
+    lake.write_partition(table, "AAPL", d26, marked_features)
+    lake.write_partition(CURATED_BARS, "AAPL", d26, lake.read(CURATED_BARS, ["AAPL"], [d26]).assign(close=-999.0))
+    assert lake.delete_partition(table, "MSFT", d27)
     second = trigger_backfill("curated_bars", ["AAPL", "MSFT"], "2024-11-26", "2024-11-28", {"overwrite_features": False}, wait=True, **kw)
     assert get_backfill_job_status(second.job_id, instance=platform.instance).state == "SUCCEEDED"
-    for path, mtime in files.items():
-        if path != missing:
-            assert path.stat().st_mtime_ns == mtime, path  # untouched
-    assert missing.exists()  # the missing partition was computed
-    assert curated.stat().st_mtime_ns != curated_before  # curated was overwritten (default)
+    assert (lake.read(table, ["AAPL"], [d26])["ret_1"] == -999.0).all()  # untouched
+    assert lake.has_partition(table, "MSFT", d27) and lake.read(table, ["MSFT"], [d27])["ret_1"].notna().any()  # the missing one computed
+    assert (lake.read(CURATED_BARS, ["AAPL"], [d26])["close"] > 0).all()  # curated was overwritten (default)
 
 
 def test_failed_run_makes_the_job_failed(platform):

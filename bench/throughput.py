@@ -1,0 +1,157 @@
+"""Throughput of the whole offline graph at two sizes: batched data path vs the per-date path, and
+the machine's Parquet floor for the same bytes, all measured in one run.
+
+    python -m bench.throughput                          # 10 x 60 and 20 x 60 symbol-days, 2 workers
+    python -m bench.throughput --symbols 10 20 40 --days 120
+
+For each size (symbols x trading days) on a fresh lake and Dagster instance:
+
+* **ours**: the ranged backfill of the whole offline graph (raw -> DQ -> curated -> aligned ->
+  features -> labels) with the batched data path (``LAKE_BATCH_WRITES=true``: one file per table,
+  symbol and month per run step; bar features and labels computed over all of a symbol's sessions
+  in one vectorised pass);
+* **baseline**: the same backfill on the per-date path (``LAKE_BATCH_WRITES=false``: one Parquet
+  file per table and symbol-day, one transform call per symbol-day), today's figures before this work;
+* **floor**: every Parquet file the run left in the lake read into Arrow and written back as one
+  file per table (pyarrow, same codec): the I/O the graph cannot avoid, on this machine;
+* **feature version over stored history**: only ``bar_features`` (both versions) re-computed over
+  the stored curated bars, batched vs per-date, and the extrapolation to 500 symbols x 5 years
+  (630,000 symbol-days) at the measured rate.
+
+Linearity: the seconds per symbol-day at the larger size over those at the smaller one (1.0 =
+linear). The figures are single runs on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from bench.backfill import END_DATE, SYMBOLS, _fresh_instance, trading_days_ending
+from bench.common import Result, format_table, isolated_platform
+
+SCALE_SYMBOL_DAYS = 500 * 1260  # 500 symbols x 5 years of sessions
+
+
+@contextlib.contextmanager
+def _batching(on: bool):
+    from resources.settings import get_settings
+
+    saved = os.environ.get("LAKE_BATCH_WRITES")
+    os.environ["LAKE_BATCH_WRITES"] = "true" if on else "false"
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("LAKE_BATCH_WRITES", None)
+        else:
+            os.environ["LAKE_BATCH_WRITES"] = saved
+        get_settings.cache_clear()
+
+
+def parquet_floor(lake_root: Path) -> tuple[float, int, int]:
+    """Seconds to read every Parquet file under ``lake_root`` and write each table back as one file;
+    also the number of files and their bytes."""
+    import pyarrow.parquet as pq
+
+    tables: dict[Path, list[Path]] = {}
+    for path in lake_root.rglob("*.parquet"):
+        parts = path.relative_to(lake_root).parts
+        table_parts = [p for p in parts if not p.startswith(("symbol=", "date=", "month=", "batch-", "part."))]
+        tables.setdefault(Path(*table_parts), []).append(path)
+    files = sum(len(v) for v in tables.values())
+    size = sum(p.stat().st_size for v in tables.values() for p in v)
+    out = Path(tempfile.mkdtemp(prefix="mdp-floor-"))
+    try:
+        started = time.perf_counter()
+        for index, (_, paths) in enumerate(sorted(tables.items())):
+            read = [pq.read_table(p) for p in paths]
+            import pyarrow as pa
+
+            merged = pa.concat_tables(read, promote_options="default")
+            pq.write_table(merged, out / f"table-{index}.parquet")
+        return time.perf_counter() - started, files, size
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def _backfill(symbols: list[str], days, workers: int, asset_selection: list[str] | None = None, instance=None, defs=None) -> float:
+    from platform_api.backfill import plan_backfill, run_backfill
+
+    plan = plan_backfill(symbols, days[0], days[-1], min_chunks=workers)
+    started = time.perf_counter()
+    report = run_backfill(instance, plan, defs=defs, add_missing_symbols=True, workers=workers, asset_selection=asset_selection)
+    seconds = time.perf_counter() - started
+    if not report.success:
+        raise RuntimeError(f"backfill failed: {[r.error for r in report.runs if not r.success][:2]}")
+    return seconds
+
+
+def measure(symbols: int, days: int, workers: int, batched: bool) -> dict:
+    """Whole graph, then bar_features alone over the stored curated bars; floor on the batched lake."""
+    from definitions import build_definitions
+    from resources.settings import get_settings
+
+    names, session_days = SYMBOLS[:symbols], trading_days_ending(END_DATE, days)
+    with isolated_platform() as root, _batching(batched):
+        settings = get_settings()
+        defs = build_definitions(settings)
+        instance = _fresh_instance(root)
+        graph_s = _backfill(names, session_days, workers, instance=instance, defs=defs)
+        features_s = _backfill(names, session_days, workers, asset_selection=["bar_features"], instance=instance, defs=defs)
+        floor_s, files, size = parquet_floor(Path(settings.base_path) / "lake")
+    return {"graph_s": graph_s, "features_s": features_s, "floor_s": floor_s, "files": files, "bytes": size}
+
+
+def run(sizes: tuple[int, ...] = (10, 20), days: int = 60, workers: int = 2) -> list[Result]:
+    results: list[Result] = []
+    per_symbol_day: list[float] = []
+    for symbols in sizes:
+        n = symbols * days
+        new, old = measure(symbols, days, workers, True), measure(symbols, days, workers, False)
+        per_symbol_day.append(new["graph_s"] / n)
+        results.append(Result(
+            what=f"whole graph {symbols} sym x {days} days ({n} symbol-days, {workers} workers)",
+            ours_s=new["graph_s"], baseline_s=old["graph_s"], baseline="per-date path",
+            rows=n * 390, target=">= 10x, >= 175 symbol-days/s",
+            note=(f"{n / new['graph_s']:.1f} symbol-days/s (per-date path {n / old['graph_s']:.1f}); lake files "
+                  f"{new['files']} vs {old['files']}; 500 x 5 years at this rate: {SCALE_SYMBOL_DAYS / (n / new['graph_s']) / 3600:.1f} h"),
+        ))
+        results.append(Result(
+            what=f"  Parquet I/O floor, same bytes ({new['bytes'] / 1e6:.0f} MB, {new['files']} files)",
+            ours_s=new["floor_s"], baseline_s=new["graph_s"], baseline="whole graph, batched",
+            target="graph <= 3x floor", note="read every lake file, write one file per table; ratio = graph / floor",
+        ))
+        results.append(Result(
+            what=f"  bar_features v1+v2 over stored curated, {n} symbol-days",
+            ours_s=new["features_s"], baseline_s=old["features_s"], baseline="per-date path",
+            rows=n * 390 * 2, target="500 x 5 y < 15 min",
+            note=f"{n / new['features_s']:.0f} symbol-days/s; 500 x 5 years: {SCALE_SYMBOL_DAYS / (n / new['features_s']) / 60:.0f} min",
+        ))
+    if len(per_symbol_day) >= 2:
+        results.append(Result(
+            what=f"linearity {sizes[0]} -> {sizes[-1]} symbols (s per symbol-day, larger / smaller)",
+            ours_s=per_symbol_day[-1] * sizes[-1] * days, baseline_s=per_symbol_day[0] * sizes[-1] * days,
+            baseline=f"{sizes[0]}-symbol rate scaled", target="~1.0x",
+            note=f"{per_symbol_day[0] * 1000:.1f} ms -> {per_symbol_day[-1] * 1000:.1f} ms per symbol-day",
+        ))
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--symbols", type=int, nargs="+", default=[10, 20])
+    parser.add_argument("--days", type=int, default=60)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    print(format_table(run(tuple(args.symbols), args.days, args.workers)))
+
+
+if __name__ == "__main__":
+    main()
