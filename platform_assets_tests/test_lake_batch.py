@@ -10,7 +10,7 @@ import pytest
 
 from platform_api.backfill import plan_backfill, run_backfill
 from resources import lake as lake_module
-from resources.lake import CURATED_BARS, ParquetLake, Table, month_file_dates
+from resources.lake import CURATED_BARS, ParquetLake, Table, month_file_dates, symbol_layout
 from resources.lake_batch import FlushError
 from resources.settings import load_settings
 
@@ -50,14 +50,19 @@ def test_a_later_scope_replaces_its_dates_in_the_month_file_and_keeps_the_others
     with lake.batched_writes():
         for day in NOV[:3]:
             lake.write_partition(CURATED_BARS, "AAPL", day, _bars("AAPL", day))
-    lake.write_partition(CURATED_BARS, "AAPL", NOV[3], _bars("AAPL", NOV[3], n=2))  # unbatched: into the month file
+    lake.write_partition(CURATED_BARS, "AAPL", NOV[3], _bars("AAPL", NOV[3], n=2))  # a new date (daily run): a day file beside it
+    assert (lake.partition_dir(CURATED_BARS, "AAPL", NOV[3]) / "part.parquet").exists()
     with lake.batched_writes():
         lake.write_partition(CURATED_BARS, "AAPL", NOV[1], _bars("AAPL", NOV[1], n=5).assign(close=-1.0))
     got = lake.read(CURATED_BARS, ["AAPL"], NOV)
     assert got.groupby("date").size().to_dict() == {NOV[0]: 3, NOV[1]: 5, NOV[2]: 3, NOV[3]: 2}
     assert set(got.loc[got["date"] == NOV[1], "close"]) == {-1.0}
     assert got["date"].is_monotonic_increasing  # rows stay in date order
-    assert month_file_dates(lake.month_file(CURATED_BARS, "AAPL", "2024-11")) == frozenset(NOV)
+    assert month_file_dates(lake.month_file(CURATED_BARS, "AAPL", "2024-11")) == frozenset(NOV[:3])
+    with lake.batched_writes():  # a date the month file holds is replaced inside it, even alone
+        lake.write_partition(CURATED_BARS, "AAPL", NOV[0], _bars("AAPL", NOV[0], n=1))
+    assert not (lake.partition_dir(CURATED_BARS, "AAPL", NOV[0]) / "part.parquet").exists()
+    assert len(lake.read(CURATED_BARS, ["AAPL"], [NOV[0]])) == 1
 
 
 def test_a_failed_write_names_its_partitions_and_loses_no_other(tmp_path, monkeypatch):
@@ -141,4 +146,5 @@ def test_batched_run_stores_exactly_what_the_per_date_path_stores(two_platforms)
         pd.testing.assert_frame_equal(contents[True][table], frame, check_dtype=True, obj=table)
     assert files[True] < files[False] * 0.7, files
     lake = two_platforms[True][1].resources["lake"]
-    assert month_file_dates(lake.month_file(CURATED_BARS, "AAPL", "2024-11")) == frozenset(NOV)
+    held = month_file_dates(lake.month_file(CURATED_BARS, "AAPL", "2024-11"))
+    assert len(held) >= 2 and {d for d in symbol_layout(lake.symbol_dir(CURATED_BARS, "AAPL")) if d.month == 11} == set(NOV)

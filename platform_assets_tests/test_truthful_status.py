@@ -179,3 +179,33 @@ def test_ingestion_and_backfill_finish_every_derived_layer(platform):
     before = l2_file.stat().st_mtime_ns
     trigger_backfill("curated_bars", ["AAPL"], "2024-11-26", "2024-11-27", wait=True, **kw)
     assert lake.day_source(feature_table("l2_features", "v1"), "AAPL", D1).stat().st_mtime_ns > before  # every layer recomputed
+
+
+def test_a_batched_write_that_fails_fails_its_symbol_days_not_the_others(platform, monkeypatch):
+    """The batched data path writes a symbol's dates at the end of its pass: if that write fails
+    (disk full, permissions), the symbol-days are FAILED with the cause, never reported stored."""
+    import resources.lake as lake_module
+
+    real = lake_module.write_parquet_atomic
+
+    def disk_full_for_msft_curated(table, target, **kwargs):
+        if "/lake/curated_bars/symbol=MSFT/" in str(target):
+            raise OSError(28, "No space left on device")
+        return real(table, target, **kwargs)
+
+    monkeypatch.setattr(lake_module, "write_parquet_atomic", disk_full_for_msft_curated)
+    add_symbols(platform.instance, ["AAPL", "MSFT"])
+    result = _run(platform, RANGE)
+    assert result.success  # AAPL landed through every layer
+    lake = platform.resources["lake"]
+    assert lake.batch_writes
+    assert all(lake.has_partition(CURATED_BARS, "AAPL", d) for d in (D1, D2))
+    assert not any(lake.has_partition(CURATED_BARS, "MSFT", d) for d in (D1, D2))
+    for day in (D1, D2):
+        evaluation = _latest_check(platform.instance, "curated_bars", day.isoformat())
+        assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
+        assert "MSFT (failed: writing curated_bars failed: OSError" in evaluation.metadata["missing"].value
+    records = platform.instance.fetch_materializations(dg.AssetKey("curated_bars"), limit=10).records
+    meta = {r.asset_materialization.partition: r.asset_materialization.metadata for r in records}[D1.isoformat()]
+    assert "No space left on device" in meta["symbols_failed"].value and meta["symbols_written"].value == 1
+    assert not lake.has_partition(feature_table("bar_features", "v1"), "MSFT", D1)  # nothing built on the missing bars

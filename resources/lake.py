@@ -95,6 +95,14 @@ CORRUPT_DIR = Path("quarantine") / "corrupt_files"
 _LOG = logging.getLogger(__name__)
 
 
+class _EveryDate:
+    def __contains__(self, item) -> bool:
+        return True
+
+
+_EVERY_DATE = _EveryDate()
+
+
 class CorruptLakeFileError(OSError):
     """A lake file exists but cannot be read as Parquet (torn write, truncation, garbage)."""
 
@@ -318,11 +326,11 @@ class ParquetLake(dg.ConfigurableResource):
         """Write several dates of one (symbol, month) in one locked read-modify-write: one month file
         (dates already in it kept, theirs replaced), or a day file when it is a single new date."""
         with self._symbol_lock(table, symbol):
-            kept, dates = self._month_table(table, symbol, month)
-            if kept is None and len(parts) == 1:
-                (day, data), = parts.items()
+            if len(parts) == 1 and next(iter(parts)) not in self._month_dates_or_all(table, symbol, month):
+                (day, data), = parts.items()  # a daily run: a day file beside the month file, merged by compaction
                 write_parquet_atomic(data, self.partition_dir(table, symbol, day) / PART_FILE, fsync=False)
                 return
+            kept, dates = self._month_table(table, symbol, month)
             if kept is not None:
                 for day in parts:
                     kept = _without_date(kept, day)
@@ -406,6 +414,14 @@ class ParquetLake(dg.ConfigurableResource):
             self.quarantine_file(table, path, locked_symbol=True)
             return None, frozenset()
 
+    def _month_dates_or_all(self, table: Table, symbol: str, month: str):
+        """Dates the (symbol, month) file holds, from its footer (empty when there is none); a
+        corrupt file answers "every date" so the caller takes the path that quarantines it."""
+        try:
+            return month_file_dates(self.month_file(table, symbol, month))
+        except CorruptLakeFileError:
+            return _EVERY_DATE
+
     # ------------------------------------------------------ replaced partitions
     def day_source(self, table: Table, symbol: str, day: dt.date) -> Path | None:
         """The file holding (symbol, day): its compacted month file, its day file, or None."""
@@ -442,8 +458,10 @@ class ParquetLake(dg.ConfigurableResource):
                 self._flush_groups(buffer.take())
             return self.partition_dir(table, symbol, day) / PART_FILE
         with self._symbol_lock(table, symbol):
-            kept, dates = self._month_table(table, symbol, month_of(day))
             day_file = self.partition_dir(table, symbol, day) / PART_FILE
+            if day not in self._month_dates_or_all(table, symbol, month_of(day)):
+                return write_parquet_atomic(new, day_file, fsync=fsync)  # no month file holds the date
+            kept, dates = self._month_table(table, symbol, month_of(day))
             if kept is None:
                 return write_parquet_atomic(new, day_file, fsync=fsync)
             kept = _without_date(kept, day)
