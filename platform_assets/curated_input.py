@@ -32,10 +32,25 @@ def curated_days(lake: ParquetLake, symbol: str, days: list[dt.date]) -> tuple[p
     return bars, skipped
 
 
-def split_by_date(frame: pd.DataFrame) -> list[tuple[dt.date, pd.DataFrame]]:
-    """(date, rows) of a frame sorted by date (one symbol), each part indexed from 0."""
+def date_slices(frame: pd.DataFrame) -> list[tuple[dt.date, int, int]]:
+    """(date, start, stop) row ranges of a frame sorted by date (one symbol)."""
     if frame.empty:
         return []
     dates = frame["date"].to_numpy()
-    starts = [0, *(i + 1 for i in np.flatnonzero(dates[1:] != dates[:-1])), len(frame)]
-    return [(pd.Timestamp(dates[a]).date(), frame.iloc[a:b].reset_index(drop=True)) for a, b in zip(starts, starts[1:])]
+    starts = [0, *(int(i) + 1 for i in np.flatnonzero(dates[1:] != dates[:-1])), len(frame)]
+    return [(pd.Timestamp(dates[a]).date(), a, b) for a, b in zip(starts, starts[1:])]
+
+
+def write_by_date(lake: ParquetLake, table, symbol: str, frame: pd.DataFrame, quality=None) -> dict[dt.date, int]:
+    """Write a symbol's many-date frame (sorted by date) as its date partitions: converted to Arrow
+    once and sliced per date (zero-copy); ``quality`` (a DQ recorder) checks every date's rows.
+    Returns rows per date."""
+    import pyarrow as pa
+
+    arrow = pa.Table.from_pandas(frame, preserve_index=False)
+    slices = date_slices(frame)
+    for day, start, stop in slices:
+        lake.write_partition(table, symbol, day, arrow.slice(start, stop - start))
+    if quality is not None and slices:
+        quality.add_dates(symbol, frame, slices)
+    return {day: stop - start for day, start, stop in slices}

@@ -10,7 +10,8 @@ Layout under ``{base}/lake``::
     quarantine/corrupt_files/<path of a corrupt file>.<UTC stamp>.corrupt               (never deleted)
 
 Derived tables hold one ``part.parquet`` per (symbol, date), replaced atomically on re-run, so a
-re-run never duplicates rows. Closed months of a derived table can be *compacted* into one file per
+re-run never duplicates rows; inside ``batched_writes`` (every symbol-day step) the dates a step
+writes for one (symbol, month) go to that month's file in one write instead (``resources.lake_batch``). Closed months of a derived table can be *compacted* into one file per
 (symbol, month), ``symbol=S/month=YYYY-MM/part.parquet``, whose footer lists the dates it holds
 (``platform.dates``): readers open 1 file instead of ~21. Every method here understands both
 layouts; writing or deleting a date of a compacted month rewrites the month file, so a date lives
@@ -274,7 +275,7 @@ class ParquetLake(dg.ConfigurableResource):
 
     @property
     def root(self) -> Path:
-        return Path(self.base_path) / "lake"
+        return _lake_root(self.base_path)
 
     # --------------------------------------------------------- batched writes
     @contextlib.contextmanager
@@ -330,10 +331,14 @@ class ParquetLake(dg.ConfigurableResource):
                 (day, data), = parts.items()  # a daily run: a day file beside the month file, merged by compaction
                 write_parquet_atomic(data, self.partition_dir(table, symbol, day) / PART_FILE, fsync=False)
                 return
-            kept, dates = self._month_table(table, symbol, month)
-            if kept is not None:
-                for day in parts:
-                    kept = _without_date(kept, day)
+            held = self._month_dates_or_all(table, symbol, month)
+            if held is not _EVERY_DATE and held <= parts.keys():
+                kept, dates = None, frozenset()  # every date it holds is replaced: no need to read it
+            else:
+                kept, dates = self._month_table(table, symbol, month)
+            if kept is not None and "date" in kept.column_names and kept.num_rows:
+                replaced = pa.array(sorted(parts), pa.date32())
+                kept = kept.filter(pc.invert(pc.is_in(_as_date32(kept.column("date")), replaced)))
             merged = lake_batch.concat_by_date(([kept] if kept is not None else []) + list(parts.values()))
             with self._table_lock(table):
                 _write_month(merged, self.month_file(table, symbol, month), set(dates) | set(parts), False)
@@ -441,7 +446,7 @@ class ParquetLake(dg.ConfigurableResource):
         schema: pa.Schema | None = None,
         *,
         durable: bool = False,
-    ) -> Path:
+    ) -> Path | None:
         """Replace the (symbol, date) partition of a derived table with ``data``.
 
         Always atomic (readers see the old or the new file) and serialised with every other writer
@@ -456,7 +461,7 @@ class ParquetLake(dg.ConfigurableResource):
             buffer.put(table, normalize_symbol(symbol), day, new)
             if buffer.rows > lake_batch.MAX_PENDING_ROWS:
                 self._flush_groups(buffer.take())
-            return self.partition_dir(table, symbol, day) / PART_FILE
+            return None  # written when the scope flushes (day or month file)
         with self._symbol_lock(table, symbol):
             day_file = self.partition_dir(table, symbol, day) / PART_FILE
             if day not in self._month_dates_or_all(table, symbol, month_of(day)):
@@ -719,6 +724,11 @@ class ParquetLake(dg.ConfigurableResource):
         moved = self.quarantine_file(table, corrupt.path)
         raise CorruptLakeFileError(corrupt.path, f"{corrupt.reason}; moved to {moved}, re-ingest this partition to re-fetch it")
 
+
+
+@functools.lru_cache(maxsize=64)
+def _lake_root(base_path: str) -> Path:
+    return Path(base_path) / "lake"
 
 
 def _to_arrow(data: pd.DataFrame | pa.Table, schema: pa.Schema | None) -> pa.Table:

@@ -13,7 +13,7 @@ from platform_assets.ingestion.assets import L2_DQ_DATASET, l2_snapshots_sim
 from platform_assets.ingestion.databento_assets import l2_snapshots_databento
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions, follow_upstream
 from platform_assets.quality.checks import DataQuality, QualityRecorder, check_groups, dq_check_specs, is_blocked
-from platform_assets.curated_input import curated_day, curated_days, split_by_date
+from platform_assets.curated_input import curated_day, curated_days, write_by_date
 from platform_assets.run_options import keep_existing
 from platform_assets.symbol_days import Outcome, SymbolDayStep, blocked, complete_check_spec, kept, no_input, written
 from platform_assets.universe import run_symbols, tracked_symbols
@@ -80,10 +80,7 @@ def bar_features(context: dg.AssetExecutionContext, lake: ParquetLake, data_qual
         if len(bars):
             for version, spec in versions.items():
                 features = spec.compute_sessions(bars).assign(feature_group=BAR_GROUP, feature_version=version)
-                for day, part in split_by_date(features):
-                    lake.write_partition(feature_table(BAR_GROUP, version), symbol, day, part)
-                    quality[version].add(symbol, day, part)
-                    rows[day] += len(part)
+                rows.update(write_by_date(lake, feature_table(BAR_GROUP, version), symbol, features, quality[version]))
         return {**outcomes, **{day: written(n) for day, n in rows.items()}}
 
     step = SymbolDayStep(context, "bar_features", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored, lake=lake)
@@ -188,9 +185,7 @@ def labels(context: dg.AssetExecutionContext, lake: ParquetLake) -> dg.Materiali
         rows: Counter = Counter()
         if len(bars):
             for version, definition in LABEL_DEFINITIONS.items():
-                for day, part in split_by_date(compute_labels_many(bars, definition)):
-                    lake.write_partition(labels_table(version), symbol, day, part)
-                    rows[day] += len(part)
+                rows.update(write_by_date(lake, labels_table(version), symbol, compute_labels_many(bars, definition)))
         return {**outcomes, **{day: written(n) for day, n in rows.items()}}
 
     step = SymbolDayStep(context, "labels", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored, lake=lake)

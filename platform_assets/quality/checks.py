@@ -108,6 +108,7 @@ class QualityRecorder:
         self.lake, self.rule_set, self.engine, self.batch_rows = lake, rule_set, engine, batch_rows
         self.stored_as, self.asset_key = stored_as, asset_key
         self._frames, self._keys, self._arrays, self._stats, self._rows = [], [], [], [], 0
+        self._lengths: list[int] = []
         self.partition_status: dict[tuple[str, dt.date], str] = {}
         self._rule_rows: list[pd.DataFrame] = []
         self._samples: dict[str, pd.DataFrame] = {}
@@ -116,8 +117,24 @@ class QualityRecorder:
     def add(self, symbol: str, day: dt.date, frame: pd.DataFrame, arrays: dict | None = None, stats: dict | None = None) -> None:
         self._frames.append(frame)
         self._keys.append((symbol, day))
+        self._lengths.append(len(frame))
         self._arrays.append(arrays or {})
         self._stats.append(stats or {})
+        self._rows += len(frame)
+        if self._rows >= self.batch_rows:
+            self.flush()
+
+    def add_dates(self, symbol: str, frame: pd.DataFrame, slices: list[tuple[dt.date, int, int]]) -> None:
+        """Many (symbol, date) partitions held in one frame sorted by date: ``slices`` = (date,
+        start, stop) row ranges (``curated_input.date_slices``). Same results as one ``add`` per date."""
+        if self._arrays and self._arrays[0]:
+            self.flush()  # partitions with 2-D arrays are batched separately
+        self._frames.append(frame)
+        for day, start, stop in slices:
+            self._keys.append((symbol, day))
+            self._lengths.append(stop - start)
+            self._arrays.append({})
+            self._stats.append({})
         self._rows += len(frame)
         if self._rows >= self.batch_rows:
             self.flush()
@@ -125,10 +142,11 @@ class QualityRecorder:
     def flush(self) -> Evaluation | None:
         if not self._keys:
             return None
-        batch = batch_from_frames(self._frames, self._keys, self._arrays if self._arrays[0] else None, self._stats)
+        batch = batch_from_frames(self._frames, self._keys, self._arrays if self._arrays[0] else None, self._stats, self._lengths)
         evaluation = evaluate(self.rule_set, batch, self.engine)  # type: ignore[arg-type]
         self._persist(batch, evaluation)
         self._frames, self._keys, self._arrays, self._stats, self._rows = [], [], [], [], 0
+        self._lengths = []
         return evaluation
 
     def _persist(self, batch: QualityBatch, evaluation: Evaluation) -> None:

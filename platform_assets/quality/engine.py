@@ -95,11 +95,14 @@ def evaluate(rule_set: RuleSet, batch: QualityBatch, engine: Engine = "gx", eval
     return Evaluation(results[DQ_METRICS_SCHEMA.names], failing, STATUS_NAMES[worst])
 
 
-def batch_from_frames(frames: list[pd.DataFrame], keys: list[tuple], arrays: list[dict] | None = None, stats: list[dict] | None = None) -> QualityBatch:
-    """Concatenate per-partition frames (and 2-D arrays) into one batch with partition numbers."""
-    lengths = np.array([len(f) for f in frames], dtype=np.int64)
+def batch_from_frames(
+    frames: list[pd.DataFrame], keys: list[tuple], arrays: list[dict] | None = None, stats: list[dict] | None = None, lengths: list[int] | None = None
+) -> QualityBatch:
+    """Concatenate per-partition frames (and 2-D arrays) into one batch with partition numbers;
+    ``lengths`` (rows per key) when a frame holds several partitions back to back."""
+    lengths = np.array(lengths if lengths is not None else [len(f) for f in frames], dtype=np.int64)
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    part = np.repeat(np.arange(len(frames)), lengths)
+    part = np.repeat(np.arange(len(lengths)), lengths)
     stacked = {}
     if arrays:
         for name in arrays[0]:
