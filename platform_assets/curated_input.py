@@ -27,6 +27,8 @@ def curated_days(lake: ParquetLake, symbol: str, days: list[dt.date]) -> tuple[p
     skipped = {day: blocked("curated bars failed an error DQ rule") for day in days if is_blocked(lake, "curated_bars", symbol, day)}
     wanted = [day for day in days if day not in skipped]
     bars = lake.read(CURATED_BARS, [symbol], wanted) if wanted else pd.DataFrame()
+    if len(bars):  # day files and month files come back file by file: order by date, keep each day's rows
+        bars = bars.sort_values("date", kind="stable", ignore_index=True)
     present = set(pd.to_datetime(bars["date"]).dt.date) if len(bars) else set()
     skipped.update({day: no_input("no curated bars") for day in wanted if day not in present})
     return bars, skipped

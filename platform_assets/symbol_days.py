@@ -191,7 +191,7 @@ class SymbolDayStep:
                 try:
                     outcomes = transform_days(symbol, list(self.dates))
                     if set(outcomes) != set(self.dates):
-                        raise RuntimeError(f"batched transform returned {len(outcomes)} of {len(self.dates)} dates")
+                        raise RuntimeError(f"batched transform answered {len(set(outcomes) & set(self.dates))} of the {len(self.dates)} dates (and {len(set(outcomes) - set(self.dates))} others)")
                 except Exception as exc:  # noqa: BLE001 - redo the symbol per date to isolate the bad day
                     self.context.log.warning(f"{self.asset_name} {symbol}: batched pass failed ({type(exc).__name__}: {exc}); redoing its dates one by one")
                     outcomes = {day: self._attempt(fallback, symbol, day) for day in self.dates}

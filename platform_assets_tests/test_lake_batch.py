@@ -140,6 +140,8 @@ def test_batched_run_stores_exactly_what_the_per_date_path_stores(two_platforms)
         assert report.success, [r.error for r in report.runs]
         lake = defs.resources["lake"]
         assert lake.batch_writes is batched
+        messages = [e.user_message for run in report.runs for e in instance.all_logs(run.run_id)]
+        assert not [m for m in messages if "batched pass failed" in m]  # no symbol fell back to per-date
         contents[batched], files[batched] = _lake_contents(lake), _file_count(settings.base_path)
     assert set(contents[True]) == set(contents[False]) and len(contents[True]) >= 10, sorted(contents[True])
     for table, frame in contents[False].items():
@@ -148,3 +150,30 @@ def test_batched_run_stores_exactly_what_the_per_date_path_stores(two_platforms)
     lake = two_platforms[True][1].resources["lake"]
     held = month_file_dates(lake.month_file(CURATED_BARS, "AAPL", "2024-11"))
     assert len(held) >= 2 and {d for d in symbol_layout(lake.symbol_dir(CURATED_BARS, "AAPL")) if d.month == 11} == set(NOV)
+
+
+def test_a_month_file_keeps_when_each_date_was_written(tmp_path):
+    """Rewriting one date of a month file must not make its other dates look freshly computed
+    (the L2 sensor compares this with the snapshot file's time)."""
+    import time
+
+    lake = ParquetLake(base_path=str(tmp_path), fsync=False)
+    with lake.batched_writes():
+        for day in NOV[:3]:
+            lake.write_partition(CURATED_BARS, "AAPL", day, _bars("AAPL", day))
+    first = {day: lake.written_ns(CURATED_BARS, "AAPL", day) for day in NOV[:3]}
+    assert len(set(first.values())) == 1 and None not in first.values()
+    time.sleep(0.01)
+    with lake.batched_writes():
+        lake.write_partition(CURATED_BARS, "AAPL", NOV[1], _bars("AAPL", NOV[1], n=4))
+    assert lake.written_ns(CURATED_BARS, "AAPL", NOV[1]) > first[NOV[1]]
+    assert lake.written_ns(CURATED_BARS, "AAPL", NOV[0]) == first[NOV[0]] and lake.written_ns(CURATED_BARS, "AAPL", NOV[2]) == first[NOV[2]]
+    lake.delete_partition(CURATED_BARS, "AAPL", NOV[2])
+    assert lake.written_ns(CURATED_BARS, "AAPL", NOV[0]) == first[NOV[0]] and lake.written_ns(CURATED_BARS, "AAPL", NOV[2]) is None
+    lake.write_partition(CURATED_BARS, "AAPL", NOV[3], _bars("AAPL", NOV[3]))  # a day file: its own mtime
+    day_file = lake.partition_dir(CURATED_BARS, "AAPL", NOV[3]) / "part.parquet"
+    day_written = day_file.stat().st_mtime_ns
+    assert lake.written_ns(CURATED_BARS, "AAPL", NOV[3]) == day_written
+    assert lake.compact_month(CURATED_BARS, "AAPL", "2024-11") == 1  # compaction keeps the day file's time
+    assert not day_file.exists() and lake.written_ns(CURATED_BARS, "AAPL", NOV[3]) == day_written
+    assert lake.written_ns(CURATED_BARS, "AAPL", NOV[0]) == first[NOV[0]]

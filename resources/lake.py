@@ -34,6 +34,7 @@ import contextlib
 import datetime as dt
 import functools
 import hashlib
+import json
 import logging
 import os
 import time
@@ -91,6 +92,7 @@ def labels_table(version: str) -> Table:
 
 MONTH_PREFIX = "month="
 DATES_KEY = b"platform.dates"
+WRITTEN_KEY = b"platform.written"  # month files: {date: ns} when each date's rows were last written
 LOCK_FILE = ".lock"
 CORRUPT_DIR = Path("quarantine") / "corrupt_files"
 _LOG = logging.getLogger(__name__)
@@ -341,7 +343,8 @@ class ParquetLake(dg.ConfigurableResource):
                 kept = kept.filter(pc.invert(pc.is_in(_as_date32(kept.column("date")), replaced)))
             merged = lake_batch.concat_by_date(([kept] if kept is not None else []) + list(parts.values()))
             with self._table_lock(table):
-                _write_month(merged, self.month_file(table, symbol, month), set(dates) | set(parts), False)
+                now = time.time_ns()
+                _write_month(merged, self.month_file(table, symbol, month), set(dates) | set(parts), False, {d: now for d in parts})
                 for day in parts:
                     day_file = self.partition_dir(table, symbol, day) / PART_FILE
                     if day_file.exists():
@@ -473,7 +476,7 @@ class ParquetLake(dg.ConfigurableResource):
             merged = pa.concat_tables([kept, new], promote_options="default") if kept.num_rows else new
             month = self.month_file(table, symbol, month_of(day))
             with self._table_lock(table):
-                _write_month(merged, month, dates | {day}, fsync)
+                _write_month(merged, month, dates | {day}, fsync, {day: time.time_ns()})
                 day_file.unlink(missing_ok=True)
         return month
 
@@ -485,6 +488,16 @@ class ParquetLake(dg.ConfigurableResource):
         wanted = set(days) if days is not None else None
         for symbol in symbols if symbols is not None else [None]:
             self._flush_groups(buffer.take(table, normalize_symbol(symbol) if symbol else None, wanted))
+
+    def written_ns(self, table: Table, symbol: str, day: dt.date) -> int | None:
+        """When the (symbol, date) rows were last written (ns), whatever the layout; None if not stored.
+        A month file keeps this per date, so rewriting one date does not make the others look new."""
+        source = self.day_source(table, symbol, day)
+        if source is None:
+            return None
+        if source.parent.name.startswith(MONTH_PREFIX):
+            return written_times(source).get(day)
+        return source.stat().st_mtime_ns
 
     def has_partition(self, table: Table, symbol: str, day: dt.date) -> bool:
         """Whether the (symbol, date) partition of a derived table is stored (either layout).
@@ -562,7 +575,7 @@ class ParquetLake(dg.ConfigurableResource):
                 changed = [str(p) for p in merged_files if _identity(p) != seen[p]]
                 if changed:
                     raise RuntimeError(f"day files changed during compaction despite the lock: {', '.join(changed)}")
-                _write_month(merged, target, dates, self.fsync)
+                _write_month(merged, target, dates, self.fsync, {_date_of(p): seen[p][2] for p in merged_files})
                 for path in merged_files:
                     path.unlink()
                     with contextlib.suppress(OSError):
@@ -772,7 +785,27 @@ def _without_date(table: pa.Table, day: dt.date) -> pa.Table:
     return table.filter(pc.not_equal(_as_date32(table.column("date")), pa.scalar(day, pa.date32())))
 
 
-def _write_month(table: pa.Table, target: Path, dates, fsync: bool) -> Path:
+def written_times(path: Path) -> dict[dt.date, int]:
+    """When each date of a month file was last written (ns; the file's mtime for dates written
+    before the footer kept it). {} for a missing or unreadable file."""
+    try:
+        stat = path.stat()
+        raw = (pq.read_schema(path).metadata or {}).get(WRITTEN_KEY)
+    except (OSError, pa.ArrowException):
+        return {}
+    times = {dt.date.fromisoformat(k): int(v) for k, v in json.loads(raw).items()} if raw else {}
+    for day in month_file_dates(path):
+        times.setdefault(day, stat.st_mtime_ns)
+    return times
+
+
+def _write_month(table: pa.Table, target: Path, dates, fsync: bool, fresh: dict | None = None) -> Path:
+    """Write a month file listing ``dates``; ``fresh`` = {date: ns} written now (or, for compaction,
+    when the merged day file was), the other dates keep their previous written time."""
+    previous = written_times(target)
+    fresh = fresh or {}
+    written = {d.isoformat(): fresh.get(d, previous.get(d)) for d in sorted(dates)}
     metadata = dict(table.schema.metadata or {})
     metadata[DATES_KEY] = ",".join(sorted(d.isoformat() for d in dates)).encode()
+    metadata[WRITTEN_KEY] = json.dumps({k: v for k, v in written.items() if v is not None}).encode()
     return write_parquet_atomic(table.replace_schema_metadata(metadata), target, fsync=fsync)

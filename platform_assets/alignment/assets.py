@@ -3,6 +3,7 @@
 import datetime as dt
 
 import dagster as dg
+import pandas as pd
 
 from platform_assets.alignment.transforms import align_top_of_book
 from platform_assets.curation.assets import curated_bars
@@ -11,7 +12,7 @@ from platform_assets.ingestion.databento_assets import l2_snapshots_databento
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions, follow_upstream
 from platform_assets.calendars import STOCKS
 from platform_assets.symbol_days import Outcome, SymbolDayStep, complete_check_spec, kept, written
-from platform_assets.curated_input import curated_day
+from platform_assets.curated_input import curated_day, curated_days, date_slices, write_by_date
 from platform_assets.run_options import keep_existing
 from platform_assets.universe import run_symbols, tracked_symbols
 from resources.l2_store import L2SnapshotStore
@@ -52,7 +53,22 @@ def aligned_bars(context: dg.AssetExecutionContext, lake: ParquetLake, l2_store:
         lake.write_partition(ALIGNED_BARS, symbol, day, aligned)
         return written(len(aligned), l2_stale_rows=int(aligned["l2_stale"].sum()), crossed_book_rows=int(aligned["book_crossed"].sum()))
 
-    return SymbolDayStep(
+    def align_days(symbol: str, days: list[dt.date]) -> dict[dt.date, Outcome]:
+        outcomes = {day: kept() for day in days if keep and lake.has_partition(ALIGNED_BARS, symbol, day)}
+        bars, skipped = curated_days(lake, symbol, [day for day in days if day not in outcomes])
+        outcomes.update(skipped)
+        parts = {}
+        for day, start, stop in date_slices(bars):
+            book, _ = l2_store.read_day(symbol, day)
+            parts[day] = align_top_of_book(bars.iloc[start:stop].reset_index(drop=True), book)
+        if parts:
+            write_by_date(lake, ALIGNED_BARS, symbol, pd.concat(parts.values(), ignore_index=True))
+            for day, part in parts.items():
+                outcomes[day] = written(len(part), l2_stale_rows=int(part["l2_stale"].sum()), crossed_book_rows=int(part["book_crossed"].sum()))
+        return outcomes
+
+    step = SymbolDayStep(
         context, "aligned_bars", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS),
         is_stored=lambda s, d: lake.has_partition(ALIGNED_BARS, s, d), stats_keys=("l2_stale_rows", "crossed_book_rows"), lake=lake,
-    ).run(align).finish()
+    )
+    return (step.run_by_symbol(align_days, align) if lake.batch_writes else step.run(align)).finish()

@@ -74,8 +74,8 @@ def _features_newer_than(base: Path, file: NewSnapshotFile) -> bool:
     from resources.lake import ParquetLake
 
     lake = ParquetLake(base_path=str(base), fsync=False)
-    part = lake.day_source(feature_table("l2_features", "v1"), file.symbol, file.day)
-    return part is not None and part.stat().st_mtime_ns >= file.mtime_ns
+    written = lake.written_ns(feature_table("l2_features", "v1"), file.symbol, file.day)  # per date, even in a month file
+    return written is not None and written >= file.mtime_ns
 
 
 L2_SNAPSHOT_ASSETS = (dg.AssetKey("l2_snapshots_sim"), dg.AssetKey("l2_snapshots_databento"))
