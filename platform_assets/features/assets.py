@@ -4,6 +4,7 @@ import datetime as dt
 from collections import Counter
 
 import dagster as dg
+import pandas as pd
 
 from platform_assets.calendars import STOCKS, session_minutes
 from platform_assets.curation.assets import curated_bars
@@ -118,7 +119,8 @@ def l2_features(
     def stored(symbol: str, day: dt.date) -> bool:
         return all(lake.has_partition(feature_table(L2_GROUP, v), symbol, day) for v in versions)
 
-    def compute(symbol: str, day: dt.date) -> Outcome:
+    def features_of(symbol: str, day: dt.date) -> Outcome | dict:
+        """The day's features per version, or the outcome saying why there are none."""
         if keep and stored(symbol, day):
             return kept()
         if is_blocked(lake, L2_DQ_DATASET, symbol, day):
@@ -127,15 +129,37 @@ def l2_features(
         if len(book) == 0:
             return no_input("no L2 snapshots")
         timeline = session_minutes(STOCKS, day)
-        rows = 0
-        for version, spec in versions.items():
-            features = spec.compute(timeline, book, symbol=symbol, day=day).assign(feature_group=L2_GROUP, feature_version=version)
+        return {
+            version: spec.compute(timeline, book, symbol=symbol, day=day).assign(feature_group=L2_GROUP, feature_version=version)
+            for version, spec in versions.items()
+        }
+
+    def compute(symbol: str, day: dt.date) -> Outcome:
+        by_version = features_of(symbol, day)
+        if isinstance(by_version, Outcome):
+            return by_version
+        for version, features in by_version.items():
             lake.write_partition(feature_table(L2_GROUP, version), symbol, day, features)
             quality[version].add(symbol, day, features)
-            rows += len(features)
-        return written(rows)
+        return written(sum(len(f) for f in by_version.values()))
 
-    step = SymbolDayStep(context, "l2_features", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored, lake=lake).run(compute)
+    def compute_days(symbol: str, days: list[dt.date]) -> dict[dt.date, Outcome]:
+        outcomes, parts = {}, {version: [] for version in versions}
+        for day in days:
+            by_version = features_of(symbol, day)
+            if isinstance(by_version, Outcome):
+                outcomes[day] = by_version
+                continue
+            for version, features in by_version.items():
+                parts[version].append(features)
+        rows: Counter = Counter()
+        for version, frames in parts.items():
+            if frames:
+                rows.update(write_by_date(lake, feature_table(L2_GROUP, version), symbol, pd.concat(frames, ignore_index=True), quality[version]))
+        return {**outcomes, **{day: written(n) for day, n in rows.items()}}
+
+    step = SymbolDayStep(context, "l2_features", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored, lake=lake)
+    step = step.run_by_symbol(compute_days, compute) if lake.batch_writes else step.run(compute)
     return step.finish(QualityRecorder.merged(list(quality.values())).finish(check_groups(L2_FEATURE_DQ_CHECKS)))
 
 
