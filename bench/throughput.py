@@ -19,7 +19,9 @@ For each size (symbols x trading days) on a fresh lake and Dagster instance:
   (630,000 symbol-days) at the measured rate.
 
 Linearity: the seconds per symbol-day at the larger size over those at the smaller one (1.0 =
-linear). The figures are single runs on a 2-core machine.
+linear), and the marginal rate between the two sizes (symbol-days added / seconds added) with the
+fixed cost per backfill it implies, which is what the 500 x 5 years extrapolation uses. The figures
+are single runs on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -112,9 +114,12 @@ def measure(symbols: int, days: int, workers: int, batched: bool) -> dict:
 def run(sizes: tuple[int, ...] = (10, 20), days: int = 60, workers: int = 2) -> list[Result]:
     results: list[Result] = []
     per_symbol_day: list[float] = []
+    measured: dict[str, list[tuple[int, float]]] = {"graph_s": [], "features_s": []}
     for symbols in sizes:
         n = symbols * days
         new, old = measure(symbols, days, workers, True), measure(symbols, days, workers, False)
+        for key in measured:
+            measured[key].append((n, new[key]))
         per_symbol_day.append(new["graph_s"] / n)
         results.append(Result(
             what=f"whole graph {symbols} sym x {days} days ({n} symbol-days, {workers} workers)",
@@ -135,6 +140,15 @@ def run(sizes: tuple[int, ...] = (10, 20), days: int = 60, workers: int = 2) -> 
             note=f"{n / new['features_s']:.0f} symbol-days/s; 500 x 5 years: {SCALE_SYMBOL_DAYS / (n / new['features_s']) / 60:.0f} min",
         ))
     if len(per_symbol_day) >= 2:
+        for label, key in (("whole graph", "graph_s"), ("bar_features over stored curated", "features_s")):
+            (n1, t1), (n2, t2) = measured[key][0], measured[key][-1]
+            marginal = (n2 - n1) / (t2 - t1) if t2 > t1 else float("inf")
+            fixed = t1 - n1 / marginal
+            results.append(Result(
+                what=f"{label}: marginal rate between the sizes", ours_s=t2, target="",
+                note=(f"{marginal:.0f} symbol-days/s beyond a fixed {fixed:.1f} s per backfill (process start, imports, "
+                      f"run bookkeeping); 500 x 5 years: {(fixed + SCALE_SYMBOL_DAYS / marginal) / 60:.0f} min"),
+            ))
         results.append(Result(
             what=f"linearity {sizes[0]} -> {sizes[-1]} symbols (s per symbol-day, larger / smaller)",
             ours_s=per_symbol_day[-1] * sizes[-1] * days, baseline_s=per_symbol_day[0] * sizes[-1] * days,
