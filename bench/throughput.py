@@ -113,6 +113,8 @@ def measure(symbols: int, days: int, workers: int, batched: bool) -> dict:
 
 def run(sizes: tuple[int, ...] = (10, 20), days: int = 60, workers: int = 2) -> list[Result]:
     results: list[Result] = []
+    if max(sizes) > len(SYMBOLS):
+        raise ValueError(f"at most {len(SYMBOLS)} symbols (bench.backfill.SYMBOLS); asked for {max(sizes)}")
     per_symbol_day: list[float] = []
     measured: dict[str, list[tuple[int, float]]] = {"graph_s": [], "features_s": []}
     for symbols in sizes:
