@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from platform_assets.quality.checks import is_blocked
-from platform_assets.symbol_days import Outcome, blocked, no_input
+from platform_assets.symbol_days import Outcome, blocked, kept, no_input
 from resources.lake import CURATED_BARS, ParquetLake
 
 
@@ -21,17 +21,19 @@ def curated_day(lake: ParquetLake, symbol: str, day: dt.date) -> pd.DataFrame | 
     return no_input("no curated bars") if bars.empty else bars
 
 
-def curated_days(lake: ParquetLake, symbol: str, days: list[dt.date]) -> tuple[pd.DataFrame, dict[dt.date, Outcome]]:
-    """Curated bars of a symbol's dates in one read, and the outcome of each date that has none
-    (DQ-blocked, or no curated bars stored): ``curated_day`` for many dates at once."""
-    skipped = {day: blocked("curated bars failed an error DQ rule") for day in days if is_blocked(lake, "curated_bars", symbol, day)}
-    wanted = [day for day in days if day not in skipped]
+def curated_days(lake: ParquetLake, symbol: str, days: list[dt.date], is_kept=None) -> tuple[pd.DataFrame, dict[dt.date, Outcome]]:
+    """Curated bars of a symbol's dates in one read, and the outcome of each date that gets none:
+    kept (``is_kept(day)``: its output is stored and must stay), DQ-blocked, or no curated bars
+    stored. ``curated_day`` for many dates at once."""
+    outcomes = {day: kept() for day in days if is_kept is not None and is_kept(day)}
+    outcomes.update({day: blocked("curated bars failed an error DQ rule") for day in days if day not in outcomes and is_blocked(lake, "curated_bars", symbol, day)})
+    wanted = [day for day in days if day not in outcomes]
     bars = lake.read(CURATED_BARS, [symbol], wanted) if wanted else pd.DataFrame()
     if len(bars):  # day files and month files come back file by file: order by date, keep each day's rows
         bars = bars.sort_values("date", kind="stable", ignore_index=True)
     present = set(pd.to_datetime(bars["date"]).dt.date) if len(bars) else set()
-    skipped.update({day: no_input("no curated bars") for day in wanted if day not in present})
-    return bars, skipped
+    outcomes.update({day: no_input("no curated bars") for day in wanted if day not in present})
+    return bars, outcomes
 
 
 def date_slices(frame: pd.DataFrame) -> list[tuple[dt.date, int, int]]:

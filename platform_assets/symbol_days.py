@@ -184,7 +184,10 @@ class SymbolDayStep:
         """Like ``run``, but ``transform_days(symbol, dates)`` does all of a symbol's dates at once
         (one read, one vectorised computation, one write per month) and returns every date's outcome.
         If it raises, that symbol's dates are done again one by one with ``fallback`` (the per-date
-        transform), so one bad symbol-day still fails alone, with its own exception."""
+        transform), so one bad symbol-day still fails alone, with its own exception. Without a lake
+        that batches writes (``LAKE_BATCH_WRITES=false``) this is ``run(fallback)``: the per-date path."""
+        if self.lake is None or not self.lake.batch_writes:
+            return self.run(fallback)
         progress = Progress(self.context, self.asset_name, len(self.symbols) * len(self.dates))
         with self.lake.batched_writes() if self.lake is not None else contextlib.nullcontext():
             for symbol in self.symbols:

@@ -329,11 +329,11 @@ class ParquetLake(dg.ConfigurableResource):
         """Write several dates of one (symbol, month) in one locked read-modify-write: one month file
         (dates already in it kept, theirs replaced), or a day file when it is a single new date."""
         with self._symbol_lock(table, symbol):
-            if len(parts) == 1 and next(iter(parts)) not in self._month_dates_or_all(table, symbol, month):
+            held = self._month_dates_or_all(table, symbol, month)
+            if len(parts) == 1 and next(iter(parts)) not in held:
                 (day, data), = parts.items()  # a daily run: a day file beside the month file, merged by compaction
                 write_parquet_atomic(data, self.partition_dir(table, symbol, day) / PART_FILE, fsync=False)
                 return
-            held = self._month_dates_or_all(table, symbol, month)
             if held is not _EVERY_DATE and held <= parts.keys():
                 kept, dates = None, frozenset()  # every date it holds is replaced: no need to read it
             else:

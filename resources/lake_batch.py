@@ -74,11 +74,11 @@ class WriteBuffer:
     def take(self, table=None, symbol: str | None = None, days=None) -> list[tuple]:
         """Remove and return pending ((table, symbol), {date: rows}) groups matching the filters
         (``days``: only groups holding one of these dates)."""
-        wanted = [
-            key for key, pending in self.pending.items()
-            if pending and (table is None or key[0] == table) and (symbol is None or key[1] == symbol)
-            and (days is None or not pending.keys().isdisjoint(days))
-        ]
+        if table is not None and symbol is not None:  # the hot case (a read of one symbol): no scan
+            keys = [(table, symbol)] if (table, symbol) in self.pending else []
+        else:
+            keys = [key for key in self.pending if (table is None or key[0] == table) and (symbol is None or key[1] == symbol)]
+        wanted = [key for key in keys if self.pending[key] and (days is None or not self.pending[key].keys().isdisjoint(days))]
         out = [(key, self.pending.pop(key)) for key in wanted]
         self.rows -= sum(t.num_rows for _, group in out for t in group.values())
         return out

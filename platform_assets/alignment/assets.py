@@ -54,9 +54,7 @@ def aligned_bars(context: dg.AssetExecutionContext, lake: ParquetLake, l2_store:
         return written(len(aligned), l2_stale_rows=int(aligned["l2_stale"].sum()), crossed_book_rows=int(aligned["book_crossed"].sum()))
 
     def align_days(symbol: str, days: list[dt.date]) -> dict[dt.date, Outcome]:
-        outcomes = {day: kept() for day in days if keep and lake.has_partition(ALIGNED_BARS, symbol, day)}
-        bars, skipped = curated_days(lake, symbol, [day for day in days if day not in outcomes])
-        outcomes.update(skipped)
+        bars, outcomes = curated_days(lake, symbol, days, is_kept=(lambda day: lake.has_partition(ALIGNED_BARS, symbol, day)) if keep else None)
         parts = {}
         for day, start, stop in date_slices(bars):
             book, _ = l2_store.read_day(symbol, day)
@@ -71,4 +69,4 @@ def aligned_bars(context: dg.AssetExecutionContext, lake: ParquetLake, l2_store:
         context, "aligned_bars", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS),
         is_stored=lambda s, d: lake.has_partition(ALIGNED_BARS, s, d), stats_keys=("l2_stale_rows", "crossed_book_rows"), lake=lake,
     )
-    return (step.run_by_symbol(align_days, align) if lake.batch_writes else step.run(align)).finish()
+    return step.run_by_symbol(align_days, align).finish()

@@ -74,9 +74,7 @@ def bar_features(context: dg.AssetExecutionContext, lake: ParquetLake, data_qual
         return written(rows)
 
     def compute_days(symbol: str, days: list[dt.date]) -> dict[dt.date, Outcome]:
-        outcomes = {day: kept() for day in days if keep and stored(symbol, day)}
-        bars, skipped = curated_days(lake, symbol, [day for day in days if day not in outcomes])
-        outcomes.update(skipped)
+        bars, outcomes = curated_days(lake, symbol, days, is_kept=(lambda day: stored(symbol, day)) if keep else None)
         rows: Counter = Counter()
         if len(bars):
             for version, spec in versions.items():
@@ -85,7 +83,7 @@ def bar_features(context: dg.AssetExecutionContext, lake: ParquetLake, data_qual
         return {**outcomes, **{day: written(n) for day, n in rows.items()}}
 
     step = SymbolDayStep(context, "bar_features", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored, lake=lake)
-    step = step.run_by_symbol(compute_days, compute) if lake.batch_writes else step.run(compute)
+    step = step.run_by_symbol(compute_days, compute)
     return step.finish(QualityRecorder.merged(list(quality.values())).finish(check_groups(BAR_DQ_CHECKS)))
 
 
@@ -159,7 +157,7 @@ def l2_features(
         return {**outcomes, **{day: written(n) for day, n in rows.items()}}
 
     step = SymbolDayStep(context, "l2_features", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored, lake=lake)
-    step = step.run_by_symbol(compute_days, compute) if lake.batch_writes else step.run(compute)
+    step = step.run_by_symbol(compute_days, compute)
     return step.finish(QualityRecorder.merged(list(quality.values())).finish(check_groups(L2_FEATURE_DQ_CHECKS)))
 
 
@@ -203,9 +201,7 @@ def labels(context: dg.AssetExecutionContext, lake: ParquetLake) -> dg.Materiali
         return written(rows)
 
     def compute_days(symbol: str, days: list[dt.date]) -> dict[dt.date, Outcome]:
-        outcomes = {day: kept() for day in days if keep and stored(symbol, day)}
-        bars, skipped = curated_days(lake, symbol, [day for day in days if day not in outcomes])
-        outcomes.update(skipped)
+        bars, outcomes = curated_days(lake, symbol, days, is_kept=(lambda day: stored(symbol, day)) if keep else None)
         rows: Counter = Counter()
         if len(bars):
             for version, definition in LABEL_DEFINITIONS.items():
@@ -213,4 +209,4 @@ def labels(context: dg.AssetExecutionContext, lake: ParquetLake) -> dg.Materiali
         return {**outcomes, **{day: written(n) for day, n in rows.items()}}
 
     step = SymbolDayStep(context, "labels", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored, lake=lake)
-    return (step.run_by_symbol(compute_days, compute) if lake.batch_writes else step.run(compute)).finish()
+    return step.run_by_symbol(compute_days, compute).finish()

@@ -53,44 +53,13 @@ def _lag(values: np.ndarray, k: int) -> np.ndarray:
 def compute_bar_features_v1(curated: pd.DataFrame) -> pd.DataFrame:
     """Features for the curated bars of one (symbol, session), sorted by ts."""
     bars = curated.sort_values("ts")
-    ts = pd.DatetimeIndex(bars["ts"])
-    close = bars["close"].to_numpy(dtype=float)
-    volume = bars["volume"].to_numpy(dtype=float)
-    ret = np.full(len(close), np.nan)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ret[1:] = np.diff(np.log(close))
-        columns = {
-            "date": bars["date"].to_numpy(),
-            "symbol": bars["symbol"].to_numpy(),
-            "ts": ts,
-            "available_ts": ts + pd.Timedelta(minutes=1),
-            "ret_1": ret,
-            "log_volume": np.log1p(volume),
-        }
-        for window in WINDOWS:
-            columns[f"ret_mean_{window}"] = _trailing(ret, window, lambda w: w.mean(axis=1))
-        for window in WINDOWS:
-            columns[f"ret_vol_{window}"] = _trailing(ret, window, lambda w: w.std(axis=1, ddof=1))
-        for lag in LAGS:
-            columns[f"ret_lag_{lag}"] = _lag(ret, lag)
-        mean_volume = _trailing(volume, 20, lambda w: w.mean(axis=1))
-        columns["volume_ratio_20"] = volume / np.where(mean_volume == 0, np.nan, mean_volume)
-    columns["is_imputed"] = bars["is_imputed"].to_numpy(dtype=bool)
-    return pd.DataFrame(columns)[KEY_COLUMNS + VALUE_COLUMNS]
+    return _v1_frame(bars, np.arange(len(bars)))
 
 
 def compute_bar_features_v2(curated: pd.DataFrame) -> pd.DataFrame:
     """v1 plus imputed-window flags and the as-of gap columns, for one (symbol, session)."""
     bars = curated.sort_values("ts")
-    out = compute_bar_features_v1(bars)
-    not_real = (bars["dq_status"] != "ok").to_numpy()
-    position = np.arange(len(bars))
-    last_not_real = np.maximum.accumulate(np.where(not_real, position, -1)) if len(bars) else position
-    for window in WINDOWS:
-        out[f"imputed_in_window_{window}"] = (last_not_real >= 0) & (last_not_real >= position - window)
-    out["gap_run_minutes"] = bars["gap_run_minutes"].to_numpy(dtype="int64")
-    out["gap_type"] = bars["gap_type"].to_numpy(dtype=object)
-    return out[KEY_COLUMNS + VALUE_COLUMNS_V2]
+    return _v2_frame(bars, np.zeros(len(bars), dtype=np.int64), np.arange(len(bars)))
 
 
 # -- many sessions at once -----------------------------------------------------------------------
@@ -152,16 +121,24 @@ def _v1_columns(bars: pd.DataFrame, position: np.ndarray) -> dict:
     return columns
 
 
+def _v1_frame(bars: pd.DataFrame, position: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(_v1_columns(bars, position))[KEY_COLUMNS + VALUE_COLUMNS]
+
+
 def compute_bar_features_v1_many(curated: pd.DataFrame) -> pd.DataFrame:
     """``compute_bar_features_v1`` of every (symbol, session) in ``curated``, rows by (symbol, date, ts)."""
     bars, _, position = session_order(curated)
-    return pd.DataFrame(_v1_columns(bars, position))[KEY_COLUMNS + VALUE_COLUMNS]
+    return _v1_frame(bars, position)
 
 
 def compute_bar_features_v2_many(curated: pd.DataFrame) -> pd.DataFrame:
     """``compute_bar_features_v2`` of every (symbol, session) in ``curated``, rows by (symbol, date, ts)."""
-    bars, group_start, position = session_order(curated)
-    out = pd.DataFrame(_v1_columns(bars, position))[KEY_COLUMNS + VALUE_COLUMNS]
+    return _v2_frame(*session_order(curated))
+
+
+def _v2_frame(bars: pd.DataFrame, group_start: np.ndarray, position: np.ndarray) -> pd.DataFrame:
+    """v2 of bars in session order (``group_start``: each row's session start index)."""
+    out = _v1_frame(bars, position)
     not_real = (bars["dq_status"] != "ok").to_numpy()
     index = np.arange(len(bars))
     last = np.maximum.accumulate(np.where(not_real, index, -1)) if len(bars) else index

@@ -50,24 +50,7 @@ def get_label_definition(version: str) -> LabelDefinition:
 
 def compute_labels(curated: pd.DataFrame, definition: LabelDefinition) -> pd.DataFrame:
     """Labels for the curated bars of one (symbol, session)."""
-    bars = curated.sort_values("ts").reset_index(drop=True)
-    close = bars["close"].astype(float).to_numpy()
-    real = (bars["dq_status"] == "ok").to_numpy()
-    out = pd.DataFrame({"date": bars["date"], "symbol": bars["symbol"], "ts": bars["ts"]})
-    out["available_ts"] = pd.DatetimeIndex(bars["ts"]) + pd.Timedelta(minutes=max(definition.horizons) + 1)
-    out["label_def_version"] = definition.version
-    n = len(bars)
-    for h in definition.horizons:
-        future = np.full(n, np.nan)
-        future_real = np.zeros(n, dtype=bool)
-        if h < n:
-            future[: n - h] = close[h:]
-            future_real[: n - h] = real[h:]
-        valid = real & future_real
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[f"fwd_ret_{h}"] = np.where(valid, np.log(future / close), np.nan)
-        out[f"valid_{h}"] = valid
-    return out[KEY_COLUMNS + definition.columns]
+    return compute_labels_many(curated, definition)
 
 
 def compute_labels_many(curated: pd.DataFrame, definition: LabelDefinition) -> pd.DataFrame:
