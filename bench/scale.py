@@ -71,15 +71,16 @@ def _tick_times(defs, instance) -> dict[str, float]:
     when = dt.datetime(2025, 12, 5, 17, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
     out = {}
     for schedule in defs.schedules:
-        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when, repository_def=repo, resources=defs.resources)
-        t0 = time.perf_counter()
-        schedule.evaluate_tick(context)
-        out[schedule.name] = time.perf_counter() - t0
+        # A context enters its own instance; closing it (with) restores Dagster's current defs-state storage.
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=when, repository_def=repo, resources=defs.resources) as context:
+            t0 = time.perf_counter()
+            schedule.evaluate_tick(context)
+            out[schedule.name] = time.perf_counter() - t0
     for sensor in [s for s in defs.sensors if not isinstance(s, dg.AutomationConditionSensorDefinition)]:  # automation: evaluated by the daemon
-        context = dg.build_sensor_context(instance=instance, repository_def=repo, resources=defs.resources)
-        t0 = time.perf_counter()
-        sensor.evaluate_tick(context)
-        out[sensor.name] = time.perf_counter() - t0
+        with dg.build_sensor_context(instance=instance, repository_def=repo, resources=defs.resources) as context:
+            t0 = time.perf_counter()
+            sensor.evaluate_tick(context)
+            out[sensor.name] = time.perf_counter() - t0
     return out
 
 

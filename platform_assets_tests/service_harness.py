@@ -114,3 +114,14 @@ def stored_state(home: Path, data: Path) -> tuple:
 def lake_files(data: Path, table: str, symbol: str) -> int:
     """The Parquet files a lake table holds for a symbol (per-date and month files alike)."""
     return sum(1 for _ in (Path(data) / "lake" / table).glob(f"**/symbol={symbol}/*/*.parquet"))
+
+
+def evaluate_tick(definition, **context_args):
+    """One tick of a schedule or sensor, its evaluation context closed afterwards.
+
+    A context built with an instance opens its own copy of that instance; left open, it would restore
+    a dead instance's defs-state storage as Dagster's current one when garbage-collected later.
+    """
+    build = dg.build_schedule_context if isinstance(definition, dg.ScheduleDefinition) else dg.build_sensor_context
+    with build(**context_args) as context:
+        return definition.evaluate_tick(context)

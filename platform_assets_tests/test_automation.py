@@ -24,13 +24,13 @@ from platform_assets.calendars import STOCKS, sessions_in_range
 from platform_assets.partitions import stock_date_partitions
 from platform_assets.universe import add_symbols
 from resources.sim_market import simulate_day
+from service_harness import evaluate_tick
 
 NY = zoneinfo.ZoneInfo("America/New_York")
 
 
 def _tick(schedule, platform, when: dt.datetime):
-    context = dg.build_schedule_context(instance=platform.instance, scheduled_execution_time=when, repository_def=platform.defs.get_repository_def())
-    result = schedule.evaluate_tick(context)
+    result = evaluate_tick(schedule, instance=platform.instance, scheduled_execution_time=when, repository_def=platform.defs.get_repository_def())
     return list(result.run_requests or []), result.skip_message
 
 
@@ -83,15 +83,14 @@ def test_l2_sensor_requests_the_new_files_day_once(platform, monkeypatch):
         add_symbols(platform.instance, ["AAPL"])
         path = _write_snapshot_file(platform.settings, "AAPL", dt.date(2024, 12, 3), "093015")
         _write_snapshot_file(platform.settings, "MSFT", dt.date(2024, 12, 3), "093015")  # not tracked: ignored
-        context = dg.build_sensor_context(instance=platform.instance, repository_def=platform.defs.get_repository_def())
-        result = l2_snapshot_files_sensor.evaluate_tick(context)
+        result = evaluate_tick(l2_snapshot_files_sensor, instance=platform.instance, repository_def=platform.defs.get_repository_def())
         assert [(r.partition_key, r.tags["platform/symbols"]) for r in result.run_requests] == [("2024-12-03", "AAPL")]
         cursor = result.cursor
         assert json.loads(cursor)["mtime_ns"] == os.stat(path).st_mtime_ns
-        again = l2_snapshot_files_sensor.evaluate_tick(dg.build_sensor_context(instance=platform.instance, cursor=cursor, repository_def=platform.defs.get_repository_def()))
+        again = evaluate_tick(l2_snapshot_files_sensor, instance=platform.instance, cursor=cursor, repository_def=platform.defs.get_repository_def())
         assert not again.run_requests  # nothing new since the cursor
         _write_snapshot_file(platform.settings, "AAPL", dt.date(2024, 12, 4), "101500")
-        later = l2_snapshot_files_sensor.evaluate_tick(dg.build_sensor_context(instance=platform.instance, cursor=cursor, repository_def=platform.defs.get_repository_def()))
+        later = evaluate_tick(l2_snapshot_files_sensor, instance=platform.instance, cursor=cursor, repository_def=platform.defs.get_repository_def())
         assert [r.partition_key for r in later.run_requests] == ["2024-12-04"]
     finally:
         get_settings.cache_clear()
@@ -107,7 +106,7 @@ def test_l2_sensor_ignores_files_the_pipeline_already_processed(platform, monkey
     try:
         report = run_backfill(platform.instance, plan_backfill(["AAPL"], "2024-12-03", "2024-12-03"), defs=platform.defs, add_missing_symbols=True)
         assert report.success
-        result = l2_snapshot_files_sensor.evaluate_tick(dg.build_sensor_context(instance=platform.instance, repository_def=platform.defs.get_repository_def()))
+        result = evaluate_tick(l2_snapshot_files_sensor, instance=platform.instance, repository_def=platform.defs.get_repository_def())
         assert not result.run_requests  # the run that wrote the snapshots also computed their features
     finally:
         get_settings.cache_clear()
@@ -156,14 +155,14 @@ def test_sensor_and_automation_never_request_the_same_work(platform, monkeypatch
             instance=platform.instance, partition_key=latest, asset_selection=[dg.AssetKey("raw_bars_sim"), dg.AssetKey("l2_snapshots_sim")]
         )
         repo = defs.get_repository_def()
-        sensor = l2_snapshot_files_sensor.evaluate_tick(dg.build_sensor_context(instance=platform.instance, repository_def=repo))
+        sensor = evaluate_tick(l2_snapshot_files_sensor, instance=platform.instance, repository_def=repo)
         assert not sensor.run_requests  # the asset's own files: automation's business
         auto = dg.evaluate_automation_conditions(defs=defs, instance=platform.instance, cursor=before.cursor)
         assert auto.get_requested_partitions(dg.AssetKey("l2_features")) == {latest}
 
         time.sleep(1.1)  # a live-capture file written after the asset's materialization
         _write_snapshot_file(platform.settings, "AAPL", dt.date.fromisoformat(latest), "235959")
-        live = l2_snapshot_files_sensor.evaluate_tick(dg.build_sensor_context(instance=platform.instance, cursor=sensor.cursor, repository_def=repo))
+        live = evaluate_tick(l2_snapshot_files_sensor, instance=platform.instance, cursor=sensor.cursor, repository_def=repo)
         assert [(r.partition_key, r.tags["platform/symbols"]) for r in live.run_requests] == [(latest, "AAPL")]
         quiet = dg.evaluate_automation_conditions(defs=defs, instance=platform.instance, cursor=auto.cursor)
         assert not any(quiet.get_requested_partitions(k) for k in date_assets)  # no asset event: automation stays quiet

@@ -39,6 +39,7 @@ from resources.reference_store import read_actions, write_actions  # noqa: E402
 from resources.settings import load_settings  # noqa: E402
 from resources.sim_corporate_actions import sim_corporate_actions  # noqa: E402
 from resources.sim_market import FaultRates, simulate_day  # noqa: E402
+from service_harness import evaluate_tick  # noqa: E402
 
 KEY = "db-TESTKEY0123456789abcdefghijk"
 SEED = 7
@@ -75,8 +76,7 @@ def _materialize_actions(defs, instance, symbols: list[str], sources: list[str] 
 
 def _run_sensor_requests(defs, instance, cursor=None):
     """Evaluate the reprocessing sensor once and execute what it requests (as the daemon would)."""
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs, resources={"lake": defs.resources["lake"]})
-    data = corporate_action_reprocess_sensor.evaluate_tick(context)
+    data = evaluate_tick(corporate_action_reprocess_sensor, instance=instance, cursor=cursor, definitions=defs, resources={"lake": defs.resources["lake"]})
     job = defs.resolve_job_def(REPROCESS_JOB)
     for request in data.run_requests:
         assert job.execute_in_process(instance=instance, tags=request.tags, raise_on_error=True).success

@@ -35,6 +35,7 @@ from platform_assets.calendars import STOCKS, session_bounds
 from platform_assets.ml.assets import batch_scoring_schedule
 from resources.dataset_store import DatasetStore, frame_hash
 from resources.settings import load_settings
+from service_harness import evaluate_tick
 
 SYMBOLS = ["AAPL", "MSFT"]
 DATES = [dt.date(2024, 11, 25), dt.date(2024, 11, 26), dt.date(2024, 11, 27)]
@@ -287,10 +288,10 @@ def test_http_inference_path_against_a_local_server(env):
 def test_schedule_scores_sessions_after_the_daily_ingestion(env):
     root, settings, defs, instance = env
     at = pd.Timestamp("2024-11-27 18:30", tz=STOCKS.timezone).to_pydatetime()
-    requests = batch_scoring_schedule.evaluate_tick(dg.build_schedule_context(instance=instance, scheduled_execution_time=at, repository_def=defs.get_repository_def())).run_requests
+    requests = evaluate_tick(batch_scoring_schedule, instance=instance, scheduled_execution_time=at, repository_def=defs.get_repository_def()).run_requests
     assert [(r.partition_key, r.run_key) for r in requests] == [("2024-11-27", "scoring-2024-11-27")]
     holiday = pd.Timestamp("2024-11-28 18:30", tz=STOCKS.timezone).to_pydatetime()
-    assert not batch_scoring_schedule.evaluate_tick(dg.build_schedule_context(instance=instance, scheduled_execution_time=holiday, repository_def=defs.get_repository_def())).run_requests
+    assert not evaluate_tick(batch_scoring_schedule, instance=instance, scheduled_execution_time=holiday, repository_def=defs.get_repository_def()).run_requests
     assert batch_scoring_schedule.cron_schedule == "30 18 * * 1-5" and "batch_scoring_schedule" in {s.name for s in defs.schedules}
 
 
