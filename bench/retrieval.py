@@ -6,6 +6,9 @@ The lake holds ``bar_features`` v1 for ``symbols`` x ``days`` sessions (one real
 per symbol, computed by the real gap engine and feature code, repeated over the dates with the
 time stamps shifted and values jittered), plus the last 5 sessions of ``inference_symbols``.
 Baseline = what a notebook does: read every Parquet file of the table with pandas, concat, filter.
+With ``arcticdb`` installed (the ``bench`` extra, ``make bench``) the same rows are also written to
+ArcticDB (LMDB, one symbol per symbol, ``ts`` index) and pulled with ``read_batch`` and a date range,
+the store many quant teams train from, beside ours in the same run.
 """
 
 from __future__ import annotations
@@ -73,6 +76,30 @@ def pandas_latest_baseline(table_dir: Path, symbols: list[str], at: pd.Timestamp
     return frame.sort_values("ts").groupby("symbol").tail(1)
 
 
+def arcticdb_pull(rows: pd.DataFrame, symbols: list[str], start: pd.Timestamp, end: pd.Timestamp, repeat: int) -> tuple[float, int] | None:
+    """Median seconds of an ArcticDB ``read_batch`` of ``rows`` (stored per symbol, LMDB, in a temp
+    folder) over [start, end), and the rows it returned; None when ``arcticdb`` is not installed."""
+    try:
+        import arcticdb as adb
+    except ImportError:
+        return None
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="mdp-arctic-") as folder:
+        library = adb.Arctic(f"lmdb://{folder}").get_library("bench", create_if_missing=True)
+        for symbol, part in rows.groupby("symbol"):
+            library.write(symbol, part.set_index("ts"))
+        requests = [adb.ReadRequest(s, date_range=(start, end)) for s in symbols]
+
+        def pull() -> pd.DataFrame:
+            return pd.concat([item.data for item in library.read_batch(requests)])
+
+        count = len(pull())
+        seconds = median_time(pull, repeat)
+        del library
+    return seconds, count
+
+
 def run(symbols: int = 50, days: int = 252, inference_symbols: int = 100, repeat: int = 3) -> list[Result]:
     from bench.backfill import trading_days_ending
     from platform_api.retrieval import get_features_for_inference, get_features_for_training
@@ -114,6 +141,20 @@ def run(symbols: int = 50, days: int = 252, inference_symbols: int = 100, repeat
             note=(f"ours = median of {repeat}, closed months compacted ({compact_s:.1f}s to compact); {rows:,} rows; "
                   f"before compaction (one file per symbol-day, {files:,} files): {daily_s:.2f}s"),
         ))
+        pulled = ours().features
+        arctic = arcticdb_pull(pulled, train_symbols, start, end, repeat)
+        if arctic is None:
+            results.append(Result(what=f"training pull vs ArcticDB {symbols} sym x {days} days", ours_s=ours_s,
+                                  note="ArcticDB not installed: `make bench` (the bench extra) adds it"))
+        else:
+            arctic_s, arctic_rows = arctic
+            assert arctic_rows == rows, (arctic_rows, rows)
+            results.append(Result(
+                what=f"training pull vs ArcticDB {symbols} sym x {days} days", ours_s=ours_s, baseline_s=arctic_s,
+                baseline="ArcticDB (LMDB) read_batch, date range", rows=rows, target="faster than ArcticDB (ratio > 1)",
+                note=f"same {rows:,} rows x {pulled.shape[1]} columns; medians of {repeat}",
+            ))
+        del pulled
         at = pd.Timestamp(f"{all_days[-1]} 15:00:30", tz="America/New_York").tz_convert("UTC")
         infer_symbols = _symbols(inference_symbols)
 

@@ -95,6 +95,11 @@ class LakeReader:
         with self.connect() as conn:
             return frame(conn, sql, params)
 
+    def query_arrow(self, sql: str, params: dict) -> pa.Table:
+        """A query result as Arrow, time stamps as UTC (``utc_arrow``)."""
+        with self.connect() as conn:
+            return utc_arrow(conn, sql, params)
+
 
 def calendar_days(start: pd.Timestamp, end: pd.Timestamp) -> list[dt.date]:
     """Partition dates that can hold rows of ``[start, end)`` (a day of slack for time zones)."""
@@ -107,10 +112,20 @@ def parquet_list(paths: Iterable[Path]) -> list[str]:
     return [str(p) for p in paths]
 
 
-def frame(conn: duckdb.DuckDBPyConnection, sql: str, params: dict) -> pd.DataFrame:
-    """A query result as pandas via Arrow, time stamps as UTC (``.df()`` drops the zone of *_NS)."""
+def utc_arrow(conn: duckdb.DuckDBPyConnection, sql: str, params: dict) -> pa.Table:
+    """A query result as Arrow, zoned time stamps in UTC (the connection's zone is UTC already)."""
     table = conn.sql(sql, params=params).to_arrow_table()
     schema = pa.schema(
         [f.with_type(pa.timestamp(f.type.unit, "UTC")) if pa.types.is_timestamp(f.type) and f.type.tz else f for f in table.schema]
     )
-    return table.cast(schema).to_pandas(split_blocks=True, self_destruct=True)
+    return table.cast(schema)
+
+
+def to_pandas(table: pa.Table) -> pd.DataFrame:
+    """Arrow to pandas without consolidating columns into blocks (no second copy of the data)."""
+    return table.to_pandas(split_blocks=True, self_destruct=True)
+
+
+def frame(conn: duckdb.DuckDBPyConnection, sql: str, params: dict) -> pd.DataFrame:
+    """A query result as pandas via Arrow, time stamps as UTC (``.df()`` drops the zone of *_NS)."""
+    return to_pandas(utc_arrow(conn, sql, params))

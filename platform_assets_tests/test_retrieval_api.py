@@ -317,3 +317,38 @@ def test_numbers_are_refused_as_dates(lake_env):
         get_curated_bars("AAPL", 20241126, 20241127, settings=settings)
     with pytest.raises(errors.InvalidDateRangeError):
         get_features_for_inference(["bar_features"], "v1", ["AAPL"], 1732633200, settings=settings)
+
+
+def test_training_rows_come_ordered_by_symbol_then_time_whatever_the_request_order(lake_env):
+    """One group streams out in file order (no sort); asked for in reverse symbol order, the rows must
+    still come ordered by (symbol, ts), equal to the sorted request, with the same coverage."""
+    settings, *_ = lake_env
+    pull = {"include_labels": False, "settings": settings}
+    forward = get_features_for_training(["bar_features"], "v1", SYMBOLS, "2024-11-26", "2024-12-03", **pull)
+    backward = get_features_for_training(["bar_features"], "v1", SYMBOLS[::-1], "2024-11-26", "2024-12-03", **pull)
+    pd.testing.assert_frame_equal(forward.features, backward.features)
+    assert list(forward.features["symbol"].unique()) == sorted(SYMBOLS)
+    assert forward.features.groupby("symbol")["ts"].is_monotonic_increasing.all()
+    assert forward.metadata["coverage"] == backward.metadata["coverage"]
+    assert all(c["returned_sessions"] == len(DATES) and c["rows"] == 3 * 390 + 210 for c in forward.metadata["coverage"].values())
+    joined = get_features_for_training(GROUPS, "v1", SYMBOLS[::-1], "2024-11-26", "2024-12-03", include_labels=True, settings=settings)
+    pd.testing.assert_frame_equal(joined.features[forward.features.columns.drop("available_ts")], forward.features.drop(columns="available_ts"))
+
+
+def test_feature_files_are_stored_for_fast_reads_bars_compressed(lake_env):
+    """Feature and label files: floats and time stamps plain and uncompressed (they do not compress,
+    decoding them was half a training pull); bars keep zstd."""
+    import pyarrow.parquet as pq
+
+    settings, *_ = lake_env
+    lake_root = settings.base_path / "lake"
+    for table, codec in [("features/bar_features", "UNCOMPRESSED"), ("labels", "UNCOMPRESSED"), ("curated_bars", "ZSTD")]:
+        files = sorted((lake_root / table).rglob("*.parquet"))
+        assert files, table
+        meta = pq.ParquetFile(files[0]).metadata
+        schema = meta.schema.to_arrow_schema()
+        for index in range(meta.num_columns):
+            column = meta.row_group(0).column(index)
+            assert column.compression == codec, (table, column.path_in_schema)
+            if codec == "UNCOMPRESSED" and str(schema.field(column.path_in_schema).type) in ("double", "timestamp[ns, tz=UTC]"):
+                assert "RLE_DICTIONARY" not in column.encodings, (table, column.path_in_schema)

@@ -161,9 +161,11 @@ def atomic_write(target: Path, write: Callable[[Path], None], *, fsync: bool = T
     return target
 
 
-def write_parquet_atomic(table: pa.Table, target: Path, *, fsync: bool = True) -> Path:
-    """Write an Arrow table as one Parquet file (zstd), atomically."""
-    return atomic_write(target, lambda tmp: pq.write_table(table, tmp, compression="zstd"), fsync=fsync)
+def write_parquet_atomic(table: pa.Table, target: Path, *, fsync: bool = True, options: dict | None = None) -> Path:
+    """Write an Arrow table as one Parquet file, atomically: zstd, or ``options`` for ``pq.write_table``
+    (``resources.parquet_format.write_options``)."""
+    options = options or {"compression": "zstd"}
+    return atomic_write(target, lambda tmp: pq.write_table(table, tmp, **options), fsync=fsync)
 
 
 def write_json_atomic(payload: object, target: Path, *, fsync: bool = True) -> Path:

@@ -51,6 +51,7 @@ import pyarrow.parquet as pq
 
 from resources import lake_batch
 from resources.atomic import LOCK_WAIT_SECONDS, TMP_PREFIX, LockTimeoutError, file_lock, sweep_tree, write_parquet_atomic
+from resources.parquet_format import write_options
 from resources.validation import normalize_symbol
 
 PART_FILE = "part.parquet"
@@ -332,7 +333,7 @@ class ParquetLake(dg.ConfigurableResource):
             held = self._month_dates_or_all(table, symbol, month)
             if len(parts) == 1 and next(iter(parts)) not in held:
                 (day, data), = parts.items()  # a daily run: a day file beside the month file, merged by compaction
-                write_parquet_atomic(data, self.partition_dir(table, symbol, day) / PART_FILE, fsync=False)
+                write_parquet_atomic(data, self.partition_dir(table, symbol, day) / PART_FILE, fsync=False, options=_options(table, data))
                 return
             if held is not _EVERY_DATE and held <= parts.keys():
                 kept, dates = None, frozenset()  # every date it holds is replaced: no need to read it
@@ -344,7 +345,7 @@ class ParquetLake(dg.ConfigurableResource):
             merged = lake_batch.concat_by_date(([kept] if kept is not None else []) + list(parts.values()))
             with self._table_lock(table):
                 now = time.time_ns()
-                _write_month(merged, self.month_file(table, symbol, month), set(dates) | set(parts), False, {d: now for d in parts})
+                _write_month(merged, self.month_file(table, symbol, month), set(dates) | set(parts), False, {d: now for d in parts}, _options(table, merged))
                 for day in parts:
                     day_file = self.partition_dir(table, symbol, day) / PART_FILE
                     if day_file.exists():
@@ -468,15 +469,15 @@ class ParquetLake(dg.ConfigurableResource):
         with self._symbol_lock(table, symbol):
             day_file = self.partition_dir(table, symbol, day) / PART_FILE
             if day not in self._month_dates_or_all(table, symbol, month_of(day)):
-                return write_parquet_atomic(new, day_file, fsync=fsync)  # no month file holds the date
+                return write_parquet_atomic(new, day_file, fsync=fsync, options=_options(table, new))  # no month file holds the date
             kept, dates = self._month_table(table, symbol, month_of(day))
             if kept is None:
-                return write_parquet_atomic(new, day_file, fsync=fsync)
+                return write_parquet_atomic(new, day_file, fsync=fsync, options=_options(table, new))
             kept = _without_date(kept, day)
             merged = pa.concat_tables([kept, new], promote_options="default") if kept.num_rows else new
             month = self.month_file(table, symbol, month_of(day))
             with self._table_lock(table):
-                _write_month(merged, month, dates | {day}, fsync, {day: time.time_ns()})
+                _write_month(merged, month, dates | {day}, fsync, {day: time.time_ns()}, _options(table, merged))
                 day_file.unlink(missing_ok=True)
         return month
 
@@ -529,7 +530,7 @@ class ParquetLake(dg.ConfigurableResource):
                 if kept is not None and day in dates:
                     month = self.month_file(table, symbol, month_of(day))
                     if dates - {day}:
-                        _write_month(_without_date(kept, day), month, dates - {day}, self.fsync)
+                        _write_month(_without_date(kept, day), month, dates - {day}, self.fsync, options=_options(table, kept))
                     else:
                         month.unlink()
                     deleted = True
@@ -575,7 +576,7 @@ class ParquetLake(dg.ConfigurableResource):
                 changed = [str(p) for p in merged_files if _identity(p) != seen[p]]
                 if changed:
                     raise RuntimeError(f"day files changed during compaction despite the lock: {', '.join(changed)}")
-                _write_month(merged, target, dates, self.fsync, {_date_of(p): seen[p][2] for p in merged_files})
+                _write_month(merged, target, dates, self.fsync, {_date_of(p): seen[p][2] for p in merged_files}, _options(table, merged))
                 for path in merged_files:
                     path.unlink()
                     with contextlib.suppress(OSError):
@@ -799,7 +800,12 @@ def written_times(path: Path) -> dict[dt.date, int]:
     return times
 
 
-def _write_month(table: pa.Table, target: Path, dates, fsync: bool, fresh: dict | None = None) -> Path:
+def _options(table: Table, data: pa.Table) -> dict:
+    """Parquet encoding of ``table``'s files (``resources.parquet_format``)."""
+    return write_options(table.name, data.schema)
+
+
+def _write_month(table: pa.Table, target: Path, dates, fsync: bool, fresh: dict | None = None, options: dict | None = None) -> Path:
     """Write a month file listing ``dates``; ``fresh`` = {date: ns} written now (or, for compaction,
     when the merged day file was), the other dates keep their previous written time."""
     previous = written_times(target)
@@ -808,4 +814,4 @@ def _write_month(table: pa.Table, target: Path, dates, fsync: bool, fresh: dict 
     metadata = dict(table.schema.metadata or {})
     metadata[DATES_KEY] = ",".join(sorted(d.isoformat() for d in dates)).encode()
     metadata[WRITTEN_KEY] = json.dumps({k: v for k, v in written.items() if v is not None}).encode()
-    return write_parquet_atomic(table.replace_schema_metadata(metadata), target, fsync=fsync)
+    return write_parquet_atomic(table.replace_schema_metadata(metadata), target, fsync=fsync, options=options)
