@@ -18,6 +18,8 @@ For each size (symbols x trading days) on a fresh lake and Dagster instance:
   the stored curated bars, batched vs per-date, and the extrapolation to 500 symbols x 5 years
   (630,000 symbol-days) at the measured rate.
 
+* **daily run**: the whole graph for one session of 500 symbols (the daily ingestion), both paths.
+
 Linearity: the seconds per symbol-day at the larger size over those at the smaller one (1.0 =
 linear), and the marginal rate between the two sizes (symbol-days added / seconds added) with the
 fixed cost per backfill it implies, which is what the 500 x 5 years extrapolation uses. The figures
@@ -97,21 +99,39 @@ def _backfill(symbols: list[str], days, workers: int, asset_selection: list[str]
 
 def measure(symbols: int, days: int, workers: int, batched: bool) -> dict:
     """Whole graph, then bar_features alone over the stored curated bars; floor on the batched lake."""
+    return _measure(SYMBOLS[:symbols], trading_days_ending(END_DATE, days), workers, batched, details=True)
+
+
+def _measure(names: list[str], session_days, workers: int, batched: bool, details: bool) -> dict:
     from definitions import build_definitions
     from resources.settings import get_settings
 
-    names, session_days = SYMBOLS[:symbols], trading_days_ending(END_DATE, days)
     with isolated_platform() as root, _batching(batched):
         settings = get_settings()
         defs = build_definitions(settings)
         instance = _fresh_instance(root)
         graph_s = _backfill(names, session_days, workers, instance=instance, defs=defs)
+        if not details:
+            return {"graph_s": graph_s}
         features_s = _backfill(names, session_days, workers, asset_selection=["bar_features"], instance=instance, defs=defs)
         floor_s, files, size = parquet_floor(Path(settings.base_path) / "lake")
     return {"graph_s": graph_s, "features_s": features_s, "floor_s": floor_s, "files": files, "bytes": size}
 
 
-def run(sizes: tuple[int, ...] = (10, 20), days: int = 60, workers: int = 2) -> list[Result]:
+def daily_run(symbols: int, workers: int) -> Result:
+    """The whole graph for one session of ``symbols`` symbols (the daily ingestion), both paths."""
+    from bench.bookkeeping import _symbols
+
+    names, day = _symbols(symbols), trading_days_ending(END_DATE, 1)
+    new, old = _measure(names, day, workers, True, details=False), _measure(names, day, workers, False, details=False)
+    return Result(
+        what=f"daily run, whole graph, {symbols} symbols x 1 day ({workers} workers)", ours_s=new["graph_s"],
+        baseline_s=old["graph_s"], baseline="per-date path", rows=symbols, target="< 60 s for 500 symbols",
+        note=f"{symbols / new['graph_s']:.1f} symbol-days/s; one date per symbol, so batching saves little here (rows/s = symbol-days/s)",
+    )
+
+
+def run(sizes: tuple[int, ...] = (10, 20), days: int = 60, workers: int = 2, daily_symbols: int = 500) -> list[Result]:
     results: list[Result] = []
     if max(sizes) > len(SYMBOLS):
         raise ValueError(f"at most {len(SYMBOLS)} symbols (bench.backfill.SYMBOLS); asked for {max(sizes)}")
@@ -157,6 +177,8 @@ def run(sizes: tuple[int, ...] = (10, 20), days: int = 60, workers: int = 2) -> 
             baseline=f"{sizes[0]}-symbol rate scaled", target="~1.0x",
             note=f"{per_symbol_day[0] * 1000:.1f} ms -> {per_symbol_day[-1] * 1000:.1f} ms per symbol-day",
         ))
+    if daily_symbols:
+        results.append(daily_run(daily_symbols, workers))
     return results
 
 
@@ -165,8 +187,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--symbols", type=int, nargs="+", default=[10, 20])
     parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--daily-symbols", type=int, default=500, help="symbols of the one-day whole-graph run (0: skip)")
     args = parser.parse_args(argv)
-    print(format_table(run(tuple(args.symbols), args.days, args.workers)))
+    print(format_table(run(tuple(args.symbols), args.days, args.workers, args.daily_symbols)))
 
 
 if __name__ == "__main__":

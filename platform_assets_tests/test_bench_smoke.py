@@ -20,6 +20,6 @@ def test_databento_decode_benchmark_runs_and_matches_the_loop():
 def test_throughput_benchmark_runs_both_paths_and_the_floor():
     from bench import throughput
 
-    results = throughput.run(sizes=(1, 2), days=3, workers=1)
-    assert len(results) == 9 and all(r.ours_s > 0 for r in results) and all(r.baseline_s > 0 for r in results if "marginal" not in r.what)
-    assert "whole graph 2 sym x 3 days" in format_table(results)
+    results = throughput.run(sizes=(1, 2), days=3, workers=1, daily_symbols=3)
+    assert len(results) == 10 and all(r.ours_s > 0 for r in results) and all(r.baseline_s > 0 for r in results if "marginal" not in r.what)
+    assert "whole graph 2 sym x 3 days" in format_table(results) and results[-1].rows == 3

@@ -355,14 +355,14 @@ class ParquetLake(dg.ConfigurableResource):
 
     # ----------------------------------------------------------------- paths
     def table_dir(self, table: Table) -> Path:
-        return self.root / table.relative_dir()
+        return _table_dir(self.root, table)
 
     def partition_dir(self, table: Table, symbol: str, day: dt.date) -> Path:
-        return self.table_dir(table) / f"symbol={normalize_symbol(symbol)}" / f"date={day.isoformat()}"
+        return _symbol_dir(self.root, table, symbol) / f"date={day.isoformat()}"
 
     # ------------------------------------------------------ replaced partitions
     def symbol_dir(self, table: Table, symbol: str) -> Path:
-        return self.table_dir(table) / f"symbol={normalize_symbol(symbol)}"
+        return _symbol_dir(self.root, table, symbol)
 
     def month_file(self, table: Table, symbol: str, month: str) -> Path:
         return self.symbol_dir(table, symbol) / f"{MONTH_PREFIX}{month}" / PART_FILE
@@ -738,6 +738,18 @@ class ParquetLake(dg.ConfigurableResource):
         moved = self.quarantine_file(table, corrupt.path)
         raise CorruptLakeFileError(corrupt.path, f"{corrupt.reason}; moved to {moved}, re-ingest this partition to re-fetch it")
 
+
+
+@functools.lru_cache(maxsize=1024)
+def _table_dir(root: Path, table: Table) -> Path:
+    """A table's folder (cached: built for every partition a step touches)."""
+    return root / table.relative_dir()
+
+
+@functools.lru_cache(maxsize=65536)
+def _symbol_dir(root: Path, table: Table, symbol: str) -> Path:
+    """A (table, symbol) folder; ``symbol`` validated (an invalid one raises and is not cached)."""
+    return _table_dir(root, table) / f"symbol={normalize_symbol(symbol)}"
 
 
 @functools.lru_cache(maxsize=64)

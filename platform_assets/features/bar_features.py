@@ -69,9 +69,21 @@ def compute_bar_features_v2(curated: pd.DataFrame) -> pd.DataFrame:
 # (equivalence: platform_assets_tests/test_batched_features.py).
 
 
+def _one_symbol_in_time_order(curated: pd.DataFrame) -> bool:
+    """One symbol, time stamps strictly increasing: then (symbol, date, ts) order is the given order
+    (a session's date never decreases while its time stamps increase)."""
+    if len(curated) < 2:
+        return True
+    symbol = curated["symbol"].to_numpy()
+    return bool((symbol == symbol[0]).all() and pd.Index(curated["ts"]).is_monotonic_increasing and pd.Index(curated["ts"]).is_unique)
+
+
 def session_order(curated: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Bars sorted by (symbol, date, ts), each row's session start index and position in it."""
-    bars = curated.sort_values(["symbol", "date", "ts"], kind="stable").reset_index(drop=True)
+    if _one_symbol_in_time_order(curated):
+        bars = curated.reset_index(drop=True)  # the usual input (one symbol's curated days): no sort of object columns
+    else:
+        bars = curated.sort_values(["symbol", "date", "ts"], kind="stable").reset_index(drop=True)
     n = len(bars)
     symbol, date = bars["symbol"].to_numpy(), bars["date"].to_numpy()
     new = np.ones(n, dtype=bool)
