@@ -143,3 +143,16 @@ def test_simulated_faults_land_in_the_right_gap_type():
                 checked.add(fault.kind)
         assert stats.duplicate_rows == (sim.faults["kind"] == "duplicate").sum()
     assert checked == {"halt", "feed_gap", "no_trade", "bad_tick"}
+
+
+def test_last_real_close_is_the_latest_ok_bar_whatever_the_row_order():
+    from platform_assets.curation.assets import last_real_close
+
+    bars = pd.DataFrame({
+        "ts": pd.to_datetime(["2024-11-26 14:32", "2024-11-26 14:30", "2024-11-26 14:33", "2024-11-26 14:31"], utc=True),
+        "close": [3.0, 1.0, 4.0, 2.0],
+        "dq_status": ["ok", "ok", "imputed", "ok"],
+    })
+    assert last_real_close(bars) == 3.0  # 14:33 is imputed: the latest real bar is 14:32
+    assert last_real_close(bars.drop(columns="dq_status")) == 4.0
+    assert last_real_close(bars.assign(dq_status="missing")) is None and last_real_close(bars.iloc[:0]) is None

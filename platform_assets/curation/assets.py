@@ -58,9 +58,12 @@ def pick_raw_source(lake: ParquetLake, symbol: str, day: dt.date, priority: list
 
 
 def last_real_close(bars: pd.DataFrame) -> float | None:
-    if "dq_status" in bars.columns:
-        bars = bars[bars["dq_status"] == "ok"]
-    return float(bars.sort_values("ts")["close"].iloc[-1]) if len(bars) else None
+    """Close of the latest bar with ``dq_status == "ok"`` (every bar without the column); None if none."""
+    real = bars["dq_status"].to_numpy() == "ok" if "dq_status" in bars.columns else np.ones(len(bars), dtype=bool)
+    if not real.any():
+        return None
+    ts = pd.DatetimeIndex(bars["ts"]).asi8[real]
+    return float(bars["close"].to_numpy()[real][np.argmax(ts)])
 
 
 def previous_close(lake: ParquetLake, symbol: str, day: dt.date, seen: dict | None = None) -> float | None:

@@ -98,8 +98,10 @@ def _applicable(actions: pd.DataFrame, adjustment: str) -> pd.DataFrame:
 
 def pit_index(actions: pd.DataFrame, days: Sequence[dt.date], adjustment: str = "split_dividend") -> np.ndarray:
     """Forward adjustment factor known on each day (1.0 before any known action)."""
-    usable = _applicable(actions, adjustment)
     out = np.ones(len(days))
+    if actions.empty:  # most symbols: no corporate action at all (no pandas filtering per session)
+        return out
+    usable = _applicable(actions, adjustment)
     if usable.empty:
         return out
     ex = usable["ex_date"].to_numpy()
@@ -134,6 +136,8 @@ def back_factors(actions: pd.DataFrame, days: Sequence[dt.date], as_of: dt.date,
 def day_factor(actions: pd.DataFrame, day: dt.date, adjustment: str = "split_dividend") -> float:
     """Product of the factors of the actions going ex on ``day`` and known by then (1.0 if none):
     the move of the previous close a corporate action explains (``prev_close * factor``)."""
+    if actions.empty:
+        return 1.0
     usable = _applicable(actions, adjustment)
     take = (usable["ex_date"] == day) & (usable["announced_date"] <= day)
     return float(np.prod(usable.loc[take, "factor"].to_numpy(dtype=float))) if take.any() else 1.0
