@@ -209,3 +209,8 @@ def test_a_batched_write_that_fails_fails_its_symbol_days_not_the_others(platfor
     meta = {r.asset_materialization.partition: r.asset_materialization.metadata for r in records}[D1.isoformat()]
     assert "No space left on device" in meta["symbols_failed"].value and meta["symbols_written"].value == 1
     assert not lake.has_partition(feature_table("bar_features", "v1"), "MSFT", D1)  # nothing built on the missing bars
+    from platform_assets.quality.metrics import dq_metrics_table
+
+    metrics = dq_metrics_table("curated_bars")
+    for day in (D1, D2):  # DQ results only for data that landed
+        assert lake.has_partition(metrics, "AAPL", day) and not lake.has_partition(metrics, "MSFT", day)

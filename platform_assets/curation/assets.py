@@ -165,7 +165,7 @@ def curated_bars(
 
     step = SymbolDayStep(
         context, "curated_bars", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS),
-        is_stored=lambda s, d: lake.has_partition(CURATED_BARS, s, d), stats_keys=CURATION_STAT_KEYS, lake=lake,
+        is_stored=lambda s, d: lake.has_partition(CURATED_BARS, s, d), stats_keys=CURATION_STAT_KEYS, lake=lake, quality=[quality],
     ).run(curate)
     dq_results = quality.finish(check_groups(CURATED_DQ_CHECKS))
     timeline_result = dg.AssetCheckResult(

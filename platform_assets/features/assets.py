@@ -82,7 +82,7 @@ def bar_features(context: dg.AssetExecutionContext, lake: ParquetLake, data_qual
                 rows.update(write_by_date(lake, feature_table(BAR_GROUP, version), symbol, features, quality[version]))
         return {**outcomes, **{day: written(n) for day, n in rows.items()}}
 
-    step = SymbolDayStep(context, "bar_features", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored, lake=lake)
+    step = SymbolDayStep(context, "bar_features", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored, lake=lake, quality=quality.values())
     step = step.run_by_symbol(compute_days, compute)
     return step.finish(QualityRecorder.merged(list(quality.values())).finish(check_groups(BAR_DQ_CHECKS)))
 
@@ -156,7 +156,7 @@ def l2_features(
                 rows.update(write_by_date(lake, feature_table(L2_GROUP, version), symbol, pd.concat(frames, ignore_index=True), quality[version]))
         return {**outcomes, **{day: written(n) for day, n in rows.items()}}
 
-    step = SymbolDayStep(context, "l2_features", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored, lake=lake)
+    step = SymbolDayStep(context, "l2_features", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored, lake=lake, quality=quality.values())
     step = step.run_by_symbol(compute_days, compute)
     return step.finish(QualityRecorder.merged(list(quality.values())).finish(check_groups(L2_FEATURE_DQ_CHECKS)))
 

@@ -113,6 +113,20 @@ class QualityRecorder:
         self._rule_rows: list[pd.DataFrame] = []
         self._samples: dict[str, pd.DataFrame] = {}
         self.quarantined_rows = 0
+        self._discarded: set[tuple[str, dt.date]] = set()
+
+    def discard(self, symbol: str, day: dt.date) -> None:
+        """The data of (symbol, day) did not land (its write failed): keep no DQ result for it.
+
+        Not yet evaluated (the usual case: results are persisted in batches), it is left out of the
+        evaluation; already persisted, its metrics, blocked marker and DQ quarantine are removed."""
+        key = (symbol, day)
+        self._discarded.add(key)
+        if key in self.partition_status:
+            del self.partition_status[key]
+            for table in (dq_metrics_table, dq_blocked_table, dq_quarantine_table):
+                self.lake.delete_partition(table(self.stored_as), symbol, day)
+            self._rule_rows = [rows[~((rows["symbol"] == symbol) & (rows["date"] == day))] for rows in self._rule_rows]
 
     def add(self, symbol: str, day: dt.date, frame: pd.DataFrame, arrays: dict | None = None, stats: dict | None = None) -> None:
         self._frames.append(frame)
@@ -159,13 +173,18 @@ class QualityRecorder:
         names = np.array([rule.name for rule in self.rule_set.rules], dtype=object)
         with self.lake.batched_writes():  # one file per (table, symbol, month), not per symbol-day
             self._persist_parts(batch, evaluation, table, is_error, names, n_rules)
-        self._rule_rows.append(results.drop(columns=["evaluated_at"]))
+        kept = results.drop(columns=["evaluated_at"])
+        if self._discarded:
+            kept = kept[[(s, d) not in self._discarded for s, d in zip(kept["symbol"], kept["date"])]]
+        self._rule_rows.append(kept)
         for name, mask in evaluation.failing.items():
             if name not in self._samples and mask.any():
                 self._samples[name] = _rows_of(batch, mask, SAMPLE_ROWS)
 
     def _persist_parts(self, batch: QualityBatch, evaluation: Evaluation, table: pa.Table, is_error: np.ndarray, names: np.ndarray, n_rules: int) -> None:
         for p, (symbol, day) in enumerate(batch.keys):
+            if (symbol, day) in self._discarded:
+                continue  # its data did not land
             self.lake.write_partition(dq_metrics_table(self.stored_as), symbol, day, table.slice(p * n_rules, n_rules))
             self.partition_status[(symbol, day)] = evaluation.partition_status[p] if n_rules else STATUS_OK
             if n_rules and is_error[:, p].any():
@@ -188,6 +207,8 @@ class QualityRecorder:
         failing = _rows_of(batch, any_failing, None).assign(dq_rule=labels, dq_part=batch.part[index])
         for p, rows in failing.groupby("dq_part", sort=True):
             symbol, day = batch.keys[int(p)]
+            if (symbol, day) in self._discarded:
+                continue
             self.lake.write_partition(dq_quarantine_table(self.stored_as), symbol, day, rows.drop(columns="dq_part").reset_index(drop=True))
             self.quarantined_rows += len(rows)
 
