@@ -177,3 +177,24 @@ def test_a_month_file_keeps_when_each_date_was_written(tmp_path):
     assert lake.compact_month(CURATED_BARS, "AAPL", "2024-11") == 1  # compaction keeps the day file's time
     assert not day_file.exists() and lake.written_ns(CURATED_BARS, "AAPL", NOV[3]) == day_written
     assert lake.written_ns(CURATED_BARS, "AAPL", NOV[0]) == first[NOV[0]]
+
+
+def test_replacing_a_date_of_a_month_file_keeps_its_rows_in_date_order(tmp_path):
+    """One writer for both paths: a date replaced outside a batched scope is merged into the month
+    file in date order (bulk reads stream month files in order, without a sort), a corrupt month
+    file is quarantined and the date written as a day file."""
+    import pyarrow.parquet as pq
+
+    lake = ParquetLake(base_path=str(tmp_path), fsync=False)
+    with lake.batched_writes():
+        for day in NOV[:3]:
+            lake.write_partition(CURATED_BARS, "AAPL", day, _bars("AAPL", day))
+    month = lake.month_file(CURATED_BARS, "AAPL", "2024-11")
+    lake.write_partition(CURATED_BARS, "AAPL", NOV[1], _bars("AAPL", NOV[1]).assign(close=99.0))
+    stored = pq.read_table(month).to_pandas()
+    assert stored["date"].tolist() == [d for d in NOV[:3] for _ in range(3)]  # in date order, the middle one replaced
+    assert stored.loc[stored["date"] == NOV[1], "close"].tolist() == [99.0] * 3 and month_file_dates(month) == frozenset(NOV[:3])
+    month.write_bytes(b"not parquet")
+    written = lake.write_partition(CURATED_BARS, "AAPL", NOV[0], _bars("AAPL", NOV[0]))
+    assert written == lake.partition_dir(CURATED_BARS, "AAPL", NOV[0]) / "part.parquet" and not month.exists()
+    assert lake.read(CURATED_BARS, ["AAPL"], NOV)["date"].tolist() == [NOV[0]] * 3

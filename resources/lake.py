@@ -326,32 +326,40 @@ class ParquetLake(dg.ConfigurableResource):
         if failures:
             raise lake_batch.FlushError(failures)
 
-    def _write_month_parts(self, table: Table, symbol: str, month: str, parts: dict) -> None:
-        """Write several dates of one (symbol, month) in one locked read-modify-write: one month file
-        (dates already in it kept, theirs replaced), or a day file when it is a single new date."""
+    def _write_month_parts(self, table: Table, symbol: str, month: str, parts: dict, fsync: bool = False) -> Path:
+        """Write dates of one (symbol, month) in one locked read-modify-write: one month file (dates
+        already in it kept, theirs replaced, rows ordered by date), or a day file when it is a single
+        date no readable month file holds. Returns the file written. Every writer goes through here
+        (``write_partition`` directly, batched scopes when they flush)."""
         with self._symbol_lock(table, symbol):
             held = self._month_dates_or_all(table, symbol, month)
             if len(parts) == 1 and next(iter(parts)) not in held:
-                (day, data), = parts.items()  # a daily run: a day file beside the month file, merged by compaction
-                write_parquet_atomic(data, self.partition_dir(table, symbol, day) / PART_FILE, fsync=False, options=_options(table, data))
-                return
+                return self._write_day_file(table, symbol, parts, fsync)  # a daily run: beside the month file, merged by compaction
             if held is not _EVERY_DATE and held <= parts.keys():
                 kept, dates = None, frozenset()  # every date it holds is replaced: no need to read it
             else:
                 kept, dates = self._month_table(table, symbol, month)
+                if kept is None and len(parts) == 1:
+                    return self._write_day_file(table, symbol, parts, fsync)  # the month file was corrupt: quarantined
             if kept is not None and "date" in kept.column_names and kept.num_rows:
                 replaced = pa.array(sorted(parts), pa.date32())
                 kept = kept.filter(pc.invert(pc.is_in(_as_date32(kept.column("date")), replaced)))
             merged = lake_batch.concat_by_date(([kept] if kept is not None else []) + list(parts.values()))
+            target = self.month_file(table, symbol, month)
             with self._table_lock(table):
                 now = time.time_ns()
-                _write_month(merged, self.month_file(table, symbol, month), set(dates) | set(parts), False, {d: now for d in parts}, _options(table, merged))
+                _write_month(merged, target, set(dates) | set(parts), fsync, {d: now for d in parts}, _options(table, merged))
                 for day in parts:
                     day_file = self.partition_dir(table, symbol, day) / PART_FILE
                     if day_file.exists():
                         day_file.unlink()
                         with contextlib.suppress(OSError):
                             day_file.parent.rmdir()
+            return target
+
+    def _write_day_file(self, table: Table, symbol: str, parts: dict, fsync: bool) -> Path:
+        (day, data), = parts.items()
+        return write_parquet_atomic(data, self.partition_dir(table, symbol, day) / PART_FILE, fsync=fsync, options=_options(table, data))
 
     # ----------------------------------------------------------------- paths
     def table_dir(self, table: Table) -> Path:
@@ -466,20 +474,7 @@ class ParquetLake(dg.ConfigurableResource):
             if buffer.rows > lake_batch.MAX_PENDING_ROWS:
                 self._flush_groups(buffer.take())
             return None  # written when the scope flushes (day or month file)
-        with self._symbol_lock(table, symbol):
-            day_file = self.partition_dir(table, symbol, day) / PART_FILE
-            if day not in self._month_dates_or_all(table, symbol, month_of(day)):
-                return write_parquet_atomic(new, day_file, fsync=fsync, options=_options(table, new))  # no month file holds the date
-            kept, dates = self._month_table(table, symbol, month_of(day))
-            if kept is None:
-                return write_parquet_atomic(new, day_file, fsync=fsync, options=_options(table, new))
-            kept = _without_date(kept, day)
-            merged = pa.concat_tables([kept, new], promote_options="default") if kept.num_rows else new
-            month = self.month_file(table, symbol, month_of(day))
-            with self._table_lock(table):
-                _write_month(merged, month, dates | {day}, fsync, {day: time.time_ns()}, _options(table, merged))
-                day_file.unlink(missing_ok=True)
-        return month
+        return self._write_month_parts(table, symbol, month_of(day), {day: new}, fsync=fsync)
 
     def _flush_if_pending(self, table: Table, symbols: list | None, days: list | None) -> None:
         """Before a read: write this scope's pending partitions the read may need (read-your-writes)."""
