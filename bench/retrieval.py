@@ -85,14 +85,14 @@ def arcticdb_pull(rows: pd.DataFrame, symbols: list[str], start: pd.Timestamp, e
         return None
     import tempfile
 
+    from bench.storage_engines import arctic_read_range
+
     with tempfile.TemporaryDirectory(prefix="mdp-arctic-") as folder:
         library = adb.Arctic(f"lmdb://{folder}").get_library("bench", create_if_missing=True)
         for symbol, part in rows.groupby("symbol"):
             library.write(symbol, part.set_index("ts"))
-        requests = [adb.ReadRequest(s, date_range=(start, end)) for s in symbols]
-
         def pull() -> pd.DataFrame:
-            return pd.concat([item.data for item in library.read_batch(requests)])
+            return arctic_read_range(library, symbols, start, end)
 
         count = len(pull())
         seconds = median_time(pull, repeat)

@@ -202,9 +202,14 @@ def arctic_write(path: Path, symbols: list[str], days: list[dt.date]):
 
 
 def arctic_read(library, symbols: list[str], days: list[dt.date]) -> pd.DataFrame:
+    start, end = pd.Timestamp(min(days), tz="UTC"), pd.Timestamp(max(days), tz="UTC") + pd.Timedelta(days=1)
+    return arctic_read_range(library, symbols, start, end)
+
+
+def arctic_read_range(library, symbols: list[str], start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """The training pull on ArcticDB: ``read_batch`` of every symbol with a date range, concatenated."""
     import arcticdb as adb
 
-    start, end = pd.Timestamp(min(days), tz="UTC"), pd.Timestamp(max(days), tz="UTC") + pd.Timedelta(days=1)
     items = library.read_batch([adb.ReadRequest(s, date_range=(start, end)) for s in symbols])
     return pd.concat([item.data for item in items])
 

@@ -341,9 +341,8 @@ class ParquetLake(dg.ConfigurableResource):
                 kept, dates = self._month_table(table, symbol, month)
                 if kept is None and len(parts) == 1:
                     return self._write_day_file(table, symbol, parts, fsync)  # the month file was corrupt: quarantined
-            if kept is not None and "date" in kept.column_names and kept.num_rows:
-                replaced = pa.array(sorted(parts), pa.date32())
-                kept = kept.filter(pc.invert(pc.is_in(_as_date32(kept.column("date")), replaced)))
+            if kept is not None:
+                kept = _without_dates(kept, parts)
             merged = lake_batch.concat_by_date(([kept] if kept is not None else []) + list(parts.values()))
             target = self.month_file(table, symbol, month)
             with self._table_lock(table):
@@ -525,7 +524,7 @@ class ParquetLake(dg.ConfigurableResource):
                 if kept is not None and day in dates:
                     month = self.month_file(table, symbol, month_of(day))
                     if dates - {day}:
-                        _write_month(_without_date(kept, day), month, dates - {day}, self.fsync, options=_options(table, kept))
+                        _write_month(_without_dates(kept, [day]), month, dates - {day}, self.fsync, options=_options(table, kept))
                     else:
                         month.unlink()
                     deleted = True
@@ -557,9 +556,7 @@ class ParquetLake(dg.ConfigurableResource):
                     continue
                 merged_files.append(path)
             if existing is not None:
-                for path in merged_files:
-                    existing = _without_date(existing, _date_of(path))
-                tables.insert(0, existing)
+                tables.insert(0, _without_dates(existing, [_date_of(path) for path in merged_files]))
             if not tables:
                 return 0
             dates |= {_date_of(path) for path in merged_files}
@@ -787,10 +784,11 @@ def _as_date32(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return column if pa.types.is_date32(column.type) else column.cast(pa.date32())
 
 
-def _without_date(table: pa.Table, day: dt.date) -> pa.Table:
+def _without_dates(table: pa.Table, days: Iterable[dt.date]) -> pa.Table:
+    """``table`` without the rows of ``days`` (unchanged when it has no ``date`` column)."""
     if "date" not in table.column_names or table.num_rows == 0:
         return table
-    return table.filter(pc.not_equal(_as_date32(table.column("date")), pa.scalar(day, pa.date32())))
+    return table.filter(pc.invert(pc.is_in(_as_date32(table.column("date")), pa.array(sorted(days), pa.date32()))))
 
 
 def written_times(path: Path) -> dict[dt.date, int]:

@@ -126,7 +126,13 @@ class QualityRecorder:
             del self.partition_status[key]
             for table in (dq_metrics_table, dq_blocked_table, dq_quarantine_table):
                 self.lake.delete_partition(table(self.stored_as), symbol, day)
-            self._rule_rows = [rows[~((rows["symbol"] == symbol) & (rows["date"] == day))] for rows in self._rule_rows]
+            self._rule_rows = [self._landed(rows) for rows in self._rule_rows]
+
+    def _landed(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """Result rows of partitions whose data landed (without the discarded ones)."""
+        if not self._discarded:
+            return rows
+        return rows[[(s, d) not in self._discarded for s, d in zip(rows["symbol"], rows["date"])]]
 
     def add(self, symbol: str, day: dt.date, frame: pd.DataFrame, arrays: dict | None = None, stats: dict | None = None) -> None:
         self._frames.append(frame)
@@ -173,10 +179,7 @@ class QualityRecorder:
         names = np.array([rule.name for rule in self.rule_set.rules], dtype=object)
         with self.lake.batched_writes():  # one file per (table, symbol, month), not per symbol-day
             self._persist_parts(batch, evaluation, table, is_error, names, n_rules)
-        kept = results.drop(columns=["evaluated_at"])
-        if self._discarded:
-            kept = kept[[(s, d) not in self._discarded for s, d in zip(kept["symbol"], kept["date"])]]
-        self._rule_rows.append(kept)
+        self._rule_rows.append(self._landed(results.drop(columns=["evaluated_at"])))
         for name, mask in evaluation.failing.items():
             if name not in self._samples and mask.any():
                 self._samples[name] = _rows_of(batch, mask, SAMPLE_ROWS)
