@@ -42,6 +42,21 @@ def sorted_by_symbol_ts(table: pa.Table) -> pa.Table:
     return table.sort_by([("symbol", "ascending"), ("ts", "ascending")])
 
 
+def symbol_runs(table: pa.Table) -> list[tuple[str, int, int]]:
+    """(symbol, first row, rows) for each run of equal symbols, in table order."""
+    n = table.num_rows
+    if n == 0:
+        return []
+    symbol = _flat(table.column("symbol"))
+    change = np.ones(n, dtype=bool)
+    if n > 1:
+        change[1:] = ~_same_as_previous(symbol)
+    starts = np.flatnonzero(change)
+    counts = np.diff(np.append(starts, n))
+    names = symbol.take(pa.array(starts)).to_pylist()
+    return [(name, int(start), int(count)) for name, start, count in zip(names, starts, counts)]
+
+
 def symbol_session_runs(table: pa.Table, session_column: str, mask: np.ndarray | None = None) -> list[tuple[str, dt.date, int]]:
     """(symbol, session date, rows) for each run of equal (symbol, session) in a table ordered by
     (symbol, ts); ``mask`` keeps only some rows. Sessions are dates (``date32``)."""

@@ -143,7 +143,7 @@ def _build_bars_coverage(args: argparse.Namespace) -> int:
 
 
 def _compact(args: argparse.Namespace) -> int:
-    from platform_assets.automation.compaction import compact_closed_months
+    from platform_assets.automation.compaction import compact_closed_months, refresh_read_copies
     from resources.lake import ParquetLake
 
     settings = get_settings()
@@ -152,6 +152,8 @@ def _compact(args: argparse.Namespace) -> int:
     lake = ParquetLake(base_path=str(settings.base_path), fsync=settings.lake_fsync)
     merged = compact_closed_months(lake, args.before or None, _print)
     _print(f"compaction: {sum(merged.values())} day files merged in {len(merged)} tables")
+    copies = refresh_read_copies(lake, args.before or None, _print)
+    _print(f"read copies: {sum(copies.values())} rebuilt in {len(copies)} tables")
     return 0
 
 
@@ -386,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     warrior.set_defaults(handler=_warrior_backfill)
     coverage = sub.add_parser("build-bars-coverage", help="rebuild {base}/bars_coverage_manifest.json from bars_download_manifest.jsonl")
     coverage.set_defaults(handler=_build_bars_coverage)
-    compact = sub.add_parser("compact", help="merge closed months of the derived tables into one file per (symbol, month)")
+    compact = sub.add_parser("compact", help="merge closed months of the derived tables into one file per (symbol, month); rebuild read copies")
     compact.add_argument("--before", default="", help="compact months before YYYY-MM (default: the current month)")
     compact.set_defaults(handler=_compact)
     depth = sub.add_parser("record-depth", help="live L2 capture from TWS/IB Gateway into level2/{SYMBOL}/ snapshot files")

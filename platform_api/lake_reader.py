@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -22,7 +23,28 @@ import pandas as pd
 import pyarrow as pa
 
 from resources.lake import ParquetLake, Table, layout_files, symbol_layout
+from resources.read_copy import ReadCopy, usable_read_copy
 from resources.settings import PlatformSettings, get_settings
+
+
+@dataclass(frozen=True)
+class SymbolSources:
+    """Where one symbol's rows of a request are: every Parquet file holding its days (oldest
+    first) and, when valid, the read copy standing for some of them."""
+
+    all_files: list[Path]
+    read_copy: ReadCopy | None
+
+    @property
+    def files(self) -> list[Path]:
+        """The files to read besides the read copy (all of them without one)."""
+        if self.read_copy is None:
+            return self.all_files
+        return [f for f in self.all_files if str(f) not in self.read_copy.files]
+
+    @property
+    def empty(self) -> bool:
+        return not self.all_files
 
 
 class LakeReader:
@@ -56,6 +78,22 @@ class LakeReader:
         wanted = set(days)
         with self._resolving(table):
             return {symbol: layout_files(symbol_layout(self.lake.table_dir(table) / f"symbol={symbol}"), wanted) for symbol in symbols}
+
+    def sources(self, table: Table, symbols: Iterable[str], days: Iterable[dt.date]) -> dict[str, SymbolSources]:
+        """Like ``files``, but a symbol's closed months come from its read copy when it has a valid
+        one (``resources.read_copy``): the files listed are then only those the copy does not cover."""
+        wanted = set(days)
+        out = {}
+        with self._resolving(table):
+            for symbol in symbols:
+                folder = self.lake.table_dir(table) / f"symbol={symbol}"
+                layout = symbol_layout(folder)
+                files = layout_files(layout, wanted)
+                copy = usable_read_copy(folder, layout) if files else None
+                if copy is not None and not wanted & copy.dates:
+                    copy = None
+                out[symbol] = SymbolSources(files, copy)
+        return out
 
     def stored_dates(self, table: Table, symbol: str) -> list[dt.date]:
         with self._resolving(table):
@@ -106,6 +144,11 @@ def calendar_days(start: pd.Timestamp, end: pd.Timestamp) -> list[dt.date]:
     first = (start - pd.Timedelta(days=1)).date()
     last = end.date()
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def quote_identifier(name: str) -> str:
+    """A column name quoted for DuckDB SQL."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def parquet_list(paths: Iterable[Path]) -> list[str]:

@@ -58,7 +58,8 @@ from platform_api.inputs import (
     RANGE_CONVENTION, normalize_symbols, parse_duration, parse_time_range, parse_timestamps, require_choice, resolve_feature_versions,
 )
 from platform_api.arrow_rows import sessions_and_rows, sorted_by_symbol_ts, symbol_session_runs
-from platform_api.lake_reader import LakeReader, calendar_days, frame as to_frame, parquet_list, to_pandas
+from platform_api.group_rows import group_rows
+from platform_api.lake_reader import LakeReader, calendar_days, quote_identifier as _quote, frame as to_frame, parquet_list, to_pandas
 from platform_api.resample import FREQUENCY_MINUTES, resample_bars
 from platform_assets.calendars import STOCKS, session_bounds, sessions_in_range
 from platform_assets.curation.gap_engine import CURATED_COLUMNS
@@ -123,10 +124,6 @@ class InferenceFeatures:
 
 def _missing_symbols_error(what: str, symbols: list[str], start, end) -> NoDataError:
     return NoDataError(f"no {what} stored for {', '.join(symbols)} in [{start.isoformat()}, {end.isoformat()})")
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 # --------------------------------------------------------------------------- curated bars
@@ -241,44 +238,25 @@ def _coverage(
     return coverage
 
 
-def get_features_for_training(
-    feature_groups,
-    feature_versions,
-    symbols,
-    start,
-    end,
-    include_labels: bool = False,
-    label_source: str | None = None,
-    label_def_version: str | None = None,
-    *,
-    strict: bool = False,
-    adjustment: str = "none",
-    adjustment_as_of=None,
-    settings: PlatformSettings | None = None,
-) -> TrainingDataset:
-    """Feature rows of the groups (at the given versions) for ``[start, end)`` (UTC, half-open), joined on (symbol, ts).
+def _raise_if_without_rows(symbols: list[str], returned: dict, start_ts, end_ts) -> None:
+    empty = sorted(set(symbols) - set(returned))
+    if empty:
+        raise _missing_symbols_error("features", empty, start_ts, end_ts)
 
-    The first group defines the rows; other groups are left-joined (null where they have no row;
-    ``metadata["coverage"][symbol]["sessions_without_group"]`` says where). ``available_ts`` is
-    the latest of the groups' ``available_ts``: the time the whole row was known. With
-    ``include_labels`` the labels of ``label_def_version`` (default v1, from ``label_source``
-    ``curated_bars``) come aligned row by row, NaN where not valid. ``strict=True`` raises
-    ``IncompleteCoverageError`` when any expected session of any symbol has no rows.
-    ``TrainingDataset.model_frame()`` merges features and labels with the session date.
-    ``adjustment="split"|"split_dividend"`` adds ``close_adj`` / ``adj_factor_pit`` (point in time:
-    only corporate actions announced by the row's session); ``adjustment_as_of`` gives the research
-    back-adjustment instead (``metadata["adjustment"]["point_in_time"]`` is then false).
-    """
-    versions = resolve_feature_versions(feature_groups, feature_versions)
-    symbols = normalize_symbols(symbols)
-    start_ts, end_ts = parse_time_range(start, end)
-    adjustment, as_of = parse_adjustment(adjustment, adjustment_as_of)
-    require_choice("label_source", label_source or LABEL_SOURCES[0], LABEL_SOURCES)
-    definition = _label_definition(label_def_version or DEFAULT_LABEL_DEF_VERSION)  # validated even when unused
-    definition = definition if include_labels else None
-    reader = LakeReader(settings)
-    days = calendar_days(start_ts, end_ts)
-    columns = _group_columns(versions)
+
+def _single_group_rows(reader: LakeReader, versions, columns, symbols, days, start_ts, end_ts):
+    """One group alone (the bulk training path): read copies for closed months, Parquet for the rest."""
+    (group, version), = versions.items()
+    sources = reader.sources(feature_table(group, version), symbols, days)
+    empty = [s for s in symbols if sources[s].empty]
+    if empty:
+        raise _missing_symbols_error(f"features {group} {version}", empty, start_ts, end_ts)
+    return group_rows(reader, sources, columns[group], start_ts, end_ts)
+
+
+def _joined_rows(reader: LakeReader, versions, columns, definition, symbols, days, start_ts, end_ts):
+    """Several groups and/or labels, left-joined on (symbol, ts) by DuckDB over the Parquet files:
+    (rows ordered by symbol then ts, files read, label columns)."""
     ctes, selects, joins, availability, params = [], [], [], [], {"start": start_ts, "end": end_ts}
     files_read = 0
     for index, (group, version) in enumerate(versions.items()):
@@ -317,22 +295,70 @@ def get_features_for_training(
         joins.append("LEFT JOIN lab ON lab.symbol = g0.symbol AND lab.ts = g0.ts")
         selects.append("lab.label_available_ts, " + ", ".join(f"lab.{_quote(c)}" for c in label_columns))
     available = availability[0] if len(availability) == 1 else f"greatest({', '.join(availability)})"
-    # One group alone streams out in file order, which is (symbol, ts) order: checked afterwards in one
-    # pass instead of a sort of every row (half the pull at 4.9M rows). A join scrambles it: sorted there.
-    order = " ORDER BY g0.symbol, g0.ts" if joins else ""
-    sql = f"WITH {', '.join(ctes)} SELECT g0.symbol, g0.ts, {available} AS available_ts, {', '.join(selects)}, g0._session FROM g0 {' '.join(joins)}{order}"
-    table = sorted_by_symbol_ts(reader.query_arrow(sql, params))
-    returned, row_counts = sessions_and_rows(symbol_session_runs(table, "_session"))
-    empty = sorted(set(symbols) - set(returned))
-    if empty:
-        raise _missing_symbols_error("features", empty, start_ts, end_ts)
-    presence = {}
-    for index, group in enumerate(versions):
-        if index:
-            has = table.column(f"_has_{index}").to_numpy(zero_copy_only=False).astype(bool)
-            presence[group] = sessions_and_rows(symbol_session_runs(table, "_session", mask=has))[0]
-    helpers = ["_session", *(f"_has_{index}" for index in range(1, len(versions)))]
-    frame = to_pandas(table.drop_columns(helpers))
+    # A join scrambles file order: sorted here (a single group streams out in order, group_rows).
+    sql = (
+        f"WITH {', '.join(ctes)} SELECT g0.symbol, g0.ts, {available} AS available_ts, {', '.join(selects)}, g0._session "
+        f"FROM g0 {' '.join(joins)} ORDER BY g0.symbol, g0.ts"
+    )
+    return reader.query_arrow(sql, params), files_read, label_columns
+
+
+def get_features_for_training(
+    feature_groups,
+    feature_versions,
+    symbols,
+    start,
+    end,
+    include_labels: bool = False,
+    label_source: str | None = None,
+    label_def_version: str | None = None,
+    *,
+    strict: bool = False,
+    adjustment: str = "none",
+    adjustment_as_of=None,
+    settings: PlatformSettings | None = None,
+) -> TrainingDataset:
+    """Feature rows of the groups (at the given versions) for ``[start, end)`` (UTC, half-open), joined on (symbol, ts).
+
+    The first group defines the rows; other groups are left-joined (null where they have no row;
+    ``metadata["coverage"][symbol]["sessions_without_group"]`` says where). ``available_ts`` is
+    the latest of the groups' ``available_ts``: the time the whole row was known. With
+    ``include_labels`` the labels of ``label_def_version`` (default v1, from ``label_source``
+    ``curated_bars``) come aligned row by row, NaN where not valid. ``strict=True`` raises
+    ``IncompleteCoverageError`` when any expected session of any symbol has no rows.
+    ``TrainingDataset.model_frame()`` merges features and labels with the session date.
+    ``adjustment="split"|"split_dividend"`` adds ``close_adj`` / ``adj_factor_pit`` (point in time:
+    only corporate actions announced by the row's session); ``adjustment_as_of`` gives the research
+    back-adjustment instead (``metadata["adjustment"]["point_in_time"]`` is then false).
+    """
+    versions = resolve_feature_versions(feature_groups, feature_versions)
+    symbols = normalize_symbols(symbols)
+    start_ts, end_ts = parse_time_range(start, end)
+    adjustment, as_of = parse_adjustment(adjustment, adjustment_as_of)
+    require_choice("label_source", label_source or LABEL_SOURCES[0], LABEL_SOURCES)
+    definition = _label_definition(label_def_version or DEFAULT_LABEL_DEF_VERSION)  # validated even when unused
+    definition = definition if include_labels else None
+    reader = LakeReader(settings)
+    days = calendar_days(start_ts, end_ts)
+    columns = _group_columns(versions)
+    if len(versions) == 1 and definition is None:
+        rows = _single_group_rows(reader, versions, columns, symbols, days, start_ts, end_ts)
+        returned, row_counts = rows.sessions_and_rows()
+        _raise_if_without_rows(symbols, returned, start_ts, end_ts)
+        files_read, label_columns, presence = rows.files_read, [], {}
+        frame = rows.frame()
+    else:
+        table, files_read, label_columns = _joined_rows(reader, versions, columns, definition, symbols, days, start_ts, end_ts)
+        table = sorted_by_symbol_ts(table)
+        returned, row_counts = sessions_and_rows(symbol_session_runs(table, "_session"))
+        _raise_if_without_rows(symbols, returned, start_ts, end_ts)
+        presence = {}
+        for index, group in enumerate(versions):
+            if index:
+                has = table.column(f"_has_{index}").to_numpy(zero_copy_only=False).astype(bool)
+                presence[group] = sessions_and_rows(symbol_session_runs(table, "_session", mask=has))[0]
+        helpers = ["_session", *(f"_has_{index}" for index in range(1, len(versions)))]
+        frame = to_pandas(table.drop_columns(helpers))
     keys = ["symbol", "ts"]
     labels = None
     if definition is not None:

@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from platform_api.arrow_rows import is_sorted_by_symbol_ts, sessions_and_rows, sorted_by_symbol_ts, symbol_session_runs
+from platform_api.arrow_rows import is_sorted_by_symbol_ts, sessions_and_rows, sorted_by_symbol_ts, symbol_runs, symbol_session_runs
 
 
 def _table(rows: list[tuple[str, str, str]], chunks: int = 1) -> pa.Table:
@@ -42,6 +42,8 @@ def test_runs_give_each_symbols_sessions_and_rows(chunks):
     assert sessions == {"AAPL": {d26, d27}, "MSFT": {d26, d27}} and rows == {"AAPL": 3, "MSFT": 3}
     masked = symbol_session_runs(table, "_session", mask=np.array([False, False, True, True, False, False]))
     assert masked == [("AAPL", d27, 1), ("MSFT", d26, 1)]
+    assert symbol_runs(table) == [("AAPL", 0, 3), ("MSFT", 3, 3)]
+    assert symbol_runs(_table([ROWS[i] for i in (0, 3, 1)], chunks)) == [("AAPL", 0, 1), ("MSFT", 1, 1), ("AAPL", 2, 1)]
 
 
 @pytest.mark.parametrize("order", [[3, 4, 5, 0, 1, 2], [1, 0, 2, 3, 4, 5], [0, 1, 2, 3, 5, 4]])
@@ -56,6 +58,6 @@ def test_rows_out_of_order_are_sorted_in_order_ones_kept(order):
 
 def test_empty_and_single_row_tables():
     empty = _table(ROWS).slice(0, 0)
-    assert is_sorted_by_symbol_ts(empty) and symbol_session_runs(empty, "_session") == []
+    assert is_sorted_by_symbol_ts(empty) and symbol_session_runs(empty, "_session") == [] and symbol_runs(empty) == []
     one = _table(ROWS[:1])
     assert symbol_session_runs(one, "_session") == [("AAPL", dt.date(2024, 11, 26), 1)]

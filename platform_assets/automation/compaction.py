@@ -9,6 +9,11 @@ writes and readers: each (table, symbol) is compacted under the lock every write
 the swap (month file written, day files removed) under the table's exclusive layout lock that
 readers hold shared (see ``resources.lake`` and README "Reliability"). It first sweeps the lake of
 ``.tmp-*`` files that crashed writers left (never a live writer's).
+
+Then it (re)builds the read copies of the feature and label tables (``resources.read_copy``): one
+memory-mappable Arrow file per (table, symbol) holding its closed months, which single-group
+training pulls read instead of the Parquet month files (README "Retrieval"). A copy already
+standing for the current month files is left alone, so a re-run writes nothing.
 """
 
 
@@ -18,6 +23,8 @@ import pandas as pd
 from platform_assets.features.labels import LABEL_DEFINITIONS
 from platform_assets.features.registry import FEATURE_GROUPS
 from resources.lake import ALIGNED_BARS, CURATED_BARS, ParquetLake, Table, feature_table, labels_table
+from resources.parquet_format import is_read_optimised
+from resources.read_copy import build_read_copies
 
 
 def compactable_tables() -> list[Table]:
@@ -49,15 +56,36 @@ def compact_closed_months(lake: ParquetLake, before_month: str | None = None, lo
     return out
 
 
+def refresh_read_copies(lake: ParquetLake, before_month: str | None = None, log=None) -> dict[str, int]:
+    """(Re)build the read copies of every feature and label table for months before ``before_month``
+    (default: the current month); symbols whose copy was rewritten per table (up-to-date ones omitted)."""
+    before = before_month or current_month()
+    out = {}
+    for table in compactable_tables():
+        if not is_read_optimised(table.name):
+            continue
+        built = build_read_copies(lake, table, before)
+        if built:
+            out[str(table)] = len(built)
+            if log:
+                log(f"{table}: read copies of {len(built)} symbols rebuilt ({sum(built.values())} rows)")
+    return out
+
+
 class CompactionConfig(dg.Config):
     before_month: str = ""
     """Compact months strictly before this YYYY-MM (empty: the current month)."""
 
 
-@dg.op(description="Merge closed months of the derived tables into one file per (symbol, month).", out=dg.Out(dg.Nothing))
+@dg.op(
+    description="Merge closed months of the derived tables into one file per (symbol, month); rebuild the read copies of features and labels.",
+    out=dg.Out(dg.Nothing),
+)
 def compact_lake_op(context: dg.OpExecutionContext, config: CompactionConfig, lake: ParquetLake) -> None:
     merged = compact_closed_months(lake, config.before_month or None, context.log.info)
     context.log.info(f"compaction: {sum(merged.values())} day files merged in {len(merged)} tables")
+    copies = refresh_read_copies(lake, config.before_month or None, context.log.info)
+    context.log.info(f"read copies: {sum(copies.values())} rebuilt in {len(copies)} tables")
 
 
 @dg.job(description="Compaction of closed months (curated, aligned, features, labels).")
