@@ -37,11 +37,12 @@ def parquet_rows(reader: LakeReader, files: list, picked: list[tuple[str, str]],
         return utc_arrow(conn, sql, {"files": parquet_list(files), "start": start, "end": end})
 
 
-def _copy_rows(copy: ReadCopy, picked: list[tuple[str, str]], start: pd.Timestamp, end: pd.Timestamp) -> pa.Table:
-    rows = copy.time_slice(start.value, end.value)
+def _copy_piece(copy: ReadCopy, picked: list[tuple[str, str]], start: pd.Timestamp, end: pd.Timestamp) -> "Piece":
+    rows, sessions = copy.time_slice(start.value, end.value)
     names = [*KEYS, *(out for _, out in picked), "_session"]
     arrays = [rows.column(c) for c in KEYS] + [rows.column(stored) for stored, _ in picked] + [rows.column("date").cast(pa.date32())]
-    return pa.table(arrays, names=names)
+    table = pa.table(arrays, names=names)
+    return Piece(table, sessions.astype(np.int32)) if sessions is not None else Piece.of(table)
 
 
 def _covers(copy: ReadCopy | None, picked: list[tuple[str, str]]) -> bool:
@@ -132,7 +133,7 @@ def group_rows(
         pending = pool.submit(parquet_rows, reader, files, picked, start, end) if files else None
         schema = None
         for symbol, copy in copies.items():
-            piece = Piece.of(_copy_rows(copy, picked, start, end))
+            piece = _copy_piece(copy, picked, start, end)
             pieces[symbol].append(piece)
             schema = schema or piece.rows.schema
         rest = pending.result() if pending is not None else None

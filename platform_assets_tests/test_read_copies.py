@@ -195,3 +195,20 @@ def test_group_rows_sorts_a_symbol_whose_files_come_out_of_time_order(lake_copy)
     pd.testing.assert_frame_equal(forward, backward)
     assert forward.groupby("symbol")["ts"].is_monotonic_increasing.all() and list(forward["symbol"].unique()) == SYMBOLS
     reader.release()
+
+
+def test_a_copy_without_session_runs_in_its_footer_gives_the_same_coverage(lake_copy, monkeypatch):
+    """Copies whose footer has no session runs (dates out of order, or written before the runs were
+    recorded) still answer the same rows and coverage: sessions are then computed from the rows."""
+    from resources import read_copy
+
+    settings, lake = lake_copy
+    parquet = _pull(settings, start="2024-11-26T15:00:00Z", end="2024-12-03T15:00:00Z")
+    monkeypatch.setattr(read_copy, "_session_runs", lambda rows: None)
+    build_read_copy(lake, TABLE, "AAPL", "2024-12")
+    monkeypatch.undo()
+    build_read_copy(lake, TABLE, "MSFT", "2024-12")
+    aapl = usable_read_copy(lake.symbol_dir(TABLE, "AAPL"), symbol_layout(lake.symbol_dir(TABLE, "AAPL")))
+    msft = usable_read_copy(lake.symbol_dir(TABLE, "MSFT"), symbol_layout(lake.symbol_dir(TABLE, "MSFT")))
+    assert aapl.session_runs is None and msft.session_runs is not None and len(msft.session_runs) == 4
+    _same(parquet, _pull(settings, start="2024-11-26T15:00:00Z", end="2024-12-03T15:00:00Z"))

@@ -34,6 +34,7 @@ from resources.lake import MONTH_PREFIX, PART_FILE, ParquetLake, Table
 READ_COPY_FILE = "read_copy.arrow"
 SOURCES_KEY = b"platform.read_copy.sources"  # {month folder: [inode, size, mtime_ns]} of the files copied
 DATES_KEY = b"platform.read_copy.dates"  # the dates those files held (comma-separated ISO dates)
+SESSIONS_KEY = b"platform.read_copy.sessions"  # [[day number, first row], ...]: runs of the `date` column
 
 
 def _identity(path: Path | str) -> list[int]:
@@ -77,6 +78,18 @@ def _time_ordered(table: pa.Table) -> pa.Table:
     return table.sort_by([("ts", "ascending")])
 
 
+def _session_runs(rows: pa.Table) -> list[list[int]] | None:
+    """[day number, first row] of each run of the ``date`` column, or None when the dates are not
+    in order (the reader then computes sessions from the rows)."""
+    if "date" not in rows.column_names or not rows.num_rows:
+        return None
+    days = rows.column("date").cast(pa.date32()).combine_chunks().cast(pa.int32()).to_numpy()
+    if not bool(np.all(days[1:] >= days[:-1])):
+        return None
+    starts = np.flatnonzero(np.diff(days, prepend=days[0] - 1))
+    return [[int(days[i]), int(i)] for i in starts]
+
+
 def build_read_copy(lake: ParquetLake, table: Table, symbol: str, before_month: str) -> int | None:
     """(Re)build the read copy of (table, symbol) from its month files before ``before_month``.
 
@@ -107,6 +120,9 @@ def build_read_copy(lake: ParquetLake, table: Table, symbol: str, before_month: 
             SOURCES_KEY: json.dumps(_current_sources(read)).encode(),
             DATES_KEY: ",".join(d.isoformat() for d in sorted(dates)).encode(),
         }
+        runs = _session_runs(rows)
+        if runs is not None:
+            metadata[SESSIONS_KEY] = json.dumps(runs).encode()
         rows = rows.replace_schema_metadata(metadata)
 
         def _write(tmp: Path) -> None:
@@ -129,9 +145,10 @@ def build_read_copies(lake: ParquetLake, table: Table, before_month: str) -> dic
 
 
 @functools.lru_cache(maxsize=4096)
-def _footer(sources: bytes, dates: bytes) -> tuple[dict[str, list[int]], frozenset]:
-    """A copy's recorded sources and dates, parsed once per footer seen (pulls repeat them)."""
-    return json.loads(sources), frozenset(dt.date.fromisoformat(d) for d in dates.decode().split(",") if d)
+def _footer(sources: bytes, dates: bytes, sessions: bytes | None) -> tuple[dict[str, list[int]], frozenset, np.ndarray | None]:
+    """A copy's recorded sources, dates and session runs, parsed once per footer seen (pulls repeat them)."""
+    runs = np.array(json.loads(sessions), dtype=np.int64).reshape(-1, 2) if sessions else None
+    return json.loads(sources), frozenset(dt.date.fromisoformat(d) for d in dates.decode().split(",") if d), runs
 
 
 @dataclass(frozen=True)
@@ -142,13 +159,20 @@ class ReadCopy:
     rows: pa.Table
     dates: frozenset
     files: frozenset
+    session_runs: np.ndarray | None = None  # [[day number, first row], ...] from the footer
 
-    def time_slice(self, start_ns: int, end_ns: int) -> pa.Table:
-        """Rows with ``start <= ts < end`` (a zero-copy slice: rows are in ``ts`` order)."""
+    def time_slice(self, start_ns: int, end_ns: int) -> tuple[pa.Table, np.ndarray | None]:
+        """Rows with ``start <= ts < end`` (a zero-copy slice: rows are in ``ts`` order) and the
+        session day numbers (days since 1970) they hold (None when the footer has no runs)."""
         ts = self.rows.column("ts")
         values = (ts.chunk(0) if ts.num_chunks == 1 else ts.combine_chunks()).cast(pa.int64()).to_numpy()
-        lo, hi = np.searchsorted(values, [start_ns, end_ns], side="left")
-        return self.rows.slice(int(lo), int(hi - lo))
+        lo, hi = (int(i) for i in np.searchsorted(values, [start_ns, end_ns], side="left"))
+        sessions = None
+        if self.session_runs is not None:
+            firsts = self.session_runs[:, 1]
+            lasts = np.append(firsts[1:], self.rows.num_rows)  # runs are never empty
+            sessions = self.session_runs[(firsts < hi) & (lasts > lo), 0]
+        return self.rows.slice(lo, hi - lo), sessions
 
 
 def usable_read_copy(symbol_dir: Path, layout: dict[dt.date, Path]) -> ReadCopy | None:
@@ -168,7 +192,7 @@ def usable_read_copy(symbol_dir: Path, layout: dict[dt.date, Path]) -> ReadCopy 
     metadata = reader.schema.metadata or {}
     if SOURCES_KEY not in metadata or DATES_KEY not in metadata:
         return None
-    recorded, dates = _footer(metadata[SOURCES_KEY], metadata[DATES_KEY])
+    recorded, dates, runs = _footer(metadata[SOURCES_KEY], metadata[DATES_KEY], metadata.get(SESSIONS_KEY))
     if not recorded or not dates:
         return None
     folder = str(symbol_dir)
@@ -185,4 +209,6 @@ def usable_read_copy(symbol_dir: Path, layout: dict[dt.date, Path]) -> ReadCopy 
         rows = reader.read_all()
     except (OSError, pa.ArrowException):
         return None
-    return ReadCopy(rows=rows, dates=dates, files=frozenset(files.values()))
+    if runs is not None and (not len(runs) or runs[-1, 1] >= rows.num_rows):
+        runs = None  # inconsistent with the rows: sessions are computed from them instead
+    return ReadCopy(rows=rows, dates=dates, files=frozenset(files.values()), session_runs=runs)
