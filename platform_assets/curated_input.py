@@ -29,9 +29,9 @@ def curated_days(lake: ParquetLake, symbol: str, days: list[dt.date], is_kept=No
     outcomes.update({day: blocked("curated bars failed an error DQ rule") for day in days if day not in outcomes and is_blocked(lake, "curated_bars", symbol, day)})
     wanted = [day for day in days if day not in outcomes]
     bars = lake.read(CURATED_BARS, [symbol], wanted) if wanted else pd.DataFrame()
-    if len(bars):  # day files and month files come back file by file: order by date, keep each day's rows
+    if len(bars) and not bars["date"].is_monotonic_increasing:  # files come back file by file: order by date, keep each day's rows
         bars = bars.sort_values("date", kind="stable", ignore_index=True)
-    present = set(pd.to_datetime(bars["date"]).dt.date) if len(bars) else set()
+    present = set(pd.to_datetime(bars["date"].unique()).date) if len(bars) else set()
     outcomes.update({day: no_input("no curated bars") for day in wanted if day not in present})
     return bars, outcomes
 
@@ -43,6 +43,16 @@ def date_slices(frame: pd.DataFrame) -> list[tuple[dt.date, int, int]]:
     dates = frame["date"].to_numpy()
     starts = [0, *(int(i) + 1 for i in np.flatnonzero(dates[1:] != dates[:-1])), len(frame)]
     return [(pd.Timestamp(dates[a]).date(), a, b) for a, b in zip(starts, starts[1:])]
+
+
+def rows_of_dates(frame: pd.DataFrame, days) -> pd.DataFrame:
+    """The rows of ``days`` from a frame sorted by date (all of it when it holds no other date)."""
+    wanted = set(days)
+    slices = date_slices(frame)
+    if all(day in wanted for day, _, _ in slices):
+        return frame
+    keep = [np.arange(start, stop) for day, start, stop in slices if day in wanted]
+    return frame.iloc[np.concatenate(keep)].reset_index(drop=True) if keep else frame.iloc[:0]
 
 
 def write_by_date(lake: ParquetLake, table, symbol: str, frame: pd.DataFrame, quality=None) -> dict[dt.date, int]:

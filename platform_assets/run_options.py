@@ -2,6 +2,8 @@
 
 ``platform/keep_existing``: comma-separated layers (``curated``, ``features``) whose already
 stored (symbol, date) partitions a run must leave untouched; only missing ones are computed.
+For a versioned layer (feature groups, label definitions) that is per version: a newly registered
+version is computed over history while the stored versions are neither read nor rewritten.
 """
 
 from __future__ import annotations
@@ -18,6 +20,12 @@ def keep_existing(context: dg.AssetExecutionContext, layer: str) -> bool:
         raise ValueError(f"unknown layer {layer!r}")
     tagged = context.run.tags.get(KEEP_EXISTING_TAG, "")
     return layer in {part.strip() for part in tagged.split(",")}
+
+
+def versions_to_compute(versions, keep: bool, is_stored) -> list[str]:
+    """The versions a run computes for one (symbol, date): all, or with keep-existing only those
+    ``is_stored(version)`` says are missing."""
+    return [version for version in versions if not keep or not is_stored(version)]
 
 
 INGESTION_OPTIONS_TAG = "platform/options"

@@ -510,6 +510,8 @@ class ParquetLake(dg.ConfigurableResource):
         """Remove a derived partition (used when a re-run produces nothing for it)."""
         buffer = lake_batch.current(str(self.root))
         deleted = buffer is not None and buffer.drop(table, normalize_symbol(symbol), day)
+        if not os.path.isdir(self.symbol_dir(table, symbol)):
+            return deleted  # nothing stored for the symbol (the common case for quarantine/blocked tables)
         path = self.partition_dir(table, symbol, day) / PART_FILE
         if not path.exists() and not self.month_file(table, symbol, month_of(day)).exists():
             return deleted  # nothing stored: no lock needed (the common case for quarantine/blocked tables)
@@ -813,8 +815,8 @@ def _options(table: Table, data: pa.Table) -> dict:
 def _write_month(table: pa.Table, target: Path, dates, fsync: bool, fresh: dict | None = None, options: dict | None = None) -> Path:
     """Write a month file listing ``dates``; ``fresh`` = {date: ns} written now (or, for compaction,
     when the merged day file was), the other dates keep their previous written time."""
-    previous = written_times(target)
     fresh = fresh or {}
+    previous = {} if all(d in fresh for d in dates) else written_times(target)  # every date rewritten: nothing to keep
     written = {d.isoformat(): fresh.get(d, previous.get(d)) for d in sorted(dates)}
     metadata = dict(table.schema.metadata or {})
     metadata[DATES_KEY] = ",".join(sorted(d.isoformat() for d in dates)).encode()

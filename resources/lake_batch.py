@@ -127,6 +127,12 @@ def concat_by_date(tables: list[pa.Table]) -> pa.Table:
     """Concatenate month-file parts and order rows by date (stable: a day keeps its own row order)."""
     tables = [t for t in tables if t.num_rows] or tables[:1]
     merged = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
-    if "date" in merged.column_names and merged.num_rows:
+    if "date" in merged.column_names and merged.num_rows and not _dates_ascending(merged.column("date")):
         merged = merged.take(pc.sort_indices(merged, sort_keys=[("date", "ascending")]))
     return merged
+
+
+def _dates_ascending(column: pa.ChunkedArray) -> bool:
+    """Whether a date column is already in order (parts usually come date by date): no sort then."""
+    days = column.cast(pa.date32()).cast(pa.int32()).to_numpy()
+    return bool(len(days) < 2 or (days[1:] >= days[:-1]).all())

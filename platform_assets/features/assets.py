@@ -14,8 +14,8 @@ from platform_assets.ingestion.assets import L2_DQ_DATASET, l2_snapshots_sim
 from platform_assets.ingestion.databento_assets import l2_snapshots_databento
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions, follow_upstream
 from platform_assets.quality.checks import DataQuality, QualityRecorder, check_groups, dq_check_specs, is_blocked
-from platform_assets.curated_input import curated_day, curated_days, write_by_date
-from platform_assets.run_options import keep_existing
+from platform_assets.curated_input import curated_day, curated_days, rows_of_dates, write_by_date
+from platform_assets.run_options import keep_existing, versions_to_compute
 from platform_assets.symbol_days import Outcome, SymbolDayStep, blocked, complete_check_spec, kept, no_input, written
 from platform_assets.universe import run_symbols, tracked_symbols
 from resources.l2_store import L2SnapshotStore
@@ -59,27 +59,34 @@ def bar_features(context: dg.AssetExecutionContext, lake: ParquetLake, data_qual
     def stored(symbol: str, day: dt.date) -> bool:
         return all(lake.has_partition(feature_table(BAR_GROUP, v), symbol, day) for v in versions)
 
+    def needed(symbol: str, day: dt.date) -> list[str]:
+        return versions_to_compute(versions, keep, lambda v: lake.has_partition(feature_table(BAR_GROUP, v), symbol, day))
+
     def compute(symbol: str, day: dt.date) -> Outcome:
-        if keep and stored(symbol, day):
+        todo = needed(symbol, day)
+        if not todo:
             return kept()
         bars = curated_day(lake, symbol, day)
         if isinstance(bars, Outcome):
             return bars
         rows = 0
-        for version, spec in versions.items():
-            features = spec.compute(bars).assign(feature_group=BAR_GROUP, feature_version=version)
+        for version in todo:
+            features = versions[version].compute(bars).assign(feature_group=BAR_GROUP, feature_version=version)
             lake.write_partition(feature_table(BAR_GROUP, version), symbol, day, features)
             quality[version].add(symbol, day, features)
             rows += len(features)
         return written(rows)
 
     def compute_days(symbol: str, days: list[dt.date]) -> dict[dt.date, Outcome]:
-        bars, outcomes = curated_days(lake, symbol, days, is_kept=(lambda day: stored(symbol, day)) if keep else None)
+        todo = {day: needed(symbol, day) for day in days}
+        bars, outcomes = curated_days(lake, symbol, days, is_kept=lambda day: not todo[day])
         rows: Counter = Counter()
         if len(bars):
             for version, spec in versions.items():
-                features = spec.compute_sessions(bars).assign(feature_group=BAR_GROUP, feature_version=version)
-                rows.update(write_by_date(lake, feature_table(BAR_GROUP, version), symbol, features, quality[version]))
+                sessions = rows_of_dates(bars, [day for day in days if version in todo[day]])  # a new version: only where it is missing
+                if len(sessions):
+                    features = spec.compute_sessions(sessions).assign(feature_group=BAR_GROUP, feature_version=version)
+                    rows.update(write_by_date(lake, feature_table(BAR_GROUP, version), symbol, features, quality[version]))
         return {**outcomes, **{day: written(n) for day, n in rows.items()}}
 
     step = SymbolDayStep(context, "bar_features", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored, lake=lake, quality=quality.values())
@@ -118,8 +125,10 @@ def l2_features(
         return all(lake.has_partition(feature_table(L2_GROUP, v), symbol, day) for v in versions)
 
     def features_of(symbol: str, day: dt.date) -> Outcome | dict:
-        """The day's features per version, or the outcome saying why there are none."""
-        if keep and stored(symbol, day):
+        """The day's features per version (with keep-existing only the versions not stored), or the
+        outcome saying why there are none."""
+        todo = versions_to_compute(versions, keep, lambda v: lake.has_partition(feature_table(L2_GROUP, v), symbol, day))
+        if not todo:
             return kept()
         if is_blocked(lake, L2_DQ_DATASET, symbol, day):
             return blocked("L2 snapshots failed an error DQ rule")
@@ -128,8 +137,8 @@ def l2_features(
             return no_input("no L2 snapshots")
         timeline = session_minutes(STOCKS, day)
         return {
-            version: spec.compute(timeline, book, symbol=symbol, day=day).assign(feature_group=L2_GROUP, feature_version=version)
-            for version, spec in versions.items()
+            version: versions[version].compute(timeline, book, symbol=symbol, day=day).assign(feature_group=L2_GROUP, feature_version=version)
+            for version in todo
         }
 
     def compute(symbol: str, day: dt.date) -> Outcome:
@@ -187,25 +196,32 @@ def labels(context: dg.AssetExecutionContext, lake: ParquetLake) -> dg.Materiali
     def stored(symbol: str, day: dt.date) -> bool:
         return all(lake.has_partition(labels_table(v), symbol, day) for v in LABEL_DEFINITIONS)
 
+    def needed(symbol: str, day: dt.date) -> list[str]:
+        return versions_to_compute(LABEL_DEFINITIONS, keep, lambda v: lake.has_partition(labels_table(v), symbol, day))
+
     def compute(symbol: str, day: dt.date) -> Outcome:
-        if keep and stored(symbol, day):
+        todo = needed(symbol, day)
+        if not todo:
             return kept()
         bars = curated_day(lake, symbol, day)
         if isinstance(bars, Outcome):
             return bars
         rows = 0
-        for version, definition in LABEL_DEFINITIONS.items():
-            frame = compute_labels(bars, definition)
+        for version in todo:
+            frame = compute_labels(bars, LABEL_DEFINITIONS[version])
             lake.write_partition(labels_table(version), symbol, day, frame)
             rows += len(frame)
         return written(rows)
 
     def compute_days(symbol: str, days: list[dt.date]) -> dict[dt.date, Outcome]:
-        bars, outcomes = curated_days(lake, symbol, days, is_kept=(lambda day: stored(symbol, day)) if keep else None)
+        todo = {day: needed(symbol, day) for day in days}
+        bars, outcomes = curated_days(lake, symbol, days, is_kept=lambda day: not todo[day])
         rows: Counter = Counter()
         if len(bars):
             for version, definition in LABEL_DEFINITIONS.items():
-                rows.update(write_by_date(lake, labels_table(version), symbol, compute_labels_many(bars, definition)))
+                sessions = rows_of_dates(bars, [day for day in days if version in todo[day]])
+                if len(sessions):
+                    rows.update(write_by_date(lake, labels_table(version), symbol, compute_labels_many(sessions, definition)))
         return {**outcomes, **{day: written(n) for day, n in rows.items()}}
 
     step = SymbolDayStep(context, "labels", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored, lake=lake)
