@@ -172,7 +172,7 @@ def run(sizes: tuple[int, ...] = (10, 20), days: int = 60, workers: int = 2, dai
         results.append(Result(
             what=f"  bar_features v1+v2 over stored curated, {n} symbol-days",
             ours_s=new["features_s"], baseline_s=old["features_s"], baseline="per-date path",
-            rows=n * 390 * 2, target="500 x 5 y < 15 min",
+            rows=n * 390 * 2, target="",
             note=f"{n / new['features_s']:.0f} symbol-days/s; every version recomputed (overwrite)",
         ))
         results.append(Result(
