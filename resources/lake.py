@@ -506,6 +506,18 @@ class ParquetLake(dg.ConfigurableResource):
             self.quarantine_file(table, error.path)
             return self.day_source(table, symbol, day) is not None
 
+    def stored_dates(self, table: Table, symbol: str) -> set[dt.date]:
+        """Every date of (table, symbol) stored (either layout) or pending in this thread's batch:
+        ``has_partition`` for all of a symbol's dates with one folder scan. A corrupt month file is
+        quarantined first (its dates are then not stored)."""
+        buffer = lake_batch.current(str(self.root))
+        pending = set(buffer.pending.get((table, normalize_symbol(symbol)), {})) if buffer is not None else set()
+        try:
+            return set(symbol_layout(self.symbol_dir(table, symbol))) | pending
+        except CorruptLakeFileError as error:
+            self.quarantine_file(table, error.path)
+            return set(symbol_layout(self.symbol_dir(table, symbol))) | pending
+
     def delete_partition(self, table: Table, symbol: str, day: dt.date) -> bool:
         """Remove a derived partition (used when a re-run produces nothing for it)."""
         buffer = lake_batch.current(str(self.root))

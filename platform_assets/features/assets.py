@@ -78,7 +78,8 @@ def bar_features(context: dg.AssetExecutionContext, lake: ParquetLake, data_qual
         return written(rows)
 
     def compute_days(symbol: str, days: list[dt.date]) -> dict[dt.date, Outcome]:
-        todo = {day: needed(symbol, day) for day in days}
+        present = {v: lake.stored_dates(feature_table(BAR_GROUP, v), symbol) for v in versions} if keep else {}
+        todo = {day: versions_to_compute(versions, keep, lambda v: day in present[v]) for day in days}
         bars, outcomes = curated_days(lake, symbol, days, is_kept=lambda day: not todo[day])
         rows: Counter = Counter()
         if len(bars):
@@ -214,7 +215,8 @@ def labels(context: dg.AssetExecutionContext, lake: ParquetLake) -> dg.Materiali
         return written(rows)
 
     def compute_days(symbol: str, days: list[dt.date]) -> dict[dt.date, Outcome]:
-        todo = {day: needed(symbol, day) for day in days}
+        present = {v: lake.stored_dates(labels_table(v), symbol) for v in LABEL_DEFINITIONS} if keep else {}
+        todo = {day: versions_to_compute(LABEL_DEFINITIONS, keep, lambda v: day in present[v]) for day in days}
         bars, outcomes = curated_days(lake, symbol, days, is_kept=lambda day: not todo[day])
         rows: Counter = Counter()
         if len(bars):
