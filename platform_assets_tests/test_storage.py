@@ -116,3 +116,29 @@ def test_month_file_reads_return_only_the_asked_dates_whatever_the_columns(tmp_p
     two = lake.read(table, ["AAPL"], [days[0], days[2]])
     assert sorted(set(two["x"])) == [25, 27] and len(two) == 6
     assert lake.read(table, ["AAPL"], [dt.date(2024, 11, 28)]).empty
+
+
+def test_stored_dates_answers_like_has_partition_for_every_layout(tmp_path):
+    """Day files, a month file, pending batched writes and a corrupt month file (quarantined: its
+    dates are not stored) give the same answer as has_partition date by date."""
+    lake = ParquetLake(base_path=str(tmp_path), fsync=False)
+    table = Table("unit_stored_dates")
+
+    def frame(day):
+        return pd.DataFrame({"ts": [pd.Timestamp(day, tz="UTC")], "date": [day], "x": [day.day]})
+
+    nov = [dt.date(2024, 11, d) for d in (25, 26, 27)]
+    for day in nov:
+        lake.write_partition(table, "AAPL", day, frame(day))
+    lake.compact_month(table, "AAPL", "2024-11")
+    lake.write_partition(table, "AAPL", dt.date(2024, 12, 2), frame(dt.date(2024, 12, 2)))  # a day file
+    everything = set(nov) | {dt.date(2024, 12, 2), dt.date(2024, 12, 3)}
+    with lake.batched_writes():
+        lake.write_partition(table, "AAPL", dt.date(2024, 12, 3), frame(dt.date(2024, 12, 3)))  # pending
+        assert lake.stored_dates(table, "AAPL") == everything
+        assert {d for d in everything if lake.has_partition(table, "AAPL", d)} == everything
+    assert lake.stored_dates(table, "MSFT") == set()
+    month = lake.month_file(table, "AAPL", "2024-11")
+    month.write_bytes(b"not parquet")
+    assert lake.stored_dates(table, "AAPL") == {dt.date(2024, 12, 2), dt.date(2024, 12, 3)}
+    assert not month.exists()  # quarantined, never deleted
