@@ -50,8 +50,8 @@ def closed_month_files(symbol_dir: Path, before_month: str) -> list[Path]:
     """The month files of a symbol folder for months before ``before_month`` (YYYY-MM), oldest first."""
     if not symbol_dir.exists():
         return []
-    months = sorted(p.name[len(MONTH_PREFIX):] for p in symbol_dir.iterdir() if p.name.startswith(MONTH_PREFIX))
-    return [symbol_dir / f"{MONTH_PREFIX}{m}" / PART_FILE for m in months if m < before_month and (symbol_dir / f"{MONTH_PREFIX}{m}" / PART_FILE).exists()]
+    folders = sorted(p for p in symbol_dir.iterdir() if p.name.startswith(MONTH_PREFIX) and p.name[len(MONTH_PREFIX):] < before_month)
+    return [folder / PART_FILE for folder in folders if (folder / PART_FILE).exists()]
 
 
 def _recorded_sources(path: Path) -> dict[str, list[int]] | None:
@@ -185,10 +185,8 @@ def usable_read_copy(symbol_dir: Path, layout: dict[dt.date, Path]) -> ReadCopy 
     """
     try:
         reader = pa.ipc.open_file(pa.memory_map(str(read_copy_path(symbol_dir))))
-    except FileNotFoundError:
-        return None
     except (OSError, pa.ArrowException):
-        return None  # unreadable: ignored (the next build replaces it); the Parquet files answer
+        return None  # none, or unreadable (the next build replaces it): the Parquet files answer
     metadata = reader.schema.metadata or {}
     if SOURCES_KEY not in metadata or DATES_KEY not in metadata:
         return None
