@@ -152,7 +152,7 @@ def _compact(args: argparse.Namespace) -> int:
     lake = ParquetLake(base_path=str(settings.base_path), fsync=settings.lake_fsync)
     merged = compact_closed_months(lake, args.before or None, _print)
     _print(f"compaction: {sum(merged.values())} day files merged in {len(merged)} tables")
-    copies = refresh_read_copies(lake, args.before or None, _print)
+    copies = refresh_read_copies(lake, args.before or None, _print, enabled=settings.lake_read_copies)
     _print(f"read copies: {sum(copies.values())} rebuilt in {len(copies)} tables")
     return 0
 

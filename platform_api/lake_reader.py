@@ -89,7 +89,7 @@ class LakeReader:
                 folder = self.lake.table_dir(table) / f"symbol={symbol}"
                 layout = symbol_layout(folder)
                 files = layout_files(layout, wanted)
-                copy = usable_read_copy(folder, layout) if files else None
+                copy = usable_read_copy(folder, layout) if files and self.settings.lake_read_copies else None
                 if copy is not None and not wanted & copy.dates:
                     copy = None
                 out[symbol] = SymbolSources(files, copy)

@@ -212,3 +212,22 @@ def test_a_copy_without_session_runs_in_its_footer_gives_the_same_coverage(lake_
     msft = usable_read_copy(lake.symbol_dir(TABLE, "MSFT"), symbol_layout(lake.symbol_dir(TABLE, "MSFT")))
     assert aapl.session_runs is None and msft.session_runs is not None and len(msft.session_runs) == 4
     _same(parquet, _pull(settings, start="2024-11-26T15:00:00Z", end="2024-12-03T15:00:00Z"))
+
+
+def test_read_copies_switched_off_are_ignored_and_removed(lake_copy):
+    settings, lake = lake_copy
+    refresh_read_copies(lake, "2024-12", enabled=True)
+    on = _pull(settings)
+    off_settings = load_settings(DATA_PATH_OVERRIDE=str(settings.base_path), LAKE_FSYNC="false", LAKE_READ_COPIES="false")
+    off = _pull(off_settings)
+    _same(on, off)
+    from platform_api.lake_reader import LakeReader
+
+    days = [dt.date(2024, 11, 25), dt.date(2024, 12, 2)]
+    with_copies, without = LakeReader(settings).sources(TABLE, ["AAPL"], days), LakeReader(off_settings).sources(TABLE, ["AAPL"], days)
+    assert with_copies["AAPL"].read_copy is not None and len(with_copies["AAPL"].files) == 1  # December month file
+    assert without["AAPL"].read_copy is None and len(without["AAPL"].files) == 2  # November month file instead of the copy
+    assert (lake.symbol_dir(TABLE, "AAPL") / READ_COPY_FILE).exists()
+    assert refresh_read_copies(lake, "2024-12", enabled=False) == {}
+    assert not list(lake.table_dir(TABLE).glob(f"symbol=*/{READ_COPY_FILE}"))
+    _same(on, _pull(settings))

@@ -144,6 +144,19 @@ def build_read_copies(lake: ParquetLake, table: Table, before_month: str) -> dic
     return out
 
 
+def remove_read_copies(lake: ParquetLake, table: Table) -> int:
+    """Delete every read copy of ``table`` (read copies switched off); returns how many."""
+    root = lake.table_dir(table)
+    removed = 0
+    for symbol_dir in sorted(root.glob("symbol=*")) if root.exists() else []:
+        with lake._symbol_lock(table, symbol_dir.name.split("=", 1)[1]):
+            path = read_copy_path(symbol_dir)
+            if path.exists():
+                path.unlink()
+                removed += 1
+    return removed
+
+
 @functools.lru_cache(maxsize=4096)
 def _footer(sources: bytes, dates: bytes, sessions: bytes | None) -> tuple[dict[str, list[int]], frozenset, np.ndarray | None]:
     """A copy's recorded sources, dates and session runs, parsed once per footer seen (pulls repeat them)."""

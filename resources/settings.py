@@ -100,6 +100,8 @@ class PlatformSettings(BaseSettings):
     lake_fsync: bool = Field(True, validation_alias=_env("LAKE_FSYNC"))
     # a run step writes each (table, symbol, month) as one file instead of one per date
     lake_batch_writes: bool = Field(True, validation_alias=_env("LAKE_BATCH_WRITES"))
+    # compaction keeps an Arrow read copy of the closed months of feature and label tables (training pulls)
+    lake_read_copies: bool = Field(True, validation_alias=_env("LAKE_READ_COPIES"))
     databento_dataset: str = Field("XNAS.ITCH", validation_alias=_env("DATABENTO_DATASET"))
     databento_gateway: str | None = Field(None, validation_alias=_env("DATABENTO_GATEWAY"))
     api_host: str = Field("127.0.0.1", validation_alias=_env("API_HOST"))

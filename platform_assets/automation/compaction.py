@@ -24,7 +24,8 @@ from platform_assets.features.labels import LABEL_DEFINITIONS
 from platform_assets.features.registry import FEATURE_GROUPS
 from resources.lake import ALIGNED_BARS, CURATED_BARS, ParquetLake, Table, feature_table, labels_table
 from resources.parquet_format import is_read_optimised
-from resources.read_copy import build_read_copies
+from resources.read_copy import build_read_copies, remove_read_copies
+from resources.settings import get_settings
 
 
 def compactable_tables() -> list[Table]:
@@ -56,13 +57,21 @@ def compact_closed_months(lake: ParquetLake, before_month: str | None = None, lo
     return out
 
 
-def refresh_read_copies(lake: ParquetLake, before_month: str | None = None, log=None) -> dict[str, int]:
+def refresh_read_copies(lake: ParquetLake, before_month: str | None = None, log=None, enabled: bool | None = None) -> dict[str, int]:
     """(Re)build the read copies of every feature and label table for months before ``before_month``
-    (default: the current month); symbols whose copy was rewritten per table (up-to-date ones omitted)."""
+    (default: the current month); symbols whose copy was rewritten per table (up-to-date ones omitted).
+    With read copies switched off (``enabled``, default the ``LAKE_READ_COPIES`` setting) every copy
+    is removed instead (readers ignore them then anyway), freeing their disk."""
     before = before_month or current_month()
+    enabled = get_settings().lake_read_copies if enabled is None else enabled
     out = {}
     for table in compactable_tables():
         if not is_read_optimised(table.name):
+            continue
+        if not enabled:
+            removed = remove_read_copies(lake, table)
+            if removed and log:
+                log(f"{table}: {removed} read copies removed (LAKE_READ_COPIES=false)")
             continue
         built = build_read_copies(lake, table, before)
         if built:
