@@ -178,7 +178,10 @@ class ReadCopy:
         """Rows with ``start <= ts < end`` (a zero-copy slice: rows are in ``ts`` order) and the
         session day numbers (days since 1970) they hold (None when the footer has no runs)."""
         ts = self.rows.column("ts")
-        values = (ts.chunk(0) if ts.num_chunks == 1 else ts.combine_chunks()).cast(pa.int64()).to_numpy()
+        ts = ts.chunk(0) if ts.num_chunks == 1 else ts.combine_chunks()
+        if ts.type.unit != "ns":  # compared with nanosecond bounds
+            ts = ts.cast(pa.timestamp("ns", ts.type.tz))
+        values = ts.cast(pa.int64()).to_numpy()
         lo, hi = (int(i) for i in np.searchsorted(values, [start_ns, end_ns], side="left"))
         sessions = None
         if self.session_runs is not None:
