@@ -8,7 +8,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from platform_assets.quality.checks import is_blocked
+from platform_assets.quality.checks import blocked_dates, is_blocked
 from platform_assets.symbol_days import Outcome, blocked, kept, no_input
 from resources.lake import CURATED_BARS, ParquetLake
 
@@ -26,7 +26,8 @@ def curated_days(lake: ParquetLake, symbol: str, days: list[dt.date], is_kept=No
     kept (``is_kept(day)``: its output is stored and must stay), DQ-blocked, or no curated bars
     stored. ``curated_day`` for many dates at once."""
     outcomes = {day: kept() for day in days if is_kept is not None and is_kept(day)}
-    outcomes.update({day: blocked("curated bars failed an error DQ rule") for day in days if day not in outcomes and is_blocked(lake, "curated_bars", symbol, day)})
+    blocked_days = blocked_dates(lake, "curated_bars", symbol)
+    outcomes.update({day: blocked("curated bars failed an error DQ rule") for day in days if day not in outcomes and day in blocked_days})
     wanted = [day for day in days if day not in outcomes]
     bars = lake.read(CURATED_BARS, [symbol], wanted) if wanted else pd.DataFrame()
     if len(bars) and not bars["date"].is_monotonic_increasing:  # files come back file by file: order by date, keep each day's rows

@@ -86,6 +86,11 @@ def is_blocked(lake: ParquetLake, dataset: str, symbol: str, day: dt.date) -> bo
     return lake.has_partition(dq_blocked_table(dataset), symbol, day)
 
 
+def blocked_dates(lake: ParquetLake, dataset: str, symbol: str) -> set[dt.date]:
+    """Every date ``is_blocked`` is true for (one folder scan for all of a symbol's dates)."""
+    return lake.stored_dates(dq_blocked_table(dataset), symbol)
+
+
 class DataQuality(dg.ConfigurableResource):
     """Which rule file and engine the asset checks use (``gx`` = Great Expectations, or ``vectorised``)."""
 
