@@ -42,17 +42,25 @@ def sorted_by_symbol_ts(table: pa.Table) -> pa.Table:
     return table.sort_by([("symbol", "ascending"), ("ts", "ascending")])
 
 
-def symbol_runs(table: pa.Table) -> list[tuple[str, int, int]]:
-    """(symbol, first row, rows) for each run of equal symbols, in table order."""
-    n = table.num_rows
-    if n == 0:
-        return []
-    symbol = _flat(table.column("symbol"))
+def _runs(symbol: pa.Array, other_change: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(first row, rows) of each run of equal ``symbol`` (and, when given, rows where
+    ``other_change[i - 1]`` marks a change of a second key at row i)."""
+    n = len(symbol)
     change = np.ones(n, dtype=bool)
     if n > 1:
         change[1:] = ~_same_as_previous(symbol)
+        if other_change is not None:
+            change[1:] |= other_change
     starts = np.flatnonzero(change)
-    counts = np.diff(np.append(starts, n))
+    return starts, np.diff(np.append(starts, n))
+
+
+def symbol_runs(table: pa.Table) -> list[tuple[str, int, int]]:
+    """(symbol, first row, rows) for each run of equal symbols, in table order."""
+    if table.num_rows == 0:
+        return []
+    symbol = _flat(table.column("symbol"))
+    starts, counts = _runs(symbol)
     names = symbol.take(pa.array(starts)).to_pylist()
     return [(name, int(start), int(count)) for name, start, count in zip(names, starts, counts)]
 
@@ -68,11 +76,7 @@ def symbol_session_runs(table: pa.Table, session_column: str, mask: np.ndarray |
     if n == 0:
         return []
     days = session.cast(pa.int32()).to_numpy(zero_copy_only=False)
-    change = np.ones(n, dtype=bool)
-    if n > 1:
-        change[1:] = ~_same_as_previous(symbol) | (days[1:] != days[:-1])
-    starts = np.flatnonzero(change)
-    counts = np.diff(np.append(starts, n))
+    starts, counts = _runs(symbol, days[1:] != days[:-1])
     names = symbol.take(pa.array(starts)).to_pylist()
     epoch = dt.date(1970, 1, 1)
     return [(name, epoch + dt.timedelta(days=int(day)), int(count)) for name, day, count in zip(names, days[starts], counts)]
