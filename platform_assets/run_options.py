@@ -28,6 +28,17 @@ def versions_to_compute(versions, keep: bool, is_stored) -> list[str]:
     return [version for version in versions if not keep or not is_stored(version)]
 
 
+def versions_to_compute_on(lake, table_of, versions, keep: bool, symbol: str, day) -> list[str]:
+    """``versions_to_compute`` of one (symbol, date) of the lake tables ``table_of(version)``."""
+    return versions_to_compute(versions, keep, lambda version: lake.has_partition(table_of(version), symbol, day))
+
+
+def versions_to_compute_by_day(lake, table_of, versions, keep: bool, symbol: str, days) -> dict:
+    """``versions_to_compute_on`` of many dates of a symbol: one folder scan per version's table."""
+    stored = {version: lake.stored_dates(table_of(version), symbol) for version in versions} if keep else {}
+    return {day: versions_to_compute(versions, keep, lambda version: day in stored[version]) for day in days}
+
+
 INGESTION_OPTIONS_TAG = "platform/options"
 
 

@@ -15,7 +15,7 @@ from platform_assets.ingestion.databento_assets import l2_snapshots_databento
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions, follow_upstream
 from platform_assets.quality.checks import DataQuality, QualityRecorder, check_groups, dq_check_specs, is_blocked
 from platform_assets.curated_input import curated_day, curated_days, rows_of_dates, write_by_date
-from platform_assets.run_options import keep_existing, versions_to_compute
+from platform_assets.run_options import keep_existing, versions_to_compute_by_day, versions_to_compute_on
 from platform_assets.symbol_days import Outcome, SymbolDayStep, blocked, complete_check_spec, kept, no_input, written
 from platform_assets.universe import run_symbols, tracked_symbols
 from resources.l2_store import L2SnapshotStore
@@ -59,11 +59,11 @@ def bar_features(context: dg.AssetExecutionContext, lake: ParquetLake, data_qual
     def stored(symbol: str, day: dt.date) -> bool:
         return all(lake.has_partition(feature_table(BAR_GROUP, v), symbol, day) for v in versions)
 
-    def needed(symbol: str, day: dt.date) -> list[str]:
-        return versions_to_compute(versions, keep, lambda v: lake.has_partition(feature_table(BAR_GROUP, v), symbol, day))
+    def table_of(version: str):
+        return feature_table(BAR_GROUP, version)
 
     def compute(symbol: str, day: dt.date) -> Outcome:
-        todo = needed(symbol, day)
+        todo = versions_to_compute_on(lake, table_of, versions, keep, symbol, day)
         if not todo:
             return kept()
         bars = curated_day(lake, symbol, day)
@@ -78,8 +78,7 @@ def bar_features(context: dg.AssetExecutionContext, lake: ParquetLake, data_qual
         return written(rows)
 
     def compute_days(symbol: str, days: list[dt.date]) -> dict[dt.date, Outcome]:
-        present = {v: lake.stored_dates(feature_table(BAR_GROUP, v), symbol) for v in versions} if keep else {}
-        todo = {day: versions_to_compute(versions, keep, lambda v: day in present[v]) for day in days}
+        todo = versions_to_compute_by_day(lake, table_of, versions, keep, symbol, days)
         bars, outcomes = curated_days(lake, symbol, days, is_kept=lambda day: not todo[day])
         rows: Counter = Counter()
         if len(bars):
@@ -128,7 +127,7 @@ def l2_features(
     def features_of(symbol: str, day: dt.date) -> Outcome | dict:
         """The day's features per version (with keep-existing only the versions not stored), or the
         outcome saying why there are none."""
-        todo = versions_to_compute(versions, keep, lambda v: lake.has_partition(feature_table(L2_GROUP, v), symbol, day))
+        todo = versions_to_compute_on(lake, lambda v: feature_table(L2_GROUP, v), versions, keep, symbol, day)
         if not todo:
             return kept()
         if is_blocked(lake, L2_DQ_DATASET, symbol, day):
@@ -197,11 +196,8 @@ def labels(context: dg.AssetExecutionContext, lake: ParquetLake) -> dg.Materiali
     def stored(symbol: str, day: dt.date) -> bool:
         return all(lake.has_partition(labels_table(v), symbol, day) for v in LABEL_DEFINITIONS)
 
-    def needed(symbol: str, day: dt.date) -> list[str]:
-        return versions_to_compute(LABEL_DEFINITIONS, keep, lambda v: lake.has_partition(labels_table(v), symbol, day))
-
     def compute(symbol: str, day: dt.date) -> Outcome:
-        todo = needed(symbol, day)
+        todo = versions_to_compute_on(lake, labels_table, LABEL_DEFINITIONS, keep, symbol, day)
         if not todo:
             return kept()
         bars = curated_day(lake, symbol, day)
@@ -215,8 +211,7 @@ def labels(context: dg.AssetExecutionContext, lake: ParquetLake) -> dg.Materiali
         return written(rows)
 
     def compute_days(symbol: str, days: list[dt.date]) -> dict[dt.date, Outcome]:
-        present = {v: lake.stored_dates(labels_table(v), symbol) for v in LABEL_DEFINITIONS} if keep else {}
-        todo = {day: versions_to_compute(LABEL_DEFINITIONS, keep, lambda v: day in present[v]) for day in days}
+        todo = versions_to_compute_by_day(lake, labels_table, LABEL_DEFINITIONS, keep, symbol, days)
         bars, outcomes = curated_days(lake, symbol, days, is_kept=lambda day: not todo[day])
         rows: Counter = Counter()
         if len(bars):
