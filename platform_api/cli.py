@@ -149,10 +149,10 @@ def _compact(args: argparse.Namespace) -> int:
     settings = get_settings()
     if args.before and not __import__("re").fullmatch(r"\d{4}-(0[1-9]|1[0-2])", args.before):
         raise InvalidInputError(f"invalid --before {args.before!r}: expected YYYY-MM")
-    lake = ParquetLake(base_path=str(settings.base_path), fsync=settings.lake_fsync)
+    lake = ParquetLake(base_path=str(settings.base_path), fsync=settings.lake_fsync, read_copies=settings.lake_read_copies)
     merged = compact_closed_months(lake, args.before or None, _print)
     _print(f"compaction: {sum(merged.values())} day files merged in {len(merged)} tables")
-    copies = refresh_read_copies(lake, args.before or None, _print, enabled=settings.lake_read_copies)
+    copies = refresh_read_copies(lake, args.before or None, _print)
     _print(f"read copies: {sum(copies.values())} rebuilt in {len(copies)} tables")
     return 0
 

@@ -20,7 +20,7 @@ def build_resources(settings: PlatformSettings | None = None) -> dict:
     settings = settings or get_settings()
     base, level2 = str(settings.base_path), str(settings.level2_path)
     return {
-        "lake": ParquetLake(base_path=base, fsync=settings.lake_fsync, batch_writes=settings.lake_batch_writes),
+        "lake": ParquetLake(base_path=base, fsync=settings.lake_fsync, batch_writes=settings.lake_batch_writes, read_copies=settings.lake_read_copies),
         "l2_store": L2SnapshotStore(level2_path=level2, fsync=settings.lake_fsync),
         "offline_source": OfflineSource(seed=settings.sim_seed),
         "databento": databento_source(settings),

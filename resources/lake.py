@@ -275,6 +275,7 @@ class ParquetLake(dg.ConfigurableResource):
     base_path: str
     fsync: bool = True
     batch_writes: bool = True
+    read_copies: bool = True  # keep Arrow read copies of closed feature/label months (resources.read_copy)
 
     @property
     def root(self) -> Path:

@@ -25,7 +25,6 @@ from platform_assets.features.registry import FEATURE_GROUPS
 from resources.lake import ALIGNED_BARS, CURATED_BARS, ParquetLake, Table, feature_table, labels_table
 from resources.parquet_format import is_read_optimised
 from resources.read_copy import build_read_copies, remove_read_copies
-from resources.settings import get_settings
 
 
 def compactable_tables() -> list[Table]:
@@ -60,10 +59,11 @@ def compact_closed_months(lake: ParquetLake, before_month: str | None = None, lo
 def refresh_read_copies(lake: ParquetLake, before_month: str | None = None, log=None, enabled: bool | None = None) -> dict[str, int]:
     """(Re)build the read copies of every feature and label table for months before ``before_month``
     (default: the current month); symbols whose copy was rewritten per table (up-to-date ones omitted).
-    With read copies switched off (``enabled``, default the ``LAKE_READ_COPIES`` setting) every copy
-    is removed instead (readers ignore them then anyway), freeing their disk."""
+    With read copies switched off (``enabled``, default the lake's ``read_copies``, i.e. the
+    ``LAKE_READ_COPIES`` setting) every copy is removed instead (readers ignore them then anyway),
+    freeing their disk."""
     before = before_month or current_month()
-    enabled = get_settings().lake_read_copies if enabled is None else enabled
+    enabled = lake.read_copies if enabled is None else enabled
     out = {}
     for table in compactable_tables():
         if not is_read_optimised(table.name):
