@@ -53,7 +53,7 @@ class LakeReader:
     def __init__(self, settings: PlatformSettings | None = None, threads: int = 2):
         self._locks = ExitStack()
         self.settings = settings or get_settings()
-        self.lake = ParquetLake(base_path=str(self.settings.base_path), fsync=False, read_copies=self.settings.lake_read_copies)
+        self.lake = ParquetLake(base_path=str(self.settings.base_path), fsync=False)
         self.threads = threads
         self._locked: set[str] = set()
         self._depth = 0
@@ -89,7 +89,7 @@ class LakeReader:
                 folder = self.lake.table_dir(table) / f"symbol={symbol}"
                 layout = symbol_layout(folder)
                 files = layout_files(layout, wanted)
-                copy = usable_read_copy(folder, layout) if files and self.lake.read_copies else None
+                copy = usable_read_copy(folder, layout) if files and self.settings.lake_read_copies else None
                 if copy is not None and not wanted & copy.dates:
                     copy = None
                 out[symbol] = SymbolSources(files, copy)
