@@ -32,16 +32,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import shutil
+import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.backfill import END_DATE, SYMBOLS, _fresh_instance, trading_days_ending
 from bench.common import Result, format_table, isolated_platform
 
-SCALE_SYMBOL_DAYS = 500 * 1260  # 500 symbols x 5 years of sessions
+SCALE_DATES = 1260  # 5 years of sessions
+SCALE_SYMBOL_DAYS = 500 * SCALE_DATES  # 500 symbols
+NEW_VERSION_REPS = 3
 
 
 @contextlib.contextmanager
@@ -87,10 +92,11 @@ def parquet_floor(lake_root: Path) -> tuple[float, int, int]:
         shutil.rmtree(out, ignore_errors=True)
 
 
-def _backfill(symbols: list[str], days, workers: int, asset_selection: list[str] | None = None, instance=None, defs=None, tags=None) -> float:
+def _backfill(symbols: list[str], days, workers: int, asset_selection: list[str] | None = None, instance=None, defs=None, tags=None,
+              chunks: int | None = None) -> float:
     from platform_api.backfill import plan_backfill, run_backfill
 
-    plan = plan_backfill(symbols, days[0], days[-1], min_chunks=workers)
+    plan = plan_backfill(symbols, days[0], days[-1], min_chunks=chunks or workers)
     started = time.perf_counter()
     report = run_backfill(instance, plan, defs=defs, add_missing_symbols=True, workers=workers, asset_selection=asset_selection, extra_tags=tags)
     seconds = time.perf_counter() - started
@@ -117,19 +123,63 @@ def _measure(names: list[str], session_days, workers: int, batched: bool, detail
             return {"graph_s": graph_s}
         features_s = _backfill(names, session_days, workers, asset_selection=["bar_features"], instance=instance, defs=defs)
         floor_s, files, size = parquet_floor(Path(settings.base_path) / "lake")
-        new_version_s = _new_version(names, session_days, workers, instance, defs, settings)
-    return {"graph_s": graph_s, "features_s": features_s, "new_version_s": new_version_s, "floor_s": floor_s, "files": files, "bytes": size}
+        reps = NEW_VERSION_REPS if batched else 1  # the baseline path is slow and only a ratio
+        new_version_s = _new_version(names, session_days, workers, instance, defs, settings, reps)
+        half_days, half_s, more_runs_s = session_days[len(session_days) // 2 :], float("nan"), float("nan")
+        if batched:  # the per-date and per-run costs of the extrapolation
+            half_s = _new_version(names, half_days, workers, instance, defs, settings, reps)
+            more_runs_s = _new_version(names, session_days, workers, instance, defs, settings, reps, chunks=2 * workers)
+    return {"graph_s": graph_s, "features_s": features_s, "new_version_s": new_version_s, "new_version_half_s": half_s,
+            "new_version_more_runs_s": more_runs_s, "half_days": len(half_days), "floor_s": floor_s, "files": files, "bytes": size}
 
 
-def _new_version(names: list[str], session_days, workers: int, instance, defs, settings) -> float:
+def _new_version(names: list[str], session_days, workers: int, instance, defs, settings, reps: int = 1, chunks: int | None = None) -> float:
     """A newly registered feature version over the stored history: ``bar_features`` v2 removed (as
-    if just registered), then the feature backfill with keep-existing, which computes only v2."""
+    if just registered), then the feature backfill with keep-existing, which computes only v2.
+    The median of ``reps`` runs: a run is ~10 s here, and the marginal rate between two sizes is a
+    difference of two such runs, so one slow run would skew the extrapolation."""
     from platform_assets.run_options import KEEP_EXISTING_TAG
     from resources.lake import ParquetLake, feature_table
 
     lake = ParquetLake(base_path=str(settings.base_path), fsync=False)
-    shutil.rmtree(lake.table_dir(feature_table("bar_features", "v2")))
-    return _backfill(names, session_days, workers, asset_selection=["bar_features"], instance=instance, defs=defs, tags={KEEP_EXISTING_TAG: "features"})
+    seconds = []
+    for _ in range(reps):
+        shutil.rmtree(lake.table_dir(feature_table("bar_features", "v2")), ignore_errors=True)
+        seconds.append(_backfill(names, session_days, workers, asset_selection=["bar_features"], instance=instance, defs=defs,
+                                 tags={KEEP_EXISTING_TAG: "features"}, chunks=chunks))
+    return statistics.median(seconds)
+
+
+@dataclass
+class NewVersionRuns:
+    """Median seconds of the new-version backfill at four points (symbol-days, seconds)."""
+
+    small: tuple[int, float]  # fewer symbols, every day, one run per worker
+    large: tuple[int, float]  # more symbols, every day, one run per worker
+    large_half: tuple[int, float]  # more symbols, the last half of the days, one run per worker
+    large_two_rounds: float  # more symbols, every day, two runs per worker
+
+
+def scale_minutes(runs: NewVersionRuns, days: int, half_days: int, workers: int) -> dict:
+    """The 500 x 5 years extrapolation of the new-version backfill from measured runs.
+
+    Model: seconds = start + rounds x per_round + dates x per_date + symbol_days / rate, where a
+    round is one run per worker (a run covers at most MAX_DATES_PER_RUN dates: 500 x 5 years is
+    20 runs, 10 rounds on 2 workers). The two symbol counts give the rate (same dates and runs);
+    the two date counts the per-date cost (Dagster's event-log records per date partition); one
+    more run per worker the per-round cost (run start, resources, step bookkeeping); the rest is
+    the start (process spawn, imports)."""
+    from platform_assets.partitions import MAX_DATES_PER_RUN
+
+    (n1, t1), (n2, t2), (n3, t3) = runs.small, runs.large, runs.large_half
+    rate = (n2 - n1) / (t2 - t1) if t2 > t1 else float("inf")
+    fixed_full, fixed_half = t2 - n2 / rate, t3 - n3 / rate
+    per_date = max(0.0, (fixed_full - fixed_half) / (days - half_days))
+    per_round = max(0.0, runs.large_two_rounds - t2)
+    start = max(0.0, fixed_full - days * per_date - per_round)
+    rounds = math.ceil(math.ceil(SCALE_DATES / MAX_DATES_PER_RUN) / workers)
+    total = start + rounds * per_round + SCALE_DATES * per_date + SCALE_SYMBOL_DAYS / rate
+    return {"rate": rate, "per_date": per_date, "per_round": per_round, "rounds": rounds, "start": start, "minutes": total / 60}
 
 
 def daily_run(symbols: int, workers: int) -> Result:
@@ -151,11 +201,15 @@ def run(sizes: tuple[int, ...] = (10, 20), days: int = 60, workers: int = 2, dai
         raise ValueError(f"at most {len(SYMBOLS)} symbols (bench.backfill.SYMBOLS); asked for {max(sizes)}")
     per_symbol_day: list[float] = []
     measured: dict[str, list[tuple[int, float]]] = {"graph_s": [], "features_s": [], "new_version_s": []}
+    measured_half: list[tuple[int, float]] = []  # the new version over the last half of the days
+    two_rounds: list[float] = []  # the new version over every day in two runs per worker
     for symbols in sizes:
         n = symbols * days
         new, old = measure(symbols, days, workers, True), measure(symbols, days, workers, False)
         for key in measured:
             measured[key].append((n, new[key]))
+        measured_half.append((symbols * new["half_days"], new["new_version_half_s"]))
+        two_rounds.append(new["new_version_more_runs_s"])
         per_symbol_day.append(new["graph_s"] / n)
         results.append(Result(
             what=f"whole graph {symbols} sym x {days} days ({n} symbol-days, {workers} workers)",
@@ -183,7 +237,7 @@ def run(sizes: tuple[int, ...] = (10, 20), days: int = 60, workers: int = 2, dai
                   f"500 x 5 years at this rate: {SCALE_SYMBOL_DAYS / (n / new['new_version_s']) / 60:.0f} min"),
         ))
     if len(per_symbol_day) >= 2:
-        for label, key in (("whole graph", "graph_s"), ("bar_features v1+v2 over stored curated", "features_s"), ("a new bar_features version", "new_version_s")):
+        for label, key in (("whole graph", "graph_s"), ("bar_features v1+v2 over stored curated", "features_s")):
             (n1, t1), (n2, t2) = measured[key][0], measured[key][-1]
             marginal = (n2 - n1) / (t2 - t1) if t2 > t1 else float("inf")
             fixed = t1 - n1 / marginal
@@ -192,6 +246,16 @@ def run(sizes: tuple[int, ...] = (10, 20), days: int = 60, workers: int = 2, dai
                 note=(f"{marginal:.0f} symbol-days/s beyond a fixed {fixed:.1f} s per backfill (process start, imports, "
                       f"run bookkeeping); 500 x 5 years: {(fixed + SCALE_SYMBOL_DAYS / marginal) / 60:.0f} min"),
             ))
+        half_days = measured_half[-1][0] // sizes[-1]
+        runs = NewVersionRuns(measured["new_version_s"][0], measured["new_version_s"][-1], measured_half[-1], two_rounds[-1])
+        scale = scale_minutes(runs, days, half_days, workers)
+        results.append(Result(
+            what="a new bar_features version: 500 x 5 years extrapolated", ours_s=runs.large[1], target="< 15 min",
+            note=(f"{scale['minutes']:.1f} min = {scale['start']:.1f} s start + {scale['rounds']} rounds of runs x {scale['per_round']:.1f} s "
+                  f"+ {SCALE_DATES} dates x {scale['per_date'] * 1000:.0f} ms + {SCALE_SYMBOL_DAYS} symbol-days at {scale['rate']:.0f}/s "
+                  f"(medians of {NEW_VERSION_REPS} runs: {sizes[0]} / {sizes[-1]} symbols x {days} days {runs.small[1]:.2f} / {runs.large[1]:.2f} s, "
+                  f"{sizes[-1]} x {half_days} days {runs.large_half[1]:.2f} s, {sizes[-1]} x {days} days in two runs per worker {runs.large_two_rounds:.2f} s)"),
+        ))
         results.append(Result(
             what=f"linearity {sizes[0]} -> {sizes[-1]} symbols (s per symbol-day, larger / smaller)",
             ours_s=per_symbol_day[-1] * sizes[-1] * days, baseline_s=per_symbol_day[0] * sizes[-1] * days,

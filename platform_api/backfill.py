@@ -118,12 +118,36 @@ def plan_backfill(
         raise InvalidDateRangeError(f"end date {end_date} is after the last available partition {last_partition}")
     if not dates:
         raise InvalidDateRangeError(f"no {market.calendar_name} trading day between {start_date} and {end_date}")
-    count = max(min_chunks, math.ceil(len(dates) / max_dates_per_run))
-    count = min(count, len(dates))
-    size = math.ceil(len(dates) / count)
-    chunks = [dates[i : i + size] for i in range(0, len(dates), size)]
+    count = min(max(min_chunks, math.ceil(len(dates) / max_dates_per_run)), len(dates))
+    chunks = month_aligned_chunks(dates, count, max_dates_per_run)
     job_name = CRYPTO_PIPELINE_JOB if market == CRYPTO else OFFLINE_PIPELINE_JOB
     return BackfillPlan(symbols=symbols, dates=dates, chunks=chunks, job_name=job_name, market=market)
+
+
+def month_aligned_chunks(dates: list[dt.date], count: int, max_size: int) -> list[list[dt.date]]:
+    """Split sorted dates into about ``count`` contiguous chunks of at most ``max_size`` dates, each
+    cut on the first session of a month when one lies within a quarter chunk of the even cut.
+
+    The lake stores a (table, symbol) month as one file: a cut inside a month makes two runs write
+    (and the second one merge and rewrite) the same month file of every symbol, concurrently when
+    the runs go to parallel workers; cuts on month starts write each month once per backfill. Falls
+    back to the even cut where no month start is near (short ranges split for parallel workers).
+    """
+    month_starts = [i for i in range(1, len(dates)) if (dates[i].year, dates[i].month) != (dates[i - 1].year, dates[i - 1].month)]
+    chunks: list[list[dt.date]] = []
+    start = 0
+    while start < len(dates):
+        left, chunks_left = len(dates) - start, max(1, count - len(chunks))
+        if chunks_left == 1 and left <= max_size:
+            cut = len(dates)
+        else:
+            even = start + min(math.ceil(left / chunks_left), max_size)
+            slack = max(1, (even - start) // 4)
+            near = [m for m in month_starts if start < m <= start + max_size and abs(m - even) <= slack]
+            cut = min(near, key=lambda m: (abs(m - even), -m)) if near else even
+        chunks.append(dates[start:cut])
+        start = cut
+    return chunks
 
 
 def run_tags(plan: BackfillPlan, chunk: list[dt.date], universe: list[str], launched_by: str) -> dict[str, str]:

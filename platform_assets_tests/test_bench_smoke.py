@@ -21,6 +21,9 @@ def test_throughput_benchmark_runs_both_paths_and_the_floor():
     from bench import throughput
 
     results = throughput.run(sizes=(1, 2), days=3, workers=1, daily_symbols=3)
-    assert len(results) == 13 and all(r.ours_s > 0 for r in results) and all(r.baseline_s > 0 for r in results if "marginal" not in r.what)
+    assert len(results) == 13 and all(r.ours_s > 0 for r in results)
+    assert all(r.baseline_s > 0 for r in results if "marginal" not in r.what and "extrapolated" not in r.what)
+    scale = next(r for r in results if "500 x 5 years extrapolated" in r.what)
+    assert " min = " in scale.note and "1260 dates x" in scale.note
     table = format_table(results)
     assert "whole graph 2 sym x 3 days" in table and "a new bar_features version (v2) over stored history, 6 symbol-days" in table and results[-1].rows == 3

@@ -40,3 +40,24 @@ def test_partition_definition_is_cheap_at_scale():
     keys = partitions.get_partition_keys()
     assert len(keys) > 5 * 250
     assert keys[0] == "2020-01-02"
+
+
+def test_backfill_chunks_cut_on_month_starts_within_the_run_cap():
+    """A multi-run backfill cuts its date range on the first session of a month, so each month file
+    of a symbol is written by one run (no second run merging into it, concurrently with workers)."""
+    from platform_api.backfill import month_aligned_chunks, plan_backfill
+    from platform_assets.partitions import MAX_DATES_PER_RUN
+
+    plan = plan_backfill(["AAPL"], "2021-01-04", "2025-12-31")
+    assert [day for chunk in plan.chunks for day in chunk] == plan.dates  # every date once, in order
+    assert all(0 < len(chunk) <= MAX_DATES_PER_RUN for chunk in plan.chunks)
+    assert len(plan.chunks) == -(-len(plan.dates) // MAX_DATES_PER_RUN)  # no more runs than an even split
+    assert all(chunk[0].day <= 4 and chunk[0].month in (1, 4, 7, 10) for chunk in plan.chunks)  # quarters
+    # two chunks for two workers: the cut moves to a month start near the middle when there is one
+    sessions = sessions_in_range(STOCKS, dt.date(2024, 9, 23), dt.date(2024, 11, 29))  # even cut: Oct 28
+    first, second = month_aligned_chunks(sessions, 2, MAX_DATES_PER_RUN)
+    assert second[0] == dt.date(2024, 11, 1) and first + second == sessions
+    # none near (one month split in two): the even cut
+    june = sessions_in_range(STOCKS, dt.date(2024, 6, 3), dt.date(2024, 6, 28))
+    assert [len(c) for c in month_aligned_chunks(june, 2, MAX_DATES_PER_RUN)] == [10, 9]
+    assert [len(c) for c in month_aligned_chunks(june, 1, 5)] == [5, 5, 5, 4]  # the cap holds
