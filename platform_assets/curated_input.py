@@ -21,15 +21,19 @@ def curated_day(lake: ParquetLake, symbol: str, day: dt.date) -> pd.DataFrame | 
     return no_input("no curated bars") if bars.empty else bars
 
 
-def curated_days(lake: ParquetLake, symbol: str, days: list[dt.date], is_kept=None) -> tuple[pd.DataFrame, dict[dt.date, Outcome]]:
+def curated_days(
+    lake: ParquetLake, symbol: str, days: list[dt.date], is_kept=None, columns: list[str] | None = None
+) -> tuple[pd.DataFrame, dict[dt.date, Outcome]]:
     """Curated bars of a symbol's dates in one read, and the outcome of each date that gets none:
     kept (``is_kept(day)``: its output is stored and must stay), DQ-blocked, or no curated bars
-    stored. ``curated_day`` for many dates at once."""
+    stored. ``curated_day`` for many dates at once; ``columns``: only these (``date`` always)."""
     outcomes = {day: kept() for day in days if is_kept is not None and is_kept(day)}
     blocked_days = blocked_dates(lake, "curated_bars", symbol)
     outcomes.update({day: blocked("curated bars failed an error DQ rule") for day in days if day not in outcomes and day in blocked_days})
     wanted = [day for day in days if day not in outcomes]
-    bars = lake.read(CURATED_BARS, [symbol], wanted) if wanted else pd.DataFrame()
+    if columns is not None and "date" not in columns:
+        columns = ["date", *columns]
+    bars = lake.read(CURATED_BARS, [symbol], wanted, columns=columns) if wanted else pd.DataFrame()
     if len(bars) and not bars["date"].is_monotonic_increasing:  # files come back file by file: order by date, keep each day's rows
         bars = bars.sort_values("date", kind="stable", ignore_index=True)
     present = set(pd.to_datetime(bars["date"].unique()).date) if len(bars) else set()

@@ -62,3 +62,41 @@ def test_an_empty_input_gives_an_empty_frame_with_the_columns():
     empty = _session(np.random.default_rng(0), "AAPL", dt.date(2024, 11, 25), 0)
     assert list(compute_bar_features_v2_many(empty).columns) == list(compute_bar_features_v2(empty).columns)
     assert compute_labels_many(empty, LABEL_DEFINITIONS["v1"]).empty
+
+
+def test_each_version_reads_only_its_declared_curated_columns(sessions):
+    """The feature backfill reads only ``curated_columns`` from the lake: every registered version
+    computes the same values from those columns alone as from the whole curated frame."""
+    from platform_assets.features.registry import FEATURE_GROUPS, curated_columns_of
+    from platform_assets.curation.gap_engine import CURATED_COLUMNS
+
+    whole = pd.concat(sessions, ignore_index=True)
+    rng = np.random.default_rng(5)
+    for name in [*CURATED_COLUMNS, "adj_factor_split", "adj_factor"]:  # the other curated columns, with values that would change features
+        if name not in whole:
+            whole[name] = rng.random(len(whole)) if name not in ("source", "gap_type_retrospective") else "x"
+    specs = [spec for group in FEATURE_GROUPS.values() for spec in group.values() if spec.source == "curated_bars"]
+    assert specs and all(spec.curated_columns for spec in specs)
+    for spec in specs:
+        only = whole[list(spec.curated_columns)]
+        assert len(only.columns) < len(whole.columns)
+        pd.testing.assert_frame_equal(spec.compute_sessions(only), spec.compute_sessions(whole), check_exact=True)
+    assert curated_columns_of(specs)[:3] == ["date", "symbol", "ts"] and curated_columns_of([*specs, _all_columns_spec(specs[0])]) is None
+
+
+def _all_columns_spec(spec):
+    import dataclasses
+
+    return dataclasses.replace(spec, curated_columns=None)
+
+
+@pytest.mark.parametrize("n", [3, 5, 61, 2047, 2049, 5000])
+def test_trailing_mean_and_std_in_one_pass_equal_numpys_bit_for_bit(n):
+    from platform_assets.features.bar_features import _trailing, _trailing_mean_std
+
+    values = np.random.default_rng(n).normal(0, 1e-3, n)
+    values[::97] = np.nan
+    for window in (5, 20, 60):
+        mean, std = _trailing_mean_std(values, window)
+        np.testing.assert_array_equal(mean, _trailing(values, window, lambda w: w.mean(axis=1)))
+        np.testing.assert_array_equal(std, _trailing(values, window, lambda w: w.std(axis=1, ddof=1)))

@@ -311,3 +311,31 @@ def test_gx_runs_in_memory_without_files_or_analytics(tmp_path, monkeypatch):
     assert set(masks) == {r.name for r in rules}
     assert list(tmp_path.iterdir()) == [] and runner._context.variables.analytics_enabled is False
     assert runner._context.variables.data_docs_sites == {}
+
+
+def test_error_rows_come_only_from_partitions_where_the_rule_errs():
+    """Rows failing a rule are quarantine candidates only in partitions whose status for that rule
+    is error (warn-level partitions keep them), for every rule and partition order."""
+    import datetime as dt
+
+    import numpy as np
+    import pandas as pd
+
+    from platform_assets.quality.config import load_rule_sets
+    from platform_assets.quality.engine import batch_from_frames, evaluate
+
+    rules = load_rule_sets()["bar_features"]  # ret_1_not_null: warn > 1 %, error > 50 %
+    def part(day: int, nulls: int) -> pd.DataFrame:
+        n = 100
+        ret = np.where(np.arange(n) < nulls, np.nan, 0.001)
+        ts = pd.date_range(f"2024-12-{day:02d} 14:30", periods=n, freq="min", tz="UTC")
+        return pd.DataFrame({"symbol": "AAPL", "date": dt.date(2024, 12, day), "ts": ts, "ret_1": ret, "ret_vol_20": 0.01})
+    frames = [part(2, 60), part(3, 5), part(4, 0), part(5, 70)]  # error, warn, ok, error
+    keys = [("AAPL", frame["date"][0]) for frame in frames]
+    for engine in ("gx", "vectorised"):
+        batch = batch_from_frames(frames, keys)
+        evaluation = evaluate(rules, batch, engine)
+        rows = evaluation.error_rows(batch, rules)
+        assert set(rows) == {"ret_1_not_null"}
+        selected = rows["ret_1_not_null"]
+        assert sorted(set(batch.part[selected])) == [0, 3] and selected.sum() == 60 + 70

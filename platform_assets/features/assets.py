@@ -9,7 +9,7 @@ import pandas as pd
 from platform_assets.calendars import STOCKS, session_minutes
 from platform_assets.curation.assets import curated_bars
 from platform_assets.features.labels import LABEL_DEFINITIONS, compute_labels, compute_labels_many
-from platform_assets.features.registry import FEATURE_GROUPS
+from platform_assets.features.registry import FEATURE_GROUPS, curated_columns_of
 from platform_assets.ingestion.assets import L2_DQ_DATASET, l2_snapshots_sim
 from platform_assets.ingestion.databento_assets import l2_snapshots_databento
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions, follow_upstream
@@ -79,7 +79,8 @@ def bar_features(context: dg.AssetExecutionContext, lake: ParquetLake, data_qual
 
     def compute_days(symbol: str, days: list[dt.date]) -> dict[dt.date, Outcome]:
         todo = versions_to_compute_by_day(lake, table_of, versions, keep, symbol, days)
-        bars, outcomes = curated_days(lake, symbol, days, is_kept=lambda day: not todo[day])
+        columns = curated_columns_of(spec for v, spec in versions.items() if any(v in t for t in todo.values()))  # only what they read
+        bars, outcomes = curated_days(lake, symbol, days, is_kept=lambda day: not todo[day], columns=columns)
         rows: Counter = Counter()
         if len(bars):
             for version, spec in versions.items():

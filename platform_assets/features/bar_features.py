@@ -33,6 +33,9 @@ VALUE_COLUMNS = (
 
 
 VALUE_COLUMNS_V2 = VALUE_COLUMNS + [f"imputed_in_window_{w}" for w in WINDOWS] + ["gap_run_minutes", "gap_type"]
+# The curated-bar columns each version reads (a backfill reads only these from the lake).
+INPUT_COLUMNS = ("date", "symbol", "ts", "close", "volume", "is_imputed")
+INPUT_COLUMNS_V2 = INPUT_COLUMNS + ("dq_status", "gap_run_minutes", "gap_type")
 
 
 def _trailing(values: np.ndarray, window: int, reducer) -> np.ndarray:
@@ -42,6 +45,24 @@ def _trailing(values: np.ndarray, window: int, reducer) -> np.ndarray:
         windows = np.lib.stride_tricks.sliding_window_view(values, window)
         out[window - 1 :] = reducer(windows)
     return out
+
+
+def _trailing_mean_std(values: np.ndarray, window: int, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """``_trailing`` mean and sample std (ddof=1) in one pass, bit for bit what ``w.mean(axis=1)`` and
+    ``w.std(axis=1, ddof=1)`` give (the same reductions in the same order; the std reuses the mean's
+    sum), a block of windows at a time so the temporaries stay in cache."""
+    mean, std = np.full(len(values), np.nan), np.full(len(values), np.nan)
+    if len(values) < window:
+        return mean, std
+    windows = np.lib.stride_tricks.sliding_window_view(values, window)
+    for start in range(0, len(windows), block):
+        part = windows[start : start + block]
+        part_mean = np.add.reduce(part, axis=1) / window
+        deviation = part - part_mean[:, None]
+        np.multiply(deviation, deviation, out=deviation)
+        rows = slice(window - 1 + start, window - 1 + start + len(part))
+        mean[rows], std[rows] = part_mean, np.sqrt(np.add.reduce(deviation, axis=1) / (window - 1))
+    return mean, std
 
 
 def _lag(values: np.ndarray, k: int) -> np.ndarray:
@@ -122,9 +143,9 @@ def _v1_columns(bars: pd.DataFrame, position: np.ndarray) -> dict:
             "log_volume": np.log1p(volume),
         }
         for window in WINDOWS:
-            columns[f"ret_mean_{window}"] = _trailing_in_session(ret, window, lambda w: w.mean(axis=1), position)
-        for window in WINDOWS:
-            columns[f"ret_vol_{window}"] = _trailing_in_session(ret, window, lambda w: w.std(axis=1, ddof=1), position)
+            mean, std = _trailing_mean_std(ret, window)
+            mean[position < window - 1] = std[position < window - 1] = np.nan  # windows reaching into the previous session
+            columns[f"ret_mean_{window}"], columns[f"ret_vol_{window}"] = mean, std
         for lag in LAGS:
             columns[f"ret_lag_{lag}"] = _lag_in_session(ret, lag, position)
         mean_volume = _trailing_in_session(volume, 20, lambda w: w.mean(axis=1), position)

@@ -28,6 +28,8 @@ class FeatureGroupVersion:
     compute_many: Callable | None = None
     """``compute`` of many (symbol, session)s of curated bars in one vectorised pass (rows by symbol,
     date, ts), equal value for value; None = ``compute`` session by session."""
+    curated_columns: tuple[str, ...] | None = None
+    """The curated-bar columns ``compute`` reads (the feature backfill reads only these); None = all."""
 
     def compute_sessions(self, curated):
         """Features of every (symbol, session) in ``curated`` (``compute_many`` when registered)."""
@@ -48,6 +50,7 @@ FEATURE_GROUPS: dict[str, dict[str, FeatureGroupVersion]] = {
             tuple(bar_features.VALUE_COLUMNS),
             bar_features.compute_bar_features_v1,
             compute_many=bar_features.compute_bar_features_v1_many,
+            curated_columns=bar_features.INPUT_COLUMNS,
         ),
         "v2": FeatureGroupVersion(
             bar_features.FEATURE_GROUP,
@@ -56,6 +59,7 @@ FEATURE_GROUPS: dict[str, dict[str, FeatureGroupVersion]] = {
             tuple(bar_features.VALUE_COLUMNS_V2),
             bar_features.compute_bar_features_v2,
             compute_many=bar_features.compute_bar_features_v2_many,
+            curated_columns=bar_features.INPUT_COLUMNS_V2,
         ),
     },
     l2_features.FEATURE_GROUP: {
@@ -73,6 +77,16 @@ FEATURE_GROUPS: dict[str, dict[str, FeatureGroupVersion]] = {
 
 class UnknownFeatureGroupError(KeyError):
     """The feature group or version is not registered."""
+
+
+def curated_columns_of(specs) -> list[str] | None:
+    """The curated-bar columns the given versions read together (None: every column)."""
+    columns: dict[str, None] = {}
+    for spec in specs:
+        if spec.curated_columns is None:
+            return None
+        columns.update(dict.fromkeys(spec.curated_columns))
+    return list(columns)
 
 
 def get_feature_group(group: str, version: str) -> FeatureGroupVersion:

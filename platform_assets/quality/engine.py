@@ -33,12 +33,13 @@ class Evaluation:
     def error_rows(self, batch: QualityBatch, rules: RuleSet) -> dict[str, np.ndarray]:
         """Failing rows of row rules in partitions where that rule's status is error."""
         out = {}
-        by_rule = self.results.set_index(["metric", "symbol", "date"])["status"]
-        for rule in rules.rules:
+        # results are rule-major, partitions in batch order within each rule (``evaluate``)
+        status = self.results["status"].to_numpy().reshape(len(rules.rules), batch.n_parts)
+        for index, rule in enumerate(rules.rules):
             mask = self.failing.get(rule.name)
             if mask is None or not mask.any():
                 continue
-            erroring = np.array([by_rule.get((rule.name, symbol, day)) == STATUS_ERROR for symbol, day in batch.keys])
+            erroring = status[index] == STATUS_ERROR
             selected = mask & erroring[batch.part]
             if selected.any():
                 out[rule.name] = selected
