@@ -22,6 +22,10 @@ For each size (symbols x trading days) on a fresh lake and Dagster instance:
 
 * **daily run**: the whole graph for one session of 500 symbols (the daily ingestion), both paths.
 
+The new-version extrapolation (``scale_minutes``) rests on runs on the largest size's lake, medians
+of 3: a third, two thirds and all of its symbols (the rate: least-squares slope), all symbols over
+half the days (the per-date cost) and in two runs per worker (the per-run cost).
+
 Linearity: the seconds per symbol-day at the larger size over those at the smaller one (1.0 =
 linear), and the marginal rate between the two sizes (symbol-days added / seconds added) with the
 fixed cost per backfill it implies, which is what the 500 x 5 years extrapolation uses. The figures
@@ -105,12 +109,13 @@ def _backfill(symbols: list[str], days, workers: int, asset_selection: list[str]
     return seconds
 
 
-def measure(symbols: int, days: int, workers: int, batched: bool) -> dict:
-    """Whole graph, then bar_features alone over the stored curated bars; floor on the batched lake."""
-    return _measure(SYMBOLS[:symbols], trading_days_ending(END_DATE, days), workers, batched, details=True)
+def measure(symbols: int, days: int, workers: int, batched: bool, scale_points: bool = False) -> dict:
+    """Whole graph, then bar_features alone over the stored curated bars; floor on the batched lake;
+    ``scale_points``: also the new-version runs the 500 x 5 years extrapolation rests on."""
+    return _measure(SYMBOLS[:symbols], trading_days_ending(END_DATE, days), workers, batched, details=True, scale_points=scale_points)
 
 
-def _measure(names: list[str], session_days, workers: int, batched: bool, details: bool) -> dict:
+def _measure(names: list[str], session_days, workers: int, batched: bool, details: bool, scale_points: bool = False) -> dict:
     from definitions import build_definitions
     from resources.settings import get_settings
 
@@ -125,12 +130,29 @@ def _measure(names: list[str], session_days, workers: int, batched: bool, detail
         floor_s, files, size = parquet_floor(Path(settings.base_path) / "lake")
         reps = NEW_VERSION_REPS if batched else 1  # the baseline path is slow and only a ratio
         new_version_s = _new_version(names, session_days, workers, instance, defs, settings, reps)
-        half_days, half_s, more_runs_s = session_days[len(session_days) // 2 :], float("nan"), float("nan")
-        if batched:  # the per-date and per-run costs of the extrapolation
-            half_s = _new_version(names, half_days, workers, instance, defs, settings, reps)
-            more_runs_s = _new_version(names, session_days, workers, instance, defs, settings, reps, chunks=2 * workers)
-    return {"graph_s": graph_s, "features_s": features_s, "new_version_s": new_version_s, "new_version_half_s": half_s,
-            "new_version_more_runs_s": more_runs_s, "half_days": len(half_days), "floor_s": floor_s, "files": files, "bytes": size}
+        runs = None
+        if scale_points:
+            runs = _scale_runs(names, session_days, workers, instance, defs, settings, (len(names) * len(session_days), new_version_s))
+    return {"graph_s": graph_s, "features_s": features_s, "new_version_s": new_version_s, "scale_runs": runs,
+            "floor_s": floor_s, "files": files, "bytes": size}
+
+
+def _scale_runs(names: list[str], session_days, workers: int, instance, defs, settings, full: tuple[int, float]) -> "NewVersionRuns":
+    """The new-version backfill on one lake at the points of the extrapolation (medians of
+    NEW_VERSION_REPS runs): a third and two thirds of the symbols (``full``: all of them, measured),
+    every symbol over the last half of the days, every symbol in two runs per worker."""
+    by_symbols = []
+    for share in (1 / 3, 2 / 3):
+        subset = names[: max(1, round(len(names) * share))]
+        by_symbols.append((len(subset) * len(session_days), _new_version(subset, session_days, workers, instance, defs, settings, NEW_VERSION_REPS)))
+    half = session_days[len(session_days) // 2 :]
+    return NewVersionRuns(
+        by_symbols=[*by_symbols, full],
+        days=len(session_days),
+        half=(len(names) * len(half), _new_version(names, half, workers, instance, defs, settings, NEW_VERSION_REPS)),
+        half_days=len(half),
+        two_rounds=_new_version(names, session_days, workers, instance, defs, settings, NEW_VERSION_REPS, chunks=2 * workers),
+    )
 
 
 def _new_version(names: list[str], session_days, workers: int, instance, defs, settings, reps: int = 1, chunks: int | None = None) -> float:
@@ -152,31 +174,36 @@ def _new_version(names: list[str], session_days, workers: int, instance, defs, s
 
 @dataclass
 class NewVersionRuns:
-    """Median seconds of the new-version backfill at four points (symbol-days, seconds)."""
+    """Median seconds of the new-version backfill on one lake, as (symbol-days, seconds)."""
 
-    small: tuple[int, float]  # fewer symbols, every day, one run per worker
-    large: tuple[int, float]  # more symbols, every day, one run per worker
-    large_half: tuple[int, float]  # more symbols, the last half of the days, one run per worker
-    large_two_rounds: float  # more symbols, every day, two runs per worker
+    by_symbols: list[tuple[int, float]]  # growing symbol subsets, every day, one run per worker
+    days: int
+    half: tuple[int, float]  # every symbol, the last ``half_days`` days, one run per worker
+    half_days: int
+    two_rounds: float  # every symbol, every day, two runs per worker
 
 
-def scale_minutes(runs: NewVersionRuns, days: int, half_days: int, workers: int) -> dict:
+def scale_minutes(runs: NewVersionRuns, workers: int) -> dict:
     """The 500 x 5 years extrapolation of the new-version backfill from measured runs.
 
     Model: seconds = start + rounds x per_round + dates x per_date + symbol_days / rate, where a
     round is one run per worker (a run covers at most MAX_DATES_PER_RUN dates: 500 x 5 years is
-    20 runs, 10 rounds on 2 workers). The two symbol counts give the rate (same dates and runs);
-    the two date counts the per-date cost (Dagster's event-log records per date partition); one
-    more run per worker the per-round cost (run start, resources, step bookkeeping); the rest is
-    the start (process spawn, imports)."""
+    20 runs, 10 rounds on 2 workers). The symbol subsets give the rate (least-squares slope; same
+    dates and runs); the two date counts the per-date cost (Dagster's event-log records per date
+    partition); one more run per worker the per-round cost (run start, resources, step
+    bookkeeping); the rest is the start (process spawn, imports)."""
+    import numpy as np
+
     from platform_assets.partitions import MAX_DATES_PER_RUN
 
-    (n1, t1), (n2, t2), (n3, t3) = runs.small, runs.large, runs.large_half
-    rate = (n2 - n1) / (t2 - t1) if t2 > t1 else float("inf")
-    fixed_full, fixed_half = t2 - n2 / rate, t3 - n3 / rate
-    per_date = max(0.0, (fixed_full - fixed_half) / (days - half_days))
-    per_round = max(0.0, runs.large_two_rounds - t2)
-    start = max(0.0, fixed_full - days * per_date - per_round)
+    symbol_days, seconds = zip(*runs.by_symbols)
+    slope = float(np.polyfit(symbol_days, seconds, 1)[0]) if len(set(symbol_days)) > 1 else 0.0
+    rate = 1 / slope if slope > 0 else float("inf")
+    (n_full, t_full), (n_half, t_half) = runs.by_symbols[-1], runs.half
+    fixed_full, fixed_half = t_full - n_full / rate, t_half - n_half / rate
+    per_date = max(0.0, (fixed_full - fixed_half) / (runs.days - runs.half_days))
+    per_round = max(0.0, runs.two_rounds - t_full)
+    start = max(0.0, fixed_full - runs.days * per_date - per_round)
     rounds = math.ceil(math.ceil(SCALE_DATES / MAX_DATES_PER_RUN) / workers)
     total = start + rounds * per_round + SCALE_DATES * per_date + SCALE_SYMBOL_DAYS / rate
     return {"rate": rate, "per_date": per_date, "per_round": per_round, "rounds": rounds, "start": start, "minutes": total / 60}
@@ -201,15 +228,11 @@ def run(sizes: tuple[int, ...] = (10, 20), days: int = 60, workers: int = 2, dai
         raise ValueError(f"at most {len(SYMBOLS)} symbols (bench.backfill.SYMBOLS); asked for {max(sizes)}")
     per_symbol_day: list[float] = []
     measured: dict[str, list[tuple[int, float]]] = {"graph_s": [], "features_s": [], "new_version_s": []}
-    measured_half: list[tuple[int, float]] = []  # the new version over the last half of the days
-    two_rounds: list[float] = []  # the new version over every day in two runs per worker
     for symbols in sizes:
         n = symbols * days
-        new, old = measure(symbols, days, workers, True), measure(symbols, days, workers, False)
+        new, old = measure(symbols, days, workers, True, scale_points=symbols == sizes[-1]), measure(symbols, days, workers, False)
         for key in measured:
             measured[key].append((n, new[key]))
-        measured_half.append((symbols * new["half_days"], new["new_version_half_s"]))
-        two_rounds.append(new["new_version_more_runs_s"])
         per_symbol_day.append(new["graph_s"] / n)
         results.append(Result(
             what=f"whole graph {symbols} sym x {days} days ({n} symbol-days, {workers} workers)",
@@ -246,22 +269,22 @@ def run(sizes: tuple[int, ...] = (10, 20), days: int = 60, workers: int = 2, dai
                 note=(f"{marginal:.0f} symbol-days/s beyond a fixed {fixed:.1f} s per backfill (process start, imports, "
                       f"run bookkeeping); 500 x 5 years: {(fixed + SCALE_SYMBOL_DAYS / marginal) / 60:.0f} min"),
             ))
-        half_days = measured_half[-1][0] // sizes[-1]
-        runs = NewVersionRuns(measured["new_version_s"][0], measured["new_version_s"][-1], measured_half[-1], two_rounds[-1])
-        scale = scale_minutes(runs, days, half_days, workers)
-        results.append(Result(
-            what="a new bar_features version: 500 x 5 years extrapolated", ours_s=runs.large[1], target="< 15 min",
-            note=(f"{scale['minutes']:.1f} min = {scale['start']:.1f} s start + {scale['rounds']} rounds of runs x {scale['per_round']:.1f} s "
-                  f"+ {SCALE_DATES} dates x {scale['per_date'] * 1000:.0f} ms + {SCALE_SYMBOL_DAYS} symbol-days at {scale['rate']:.0f}/s "
-                  f"(medians of {NEW_VERSION_REPS} runs: {sizes[0]} / {sizes[-1]} symbols x {days} days {runs.small[1]:.2f} / {runs.large[1]:.2f} s, "
-                  f"{sizes[-1]} x {half_days} days {runs.large_half[1]:.2f} s, {sizes[-1]} x {days} days in two runs per worker {runs.large_two_rounds:.2f} s)"),
-        ))
         results.append(Result(
             what=f"linearity {sizes[0]} -> {sizes[-1]} symbols (s per symbol-day, larger / smaller)",
             ours_s=per_symbol_day[-1] * sizes[-1] * days, baseline_s=per_symbol_day[0] * sizes[-1] * days,
             baseline=f"{sizes[0]}-symbol rate scaled", target="~1.0x",
             note=f"{per_symbol_day[0] * 1000:.1f} ms -> {per_symbol_day[-1] * 1000:.1f} ms per symbol-day",
         ))
+    runs = new["scale_runs"]
+    scale = scale_minutes(runs, workers)
+    points = ", ".join(f"{n // days} x {days}: {t:.2f} s" for n, t in runs.by_symbols)
+    results.append(Result(
+        what="a new bar_features version: 500 x 5 years extrapolated", ours_s=runs.by_symbols[-1][1], target="< 15 min",
+        note=(f"{scale['minutes']:.1f} min = {scale['start']:.1f} s start + {scale['rounds']} rounds of runs x {scale['per_round']:.1f} s "
+              f"+ {SCALE_DATES} dates x {scale['per_date'] * 1000:.0f} ms + {SCALE_SYMBOL_DAYS} symbol-days at {scale['rate']:.0f}/s; "
+              f"medians of {NEW_VERSION_REPS} runs on the {sizes[-1]}-symbol lake (symbols x days: {points}; "
+              f"{sizes[-1]} x {runs.half_days}: {runs.half[1]:.2f} s; {sizes[-1]} x {days} in two runs per worker: {runs.two_rounds:.2f} s)"),
+    ))
     if daily_symbols:
         results.append(daily_run(daily_symbols, workers))
     return results

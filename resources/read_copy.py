@@ -54,13 +54,19 @@ def closed_month_files(symbol_dir: Path, before_month: str) -> list[Path]:
     return [folder / PART_FILE for folder in folders if (folder / PART_FILE).exists()]
 
 
-def _recorded_sources(path: Path) -> dict[str, list[int]] | None:
+def _open_copy(path: Path) -> tuple[pa.ipc.RecordBatchFileReader, dict] | None:
+    """A copy's reader and footer metadata (rows and footer from one open file), or None when
+    there is none or it is unreadable."""
     try:
-        with pa.memory_map(str(path)) as source:
-            metadata = pa.ipc.open_file(source).schema.metadata or {}
+        reader = pa.ipc.open_file(pa.memory_map(str(path)))
     except (OSError, pa.ArrowException):
         return None
-    raw = metadata.get(SOURCES_KEY)
+    return reader, reader.schema.metadata or {}
+
+
+def _recorded_sources(path: Path) -> dict[str, list[int]] | None:
+    opened = _open_copy(path)
+    raw = opened[1].get(SOURCES_KEY) if opened else None
     return json.loads(raw) if raw else None
 
 
@@ -199,11 +205,10 @@ def usable_read_copy(symbol_dir: Path, layout: dict[dt.date, Path]) -> ReadCopy 
     rows from the copy followed by rows from the other files stay in time order. The footer and
     the rows come from one open file (a rebuild renaming a new copy in place cannot mix them).
     """
-    try:
-        reader = pa.ipc.open_file(pa.memory_map(str(read_copy_path(symbol_dir))))
-    except (OSError, pa.ArrowException):
+    opened = _open_copy(read_copy_path(symbol_dir))
+    if opened is None:
         return None  # none, or unreadable (the next build replaces it): the Parquet files answer
-    metadata = reader.schema.metadata or {}
+    reader, metadata = opened
     if SOURCES_KEY not in metadata or DATES_KEY not in metadata:
         return None
     recorded, dates, runs = _footer(metadata[SOURCES_KEY], metadata[DATES_KEY], metadata.get(SESSIONS_KEY))
