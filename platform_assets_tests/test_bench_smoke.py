@@ -27,3 +27,12 @@ def test_throughput_benchmark_runs_both_paths_and_the_floor():
     assert " min = " in scale.note and "1260 dates x" in scale.note
     table = format_table(results)
     assert "whole graph 2 sym x 3 days" in table and "a new bar_features version (v2) over stored history, 6 symbol-days" in table and results[-1].rows == 3
+
+
+def test_new_version_benchmark_runs_at_two_symbol_counts():
+    from bench import new_version
+
+    results = new_version.run(symbols=(1, 2), days=3, workers=1, reps=1)
+    table = format_table(results)
+    assert "a new bar_features version (v2), 2 sym x 3 days" in table and "new version: rate 1 -> 2 symbols" in table
+    assert all(r.ours_s > 0 for r in results) and results[1].rows == 2 * 3 * 390 * 2
