@@ -1,8 +1,9 @@
 """Ranged backfills of the asset graph on a Dagster instance.
 
 A backfill request (symbols x inclusive date range) is validated up front, then split into a few
-contiguous date ranges, each materialized as **one** Dagster run (partition range tags), so the
-runs show up in the Dagster UI like any other. Runs execute in this process (``workers=1``) or in
+contiguous date ranges (cut on the first session of a month where one is near, so each month file
+of a symbol is written by one run), each materialized as **one** Dagster run (partition range
+tags), so the runs show up in the Dagster UI like any other. Runs execute in this process (``workers=1``) or in
 ``workers`` child processes on the same instance; each run covers at most
 ``MAX_DATES_PER_RUN`` dates.
 
