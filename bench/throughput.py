@@ -172,6 +172,12 @@ def _new_version(names: list[str], session_days, workers: int, instance, defs, s
     return statistics.median(seconds)
 
 
+def marginal_rate(smaller: tuple[int, float], larger: tuple[int, float]) -> float:
+    """Symbol-days added per second added between two (symbol-days, seconds) measurements."""
+    (n1, t1), (n2, t2) = smaller, larger
+    return (n2 - n1) / (t2 - t1) if t2 > t1 else float("inf")
+
+
 @dataclass
 class NewVersionRuns:
     """Median seconds of the new-version backfill on one lake, as (symbol-days, seconds)."""
@@ -262,7 +268,7 @@ def run(sizes: tuple[int, ...] = (10, 20), days: int = 60, workers: int = 2, dai
     if len(per_symbol_day) >= 2:
         for label, key in (("whole graph", "graph_s"), ("bar_features v1+v2 over stored curated", "features_s")):
             (n1, t1), (n2, t2) = measured[key][0], measured[key][-1]
-            marginal = (n2 - n1) / (t2 - t1) if t2 > t1 else float("inf")
+            marginal = marginal_rate(measured[key][0], measured[key][-1])
             fixed = t1 - n1 / marginal
             results.append(Result(
                 what=f"{label}: marginal rate between the sizes", ours_s=t2, target="",

@@ -28,7 +28,7 @@ def curated_days(
     kept (``is_kept(day)``: its output is stored and must stay), DQ-blocked, or no curated bars
     stored. ``curated_day`` for many dates at once; ``columns``: only these (``date`` always)."""
     outcomes = {day: kept() for day in days if is_kept is not None and is_kept(day)}
-    blocked_days = blocked_dates(lake, "curated_bars", symbol)
+    blocked_days = blocked_dates(lake, "curated_bars", symbol) if len(outcomes) < len(days) else set()  # no scan when all are kept
     outcomes.update({day: blocked("curated bars failed an error DQ rule") for day in days if day not in outcomes and day in blocked_days})
     wanted = [day for day in days if day not in outcomes]
     if columns is not None and "date" not in columns:
