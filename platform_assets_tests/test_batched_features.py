@@ -100,3 +100,102 @@ def test_trailing_mean_and_std_in_one_pass_equal_numpys_bit_for_bit(n):
         mean, std = _trailing_mean_std(values, window)
         np.testing.assert_array_equal(mean, _trailing(values, window, lambda w: w.mean(axis=1)))
         np.testing.assert_array_equal(std, _trailing(values, window, lambda w: w.std(axis=1, ddof=1)))
+
+
+# ------------------------------------------------------------------ L2 sessions in one pass
+def _l2_sessions(rng: np.random.Generator, gap: pd.Timedelta, shuffle_last: bool = False):
+    """Back-to-back sessions of 40 minutes ``gap`` apart (closer than the 5-minute staleness when
+    the gap is small, so a pass that let one session see another's snapshots would differ); one
+    session has no snapshot at all, one only late snapshots."""
+    from resources.schemas import L2Book
+
+    sessions, start = [], pd.Timestamp("2024-11-25 14:30", tz="UTC")
+    for k, n_snap in enumerate([120, 0, 80, 15, 200]):
+        timeline = pd.date_range(start, periods=40, freq="min")
+        span = np.sort(rng.integers(0, 40 * 60_000, n_snap)) * 1_000_000
+        if k == 3:
+            span = span // 4 + 30 * 60 * 1_000_000_000  # only in the last 10 minutes
+        stamps = (timeline[0].tz_convert("UTC").tz_localize(None).to_datetime64() + span.astype("timedelta64[ns]")).astype("datetime64[ns]")
+        bid = 100 + rng.normal(0, 0.1, (n_snap, 10)).cumsum(axis=0)
+        book = L2Book(stamps, bid, rng.integers(0, 500, (n_snap, 10)), bid + rng.uniform(-0.01, 0.05, (n_snap, 10)), rng.integers(0, 500, (n_snap, 10)))
+        sessions.append((dt.date(2024, 11, 25) + dt.timedelta(days=k), timeline, book))
+        start = timeline[-1] + gap
+    if shuffle_last:  # a book reaching back into the session before it: not in time order across sessions
+        day, timeline, book = sessions[-1]
+        early = book.timestamp.copy()
+        early[0] = sessions[-2][1][0].tz_convert("UTC").tz_localize(None).to_datetime64()
+        sessions[-1] = (day, timeline, type(book)(early, book.bid_prices, book.bid_sizes, book.ask_prices, book.ask_sizes))
+    return sessions
+
+
+def _bars_of(sessions) -> pd.DataFrame:
+    return pd.concat(
+        [pd.DataFrame({"date": [day] * len(t), "symbol": "AAPL", "ts": t, "close": np.arange(len(t), dtype=float)}) for day, t, _ in sessions],
+        ignore_index=True,
+    )
+
+
+@pytest.mark.parametrize("gap, shuffle_last", [(pd.Timedelta(minutes=1), False), (pd.Timedelta(hours=17), False), (pd.Timedelta(minutes=1), True)])
+def test_alignment_of_many_sessions_equals_each_session_alone(gap, shuffle_last):
+    from platform_assets.alignment.transforms import align_sessions_top_of_book, align_top_of_book
+
+    sessions = _l2_sessions(np.random.default_rng(8), gap, shuffle_last)
+    bars = _bars_of(sessions)
+    bounds = np.cumsum([0, *(len(t) for _, t, _ in sessions)])
+    expected = pd.concat([align_top_of_book(bars.iloc[a:b].reset_index(drop=True), s[2]) for s, a, b in zip(sessions, bounds, bounds[1:])], ignore_index=True)
+    got = align_sessions_top_of_book(bars, [(a, b, s[2]) for s, a, b in zip(sessions, bounds, bounds[1:])])
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    first_bars = got.iloc[bounds[1:-1]]  # the first bar of each later session sees none of the session before
+    assert first_bars["l2_stale"].iloc[0] and got["l2_stale"].sum() > 40 and (~got["l2_stale"]).sum() > 100
+    with pytest.raises(ValueError, match="cover"):
+        align_sessions_top_of_book(bars, [(0, 10, sessions[0][2])])
+
+
+@pytest.mark.parametrize("gap, shuffle_last", [(pd.Timedelta(minutes=1), False), (pd.Timedelta(minutes=1), True)])
+def test_l2_features_of_many_sessions_equal_each_session_alone(gap, shuffle_last):
+    from platform_assets.features.l2_features import compute_l2_features_v1, compute_l2_features_v1_many
+    from platform_assets.features.registry import FEATURE_GROUPS
+
+    sessions = _l2_sessions(np.random.default_rng(9), gap, shuffle_last)
+    expected = pd.concat([compute_l2_features_v1(t, b, symbol="AAPL", day=d) for d, t, b in sessions], ignore_index=True)
+    got = compute_l2_features_v1_many(sessions, symbol="AAPL")
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    assert got["spread_bps"].notna().sum() > 100 and got["spread_bps"].isna().sum() > 40
+    spec = FEATURE_GROUPS["l2_features"]["v1"]
+    pd.testing.assert_frame_equal(spec.compute_l2_sessions(sessions, symbol="AAPL"), expected, check_exact=True)
+
+
+def _random_sessions(seed: int):
+    """Sessions with random overlaps and gaps (-15 min .. 17 h) and snapshots in a random part of
+    each: exercises the in-order pass (a bar whose session's snapshots end before later sessions'
+    begin) and the one-session-at-a-time pass (books out of time order across sessions)."""
+    from resources.schemas import L2Book
+
+    rng = np.random.default_rng(seed)
+    sessions, start = [], pd.Timestamp("2024-11-25 14:30", tz="UTC")
+    for k in range(int(rng.integers(1, 7))):
+        timeline = pd.date_range(start, periods=int(rng.integers(1, 60)), freq="min")
+        n_snap = int(rng.choice([0, 3, 50]))
+        lo, hi = np.sort(rng.integers(0, len(timeline) * 60_000, 2))
+        span = np.sort(rng.integers(lo, hi + 1, n_snap)) * 1_000_000
+        stamps = (timeline[0].tz_convert("UTC").tz_localize(None).to_datetime64() + span.astype("timedelta64[ns]")).astype("datetime64[ns]")
+        bid = 100 + rng.normal(0, 0.1, (n_snap, 10))
+        book = L2Book(stamps, bid, rng.integers(1, 500, (n_snap, 10)), bid + 0.02, rng.integers(1, 500, (n_snap, 10)))
+        sessions.append((dt.date(2024, 11, 25) + dt.timedelta(days=k), timeline, book))
+        start = timeline[-1] + pd.Timedelta(minutes=int(rng.choice([-15, -3, 1, 2, 17 * 60])))
+    return sessions
+
+
+def test_many_session_passes_equal_each_session_alone_on_random_overlaps():
+    from platform_assets.alignment.transforms import align_sessions_top_of_book, align_top_of_book
+    from platform_assets.features.l2_features import compute_l2_features_v1, compute_l2_features_v1_many
+
+    for seed in range(60):
+        sessions = _random_sessions(seed)
+        bars = _bars_of(sessions)
+        bounds = np.cumsum([0, *(len(t) for _, t, _ in sessions)])
+        expected = pd.concat([align_top_of_book(bars.iloc[a:b].reset_index(drop=True), s[2]) for s, a, b in zip(sessions, bounds, bounds[1:])], ignore_index=True)
+        got = align_sessions_top_of_book(bars, [(a, b, s[2]) for s, a, b in zip(sessions, bounds, bounds[1:])])
+        pd.testing.assert_frame_equal(got, expected, check_exact=True, obj=f"alignment, seed {seed}")
+        expected = pd.concat([compute_l2_features_v1(t, b, symbol="AAPL", day=d) for d, t, b in sessions], ignore_index=True)
+        pd.testing.assert_frame_equal(compute_l2_features_v1_many(sessions, symbol="AAPL"), expected, check_exact=True, obj=f"l2 features, seed {seed}")

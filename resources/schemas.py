@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,6 +75,13 @@ class L2Book:
         prices = np.zeros((0, levels), dtype=np.float64)
         sizes = np.zeros((0, levels), dtype=np.int64)
         return cls(np.array([], dtype="datetime64[ns]"), prices, sizes, prices.copy(), sizes.copy())
+
+    @classmethod
+    def concat(cls, books: Sequence[L2Book], levels: int = DEFAULT_LEVELS) -> "L2Book":
+        """The snapshots of several books one after the other (e.g. a symbol's sessions)."""
+        if not books:
+            return cls.empty(levels)
+        return cls(*(np.concatenate([getattr(b, name) for b in books]) for name in ("timestamp", "bid_prices", "bid_sizes", "ask_prices", "ask_sizes")))
 
     def take(self, index: np.ndarray) -> "L2Book":
         return L2Book(

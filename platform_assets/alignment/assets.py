@@ -3,9 +3,8 @@
 import datetime as dt
 
 import dagster as dg
-import pandas as pd
 
-from platform_assets.alignment.transforms import align_top_of_book
+from platform_assets.alignment.transforms import align_sessions_top_of_book, align_top_of_book
 from platform_assets.curation.assets import curated_bars
 from platform_assets.ingestion.assets import l2_snapshots_sim
 from platform_assets.ingestion.databento_assets import l2_snapshots_databento
@@ -55,14 +54,14 @@ def aligned_bars(context: dg.AssetExecutionContext, lake: ParquetLake, l2_store:
 
     def align_days(symbol: str, days: list[dt.date]) -> dict[dt.date, Outcome]:
         bars, outcomes = curated_days(lake, symbol, days, is_kept=(lambda day: lake.has_partition(ALIGNED_BARS, symbol, day)) if keep else None)
-        parts = {}
-        for day, start, stop in date_slices(bars):
-            book, _ = l2_store.read_day(symbol, day)
-            parts[day] = align_top_of_book(bars.iloc[start:stop].reset_index(drop=True), book)
-        if parts:
-            write_by_date(lake, ALIGNED_BARS, symbol, pd.concat(parts.values(), ignore_index=True))
-            for day, part in parts.items():
-                outcomes[day] = written(len(part), l2_stale_rows=int(part["l2_stale"].sum()), crossed_book_rows=int(part["book_crossed"].sum()))
+        slices = date_slices(bars)
+        if not slices:
+            return outcomes
+        aligned = align_sessions_top_of_book(bars.reset_index(drop=True), [(start, stop, l2_store.read_day(symbol, day)[0]) for day, start, stop in slices])
+        write_by_date(lake, ALIGNED_BARS, symbol, aligned)
+        stale, crossed = aligned["l2_stale"].to_numpy(), aligned["book_crossed"].to_numpy()
+        for day, start, stop in slices:
+            outcomes[day] = written(stop - start, l2_stale_rows=int(stale[start:stop].sum()), crossed_book_rows=int(crossed[start:stop].sum()))
         return outcomes
 
     step = SymbolDayStep(

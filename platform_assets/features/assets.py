@@ -125,9 +125,9 @@ def l2_features(
     def stored(symbol: str, day: dt.date) -> bool:
         return all(lake.has_partition(feature_table(L2_GROUP, v), symbol, day) for v in versions)
 
-    def features_of(symbol: str, day: dt.date) -> Outcome | dict:
-        """The day's features per version (with keep-existing only the versions not stored), or the
-        outcome saying why there are none."""
+    def session_of(symbol: str, day: dt.date) -> Outcome | tuple[list[str], tuple]:
+        """The versions to compute on the day (with keep-existing only those not stored) and its
+        ``(day, timeline, book)`` session, or the outcome saying why there are none."""
         todo = versions_to_compute_on(lake, lambda v: feature_table(L2_GROUP, v), versions, keep, symbol, day)
         if not todo:
             return kept()
@@ -136,34 +136,39 @@ def l2_features(
         book, _ = l2_store.read_day(symbol, day)
         if len(book) == 0:
             return no_input("no L2 snapshots")
-        timeline = session_minutes(STOCKS, day)
-        return {
-            version: versions[version].compute(timeline, book, symbol=symbol, day=day).assign(feature_group=L2_GROUP, feature_version=version)
-            for version in todo
-        }
+        return todo, (day, session_minutes(STOCKS, day), book)
+
+    def features_of(version: str, symbol: str, sessions: list[tuple]) -> pd.DataFrame:
+        return versions[version].compute_l2_sessions(sessions, symbol=symbol).assign(feature_group=L2_GROUP, feature_version=version)
 
     def compute(symbol: str, day: dt.date) -> Outcome:
-        by_version = features_of(symbol, day)
-        if isinstance(by_version, Outcome):
-            return by_version
-        for version, features in by_version.items():
+        found = session_of(symbol, day)
+        if isinstance(found, Outcome):
+            return found
+        todo, session = found
+        rows = 0
+        for version in todo:
+            features = features_of(version, symbol, [session])
             lake.write_partition(feature_table(L2_GROUP, version), symbol, day, features)
             quality[version].add(symbol, day, features)
-        return written(sum(len(f) for f in by_version.values()))
+            rows += len(features)
+        return written(rows)
 
     def compute_days(symbol: str, days: list[dt.date]) -> dict[dt.date, Outcome]:
-        outcomes, parts = {}, {version: [] for version in versions}
+        """Every version over all of the symbol's sessions that need it, in one pass per version."""
+        outcomes, sessions = {}, {version: [] for version in versions}
         for day in days:
-            by_version = features_of(symbol, day)
-            if isinstance(by_version, Outcome):
-                outcomes[day] = by_version
+            found = session_of(symbol, day)
+            if isinstance(found, Outcome):
+                outcomes[day] = found
                 continue
-            for version, features in by_version.items():
-                parts[version].append(features)
+            todo, session = found
+            for version in todo:
+                sessions[version].append(session)
         rows: Counter = Counter()
-        for version, frames in parts.items():
-            if frames:
-                rows.update(write_by_date(lake, feature_table(L2_GROUP, version), symbol, pd.concat(frames, ignore_index=True), quality[version]))
+        for version, todo_sessions in sessions.items():
+            if todo_sessions:
+                rows.update(write_by_date(lake, feature_table(L2_GROUP, version), symbol, features_of(version, symbol, todo_sessions), quality[version]))
         return {**outcomes, **{day: written(n) for day, n in rows.items()}}
 
     step = SymbolDayStep(context, "l2_features", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored, lake=lake, quality=quality.values())

@@ -8,10 +8,12 @@ non-empty levels, and the snapshot's age. Missing levels (zeros) add nothing to 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
-from platform_assets.alignment.transforms import BAR_LENGTH, DEFAULT_MAX_STALENESS, asof_snapshot_index
+from platform_assets.alignment.transforms import BAR_LENGTH, DEFAULT_MAX_STALENESS, asof_snapshot_index_sessions
 from resources.schemas import L2Book
 
 FEATURE_GROUP = "l2_features"
@@ -57,16 +59,36 @@ def compute_l2_features_v1(
     timeline: pd.DatetimeIndex, book: L2Book, *, symbol: str, day, max_staleness: pd.Timedelta = DEFAULT_MAX_STALENESS
 ) -> pd.DataFrame:
     """One row per session minute of one (symbol, session)."""
+    return compute_l2_features_v1_many([(day, timeline, book)], symbol=symbol, max_staleness=max_staleness)
+
+
+def compute_l2_features_v1_many(
+    sessions: Sequence[tuple[object, pd.DatetimeIndex, L2Book]], *, symbol: str, max_staleness: pd.Timedelta = DEFAULT_MAX_STALENESS
+) -> pd.DataFrame:
+    """``compute_l2_features_v1`` of many ``(day, timeline, book)`` sessions of one symbol (in time
+    order) in one vectorised pass; equal, row for row, to each session alone concatenated."""
+    timeline = _concat_timelines([t for _, t, _ in sessions])
+    lengths = [len(t) for _, t, _ in sessions]
+    book = L2Book.concat([b for _, _, b in sessions])
+    offsets = np.cumsum([0, *(len(b) for _, _, b in sessions)])
     bar_end = (timeline + BAR_LENGTH).tz_convert("UTC").tz_localize(None).to_numpy()
-    index = asof_snapshot_index(bar_end, book.timestamp, max_staleness)
+    index = asof_snapshot_index_sessions(bar_end, np.repeat(np.arange(len(sessions)), lengths), book.timestamp, offsets, max_staleness)
     found = index >= 0
     per_snapshot = snapshot_features(book)
-    out = pd.DataFrame({"date": day, "symbol": symbol, "ts": timeline, "available_ts": timeline + BAR_LENGTH})
+    days = np.empty(len(sessions), dtype=object)
+    days[:] = [day for day, _, _ in sessions]
+    columns = {"date": np.repeat(days, lengths), "symbol": symbol, "ts": timeline, "available_ts": timeline + BAR_LENGTH}
     for column in VALUE_COLUMNS[:-1]:
         values = np.full(len(timeline), np.nan)
         values[found] = per_snapshot[column].to_numpy(dtype=float)[index[found]]
-        out[column] = values
+        columns[column] = values
     age = np.full(len(timeline), np.nan)
     age[found] = (bar_end[found] - book.timestamp[index[found]]) / np.timedelta64(1, "s")
-    out["l2_age_s"] = age
-    return out[KEY_COLUMNS + VALUE_COLUMNS]
+    columns["l2_age_s"] = age
+    return pd.DataFrame(columns)[KEY_COLUMNS + VALUE_COLUMNS]
+
+
+def _concat_timelines(timelines: Sequence[pd.DatetimeIndex]) -> pd.DatetimeIndex:
+    if not timelines:
+        return pd.DatetimeIndex([], tz="UTC")
+    return timelines[0].append(list(timelines[1:])) if len(timelines) > 1 else timelines[0]

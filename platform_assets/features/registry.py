@@ -26,8 +26,10 @@ class FeatureGroupVersion:
     (``compute(timeline, book, symbol=, day=)``). The look-ahead audit runs every registered
     version from this, so a new version is audited with no code change."""
     compute_many: Callable | None = None
-    """``compute`` of many (symbol, session)s of curated bars in one vectorised pass (rows by symbol,
-    date, ts), equal value for value; None = ``compute`` session by session."""
+    """``compute`` of many sessions in one vectorised pass, equal value for value; None = ``compute``
+    session by session. ``curated_bars``: ``compute_many(curated)`` of many (symbol, session)s (rows
+    by symbol, date, ts); ``l2_snapshots``: ``compute_many([(day, timeline, book), ...], symbol=)``
+    of one symbol's sessions in time order."""
     curated_columns: tuple[str, ...] | None = None
     """The curated-bar columns ``compute`` reads (the feature backfill reads only these); None = all."""
 
@@ -39,6 +41,15 @@ class FeatureGroupVersion:
             return self.compute_many(curated)
         parts = [self.compute(g) for _, g in curated.groupby(["symbol", "date"], sort=True)]
         return pd.concat(parts, ignore_index=True) if parts else self.compute(curated)
+
+    def compute_l2_sessions(self, sessions, *, symbol: str):
+        """Features of one symbol's ``(day, timeline, book)`` sessions (an ``l2_snapshots`` version;
+        ``compute_many`` when registered), rows in session order."""
+        import pandas as pd
+
+        if self.compute_many is not None:
+            return self.compute_many(sessions, symbol=symbol)
+        return pd.concat([self.compute(timeline, book, symbol=symbol, day=day) for day, timeline, book in sessions], ignore_index=True)
 
 
 FEATURE_GROUPS: dict[str, dict[str, FeatureGroupVersion]] = {
@@ -70,6 +81,7 @@ FEATURE_GROUPS: dict[str, dict[str, FeatureGroupVersion]] = {
             tuple(l2_features.VALUE_COLUMNS),
             l2_features.compute_l2_features_v1,
             source="l2_snapshots",
+            compute_many=l2_features.compute_l2_features_v1_many,
         )
     },
 }
