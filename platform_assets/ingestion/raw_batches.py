@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 
 from resources.lake import content_hash
@@ -21,23 +22,48 @@ def build_raw_batch(
     bars: pd.DataFrame, *, source: str, symbol: str, day: dt.date, ingestion_ts: pd.Timestamp
 ) -> tuple[str, pd.DataFrame, pd.DataFrame]:
     """Return (batch_id, batch rows keyed by the primary key, rows that repeated a key)."""
-    rows = bars[RAW_BAR_COLUMNS].copy()
-    rows["ts"] = pd.to_datetime(rows["ts"], utc=True)
-    repeated = rows["ts"].duplicated(keep="first")
-    kept, dupes = rows[~repeated].reset_index(drop=True), rows[repeated].reset_index(drop=True)
-    batch_id = content_hash(kept, source, symbol, day.isoformat())
-
-    def frame(part: pd.DataFrame) -> pd.DataFrame:
-        out = part.assign(source=source, symbol=symbol, date=day, batch_id=batch_id, ingestion_ts=ingestion_ts)
-        out["volume"] = out["volume"].astype("int64")
-        out["trade_count"] = out["trade_count"].astype("int64")
-        return out[RAW_BARS_SCHEMA.names]
-
-    return batch_id, frame(kept), frame(dupes)
+    ts = _utc(bars["ts"])
+    repeated = ts.duplicated(keep="first").to_numpy()
+    rows = pd.DataFrame({"ts": ts.array, **{c: bars[c].to_numpy() for c in RAW_BAR_COLUMNS[1:]}})
+    batch_id = content_hash(rows[~repeated] if repeated.any() else rows, source, symbol, day.isoformat())
+    out = pd.DataFrame(
+        {
+            "source": source,
+            "symbol": symbol,
+            "date": _dates(day, len(rows)),
+            "ts": rows["ts"].array,
+            **{c: rows[c].to_numpy() for c in ("open", "high", "low", "close")},
+            "volume": rows["volume"].to_numpy(dtype="int64"),
+            "vwap": rows["vwap"].to_numpy(),
+            "trade_count": rows["trade_count"].to_numpy(dtype="int64"),
+            "batch_id": batch_id,
+            "ingestion_ts": ingestion_ts,
+        },
+        columns=RAW_BARS_SCHEMA.names,
+    )
+    if not repeated.any():
+        return batch_id, out, out.iloc[:0]
+    return batch_id, out[~repeated].reset_index(drop=True), out[repeated].reset_index(drop=True)
 
 
 def as_delivered(bars: pd.DataFrame, *, source: str, symbol: str, day: dt.date) -> pd.DataFrame:
     """The vendor rows in delivery order, repeated keys included: what the raw DQ rules check."""
-    rows = bars[RAW_BAR_COLUMNS].reset_index(drop=True)
-    rows = rows.assign(ts=pd.to_datetime(rows["ts"], utc=True), source=source, symbol=symbol, date=day)
-    return rows
+    return pd.DataFrame(
+        {"ts": _utc(bars["ts"]).array, **{c: bars[c].to_numpy() for c in RAW_BAR_COLUMNS[1:]}, "source": source, "symbol": symbol, "date": _dates(day, len(bars))}
+    )
+
+
+def _utc(ts: pd.Series) -> pd.Series:
+    """Bar times as ``datetime64[ns, UTC]`` (as they come from our sources: no conversion)."""
+    if isinstance(ts.dtype, pd.DatetimeTZDtype) and ts.dtype == _UTC_NS:
+        return ts
+    return pd.to_datetime(ts, utc=True)
+
+
+def _dates(day: dt.date, n: int) -> np.ndarray:
+    out = np.empty(n, dtype=object)
+    out[:] = day
+    return out
+
+
+_UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
