@@ -8,14 +8,15 @@ import numpy as np
 import pandas as pd
 
 from platform_assets.calendars import STOCKS, session_minutes, sessions_in_range
-from platform_assets.curation.gap_engine import ImputationPolicy, curate_bars, l2_minute_activity
+from platform_assets.curation.gap_engine import GapStats, ImputationPolicy, curate_bars, l2_minute_activity
 from platform_assets.ingestion.assets import l2_snapshots_sim, raw_bars_sim
 from platform_assets.ingestion.databento_assets import l2_snapshots_databento, raw_bars_databento
 from platform_assets.ingestion.ib_assets import raw_bars_ib
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions, follow_upstream
 from platform_assets.symbol_days import WRITTEN, Outcome, SymbolDayStep, blocked, complete_check_spec, kept, no_input, written
+from platform_assets.curated_input import date_slices, write_by_date
 from platform_assets.run_options import keep_existing
-from platform_assets.reference.actions import adjustment_columns, day_factor
+from platform_assets.reference.actions import ADJUSTMENT_COLUMNS, adjustment_columns, day_factor
 from platform_assets.quality.checks import DataQuality, check_groups, dq_check_specs, is_blocked, raw_dq_dataset
 from platform_assets.universe import run_symbols, tracked_symbols
 from resources.adapters import AdapterRegistry
@@ -27,6 +28,7 @@ from resources.schemas import L2Book
 TIMELINE_CHECK = "timeline_complete"
 # Per-partition metadata sums these curation statistics over the date's symbols.
 CURATION_STAT_KEYS = ("expected_minutes", "real_minutes", "imputed_minutes", "missing_minutes", "invalid_rows", "gap_runs")
+CURATION_OUTCOME_KEYS = frozenset(GapStats().as_dict()) - {"gap_ratio"}  # a written partition's outcome carries these
 # raw-bars assets of sources registered beyond the built-in ones (resources.adapters.registry)
 _REGISTERED_RAW_BARS = [
     dg.AssetKey(key) for key in AdapterRegistry.raw_bars_asset_keys() if key not in ("raw_bars_sim", "raw_bars_databento", "raw_bars_ib")
@@ -133,7 +135,10 @@ def curated_bars(
     keep = keep_existing(context, "curated")
     closes: dict[str, tuple[dt.date, float | None]] = {}  # symbol -> (session, last real close) curated by this run
 
-    def curate(symbol: str, day: dt.date) -> Outcome:
+    def session_of(symbol: str, day: dt.date) -> Outcome | tuple[str, pd.DataFrame, GapStats, pd.DataFrame, int]:
+        """One (symbol, session) curated in memory, no side effect: (source, curated bars without
+        the adjustment columns, stats, rejected raw rows, expected minutes), or the outcome saying
+        why there is nothing to curate."""
         if keep and lake.has_partition(CURATED_BARS, symbol, day):
             return kept()
         source, raw = pick_raw_source(lake, symbol, day, config.source_priority)
@@ -141,32 +146,80 @@ def curated_bars(
             return no_input("no raw bars from any source")
         if is_blocked(lake, raw_dq_dataset(source), symbol, day):
             return blocked(f"raw bars ({source}) failed an error DQ rule")
-        sources.add(source)
-        actions = read_actions(lake.root, [symbol])
         timeline = session_minutes(STOCKS, day)
         book, _ = l2_store.read_day(symbol, day)
         curated, stats, rejected = curate_bars(
             raw, timeline, symbol=symbol, day=day, source=source, activity=book_activity(book, timeline), policy=policy
         )
-        curated = curated.assign(**adjustment_columns(actions, day))
-        lake.write_partition(CURATED_BARS, symbol, day, curated)
+        return source, curated, stats, rejected, len(timeline)
+
+    def checked(symbol: str, day: dt.date, curated: pd.DataFrame, stats: GapStats, expected: int, actions: pd.DataFrame, seen: dict) -> dict:
+        """The session's DQ statistics (with the previous close for the return-jump rule; ``seen``
+        holds the last session curated per symbol) and its timeline check."""
+        prev = previous_close(lake, symbol, day, seen)
+        seen[symbol] = (day, last_real_close(curated))
+        if len(curated) != expected or curated["ts"].duplicated().any():
+            timeline_problems.append(f"{symbol}@{day}")
+        jump_stats = {"prev_close": prev, "corporate_action_factor": day_factor(actions, day)} if prev is not None else {}
+        return {**stats.as_dict(), **jump_stats}
+
+    def quarantine(symbol: str, day: dt.date, rejected: pd.DataFrame, stored: set[dt.date] | None = None) -> None:
+        """Keep the session's rejected raw rows (and drop those of an earlier run when there are
+        none now); ``stored``: the dates quarantined so far, when known (saves a lookup per date)."""
         if len(rejected):
             lake.write_partition(quarantine_table(CURATED_BARS), symbol, day, rejected)
-        else:
+        elif stored is None or day in stored:
             lake.delete_partition(quarantine_table(CURATED_BARS), symbol, day)
-        values = stats.as_dict()
-        prev = previous_close(lake, symbol, day, closes)
-        closes[symbol] = (day, last_real_close(curated))
-        jump_stats = {"prev_close": prev, "corporate_action_factor": day_factor(actions, day)} if prev is not None else {}
-        quality.add(symbol, day, curated, stats={**values, **jump_stats})
-        if len(curated) != len(timeline) or curated["ts"].duplicated().any():
-            timeline_problems.append(f"{symbol}@{day}")
-        return written(len(curated), **{k: v for k, v in values.items() if k != "gap_ratio"})
+
+    def outcome(curated_rows: int, stats: dict) -> Outcome:
+        return written(curated_rows, **{k: v for k, v in stats.items() if k in CURATION_OUTCOME_KEYS})
+
+    def curate(symbol: str, day: dt.date) -> Outcome:
+        found = session_of(symbol, day)
+        if isinstance(found, Outcome):
+            return found
+        source, curated, stats, rejected, expected = found
+        sources.add(source)
+        actions = read_actions(lake.root, [symbol])
+        curated = curated.assign(**adjustment_columns(actions, day))
+        lake.write_partition(CURATED_BARS, symbol, day, curated)
+        quarantine(symbol, day, rejected)
+        values = checked(symbol, day, curated, stats, expected, actions, closes)
+        quality.add(symbol, day, curated, stats=values)
+        return outcome(len(curated), values)
+
+    def curate_days(symbol: str, days: list[dt.date]) -> dict[dt.date, Outcome]:
+        """All of a symbol's sessions: curated one by one in memory, then written as one frame
+        (converted once, one DQ batch); nothing is written if any session fails."""
+        outcomes, done = {}, []
+        for day in days:
+            found = session_of(symbol, day)
+            if isinstance(found, Outcome):
+                outcomes[day] = found
+            else:
+                done.append((day, *found))
+        if not done:
+            return outcomes
+        actions = read_actions(lake.root, [symbol])
+        seen = dict(closes)
+        values = [checked(symbol, day, curated, stats, expected, actions, seen) for day, _, curated, stats, _, expected in done]
+        lengths = [len(curated) for _, _, curated, *_ in done]
+        factors = [adjustment_columns(actions, day) for day, *_ in done]
+        frame = pd.concat([curated for _, _, curated, *_ in done], ignore_index=True)
+        frame = frame.assign(**{column: np.repeat([f[column] for f in factors], lengths) for column in ADJUSTMENT_COLUMNS})
+        write_by_date(lake, CURATED_BARS, symbol, frame)
+        quarantined = lake.stored_dates(quarantine_table(CURATED_BARS), symbol)
+        for day, _, _, _, rejected, _ in done:
+            quarantine(symbol, day, rejected, quarantined)
+        quality.add_dates(symbol, frame, date_slices(frame), stats=values)
+        closes.update(seen)
+        sources.update(source for _, source, *_ in done)
+        return {**outcomes, **{day: outcome(n, v) for (day, *_), n, v in zip(done, lengths, values)}}
 
     step = SymbolDayStep(
         context, "curated_bars", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS),
         is_stored=lambda s, d: lake.has_partition(CURATED_BARS, s, d), stats_keys=CURATION_STAT_KEYS, lake=lake, quality=[quality],
-    ).run(curate)
+    ).run_by_symbol(curate_days, curate)
     dq_results = quality.finish(check_groups(CURATED_DQ_CHECKS))
     timeline_result = dg.AssetCheckResult(
         check_name=TIMELINE_CHECK,

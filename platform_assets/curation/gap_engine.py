@@ -164,11 +164,15 @@ def _minute_positions(ts: pd.Series | pd.DatetimeIndex, timeline: pd.DatetimeInd
     return np.where(on_grid, position, -1)
 
 
-def invalid_reason(raw: pd.DataFrame, timeline: pd.DatetimeIndex) -> np.ndarray:
-    """Per raw row: the first validation rule it breaks, or ``""`` when the row is valid."""
-    open_, high, low, close = (raw[c].to_numpy(dtype=float) for c in PRICE_COLUMNS)
+def invalid_reason(raw: pd.DataFrame, timeline: pd.DatetimeIndex, *, values: dict[str, np.ndarray] | None = None, position: np.ndarray | None = None) -> np.ndarray:
+    """Per raw row: the first validation rule it breaks, or ``""`` when the row is valid.
+    ``values`` (column -> float array) and ``position`` (``_minute_positions``), when the caller
+    has them already, save converting the columns again."""
+    values = values if values is not None else {c: raw[c].to_numpy(dtype=float) for c in (*PRICE_COLUMNS, "volume")}
+    position = position if position is not None else _minute_positions(raw["ts"], timeline)
+    open_, high, low, close = (values[c] for c in PRICE_COLUMNS)
     prices = np.stack([open_, high, low, close], axis=1)
-    volume = raw["volume"].to_numpy(dtype=float)
+    volume = values["volume"]
     with np.errstate(invalid="ignore"):
         checks = [
             ("non_finite_price", ~np.isfinite(prices).all(axis=1)),
@@ -176,7 +180,7 @@ def invalid_reason(raw: pd.DataFrame, timeline: pd.DatetimeIndex) -> np.ndarray:
             ("high_below_low", high < low),
             ("ohlc_inconsistent", (high < np.maximum(open_, close)) | (low > np.minimum(open_, close))),
             ("negative_volume", ~(volume >= 0)),
-            ("off_session", _minute_positions(raw["ts"], timeline) < 0),
+            ("off_session", position < 0),
         ]
     reason = np.full(len(raw), "", dtype=object)
     for name, failed in reversed(checks):
@@ -289,9 +293,11 @@ def curate_bars(
     """Curate one (symbol, session). Returns (curated bars, stats, rejected raw rows with reason)."""
     n = len(timeline)
     stats = GapStats(expected_minutes=n, raw_rows=len(raw))
-    raw = raw.reset_index(drop=True)
-    reason = invalid_reason(raw, timeline) if len(raw) else np.array([], dtype=object)
+    if not (isinstance(raw.index, pd.RangeIndex) and raw.index.start == 0 and raw.index.step == 1):
+        raw = raw.reset_index(drop=True)
+    values = {c: raw[c].to_numpy(dtype=float) for c in ("open", "high", "low", "close", "vwap", "volume", "trade_count")}
     position = _minute_positions(raw["ts"], timeline) if len(raw) else np.array([], dtype=np.int64)
+    reason = invalid_reason(raw, timeline, values=values, position=position) if len(raw) else np.array([], dtype=object)
     valid = reason == ""
     valid_rows = np.flatnonzero(valid)
     _, first_of_minute = np.unique(position[valid_rows], return_index=True)
@@ -309,9 +315,9 @@ def curate_bars(
     present[position[keep]] = True
     columns = {}
     for column in ("open", "high", "low", "close", "vwap", "volume", "trade_count"):
-        values = np.full(n, np.nan)
-        values[position[keep]] = raw[column].to_numpy(dtype=float)[keep]
-        columns[column] = values
+        placed = np.full(n, np.nan)
+        placed[position[keep]] = values[column][keep]
+        columns[column] = placed
     had_invalid = np.zeros(n, dtype=bool)
     on_grid_invalid = invalid & (position >= 0)
     had_invalid[position[on_grid_invalid]] = True
@@ -338,8 +344,8 @@ def curate_bars(
             "gap_type_retrospective": gap,
             "gap_run_minutes_total": np.where(present, 0, run_len).astype("int64"),
             "dq_status": np.select([present, has_price], [DQ_OK, DQ_IMPUTED], DQ_MISSING),
-        }
-    )[CURATED_COLUMNS]
+        }  # in CURATED_COLUMNS order
+    )
 
     stats.real_minutes = int(present.sum())
     stats.imputed_minutes = int((~present & has_price).sum())

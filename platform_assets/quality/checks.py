@@ -149,17 +149,20 @@ class QualityRecorder:
         if self._rows >= self.batch_rows:
             self.flush()
 
-    def add_dates(self, symbol: str, frame: pd.DataFrame, slices: list[tuple[dt.date, int, int]]) -> None:
+    def add_dates(self, symbol: str, frame: pd.DataFrame, slices: list[tuple[dt.date, int, int]], stats: list[dict] | None = None) -> None:
         """Many (symbol, date) partitions held in one frame sorted by date: ``slices`` = (date,
-        start, stop) row ranges (``curated_input.date_slices``). Same results as one ``add`` per date."""
+        start, stop) row ranges (``curated_input.date_slices``), ``stats`` the statistics of each
+        (as ``add`` takes them). Same results as one ``add`` per date."""
+        if stats is not None and len(stats) != len(slices):
+            raise ValueError(f"{len(stats)} statistics for {len(slices)} dates")
         if self._arrays and self._arrays[0]:
             self.flush()  # partitions with 2-D arrays are batched separately
         self._frames.append(frame)
-        for day, start, stop in slices:
+        for i, (day, start, stop) in enumerate(slices):
             self._keys.append((symbol, day))
             self._lengths.append(stop - start)
             self._arrays.append({})
-            self._stats.append({})
+            self._stats.append(stats[i] if stats is not None else {})
         self._rows += len(frame)
         if self._rows >= self.batch_rows:
             self.flush()
