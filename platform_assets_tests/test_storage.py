@@ -142,3 +142,23 @@ def test_stored_dates_answers_like_has_partition_for_every_layout(tmp_path):
     month.write_bytes(b"not parquet")
     assert lake.stored_dates(table, "AAPL") == {dt.date(2024, 12, 2), dt.date(2024, 12, 3)}
     assert not month.exists()  # quarantined, never deleted
+
+
+def test_a_days_real_files_are_merged_in_time_order_without_repeated_stamps(tmp_path):
+    """Two real captures of a day (a live file written out of order, a Databento file) interleave
+    and share a stamp: one book in time order, each stamp once (the first file's row kept)."""
+    store = L2SnapshotStore(level2_path=str(tmp_path), fsync=False)
+    base = np.datetime64("2024-03-12T14:30:00", "ns")
+
+    def book(seconds, price):
+        ts = base + np.array(seconds, dtype="timedelta64[s]").astype("timedelta64[ns]")
+        prices = np.full((len(seconds), 10), price)
+        sizes = np.full((len(seconds), 10), 100, dtype=np.int64)
+        return L2Book(ts, prices, sizes, prices + 0.02, sizes)
+
+    store.write("AAPL", DAY, book([40, 20, 0], 10.0), suffix="093000", source="live")
+    store.write("AAPL", DAY, book([10, 20, 30], 11.0), suffix="databento", source="databento")
+    merged, sources = store.read_day("AAPL", DAY)
+    assert sources == ["databento", "live"]
+    assert list((merged.timestamp - base) // np.timedelta64(1, "s")) == [0, 10, 20, 30, 40]
+    assert list(merged.bid_prices[:, 0]) == [10.0, 11.0, 10.0, 11.0, 10.0]  # 20 s: the live file's row

@@ -16,7 +16,6 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from resources.atomic import atomic_write, write_parquet_atomic
@@ -97,8 +96,9 @@ class L2SnapshotStore(dg.ConfigurableResource):
         real = [t for t in tables if _source_of(t) != SIM_SOURCE]
         chosen = real or tables
         merged = pa.concat_tables([t.select(["timestamp", "bid_prices", "bid_sizes", "ask_prices", "ask_sizes"]) for t in chosen])
-        merged = merged.take(pc.sort_indices(merged, sort_keys=[("timestamp", "ascending")]))
         book = L2Book.from_arrow(merged, self.levels)
+        if len(book) > 1 and np.any(book.timestamp[1:] < book.timestamp[:-1]):
+            book = book.take(np.argsort(book.timestamp, kind="stable"))  # files merged, or written out of order
         if len(book) > 1:
             keep = np.concatenate([[True], book.timestamp[1:] != book.timestamp[:-1]])
             book = book.take(np.flatnonzero(keep))
