@@ -36,3 +36,11 @@ def test_new_version_benchmark_runs_at_two_symbol_counts():
     table = format_table(results)
     assert "a new bar_features version (v2), 2 sym x 3 days" in table and "new version: rate 1 -> 2 symbols" in table
     assert all(r.ours_s > 0 for r in results) and results[1].rows == 2 * 3 * 390 * 2
+
+
+def test_parquet_encoding_benchmark_compares_both_encodings_on_the_graphs_files():
+    from bench import parquet_encoding
+
+    results = parquet_encoding.run(symbols=1, days=2, workers=1, reps=1)
+    names = [r.what.split(":")[0] for r in results]
+    assert names == parquet_encoding.TABLES and all(r.ours_s > 0 and r.baseline_s > 0 and " MB vs " in r.note for r in results)

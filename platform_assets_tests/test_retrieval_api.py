@@ -337,12 +337,13 @@ def test_training_rows_come_ordered_by_symbol_then_time_whatever_the_request_ord
 
 def test_feature_files_are_stored_for_fast_reads_bars_compressed(lake_env):
     """Feature and label files: floats and time stamps plain and uncompressed (they do not compress,
-    decoding them was half a training pull); bars keep zstd."""
+    decoding them was half a training pull); bars and raw batches keep zstd. In every table only the
+    string, date and flag columns are dictionary-encoded (float dictionaries made files bigger and slower)."""
     import pyarrow.parquet as pq
 
     settings, *_ = lake_env
     lake_root = settings.base_path / "lake"
-    for table, codec in [("features/bar_features", "UNCOMPRESSED"), ("labels", "UNCOMPRESSED"), ("curated_bars", "ZSTD")]:
+    for table, codec in [("features/bar_features", "UNCOMPRESSED"), ("labels", "UNCOMPRESSED"), ("curated_bars", "ZSTD"), ("raw_bars", "ZSTD"), ("aligned_bars", "ZSTD")]:
         files = sorted((lake_root / table).rglob("*.parquet"))
         assert files, table
         meta = pq.ParquetFile(files[0]).metadata
@@ -350,5 +351,8 @@ def test_feature_files_are_stored_for_fast_reads_bars_compressed(lake_env):
         for index in range(meta.num_columns):
             column = meta.row_group(0).column(index)
             assert column.compression == codec, (table, column.path_in_schema)
-            if codec == "UNCOMPRESSED" and str(schema.field(column.path_in_schema).type) in ("double", "timestamp[ns, tz=UTC]"):
+            kind = str(schema.field(column.path_in_schema).type)
+            if kind in ("double", "int64", "timestamp[ns, tz=UTC]"):
                 assert "RLE_DICTIONARY" not in column.encodings, (table, column.path_in_schema)
+            elif kind in ("string", "date32[day]"):
+                assert "RLE_DICTIONARY" in column.encodings, (table, column.path_in_schema)

@@ -24,6 +24,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from resources.parquet_format import compressed_options
+
 TMP_PREFIX = ".tmp-"
 TMP_GRACE_SECONDS = 60.0
 """A dead writer's temp file younger than this is kept (clock skew, pid namespaces)."""
@@ -162,9 +164,9 @@ def atomic_write(target: Path, write: Callable[[Path], None], *, fsync: bool = T
 
 
 def write_parquet_atomic(table: pa.Table, target: Path, *, fsync: bool = True, options: dict | None = None) -> Path:
-    """Write an Arrow table as one Parquet file, atomically: zstd, or ``options`` for ``pq.write_table``
-    (``resources.parquet_format.write_options``)."""
-    options = options or {"compression": "zstd"}
+    """Write an Arrow table as one Parquet file, atomically: zstd (``parquet_format.compressed_options``),
+    or ``options`` for ``pq.write_table`` (``resources.parquet_format.write_options``)."""
+    options = options or compressed_options(table.schema)
     return atomic_write(target, lambda tmp: pq.write_table(table, tmp, **options), fsync=fsync)
 
 

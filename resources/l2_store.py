@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from resources.atomic import atomic_write, write_parquet_atomic
 from resources.lake import read_parquet_checked
+from resources.parquet_format import compressed_options
 from resources.schemas import DEFAULT_LEVELS, L2Book
 from resources.validation import normalize_symbol
 
@@ -73,7 +74,7 @@ class L2SnapshotStore(dg.ConfigurableResource):
                     table = book.to_arrow(extra={"source": source})
                     if writer is None:
                         schema = table.schema.with_metadata({**(table.schema.metadata or {}), **metadata}) if metadata else table.schema
-                        writer = pq.ParquetWriter(tmp, schema, compression="zstd")
+                        writer = pq.ParquetWriter(tmp, schema, **compressed_options(schema))
                     writer.write_table(table)
                     rows += len(book)
             finally:
