@@ -134,23 +134,15 @@ def simulate_day(
     trade_count = np.maximum(1, volume // int(rng.integers(40, 160))).astype(np.int64)
     vwap = np.round((open_ + high + low + close) / 4.0, 4)
 
-    bars = pd.DataFrame(
-        {
-            "ts": minutes,
-            "open": open_,
-            "high": high,
-            "low": low,
-            "close": close,
-            "volume": volume,
-            "vwap": vwap,
-            "trade_count": trade_count,
-        }
-    )[~no_bar].reset_index(drop=True)
-
-    bars = _inject_bad_ticks(rng, bars, rates, faults)
-    bars = _inject_duplicates(rng, bars, rates, faults)
+    sent = ~no_bar
+    columns = {"ts": minutes[sent], "open": open_[sent], "high": high[sent], "low": low[sent], "close": close[sent],
+               "volume": volume[sent], "vwap": vwap[sent], "trade_count": trade_count[sent]}
+    columns = _inject_bad_ticks(rng, columns, rates, faults)
+    bars = _inject_duplicates(rng, pd.DataFrame(columns), rates, faults)
     book = _simulate_book(rng, minutes, open_, close, halted, feed_down, rates, faults, levels)
-    fault_frame = pd.DataFrame(faults, columns=FAULT_COLUMNS).sort_values("start_ts", kind="stable").reset_index(drop=True)
+    faults = sorted(faults, key=lambda fault: fault["start_ts"])  # stable, like the frame sort it replaces
+    fault_frame = (pd.DataFrame({column: [fault[column] for fault in faults] for column in FAULT_COLUMNS}, columns=FAULT_COLUMNS)
+                   if faults else pd.DataFrame(columns=FAULT_COLUMNS))
     return SimDay(symbol=symbol, day=day, bars=bars, book=book, faults=fault_frame)
 
 
@@ -165,23 +157,27 @@ def _fault(kind: str, minutes: pd.DatetimeIndex, run: tuple[int, int], detail: s
     }
 
 
-def _inject_bad_ticks(rng: np.random.Generator, bars: pd.DataFrame, rates: FaultRates, faults: list[dict]) -> pd.DataFrame:
-    if len(bars) < 20 or rng.random() >= rates.bad_tick_prob:
-        return bars
-    bars = bars.copy()
-    for row in rng.choice(np.arange(5, len(bars) - 5), size=int(rng.integers(1, 3)), replace=False):
+def _inject_bad_ticks(rng: np.random.Generator, columns: dict, rates: FaultRates, faults: list[dict]) -> dict:
+    """Corrupt 1-2 bars (zero close, negative open/low, or high below low); ``columns`` are the
+    bar arrays (copied before any change)."""
+    n = len(columns["ts"])
+    if n < 20 or rng.random() >= rates.bad_tick_prob:
+        return columns
+    columns = {name: values.copy() for name, values in columns.items()}
+    open_, high, low, close = columns["open"], columns["high"], columns["low"], columns["close"]
+    for row in rng.choice(np.arange(5, n - 5), size=int(rng.integers(1, 3)), replace=False):
         kind = ("zero_price", "negative_price", "high_below_low")[int(rng.integers(0, 3))]
         if kind == "zero_price":
-            bars.loc[row, "close"] = 0.0
+            close[row] = 0.0
         elif kind == "negative_price":
-            bars.loc[row, ["open", "low"]] = -bars.loc[row, "open"]
+            open_[row], low[row] = -open_[row], -open_[row]
         else:
-            bars.loc[row, ["high", "low"]] = bars.loc[row, ["low", "high"]].to_numpy()
-            if bars.loc[row, "high"] == bars.loc[row, "low"]:
-                bars.loc[row, "low"] = bars.loc[row, "high"] + TICK
-        ts = bars.loc[row, "ts"]
+            high[row], low[row] = low[row], high[row]
+            if high[row] == low[row]:
+                low[row] = high[row] + TICK
+        ts = columns["ts"][row]
         faults.append({"kind": "bad_tick", "start_ts": ts, "end_ts": ts + pd.Timedelta(minutes=1), "minutes": 1, "detail": kind})
-    return bars
+    return columns
 
 
 def _inject_duplicates(rng: np.random.Generator, bars: pd.DataFrame, rates: FaultRates, faults: list[dict]) -> pd.DataFrame:
