@@ -97,7 +97,9 @@ def parquet_floor(lake_root: Path) -> tuple[float, int, int]:
 
 
 def _backfill(symbols: list[str], days, workers: int, asset_selection: list[str] | None = None, instance=None, defs=None, tags=None,
-              chunks: int | None = None) -> float:
+              chunks: int | None = None, steps: dict[str, float] | None = None) -> float:
+    """Seconds of the backfill; ``steps`` (when given) receives each asset step's seconds summed
+    over the backfill's runs (from the runs' Dagster events)."""
     from platform_api.backfill import plan_backfill, run_backfill
 
     plan = plan_backfill(symbols, days[0], days[-1], min_chunks=chunks or workers)
@@ -106,7 +108,25 @@ def _backfill(symbols: list[str], days, workers: int, asset_selection: list[str]
     seconds = time.perf_counter() - started
     if not report.success:
         raise RuntimeError(f"backfill failed: {[r.error for r in report.runs if not r.success][:2]}")
+    if steps is not None:
+        for run in report.runs:
+            for step, step_seconds in step_durations(instance, run.run_id).items():
+                steps[step] = steps.get(step, 0.0) + step_seconds
     return seconds
+
+
+def step_durations(instance, run_id: str) -> dict[str, float]:
+    """Seconds from STEP_START to STEP_SUCCESS of each step of a run."""
+    started, out = {}, {}
+    for record in instance.all_logs(run_id):
+        event = record.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        if event.event_type_value == "STEP_START":
+            started[event.step_key] = record.timestamp
+        elif event.event_type_value == "STEP_SUCCESS" and event.step_key in started:
+            out[event.step_key] = record.timestamp - started[event.step_key]
+    return out
 
 
 def measure(symbols: int, days: int, workers: int, batched: bool, scale_points: bool = False) -> dict:
@@ -123,9 +143,10 @@ def _measure(names: list[str], session_days, workers: int, batched: bool, detail
         settings = get_settings()
         defs = build_definitions(settings)
         instance = _fresh_instance(root)
-        graph_s = _backfill(names, session_days, workers, instance=instance, defs=defs)
+        steps: dict[str, float] = {}
+        graph_s = _backfill(names, session_days, workers, instance=instance, defs=defs, steps=steps)
         if not details:
-            return {"graph_s": graph_s}
+            return {"graph_s": graph_s, "steps": steps}
         features_s = _backfill(names, session_days, workers, asset_selection=["bar_features"], instance=instance, defs=defs)
         floor_s, files, size = parquet_floor(Path(settings.base_path) / "lake")
         reps = NEW_VERSION_REPS if batched else 1  # the baseline path is slow and only a ratio
@@ -134,7 +155,7 @@ def _measure(names: list[str], session_days, workers: int, batched: bool, detail
         if scale_points:
             runs = _scale_runs(names, session_days, workers, instance, defs, settings, (len(names) * len(session_days), new_version_s))
     return {"graph_s": graph_s, "features_s": features_s, "new_version_s": new_version_s, "scale_runs": runs,
-            "floor_s": floor_s, "files": files, "bytes": size}
+            "floor_s": floor_s, "files": files, "bytes": size, "steps": steps}
 
 
 def _scale_runs(names: list[str], session_days, workers: int, instance, defs, settings, full: tuple[int, float]) -> "NewVersionRuns":
@@ -170,6 +191,10 @@ def _new_version(names: list[str], session_days, workers: int, instance, defs, s
         seconds.append(_backfill(names, session_days, workers, asset_selection=["bar_features"], instance=instance, defs=defs,
                                  tags={KEEP_EXISTING_TAG: "features"}, chunks=chunks))
     return statistics.median(seconds)
+
+
+def _per_symbol_day(steps: dict[str, float], symbol_days: int) -> str:
+    return ", ".join(f"{step} {seconds / symbol_days * 1000:.1f}" for step, seconds in sorted(steps.items(), key=lambda kv: -kv[1]))
 
 
 def marginal_rate(smaller: tuple[int, float], larger: tuple[int, float]) -> float:
@@ -245,7 +270,8 @@ def run(sizes: tuple[int, ...] = (10, 20), days: int = 60, workers: int = 2, dai
             ours_s=new["graph_s"], baseline_s=old["graph_s"], baseline="per-date path",
             rows=n * 390, target=">= 10x, >= 175 symbol-days/s",
             note=(f"{n / new['graph_s']:.1f} symbol-days/s (per-date path {n / old['graph_s']:.1f}); lake files "
-                  f"{new['files']} vs {old['files']}; 500 x 5 years at this rate: {SCALE_SYMBOL_DAYS / (n / new['graph_s']) / 3600:.1f} h"),
+                  f"{new['files']} vs {old['files']}; 500 x 5 years at this rate: {SCALE_SYMBOL_DAYS / (n / new['graph_s']) / 3600:.1f} h; "
+                  f"asset steps, summed over the runs (ms per symbol-day): {_per_symbol_day(new['steps'], n)}"),
         ))
         results.append(Result(
             what=f"  Parquet I/O floor, same bytes ({new['bytes'] / 1e6:.0f} MB, {new['files']} files)",

@@ -27,6 +27,8 @@ def test_throughput_benchmark_runs_both_paths_and_the_floor():
     assert " min = " in scale.note and "1260 dates x" in scale.note
     table = format_table(results)
     assert "whole graph 2 sym x 3 days" in table and "a new bar_features version (v2) over stored history, 6 symbol-days" in table and results[-1].rows == 3
+    steps = results[0].note.split("(ms per symbol-day): ")[1]
+    assert all(f"{asset} " in steps for asset in ("raw_bars_sim", "curated_bars", "aligned_bars", "bar_features", "labels", "l2_features"))
 
 
 def test_new_version_benchmark_runs_at_two_symbol_counts():
