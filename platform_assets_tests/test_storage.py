@@ -162,3 +162,29 @@ def test_a_days_real_files_are_merged_in_time_order_without_repeated_stamps(tmp_
     assert sources == ["databento", "live"]
     assert list((merged.timestamp - base) // np.timedelta64(1, "s")) == [0, 10, 20, 30, 40]
     assert list(merged.bid_prices[:, 0]) == [10.0, 11.0, 10.0, 11.0, 10.0]  # 20 s: the live file's row
+
+
+def test_day_index_lists_the_files_day_files_finds_and_reads_the_same_books(tmp_path):
+    """One listing of a symbol's folder (what multi-day readers use) gives, day by day, the files
+    the per-day glob gives, and ``read_day`` with it the same book; other names are ignored."""
+    store = L2SnapshotStore(level2_path=str(tmp_path), fsync=False)
+    days = [DAY, DAY + dt.timedelta(days=1), DAY + dt.timedelta(days=2)]
+    for day in days[:2]:
+        store.write("AAPL", day, simulate_day(2, "AAPL", day).book, suffix="093000", source="sim")
+    store.write("AAPL", days[1], simulate_day(3, "AAPL", days[1]).book, suffix="databento", source="databento")
+    folder = store.symbol_dir("AAPL")
+    for odd in (".tmp-1-x.parquet", f"{DAY}_snapshots_093000.parquet.corrupt", f"{DAY}_snapshot_093000.parquet",
+                f"{DAY}_snapshots.parquet", "notes.txt", f"{DAY}_snapshots_.parquet"):
+        (folder / odd).write_bytes(b"")
+    index = store.day_index("AAPL")
+    assert {day: index.get(day.isoformat(), []) for day in days} == {day: store.day_files("AAPL", day) for day in days}
+    assert f"{DAY}_snapshots_.parquet" in [p.name for p in index[DAY.isoformat()]]  # an empty suffix matches both ways
+    (folder / f"{DAY}_snapshots_.parquet").unlink()  # (an empty file: kept out of the reads below)
+    index = store.day_index("AAPL")
+    assert [p.name for p in index[days[1].isoformat()]] == [f"{days[1]}_snapshots_093000.parquet", f"{days[1]}_snapshots_databento.parquet"]
+    for day in days:
+        with_index, without = store.read_day("AAPL", day, index), store.read_day("AAPL", day)
+        assert with_index[1] == without[1]
+        np.testing.assert_array_equal(with_index[0].timestamp, without[0].timestamp)
+        np.testing.assert_array_equal(with_index[0].bid_prices, without[0].bid_prices)
+    assert store.day_index("MSFT") == {}  # no folder yet

@@ -10,7 +10,9 @@ data, and snapshots are de-duplicated on ``timestamp``.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -25,6 +27,8 @@ from resources.schemas import DEFAULT_LEVELS, L2Book
 from resources.validation import normalize_symbol
 
 SIM_SOURCE = "sim"
+_DAY_LEN, _MIDDLE, _EXTENSION = len("YYYY-MM-DD"), "_snapshots_", ".parquet"
+_MIN_NAME = _DAY_LEN + len(_MIDDLE) + len(_EXTENSION)
 _SUFFIX_RE = re.compile(r"^(?:[0-2]\d[0-5]\d[0-5]\d|databento)$")
 
 
@@ -46,6 +50,21 @@ class L2SnapshotStore(dg.ConfigurableResource):
     def day_files(self, symbol: str, day: dt.date) -> list[Path]:
         folder = self.symbol_dir(symbol)
         return sorted(folder.glob(f"{day.isoformat()}_snapshots_*.parquet")) if folder.exists() else []
+
+    def day_index(self, symbol: str) -> dict[str, list[Path]]:
+        """The symbol's snapshot files by ISO date (each list sorted, as ``day_files`` gives it) from
+        one folder listing: a reader of many days lists the folder once instead of once per day
+        (a listing costs ~0.7 ms at 5 years of files)."""
+        folder = self.symbol_dir(symbol)
+        try:
+            names = sorted(os.listdir(folder))
+        except FileNotFoundError:
+            return {}
+        index: dict[str, list[Path]] = {}
+        for name in names:  # the names day_files' glob "{day}_snapshots_*.parquet" matches
+            if len(name) >= _MIN_NAME and name.startswith(_MIDDLE, _DAY_LEN) and name.endswith(_EXTENSION):
+                index.setdefault(name[:_DAY_LEN], []).append(folder / name)
+        return index
 
     def write(self, symbol: str, day: dt.date, book: L2Book, *, suffix: str, source: str) -> Path:
         """Atomically write one snapshot file (replacing a file of the same name)."""
@@ -89,9 +108,12 @@ class L2SnapshotStore(dg.ConfigurableResource):
             return None, 0
         return target, rows
 
-    def read_day(self, symbol: str, day: dt.date) -> tuple[L2Book, list[str]]:
-        """All snapshots of a (symbol, day), oldest first, and the sources they came from."""
-        tables = [read_parquet_checked(path) for path in self.day_files(symbol, day)]  # errors name the file
+    def read_day(self, symbol: str, day: dt.date, index: Mapping[str, Sequence[Path]] | None = None) -> tuple[L2Book, list[str]]:
+        """All snapshots of a (symbol, day), oldest first, and the sources they came from.
+
+        ``index``: the symbol's ``day_index`` when reading many of its days (no listing per day)."""
+        files = self.day_files(symbol, day) if index is None else index.get(day.isoformat(), [])
+        tables = [read_parquet_checked(path) for path in files]  # errors name the file
         if not tables:
             return L2Book.empty(self.levels), []
         real = [t for t in tables if _source_of(t) != SIM_SOURCE]

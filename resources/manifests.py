@@ -168,7 +168,7 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
 # ------------------------------------------------------------------------------ download log
 def download_record(path: Path, frame: pd.DataFrame, *, vendor: str, symbol: str, bar_size: str, time_column: str = "ts") -> dict:
     """The ``bars_manifest.v1`` line of one bars file (pure)."""
-    times = pd.to_datetime(frame[time_column], utc=True) if len(frame) else pd.Series([], dtype="datetime64[ns, UTC]")
+    times = _utc_times(frame[time_column]) if len(frame) else pd.Series([], dtype="datetime64[ns, UTC]")
     path = Path(path).absolute()
     return {
         "schema_version": BARS_MANIFEST_VERSION,
@@ -184,6 +184,13 @@ def download_record(path: Path, frame: pd.DataFrame, *, vendor: str, symbol: str
         "time_start": times.min().isoformat() if len(times) else None,
         "time_end": times.max().isoformat() if len(times) else None,
     }
+
+
+def _utc_times(column: pd.Series) -> pd.Series:
+    """``column`` as UTC times: already UTC (our raw batches) as is, anything else converted."""
+    if isinstance(column.dtype, pd.DatetimeTZDtype) and str(column.dtype.tz) == "UTC":
+        return column
+    return pd.to_datetime(column, utc=True)
 
 
 def _normalized(record: dict, base: Path) -> dict:

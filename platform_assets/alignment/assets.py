@@ -57,7 +57,9 @@ def aligned_bars(context: dg.AssetExecutionContext, lake: ParquetLake, l2_store:
         slices = date_slices(bars)
         if not slices:
             return outcomes
-        aligned = align_sessions_top_of_book(bars.reset_index(drop=True), [(start, stop, l2_store.read_day(symbol, day)[0]) for day, start, stop in slices])
+        index = l2_store.day_index(symbol)
+        books = [(start, stop, l2_store.read_day(symbol, day, index)[0]) for day, start, stop in slices]
+        aligned = align_sessions_top_of_book(bars.reset_index(drop=True), books)
         write_by_date(lake, ALIGNED_BARS, symbol, aligned)
         stale, crossed = aligned["l2_stale"].to_numpy(), aligned["book_crossed"].to_numpy()
         for day, start, stop in slices:

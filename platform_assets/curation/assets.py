@@ -135,10 +135,11 @@ def curated_bars(
     keep = keep_existing(context, "curated")
     closes: dict[str, tuple[dt.date, float | None]] = {}  # symbol -> (session, last real close) curated by this run
 
-    def session_of(symbol: str, day: dt.date) -> Outcome | tuple[str, pd.DataFrame, GapStats, pd.DataFrame, int]:
+    def session_of(symbol: str, day: dt.date, index: dict | None = None) -> Outcome | tuple[str, pd.DataFrame, GapStats, pd.DataFrame, int]:
         """One (symbol, session) curated in memory, no side effect: (source, curated bars without
         the adjustment columns, stats, rejected raw rows, expected minutes), or the outcome saying
-        why there is nothing to curate."""
+        why there is nothing to curate; ``index``: the symbol's L2 ``day_index`` when many of its
+        days are read."""
         if keep and lake.has_partition(CURATED_BARS, symbol, day):
             return kept()
         source, raw = pick_raw_source(lake, symbol, day, config.source_priority)
@@ -147,7 +148,7 @@ def curated_bars(
         if is_blocked(lake, raw_dq_dataset(source), symbol, day):
             return blocked(f"raw bars ({source}) failed an error DQ rule")
         timeline = session_minutes(STOCKS, day)
-        book, _ = l2_store.read_day(symbol, day)
+        book, _ = l2_store.read_day(symbol, day, index)
         curated, stats, rejected = curate_bars(
             raw, timeline, symbol=symbol, day=day, source=source, activity=book_activity(book, timeline), policy=policy
         )
@@ -192,8 +193,9 @@ def curated_bars(
         """All of a symbol's sessions: curated one by one in memory, then written as one frame
         (converted once, one DQ batch); nothing is written if any session fails."""
         outcomes, done = {}, []
+        index = l2_store.day_index(symbol)
         for day in days:
-            found = session_of(symbol, day)
+            found = session_of(symbol, day, index)
             if isinstance(found, Outcome):
                 outcomes[day] = found
             else:

@@ -125,15 +125,16 @@ def l2_features(
     def stored(symbol: str, day: dt.date) -> bool:
         return all(lake.has_partition(feature_table(L2_GROUP, v), symbol, day) for v in versions)
 
-    def session_of(symbol: str, day: dt.date) -> Outcome | tuple[list[str], tuple]:
+    def session_of(symbol: str, day: dt.date, index: dict | None = None) -> Outcome | tuple[list[str], tuple]:
         """The versions to compute on the day (with keep-existing only those not stored) and its
-        ``(day, timeline, book)`` session, or the outcome saying why there are none."""
+        ``(day, timeline, book)`` session, or the outcome saying why there are none; ``index``: the
+        symbol's L2 ``day_index`` when many of its days are read."""
         todo = versions_to_compute_on(lake, lambda v: feature_table(L2_GROUP, v), versions, keep, symbol, day)
         if not todo:
             return kept()
         if is_blocked(lake, L2_DQ_DATASET, symbol, day):
             return blocked("L2 snapshots failed an error DQ rule")
-        book, _ = l2_store.read_day(symbol, day)
+        book, _ = l2_store.read_day(symbol, day, index)
         if len(book) == 0:
             return no_input("no L2 snapshots")
         return todo, (day, session_minutes(STOCKS, day), book)
@@ -157,8 +158,9 @@ def l2_features(
     def compute_days(symbol: str, days: list[dt.date]) -> dict[dt.date, Outcome]:
         """Every version over all of the symbol's sessions that need it, in one pass per version."""
         outcomes, sessions = {}, {version: [] for version in versions}
+        index = l2_store.day_index(symbol)
         for day in days:
-            found = session_of(symbol, day)
+            found = session_of(symbol, day, index)
             if isinstance(found, Outcome):
                 outcomes[day] = found
                 continue
