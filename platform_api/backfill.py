@@ -32,7 +32,6 @@ from platform_assets.automation.run_reaper import own_process_tags, reap_dead_ru
 from platform_assets.calendars import CRYPTO, STOCKS, Market, sessions_in_range
 from platform_assets.partitions import MAX_DATES_PER_RUN, SYMBOLS_TAG, date_partitions_of
 from platform_assets.universe import add_symbols, detect_asset_type, require_tracked, tracked_symbols
-from resources.atomic import sweep_stale_temp_files
 from resources.validation import InvalidDateRangeError, InvalidInputError, normalize_symbols, parse_date_range
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -211,7 +210,7 @@ def _sweep_temp_files(defs: dg.Definitions, plan: BackfillPlan) -> None:
     if lake is not None:
         lake.sweep_temp_files(plan.symbols, plan.dates)
     for symbol in plan.symbols if l2_store is not None else []:
-        sweep_stale_temp_files(l2_store.symbol_dir(symbol))
+        l2_store.sweep_temp_files(symbol)
 
 
 def _execute_chunk_in_worker(instance_ref, job_name: str, tags: dict[str, str], log_level: str, asset_selection, env: dict[str, str] | None = None) -> RunOutcome:

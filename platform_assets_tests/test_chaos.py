@@ -46,6 +46,7 @@ from platform_assets.automation.compaction import compact_closed_months, compact
 from platform_assets.automation.run_reaper import PID_TAG, reap_dead_runs
 from platform_assets.quality.config import RuleConfigError, load_rule_sets
 from resources.atomic import TMP_PREFIX
+from resources.schemas import L2Book
 from resources.lake import CORRUPT_DIR, CURATED_BARS, ParquetLake, Table, content_hash, month_file_dates, raw_bars_table
 from resources.settings import load_settings
 from resources.validation import InvalidInputError
@@ -398,6 +399,40 @@ def test_temp_files_of_dead_writers_are_swept_and_live_ones_kept(tmp_path):
         lake.write_partition(CURATED_BARS, "AAPL", NOV[0], _frame("AAPL", NOV[0], 1.0))
         assert not stale.exists()  # its writer is dead and it is past the grace period
         assert fresh.exists() and alive.exists()  # too young to judge / its writer is alive
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_the_l2_asset_sweeps_dead_writers_temp_files_once_per_folder_and_its_writes_skip_the_listing(platform):
+    """L2 folders hold a file per day, so ``l2_snapshots_sim`` sweeps each symbol folder once per
+    step and writes without a listing per file: a dead writer's stale temp file still goes (and a
+    live writer's stays) when the asset runs outside a backfill (no backfill sweep before it)."""
+    from platform_api.backfill import _execute_chunk, run_tags
+    from platform_assets.universe import add_symbols
+    from resources.l2_store import L2SnapshotStore
+
+    store = L2SnapshotStore(level2_path=str(platform.settings.level2_path), fsync=False)
+    folder = store.symbol_dir("AAPL")
+    folder.mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        stale, alive = folder / f"{TMP_PREFIX}{dead.pid}-a.parquet", folder / f"{TMP_PREFIX}{live.pid}-b.parquet"
+        old = time.time() - 3600
+        for path in (stale, alive):
+            path.write_bytes(b"partial")
+            os.utime(path, (old, old))
+        written = store.write("AAPL", NOV[0], L2Book.empty(10), suffix="093000", source="sim", sweep=False)
+        assert written.exists() and stale.exists()  # sweep=False: no listing, nothing removed
+        plan = plan_backfill(["AAPL"], NOV[0], NOV[1])
+        add_symbols(platform.instance, ["AAPL"])
+        tags = run_tags(plan, plan.dates, ["AAPL"], "test")
+        outcome = _execute_chunk(platform.instance, plan.job_name, tags, "WARNING", platform.defs, ["l2_snapshots_sim"])
+        assert outcome.success and outcome.materializations == {"l2_snapshots_sim": 2}
+        assert not stale.exists() and alive.exists()
+        assert len(store.day_files("AAPL", NOV[1])) == 1
     finally:
         live.kill()
         live.wait()

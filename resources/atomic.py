@@ -144,10 +144,14 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(target: Path, write: Callable[[Path], None], *, fsync: bool = True) -> Path:
-    """Run ``write(tmp_path)`` then atomically move ``tmp_path`` to ``target``."""
+def atomic_write(target: Path, write: Callable[[Path], None], *, fsync: bool = True, sweep: bool = True) -> Path:
+    """Run ``write(tmp_path)`` then atomically move ``tmp_path`` to ``target``.
+
+    ``sweep=False`` skips the sweep of the target folder (a listing of it): for a writer of many
+    files into one large folder that swept it once before its writes."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale_temp_files(target.parent)
+    if sweep:
+        sweep_stale_temp_files(target.parent)
     tmp = target.parent / f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}{target.suffix}"
     try:
         write(tmp)
@@ -163,11 +167,11 @@ def atomic_write(target: Path, write: Callable[[Path], None], *, fsync: bool = T
     return target
 
 
-def write_parquet_atomic(table: pa.Table, target: Path, *, fsync: bool = True, options: dict | None = None) -> Path:
+def write_parquet_atomic(table: pa.Table, target: Path, *, fsync: bool = True, options: dict | None = None, sweep: bool = True) -> Path:
     """Write an Arrow table as one Parquet file, atomically: zstd (``parquet_format.compressed_options``),
     or ``options`` for ``pq.write_table`` (``resources.parquet_format.write_options``)."""
     options = options or compressed_options(table.schema)
-    return atomic_write(target, lambda tmp: pq.write_table(table, tmp, **options), fsync=fsync)
+    return atomic_write(target, lambda tmp: pq.write_table(table, tmp, **options), fsync=fsync, sweep=sweep)
 
 
 def write_json_atomic(payload: object, target: Path, *, fsync: bool = True) -> Path:

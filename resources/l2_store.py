@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from resources.atomic import atomic_write, write_parquet_atomic
+from resources.atomic import atomic_write, sweep_stale_temp_files, write_parquet_atomic
 from resources.lake import read_parquet_checked
 from resources.parquet_format import compressed_options
 from resources.schemas import DEFAULT_LEVELS, L2Book
@@ -51,7 +51,7 @@ class L2SnapshotStore(dg.ConfigurableResource):
         folder = self.symbol_dir(symbol)
         return sorted(folder.glob(f"{day.isoformat()}_snapshots_*.parquet")) if folder.exists() else []
 
-    def day_index(self, symbol: str) -> dict[str, list[Path]]:
+    def day_index(self, symbol: str) -> "L2DayIndex":
         """The symbol's snapshot files by ISO date (each list sorted, as ``day_files`` gives it) from
         one folder listing: a reader of many days lists the folder once instead of once per day
         (a listing costs ~0.7 ms at 5 years of files)."""
@@ -59,19 +59,25 @@ class L2SnapshotStore(dg.ConfigurableResource):
         try:
             names = sorted(os.listdir(folder))
         except FileNotFoundError:
-            return {}
-        index: dict[str, list[Path]] = {}
+            names = []
+        by_day: dict[str, list[str]] = {}
         for name in names:  # the names day_files' glob "{day}_snapshots_*.parquet" matches
             if len(name) >= _MIN_NAME and name.startswith(_MIDDLE, _DAY_LEN) and name.endswith(_EXTENSION):
-                index.setdefault(name[:_DAY_LEN], []).append(folder / name)
-        return index
+                by_day.setdefault(name[:_DAY_LEN], []).append(name)
+        return L2DayIndex(folder, by_day)
 
-    def write(self, symbol: str, day: dt.date, book: L2Book, *, suffix: str, source: str) -> Path:
-        """Atomically write one snapshot file (replacing a file of the same name)."""
+    def write(self, symbol: str, day: dt.date, book: L2Book, *, suffix: str, source: str, sweep: bool = True) -> Path:
+        """Atomically write one snapshot file (replacing a file of the same name). ``sweep=False``:
+        the caller ran ``sweep_temp_files(symbol)`` before its writes (the folder holds a file per
+        day: listing it at every write grows with the history)."""
         if book.levels != self.levels:
             raise ValueError(f"book has {book.levels} levels, the contract needs {self.levels}")
         table = book.to_arrow(extra={"source": source})
-        return write_parquet_atomic(table, self.snapshot_path(symbol, day, suffix), fsync=self.fsync)
+        return write_parquet_atomic(table, self.snapshot_path(symbol, day, suffix), fsync=self.fsync, sweep=sweep)
+
+    def sweep_temp_files(self, symbol: str) -> list[Path]:
+        """Remove the temp files crashed writers left in the symbol's folder (never a live writer's)."""
+        return sweep_stale_temp_files(self.symbol_dir(symbol))
 
     def write_stream(self, symbol: str, day: dt.date, books, *, suffix: str, source: str, metadata: dict | None = None) -> tuple[Path | None, int]:
         """Atomically write a day's snapshots arriving in pieces (bounded memory). No file for 0 rows.
@@ -126,6 +132,22 @@ class L2SnapshotStore(dg.ConfigurableResource):
             keep = np.concatenate([[True], book.timestamp[1:] != book.timestamp[:-1]])
             book = book.take(np.flatnonzero(keep))
         return book, sorted({_source_of(t) for t in chosen})
+
+
+class L2DayIndex(Mapping[str, list[Path]]):
+    """ISO date -> that day's snapshot files of one symbol folder (paths built when asked for)."""
+
+    def __init__(self, folder: Path, names_by_day: dict[str, list[str]]):
+        self._folder, self._names = folder, names_by_day
+
+    def __getitem__(self, day: str) -> list[Path]:
+        return [self._folder / name for name in self._names[day]]
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
 class _NothingToWrite(Exception):

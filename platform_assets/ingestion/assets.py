@@ -121,11 +121,13 @@ def l2_snapshots_sim(
     snapshots = files = 0
     progress = Progress(context, "l2_snapshots_sim", len(symbols) * len(dates))
     quality = data_quality.recorder(lake, "l2_snapshots", stored_as=L2_DQ_DATASET, asset_key="l2_snapshots_sim")
+    for symbol in symbols:  # once per folder, not at every write (a folder holds a file per day)
+        l2_store.sweep_temp_files(symbol)
     for day in dates:
         suffix = _capture_suffix(day)
         for symbol in symbols:
             book = offline_source.day(symbol, day).book
-            l2_store.write(symbol, day, book, suffix=suffix, source=SIM_SOURCE)
+            l2_store.write(symbol, day, book, suffix=suffix, source=SIM_SOURCE, sweep=False)
             quality.add(symbol, day, *l2_quality_input(symbol, book))
             snapshots += len(book)
             files += 1

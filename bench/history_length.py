@@ -1,0 +1,104 @@
+"""Does the cost per symbol-day stay flat as the stored history grows? The other axis of the
+500 symbols x 5 years extrapolation (``bench.throughput`` checks the symbols axis).
+
+    python -m bench.history_length                          # 10 symbols x 60 and x 240 days, 2 workers
+    python -m bench.history_length --symbols 10 --days 60 240 480
+
+For each history length, on a fresh lake and Dagster instance: the whole offline graph as one ranged
+backfill (batched data path), its symbol-days per second and each asset's step time per symbol-day.
+The linearity row compares the longest history's seconds per symbol-day with the shortest's (1.0x:
+linear in days). Files that grow with the history (the TF_1 L2 folder holds one file per symbol-day,
+``level2/{SYMBOL}/``) must not be listed once per day: the listing row measures, on a folder of
+5 years of L2 file names (1,260), finding a quarter's files (63 sessions) with one listing per day
+(``L2SnapshotStore.day_files``, what the readers did) against one listing for the symbol
+(``L2SnapshotStore.day_index``, what they do now).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from bench.backfill import END_DATE, SYMBOLS, trading_days_ending
+from bench.common import Result, format_table, median_time
+from bench.throughput import _measure, _per_symbol_day
+
+FIVE_YEARS_OF_SESSIONS = 1260
+QUARTER_OF_SESSIONS = 63
+
+
+def listing_costs(files: int = FIVE_YEARS_OF_SESSIONS, wanted: int = QUARTER_OF_SESSIONS) -> tuple[float, float]:
+    """Seconds to find ``wanted`` days' L2 files in a folder of ``files`` day files: (one index, per-day globs)."""
+    from resources.l2_store import L2SnapshotStore
+
+    root = Path(tempfile.mkdtemp(prefix="mdp-bench-listing-"))
+    try:
+        store = L2SnapshotStore(level2_path=str(root), fsync=False)
+        days = trading_days_ending(END_DATE, files)
+        folder = store.symbol_dir("AAPL")
+        folder.mkdir(parents=True)
+        for day in days:
+            (folder / f"{day.isoformat()}_snapshots_093000.parquet").touch()
+        quarter = days[-wanted:]
+        indexed = store.day_index("AAPL")
+        if [indexed.get(d.isoformat(), []) for d in quarter] != [store.day_files("AAPL", d) for d in quarter]:
+            raise AssertionError("day_index and day_files disagree")  # the two ways must find the same files
+        def with_index() -> list:
+            index = store.day_index("AAPL")
+            return [index.get(d.isoformat(), []) for d in quarter]
+
+        one = median_time(with_index, repeat=7)
+        per_day = median_time(lambda: [store.day_files("AAPL", d) for d in quarter], repeat=7)
+        return one, per_day
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run(symbols: int = 10, days: tuple[int, ...] = (60, 240), workers: int = 2) -> list[Result]:
+    if symbols > len(SYMBOLS):
+        raise ValueError(f"at most {len(SYMBOLS)} symbols (bench.backfill.SYMBOLS); asked for {symbols}")
+    results: list[Result] = []
+    per_symbol_day: list[float] = []
+    for length in days:
+        n = symbols * length
+        measured = _measure(SYMBOLS[:symbols], trading_days_ending(END_DATE, length), workers, batched=True, details=False)
+        per_symbol_day.append(measured["graph_s"] / n)
+        results.append(Result(
+            what=f"whole graph {symbols} sym x {length} days ({n} symbol-days, {workers} workers)",
+            ours_s=measured["graph_s"], rows=n * 390, target="",
+            note=(f"{n / measured['graph_s']:.1f} symbol-days/s, {measured['graph_s'] / n * 1000:.1f} ms per symbol-day; "
+                  f"asset steps, summed over the runs (ms per symbol-day): {_per_symbol_day(measured['steps'], n)}"),
+        ))
+    if len(days) >= 2:
+        results.append(Result(
+            what=f"linearity {days[0]} -> {days[-1]} days of history (s per symbol-day, longer / shorter)",
+            ours_s=per_symbol_day[-1] * symbols * days[-1], baseline_s=per_symbol_day[0] * symbols * days[-1],
+            baseline=f"{days[0]}-day rate scaled", target="~1.0x or better",
+            note=f"{per_symbol_day[0] * 1000:.1f} ms -> {per_symbol_day[-1] * 1000:.1f} ms per symbol-day",
+        ))
+    one, per_day = listing_costs()
+    results.append(Result(
+        what=f"finding a quarter's L2 files ({QUARTER_OF_SESSIONS} sessions) among 5 years ({FIVE_YEARS_OF_SESSIONS} files)",
+        ours_s=one, baseline_s=per_day, baseline="one listing per day", target="",
+        note=(f"one listing for the symbol (day_index) vs a glob per day (day_files): {per_day / QUARTER_OF_SESSIONS * 1000:.2f} ms "
+              f"per symbol-day and L2 read before, x3 readers (curation, alignment, L2 features); medians of 7"),
+    ))
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--symbols", type=int, default=10)
+    parser.add_argument("--days", type=int, nargs="+", default=[60, 240])
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    print(format_table(run(args.symbols, tuple(args.days), args.workers)))
+    print(f"total {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
