@@ -87,6 +87,27 @@ def test_unknown_schema_versions_are_rejected(tmp_path):
         read_coverage(coverage)
 
 
+def test_coverage_paths_and_days_read_the_same_on_the_fast_paths_as_parsed(tmp_path):
+    """The coverage rebuild skips parsing for clean absolute paths and UTC stamps (it reads every
+    record ever logged): other spellings still come out as ``Path`` / ``pd.Timestamp`` give them."""
+    from resources.manifests import BARS_MANIFEST_VERSION, build_coverage
+
+    base = tmp_path / "data"
+    (base / "manifests").mkdir(parents=True)
+    log = download_manifest_path(base)
+    paths = [str(base / "a" / "b.parquet"), str(base) + "//a/./c.parquet", "rel/d.parquet", str(base / "e") + "/"]
+    stamps = ["2024-11-26T14:30:00+00:00", "2024-11-26T23:30:00-05:00", "2024-11-27T14:30:00Z", "2024-11-28T01:30:00+02:00"]
+    lines = [{"schema_version": BARS_MANIFEST_VERSION, "written_at": "2026-11-27T00:00:00+00:00", "vendor": "sim", "file_format": "parquet",
+              "symbol": "AAPL", "bar_size": "1m", "path": p, "filename": Path(p).name, "rows": 3, "columns": ["ts"],
+              "time_start": t, "time_end": t} for p, t in zip(paths, stamps)]
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    records = read_download_manifest(log)
+    assert [r["path"] for r in records] == [str(base / "a" / "b.parquet"), str(base / "a" / "c.parquet"), str((base / "rel" / "d.parquet").absolute()), str(base / "e")]
+    assert all(r["bar_size"] == "1 min" for r in records)
+    days = [d["date"] for d in build_coverage(records)["entries"][0]["days"]]
+    assert days == ["2024-11-26", "2024-11-27"] and sorted({pd.Timestamp(t).tz_convert("UTC").date().isoformat() for t in stamps}) == days
+
+
 def _frame(day: str) -> pd.DataFrame:
     ts = pd.date_range(f"{day} 14:30", periods=3, freq="1min", tz="UTC")
     return pd.DataFrame({"symbol": "AAPL", "ts": ts, "close": [1.0, 2.0, 3.0]})

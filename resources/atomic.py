@@ -174,11 +174,13 @@ def write_parquet_atomic(table: pa.Table, target: Path, *, fsync: bool = True, o
     return atomic_write(target, lambda tmp: pq.write_table(table, tmp, **options), fsync=fsync, sweep=sweep)
 
 
-def write_json_atomic(payload: object, target: Path, *, fsync: bool = True) -> Path:
-    """Write a JSON document atomically (sorted keys, trailing newline)."""
+def write_json_atomic(payload: object, target: Path, *, fsync: bool = True, indent: int | None = 2) -> Path:
+    """Write a JSON document atomically (sorted keys, trailing newline). ``indent=None``: compact,
+    for documents that grow with the history (the C encoder; an indented document is encoded in
+    Python, ~10x slower)."""
 
     def _write(tmp: Path) -> None:
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+        tmp.write_text(json.dumps(payload, indent=indent, sort_keys=True, default=str) + "\n")
 
     return atomic_write(target, _write, fsync=fsync)
 

@@ -20,7 +20,9 @@ With ``ML_BACKUP_PATH`` set, both files are mirrored there after every write (``
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
+import functools
 import json
 import os
 import re
@@ -67,6 +69,7 @@ def coverage_path(base_path: str | Path) -> Path:
     return Path(base_path) / COVERAGE_MANIFEST
 
 
+@functools.lru_cache(maxsize=256)
 def bar_size_label(bar_size: str) -> str:
     """The guide's spelling: ``1m`` / ``1min`` -> ``1 min``, ``1h`` -> ``1 hour``, ``5 mins`` -> ``5 mins``."""
     match = _BAR_SIZE.match(str(bar_size).lower())
@@ -76,6 +79,7 @@ def bar_size_label(bar_size: str) -> str:
     return f"{count} {unit}" if count == 1 else f"{count} {unit}s"
 
 
+@functools.lru_cache(maxsize=256)
 def vendor_label(vendor: str) -> str:
     return VENDOR_NAMES.get(str(vendor).lower(), str(vendor))
 
@@ -193,12 +197,23 @@ def _utc_times(column: pd.Series) -> pd.Series:
     return pd.to_datetime(column, utc=True)
 
 
+def _is_clean_absolute(path: str) -> bool:
+    """Whether ``str(Path(path)) == path`` for an absolute POSIX path (no repeated slash, no ``.``
+    part, no trailing slash), so the path needs no parsing."""
+    return path.startswith("/") and "//" not in path and "/./" not in path and not path.endswith(("/", "/."))
+
+
 def _normalized(record: dict, base: Path) -> dict:
     """Lines written before the contract spellings (relative path, ``1m``, ``ib``) read as today's."""
-    path = Path(record["path"])
+    raw = record["path"]
+    if _is_clean_absolute(raw):
+        path = raw  # what Path would give back (the common case: we write absolute paths)
+    else:
+        parsed = Path(raw)
+        path = str(parsed if parsed.is_absolute() else (base / parsed).absolute())
     return {
         **record,
-        "path": str(path if path.is_absolute() else (base / path).absolute()),
+        "path": path,
         "bar_size": bar_size_label(record["bar_size"]),
         "vendor": vendor_label(record["vendor"]),
     }
@@ -223,7 +238,10 @@ def read_download_manifest(path: Path) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------ coverage
+_UTC_SUFFIXES = ("+00:00", "Z")
 def _utc_date(stamp: str) -> str:
+    if stamp.endswith(_UTC_SUFFIXES) and len(stamp) > 10 and stamp[10] == "T":
+        return dt.date.fromisoformat(stamp[:10]).isoformat()  # already UTC (what we write): its own date
     ts = pd.Timestamp(stamp)
     return (ts.tz_convert("UTC") if ts.tzinfo else ts).date().isoformat()
 
@@ -274,7 +292,7 @@ def rebuild_coverage_file(base_path: str | Path, *, fsync: bool = True, backup_p
     log = download_manifest_path(base)
     with locked(log):
         document = build_coverage(read_download_manifest(log), exists=lambda p: os.path.exists(p))
-        target = write_json_atomic(document, coverage_path(base), fsync=fsync)
+        target = write_json_atomic(document, coverage_path(base), fsync=fsync, indent=None)  # a day entry per symbol-day: compact
     mirror_file(target, base, backup_path, fsync=fsync)
     return document
 
