@@ -20,7 +20,7 @@ from platform_assets.reference.actions import ADJUSTMENT_COLUMNS, adjustment_col
 from platform_assets.quality.checks import DataQuality, check_groups, dq_check_specs, is_blocked, raw_dq_dataset
 from platform_assets.universe import run_symbols, tracked_symbols
 from resources.adapters import AdapterRegistry
-from resources.l2_store import L2SnapshotStore
+from resources.l2_store import L2DayIndex, L2SnapshotStore
 from resources.lake import CURATED_BARS, ParquetLake, quarantine_table, raw_bars_table
 from resources.reference_store import read_actions
 from resources.schemas import L2Book
@@ -135,7 +135,7 @@ def curated_bars(
     keep = keep_existing(context, "curated")
     closes: dict[str, tuple[dt.date, float | None]] = {}  # symbol -> (session, last real close) curated by this run
 
-    def session_of(symbol: str, day: dt.date, index: dict | None = None) -> Outcome | tuple[str, pd.DataFrame, GapStats, pd.DataFrame, int]:
+    def session_of(symbol: str, day: dt.date, index: L2DayIndex | None = None) -> Outcome | tuple[str, pd.DataFrame, GapStats, pd.DataFrame, int]:
         """One (symbol, session) curated in memory, no side effect: (source, curated bars without
         the adjustment columns, stats, rejected raw rows, expected minutes), or the outcome saying
         why there is nothing to curate; ``index``: the symbol's L2 ``day_index`` when many of its

@@ -18,7 +18,7 @@ from platform_assets.curated_input import curated_day, curated_days, rows_of_dat
 from platform_assets.run_options import keep_existing, versions_to_compute_by_day, versions_to_compute_on
 from platform_assets.symbol_days import Outcome, SymbolDayStep, blocked, complete_check_spec, kept, no_input, written
 from platform_assets.universe import run_symbols, tracked_symbols
-from resources.l2_store import L2SnapshotStore
+from resources.l2_store import L2DayIndex, L2SnapshotStore
 from resources.lake import ParquetLake, feature_table, labels_table
 
 BAR_GROUP, L2_GROUP = "bar_features", "l2_features"
@@ -125,7 +125,7 @@ def l2_features(
     def stored(symbol: str, day: dt.date) -> bool:
         return all(lake.has_partition(feature_table(L2_GROUP, v), symbol, day) for v in versions)
 
-    def session_of(symbol: str, day: dt.date, index: dict | None = None) -> Outcome | tuple[list[str], tuple]:
+    def session_of(symbol: str, day: dt.date, index: L2DayIndex | None = None) -> Outcome | tuple[list[str], tuple]:
         """The versions to compute on the day (with keep-existing only those not stored) and its
         ``(day, timeline, book)`` session, or the outcome saying why there are none; ``index``: the
         symbol's L2 ``day_index`` when many of its days are read."""
