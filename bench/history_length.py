@@ -11,7 +11,9 @@ linear in days). Files that grow with the history (the TF_1 L2 folder holds one 
 ``level2/{SYMBOL}/``) must not be listed once per day: the listing row measures, on a folder of
 5 years of L2 file names (1,260), finding a quarter's files (63 sessions) with one listing per day
 (``L2SnapshotStore.day_files``, what the readers did) against one listing for the symbol
-(``L2SnapshotStore.day_index``, what they do now).
+(``L2SnapshotStore.day_index``, what they do now). The coverage row times the one step that reads
+the whole history by design (the guide's coverage manifest, re-derived from the download log at the
+end of every raw run) at two log sizes, and extrapolates it to 500 x 5 years.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from bench.common import Result, format_table, median_time
 from bench.throughput import _measure, _per_symbol_day
 
 FIVE_YEARS_OF_SESSIONS = 1260
+SCALE_BATCHES = 500 * FIVE_YEARS_OF_SESSIONS  # one raw batch per symbol-day
 QUARTER_OF_SESSIONS = 63
 
 
@@ -57,7 +60,40 @@ def listing_costs(files: int = FIVE_YEARS_OF_SESSIONS, wanted: int = QUARTER_OF_
         shutil.rmtree(root, ignore_errors=True)
 
 
-def run(symbols: int = 10, days: tuple[int, ...] = (60, 240), workers: int = 2) -> list[Result]:
+def coverage_rebuild_seconds(batches: int) -> float:
+    """Seconds of ``rebuild_coverage_file`` over a download log of ``batches`` raw batches (one per
+    symbol-day, every logged file present, as the end of every raw run sees it)."""
+    import json
+
+    from resources.manifests import BARS_MANIFEST_VERSION, download_manifest_path, rebuild_coverage_file
+
+    root = Path(tempfile.mkdtemp(prefix="mdp-bench-coverage-"))
+    try:
+        log = download_manifest_path(root)
+        log.parent.mkdir(parents=True)
+        days = trading_days_ending(END_DATE, QUARTER_OF_SESSIONS * 4)
+        lines = []
+        for index in range(batches):
+            symbol, day = f"S{index // len(days):04d}", days[index % len(days)]
+            folder = root / "lake" / "raw_bars" / "source=sim" / f"symbol={symbol}" / f"date={day.isoformat()}"
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / "batch-0.parquet"
+            path.touch()
+            lines.append(json.dumps({
+                "schema_version": BARS_MANIFEST_VERSION, "written_at": "2026-11-27T00:00:00+00:00", "vendor": "sim",
+                "file_format": "parquet", "symbol": symbol, "bar_size": "1 min", "path": str(path), "filename": path.name,
+                "rows": 390, "columns": ["ts"], "time_start": f"{day.isoformat()}T14:30:00+00:00", "time_end": f"{day.isoformat()}T20:59:00+00:00",
+            }, sort_keys=True))
+        log.write_text("\n".join(lines) + "\n")
+        document = rebuild_coverage_file(root, fsync=False)
+        if sum(len(entry["days"]) for entry in document["entries"]) != batches:
+            raise AssertionError("the coverage document does not hold every logged batch's day")
+        return median_time(lambda: rebuild_coverage_file(root, fsync=False), repeat=3)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run(symbols: int = 10, days: tuple[int, ...] = (60, 240), workers: int = 2, coverage_batches: tuple[int, int] = (12_600, 63_000)) -> list[Result]:
     if symbols > len(SYMBOLS):
         raise ValueError(f"at most {len(SYMBOLS)} symbols (bench.backfill.SYMBOLS); asked for {symbols}")
     results: list[Result] = []
@@ -86,6 +122,15 @@ def run(symbols: int = 10, days: tuple[int, ...] = (60, 240), workers: int = 2) 
         note=(f"one listing for the symbol (day_index) vs a glob per day (day_files): {per_day / QUARTER_OF_SESSIONS * 1000:.2f} ms "
               f"per symbol-day and L2 read before, x3 readers (curation, alignment, L2 features); medians of 7"),
     ))
+    small, large = coverage_batches
+    small_s, large_s = coverage_rebuild_seconds(small), coverage_rebuild_seconds(large)
+    per_batch = large_s / large
+    results.append(Result(
+        what=f"coverage manifest rebuilt at the end of a raw run: {large:,} vs {small:,} logged batches",
+        ours_s=large_s, baseline_s=small_s * large / small, baseline=f"{small:,}-batch time scaled", target="~1.0x (linear)",
+        note=(f"{small_s / small * 1e6:.1f} -> {per_batch * 1e6:.1f} us per logged batch; at 500 x 5 years "
+              f"({SCALE_BATCHES:,} batches) ~{per_batch * SCALE_BATCHES:.0f} s once per raw run; medians of 3"),
+    ))
     return results
 
 
@@ -94,9 +139,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--symbols", type=int, default=10)
     parser.add_argument("--days", type=int, nargs="+", default=[60, 240])
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--coverage-batches", type=int, nargs=2, default=[12_600, 63_000], help="log sizes of the coverage rebuild row")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    print(format_table(run(args.symbols, tuple(args.days), args.workers)))
+    print(format_table(run(args.symbols, tuple(args.days), args.workers, tuple(args.coverage_batches))))
     print(f"total {time.perf_counter() - started:.0f} s")
 
 
