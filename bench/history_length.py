@@ -49,6 +49,7 @@ def listing_costs(files: int = FIVE_YEARS_OF_SESSIONS, wanted: int = QUARTER_OF_
         indexed = store.day_index("AAPL")
         if [indexed.get(d.isoformat(), []) for d in quarter] != [store.day_files("AAPL", d) for d in quarter]:
             raise AssertionError("day_index and day_files disagree")  # the two ways must find the same files
+
         def with_index() -> list:
             index = store.day_index("AAPL")
             return [index.get(d.isoformat(), []) for d in quarter]

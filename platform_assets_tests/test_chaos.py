@@ -46,8 +46,8 @@ from platform_assets.automation.compaction import compact_closed_months, compact
 from platform_assets.automation.run_reaper import PID_TAG, reap_dead_runs
 from platform_assets.quality.config import RuleConfigError, load_rule_sets
 from resources.atomic import TMP_PREFIX
-from resources.schemas import L2Book
 from resources.lake import CORRUPT_DIR, CURATED_BARS, ParquetLake, Table, content_hash, month_file_dates, raw_bars_table
+from resources.schemas import L2Book
 from resources.settings import load_settings
 from resources.validation import InvalidInputError
 from resources.warehouse import LakeWarehouse

@@ -27,7 +27,7 @@ from resources.schemas import DEFAULT_LEVELS, L2Book
 from resources.validation import normalize_symbol
 
 SIM_SOURCE = "sim"
-_DAY_LEN, _MIDDLE, _EXTENSION = len("YYYY-MM-DD"), "_snapshots_", ".parquet"
+_DAY_LEN, _MIDDLE, _EXTENSION = len("YYYY-MM-DD"), "_snapshots_", ".parquet"  # {day}_snapshots_{suffix}.parquet
 _MIN_NAME = _DAY_LEN + len(_MIDDLE) + len(_EXTENSION)
 _SUFFIX_RE = re.compile(r"^(?:[0-2]\d[0-5]\d[0-5]\d|databento)$")
 
@@ -45,11 +45,11 @@ class L2SnapshotStore(dg.ConfigurableResource):
     def snapshot_path(self, symbol: str, day: dt.date, suffix: str) -> Path:
         if not _SUFFIX_RE.match(suffix):
             raise ValueError(f"invalid snapshot file suffix {suffix!r}: expected HHMMSS or 'databento'")
-        return self.symbol_dir(symbol) / f"{day.isoformat()}_snapshots_{suffix}.parquet"
+        return self.symbol_dir(symbol) / f"{day.isoformat()}{_MIDDLE}{suffix}{_EXTENSION}"
 
     def day_files(self, symbol: str, day: dt.date) -> list[Path]:
         folder = self.symbol_dir(symbol)
-        return sorted(folder.glob(f"{day.isoformat()}_snapshots_*.parquet")) if folder.exists() else []
+        return sorted(folder.glob(f"{day.isoformat()}{_MIDDLE}*{_EXTENSION}")) if folder.exists() else []
 
     def day_index(self, symbol: str) -> "L2DayIndex":
         """The symbol's snapshot files by ISO date (each list sorted, as ``day_files`` gives it) from

@@ -239,6 +239,8 @@ def read_download_manifest(path: Path) -> list[dict]:
 
 # ------------------------------------------------------------------------------ coverage
 _UTC_SUFFIXES = ("+00:00", "Z")
+
+
 def _utc_date(stamp: str) -> str:
     if stamp.endswith(_UTC_SUFFIXES) and len(stamp) > 10 and stamp[10] == "T":
         return dt.date.fromisoformat(stamp[:10]).isoformat()  # already UTC (what we write): its own date
