@@ -33,6 +33,11 @@ class Platform:
         return self.defs.resources
 
 
+def pooled_storage(home: Path) -> dict:
+    """The instance storage of the repo's dagster.yaml (``resources.dagster_sqlite``) in ``home``."""
+    return {"storage": {"custom": {"module": "resources.dagster_sqlite", "class": "PooledSqliteStorage", "config": {"base_dir": str(home)}}}}
+
+
 @pytest.fixture
 def platform(tmp_path: Path):
     """Definitions bound to a temp data folder, and a temp Dagster instance."""
@@ -41,5 +46,5 @@ def platform(tmp_path: Path):
     settings = load_settings(DATA_PATH_OVERRIDE=str(tmp_path / "data"), LAKE_FSYNC="false")
     home = tmp_path / "dagster_home"
     home.mkdir()
-    with dg.instance_for_test(temp_dir=str(home)) as instance:
+    with dg.instance_for_test(temp_dir=str(home), overrides=pooled_storage(home)) as instance:
         yield Platform(settings=settings, defs=build_definitions(settings), instance=instance, home=home)

@@ -1,0 +1,149 @@
+"""The instance storage of dagster.yaml (``resources.dagster_sqlite``): Dagster's SQLite storage with
+pooled connections must record exactly what Dagster's default storage records, over the same files."""
+
+from __future__ import annotations
+
+import collections
+import multiprocessing
+import os
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as db
+import yaml
+from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
+
+from platform_api.backfill import plan_backfill, run_backfill
+from platform_assets.partitions import stock_date_partitions
+from platform_assets_tests.conftest import pooled_storage
+from resources.dagster_sqlite import MAX_RUN_SHARDS, PooledSqliteEventLogStorage
+
+REPO = Path(__file__).resolve().parents[1]
+ASSETS = ["raw_bars_sim", "l2_snapshots_sim", "curated_bars", "aligned_bars", "bar_features", "l2_features", "labels"]
+
+
+def _fingerprint(instance: dg.DagsterInstance) -> dict:
+    """What the UI and our status answers read: partition status per asset, every check execution
+    (asset, check, partition, status), run statuses and the Dagster event types stored per run."""
+    status = {}
+    for asset in ASSETS:
+        value = get_and_update_asset_status_cache_value(instance, dg.AssetKey(asset), stock_date_partitions)
+        status[asset] = (
+            sorted(value.deserialize_materialized_partition_subsets(stock_date_partitions).get_partition_keys()),
+            sorted(value.deserialize_failed_partition_subsets(stock_date_partitions).get_partition_keys()),
+        )
+    with instance.event_log_storage.index_connection() as conn:
+        checks = sorted(
+            tuple("" if value is None else value for value in row)
+            for row in conn.execute(db.text("SELECT asset_key, check_name, partition, execution_status FROM asset_check_executions")).fetchall()
+        )
+    runs = sorted((run.tags.get("dagster/asset_partition_range_start"), run.status.value) for run in instance.get_runs())
+    events = collections.Counter(
+        record.dagster_event.event_type_value for run in instance.get_runs() for record in instance.all_logs(run.run_id) if record.dagster_event
+    )
+    return {"status": status, "checks": checks, "runs": runs, "events": dict(events)}
+
+
+def _home(path: Path, storage: dict | None) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    config = {"telemetry": {"enabled": False}, **(storage or {})}
+    (path / "dagster.yaml").write_text(yaml.safe_dump(config))
+    return path
+
+
+def _backfill(home: Path, defs) -> None:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        # two runs (one per date range), a symbol-day fails its completeness check on one date
+        report = run_backfill(instance, plan_backfill(["AAPL", "MSFT"], "2024-12-02", "2024-12-05", min_chunks=2), defs=defs, add_missing_symbols=True)
+        assert report.success and len(report.runs) == 2
+
+
+def test_pooled_storage_records_what_dagsters_default_storage_records(tmp_path, monkeypatch):
+    from definitions import build_definitions
+    from resources.settings import load_settings
+
+    fingerprints = {}
+    for name, storage in (("default", None), ("pooled", pooled_storage(tmp_path / "pooled"))):
+        home = _home(tmp_path / name, storage)
+        monkeypatch.setenv("DAGSTER_HOME", str(home))
+        settings = load_settings(DATA_PATH_OVERRIDE=str(tmp_path / f"data-{name}"), LAKE_FSYNC="false")
+        _backfill(home, build_definitions(settings))
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage) == (name == "pooled")
+            fingerprints[name] = _fingerprint(instance)
+    assert fingerprints["pooled"] == fingerprints["default"]
+    assert fingerprints["pooled"]["status"]["curated_bars"][0] == ["2024-12-02", "2024-12-03", "2024-12-04", "2024-12-05"]
+    assert fingerprints["pooled"]["events"]["ASSET_CHECK_EVALUATION"] > 0
+
+    # the same files read the same under either storage: switch each home to the other one
+    _home(tmp_path / "default", pooled_storage(tmp_path / "default"))
+    _home(tmp_path / "pooled", None)
+    for name in ("default", "pooled"):
+        with dg.DagsterInstance.from_config(str(tmp_path / name)) as instance:
+            assert _fingerprint(instance) == fingerprints[name]
+
+
+def _messages(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    return [r.dagster_event.message for r in instance.all_logs(run_id) if r.dagster_event and (r.dagster_event.message or "").startswith("event")]
+
+
+def _report_in_runs(instance: dg.DagsterInstance, count: int) -> list[str]:
+    job = dg.GraphDefinition(name="noop", node_defs=[]).to_job()
+    run_ids = []
+    for index in range(count):
+        run = instance.create_run_for_job(job)
+        instance.report_engine_event(f"event {index}", run)
+        run_ids.append(run.run_id)
+    return run_ids
+
+
+def test_open_engines_are_bounded_and_closed_before_wipe(tmp_path):
+    home = _home(tmp_path / "home", pooled_storage(tmp_path / "home"))
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        storage = instance.event_log_storage
+        run_ids = _report_in_runs(instance, MAX_RUN_SHARDS + 4)
+        assert len(storage._engines) <= MAX_RUN_SHARDS + 1  # the index shard and the recent runs' shards
+        for index, run_id in enumerate(run_ids):  # every run's events stay readable, evicted or not
+            assert _messages(instance, run_id) == [f"event {index}"]
+        instance.wipe()
+        assert list(storage._engines) in ([], ["index"])  # no connection to a deleted run shard (the index is kept, emptied)
+        assert not [p for p in (home / "history" / "runs").glob("*.db") if p.name != "index.db"]
+        assert all(not instance.all_logs(run_id) for run_id in run_ids)
+        fresh = _report_in_runs(instance, 1)[0]  # a new shard file, not a connection to a deleted one
+        assert (home / "history" / "runs" / f"{fresh}.db").exists()
+        assert _messages(instance, fresh) == ["event 0"]
+    assert not storage._engines  # disposed with the instance
+
+
+def _child_reports(instance: dg.DagsterInstance, queue) -> None:
+    run_ids = _report_in_runs(instance, 2)
+    queue.put((run_ids, instance.event_log_storage._engines_pid == os.getpid()))  # engines of its own, not the parent's
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork start method")
+def test_a_forked_child_opens_its_own_connections(tmp_path):
+    home = _home(tmp_path / "home", pooled_storage(tmp_path / "home"))
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        before = _report_in_runs(instance, 1)
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        child = context.Process(target=_child_reports, args=(instance, queue))
+        child.start()
+        child_runs, own_engines = queue.get(timeout=120)
+        child.join(timeout=120)
+        assert child.exitcode == 0 and own_engines
+        after = _report_in_runs(instance, 1)  # the parent's pooled connections still work
+        for run_id in [*before, *child_runs, *after]:
+            assert _messages(instance, run_id) == ["event 0"] or _messages(instance, run_id) == ["event 1"]
+
+
+def test_repo_dagster_yaml_selects_the_pooled_storage(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
+        _report_in_runs(instance, 1)
+    assert (home / "history" / "runs.db").exists() and (home / "history" / "runs" / "index.db").exists()  # Dagster's default layout
