@@ -167,6 +167,15 @@ def _project_definitions() -> dg.Definitions:
     return defs
 
 
+def root_cause(error) -> str:
+    """The first line of the innermost cause of a Dagster ``SerializableErrorInfo`` (a step's own
+    error, e.g. ``MissingApiKeyError: ...``, not the wrapping "Error occurred while executing op")."""
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    lines = (error.message or "").strip().splitlines()
+    return lines[0] if lines else (error.cls_name or "error")
+
+
 def _execute_chunk(
     instance: dg.DagsterInstance,
     job_name: str,
@@ -192,7 +201,7 @@ def _execute_chunk(
     error = ""
     if not result.success:
         failures = [e for e in result.all_events if e.is_step_failure]
-        error = "; ".join(f"{e.step_key}: {e.step_failure_data.error.message.strip().splitlines()[0]}" for e in failures if e.step_failure_data and e.step_failure_data.error) or "run failed"
+        error = "; ".join(f"{e.step_key}: {root_cause(e.step_failure_data.error)}" for e in failures if e.step_failure_data and e.step_failure_data.error) or "run failed"
     return RunOutcome(
         run_id=result.run_id,
         start=dt.date.fromisoformat(tags[RANGE_START_TAG]),

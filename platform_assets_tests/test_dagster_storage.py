@@ -147,3 +147,16 @@ def test_repo_dagster_yaml_selects_the_pooled_storage(tmp_path, monkeypatch):
         assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
         _report_in_runs(instance, 1)
     assert (home / "history" / "runs.db").exists() and (home / "history" / "runs" / "index.db").exists()  # Dagster's default layout
+
+
+def test_an_instance_opened_from_another_folder_is_refused(tmp_path, monkeypatch):
+    """dagster.yaml reads base_dir from DAGSTER_HOME: opening another home must not use that one's history."""
+    elsewhere = _home(tmp_path / "elsewhere", None)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    monkeypatch.setenv("DAGSTER_HOME", str(elsewhere))
+    with pytest.raises(Exception, match="set DAGSTER_HOME to the instance's folder"):
+        dg.DagsterInstance.from_config(str(home))
+    with dg.DagsterInstance.from_config(str(elsewhere)) as other:  # nothing recorded in the other home
+        assert not other.get_runs() and not other.get_asset_keys()

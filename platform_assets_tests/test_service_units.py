@@ -142,3 +142,18 @@ def test_estimate_grows_with_symbols_and_days():
     both = estimate_seconds(["AAPL", "BTC-USD"], types, dt.date(2024, 12, 2), dt.date(2024, 12, 6))
     month = estimate_seconds(["AAPL"], types, dt.date(2024, 11, 1), dt.date(2024, 11, 30))
     assert 5 <= one < both and one < month
+
+
+def test_a_failed_refresh_run_fails_only_the_symbols_and_days_it_covered():
+    import datetime as dt
+
+    from platform_api.service.refresh_report import FailedRun
+    from platform_assets.calendars import CRYPTO, STOCKS
+
+    days = [dt.date(2024, 12, 2), dt.date(2024, 12, 3)]
+    every_stock = FailedRun(STOCKS, dt.date(2024, 12, 3), dt.date(2024, 12, 6), None, "vendor down")
+    assert every_stock.covers("AAPL", STOCKS, days)
+    assert not every_stock.covers("BTC-USD", CRYPTO, days)  # the crypto pipeline's runs are other runs
+    assert not every_stock.covers("AAPL", STOCKS, [dt.date(2024, 11, 29)])  # a day outside the run's range
+    subset = FailedRun(STOCKS, days[0], days[-1], frozenset({"MSFT"}), "vendor down")
+    assert subset.covers("MSFT", STOCKS, days) and not subset.covers("AAPL", STOCKS, days)

@@ -59,6 +59,17 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value) -> PooledSqliteEventLogStorage:  # type: ignore[override]
         return cls(inst_data=inst_data, **config_value)
 
+    def register_instance(self, instance) -> None:
+        """Refuse to serve an instance whose folder is not ``base_dir`` (dagster.yaml reads it from
+        ``DAGSTER_HOME``: an instance opened from another folder must not use that one's history)."""
+        expected = os.path.realpath(_event_logs_directory(instance.root_directory))
+        if os.path.realpath(self._base_dir) != expected:
+            raise ValueError(
+                f"PooledSqliteStorage base_dir holds event logs in {self._base_dir}, but this instance lives in "
+                f"{instance.root_directory}: set DAGSTER_HOME to the instance's folder (its dagster.yaml reads base_dir from it)"
+            )
+        super().register_instance(instance)
+
     def _engine(self, shard: str) -> Engine:
         """The shard's engine (created, and its database initialised, on first use); call with ``_db_lock`` held."""
         if self._engines_pid != os.getpid():  # a forked child must not use its parent's connections

@@ -47,7 +47,7 @@ from platform_api.service.models import (
     SymbolRemoved,
     SymbolsAdded,
 )
-from platform_api.service.refresh_report import estimate_seconds, refresh_result
+from platform_api.service.refresh_report import estimate_seconds, failed_runs, refresh_result
 from platform_assets.universe import (
     InvalidSymbolFormatError,
     UnknownSymbolError,
@@ -316,9 +316,11 @@ def create_app(settings: PlatformSettings | None = None, instance: dg.DagsterIns
     def completed(info: dict, status: jobs.JobStatus, interval: str, message: str) -> RefreshCompleted:
         current, inst = get_platform()
         start, end = dt.date.fromisoformat(info["start"]), dt.date.fromisoformat(info["end"])
-        result = refresh_result(info["symbols"], asset_types(inst), start, end, interval, current)
+        errors = "; ".join(status.summary.get("errors") or []) or "the refresh job failed"
+        failed = failed_runs(inst, status.run_ids, errors) if status.state == "FAILED" else []
+        job_error = f"the refresh job failed: {errors}" if status.state == "FAILED" and not failed else None
+        result = refresh_result(info["symbols"], asset_types(inst), start, end, interval, current, failed, job_error)
         if status.state == "FAILED" and not result["success"]:
-            errors = "; ".join(status.summary.get("errors") or []) or "every run of the job failed"
             raise HTTPException(500, detail=f"Data refresh failed: {errors}")
         return RefreshCompleted(
             message=message, result=result, status="completed", job_id=info["job_id"], interval=interval, dagster_run_ids=status.run_ids,

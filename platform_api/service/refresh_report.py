@@ -7,15 +7,26 @@ are still stored (flagged, not fed to features): their count is our extra ``dq_b
 curated 1-minute bars resampled to 1h or 1d by ``get_curated_bars(frequency=...)`` (so
 ``interval=1h`` really reports hourly bars: 7 per regular XNYS session, 24 per crypto day).
 A failed symbol carries ``error`` (our extra) saying what is missing.
+
+Bars stored before the refresh never make it a success: a symbol with a day in the range of a run of
+the refresh job that did not succeed (its market's pipeline, its symbols) failed, with that run's
+error, and when the job failed without such a run (its worker died, runs never started) every
+symbol failed. A refresh whose source is down so reports failures, not yesterday's data as new.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
+import dagster as dg
+
+from platform_api.backfill import RANGE_END_TAG, RANGE_START_TAG
 from platform_api.errors import NoDataError
 from platform_api.retrieval import get_curated_bars
-from platform_assets.calendars import sessions_in_range
+from platform_assets.automation.jobs import CRYPTO_PIPELINE_JOB
+from platform_assets.calendars import CRYPTO, STOCKS, Market, sessions_in_range
+from platform_assets.partitions import SYMBOLS_TAG
 from platform_assets.quality.checks import is_blocked
 from platform_assets.universe import market_of
 from resources.lake import CURATED_BARS, ParquetLake
@@ -40,13 +51,47 @@ def estimate_seconds(symbols: list[str], types: dict[str, str], start: dt.date, 
     return int(round(total))
 
 
+@dataclass(frozen=True)
+class FailedRun:
+    """A run of a refresh job that did not succeed: the market of its pipeline, its dates (inclusive),
+    its symbols (None: every symbol of the market) and why."""
+
+    market: Market
+    start: dt.date
+    end: dt.date
+    symbols: frozenset[str] | None
+    error: str
+
+    def covers(self, symbol: str, market: Market, days: list[dt.date]) -> bool:
+        if market != self.market or (self.symbols is not None and symbol not in self.symbols):
+            return False
+        return any(self.start <= day <= self.end for day in days)
+
+
+def failed_runs(instance: dg.DagsterInstance, run_ids: list[str], error: str) -> list[FailedRun]:
+    """The runs among ``run_ids`` that did not succeed (``error``: the job's error text)."""
+    out = []
+    for record in instance.get_run_records(dg.RunsFilter(run_ids=run_ids)) if run_ids else []:
+        run = record.dagster_run
+        if run.status == dg.DagsterRunStatus.SUCCESS or RANGE_START_TAG not in run.tags:
+            continue
+        symbols = frozenset(run.tags[SYMBOLS_TAG].split(",")) if run.tags.get(SYMBOLS_TAG) else None
+        market = CRYPTO if run.job_name == CRYPTO_PIPELINE_JOB else STOCKS
+        start, end = dt.date.fromisoformat(run.tags[RANGE_START_TAG]), dt.date.fromisoformat(run.tags[RANGE_END_TAG])
+        out.append(FailedRun(market, start, end, symbols, f"the refresh run {run.run_id} for {start} to {end} ended {run.status.value}: {error}"))
+    return out
+
+
 def _failure(symbol: str, error: str) -> dict:
     return {"symbol": symbol, "success": False, "rows": 0, "date_range": None, "latest_price": None, "dq_blocked_days": 0, "error": error}
 
 
-def symbol_result(symbol: str, market, start: dt.date, end: dt.date, interval: str, lake: ParquetLake, settings: PlatformSettings) -> dict:
+def symbol_result(
+    symbol: str, market, start: dt.date, end: dt.date, interval: str, lake: ParquetLake, settings: PlatformSettings, failed: list[FailedRun] | None = None
+) -> dict:
     """``{symbol, success, rows, date_range, latest_price, dq_blocked_days}`` (+ ``error`` when it failed)."""
     expected = sessions_in_range(market, start, end)
+    run_errors = [run.error for run in failed or [] if run.covers(symbol, market, expected)]
     missing = [d for d in expected if not lake.has_partition(CURATED_BARS, symbol, d)]
     blocked = [d for d in expected if d not in missing and is_blocked(lake, "curated_bars", symbol, d)]
     try:
@@ -58,21 +103,29 @@ def symbol_result(symbol: str, market, start: dt.date, end: dt.date, interval: s
     dates = bars["date"].astype(str).str[:10]
     out = {
         "symbol": symbol,
-        "success": not missing,
+        "success": not missing and not run_errors,
         "rows": int(len(bars)),
         "date_range": f"{dates.min()} to {dates.max()}",
         "latest_price": round(float(bars["close"].iloc[-1]), 6),
         "dq_blocked_days": len(blocked),
     }
-    if missing:
-        out["error"] = f"no curated bars for {len(missing)} day(s): " + ", ".join(d.isoformat() for d in missing[:10])
+    problems = ([f"no curated bars for {len(missing)} day(s): " + ", ".join(d.isoformat() for d in missing[:10])] if missing else []) + run_errors
+    if problems:
+        out["error"] = "; ".join(problems)
     return out
 
 
-def refresh_result(symbols: list[str], types: dict[str, str], start: dt.date, end: dt.date, interval: str, settings: PlatformSettings) -> dict:
-    """``{success: [...], failed: [...], summary: {total_symbols, successful, failed, success_rate}}``."""
+def refresh_result(
+    symbols: list[str], types: dict[str, str], start: dt.date, end: dt.date, interval: str, settings: PlatformSettings,
+    failed: list[FailedRun] | None = None, job_error: str | None = None,
+) -> dict:
+    """``{success: [...], failed: [...], summary: {total_symbols, successful, failed, success_rate}}``;
+    ``failed``: the job's runs that did not succeed; ``job_error``: the job failed as a whole (every
+    symbol failed with it)."""
     lake = ParquetLake(base_path=str(settings.base_path), fsync=False)
-    rows = [symbol_result(s, market_of(s, types), start, end, interval, lake, settings) for s in symbols]
+    rows = [symbol_result(s, market_of(s, types), start, end, interval, lake, settings, failed) for s in symbols]
+    if job_error:
+        rows = [{**row, "success": False, "error": "; ".join(filter(None, [row.get("error"), job_error]))} for row in rows]
     success = [r for r in rows if r["success"]]
     failed = [r for r in rows if not r["success"]]
     rate = round(100.0 * len(success) / len(rows), 2) if rows else 0.0
