@@ -3,8 +3,9 @@
 Layers: ``raw`` (vendor bars of every source, ``raw_bars``), ``curated`` (``curated_bars``; called
 ``processed`` in the HTTP answers, the guide's name) and ``features`` (our extra: the feature groups; a day counts as
 stored only when EVERY registered feature group holds it, so a missing ``bar_features`` can never
-hide behind ``l2_features``). The guide's optional ``cache`` layer is left out: the platform keeps
-no query cache (reads go straight to the Parquet lake).
+hide behind ``l2_features``). ``cache`` (the guide's third layer) is the Arrow read copies of closed
+feature and label months (``resources.read_copy``, what training pulls read first): its dates,
+files and rows; a cache is an accelerator, so it never counts for ``full`` / ``partial`` / ``none``.
 
 * ``get_coverage(symbol=None)``: per symbol and layer the earliest and latest date, file_count and
   total_rows (row counts from Parquet footers, cached by file size and mtime: no data read).
@@ -33,11 +34,14 @@ from platform_assets.calendars import CRYPTO, STOCKS, Market, sessions_in_range
 from platform_assets.features.registry import FEATURE_GROUPS
 from platform_assets.universe import market_of
 from resources.lake import layout_lock, month_file_dates
+from resources.read_copy import read_copy_summary
 from resources.settings import PlatformSettings, get_settings
 from resources.validation import InvalidDateRangeError, normalize_symbol, parse_half_open_dates
 
-LAYERS = ("raw", "curated", "features")
-HTTP_LAYER_NAMES = {"raw": "raw", "curated": "processed", "features": "features"}
+LAYERS = ("raw", "curated", "features")  # the layers a complete symbol holds (statuses are judged on these)
+CACHE = "cache"
+REPORTED_LAYERS = (*LAYERS, CACHE)
+HTTP_LAYER_NAMES = {"raw": "raw", "curated": "processed", "features": "features", CACHE: CACHE}
 FULL, PARTIAL, NONE = "full", "partial", "none"
 _SCAN_ATTEMPTS = 3
 
@@ -152,6 +156,20 @@ def _merge(parts: list[dict[str, LayerCoverage]], *, every: bool) -> dict[str, L
     return out
 
 
+def _scan_read_copies(table: Path, symbol: str | None) -> dict[str, LayerCoverage]:
+    """Per symbol: the read copy of ``table`` (``read_copy.arrow`` in its symbol folder), its dates and rows."""
+    out: dict[str, LayerCoverage] = {}
+    for symbol_dir in _dirs(table, "symbol="):
+        name = symbol_dir.name.split("=", 1)[1]
+        if symbol is not None and name != symbol:
+            continue
+        copy = read_copy_summary(Path(symbol_dir.path))
+        if copy is not None:
+            rows, dates = copy
+            out[name] = LayerCoverage(file_count=1, total_rows=rows, dates={d.isoformat() for d in dates})
+    return out
+
+
 def _scanned_tables(root: Path) -> list[Path]:
     """Every table folder the coverage scan reads (raw per source, curated, each feature version)."""
     tables = [Path(e.path) for e in _dirs(root / "raw_bars", "source=")] + [root / "curated_bars"]
@@ -167,13 +185,16 @@ def _coverage(settings: PlatformSettings, symbol: str | None) -> dict[str, dict[
             locks.enter_context(layout_lock(table, shared=True))
         raw = [_scan_table(Path(e.path), symbol) for e in _dirs(root / "raw_bars", "source=")]
         processed = _scan_table(root / "curated_bars", symbol)
-        features = []
+        features, copies = [], []
         for group in FEATURE_GROUPS:  # a group counts when any of its versions holds the day
-            versions = [_scan_table(Path(v.path), symbol) for v in _dirs(root / "features" / group, "version=")]
-            features.append(_merge(versions, every=False))
+            versions = [Path(v.path) for v in _dirs(root / "features" / group, "version=")]
+            features.append(_merge([_scan_table(v, symbol) for v in versions], every=False))
+            copies += [_scan_read_copies(v, symbol) for v in versions]
+        copies += [_scan_read_copies(Path(v.path), symbol) for v in _dirs(root / "labels", "version=")]
         per_layer = {"raw": _merge(raw, every=False), "curated": processed, "features": _merge(features, every=True)}
-    symbols = sorted({s for layer in per_layer.values() for s in layer})
-    return {s: {layer: per_layer[layer].get(s, LayerCoverage()).finish() for layer in LAYERS} for s in symbols}
+        symbols = sorted({s for layer in per_layer.values() for s in layer})
+        per_layer[CACHE] = _merge(copies, every=False)
+    return {s: {layer: per_layer[layer].get(s, LayerCoverage()).finish() for layer in REPORTED_LAYERS} for s in symbols}
 
 
 def expected_layers(market: Market) -> tuple[str, ...]:
@@ -182,7 +203,7 @@ def expected_layers(market: Market) -> tuple[str, ...]:
 
 
 def get_coverage(symbol: str | None = None, *, settings: PlatformSettings | None = None) -> list[dict]:
-    """``[{symbol, asset_type, layers: {raw|curated|features: {earliest, latest, file_count, total_rows}}}]``."""
+    """``[{symbol, asset_type, layers: {raw|curated|features|cache: {earliest, latest, file_count, total_rows}}}]``."""
     settings = settings or get_settings()
     wanted = normalize_symbol(symbol) if symbol is not None else None
     return [
@@ -216,7 +237,7 @@ def _http_layers(layers: dict[str, LayerCoverage]) -> dict[str, dict]:
 
 def coverage_report(symbols: dict[str, str], start: dt.date, end: dt.date, *, settings: PlatformSettings | None = None) -> dict:
     """The ``GET /data/coverage`` body for tracked ``{symbol: stock|crypto}`` over ``[start, end]``:
-    ``{stocks: {SYM: {raw, processed, features}}, crypto: {...}, total_symbols, coverage_stats,
+    ``{stocks: {SYM: {raw, processed, cache, features}}, crypto: {...}, total_symbols, coverage_stats,
     symbol_status, window}`` (the last two are our extras)."""
     settings = settings or get_settings()
     stored = _coverage(settings, None)
@@ -225,7 +246,7 @@ def coverage_report(symbols: dict[str, str], start: dt.date, end: dt.date, *, se
     counts = {FULL: "full_coverage", PARTIAL: "partial_coverage", NONE: "no_coverage"}
     for symbol, kind in sorted(symbols.items()):
         market = market_of(symbol, {symbol: kind})
-        layers = stored.get(symbol) or {layer: LayerCoverage() for layer in LAYERS}
+        layers = stored.get(symbol) or {layer: LayerCoverage() for layer in REPORTED_LAYERS}
         statuses[symbol] = symbol_status(layers, expected_days(market, start, end), market)
         body["coverage_stats"][counts[statuses[symbol]]] += 1
         body["crypto" if kind == "crypto" else "stocks"][symbol] = _http_layers(layers)
@@ -235,7 +256,7 @@ def coverage_report(symbols: dict[str, str], start: dt.date, end: dt.date, *, se
 
 
 def symbol_coverage(symbol: str, kind: str, start: dt.date, end: dt.date, *, settings: PlatformSettings | None = None) -> dict | None:
-    """``{symbol, coverage: {raw, processed, features}, status, window}``; None when nothing is stored."""
+    """``{symbol, coverage: {raw, processed, cache, features}, status, window}``; None when nothing is stored."""
     settings = settings or get_settings()
     stored = _coverage(settings, symbol).get(symbol)
     if stored is None:

@@ -33,9 +33,9 @@ class Platform:
         return self.defs.resources
 
 
-def pooled_storage(home: Path) -> dict:
-    """The instance storage of the repo's dagster.yaml (``resources.dagster_sqlite``) in ``home``."""
-    return {"storage": {"custom": {"module": "resources.dagster_sqlite", "class": "PooledSqliteStorage", "config": {"base_dir": str(home)}}}}
+def pooled_storage() -> dict:
+    """The instance class of the repo's dagster.yaml (``resources.dagster_sqlite``: pooled SQLite event log)."""
+    return {"instance_class": {"module": "resources.dagster_sqlite", "class": "PlatformInstance"}}
 
 
 @pytest.fixture
@@ -46,5 +46,5 @@ def platform(tmp_path: Path):
     settings = load_settings(DATA_PATH_OVERRIDE=str(tmp_path / "data"), LAKE_FSYNC="false")
     home = tmp_path / "dagster_home"
     home.mkdir()
-    with dg.instance_for_test(temp_dir=str(home), overrides=pooled_storage(home)) as instance:
+    with dg.instance_for_test(temp_dir=str(home), overrides=pooled_storage()) as instance:
         yield Platform(settings=settings, defs=build_definitions(settings), instance=instance, home=home)

@@ -29,7 +29,6 @@ import sys
 import time
 import types
 from pathlib import Path
-from unittest import mock
 
 import dagster as dg
 import numpy as np
@@ -108,7 +107,7 @@ def _settings(data: Path):
 
 
 def _backfill_in_process(data: Path, home: Path, symbols, start, end):
-    with mock.patch.dict(os.environ, {"DAGSTER_HOME": str(home)}), dg.DagsterInstance.from_config(str(home)) as instance:  # the repo's dagster.yaml reads it
+    with dg.DagsterInstance.from_config(str(home)) as instance:
         report = run_backfill(instance, plan_backfill(symbols, start, end), defs=build_definitions(_settings(data)), add_missing_symbols=True)
         in_flight = instance.get_run_records(dg.RunsFilter(statuses=IN_FLIGHT))
         failed = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))

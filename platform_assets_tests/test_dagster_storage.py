@@ -64,7 +64,7 @@ def test_pooled_storage_records_what_dagsters_default_storage_records(tmp_path, 
     from resources.settings import load_settings
 
     fingerprints = {}
-    for name, storage in (("default", None), ("pooled", pooled_storage(tmp_path / "pooled"))):
+    for name, storage in (("default", None), ("pooled", pooled_storage())):
         home = _home(tmp_path / name, storage)
         monkeypatch.setenv("DAGSTER_HOME", str(home))
         settings = load_settings(DATA_PATH_OVERRIDE=str(tmp_path / f"data-{name}"), LAKE_FSYNC="false")
@@ -77,7 +77,7 @@ def test_pooled_storage_records_what_dagsters_default_storage_records(tmp_path, 
     assert fingerprints["pooled"]["events"]["ASSET_CHECK_EVALUATION"] > 0
 
     # the same files read the same under either storage: switch each home to the other one
-    _home(tmp_path / "default", pooled_storage(tmp_path / "default"))
+    _home(tmp_path / "default", pooled_storage())
     _home(tmp_path / "pooled", None)
     for name in ("default", "pooled"):
         with dg.DagsterInstance.from_config(str(tmp_path / name)) as instance:
@@ -99,7 +99,7 @@ def _report_in_runs(instance: dg.DagsterInstance, count: int) -> list[str]:
 
 
 def test_open_engines_are_bounded_and_closed_before_wipe(tmp_path):
-    home = _home(tmp_path / "home", pooled_storage(tmp_path / "home"))
+    home = _home(tmp_path / "home", pooled_storage())
     with dg.DagsterInstance.from_config(str(home)) as instance:
         storage = instance.event_log_storage
         run_ids = _report_in_runs(instance, MAX_RUN_SHARDS + 4)
@@ -123,7 +123,7 @@ def _child_reports(instance: dg.DagsterInstance, queue) -> None:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork start method")
 def test_a_forked_child_opens_its_own_connections(tmp_path):
-    home = _home(tmp_path / "home", pooled_storage(tmp_path / "home"))
+    home = _home(tmp_path / "home", pooled_storage())
     with dg.DagsterInstance.from_config(str(home)) as instance:
         before = _report_in_runs(instance, 1)
         context = multiprocessing.get_context("fork")
@@ -149,14 +149,16 @@ def test_repo_dagster_yaml_selects_the_pooled_storage(tmp_path, monkeypatch):
     assert (home / "history" / "runs.db").exists() and (home / "history" / "runs" / "index.db").exists()  # Dagster's default layout
 
 
-def test_an_instance_opened_from_another_folder_is_refused(tmp_path, monkeypatch):
-    """dagster.yaml reads base_dir from DAGSTER_HOME: opening another home must not use that one's history."""
+def test_an_instance_opened_by_folder_uses_that_folder(tmp_path, monkeypatch):
+    """``from_config(folder)`` with DAGSTER_HOME pointing elsewhere (or unset) records in that folder."""
     elsewhere = _home(tmp_path / "elsewhere", None)
     home = tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
     monkeypatch.setenv("DAGSTER_HOME", str(elsewhere))
-    with pytest.raises(Exception, match="set DAGSTER_HOME to the instance's folder"):
-        dg.DagsterInstance.from_config(str(home))
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
+        run_id = _report_in_runs(instance, 1)[0]
+    assert (home / "history" / "runs" / f"{run_id}.db").exists()
     with dg.DagsterInstance.from_config(str(elsewhere)) as other:  # nothing recorded in the other home
-        assert not other.get_runs() and not other.get_asset_keys()
+        assert not other.get_runs()

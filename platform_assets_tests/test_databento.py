@@ -207,7 +207,9 @@ def test_backfill_l2_written_skipped_empty_error_and_manifest(platform_db, vendo
     mtime = path.stat().st_mtime_ns
     again = backfill_l2("AAPL", "2024-12-02", settings=settings)
     assert again["status"] == "skipped" and again["rows"] == first["rows"] and path.stat().st_mtime_ns == mtime
-    assert backfill_l2("ZZZZ", "2024-12-02", settings=settings)["status"] == "error"
+    failed = backfill_l2("ZZZZ", "2024-12-02", settings=settings)
+    assert failed["status"] == "error" and failed["path"] is None  # the guide: a path only when written or existing
+    assert not (Path(settings.level2_path) / "ZZZZ").exists()  # no empty folder for TF_1's watcher
     with pytest.raises(DatabentoError, match="Could not resolve symbols: ZZZZ"):
         backfill_l2("ZZZZ", "2024-12-02", settings=settings, strict=True)
 
@@ -223,6 +225,8 @@ def test_backfill_l2_written_skipped_empty_error_and_manifest(platform_db, vendo
     assert saved == summary
     assert summary["counts"] == {"WRITE": 2, "SKIP": 1, "EMPTY": 1, "ERROR": 2} and summary["total_tasks"] == 6
     assert summary["zero_row_tasks"] == [["MSFT", "2024-12-03"]]  # the guide's [symbol, date] pairs
+    assert [l["path"] for l in lines if l["status"] in ("EMPTY", "ERROR")] == [None, None, None]
+    assert not (Path(settings.level2_path) / "MSFT" / "2024-12-03_snapshots_databento.parquet").exists()
     assert len(summary["errors"]) == 2 and all(isinstance(e, str) and e.startswith("ZZZZ 2024-12-0") for e in summary["errors"])
     assert {k for k in summary} >= {"counts", "zero_row_tasks", "errors", "total_tasks", "duration_sec", "strict", "force", "max_tasks", "concurrency"}
     assert summary["concurrency"] == 3 and summary["strict"] is False and summary["force"] is False

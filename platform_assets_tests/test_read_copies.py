@@ -231,3 +231,23 @@ def test_read_copies_switched_off_are_ignored_and_removed(lake_copy):
     assert refresh_read_copies(lake, "2024-12", enabled=False) == {}
     assert not list(lake.table_dir(TABLE).glob(f"symbol=*/{READ_COPY_FILE}"))
     _same(on, _pull(settings))
+
+
+def test_coverage_reports_read_copies_as_the_guides_cache_layer(lake_copy):
+    """The HTTP guide's ``cache`` layer: the read copies, their dates, files and rows; never part of
+    a symbol's full/partial/none status; a stale copy (its month rewritten) is not reported."""
+    from platform_api.coverage import coverage_report, get_coverage, symbol_coverage
+
+    settings, lake = lake_copy
+    before = {row["symbol"]: row["layers"] for row in get_coverage(settings=settings)}
+    assert before["AAPL"]["cache"] == {"earliest": None, "latest": None, "file_count": 0, "total_rows": 0}
+    rows = build_read_copy(lake, TABLE, "AAPL", "2024-12")
+    cache = {row["symbol"]: row["layers"] for row in get_coverage(settings=settings)}["AAPL"]["cache"]
+    assert cache == {"earliest": "2024-11-25", "latest": "2024-11-29", "file_count": 1, "total_rows": rows}
+    single = symbol_coverage("AAPL", "stock", dt.date(2024, 11, 25), dt.date(2024, 12, 3), settings=settings)
+    report = coverage_report({"AAPL": "stock", "MSFT": "stock"}, dt.date(2024, 11, 25), dt.date(2024, 12, 3), settings=settings)
+    assert set(single["coverage"]) == set(report["stocks"]["MSFT"]) == {"raw", "processed", "cache", "features"}
+    assert single["coverage"]["cache"] == cache and report["symbol_status"] == {"AAPL": "full", "MSFT": "full"}  # MSFT has no copy
+    month = lake.symbol_dir(TABLE, "AAPL") / "month=2024-11" / "part.parquet"
+    os.utime(month, ns=(month.stat().st_atime_ns, month.stat().st_mtime_ns + 1_000_000))  # the month changed since the copy
+    assert {row["symbol"]: row["layers"] for row in get_coverage(settings=settings)}["AAPL"]["cache"]["file_count"] == 0

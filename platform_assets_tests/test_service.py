@@ -82,6 +82,8 @@ def test_sync_refresh_materializes_partitions_and_shows_in_coverage(client, serv
     assert body["result"]["summary"] == {"total_symbols": 1, "successful": 1, "failed": 0, "success_rate": 100.0}
     coverage = client.get("/data/coverage", params={"symbol": "AAPL"}).json()
     curated = coverage["coverage"]["processed"]
+    assert set(coverage["coverage"]) == {"raw", "processed", "cache", "features"}  # the guide's layers (+ ours)
+    assert set(client.get("/data/coverage").json()["stocks"]["AAPL"]) == {"raw", "processed", "cache", "features"}
     # file_count: the files really stored (a run writes a month's dates of a symbol as one file)
     assert curated["latest"] == expected[-1].isoformat() and curated["file_count"] == lake_files(service[2], "curated_bars", "AAPL") >= 1
     assert curated["total_rows"] >= 210 * len(expected) and coverage["coverage"]["features"]["file_count"] == lake_files(service[2], "features", "AAPL") >= 1

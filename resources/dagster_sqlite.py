@@ -1,4 +1,4 @@
-"""Dagster's SQLite instance storage with pooled connections (``storage: custom`` in dagster.yaml).
+"""Dagster's SQLite event log with pooled connections (``instance_class`` in dagster.yaml).
 
 Dagster's ``SqliteEventLogStorage`` builds a new SQLAlchemy engine for every statement batch and
 disposes it afterwards (``NullPool``). Each stored event so pays the engine set-up, a fresh SQLite
@@ -7,9 +7,9 @@ checkpoint. A ranged run of the offline graph stores two to three asset events p
 (materialization planned, materialization, the completeness check's evaluation): on 10 symbols x 60
 days that bookkeeping was ~40% of a one-worker backfill (11.0 s of 27.8 s), ~9 ms per event.
 
-``PooledSqliteStorage`` is Dagster's ``DagsterSqliteStorage``, same files and schema under the
-same ``base_dir`` (the instance's ``$DAGSTER_HOME``), same run and schedule storages, whose event
-log keeps one engine (one pooled connection) per database file: the index shard for the life of the
+``PlatformInstance`` is Dagster's instance whose default SQLite event log (same files and schema in
+the instance's folder; run and schedule storages untouched) is ``PooledSqliteEventLogStorage``,
+which keeps one engine (one pooled connection) per database file: the index shard for the life of the
 storage, the run shards of the ``MAX_RUN_SHARDS`` most recently used runs. Everything else, the
 SQL, the transactions (one per ``_connect`` block, as before), the ``_db_lock`` serialising a
 process's threads, the busy timeout between processes, is Dagster's own code. Also, a planned check
@@ -18,7 +18,8 @@ are the same). Engines are dropped, never shared, in a forked child, closed befo
 the shard files and on ``dispose``.
 
 The on-disk state is interchangeable with Dagster's default SQLite storage: an instance switches
-between the two by its dagster.yaml alone (tested both ways).
+between the two by its dagster.yaml alone (tested both ways). Any other configured storage
+(``storage: postgres``) is used as it is.
 """
 
 from __future__ import annotations
@@ -29,17 +30,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import sqlalchemy as db
+from dagster._core.instance import DagsterInstance
+from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.storage.event_log.base import EventLogStorage
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
-from dagster._core.storage.runs import SqliteRunStorage
-from dagster._core.storage.schedules import SqliteScheduleStorage
-from dagster._core.storage.sqlite_storage import (
-    DagsterSqliteStorage,
-    _event_logs_directory,
-    _runs_directory,
-    _schedule_directory,
-)
 from dagster._serdes import ConfigurableClassData, serialize_value
 from sqlalchemy.engine import Connection, Engine
 
@@ -58,17 +54,6 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     @classmethod
     def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value) -> PooledSqliteEventLogStorage:  # type: ignore[override]
         return cls(inst_data=inst_data, **config_value)
-
-    def register_instance(self, instance) -> None:
-        """Refuse to serve an instance whose folder is not ``base_dir`` (dagster.yaml reads it from
-        ``DAGSTER_HOME``: an instance opened from another folder must not use that one's history)."""
-        expected = os.path.realpath(_event_logs_directory(instance.root_directory))
-        if os.path.realpath(self._base_dir) != expected:
-            raise ValueError(
-                f"PooledSqliteStorage base_dir holds event logs in {self._base_dir}, but this instance lives in "
-                f"{instance.root_directory}: set DAGSTER_HOME to the instance's folder (its dagster.yaml reads base_dir from it)"
-            )
-        super().register_instance(instance)
 
     def _engine(self, shard: str) -> Engine:
         """The shard's engine (created, and its database initialised, on first use); call with ``_db_lock`` held."""
@@ -146,35 +131,20 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             )
 
 
-class PooledSqliteStorage(DagsterSqliteStorage):
-    """``DagsterSqliteStorage`` whose event log is ``PooledSqliteEventLogStorage``.
+class PlatformInstance(DagsterInstance):
+    """The Dagster instance of dagster.yaml (``instance_class``): Dagster's own, whose SQLite event
+    log (the default storage, in the instance's folder) is the pooled one; any other storage
+    (``storage: postgres`` at scale, README "Scaling out") is used as configured."""
 
-    dagster.yaml::
-
-        storage:
-          custom:
-            module: resources.dagster_sqlite
-            class: PooledSqliteStorage
-            config:
-              base_dir:
-                env: DAGSTER_HOME
-    """
-
-    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
-        self.base_dir = base_dir
-        self._run_storage = SqliteRunStorage.from_local(_runs_directory(base_dir))
-        self._event_log_storage = PooledSqliteEventLogStorage(_event_logs_directory(base_dir))
-        self._schedule_storage = SqliteScheduleStorage.from_local(_schedule_directory(base_dir))
-        self._inst_data = inst_data
-        super(DagsterSqliteStorage, self).__init__()
+    config_defaults = staticmethod(InstanceRef.config_defaults)
 
     @classmethod
-    def from_config_value(cls, inst_data: ConfigurableClassData, config_value) -> PooledSqliteStorage:  # type: ignore[override]
-        return cls.from_local(inst_data=inst_data, **config_value)
+    def config_schema(cls) -> dict:
+        return {}  # no settings of its own
 
-    @property
-    def event_storage_data(self) -> ConfigurableClassData | None:
-        import yaml
-
-        return ConfigurableClassData(__name__, PooledSqliteEventLogStorage.__name__, yaml.dump({"base_dir": _event_logs_directory(self.base_dir)}))
-
+    def __init__(self, *args, event_storage: EventLogStorage, **kwargs):
+        if type(event_storage) is SqliteEventLogStorage:
+            base_dir = event_storage._base_dir
+            event_storage.dispose()
+            event_storage = PooledSqliteEventLogStorage(base_dir, inst_data=event_storage.inst_data)
+        super().__init__(*args, event_storage=event_storage, **kwargs)

@@ -10,6 +10,7 @@ data, and snapshots are de-duplicated on ``timestamp``.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -86,12 +87,16 @@ class L2SnapshotStore(dg.ConfigurableResource):
         the columns stay the contract's."""
         target = self.snapshot_path(symbol, day, suffix)
         rows = 0
+        books = iter(books)
+        first = next((book for book in books if len(book)), None)  # no folder, no temp file before the first snapshot
+        if first is None:
+            return None, 0
 
         def write(tmp: Path) -> None:
             nonlocal rows
             writer = None
             try:
-                for book in books:
+                for book in itertools.chain([first], books):
                     if len(book) == 0:
                         continue
                     if book.levels != self.levels:

@@ -231,3 +231,23 @@ def usable_read_copy(symbol_dir: Path, layout: dict[dt.date, Path]) -> ReadCopy 
     if runs is not None and (not len(runs) or runs[-1, 1] >= rows.num_rows):
         runs = None  # inconsistent with the rows: sessions are computed from them instead
     return ReadCopy(rows=rows, dates=dates, files=frozenset(files.values()), session_runs=runs)
+
+
+def read_copy_summary(symbol_dir: Path) -> tuple[int, frozenset] | None:
+    """Rows and dates of the symbol's read copy while it still stands for the month files it was
+    built from (unchanged inode, size and mtime); None when there is none or it went stale.
+    Memory-mapped: no row data is read (for coverage reports)."""
+    opened = _open_copy(read_copy_path(symbol_dir))
+    if opened is None:
+        return None
+    reader, metadata = opened
+    if SOURCES_KEY not in metadata or DATES_KEY not in metadata:
+        return None
+    recorded, dates, _ = _footer(metadata[SOURCES_KEY], metadata[DATES_KEY], metadata.get(SESSIONS_KEY))
+    try:
+        if not recorded or any(_identity(os.path.join(str(symbol_dir), name, PART_FILE)) != identity for name, identity in recorded.items()):
+            return None
+        rows = sum(reader.get_batch(index).num_rows for index in range(reader.num_record_batches))
+    except (OSError, pa.ArrowException):
+        return None
+    return rows, dates

@@ -252,7 +252,7 @@ def create_app(settings: PlatformSettings | None = None, instance: dg.DagsterIns
             raise HTTPException(404, detail=f"Symbol {name} is not tracked and has no stored data")
         if found is None:
             empty = {"earliest": None, "latest": None, "file_count": 0, "total_rows": 0}
-            found = {"symbol": name, "coverage": {"raw": dict(empty), "processed": dict(empty), "features": dict(empty)}, "status": "none", "window": {"start": start.isoformat(), "end": end.isoformat()}}
+            found = {"symbol": name, "coverage": {"raw": dict(empty), "processed": dict(empty), "cache": dict(empty), "features": dict(empty)}, "status": "none", "window": {"start": start.isoformat(), "end": end.isoformat()}}
         return found
 
     @app.get("/data/coverage/stats", tags=["coverage"])

@@ -77,6 +77,7 @@ def backfill_l2_day(
         if strict:
             raise
         result.update(status="error", error=f"{type(error).__name__}: {error}")
+    result["path"] = str(path) if path.exists() else None  # the guide: a path only when written or existing
     return result
 
 
