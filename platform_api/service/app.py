@@ -317,8 +317,8 @@ def create_app(settings: PlatformSettings | None = None, instance: dg.DagsterIns
         current, inst = get_platform()
         start, end = dt.date.fromisoformat(info["start"]), dt.date.fromisoformat(info["end"])
         errors = "; ".join(status.summary.get("errors") or []) or "the refresh job failed"
-        failed = failed_runs(inst, status.run_ids, errors) if status.state == "FAILED" else []
-        job_error = f"the refresh job failed: {errors}" if status.state == "FAILED" and not failed else None
+        failed, unsuccessful = failed_runs(inst, status.run_ids, errors) if status.state == "FAILED" else ([], 0)
+        job_error = f"the refresh job failed: {errors}" if status.state == "FAILED" and not unsuccessful else None  # failed outside its runs
         result = refresh_result(info["symbols"], asset_types(inst), start, end, interval, current, failed, job_error)
         if status.state == "FAILED" and not result["success"]:
             raise HTTPException(500, detail=f"Data refresh failed: {errors}")

@@ -10,7 +10,8 @@ A failed symbol carries ``error`` (our extra) saying what is missing.
 
 Bars stored before the refresh never make it a success: a symbol with a day in the range of a run of
 the refresh job that did not succeed (its market's pipeline, its symbols) failed, with that run's
-error, and when the job failed without such a run (its worker died, runs never started) every
+error (a run stopped only by blocking DQ checks stored its bars: those days count as
+``dq_blocked_days``), and when the job failed without such a run (its worker died, runs never started) every
 symbol failed. A refresh whose source is down so reports failures, not yesterday's data as new.
 """
 
@@ -68,18 +69,32 @@ class FailedRun:
         return any(self.start <= day <= self.end for day in days)
 
 
-def failed_runs(instance: dg.DagsterInstance, run_ids: list[str], error: str) -> list[FailedRun]:
-    """The runs among ``run_ids`` that did not succeed (``error``: the job's error text)."""
-    out = []
+DQ_BLOCK_ERROR = "DagsterAssetCheckFailedError"
+
+
+def _only_dq_blocked(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """Whether the run failed only because blocking DQ checks failed: its bars were stored and the
+    blocked days are reported as ``dq_blocked_days``, not as a failed refresh."""
+    failures = [r.dagster_event.step_failure_data for r in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE) if r.dagster_event]
+    return bool(failures) and all(f is not None and f.error is not None and f.error.cls_name == DQ_BLOCK_ERROR for f in failures)
+
+
+def failed_runs(instance: dg.DagsterInstance, run_ids: list[str], error: str) -> tuple[list[FailedRun], int]:
+    """The runs among ``run_ids`` that did not succeed for another reason than blocking DQ checks
+    (``error``: the job's error text), and how many runs did not succeed at all."""
+    out, unsuccessful = [], 0
     for record in instance.get_run_records(dg.RunsFilter(run_ids=run_ids)) if run_ids else []:
         run = record.dagster_run
-        if run.status == dg.DagsterRunStatus.SUCCESS or RANGE_START_TAG not in run.tags:
+        if run.status == dg.DagsterRunStatus.SUCCESS:
+            continue
+        unsuccessful += 1
+        if RANGE_START_TAG not in run.tags or _only_dq_blocked(instance, run.run_id):
             continue
         symbols = frozenset(run.tags[SYMBOLS_TAG].split(",")) if run.tags.get(SYMBOLS_TAG) else None
         market = CRYPTO if run.job_name == CRYPTO_PIPELINE_JOB else STOCKS
         start, end = dt.date.fromisoformat(run.tags[RANGE_START_TAG]), dt.date.fromisoformat(run.tags[RANGE_END_TAG])
         out.append(FailedRun(market, start, end, symbols, f"the refresh run {run.run_id} for {start} to {end} ended {run.status.value}: {error}"))
-    return out
+    return out, unsuccessful
 
 
 def _failure(symbol: str, error: str) -> dict:
