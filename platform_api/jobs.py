@@ -46,7 +46,7 @@ from platform_api.inputs import parse_time_range
 from platform_api.job_store import JOB_ID_TAG, JOB_KIND_TAG, JobRecord
 from platform_assets.automation.jobs import OFFLINE_PIPELINE_JOB, STOCK_PIPELINE_JOB
 from platform_assets.automation.run_reaper import process_start_time, reap_dead_runs
-from platform_assets.calendars import CRYPTO, STOCKS, is_session, sessions_in_range
+from platform_assets.calendars import CRYPTO, STOCKS, Market, is_session, session_bounds, sessions_in_range
 from platform_assets.partitions import last_partition_date
 from platform_assets.run_options import KEEP_EXISTING_TAG
 from platform_assets.universe import asset_types, market_of, require_tracked, tracked_symbols
@@ -469,9 +469,22 @@ REFRESH_ASSET_TYPES = {"stocks": "stocks", "crypto": "crypto", "all": "all"}
 REFRESH_INTERVALS = ("1d", "1h")
 
 
-def refresh_window(days_back: int, today: dt.date | None = None) -> tuple[dt.date, dt.date]:
-    """[start, end] of a refresh: the last ``days_back`` calendar days up to today (UTC)."""
-    end = today or pd.Timestamp.now(tz="UTC").date()
+def last_complete_day(market: Market, now: pd.Timestamp) -> dt.date:
+    """The newest day of ``market``'s calendar (its time zone) whose session, if it has one, has
+    closed by ``now``: today once its session is over (or when it has none), else yesterday."""
+    today = now.tz_convert(market.timezone).date()
+    if is_session(market, today) and session_bounds(market, today)[1] > now:
+        return today - dt.timedelta(days=1)
+    return today
+
+
+def refresh_window(days_back: int, today: dt.date | None = None, markets: tuple[Market, ...] = (STOCKS, CRYPTO)) -> tuple[dt.date, dt.date]:
+    """[start, end] of a refresh: the last ``days_back`` calendar days ending at the newest day
+    complete in every market refreshed (``today``, UTC, by default). A session still under way or
+    not yet open is left to the next refresh: its bars do not exist yet (a vendor returns what has
+    traded), so refreshing it would store a day of gaps."""
+    now = pd.Timestamp.now(tz="UTC")
+    end = min([today or now.date(), *(last_complete_day(market, now) for market in markets)])
     return end - dt.timedelta(days=days_back - 1), end
 
 
@@ -495,8 +508,8 @@ def trigger_refresh(
     settings = settings or get_settings()
     instance = _instance(instance)
     defs = defs or _defs(settings)
-    start, end = refresh_window(days_back, today)
     markets = {"stocks": [STOCKS], "crypto": [CRYPTO], "all": [STOCKS, CRYPTO]}[asset_type]
+    start, end = refresh_window(days_back, today, tuple(markets))
     symbols = [s for market in markets for s in tracked_symbols(instance, market) if sessions_in_range(market, start, min(end, last_partition_date(market)))]
     if not symbols:
         raise InvalidOptionError(f"nothing to refresh: no tracked {asset_type} symbols with a session between {start} and {end}")

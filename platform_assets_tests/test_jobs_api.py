@@ -114,14 +114,18 @@ def test_daily_ingestion_runs_the_whole_graph_for_the_universe(platform):
     assert set(status.summary["materializations"]) >= {"raw_bars_sim", "curated_bars", "bar_features", "labels"}
 
 
-def test_a_refresh_before_todays_partition_exists_stops_at_the_newest_partition(platform):
+def test_a_refresh_ends_at_the_newest_complete_session(platform):
     """Between midnight UTC and midnight New York the UTC 'today' is a session with no partition
-    yet: "the last N days" ends at the newest partition instead of being refused."""
-    from platform_api.jobs import get_job_status, trigger_refresh
+    yet, and until its close today's session has no complete data: "the last N days" ends at the
+    newest session that has closed instead of being refused or storing a day of gaps."""
+    import pandas as pd
+
+    from platform_api.jobs import get_job_status, last_complete_day, trigger_refresh
     from platform_assets.calendars import STOCKS, sessions_in_range
     from platform_assets.partitions import RANGE_END_TAG, last_partition_date
 
     newest = last_partition_date(STOCKS)
+    complete = sessions_in_range(STOCKS, newest - dt.timedelta(days=10), min(newest, last_complete_day(STOCKS, pd.Timestamp.now(tz="UTC"))))[-1]
     ahead = sessions_in_range(STOCKS, newest + dt.timedelta(days=1), newest + dt.timedelta(days=10))[0]  # no partition yet
     add_symbols(platform.instance, ["SPY"])
     handle = trigger_refresh(days_back=ahead.toordinal() - newest.toordinal() + 1, asset_type="stocks", today=ahead, wait=True,
@@ -129,4 +133,4 @@ def test_a_refresh_before_todays_partition_exists_stops_at_the_newest_partition(
     status = get_job_status(handle.job_id, instance=platform.instance)
     assert status.state == "SUCCEEDED", status
     ends = {platform.instance.get_run_by_id(run_id).tags[RANGE_END_TAG] for run_id in status.run_ids}
-    assert ends == {newest.isoformat()}
+    assert ends == {complete.isoformat()}

@@ -12,12 +12,13 @@ from urllib.parse import quote
 
 import dagster as dg
 import httpx
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from service_harness import REPO, free_port, lake_files, running_service, stored_state, wait_for_job
 
+from platform_api.jobs import last_complete_day, refresh_window
 from platform_assets.calendars import STOCKS, sessions_in_range
-from platform_assets.partitions import last_partition_date
 from platform_assets.universe import seed_default_universe
 
 
@@ -75,8 +76,9 @@ def test_sync_refresh_materializes_partitions_and_shows_in_coverage(client, serv
     response = client.post("/data/refresh", json={"days_back": 5, "asset_type": "stocks", "async_mode": False})
     assert response.status_code == 200, response.text
     body = response.json()
-    today = dt.datetime.now(dt.timezone.utc).date()
-    expected = sessions_in_range(STOCKS, today - dt.timedelta(days=4), min(today, last_partition_date(STOCKS)))  # today's session may have no partition yet
+    start, end = refresh_window(5, markets=(STOCKS,))  # the last 5 days ending at the newest complete session
+    expected = sessions_in_range(STOCKS, start, end)
+    assert end < dt.datetime.now(dt.timezone.utc).date() or last_complete_day(STOCKS, pd.Timestamp.now(tz="UTC")) == end
     assert body["status"] == "completed" and body["dagster_run_ids"] and body["job_state"] == "SUCCEEDED" and body["errors"] == []
     assert [(e["symbol"], e["success"], e["rows"]) for e in body["result"]["success"]] == [("AAPL", True, len(expected))]
     assert body["result"]["summary"] == {"total_symbols": 1, "successful": 1, "failed": 0, "success_rate": 100.0}

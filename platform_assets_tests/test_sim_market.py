@@ -63,3 +63,28 @@ def test_faults_are_where_the_fault_list_says():
             row = np.flatnonzero(book_ts == fault.start_ts)[0]
             assert day.book.bid_prices[row, 0] > day.book.ask_prices[row, 0]
     assert len(session_minutes(STOCKS, DAY)) == 390
+
+
+def test_the_offline_source_never_delivers_what_has_not_happened(monkeypatch):
+    """Like a vendor, the simulator hands out only bars whose minute has ended, snapshots taken and
+    faults begun by the time of the request; a finished session comes back whole."""
+    import pandas as pd
+
+    from platform_assets.calendars import STOCKS, session_bounds
+    from resources import offline_source
+    from resources.offline_source import OfflineSource, as_of
+
+    day = dt.date(2024, 12, 2)
+    whole = OfflineSource().day("AAPL", day)  # long past: unchanged
+    opening, close = session_bounds(STOCKS, day)
+    assert len(whole.bars) > 300 and whole.bars["ts"].max() + pd.Timedelta(minutes=1) <= close
+    for now in (opening - pd.Timedelta(hours=3), opening + pd.Timedelta(minutes=90, seconds=30), close - pd.Timedelta(minutes=1), close):
+        part = as_of(whole, now)
+        assert (part.bars["ts"] + pd.Timedelta(minutes=1) <= now).all() and (pd.to_datetime(part.book.timestamp).tz_localize("UTC") <= now).all()
+        assert len(part.bars) == int((whole.bars["ts"] + pd.Timedelta(minutes=1) <= now).sum())  # nothing else dropped
+        assert len(part.faults) == int((pd.to_datetime(whole.faults["start_ts"], utc=True) < now).sum())
+    before_open = as_of(whole, opening - pd.Timedelta(seconds=1))
+    assert len(before_open.bars) == 0 and len(before_open.book) == 0 and len(before_open.faults) == 0
+    assert as_of(whole, close) is whole  # complete: the same object
+    monkeypatch.setattr(offline_source, "_now", lambda: opening + pd.Timedelta(minutes=30, seconds=5))  # the resource asks the clock
+    assert len(OfflineSource().day("AAPL", day).bars) == int((whole.bars["ts"] < opening + pd.Timedelta(minutes=29, seconds=6)).sum())

@@ -16,7 +16,7 @@ class RefreshRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    days_back: int = Field(30, ge=1, le=365, description="days of history to refresh, 1-365 (calendar days up to today, UTC)")
+    days_back: int = Field(30, ge=1, le=365, description="days of history to refresh, 1-365 (calendar days ending at the newest complete day)")
     interval: Literal["1d", "1h"] = Field("1d", description="1d or 1h: the bars the sync result reports (resampled from curated 1-min bars)")
     asset_type: AssetTypeFilter = Field("all", description="stocks, crypto or all")
     async_mode: bool = Field(True, description="true: run in the background and answer at once; false: wait and report per symbol")
