@@ -162,6 +162,11 @@ def test_async_refresh_job_reaches_succeeded(client, service):
         ("get", "/data/coverage?symbol=a/b", None, 400, "a/b"),
         ("get", "/data/jobs/refresh-000000000000", None, 404, "refresh-000000000000"),
         ("get", "/data/jobs/not-a-job", None, 404, "not-a-job"),
+        ("get", "/data/symbols?foo=1", None, 400, "foo"),  # every endpoint: unknown or repeated query fields are refused
+        ("get", "/data/coverage?symbol=AAPL&foo=1", None, 400, "foo"),
+        ("get", "/data/coverage?symbol=AAPL&symbol=MSFT", None, 400, "symbol"),
+        ("delete", "/data/symbols/AAPL?foo=1", None, 400, "foo"),
+        ("get", "/data/jobs/refresh-000000000000?verbose=1", None, 400, "verbose"),
     ],
 )
 def test_bad_requests_answer_4xx_with_a_detail_and_change_nothing(client, service, method, path, payload, status, detail):

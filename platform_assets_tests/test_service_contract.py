@@ -17,6 +17,7 @@ import pytest
 import requests
 from service_harness import running_service, wait_for_job
 
+from platform_api.jobs import refresh_window
 from platform_api.retrieval import get_curated_bars
 from platform_assets.calendars import CRYPTO, STOCKS, session_minutes, sessions_in_range
 from platform_assets.partitions import last_partition_date
@@ -40,12 +41,10 @@ def client(service):
         yield http
 
 
-def _today() -> dt.date:
-    return dt.datetime.now(dt.timezone.utc).date()
-
-
-def _window(days_back: int) -> tuple[dt.date, dt.date]:
-    return _today() - dt.timedelta(days=days_back - 1), _today()
+def _window(days_back: int, *markets) -> tuple[dt.date, dt.date]:
+    """A refresh's window: the last ``days_back`` days ending at the newest day complete in every
+    market refreshed (``jobs.refresh_window``; stocks unless told)."""
+    return refresh_window(days_back, markets=markets or (STOCKS,))
 
 
 def _sessions(market, start: dt.date, end: dt.date) -> list[dt.date]:
@@ -170,7 +169,7 @@ def test_refresh_crypto_only_hourly_data(client, service):
     hourly = client.post("/data/refresh", json={"asset_type": "crypto", "interval": "1h", "days_back": 2, "async_mode": False}).json()
     daily = client.post("/data/refresh", json={"asset_type": "crypto", "interval": "1d", "days_back": 2, "async_mode": False}).json()
     assert hourly["result"]["success"][0]["rows"] == 48 and daily["result"]["success"][0]["rows"] == 2  # 24 hourly bars per UTC day
-    start, end = _window(2)
+    start, end = _window(2, CRYPTO)
     bars = get_curated_bars(["BTC-USD"], start, end + dt.timedelta(days=1), frequency="1h", settings=_settings(service))
     assert len(bars) == 48 and hourly["result"]["success"][0]["latest_price"] == pytest.approx(float(bars["close"].iloc[-1]))
 
@@ -265,7 +264,7 @@ def test_external_tool_sync_portfolio_pattern(client, service):
     with _tracking_only(client, ["AAPL"]):
         body = sync_portfolio_data(["AAPL"])  # adding a tracked symbol again is harmless
     assert body["status"] == "completed" and body["result"]["summary"] == {"total_symbols": 1, "successful": 1, "failed": 0, "success_rate": 100.0}
-    start, end = _window(90)
+    start, end = _window(90, STOCKS, CRYPTO)  # the guide's snippet refreshes every asset type
     assert body["result"]["success"][0]["rows"] == len(_sessions(STOCKS, start, end))
 
 

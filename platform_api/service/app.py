@@ -24,7 +24,7 @@ from functools import lru_cache
 from typing import Literal
 
 import dagster as dg
-from fastapi import Body, FastAPI, HTTPException, Query, Request
+from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
@@ -73,15 +73,30 @@ def _bad(detail: str) -> HTTPException:
     return HTTPException(status_code=400, detail=detail)
 
 
+def _check_query(request: Request, names, repeatable=()) -> None:
+    """Refuse query parameters the endpoint does not take, or given more than once (a 400)."""
+    unknown = sorted(set(request.query_params) - set(names))
+    if unknown:
+        expected = f"; expected {', '.join(names)}" if names else "; this endpoint takes none"
+        raise _bad(f"unknown query parameter(s): {', '.join(unknown)}{expected}")
+    repeated = sorted(k for k in request.query_params if k not in repeatable and len(request.query_params.getlist(k)) > 1)
+    if repeated:
+        raise _bad(f"query parameter(s) given more than once: {', '.join(repeated)}")
+
+
+def strict_query(*names: str, repeatable: tuple[str, ...] = ()):
+    """A route dependency: only ``names`` as query parameters, each once (``repeatable`` ones may repeat)."""
+
+    def check(request: Request) -> None:
+        _check_query(request, names, repeatable)
+
+    return Depends(check)
+
+
 def _merge(model: type[BaseModel], body: BaseModel | None, query: dict, request: Request) -> BaseModel:
     """One request object from the JSON body and the query string (a field in both is an error,
     an unknown query parameter too, as unknown body fields are)."""
-    unknown = sorted(set(request.query_params) - set(query))
-    if unknown:
-        raise _bad(f"unknown query parameter(s): {', '.join(unknown)}; expected {', '.join(query)}")
-    repeated = sorted(k for k in request.query_params if len(request.query_params.getlist(k)) > 1)
-    if repeated:
-        raise _bad(f"query parameter(s) given more than once: {', '.join(repeated)}")
+    _check_query(request, list(query))
     given = {k: v for k, v in query.items() if v is not None}
     from_body = body.model_dump(include=body.model_fields_set) if body is not None else {}
     both = sorted(set(given) & set(from_body))
@@ -178,7 +193,7 @@ def create_app(settings: PlatformSettings | None = None, instance: dg.DagsterIns
         return {"status": "ok"}
 
     # ------------------------------------------------------------------ symbols
-    @app.get("/data/symbols", response_model=SymbolList, tags=["symbols"])
+    @app.get("/data/symbols", response_model=SymbolList, tags=["symbols"], dependencies=[strict_query("asset_type")])
     def list_symbols(asset_type: AssetTypeQuery = Query("all", description="stocks or crypto (all: both, the default)")) -> SymbolList:
         """The tracked symbols: ``{stocks: [...], crypto: [...], total}``."""
         _, inst = get_platform()
@@ -213,7 +228,7 @@ def create_app(settings: PlatformSettings | None = None, instance: dg.DagsterIns
             added += add_symbols(inst, names, kind) if names else []
         return SymbolsAdded(message=f"{len(added)} symbols added successfully", added=added, total=len(universe_table(inst)))
 
-    @app.delete("/data/symbols/{symbol}", response_model=SymbolRemoved, tags=["symbols"])
+    @app.delete("/data/symbols/{symbol}", response_model=SymbolRemoved, tags=["symbols"], dependencies=[strict_query()])
     def delete_symbol(symbol: str) -> SymbolRemoved:
         """Stop tracking a symbol. Its stored data stays where it is."""
         _, inst = get_platform()
@@ -228,7 +243,7 @@ def create_app(settings: PlatformSettings | None = None, instance: dg.DagsterIns
         return SymbolRemoved(message=f"Symbol {name} removed successfully", symbol=name)
 
     # ------------------------------------------------------------------ coverage
-    @app.get("/data/coverage", tags=["coverage"])
+    @app.get("/data/coverage", tags=["coverage"], dependencies=[strict_query("symbol", "days_back")])
     def coverage(
         symbol: str | None = Query(None, description="one symbol only"),
         days_back: int = Query(30, ge=1, le=365, description="extra: the window full/partial/none is judged on (default 30 days, as a default refresh)"),
@@ -255,7 +270,7 @@ def create_app(settings: PlatformSettings | None = None, instance: dg.DagsterIns
             found = {"symbol": name, "coverage": {"raw": dict(empty), "processed": dict(empty), "cache": dict(empty), "features": dict(empty)}, "status": "none", "window": {"start": start.isoformat(), "end": end.isoformat()}}
         return found
 
-    @app.get("/data/coverage/stats", tags=["coverage"])
+    @app.get("/data/coverage/stats", tags=["coverage"], dependencies=[strict_query("start", "end", "symbol", repeatable=("symbol",))])
     def coverage_completeness(
         start: str = Query(..., description="first day, YYYY-MM-DD"),
         end: str = Query(..., description="first day NOT included, YYYY-MM-DD (the range is [start, end))"),
@@ -380,7 +395,7 @@ def create_app(settings: PlatformSettings | None = None, instance: dg.DagsterIns
             )
         return completed(info, status, fields.interval, f"{preset.capitalize()} refresh completed")
 
-    @app.get("/data/jobs/{job_id}", response_model=JobStatusBody, tags=["refresh"])
+    @app.get("/data/jobs/{job_id}", response_model=JobStatusBody, tags=["refresh"], dependencies=[strict_query()])
     def job_status(job_id: str) -> JobStatusBody:
         """Our extra: PENDING -> RUNNING -> SUCCEEDED | FAILED, from the Dagster instance's runs of the job."""
         _, inst = get_platform()
