@@ -87,8 +87,11 @@ def test_bad_rule_file_structure(tmp_path):
 
 def test_repo_rule_file_loads_every_dataset():
     rule_sets = default_rule_sets()
-    assert set(rule_sets) == {"raw_bars", "curated_bars", "l2_snapshots", "bar_features", "l2_features"}
+    assert set(rule_sets) == {"raw_bars", "curated_bars", "crypto_curated_bars", "l2_snapshots", "bar_features", "l2_features"}
     assert all(rule_sets[name].rules for name in rule_sets)
+    stock, crypto = rule_sets["curated_bars"], rule_sets["crypto_curated_bars"]
+    assert [r.name for r in stock.rules] == [r.name for r in crypto.rules]  # the same rules, sized for 1,440-minute days
+    assert {r.name: r.error_threshold for r in crypto.rules}["gap_count"] > {r.name: r.error_threshold for r in stock.rules}["gap_count"]
 
 
 def test_gx_and_vectorised_engines_agree():
@@ -339,3 +342,17 @@ def test_error_rows_come_only_from_partitions_where_the_rule_errs():
         assert set(rows) == {"ret_1_not_null"}
         selected = rows["ret_1_not_null"]
         assert sorted(set(batch.part[selected])) == [0, 3] and selected.sum() == 60 + 70
+
+
+def test_crypto_days_are_judged_by_rules_sized_for_1440_minutes(platform):
+    """A 24/7 day of thin overnight trading holds ~4x the no-trade runs of a 390-minute session: the
+    stock session's gap_count error (30) blocked ~43% of the simulator's crypto days; the crypto
+    rule set blocks none of them, and its results are stored and read as curated_bars DQ."""
+    report = run_backfill(platform.instance, plan_backfill(["BTC-USD"], "2024-11-01", "2024-11-20"), defs=platform.defs, add_missing_symbols=True)
+    assert report.success, [r.error for r in report.runs]
+    lake = platform.resources["lake"]
+    metrics = lake.read(dq_metrics_table("curated_bars"), ["BTC-USD"])
+    gap_counts = metrics.loc[metrics["metric"] == "gap_count", "value"]
+    assert len(gap_counts) == 20 and (gap_counts >= 30).any()  # what the stock threshold blocked
+    assert metrics.loc[metrics["metric"] == "gap_count", "status"].isin(["ok", "warn"]).all()
+    assert not any(is_blocked(lake, "curated_bars", "BTC-USD", dt.date(2024, 11, d)) for d in range(1, 21))

@@ -19,7 +19,7 @@ from resources.offline_source import SIM_SOURCE, OfflineSource
 from resources.schemas import RAW_BARS_SCHEMA
 
 RAW_BARS_SIM = raw_bars_table(SIM_SOURCE)
-CRYPTO_CURATED_DQ_CHECKS = dq_check_specs("crypto_curated_bars", "curated_bars")
+CRYPTO_CURATED_DQ_CHECKS = dq_check_specs("crypto_curated_bars", "crypto_curated_bars")  # the curated rules sized for 1,440-minute days
 
 
 @dg.asset(
@@ -72,7 +72,7 @@ def crypto_curated_bars(context: dg.AssetExecutionContext, lake: ParquetLake, da
     run as the ``dq_*`` checks. Partitioned by UTC calendar day.
     """
     symbols, dates = run_symbols(context, CRYPTO), partition_dates(context)
-    quality = data_quality.recorder(lake, "curated_bars", asset_key="crypto_curated_bars")
+    quality = data_quality.recorder(lake, "crypto_curated_bars", stored_as="curated_bars", asset_key="crypto_curated_bars")  # read as curated_bars DQ
 
     def curate(symbol: str, day: dt.date) -> Outcome:
         raw = lake.read_latest_batch(RAW_BARS_SIM, symbol, day)

@@ -32,11 +32,12 @@ CURATION_STATS = {
 DATASET_COLUMNS: dict[str, list[str]] = {
     "raw_bars": list(RAW_BARS_SCHEMA.names),
     "curated_bars": list(CURATED_COLUMNS),
+    "crypto_curated_bars": list(CURATED_COLUMNS),  # crypto_curated_bars: the same table, 1,440-minute days
     "l2_snapshots": L2_COLUMNS,
     "bar_features": bar_features.KEY_COLUMNS + bar_features.VALUE_COLUMNS,
     "l2_features": l2_features.KEY_COLUMNS + l2_features.VALUE_COLUMNS,
 }
-DATASET_STATS: dict[str, set[str]] = {"curated_bars": CURATION_STATS}
+DATASET_STATS: dict[str, set[str]] = {"curated_bars": CURATION_STATS, "crypto_curated_bars": CURATION_STATS}
 
 _RULE_ADAPTER = TypeAdapter(AnyRule)
 
