@@ -75,7 +75,7 @@ def _backfill(args: argparse.Namespace) -> int:
     _print(f"  DQ status per symbol-day (curated_bars): {dq}")
     for symbol, day, metric, value, status in summary.dq_problems:
         _print(f"    {status}: {symbol} {day} {metric}={value:g}")
-    _print(f"  data:  {settings.base_path} (lake/, {settings.level2_dirname}/)")
+    _print(f"  data:  {settings.base_path} (lake/, {settings.level2_folder}/)")
     _print(f"  instance: {os.environ['DAGSTER_HOME']}")
     _print("  UI:    make ui  (dagster dev on http://127.0.0.1:3000, same instance)")
     return 0 if report.success else EXIT_FAILED

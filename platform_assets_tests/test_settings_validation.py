@@ -51,6 +51,21 @@ def test_base_path_precedence(monkeypatch, tmp_path):
     assert settings.level2_path == tmp_path / "override" / "l2"
 
 
+def test_level2_folder_default_follows_the_base_style(monkeypatch, tmp_path):
+    """The TF_1 guide: LEVEL2_DIRNAME defaults to `Level2` under ML_BASE_PATH; this repo's location
+    is `${DATA_PATH_OVERRIDE}/level2/{SYMBOL}/`; an explicit LEVEL2_DIRNAME wins either way."""
+    monkeypatch.delenv("DATA_PATH_OVERRIDE", raising=False)
+    monkeypatch.delenv("LEVEL2_DIRNAME", raising=False)
+    monkeypatch.setenv("ML_BASE_PATH", str(tmp_path / "ml"))
+    assert load_settings().level2_path == tmp_path / "ml" / "Level2"
+    assert load_settings(LEVEL2_DIRNAME="level2").level2_path == tmp_path / "ml" / "level2"
+    monkeypatch.setenv("DATA_PATH_OVERRIDE", str(tmp_path / "data"))
+    assert load_settings().level2_path == tmp_path / "data" / "level2"
+    monkeypatch.delenv("ML_BASE_PATH")
+    monkeypatch.delenv("DATA_PATH_OVERRIDE")
+    assert load_settings().level2_path.name == "level2"  # the repo's ./data
+
+
 def test_windows_are_parsed():
     settings = load_settings(L2_BACKFILL_WINDOW_ET="09:00-16:30")
     assert settings.backfill_window.start == dt.time(9, 0)

@@ -77,7 +77,8 @@ class PlatformSettings(BaseSettings):
     data_path_override: Path | None = Field(None, validation_alias=_env("DATA_PATH_OVERRIDE"))
     ml_base_path: Path | None = Field(None, validation_alias=_env("ML_BASE_PATH"))
     ml_backup_path: Path | None = Field(None, validation_alias=_env("ML_BACKUP_PATH"))
-    level2_dirname: str = Field("level2", validation_alias=_env("LEVEL2_DIRNAME"))
+    # the TF_1 guide: `Level2` under ML_BASE_PATH, `level2` under DATA_PATH_OVERRIDE (this repo's ./data)
+    level2_dirname: str | None = Field(None, validation_alias=_env("LEVEL2_DIRNAME"))
     symbol_mapping_file: Path | None = Field(None, validation_alias=_env("SYMBOL_MAPPING_FILE"))
     logs_dir: Path | None = Field(None, validation_alias=_env("LOGS_PATH"))
     temp_dir: Path | None = Field(None, validation_alias=_env("TEMP_PATH"))
@@ -147,7 +148,9 @@ class PlatformSettings(BaseSettings):
 
     @field_validator("level2_dirname")
     @classmethod
-    def _plain_dirname(cls, value: str) -> str:
+    def _plain_dirname(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value) or value in {".", ".."}:
             raise ValueError("must be a plain folder name (letters, digits, _ . -)")
         return value
@@ -207,8 +210,16 @@ class PlatformSettings(BaseSettings):
         return EtWindow((start, end))
 
     @property
+    def level2_folder(self) -> str:
+        """``LEVEL2_DIRNAME``, else the TF_1 guide's default for the base in use: ``Level2`` under
+        ``ML_BASE_PATH``, ``level2`` under ``DATA_PATH_OVERRIDE`` or the repo's ``./data``."""
+        if self.level2_dirname:
+            return self.level2_dirname
+        return "Level2" if self.data_path_override is None and self.ml_base_path is not None else "level2"
+
+    @property
     def level2_path(self) -> Path:
-        return self.base_path / self.level2_dirname
+        return self.base_path / self.level2_folder
 
     @property
     def backfill_window(self) -> EtWindow:
