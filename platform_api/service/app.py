@@ -47,7 +47,7 @@ from platform_api.service.models import (
     SymbolRemoved,
     SymbolsAdded,
 )
-from platform_api.service.refresh_report import estimate_seconds, failed_runs, refresh_result
+from platform_api.service.refresh_report import RefreshFailedError, estimate_seconds, refresh_outcome
 from platform_assets.universe import (
     InvalidSymbolFormatError,
     UnknownSymbolError,
@@ -330,13 +330,10 @@ def create_app(settings: PlatformSettings | None = None, instance: dg.DagsterIns
 
     def completed(info: dict, status: jobs.JobStatus, interval: str, message: str) -> RefreshCompleted:
         current, inst = get_platform()
-        start, end = dt.date.fromisoformat(info["start"]), dt.date.fromisoformat(info["end"])
-        errors = "; ".join(status.summary.get("errors") or []) or "the refresh job failed"
-        failed, unsuccessful = failed_runs(inst, status.run_ids, errors) if status.state == "FAILED" else ([], 0)
-        job_error = f"the refresh job failed: {errors}" if status.state == "FAILED" and not unsuccessful else None  # failed outside its runs
-        result = refresh_result(info["symbols"], asset_types(inst), start, end, interval, current, failed, job_error)
-        if status.state == "FAILED" and not result["success"]:
-            raise HTTPException(500, detail=f"Data refresh failed: {errors}")
+        try:
+            result = refresh_outcome(status, interval, inst, current)
+        except RefreshFailedError as error:
+            raise HTTPException(500, detail=str(error)) from None
         return RefreshCompleted(
             message=message, result=result, status="completed", job_id=info["job_id"], interval=interval, dagster_run_ids=status.run_ids,
             job_state=status.state, errors=list(status.summary.get("errors") or []),

@@ -29,7 +29,7 @@ from platform_assets.automation.jobs import CRYPTO_PIPELINE_JOB
 from platform_assets.calendars import CRYPTO, STOCKS, Market, sessions_in_range
 from platform_assets.partitions import SYMBOLS_TAG
 from platform_assets.quality.checks import is_blocked
-from platform_assets.universe import market_of
+from platform_assets.universe import asset_types, market_of
 from resources.lake import CURATED_BARS, ParquetLake
 from resources.settings import PlatformSettings
 
@@ -149,3 +149,21 @@ def refresh_result(
         "failed": failed,
         "summary": {"total_symbols": len(rows), "successful": len(success), "failed": len(failed), "success_rate": rate},
     }
+
+
+class RefreshFailedError(RuntimeError):
+    """A refresh job failed and no symbol succeeded: the HTTP guide's 500 ("Data refresh failed: ...")."""
+
+
+def refresh_outcome(status, interval: str, instance: dg.DagsterInstance, settings: PlatformSettings) -> dict:
+    """What a finished refresh job did, per symbol (``refresh_result`` with the job's failed runs
+    applied); raises ``RefreshFailedError`` when the job failed and no symbol succeeded."""
+    params = status.params
+    start, end = dt.date.fromisoformat(params["start"]), dt.date.fromisoformat(params["end"])
+    errors = "; ".join(status.summary.get("errors") or []) or "the refresh job failed"
+    failed, unsuccessful = failed_runs(instance, status.run_ids, errors) if status.state == "FAILED" else ([], 0)
+    job_error = f"the refresh job failed: {errors}" if status.state == "FAILED" and not unsuccessful else None  # failed outside its runs
+    result = refresh_result(params["symbols"], asset_types(instance), start, end, interval, settings, failed, job_error)
+    if status.state == "FAILED" and not result["success"]:
+        raise RefreshFailedError(f"Data refresh failed: {errors}")
+    return result

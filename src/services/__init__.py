@@ -1,0 +1,1 @@
+"""The guide's ``src.services`` package (see ``src/__init__.py``)."""

@@ -1,0 +1,1 @@
+"""The guide's ``src/tools`` scripts (see ``src/__init__.py``)."""
