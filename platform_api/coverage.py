@@ -125,15 +125,18 @@ def _scan_symbol(symbol_dir: Path) -> LayerCoverage:
     return cover
 
 
+def _symbol_dirs(table: Path, symbol: str | None) -> list[tuple[str, Path]]:
+    """``(symbol, folder)`` of a table's symbol folders (only ``symbol``'s when given)."""
+    named = [(entry.name.split("=", 1)[1], Path(entry.path)) for entry in _dirs(table, "symbol=")]
+    return [(name, path) for name, path in named if symbol is None or name == symbol]
+
+
 def _scan_table(table: Path, symbol: str | None) -> dict[str, LayerCoverage]:
     out: dict[str, LayerCoverage] = {}
-    for symbol_dir in _dirs(table, "symbol="):
-        name = symbol_dir.name.split("=", 1)[1]
-        if symbol is not None and name != symbol:
-            continue
+    for name, folder in _symbol_dirs(table, symbol):
         for attempt in range(_SCAN_ATTEMPTS):
             try:
-                out[name] = _scan_symbol(Path(symbol_dir.path))
+                out[name] = _scan_symbol(folder)
                 break
             except _Vanished:
                 if attempt == _SCAN_ATTEMPTS - 1:
@@ -159,11 +162,8 @@ def _merge(parts: list[dict[str, LayerCoverage]], *, every: bool) -> dict[str, L
 def _scan_read_copies(table: Path, symbol: str | None) -> dict[str, LayerCoverage]:
     """Per symbol: the read copy of ``table`` (``read_copy.arrow`` in its symbol folder), its dates and rows."""
     out: dict[str, LayerCoverage] = {}
-    for symbol_dir in _dirs(table, "symbol="):
-        name = symbol_dir.name.split("=", 1)[1]
-        if symbol is not None and name != symbol:
-            continue
-        copy = read_copy_summary(Path(symbol_dir.path))
+    for name, folder in _symbol_dirs(table, symbol):
+        copy = read_copy_summary(folder)
         if copy is not None:
             rows, dates = copy
             out[name] = LayerCoverage(file_count=1, total_rows=rows, dates={d.isoformat() for d in dates})
