@@ -271,7 +271,8 @@ def symbol_coverage(symbol: str, kind: str, start: dt.date, end: dt.date, *, set
 
 
 def coverage_stats(start, end, symbols=None, *, settings: PlatformSettings | None = None) -> list[dict]:
-    """Per symbol and layer: expected days in ``[start, end)`` (end excluded), stored days, missing days, full/partial/none."""
+    """Per symbol and layer: expected days in ``[start, end)`` (end excluded), stored days, missing days,
+    full/partial/none (a range without a session, e.g. a weekend, expects nothing: full, as ``symbol_status``)."""
     settings = settings or get_settings()
     start_date, end_date = parse_half_open_dates(start, end)
     expected_days(STOCKS, start_date, end_date)  # the range must lie inside the calendars, whatever the symbols
@@ -283,7 +284,7 @@ def coverage_stats(start, end, symbols=None, *, settings: PlatformSettings | Non
         layers = {}
         for layer in LAYERS:
             stored = coverage.get(name, {}).get(layer, LayerCoverage()).dates & expected
-            status = NONE if not stored else (FULL if stored == expected else PARTIAL)
+            status = FULL if stored == expected else (NONE if not stored else PARTIAL)  # no session expected: nothing missing
             layers[layer] = {"expected_days": len(expected), "stored_days": len(stored), "missing_days": sorted(expected - stored)[:50], "status": status}
         out.append({"symbol": name, "start": start_date.isoformat(), "end": (end_date + dt.timedelta(days=1)).isoformat(), "layers": layers})  # end excluded
     return out

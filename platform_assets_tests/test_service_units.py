@@ -117,6 +117,8 @@ def test_features_count_only_when_every_feature_group_holds_the_day(platform):
         _write(root, "features/bar_features/version=v1", "AAPL", day)
     report = coverage_report({"AAPL": "stock", "MSFT": "stock"}, days[0], days[-1], settings=platform.settings)
     assert report["coverage_stats"] == {"full_coverage": 1, "partial_coverage": 0, "no_coverage": 1}
+    weekend = coverage_stats("2024-12-07", "2024-12-09", ["AAPL"], settings=platform.settings)[0]["layers"]  # no session: nothing missing
+    assert weekend["curated"] == {"expected_days": 0, "stored_days": 0, "missing_days": [], "status": "full"}
 
 
 def test_crypto_is_full_without_features(platform):
