@@ -205,22 +205,10 @@ def usable_read_copy(symbol_dir: Path, layout: dict[dt.date, Path]) -> ReadCopy 
     rows from the copy followed by rows from the other files stay in time order. The footer and
     the rows come from one open file (a rebuild renaming a new copy in place cannot mix them).
     """
-    opened = _open_copy(read_copy_path(symbol_dir))
-    if opened is None:
-        return None  # none, or unreadable (the next build replaces it): the Parquet files answer
-    reader, metadata = opened
-    if SOURCES_KEY not in metadata or DATES_KEY not in metadata:
+    current = _current_copy(symbol_dir)
+    if current is None:
         return None
-    recorded, dates, runs = _footer(metadata[SOURCES_KEY], metadata[DATES_KEY], metadata.get(SESSIONS_KEY))
-    if not recorded or not dates:
-        return None
-    folder = str(symbol_dir)
-    files = {name: os.path.join(folder, name, PART_FILE) for name in recorded}
-    try:
-        if any(_identity(path) != recorded[name] for name, path in files.items()):
-            return None  # a month was rewritten, merged into or removed since the build
-    except FileNotFoundError:
-        return None
+    reader, dates, runs, files = current
     first, last = min(dates), max(dates)
     if {day for day in layout if first <= day <= last} != dates:
         return None  # another file holds a date inside the copy's range (month files win over day files)
@@ -230,24 +218,39 @@ def usable_read_copy(symbol_dir: Path, layout: dict[dt.date, Path]) -> ReadCopy 
         return None
     if runs is not None and (not len(runs) or runs[-1, 1] >= rows.num_rows):
         runs = None  # inconsistent with the rows: sessions are computed from them instead
-    return ReadCopy(rows=rows, dates=dates, files=frozenset(files.values()), session_runs=runs)
+    return ReadCopy(rows=rows, dates=dates, files=frozenset(files), session_runs=runs)
+
+
+def _current_copy(symbol_dir: Path) -> tuple[pa.ipc.RecordBatchFileReader, frozenset, np.ndarray | None, list[str]] | None:
+    """The symbol's read copy (reader, dates, session runs, paths of its month files) while every
+    month file it was built from is unchanged (same inode, size and mtime); else None."""
+    opened = _open_copy(read_copy_path(symbol_dir))
+    if opened is None:
+        return None  # none, or unreadable (the next build replaces it): the Parquet files answer
+    reader, metadata = opened
+    if SOURCES_KEY not in metadata or DATES_KEY not in metadata:
+        return None
+    recorded, dates, runs = _footer(metadata[SOURCES_KEY], metadata[DATES_KEY], metadata.get(SESSIONS_KEY))
+    if not recorded or not dates:
+        return None
+    files = {name: os.path.join(str(symbol_dir), name, PART_FILE) for name in recorded}
+    try:
+        if any(_identity(path) != recorded[name] for name, path in files.items()):
+            return None  # a month was rewritten, merged into or removed since the build
+    except FileNotFoundError:
+        return None
+    return reader, dates, runs, list(files.values())
 
 
 def read_copy_summary(symbol_dir: Path) -> tuple[int, frozenset] | None:
     """Rows and dates of the symbol's read copy while it still stands for the month files it was
-    built from (unchanged inode, size and mtime); None when there is none or it went stale.
-    Memory-mapped: no row data is read (for coverage reports)."""
-    opened = _open_copy(read_copy_path(symbol_dir))
-    if opened is None:
-        return None
-    reader, metadata = opened
-    if SOURCES_KEY not in metadata or DATES_KEY not in metadata:
-        return None
-    recorded, dates, _ = _footer(metadata[SOURCES_KEY], metadata[DATES_KEY], metadata.get(SESSIONS_KEY))
+    built from; None when there is none or it went stale. Memory-mapped: no row data is read (for
+    coverage reports)."""
     try:
-        if not recorded or any(_identity(os.path.join(str(symbol_dir), name, PART_FILE)) != identity for name, identity in recorded.items()):
+        current = _current_copy(symbol_dir)
+        if current is None:
             return None
-        rows = sum(reader.get_batch(index).num_rows for index in range(reader.num_record_batches))
+        reader, dates, _, _ = current
+        return sum(reader.get_batch(index).num_rows for index in range(reader.num_record_batches)), dates
     except (OSError, pa.ArrowException):
         return None
-    return rows, dates
