@@ -21,8 +21,8 @@ import dagster as dg
 
 from platform_api import jobs
 from platform_api.instance import get_instance
+from platform_api.service.answers import coverage_answer, symbols_answer
 from platform_api.service.refresh_report import RefreshFailedError, refresh_outcome
-from platform_assets.universe import asset_types, universe_table
 from resources.settings import PlatformSettings, get_settings
 
 
@@ -47,28 +47,16 @@ class DataService:
         return await asyncio.to_thread(self.refresh_all_symbols_sync, days_back, interval, asset_type)
 
     def get_coverage_sync(self, symbol: str | None = None, days_back: int = 30) -> dict | None:
-        """``GET /data/coverage`` (``?symbol=``): layers per symbol and the full/partial/none counts."""
-        from platform_api.coverage import coverage_report, symbol_coverage
-        from platform_api.service.app import check_kind
-        from resources.validation import normalize_symbol
-
-        start, end = jobs.refresh_window(days_back)
-        types = asset_types(self.instance)
-        if symbol is None:
-            tracked = set(universe_table(self.instance)["symbol"])
-            return coverage_report({s: types.get(s) or check_kind(s) for s in tracked}, start, end, settings=self.settings)
-        name = normalize_symbol(symbol)
-        return symbol_coverage(name, types.get(name) or check_kind(name), start, end, settings=self.settings)
+        """``GET /data/coverage`` (``?symbol=``): layers per symbol and the full/partial/none counts;
+        None for a symbol neither tracked nor stored (the HTTP 404)."""
+        return coverage_answer(self.instance, self.settings, symbol, days_back)
 
     async def get_coverage(self, symbol: str | None = None, days_back: int = 30) -> dict | None:
         return await asyncio.to_thread(self.get_coverage_sync, symbol, days_back)
 
     def get_symbols(self) -> dict:
         """``GET /data/symbols``: ``{stocks: [...], crypto: [...], total}``."""
-        table = universe_table(self.instance)
-        stocks = sorted(table.loc[table["asset_type"] == "stock", "symbol"])
-        crypto = sorted(table.loc[table["asset_type"] == "crypto", "symbol"])
-        return {"stocks": stocks, "crypto": crypto, "total": len(stocks) + len(crypto)}
+        return symbols_answer(self.instance)
 
 
 __all__ = ["DataService", "RefreshFailedError"]

@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from platform_api import jobs
-from platform_api.coverage import coverage_report, coverage_stats, coverage_summary, symbol_coverage
+from platform_api.coverage import coverage_stats, coverage_summary
 from platform_api.errors import UnknownJobError
 from platform_api.service.auth import AuthError, check_request
 from platform_api.service.limits import RateLimiter, Throttled, check_concurrency
@@ -47,6 +47,7 @@ from platform_api.service.models import (
     SymbolRemoved,
     SymbolsAdded,
 )
+from platform_api.service.answers import coverage_answer, symbols_answer
 from platform_api.service.refresh_report import RefreshFailedError, estimate_seconds, refresh_outcome
 from platform_assets.universe import (
     InvalidSymbolFormatError,
@@ -197,10 +198,7 @@ def create_app(settings: PlatformSettings | None = None, instance: dg.DagsterIns
     def list_symbols(asset_type: AssetTypeQuery = Query("all", description="stocks or crypto (all: both, the default)")) -> SymbolList:
         """The tracked symbols: ``{stocks: [...], crypto: [...], total}``."""
         _, inst = get_platform()
-        table = universe_table(inst)
-        stocks = sorted(table.loc[table["asset_type"] == "stock", "symbol"]) if asset_type in ("stocks", "all") else []
-        crypto = sorted(table.loc[table["asset_type"] == "crypto", "symbol"]) if asset_type in ("crypto", "all") else []
-        return SymbolList(stocks=stocks, crypto=crypto, total=len(stocks) + len(crypto))
+        return SymbolList(**symbols_answer(inst, asset_type))
 
     @app.post("/data/symbols", response_model=SymbolAdded | SymbolsAdded, tags=["symbols"])
     def post_symbol(
@@ -252,22 +250,13 @@ def create_app(settings: PlatformSettings | None = None, instance: dg.DagsterIns
         file_count, total_rows; ``coverage_stats`` counts symbols with full / partial / no coverage
         of the last ``days_back`` days. ``?symbol=`` answers ``{symbol, coverage}``."""
         current, inst = get_platform()
-        start, end = jobs.refresh_window(days_back)
-        types = asset_types(inst)
-        tracked = set(universe_table(inst)["symbol"])
-        if symbol is None:
-            return coverage_report({s: types.get(s) or check_kind(s) for s in tracked}, start, end, settings=current)
         try:
-            name = normalize_symbol(symbol)
+            name = normalize_symbol(symbol) if symbol is not None else None
         except InvalidInputError:
             raise InvalidSymbolFormatError(f"Invalid symbol format: {symbol.strip()[:64]}") from None
-        kind = types.get(name) or check_kind(name)
-        found = symbol_coverage(name, kind, start, end, settings=current)
-        if found is None and name not in tracked:
-            raise HTTPException(404, detail=f"Symbol {name} is not tracked and has no stored data")
+        found = coverage_answer(inst, current, name, days_back)
         if found is None:
-            empty = {"earliest": None, "latest": None, "file_count": 0, "total_rows": 0}
-            found = {"symbol": name, "coverage": {"raw": dict(empty), "processed": dict(empty), "cache": dict(empty), "features": dict(empty)}, "status": "none", "window": {"start": start.isoformat(), "end": end.isoformat()}}
+            raise HTTPException(404, detail=f"Symbol {name} is not tracked and has no stored data")
         return found
 
     @app.get("/data/coverage/stats", tags=["coverage"], dependencies=[strict_query("start", "end", "symbol", repeatable=("symbol",))])
@@ -403,14 +392,6 @@ def create_app(settings: PlatformSettings | None = None, instance: dg.DagsterIns
         )
 
     return app
-
-
-def check_kind(symbol: str) -> str:
-    """stock or crypto for an untracked symbol (format detection)."""
-    try:
-        return check_symbol_format(symbol)[1]
-    except InvalidInputError:
-        return "stock"
 
 
 @lru_cache(maxsize=1)
