@@ -33,7 +33,7 @@ class Platform:
         return self.defs.resources
 
 
-def pooled_storage() -> dict:
+def pooled_instance() -> dict:
     """The instance class of the repo's dagster.yaml (``resources.dagster_sqlite``: pooled SQLite event log)."""
     return {"instance_class": {"module": "resources.dagster_sqlite", "class": "PlatformInstance"}}
 
@@ -46,5 +46,5 @@ def platform(tmp_path: Path):
     settings = load_settings(DATA_PATH_OVERRIDE=str(tmp_path / "data"), LAKE_FSYNC="false")
     home = tmp_path / "dagster_home"
     home.mkdir()
-    with dg.instance_for_test(temp_dir=str(home), overrides=pooled_storage()) as instance:
+    with dg.instance_for_test(temp_dir=str(home), overrides=pooled_instance()) as instance:
         yield Platform(settings=settings, defs=build_definitions(settings), instance=instance, home=home)

@@ -16,7 +16,7 @@ from dagster._core.storage.partition_status_cache import get_and_update_asset_st
 
 from platform_api.backfill import plan_backfill, run_backfill
 from platform_assets.partitions import stock_date_partitions
-from platform_assets_tests.conftest import pooled_storage
+from platform_assets_tests.conftest import pooled_instance
 from resources.dagster_sqlite import MAX_RUN_SHARDS, PooledSqliteEventLogStorage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,12 +59,12 @@ def _backfill(home: Path, defs) -> None:
         assert report.success and len(report.runs) == 2
 
 
-def test_pooled_storage_records_what_dagsters_default_storage_records(tmp_path, monkeypatch):
+def test_pooled_instance_records_what_dagsters_default_storage_records(tmp_path, monkeypatch):
     from definitions import build_definitions
     from resources.settings import load_settings
 
     fingerprints = {}
-    for name, storage in (("default", None), ("pooled", pooled_storage())):
+    for name, storage in (("default", None), ("pooled", pooled_instance())):
         home = _home(tmp_path / name, storage)
         monkeypatch.setenv("DAGSTER_HOME", str(home))
         settings = load_settings(DATA_PATH_OVERRIDE=str(tmp_path / f"data-{name}"), LAKE_FSYNC="false")
@@ -77,7 +77,7 @@ def test_pooled_storage_records_what_dagsters_default_storage_records(tmp_path, 
     assert fingerprints["pooled"]["events"]["ASSET_CHECK_EVALUATION"] > 0
 
     # the same files read the same under either storage: switch each home to the other one
-    _home(tmp_path / "default", pooled_storage())
+    _home(tmp_path / "default", pooled_instance())
     _home(tmp_path / "pooled", None)
     for name in ("default", "pooled"):
         with dg.DagsterInstance.from_config(str(tmp_path / name)) as instance:
@@ -99,7 +99,7 @@ def _report_in_runs(instance: dg.DagsterInstance, count: int) -> list[str]:
 
 
 def test_open_engines_are_bounded_and_closed_before_wipe(tmp_path):
-    home = _home(tmp_path / "home", pooled_storage())
+    home = _home(tmp_path / "home", pooled_instance())
     with dg.DagsterInstance.from_config(str(home)) as instance:
         storage = instance.event_log_storage
         run_ids = _report_in_runs(instance, MAX_RUN_SHARDS + 4)
@@ -123,7 +123,7 @@ def _child_reports(instance: dg.DagsterInstance, queue) -> None:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork start method")
 def test_a_forked_child_opens_its_own_connections(tmp_path):
-    home = _home(tmp_path / "home", pooled_storage())
+    home = _home(tmp_path / "home", pooled_instance())
     with dg.DagsterInstance.from_config(str(home)) as instance:
         before = _report_in_runs(instance, 1)
         context = multiprocessing.get_context("fork")
@@ -138,7 +138,7 @@ def test_a_forked_child_opens_its_own_connections(tmp_path):
             assert _messages(instance, run_id) == ["event 0"] or _messages(instance, run_id) == ["event 1"]
 
 
-def test_repo_dagster_yaml_selects_the_pooled_storage(tmp_path, monkeypatch):
+def test_repo_dagster_yaml_selects_the_pooled_instance(tmp_path, monkeypatch):
     home = tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())

@@ -51,10 +51,6 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         self._engines_pid = os.getpid()
         super().__init__(base_dir, inst_data)
 
-    @classmethod
-    def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value) -> PooledSqliteEventLogStorage:  # type: ignore[override]
-        return cls(inst_data=inst_data, **config_value)
-
     def _engine(self, shard: str) -> Engine:
         """The shard's engine (created, and its database initialised, on first use); call with ``_db_lock`` held."""
         if self._engines_pid != os.getpid():  # a forked child must not use its parent's connections

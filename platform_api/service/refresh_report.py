@@ -102,11 +102,12 @@ def _failure(symbol: str, error: str) -> dict:
 
 
 def symbol_result(
-    symbol: str, market, start: dt.date, end: dt.date, interval: str, lake: ParquetLake, settings: PlatformSettings, failed: list[FailedRun] | None = None
+    symbol: str, market, start: dt.date, end: dt.date, interval: str, lake: ParquetLake, settings: PlatformSettings,
+    run_failures: list[FailedRun] | None = None,
 ) -> dict:
     """``{symbol, success, rows, date_range, latest_price, dq_blocked_days}`` (+ ``error`` when it failed)."""
     expected = sessions_in_range(market, start, end)
-    run_errors = [run.error for run in failed or [] if run.covers(symbol, market, expected)]
+    run_errors = [run.error for run in run_failures or [] if run.covers(symbol, market, expected)]
     missing = [d for d in expected if not lake.has_partition(CURATED_BARS, symbol, d)]
     blocked = [d for d in expected if d not in missing and is_blocked(lake, "curated_bars", symbol, d)]
     try:
@@ -132,13 +133,13 @@ def symbol_result(
 
 def refresh_result(
     symbols: list[str], types: dict[str, str], start: dt.date, end: dt.date, interval: str, settings: PlatformSettings,
-    failed: list[FailedRun] | None = None, job_error: str | None = None,
+    run_failures: list[FailedRun] | None = None, job_error: str | None = None,
 ) -> dict:
     """``{success: [...], failed: [...], summary: {total_symbols, successful, failed, success_rate}}``;
-    ``failed``: the job's runs that did not succeed; ``job_error``: the job failed as a whole (every
-    symbol failed with it)."""
+    ``run_failures``: the job's runs that did not succeed; ``job_error``: the job failed as a whole
+    (every symbol failed with it)."""
     lake = ParquetLake(base_path=str(settings.base_path), fsync=False)
-    rows = [symbol_result(s, market_of(s, types), start, end, interval, lake, settings, failed) for s in symbols]
+    rows = [symbol_result(s, market_of(s, types), start, end, interval, lake, settings, run_failures) for s in symbols]
     if job_error:
         rows = [{**row, "success": False, "error": "; ".join(filter(None, [row.get("error"), job_error]))} for row in rows]
     success = [r for r in rows if r["success"]]
@@ -161,9 +162,9 @@ def refresh_outcome(status, interval: str, instance: dg.DagsterInstance, setting
     params = status.params
     start, end = dt.date.fromisoformat(params["start"]), dt.date.fromisoformat(params["end"])
     errors = "; ".join(status.summary.get("errors") or []) or "the refresh job failed"
-    failed, unsuccessful = failed_runs(instance, status.run_ids, errors) if status.state == "FAILED" else ([], 0)
+    run_failures, unsuccessful = failed_runs(instance, status.run_ids, errors) if status.state == "FAILED" else ([], 0)
     job_error = f"the refresh job failed: {errors}" if status.state == "FAILED" and not unsuccessful else None  # failed outside its runs
-    result = refresh_result(params["symbols"], asset_types(instance), start, end, interval, settings, failed, job_error)
+    result = refresh_result(params["symbols"], asset_types(instance), start, end, interval, settings, run_failures, job_error)
     if status.state == "FAILED" and not result["success"]:
         raise RefreshFailedError(f"Data refresh failed: {errors}")
     return result
