@@ -133,7 +133,8 @@ def _warrior_backfill(args: argparse.Namespace) -> int:
 
 
 def _build_bars_coverage(args: argparse.Namespace) -> int:
-    from resources.manifests import coverage_path, rebuild_coverage_file
+    from resources.coverage_update import rebuild_coverage_file
+    from resources.manifests import coverage_path
 
     settings = get_settings()
     document = rebuild_coverage_file(settings.base_path, fsync=settings.lake_fsync, backup_path=str(settings.backup_path) if settings.backup_path else None)

@@ -34,7 +34,8 @@ from platform_assets.ingestion.l2_sampling import L2Sampling
 from platform_assets.universe import tracked_symbols
 from resources.build import databento_source
 from resources.l2_store import L2SnapshotStore
-from resources.manifests import manifest_dir, rebuild_coverage_file
+from resources.coverage_update import update_coverage_file
+from resources.manifests import manifest_dir
 from resources.settings import PlatformSettings, get_settings
 from resources.validation import InvalidDateRangeError, InvalidInputError, normalize_symbol, normalize_symbols, parse_date, parse_date_range, parse_half_open_dates
 
@@ -156,7 +157,7 @@ def run_warrior_backfill(
             max_tasks=max_tasks, fsync=settings.lake_fsync, on_done=progress, base=settings.base_path, backup_path=backup,
         )
     finally:
-        rebuild_coverage_file(settings.base_path, fsync=settings.lake_fsync, backup_path=backup)  # the guide's auto-refresh
+        update_coverage_file(settings.base_path, fsync=settings.lake_fsync, backup_path=backup)  # the guide's auto-refresh
     _summary_line(summary, settings)
     return summary
 

@@ -55,6 +55,7 @@ def test_history_length_benchmark_runs_two_lengths_and_the_listing_comparison():
     table = format_table(results)
     assert "whole graph 1 sym x 4 days (4 symbol-days" in table and "linearity 2 -> 4 days of history" in table
     assert "raw_bars_sim" in results[0].note and "curated_bars" in results[1].note  # per-asset step times
-    listing, coverage = results[-2], results[-1]
+    listing, coverage, refresh = results[-3:]
     assert listing.what.startswith("finding a quarter's L2 files") and listing.ours_s > 0 and listing.baseline_s > 0
     assert coverage.what.startswith("coverage manifest rebuilt") and coverage.ours_s > 0 and "us per logged batch" in coverage.note
+    assert refresh.what.startswith("coverage manifest at the end of a daily raw run") and refresh.baseline_s == coverage.ours_s > 0

@@ -21,10 +21,10 @@ from tws_server import FakeTws  # noqa: E402
 from platform_api.backfill import plan_backfill, run_backfill  # noqa: E402
 from platform_assets.ingestion.l2_backfill import MANIFEST_FILE, SUMMARY_FILE, OrderedManifest, read_l2_manifest  # noqa: E402
 from platform_assets.universe import add_symbols  # noqa: E402
+from resources.bars_manifest import BarsManifest  # noqa: E402
 from resources.manifests import (  # noqa: E402
     MANIFEST_FIELDS,
     TORN_SUFFIX,
-    BarsManifest,
     ManifestError,
     coverage_path,
     download_manifest_path,

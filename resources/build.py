@@ -7,7 +7,7 @@ from resources.l2_store import L2SnapshotStore
 from resources.lake import ParquetLake
 from resources.databento_source import DatabentoSource
 from resources.ib_source import IBSource
-from resources.manifests import BarsManifest
+from resources.bars_manifest import BarsManifest
 from resources.offline_source import OfflineSource
 from resources.settings import PlatformSettings, get_settings
 

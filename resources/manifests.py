@@ -8,7 +8,8 @@
 * ``{base}/bars_coverage_manifest.json`` (``bars_coverage.v1``): derived from the log, per
   (symbol, bar_size) ``total: {date_start, date_end}`` and ``days``: the best file per day
   ``{date, time_start, time_end, path, filename, rows}`` (most rows, then newest ``written_at``;
-  files that no longer exist are left out). Rebuilt atomically; can always be regenerated.
+  files that no longer exist are left out). Written atomically; can always be regenerated
+  (``resources.coverage_update`` keeps it current after every ingestion run).
 
 Torn tails: a crash or a full disk in the middle of an append leaves a last line without its
 newline. Readers ignore such a line; the next writer moves it to ``<file>.torn`` and truncates the
@@ -29,10 +30,8 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import dagster as dg
 import pandas as pd
 
-from resources.atomic import write_json_atomic
 from resources.mirror import mirror_file
 
 BARS_MANIFEST_VERSION = "bars_manifest.v1"
@@ -153,15 +152,21 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     """``(line number, object)`` of a JSON-lines file; a torn last line is skipped, other bad lines raise."""
     if not path.exists():
         return
-    text = path.read_text(encoding="utf-8")
-    lines = text.split("\n")
-    for number, line in enumerate(lines, start=1):
+    yield from parse_jsonl_lines(path.read_text(encoding="utf-8").split("\n"), path)
+
+
+def parse_jsonl_lines(lines: list[str], path: Path, first_line: int = 1) -> Iterator[tuple[int, dict]]:
+    """``(line number, object)`` of ``text.split("\\n")`` of a JSON-lines file (or of its part from
+    line ``first_line``): an invalid last element is a line torn by a crash (no newline) and skipped."""
+    last = len(lines) - 1
+    for index, line in enumerate(lines):
         if not line.strip():
             continue
+        number = first_line + index
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            if number == len(lines) and not text.endswith("\n"):
+            if index == last:
                 continue  # an append interrupted by a crash; the next writer moves it aside
             raise ManifestError(f"{path}:{number}: not valid JSON") from None
         if not isinstance(record, dict):
@@ -221,9 +226,18 @@ def _normalized(record: dict, base: Path) -> dict:
 
 def read_download_manifest(path: Path) -> list[dict]:
     """Every record of the log; a torn last line (crash mid-append) is ignored, anything else invalid raises."""
-    base = Path(path).absolute().parent.parent  # {base}/manifests/bars_download_manifest.jsonl
+    path = Path(path)
+    if not path.exists():
+        return []
+    base = path.absolute().parent.parent  # {base}/manifests/bars_download_manifest.jsonl
+    return parse_download_lines(path.read_text(encoding="utf-8").split("\n"), path, first_line=1, base=base)
+
+
+def parse_download_lines(lines: list[str], path: Path, *, first_line: int, base: Path) -> list[dict]:
+    """The download records of the log's lines from ``first_line`` on (``text.split("\\n")``), in
+    today's spellings; an unknown ``schema_version`` or a missing field raises, naming the line."""
     records = []
-    for number, record in read_jsonl(Path(path)):
+    for number, record in parse_jsonl_lines(lines, path, first_line):
         version = record.get("schema_version")
         if version != BARS_MANIFEST_VERSION:
             raise ManifestError(f"{path}:{number}: unknown schema_version {version!r} (supported: {BARS_MANIFEST_VERSION})")
@@ -241,7 +255,7 @@ def read_download_manifest(path: Path) -> list[dict]:
 _UTC_SUFFIXES = ("+00:00", "Z")
 
 
-def _utc_date(stamp: str) -> str:
+def utc_date(stamp: str) -> str:
     if stamp.endswith(_UTC_SUFFIXES) and len(stamp) > 10 and stamp[10] == "T":
         return dt.date.fromisoformat(stamp[:10]).isoformat()  # already UTC (what we write): its own date
     ts = pd.Timestamp(stamp)
@@ -258,7 +272,7 @@ def build_coverage(records: list[dict], exists: Callable[[str], bool] | None = N
     for record in records:
         if record["time_start"] is None or (exists is not None and not exists(record["path"])):
             continue
-        day = _utc_date(record["time_start"])
+        day = utc_date(record["time_start"])
         days = best.setdefault((record["symbol"], record["bar_size"]), {})
         current = days.get(day)
         if current is None or (record["rows"], record["written_at"]) > (current["rows"], current["written_at"]):
@@ -285,36 +299,3 @@ def read_coverage(path: Path) -> dict:
     if version != COVERAGE_VERSION:
         raise ManifestError(f"{path}: unknown schema_version {version!r} (supported: {COVERAGE_VERSION})")
     return document
-
-
-def rebuild_coverage_file(base_path: str | Path, *, fsync: bool = True, backup_path: str | None = None) -> dict:
-    """Re-derive ``{base}/bars_coverage_manifest.json`` from the download log (what
-    ``mdp build-bars-coverage`` runs; the ingestion assets call it after every write)."""
-    base = Path(base_path)
-    log = download_manifest_path(base)
-    with locked(log):
-        document = build_coverage(read_download_manifest(log), exists=lambda p: os.path.exists(p))
-        target = write_json_atomic(document, coverage_path(base), fsync=fsync, indent=None)  # a day entry per symbol-day: compact
-    mirror_file(target, base, backup_path, fsync=fsync)
-    return document
-
-
-class BarsManifest(dg.ConfigurableResource):
-    """Appends to the bars download log and rebuilds the coverage manifest (see the module doc)."""
-
-    base_path: str
-    fsync: bool = True
-    backup_path: str | None = None  # ML_BACKUP_PATH
-
-    @property
-    def folder(self) -> Path:
-        return manifest_dir(self.base_path)
-
-    def record(self, path: Path, frame: pd.DataFrame, *, vendor: str, symbol: str, bar_size: str) -> dict:
-        record = download_record(Path(path), frame, vendor=vendor, symbol=symbol, bar_size=bar_size)
-        log = download_manifest_path(self.base_path)
-        append_jsonl_healing([record], log, fsync=self.fsync, base=Path(self.base_path), backup_path=self.backup_path)
-        return record
-
-    def rebuild_coverage(self) -> dict:
-        return rebuild_coverage_file(self.base_path, fsync=self.fsync, backup_path=self.backup_path)

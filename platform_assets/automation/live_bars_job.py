@@ -7,7 +7,7 @@ import dagster as dg
 from platform_assets.ingestion.live_bars import record_bars
 from resources.ib_source import IBSource
 from resources.lake import ParquetLake
-from resources.manifests import BarsManifest
+from resources.bars_manifest import BarsManifest
 from resources.validation import normalize_symbol
 
 

@@ -14,7 +14,7 @@ from platform_assets.quality.checks import DataQuality, check_groups, dq_check_s
 from platform_assets.symbol_days import Outcome, SymbolDayStep, complete_check_spec, no_input, written
 from platform_assets.universe import run_symbols, tracked_symbols
 from resources.lake import CURATED_BARS, ParquetLake, raw_bars_table
-from resources.manifests import BarsManifest
+from resources.bars_manifest import BarsManifest
 from resources.offline_source import SIM_SOURCE, OfflineSource
 from resources.schemas import RAW_BARS_SCHEMA
 

@@ -12,7 +12,7 @@ from platform_assets.quality.checks import DataQuality, check_groups, dq_check_s
 from platform_assets.universe import run_symbols
 from resources.l2_store import L2SnapshotStore
 from resources.lake import ParquetLake, quarantine_table, raw_bars_table
-from resources.manifests import BarsManifest
+from resources.bars_manifest import BarsManifest
 from resources.offline_source import SIM_SOURCE, OfflineSource
 from resources.schemas import RAW_BARS_SCHEMA
 

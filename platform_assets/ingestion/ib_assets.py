@@ -10,7 +10,7 @@ from platform_assets.run_options import ingestion_options
 from platform_assets.universe import run_symbols
 from resources.ib_source import IBSource
 from resources.lake import ParquetLake, raw_bars_table
-from resources.manifests import BarsManifest
+from resources.bars_manifest import BarsManifest
 from resources.schemas import RAW_BARS_SCHEMA
 
 IB = "ib"
