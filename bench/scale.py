@@ -55,7 +55,7 @@ def run(symbols: int = 500, years: int = 5) -> list[Result]:
         Result(what=f"register {symbols} symbols (dynamic partitions)", ours_s=add_s),
         Result(what=f"list {len(keys)} XNYS date partition keys", ours_s=keys_s),
         Result(what=f"load Definitions ({combos:,} date x symbol combinations)", ours_s=defs_s, target="< 5 s"),
-        Result(what=f"plan full-range backfill ({plan.partitions:,} symbol-days, {len(plan.chunks)} runs)", ours_s=plan_s),
+        Result(what=f"plan full-range backfill ({plan.partitions:,} symbol-days, {len(plan.runs)} runs)", ours_s=plan_s),
         Result(what=f"read the universe ({len(tracked)} symbols)", ours_s=tracked_s),
         Result(what=f"asset page data: partition keys + materialized status of curated_bars ({statuses} keys)", ours_s=page_s),
         *[Result(what=f"{name} tick ({len(tracked)} symbols)", ours_s=seconds) for name, seconds in ticks.items()],

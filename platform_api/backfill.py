@@ -42,17 +42,24 @@ LAUNCHED_BY_TAG = "platform/launched_by"
 
 @dataclass(frozen=True)
 class BackfillPlan:
-    """A validated backfill: symbols, trading dates and the date chunks (one run each)."""
+    """A validated backfill: symbols, trading dates, the date chunks and the symbol groups; one run
+    per (chunk, group). One group (every symbol) unless there are fewer date chunks than workers."""
 
     symbols: list[str]
     dates: list[dt.date]
     chunks: list[list[dt.date]]
     job_name: str = OFFLINE_PIPELINE_JOB
     market: Market = STOCKS
+    symbol_groups: list[list[str]] | None = None  # None: one group, every symbol
 
     @property
     def partitions(self) -> int:
         return len(self.symbols) * len(self.dates)
+
+    @property
+    def runs(self) -> list[tuple[list[dt.date], list[str]]]:
+        """(dates, symbols) of each run, in launch order."""
+        return [(chunk, group) for chunk in self.chunks for group in (self.symbol_groups or [self.symbols])]
 
 
 @dataclass
@@ -122,7 +129,20 @@ def plan_backfill(
     count = min(max(min_chunks, math.ceil(len(dates) / max_dates_per_run)), len(dates))
     chunks = month_aligned_chunks(dates, count, max_dates_per_run)
     job_name = CRYPTO_PIPELINE_JOB if market == CRYPTO else OFFLINE_PIPELINE_JOB
-    return BackfillPlan(symbols=symbols, dates=dates, chunks=chunks, job_name=job_name, market=market)
+    return BackfillPlan(symbols=symbols, dates=dates, chunks=chunks, job_name=job_name, market=market, symbol_groups=symbol_groups(symbols, min_chunks, len(chunks)))
+
+
+def symbol_groups(symbols: list[str], min_runs: int, chunks: int) -> list[list[str]] | None:
+    """Split the symbols into groups (one run each per date chunk) when there are fewer date chunks
+    than ``min_runs`` (the workers): a daily run of 500 symbols is one date, and one run would keep
+    one worker busy while the others wait. Each (table, symbol) is written by one run only; a date
+    partition then gets one materialization per group, and its ``symbols_complete`` check judges
+    every tracked symbol whichever run wrote it. None when no split is needed."""
+    groups = min(len(symbols), math.ceil(min_runs / chunks)) if chunks else 1
+    if groups <= 1:
+        return None
+    size = math.ceil(len(symbols) / groups)
+    return [symbols[i : i + size] for i in range(0, len(symbols), size)]
 
 
 def month_aligned_chunks(dates: list[dt.date], count: int, max_size: int) -> list[list[dt.date]]:
@@ -151,14 +171,16 @@ def month_aligned_chunks(dates: list[dt.date], count: int, max_size: int) -> lis
     return chunks
 
 
-def run_tags(plan: BackfillPlan, chunk: list[dt.date], universe: list[str], launched_by: str) -> dict[str, str]:
+def run_tags(plan: BackfillPlan, chunk: list[dt.date], universe: list[str], launched_by: str, symbols: list[str] | None = None) -> dict[str, str]:
+    """The tags of the run of ``chunk`` for ``symbols`` (default: the plan's)."""
+    symbols = symbols or plan.symbols
     tags = {
         RANGE_START_TAG: chunk[0].isoformat(),
         RANGE_END_TAG: chunk[-1].isoformat(),
         LAUNCHED_BY_TAG: launched_by,
     }
-    if set(plan.symbols) != set(universe):
-        tags[SYMBOLS_TAG] = ",".join(plan.symbols)
+    if set(symbols) != set(universe):
+        tags[SYMBOLS_TAG] = ",".join(symbols)
     return tags
 
 
@@ -286,7 +308,7 @@ def run_backfill(
     else:
         require_tracked(instance, plan.symbols)
     universe = tracked_symbols(instance, plan.market)
-    all_tags = [{**(extra_tags or {}), **run_tags(plan, chunk, universe, launched_by)} for chunk in plan.chunks]
+    all_tags = [{**(extra_tags or {}), **run_tags(plan, chunk, universe, launched_by, symbols)} for chunk, symbols in plan.runs]
     started = time.monotonic()
     outcomes: list[RunOutcome] = []
 

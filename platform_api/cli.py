@@ -47,7 +47,7 @@ def _backfill(args: argparse.Namespace) -> int:
     instance = get_instance()
     _print(
         f"Backfill (offline source, simulated data): {len(plan.symbols)} symbols x {len(plan.dates)} trading days "
-        f"({plan.dates[0]} .. {plan.dates[-1]}) = {plan.partitions} symbol-days in {len(plan.chunks)} run(s), {args.workers} worker(s)"
+        f"({plan.dates[0]} .. {plan.dates[-1]}) = {plan.partitions} symbol-days in {len(plan.runs)} run(s), {args.workers} worker(s)"
     )
     _print(f"  symbols: {', '.join(plan.symbols)}")
 

@@ -289,7 +289,7 @@ def execute_job(instance: dg.DagsterInstance, job_id: str, defs: dg.Definitions 
     record = _update(folder, job_id, started_at=_now())
     try:
         plans = _job_plans(instance, record)
-        _update(folder, job_id, planned_runs=sum(len(plan.chunks) for plan, _ in plans))
+        _update(folder, job_id, planned_runs=sum(len(plan.runs) for plan, _ in plans))
         runs = []
         for plan, selection in plans:
             report = run_backfill(

@@ -10,6 +10,8 @@ import dagster as dg
 
 from definitions import build_definitions
 from platform_api.backfill import plan_backfill, run_backfill, worker_context
+from platform_assets.partitions import SYMBOLS_TAG
+from platform_assets.symbol_days import COMPLETE_CHECK
 from resources.lake import CURATED_BARS
 from resources.settings import get_settings, load_settings
 
@@ -53,3 +55,28 @@ def test_workers_are_forked_from_the_preload_server_not_spawned():
         modules = pool.submit(eval, LOADED).result()
     assert {"dagster", "great_expectations", "pandas", "pyarrow.parquet", "duckdb"} <= set(modules)  # imported once, by the server
     assert "definitions" not in modules and "resources.adapters" not in modules  # the platform loads under each task's environment
+
+
+def test_a_daily_run_is_split_by_symbols_across_the_workers_and_every_symbol_lands(tmp_path, monkeypatch):
+    """One date and two workers: two runs (symbol groups) instead of one run keeping one worker
+    busy; every symbol's layers are stored and the date's completeness check, judged over every
+    tracked symbol, passes at its latest evaluation."""
+    symbols = ["AAPL", "MSFT", "NVDA"]
+    plan = plan_backfill(symbols, D1, D1, min_chunks=2)
+    assert [(chunk, group) for chunk, group in plan.runs] == [([D1], ["AAPL", "MSFT"]), ([D1], ["NVDA"])]
+    assert plan_backfill(symbols, D1, D2, min_chunks=2).symbol_groups is None  # enough date chunks: no split
+    data = tmp_path / "data"
+    monkeypatch.setenv("DATA_PATH_OVERRIDE", str(data))
+    monkeypatch.setenv("LAKE_FSYNC", "false")
+    get_settings.cache_clear()
+    (tmp_path / "home").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+        report = run_backfill(instance, plan, defs=build_definitions(load_settings()), add_missing_symbols=True, workers=2)
+        assert report.success and len(report.runs) == 2
+        tags = [instance.get_run_by_id(run.run_id).tags.get(SYMBOLS_TAG) for run in report.runs]
+        assert sorted(tags) == ["AAPL,MSFT", "NVDA"]
+        for symbol in symbols:
+            assert list((data / "lake" / CURATED_BARS.relative_dir() / f"symbol={symbol}").rglob("*.parquet")), symbol
+        check = dg.AssetCheckKey(dg.AssetKey("curated_bars"), COMPLETE_CHECK)
+        evaluations = [r.evaluation for r in instance.event_log_storage.get_asset_check_execution_history(check, limit=20) if isinstance(r.evaluation, dg.AssetCheckEvaluation)]
+        assert len(evaluations) == 2 and evaluations[0].passed  # one per run (a one-date run); the latest saw every symbol stored
