@@ -274,7 +274,9 @@ class SymbolDayStep:
         """Per-date metadata and checks; fails the step for dates that did not land (see module doc)."""
         context, asset_key = self.context, dg.AssetKey(self.asset_name)
         evaluations = {day: self._check_evaluation(report) for day, report in self.reports.items()}
-        single = len(self.dates) == 1
+        # one date launched as that partition: Dagster files the check result under it; a one-date
+        # range (our backfills, daily refreshes) has no partition key, so its date is logged explicitly
+        single = len(self.dates) == 1 and context.has_partition_key
         if not single:
             for day, (passed, severity, meta) in evaluations.items():
                 context.log_event(
