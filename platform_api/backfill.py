@@ -31,7 +31,7 @@ import dagster as dg
 from platform_assets.automation.jobs import CRYPTO_PIPELINE_JOB, OFFLINE_PIPELINE_JOB
 from platform_assets.automation.run_reaper import own_process_tags, reap_dead_runs
 from platform_assets.calendars import CRYPTO, STOCKS, Market, sessions_in_range
-from platform_assets.partitions import MAX_DATES_PER_RUN, SYMBOLS_TAG, date_partitions_of
+from platform_assets.partitions import MAX_DATES_PER_RUN, SYMBOL_GROUP_TAG, SYMBOLS_TAG, date_partitions_of
 from platform_assets.universe import add_symbols, detect_asset_type, require_tracked, tracked_symbols
 from resources.validation import InvalidDateRangeError, InvalidInputError, normalize_symbols, parse_date_range
 
@@ -181,6 +181,8 @@ def run_tags(plan: BackfillPlan, chunk: list[dt.date], universe: list[str], laun
     }
     if set(symbols) != set(universe):
         tags[SYMBOLS_TAG] = ",".join(symbols)
+    if plan.symbol_groups:
+        tags[SYMBOL_GROUP_TAG] = f"{plan.symbol_groups.index(symbols) + 1}/{len(plan.symbol_groups)}"
     return tags
 
 

@@ -30,6 +30,7 @@ from resources.settings import get_settings
 
 SYMBOLS_PARTITION_NAME = "symbols"
 SYMBOLS_TAG = "platform/symbols"
+SYMBOL_GROUP_TAG = "platform/symbol_group"  # "k/n": the run is symbol group k of n of a backfill split by symbols
 # Dagster's tags for a ranged run of date partitions (what a backfill with a BackfillPolicy sets).
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from platform_assets.partitions import SYMBOL_GROUP_TAG
 from platform_assets.progress import Progress
 from resources.lake_batch import FlushError
 
@@ -164,6 +165,11 @@ class SymbolDayStep:
         self.quality = list(quality)  # DQ recorders: told when a symbol-day's data did not land
         self.reports = {day: DateReport(day) for day in dates}
         self._tracebacks = 0
+        group = context.run.tags.get(SYMBOL_GROUP_TAG)
+        self._not_in_run = (  # why a tracked symbol this run did not process is missing
+            f"not in this run (symbol group {group} of a backfill split by symbols; another group's run may not have stored it yet), nothing stored"
+            if group else "not in this run, nothing stored"
+        )
 
     def run(self, transform: Callable[[str, dt.date], Outcome]) -> "SymbolDayStep":
         """Symbol by symbol, date by date. With a ``lake``, writes are batched: each symbol's
@@ -255,7 +261,7 @@ class SymbolDayStep:
             elif self.is_stored is not None and self.is_stored(symbol, report.day):
                 continue
             elif outcome is None:
-                missing.append((symbol, "not in this run, nothing stored"))
+                missing.append((symbol, self._not_in_run))
             elif outcome.status == BLOCKED:
                 missing.append((symbol, "DQ-blocked"))
             else:

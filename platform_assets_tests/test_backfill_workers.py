@@ -10,7 +10,7 @@ import dagster as dg
 
 from definitions import build_definitions
 from platform_api.backfill import plan_backfill, run_backfill, worker_context
-from platform_assets.partitions import SYMBOLS_TAG
+from platform_assets.partitions import SYMBOL_GROUP_TAG, SYMBOLS_TAG
 from platform_assets.symbol_days import COMPLETE_CHECK
 from resources.lake import CURATED_BARS
 from resources.settings import get_settings, load_settings
@@ -73,11 +73,28 @@ def test_a_daily_run_is_split_by_symbols_across_the_workers_and_every_symbol_lan
     with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
         report = run_backfill(instance, plan, defs=build_definitions(load_settings()), add_missing_symbols=True, workers=2)
         assert report.success and len(report.runs) == 2
-        tags = [instance.get_run_by_id(run.run_id).tags.get(SYMBOLS_TAG) for run in report.runs]
-        assert sorted(tags) == ["AAPL,MSFT", "NVDA"]
+        tags = [instance.get_run_by_id(run.run_id).tags for run in report.runs]
+        assert sorted((t.get(SYMBOLS_TAG), t.get(SYMBOL_GROUP_TAG)) for t in tags) == [("AAPL,MSFT", "1/2"), ("NVDA", "2/2")]
         for symbol in symbols:
             assert list((data / "lake" / CURATED_BARS.relative_dir() / f"symbol={symbol}").rglob("*.parquet")), symbol
         check = dg.AssetCheckKey(dg.AssetKey("curated_bars"), COMPLETE_CHECK)
         evaluations = [r.evaluation for r in instance.event_log_storage.get_asset_check_execution_history(check, limit=20) if isinstance(r.evaluation, dg.AssetCheckEvaluation)]
         on_date = [e for e in evaluations if e.partition == D1.isoformat()]  # filed under the date, though the runs are one-date ranges
         assert len(on_date) == 2 and on_date[0].passed  # one per run; the latest saw every symbol stored
+
+
+def test_a_symbol_group_run_says_why_the_other_groups_symbols_are_missing(platform):
+    """The run of one symbol group that finishes first sees the other group's symbols not stored
+    yet: its evaluation fails (they are missing), naming the split so the UI reader knows why."""
+    from platform_api.backfill import RANGE_END_TAG, RANGE_START_TAG
+    from platform_assets.universe import add_symbols
+
+    add_symbols(platform.instance, ["AAPL", "MSFT"])
+    job = platform.defs.resolve_job_def("offline_pipeline")
+    tags = {RANGE_START_TAG: D1.isoformat(), RANGE_END_TAG: D1.isoformat(), SYMBOLS_TAG: "AAPL", SYMBOL_GROUP_TAG: "1/2"}
+    assert job.execute_in_process(instance=platform.instance, tags=tags, raise_on_error=False).success
+    check = dg.AssetCheckKey(dg.AssetKey("curated_bars"), COMPLETE_CHECK)
+    latest = next(r.evaluation for r in platform.instance.event_log_storage.get_asset_check_execution_history(check, limit=5)
+                  if isinstance(r.evaluation, dg.AssetCheckEvaluation) and r.evaluation.partition == D1.isoformat())
+    assert not latest.passed
+    assert latest.metadata["missing"].text.startswith("MSFT (not in this run (symbol group 1/2 of a backfill split by symbols")
