@@ -59,3 +59,13 @@ def test_history_length_benchmark_runs_two_lengths_and_the_listing_comparison():
     assert listing.what.startswith("finding a quarter's L2 files") and listing.ours_s > 0 and listing.baseline_s > 0
     assert coverage.what.startswith("coverage manifest rebuilt") and coverage.ours_s > 0 and "us per logged batch" in coverage.note
     assert refresh.what.startswith("coverage manifest at the end of a daily raw run") and refresh.baseline_s == coverage.ours_s > 0
+
+
+def test_worker_start_benchmark_compares_start_methods_and_the_daily_split():
+    from bench import worker_start
+
+    results = worker_start.run(workers=2, daily_symbols=2)
+    first, later, daily = results
+    assert first.what.startswith("2 backfill workers ready, first") and later.what.startswith("2 backfill workers ready, a later")
+    assert all(r.ours_s > 0 and r.baseline_s > 0 for r in results)
+    assert daily.note.startswith("2 runs of symbol groups") and daily.rows == 2
