@@ -176,3 +176,43 @@ def test_an_invalid_new_line_is_named_with_its_line_number(tmp_path):
     append_jsonl_healing([{**record, "schema_version": "bars_manifest.v9"}], log, fsync=False)
     with pytest.raises(ValueError, match=r"bars_download_manifest.jsonl:3: unknown schema_version"):
         update_coverage_file(base, fsync=False)
+
+
+def _writer(base: str, name: str, rounds: int) -> None:
+    """A process appending its own records and refreshing the coverage after each append."""
+    base_path = Path(base)
+    log = download_manifest_path(base_path)
+    for run in range(rounds):
+        batch = [_record(base_path, f"{name}{s}", f"2024-12-{d:02d}", 380 + run, f"2026-11-27T00:{run:02d}:00+00:00", f"{name}-{run}.parquet")
+                 for s in range(3) for d in (2, 3, 4)]
+        for record in batch:
+            _touch(record)
+        append_jsonl_healing(batch, log, fsync=False)
+        update_coverage_file(base_path, fsync=False)
+
+
+def test_concurrent_writers_and_a_writer_killed_mid_refresh_leave_the_full_rebuilds_document(tmp_path):
+    """Two processes append and refresh at once while a third is SIGKILLed at a random point of its
+    own loop (possibly inside a refresh): the next refresh gives exactly the full rebuild's document."""
+    import multiprocessing
+    import signal
+    import time
+
+    base = tmp_path / "data"
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_writer, args=(str(base), name, 25)) for name in ("A", "B")]
+    victim = context.Process(target=_writer, args=(str(base), "K", 10_000))
+    for process in (*writers, victim):
+        process.start()
+    time.sleep(random.Random(7).uniform(2.0, 3.0))
+    os.kill(victim.pid, signal.SIGKILL)
+    for process in writers:
+        process.join(120)
+        assert process.exitcode == 0
+    victim.join(10)
+    assert victim.exitcode == -signal.SIGKILL
+    document = update_coverage_file(base, fsync=False)
+    assert _entries(document) == _full(base)
+    symbols = {entry["symbol"] for entry in document["entries"]}
+    assert {"A0", "A1", "A2", "B0", "B1", "B2"} <= symbols and "K0" in symbols  # the killed writer had refreshed before
+    assert all(day["rows"] == 380 + 24 for entry in document["entries"] if entry["symbol"][0] in "AB" for day in entry["days"])
