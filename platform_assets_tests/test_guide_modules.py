@@ -96,3 +96,41 @@ def test_build_bars_coverage_script_rebuilds_the_manifest(tmp_path):
     run = subprocess.run([sys.executable, "src/tools/analysis/build_bars_coverage.py"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert (tmp_path / "data" / "bars_coverage_manifest.json").exists()
+
+
+def test_ingestion_guide_adapter_modules_import_as_written():
+    """Seed 002 imports ``from src.ingestion.api_adapters.databento_adapter import DatabentoAdapter``."""
+    from src.ingestion.api_adapters import AdapterRegistry, DatabentoAdapter as FromPackage
+    from src.ingestion.api_adapters.base_adapter import BaseAdapter
+    from src.ingestion.api_adapters.databento_adapter import DatabentoAdapter, DatabentoOHLCVRecord
+    from src.ingestion.api_adapters.interactive_brokers_adapter import InteractiveBrokersAdapter
+
+    from resources.adapters import databento_adapter, interactive_brokers_adapter, records
+
+    assert DatabentoAdapter is FromPackage is databento_adapter.DatabentoAdapter and issubclass(DatabentoAdapter, BaseAdapter)
+    assert InteractiveBrokersAdapter is interactive_brokers_adapter.InteractiveBrokersAdapter and DatabentoOHLCVRecord is records.DatabentoOHLCVRecord
+    assert AdapterRegistry.adapters["databento"] is DatabentoAdapter
+
+
+def test_design_rule_examples_build_and_evaluate_as_written():
+    """Seed 001 section 3.5.1 builds rules without names; they are named after type and field."""
+    import pandas as pd
+
+    from platform_assets.quality.config import RuleSet
+    from platform_assets.quality.engine import batch_from_frames, evaluate
+    from platform_assets.quality.rules import EnumRule, MonotonicTimeRule, RangeRule
+
+    rules = [
+        RangeRule(field="close", min=0, max=None, severity="error"),
+        EnumRule(field="bar_type", allowed=["TRADES"], severity="warn"),
+        MonotonicTimeRule(entity_key="symbol", time_field="ts", severity="error"),
+    ]
+    assert [r.name for r in rules] == ["range_close", "enum_bar_type", "monotonic_time_ts"]
+    frame = pd.DataFrame({
+        "symbol": "AAPL", "close": [1.0, -1.0, 2.0], "bar_type": ["TRADES", "TRADES", "MIDPOINT"],
+        "ts": pd.to_datetime(["2024-12-02 14:30", "2024-12-02 14:31", "2024-12-02 14:31"], utc=True),
+    })
+    evaluation = evaluate(RuleSet(dataset="bars", rules=rules), batch_from_frames([frame], [("AAPL", "2024-12-02")]), engine="vectorised")
+    status = dict(zip(evaluation.results["metric"], evaluation.results["status"]))
+    assert status == {"range_close": "error", "enum_bar_type": "warn", "monotonic_time_ts": "error"}
+    assert RangeRule(name="close_positive", rule="range", field="close", min=0, severity="error").name == "close_positive"  # named as before

@@ -80,6 +80,21 @@ class Rule(BaseModel):
     error: float | None = None
     description: str = ""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_name(cls, data):
+        """A rule built in code without a name (``RangeRule(field="close", min=0, severity="error")``,
+        as the low-level design writes them) is named after its type and field: ``range_close``."""
+        if isinstance(data, dict) and "name" not in data and "rule" in cls.model_fields:
+            parts = [data.get("rule", cls._default_of("rule")), data.get("field") or data.get("time_field") or cls._default_of("field")]
+            data = {**data, "name": "_".join(part for part in parts if isinstance(part, str) and part).lower()}
+        return data
+
+    @classmethod
+    def _default_of(cls, field: str):
+        info = cls.model_fields.get(field)
+        return info.default if info is not None else None
+
     @model_validator(mode="after")
     def _thresholds(self):
         if self.severity is None and self.warn is None and self.error is None:
@@ -149,7 +164,7 @@ class PartitionRule(Rule):
 class RangeRule(RowRule):
     """``min <= field <= max`` (strict bounds optional); nulls are the not_null rule's business."""
 
-    rule: Literal["range"]
+    rule: Literal["range"] = "range"
     field: str
     min: float | None = None
     max: float | None = None
@@ -178,7 +193,7 @@ class RangeRule(RowRule):
 
 
 class EnumRule(RowRule):
-    rule: Literal["enum"]
+    rule: Literal["enum"] = "enum"
     field: str
     allowed: list[str] = Field(min_length=1)
 
@@ -198,7 +213,7 @@ class EnumRule(RowRule):
 class NotNullRule(RowRule):
     """Share (or count) of null values in ``field``; NaN counts as null."""
 
-    rule: Literal["not_null"]
+    rule: Literal["not_null"] = "not_null"
     field: str
     measure: Literal["count", "rate"] = "rate"
 
@@ -217,7 +232,7 @@ class NotNullRule(RowRule):
 class UniqueRule(RowRule):
     """No two rows share ``columns`` (every copy of a repeated key fails)."""
 
-    rule: Literal["unique"]
+    rule: Literal["unique"] = "unique"
     keys: list[str] = Field(min_length=1)
     group: Group = "uniqueness"
 
@@ -236,7 +251,7 @@ class UniqueRule(RowRule):
 class OHLCRule(RowRule):
     """high >= low, high >= max(open, close), low <= min(open, close)."""
 
-    rule: Literal["ohlc_consistency"]
+    rule: Literal["ohlc_consistency"] = "ohlc_consistency"
 
     def columns(self):
         return ["open", "high", "low", "close"]
@@ -251,7 +266,7 @@ class OHLCRule(RowRule):
 class MonotonicTimeRule(RowRule):
     """Within each entity (one per partition), ``time_field`` increases row by row."""
 
-    rule: Literal["monotonic_time"]
+    rule: Literal["monotonic_time"] = "monotonic_time"
     entity_key: str = "symbol"
     time_field: str = "ts"
     strict: bool = True
@@ -279,7 +294,7 @@ class ReturnJumpRule(RowRule):
     an *explained* jump and passes, the same move with no corporate action fails.
     """
 
-    rule: Literal["return_jump"]
+    rule: Literal["return_jump"] = "return_jump"
     field: str = "close"
     max_abs_return: float = Field(gt=0)
     overnight_max_abs_return: float | None = Field(None, gt=0)
@@ -332,7 +347,7 @@ class _GapRule(PartitionRule):
 class GapRatioRule(_GapRule):
     """Share of the session's minutes in a gap of the selected types."""
 
-    rule: Literal["gap_ratio"]
+    rule: Literal["gap_ratio"] = "gap_ratio"
 
     def partition_values(self, batch):
         gaps = batch.count_per_part(self.gap_mask(batch)).astype(float)
@@ -343,7 +358,7 @@ class GapRatioRule(_GapRule):
 class GapCountRule(_GapRule):
     """Number of runs of consecutive gap minutes (of the selected types) in the session."""
 
-    rule: Literal["gap_count"]
+    rule: Literal["gap_count"] = "gap_count"
 
     def partition_values(self, batch):
         gap = self.gap_mask(batch)
@@ -355,7 +370,7 @@ class GapCountRule(_GapRule):
 class StalePriceRule(PartitionRule):
     """Longest run of consecutive delivered rows whose ``field`` did not change."""
 
-    rule: Literal["stale_price_run"]
+    rule: Literal["stale_price_run"] = "stale_price_run"
     field: str = "close"
     group: Group = "stability"
 
@@ -373,7 +388,7 @@ class StalePriceRule(PartitionRule):
 class ZeroVolumeRule(PartitionRule):
     """Share of delivered rows with zero ``field`` (volume)."""
 
-    rule: Literal["zero_volume_ratio"]
+    rule: Literal["zero_volume_ratio"] = "zero_volume_ratio"
     field: str = "volume"
     group: Group = "stability"
 
@@ -391,7 +406,7 @@ class ZeroVolumeRule(PartitionRule):
 class StatRule(PartitionRule):
     """A statistic the asset computed while building the partition (e.g. curation counts)."""
 
-    rule: Literal["stat"]
+    rule: Literal["stat"] = "stat"
     stat: str
 
     def partition_values(self, batch):
@@ -401,7 +416,7 @@ class StatRule(PartitionRule):
 class L2CrossedBookRule(RowRule):
     """Best bid at or above best ask (both levels present)."""
 
-    rule: Literal["l2_crossed_book"]
+    rule: Literal["l2_crossed_book"] = "l2_crossed_book"
     group: Group = "book"
 
     def failing_rows(self, batch):
@@ -412,7 +427,7 @@ class L2CrossedBookRule(RowRule):
 class L2LevelOrderRule(RowRule):
     """Bid prices fall and ask prices rise across present levels (zero = missing level)."""
 
-    rule: Literal["l2_level_order"]
+    rule: Literal["l2_level_order"] = "l2_level_order"
     group: Group = "book"
 
     def failing_rows(self, batch):
@@ -425,7 +440,7 @@ class L2LevelOrderRule(RowRule):
 class L2SizesRule(RowRule):
     """Sizes are >= 0 and prices are >= 0 at every level."""
 
-    rule: Literal["l2_non_negative"]
+    rule: Literal["l2_non_negative"] = "l2_non_negative"
     group: Group = "book"
 
     def failing_rows(self, batch):
@@ -436,7 +451,7 @@ class L2SizesRule(RowRule):
 class L2DepthRule(RowRule):
     """Every snapshot array has exactly ``levels`` entries."""
 
-    rule: Literal["l2_array_length"]
+    rule: Literal["l2_array_length"] = "l2_array_length"
     levels: int = Field(default=10, ge=1)
     group: Group = "book"
 
