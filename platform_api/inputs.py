@@ -121,3 +121,28 @@ def resolve_feature_versions(feature_groups: Iterable[str] | str, feature_versio
             )
         resolved[group] = version
     return resolved
+
+
+def is_single_time(value: object) -> bool:
+    """Whether ``value`` is one point in time (a datetime, date, Timestamp or a string that parses
+    as one): never a symbol or a list of symbols."""
+    if isinstance(value, (dt.date, pd.Timestamp, np.datetime64)):
+        return True
+    if isinstance(value, str):
+        try:
+            pd.Timestamp(value)
+        except (ValueError, TypeError):
+            return False
+        return True
+    return False
+
+
+def design_document_order(symbols: object, *times: object) -> tuple[object, ...]:
+    """Seed 001 lists the feature functions with the symbols last (``get_features_for_training(
+    feature_group, version, start, end, symbols)``, ``get_features_for_inference(feature_group,
+    version, ts, symbols)``); contract 000, which they follow, puts the symbols before the times. A
+    call in 001's order has a time where 000 has the symbols (a symbol never parses as a time), so
+    it is read in that order: returns ``(symbols, *times)`` in 000's order either way."""
+    if is_single_time(symbols) and times and not is_single_time(times[-1]):
+        return (times[-1], symbols, *times[:-1])
+    return (symbols, *times)

@@ -55,7 +55,7 @@ from platform_api.adjustment import add_adjusted_close, adjust_curated, parse_ad
 from platform_api.errors import IncompleteCoverageError, InvalidOptionError, NoDataError, StaleDataError, UnknownLabelDefinitionError
 from platform_api.freshness import market_staleness
 from platform_api.inputs import (
-    RANGE_CONVENTION, normalize_symbols, parse_duration, parse_time_range, parse_timestamps, require_choice, resolve_feature_versions,
+    RANGE_CONVENTION, design_document_order, normalize_symbols, parse_duration, parse_time_range, parse_timestamps, require_choice, resolve_feature_versions,
 )
 from platform_api.arrow_rows import sessions_and_rows, sorted_by_symbol_ts, symbol_session_runs
 from platform_api.group_rows import group_rows
@@ -332,6 +332,7 @@ def get_features_for_training(
     back-adjustment instead (``metadata["adjustment"]["point_in_time"]`` is then false).
     """
     versions = resolve_feature_versions(feature_groups, feature_versions)
+    symbols, start, end = design_document_order(symbols, start, end)
     symbols = normalize_symbols(symbols)
     start_ts, end_ts = parse_time_range(start, end)
     adjustment, as_of = parse_adjustment(adjustment, adjustment_as_of)
@@ -516,6 +517,7 @@ def get_features_for_inference(
     ``close_adj`` / ``adj_factor_pit`` (the row's close times the factor known on its session).
     """
     versions = resolve_feature_versions(feature_groups, feature_versions)
+    symbols, ts = design_document_order(symbols, ts)
     symbols = normalize_symbols(symbols)
     decisions, many = parse_timestamps(ts, name="ts")
     adjustment, _ = parse_adjustment(adjustment, None)

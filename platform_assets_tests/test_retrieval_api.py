@@ -356,3 +356,22 @@ def test_feature_files_are_stored_for_fast_reads_bars_compressed(lake_env):
                 assert "RLE_DICTIONARY" not in column.encodings, (table, column.path_in_schema)
             elif kind in ("string", "date32[day]"):
                 assert "RLE_DICTIONARY" in column.encodings, (table, column.path_in_schema)
+
+
+def test_design_document_argument_order_reads_the_same_rows(lake_env):
+    """Seed 001 lists ``get_features_for_training(feature_group, version, start, end, symbols)`` and
+    ``get_features_for_inference(feature_group, version, ts, symbols)``; contract 000 puts the symbols
+    before the times. Both orders give the same rows (a symbol never parses as a time)."""
+    settings, *_ = lake_env
+    start, end = pd.Timestamp("2024-11-26 15:00", tz="UTC"), pd.Timestamp("2024-11-26 16:00", tz="UTC")
+    contract = get_features_for_training("bar_features", "v1", ["AAPL"], start, end, settings=settings).features
+    design = get_features_for_training("bar_features", "v1", start, end, ["AAPL"], settings=settings).features
+    pd.testing.assert_frame_equal(design, contract)
+    assert len(contract) == 60
+    at = pd.Timestamp("2024-11-26 16:10", tz="UTC")
+    pd.testing.assert_frame_equal(
+        get_features_for_inference("bar_features", "v1", at, ["AAPL", "SPY"], settings=settings).features,
+        get_features_for_inference("bar_features", "v1", ["AAPL", "SPY"], at, settings=settings).features,
+    )
+    with pytest.raises(Exception, match="symbol"):  # a time in both places is still refused
+        get_features_for_training("bar_features", "v1", start, start, end, settings=settings)

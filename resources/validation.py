@@ -43,6 +43,8 @@ def normalize_symbols(symbols: Iterable[object] | str) -> list[str]:
     """Validate a list (or comma-separated string) of symbols; order kept, duplicates dropped."""
     if isinstance(symbols, str):
         symbols = [part for part in symbols.split(",") if part.strip()]
+    elif isinstance(symbols, bytes) or not isinstance(symbols, Iterable):
+        raise InvalidSymbolError(f"symbols must be a symbol, a comma-separated string or a list of symbols, got {type(symbols).__name__} {symbols!r}")
     seen: dict[str, None] = {}
     for symbol in symbols:
         seen.setdefault(normalize_symbol(symbol), None)
