@@ -38,8 +38,9 @@ def _fresh_instance(root):
     return dg.DagsterInstance.from_config(str(root / "dagster_home"))
 
 
-def time_ranged(symbols: list[str], days: list[dt.date], workers: int) -> tuple[float, int]:
-    """Wall time of the ranged backfill (seconds) and the number of runs it used."""
+def time_ranged(symbols: list[str], days: list[dt.date], workers: int, adjust_plan=None) -> tuple[float, int]:
+    """Wall time of the ranged backfill (seconds) and the number of runs it used, on a fresh lake and
+    instance; ``adjust_plan`` (plan -> plan) changes the plan before it runs (a baseline's plan)."""
     from definitions import build_definitions
     from platform_api.backfill import plan_backfill, run_backfill
     from resources.settings import get_settings
@@ -48,6 +49,7 @@ def time_ranged(symbols: list[str], days: list[dt.date], workers: int) -> tuple[
         defs = build_definitions(get_settings())
         instance = _fresh_instance(root)
         plan = plan_backfill(symbols, days[0], days[-1], min_chunks=workers)
+        plan = adjust_plan(plan) if adjust_plan else plan
         started = time.perf_counter()
         report = run_backfill(instance, plan, defs=defs, add_missing_symbols=True, workers=workers)
         seconds = time.perf_counter() - started

@@ -22,8 +22,8 @@ import dataclasses
 import multiprocessing
 import time
 
-from bench.backfill import END_DATE, trading_days_ending
-from bench.common import Result, format_table, isolated_platform
+from bench.backfill import END_DATE, time_ranged, trading_days_ending
+from bench.common import Result, format_table
 
 
 def load_like_a_run_worker(_: int) -> int:
@@ -58,26 +58,9 @@ def worker_rows(workers: int) -> list[Result]:
     ]
 
 
-def _daily_seconds(symbols: list[str], workers: int, split: bool) -> tuple[float, int]:
-    from definitions import build_definitions
-    from platform_api.backfill import plan_backfill, run_backfill
-    from resources.settings import get_settings
-
-    from bench.throughput import _fresh_instance
-
-    day = trading_days_ending(END_DATE, 1)[0]
-    with isolated_platform() as root:
-        defs = build_definitions(get_settings())
-        instance = _fresh_instance(root)
-        plan = plan_backfill(symbols, day, day, min_chunks=workers)
-        if not split:
-            plan = dataclasses.replace(plan, symbol_groups=None)
-        started = time.perf_counter()
-        report = run_backfill(instance, plan, defs=defs, add_missing_symbols=True, workers=workers)
-        seconds = time.perf_counter() - started
-        if not report.success:
-            raise RuntimeError(f"daily run failed: {[r.error for r in report.runs if not r.success][:2]}")
-        return seconds, len(report.runs)
+def _one_run(plan):
+    """The plan before session 14: every symbol in one run per date chunk."""
+    return dataclasses.replace(plan, symbol_groups=None)
 
 
 def daily_row(symbols: int, workers: int) -> Result:
@@ -86,8 +69,9 @@ def daily_row(symbols: int, workers: int) -> Result:
 
     gx_runner()  # the one-run baseline runs in this process: GX loaded beforehand, as in the workers
     names = _symbols(symbols)
-    split_s, runs = _daily_seconds(names, workers, split=True)
-    one_s, _ = _daily_seconds(names, workers, split=False)
+    day = trading_days_ending(END_DATE, 1)
+    split_s, runs = time_ranged(names, day, workers)
+    one_s, _ = time_ranged(names, day, workers, adjust_plan=_one_run)
     return Result(
         what=f"daily run, whole graph, {symbols} symbols x 1 day, {workers} workers: split by symbols vs one run",
         ours_s=split_s, baseline_s=one_s, baseline="one run", rows=symbols, target="< 60 s for 500 symbols",
