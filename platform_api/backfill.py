@@ -267,20 +267,19 @@ def _execute_chunk_in_worker(instance_ref, job_name: str, tags: dict[str, str], 
     run plus its settings (``worker_env``). The worker was forked from the preload server, whose
     environment is from when it started, so the caller's replaces it before the platform's modules
     (which read it when imported) load."""
+    defs = None  # the project's definitions, imported under ``env``
     if os.environ != env:
-        from resources.settings import get_settings
+        from resources.settings import get_settings, load_settings
 
         os.environ.clear()
         os.environ.update(env)
         get_settings.cache_clear()
         if "definitions" in sys.modules:  # built under another environment (a worker serves one backfill: rare)
             from definitions import build_definitions
-            from resources.settings import load_settings
 
-            with dg.DagsterInstance.from_ref(instance_ref) as instance:
-                return _execute_chunk(instance, job_name, tags, log_level, build_definitions(load_settings()), asset_selection=asset_selection)
+            defs = build_definitions(load_settings())
     with dg.DagsterInstance.from_ref(instance_ref) as instance:
-        return _execute_chunk(instance, job_name, tags, log_level, None, asset_selection=asset_selection)
+        return _execute_chunk(instance, job_name, tags, log_level, defs, asset_selection=asset_selection)
 
 
 def run_backfill(

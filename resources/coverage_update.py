@@ -32,10 +32,11 @@ import pandas as pd
 
 from resources.atomic import write_json_atomic
 from resources.manifests import (
-    DAY_FIELDS,
     ManifestError,
     build_coverage,
+    coverage_entry,
     coverage_path,
+    day_entry,
     download_manifest_path,
     locked,
     manifest_dir,
@@ -157,15 +158,9 @@ def _merge(document: dict, records: list[dict]) -> None:
         if current is not None and record["rows"] == current["rows"]:
             raise _NeedsFullRebuild(f"{key} {day}: a tie on rows")
         if current is None or record["rows"] > current["rows"]:
-            days[day] = {"date": day, **{k: record[k] for k in DAY_FIELDS[1:]}}
+            days[day] = day_entry(day, record)
     for (symbol, bar_size), days in day_maps.items():
-        ordered = sorted(days)
-        entries[(symbol, bar_size)] = {
-            "symbol": symbol,
-            "bar_size": bar_size,
-            "total": {"date_start": ordered[0], "date_end": ordered[-1]},
-            "days": [days[day] for day in ordered],
-        }
+        entries[(symbol, bar_size)] = coverage_entry(symbol, bar_size, days)
     document["entries"] = [entries[key] for key in sorted(entries)]
     document["generated_at"] = pd.Timestamp.now(tz="UTC").isoformat()
 

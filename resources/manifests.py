@@ -277,16 +277,27 @@ def build_coverage(records: list[dict], exists: Callable[[str], bool] | None = N
         current = days.get(day)
         if current is None or (record["rows"], record["written_at"]) > (current["rows"], current["written_at"]):
             days[day] = record
-    entries = []
-    for (symbol, bar_size), days in sorted(best.items()):
-        ordered = sorted(days)
-        entries.append({
-            "symbol": symbol,
-            "bar_size": bar_size,
-            "total": {"date_start": ordered[0], "date_end": ordered[-1]},
-            "days": [{"date": day, **{k: days[day][k] for k in DAY_FIELDS[1:]}} for day in ordered],
-        })
+    entries = [
+        coverage_entry(symbol, bar_size, {day: day_entry(day, record) for day, record in days.items()})
+        for (symbol, bar_size), days in sorted(best.items())
+    ]
     return {"schema_version": COVERAGE_VERSION, "generated_at": pd.Timestamp.now(tz="UTC").isoformat(), "entries": entries}
+
+
+def day_entry(day: str, record: dict) -> dict:
+    """A coverage ``days`` item: the day and its best file's fields (from its download record)."""
+    return {"date": day, **{k: record[k] for k in DAY_FIELDS[1:]}}
+
+
+def coverage_entry(symbol: str, bar_size: str, days: dict[str, dict]) -> dict:
+    """A coverage entry from its ``days`` items keyed by date (any order)."""
+    ordered = sorted(days)
+    return {
+        "symbol": symbol,
+        "bar_size": bar_size,
+        "total": {"date_start": ordered[0], "date_end": ordered[-1]},
+        "days": [days[day] for day in ordered],
+    }
 
 
 def read_coverage(path: Path) -> dict:
