@@ -156,3 +156,46 @@ def test_last_real_close_is_the_latest_ok_bar_whatever_the_row_order():
     assert last_real_close(bars) == 3.0  # 14:33 is imputed: the latest real bar is 14:32
     assert last_real_close(bars.drop(columns="dq_status")) == 4.0
     assert last_real_close(bars.assign(dq_status="missing")) is None and last_real_close(bars.iloc[:0]) is None
+
+
+def test_many_sessions_at_once_equal_each_session_alone():
+    """curate_sessions (one call for a symbol's sessions) gives every session exactly what
+    curate_bars gives it alone: nothing (a fill, a gap run, a frozen run, L2 seen so far) carries
+    over from one session into the next, and stats and rejected rows stay per session."""
+    from platform_assets.calendars import sessions_in_range
+    from platform_assets.curation.gap_engine import curate_sessions
+
+    rates = FaultRates(no_trade_minute_rate=0.05, halt_prob=0.7, feed_gap_prob=0.7, bad_tick_prob=0.8, duplicate_prob=0.8)
+    days = sessions_in_range(STOCKS, dt.date(2024, 11, 20), dt.date(2024, 12, 6))  # holds the half day
+    rng = np.random.default_rng(7)
+    raws, timelines, activities, sources = [], [], [], []
+    for index, day in enumerate(days):
+        sim = simulate_day(index, "AAPL", day, rates=rates)
+        timeline = session_minutes(STOCKS, day)
+        raw = sim.bars
+        if index % 5 == 1:
+            raw = raw.iloc[120:]  # starts late: no close to carry from the day before
+        if index % 4 == 2:
+            raw = raw.sample(frac=1.0, random_state=index)  # rows out of order
+        if index % 6 == 3:
+            raw = raw.iloc[:0]
+        raws.append(raw)
+        timelines.append(timeline)
+        activities.append(None if index % 3 == 0 else book_activity(sim.book, timeline))
+        sources.append("databento" if index % 2 else "sim")
+    policy = ImputationPolicy(halt_min_minutes=3)
+    curated, stats, rejected = curate_sessions(
+        pd.concat(raws, ignore_index=True), [len(r) for r in raws], timelines,
+        symbol="AAPL", days=days, sources=sources, activities=activities, policy=policy,
+    )
+    alone = [
+        curate_bars(raw, timeline, symbol="AAPL", day=day, source=source, activity=activity, policy=policy)
+        for raw, timeline, day, source, activity in zip(raws, timelines, days, sources, activities)
+    ]
+    pd.testing.assert_frame_equal(curated, pd.concat([a[0] for a in alone], ignore_index=True))
+    assert [s.as_dict() for s in stats] == [a[1].as_dict() for a in alone]
+    for mine, theirs in zip(rejected, alone):
+        pd.testing.assert_frame_equal(mine, theirs[2])
+    # the inputs exercise what could leak across a session boundary
+    assert sum(s.missing_minutes for s in stats) > 0 and sum(s.gap_minutes["halt"] for s in stats) > 0
+    assert sum(len(r) for r in rejected) > 0 and {s.expected_minutes for s in stats} == {210, 390}

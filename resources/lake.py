@@ -757,15 +757,29 @@ class ParquetLake(dg.ConfigurableResource):
         A corrupt newest batch is quarantined and a ``CorruptLakeFileError`` naming it raised: the
         next ingestion of that partition re-fetches it (its batch id no longer exists).
         """
+        found = self.read_latest_batches(table, symbol, [day])
+        return found[day].to_pandas() if day in found else None
+
+    def read_latest_batches(self, table: Table, symbol: str, days: Sequence[dt.date]) -> dict[dt.date, pa.Table]:
+        """``read_latest_batch`` for many of a symbol's dates: {date: its newest batch} for the dates
+        that have one, as Arrow tables (one folder scan for the symbol, one listing per stored date).
+        A corrupt batch is quarantined and raises as in ``read_latest_batch``."""
         with self.reading(table):
-            files = self.batch_files(table, symbol, day)
+            folder = self.symbol_dir(table, symbol)
+            stored = {entry.name for entry in os.scandir(folder)} if folder.is_dir() else set()
+            newest = {}
+            for day in days:
+                name = f"date={day.isoformat()}"
+                if name in stored:
+                    batches = [n for n in os.listdir(folder / name) if n.startswith(BATCH_PREFIX) and n.endswith(".parquet")]
+                    if batches:
+                        newest[day] = folder / name / max(batches)
             try:
-                return read_parquet_checked(files[-1]).to_pandas() if files else None
+                return {day: read_parquet_checked(path) for day, path in newest.items()}
             except CorruptLakeFileError as error:
                 corrupt = error
         moved = self.quarantine_file(table, corrupt.path)
         raise CorruptLakeFileError(corrupt.path, f"{corrupt.reason}; moved to {moved}, re-ingest this partition to re-fetch it")
-
 
 
 @functools.lru_cache(maxsize=1024)

@@ -6,9 +6,10 @@ import datetime as dt
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from platform_assets.calendars import STOCKS, session_minutes, sessions_in_range
-from platform_assets.curation.gap_engine import GapStats, ImputationPolicy, curate_bars, l2_minute_activity
+from platform_assets.curation.gap_engine import GapStats, ImputationPolicy, curate_bars, curate_sessions, l2_minute_activity
 from platform_assets.ingestion.assets import l2_snapshots_sim, raw_bars_sim
 from platform_assets.ingestion.databento_assets import l2_snapshots_databento, raw_bars_databento
 from platform_assets.ingestion.ib_assets import raw_bars_ib
@@ -59,6 +60,19 @@ def pick_raw_source(lake: ParquetLake, symbol: str, day: dt.date, priority: list
     return None, None
 
 
+def pick_raw_sources(lake: ParquetLake, symbol: str, days: list[dt.date], priority: list[str]) -> dict[dt.date, tuple[str, pa.Table]]:
+    """``pick_raw_source`` for many of a symbol's dates: {date: (source, newest batch as Arrow)}
+    for the dates some source delivered; a source's files are read only for the dates no
+    higher-priority source has."""
+    picked: dict[dt.date, tuple[str, pa.Table]] = {}
+    for source in priority:
+        wanted = [day for day in days if day not in picked]
+        if not wanted:
+            break
+        picked.update({day: (source, batch) for day, batch in lake.read_latest_batches(raw_bars_table(source), symbol, wanted).items()})
+    return picked
+
+
 def last_real_close(bars: pd.DataFrame) -> float | None:
     """Close of the latest bar with ``dq_status == "ok"`` (every bar without the column); None if none."""
     real = bars["dq_status"].to_numpy() == "ok" if "dq_status" in bars.columns else np.ones(len(bars), dtype=bool)
@@ -86,6 +100,18 @@ def book_activity(book: L2Book, timeline: pd.DatetimeIndex) -> pd.DataFrame | No
         return None
     top = np.stack([book.bid_prices[:, 0], book.ask_prices[:, 0], book.bid_sizes[:, 0], book.ask_sizes[:, 0]], axis=1)
     return l2_minute_activity(book.timestamp, top, timeline)
+
+
+def _same_batch_schema(inputs: list[tuple]) -> list[list[tuple]]:
+    """Consecutive (date, source, batch, ...) inputs split where the source or the batch schema
+    changes: each group's batches concatenate into one frame with the columns each batch has."""
+    groups: list[list[tuple]] = []
+    for item in inputs:
+        if groups and groups[-1][-1][1] == item[1] and groups[-1][-1][2].schema.equals(item[2].schema):
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+    return groups
 
 
 @dg.asset(
@@ -189,17 +215,45 @@ def curated_bars(
         quality.add(symbol, day, curated, stats=values)
         return outcome(len(curated), values)
 
-    def curate_days(symbol: str, days: list[dt.date]) -> dict[dt.date, Outcome]:
-        """All of a symbol's sessions: curated one by one in memory, then written as one frame
-        (converted once, one DQ batch); nothing is written if any session fails."""
-        outcomes, done = {}, []
-        index = l2_store.day_index(symbol)
-        for day in days:
-            found = session_of(symbol, day, index)
-            if isinstance(found, Outcome):
-                outcomes[day] = found
+    def sessions_of(symbol: str, days: list[dt.date]) -> tuple[dict[dt.date, Outcome], list[tuple], list[pd.DataFrame]]:
+        """``session_of`` for all of a symbol's dates at once: the outcome of each date with nothing
+        to curate, and the curated sessions (date, source, curated bars, stats, rejected rows,
+        expected minutes) in date order, and the curated frames holding them (one per group, in
+        date order). Sessions from one source (and batch schema) in a row are
+        curated by one ``curate_sessions`` call over their raw batches concatenated."""
+        outcomes, inputs = {}, []
+        todo = [day for day in days if not (keep and lake.has_partition(CURATED_BARS, symbol, day))]
+        outcomes.update({day: kept() for day in days if day not in todo})
+        raw = pick_raw_sources(lake, symbol, todo, config.source_priority)
+        index = l2_store.day_index(symbol) if raw else None
+        for day in todo:
+            if day not in raw:
+                outcomes[day] = no_input("no raw bars from any source")
+            elif is_blocked(lake, raw_dq_dataset(raw[day][0]), symbol, day):
+                outcomes[day] = blocked(f"raw bars ({raw[day][0]}) failed an error DQ rule")
             else:
-                done.append((day, *found))
+                timeline = session_minutes(STOCKS, day)
+                book, _ = l2_store.read_day(symbol, day, index)
+                inputs.append((day, *raw[day], timeline, book_activity(book, timeline)))
+        done, frames = [], []
+        for group in _same_batch_schema(inputs):
+            days_, sources_, batches, timelines, activities = zip(*group)
+            frame, stats, rejected = curate_sessions(
+                pa.concat_tables(batches).to_pandas(), [len(b) for b in batches], timelines,
+                symbol=symbol, days=days_, sources=sources_, activities=activities, policy=policy,
+            )
+            frames.append(frame)
+            bounds = np.concatenate([[0], np.cumsum([len(t) for t in timelines])])
+            done += [
+                (day, source, frame.iloc[bounds[i] : bounds[i + 1]], stats[i], rejected[i], len(timelines[i]))
+                for i, (day, source) in enumerate(zip(days_, sources_))
+            ]
+        return outcomes, done, frames
+
+    def curate_days(symbol: str, days: list[dt.date]) -> dict[dt.date, Outcome]:
+        """All of a symbol's sessions: curated together in memory (``sessions_of``), then written as
+        one frame (converted once, one DQ batch); nothing is written if any session fails."""
+        outcomes, done, frames = sessions_of(symbol, days)
         if not done:
             return outcomes
         actions = read_actions(lake.root, [symbol])
@@ -207,7 +261,7 @@ def curated_bars(
         values = [checked(symbol, day, curated, stats, expected, actions, seen) for day, _, curated, stats, _, expected in done]
         lengths = [len(curated) for _, _, curated, *_ in done]
         factors = [adjustment_columns(actions, day) for day, *_ in done]
-        frame = pd.concat([curated for _, _, curated, *_ in done], ignore_index=True)
+        frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         frame = frame.assign(**{column: np.repeat([f[column] for f in factors], lengths) for column in ADJUSTMENT_COLUMNS})
         write_by_date(lake, CURATED_BARS, symbol, frame)
         quarantined = lake.stored_dates(quarantine_table(CURATED_BARS), symbol)

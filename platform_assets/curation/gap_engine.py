@@ -49,6 +49,7 @@ Retrospective (look ahead by definition, declared in ``platform_assets/audit/loo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -209,75 +210,122 @@ def l2_minute_activity(
     return pd.DataFrame({"has_l2": has_l2, "book_moved": book_moved}, index=timeline)
 
 
-def _runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Run id and run length for every element of a 1-D array of labels."""
+def _runs(values: np.ndarray, starts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Run id and run length for every element of a 1-D array of labels; ``starts`` (bool) marks
+    where a session begins: no run continues across it."""
     if len(values) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     change = np.concatenate([[True], values[1:] != values[:-1]])
+    if starts is not None:
+        change |= starts
     run_id = np.cumsum(change) - 1
     lengths = np.bincount(run_id)
     return run_id, lengths[run_id]
 
 
-def classify_gaps(
-    present: np.ndarray,
-    had_invalid: np.ndarray,
-    activity: pd.DataFrame | None,
-    policy: ImputationPolicy,
-) -> np.ndarray:
-    """Gap type per timeline minute (``none`` where a valid bar is present)."""
-    n = len(present)
-    gap = np.full(n, GAP_NONE, dtype=object)
-    missing = ~present
-    if activity is None or not activity["has_l2"].any():
-        gap[missing] = GAP_UNKNOWN
-    else:
-        has_l2 = activity["has_l2"].to_numpy()
-        gap[missing & has_l2] = GAP_NO_TRADE
-        gap[missing & ~has_l2] = GAP_FEED
-        frozen = (gap == GAP_NO_TRADE) & ~activity["book_moved"].to_numpy()
-        _, run_len = _runs(frozen)
-        gap[frozen & (run_len >= policy.halt_min_minutes)] = GAP_HALT
-    gap[missing & had_invalid] = GAP_INVALID
-    return gap
-
-
-def _run_so_far(flags: np.ndarray) -> np.ndarray:
-    """Per element: how many consecutive True values end here (0 where False)."""
+def _run_so_far(flags: np.ndarray, starts: np.ndarray | None = None) -> np.ndarray:
+    """Per element: how many consecutive True values end here (0 where False); ``starts`` as in
+    ``_runs``: a count starts again at every session."""
     count = np.cumsum(flags)
-    last_reset = np.maximum.accumulate(np.where(flags, 0, count))
+    reset = np.where(flags, 0, count) if starts is None else np.where(~flags | starts, count - flags, 0)
+    last_reset = np.maximum.accumulate(reset)
     return (count - last_reset).astype(np.int64)
 
 
-def classify_gaps_asof(
-    present: np.ndarray,
-    had_invalid: np.ndarray,
-    activity: pd.DataFrame | None,
-    policy: ImputationPolicy,
+@dataclass(frozen=True)
+class _Sessions:
+    """The concatenated timelines of several sessions: minute ``i`` belongs to session
+    ``minute_session[i]``; ``offsets[s]`` is session ``s``'s first minute."""
+
+    lengths: np.ndarray
+    offsets: np.ndarray
+    minute_session: np.ndarray
+    starts: np.ndarray
+
+    @classmethod
+    def of(cls, timelines) -> "_Sessions":
+        lengths = np.array([len(t) for t in timelines], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        starts = np.zeros(offsets[-1], dtype=bool)
+        starts[offsets[:-1][lengths > 0]] = True
+        return cls(lengths, offsets, np.repeat(np.arange(len(lengths)), lengths), starts)
+
+    def per_minute(self, values) -> np.ndarray:
+        """A per-session value repeated over the session's minutes."""
+        return np.repeat(np.asarray(values), self.lengths)
+
+    def count(self, minutes: np.ndarray) -> np.ndarray:
+        """Per session: how many of its minutes are True."""
+        return np.bincount(self.minute_session[minutes], minlength=len(self.lengths))
+
+    def any_so_far(self, flags: np.ndarray) -> np.ndarray:
+        """Per minute: whether a flag was set at or before it in its session."""
+        total = np.concatenate([[0], np.cumsum(flags)])
+        return total[1:] - self.per_minute(total[self.offsets[:-1]]) > 0
+
+    def forward_fill(self, values: np.ndarray, present: np.ndarray) -> np.ndarray:
+        """Carry the last present value of the session forward; NaN before its first one."""
+        index = np.where(present, np.arange(len(values)), -1)
+        np.maximum.accumulate(index, out=index)
+        return np.where(index >= self.per_minute(self.offsets[:-1]), values[np.clip(index, 0, None)], np.nan)
+
+
+def _session_positions(ts, row_session: np.ndarray, timelines, sessions: _Sessions) -> np.ndarray:
+    """Index of each raw timestamp in its session's timeline, or -1 when it is not on that grid."""
+    values = pd.DatetimeIndex(ts).tz_convert("UTC").asi8
+    first = np.array([t[0].value if len(t) else 0 for t in timelines], dtype=np.int64)
+    offset = values - first[row_session]
+    minute = 60_000_000_000
+    position = offset // minute
+    on_grid = (offset % minute == 0) & (position >= 0) & (position < sessions.lengths[row_session])
+    return np.where(on_grid, position, -1)
+
+
+def _activity_arrays(activities, sessions: _Sessions) -> tuple[np.ndarray, np.ndarray]:
+    """Per minute: whether an L2 snapshot fell in it and whether the book moved (False for a
+    session without L2 activity)."""
+    has_l2 = np.zeros(len(sessions.starts), dtype=bool)
+    book_moved = np.zeros(len(sessions.starts), dtype=bool)
+    for index, activity in enumerate(activities):
+        if activity is not None:
+            window = slice(sessions.offsets[index], sessions.offsets[index + 1])
+            has_l2[window] = activity["has_l2"].to_numpy()
+            book_moved[window] = activity["book_moved"].to_numpy()
+    return has_l2, book_moved
+
+
+def classify_gaps(
+    present: np.ndarray, had_invalid: np.ndarray, has_l2: np.ndarray, book_moved: np.ndarray, sessions: _Sessions, policy: ImputationPolicy
 ) -> np.ndarray:
-    """Gap type per minute as known when that minute's bar closed (no later minute consulted)."""
-    n = len(present)
-    gap = np.full(n, GAP_NONE, dtype=object)
+    """Gap type per timeline minute (``none`` where a valid bar is present), judged over each whole
+    session: ``unknown`` throughout a session without any L2 snapshot."""
+    gap = np.full(len(present), GAP_NONE, dtype=object)
     missing = ~present
-    if activity is None:
-        gap[missing] = GAP_UNKNOWN
-    else:
-        has_l2 = activity["has_l2"].to_numpy()
-        l2_seen = np.logical_or.accumulate(has_l2) if n else has_l2
-        gap[missing & ~l2_seen] = GAP_UNKNOWN
-        gap[missing & l2_seen & has_l2] = GAP_NO_TRADE
-        gap[missing & l2_seen & ~has_l2] = GAP_FEED
-        frozen = (gap == GAP_NO_TRADE) & ~activity["book_moved"].to_numpy()
-        gap[frozen & (_run_so_far(frozen) >= policy.halt_min_minutes)] = GAP_HALT
+    session_l2 = sessions.per_minute(sessions.count(has_l2) > 0)
+    gap[missing & ~session_l2] = GAP_UNKNOWN
+    gap[missing & session_l2 & has_l2] = GAP_NO_TRADE
+    gap[missing & session_l2 & ~has_l2] = GAP_FEED
+    frozen = (gap == GAP_NO_TRADE) & ~book_moved
+    _, run_len = _runs(frozen, sessions.starts)
+    gap[frozen & (run_len >= policy.halt_min_minutes)] = GAP_HALT
     gap[missing & had_invalid] = GAP_INVALID
     return gap
 
 
-def _forward_fill(values: np.ndarray, present: np.ndarray) -> np.ndarray:
-    """Carry the last present value forward; NaN before the first present value."""
-    index = np.where(present, np.arange(len(values)), -1)
-    np.maximum.accumulate(index, out=index)
-    return np.where(index >= 0, values[np.clip(index, 0, None)], np.nan)
+def classify_gaps_asof(
+    present: np.ndarray, had_invalid: np.ndarray, has_l2: np.ndarray, book_moved: np.ndarray, sessions: _Sessions, policy: ImputationPolicy
+) -> np.ndarray:
+    """Gap type per minute as known when that minute's bar closed (no later minute consulted)."""
+    gap = np.full(len(present), GAP_NONE, dtype=object)
+    missing = ~present
+    l2_seen = sessions.any_so_far(has_l2)
+    gap[missing & ~l2_seen] = GAP_UNKNOWN
+    gap[missing & l2_seen & has_l2] = GAP_NO_TRADE
+    gap[missing & l2_seen & ~has_l2] = GAP_FEED
+    frozen = (gap == GAP_NO_TRADE) & ~book_moved
+    gap[frozen & (_run_so_far(frozen, sessions.starts) >= policy.halt_min_minutes)] = GAP_HALT
+    gap[missing & had_invalid] = GAP_INVALID
+    return gap
 
 
 def curate_bars(
@@ -291,13 +339,42 @@ def curate_bars(
     policy: ImputationPolicy = ImputationPolicy(),
 ) -> tuple[pd.DataFrame, GapStats, pd.DataFrame]:
     """Curate one (symbol, session). Returns (curated bars, stats, rejected raw rows with reason)."""
-    n = len(timeline)
-    stats = GapStats(expected_minutes=n, raw_rows=len(raw))
+    curated, stats, rejected = curate_sessions(
+        raw, [len(raw)], [timeline], symbol=symbol, days=[day], sources=[source], activities=[activity], policy=policy
+    )
+    return curated, stats[0], rejected[0]
+
+
+def curate_sessions(
+    raw: pd.DataFrame,
+    raw_rows: Sequence[int],
+    timelines: Sequence[pd.DatetimeIndex],
+    *,
+    symbol: str,
+    days: Sequence,
+    sources: Sequence[str],
+    activities: Sequence[pd.DataFrame | None],
+    policy: ImputationPolicy = ImputationPolicy(),
+) -> tuple[pd.DataFrame, list[GapStats], list[pd.DataFrame]]:
+    """Curate many sessions of one symbol at once, each exactly as ``curate_bars`` would alone.
+
+    ``raw`` holds every session's raw rows, session after session (``raw_rows[s]`` rows for session
+    ``s``, in the order given); ``timelines``, ``days``, ``sources`` and ``activities`` (the L2
+    minute activity, None without L2 data) are per session. Returns the curated bars of every
+    session, session after session, the stats of each session, and each session's rejected raw
+    rows with their reason. Nothing carries from one session into the next (fills, runs, L2 seen).
+    """
+    sessions = _Sessions.of(timelines)
+    count = len(sessions.lengths)
+    n = int(sessions.offsets[-1])
     if not (isinstance(raw.index, pd.RangeIndex) and raw.index.start == 0 and raw.index.step == 1):
         raw = raw.reset_index(drop=True)
+    raw_rows = np.asarray(raw_rows, dtype=np.int64)
+    row_session = np.repeat(np.arange(count), raw_rows)
     values = {c: raw[c].to_numpy(dtype=float) for c in ("open", "high", "low", "close", "vwap", "volume", "trade_count")}
-    position = _minute_positions(raw["ts"], timeline) if len(raw) else np.array([], dtype=np.int64)
-    reason = invalid_reason(raw, timeline, values=values, position=position) if len(raw) else np.array([], dtype=object)
+    local = _session_positions(raw["ts"], row_session, timelines, sessions) if len(raw) else np.array([], dtype=np.int64)
+    position = np.where(local >= 0, sessions.offsets[:-1][row_session] + local, -1)
+    reason = invalid_reason(raw, None, values=values, position=local) if len(raw) else np.array([], dtype=object)
     valid = reason == ""
     valid_rows = np.flatnonzero(valid)
     _, first_of_minute = np.unique(position[valid_rows], return_index=True)
@@ -305,10 +382,9 @@ def curate_bars(
     duplicate[valid_rows] = True
     duplicate[valid_rows[first_of_minute]] = False  # keep the first valid row of each minute
     invalid = ~valid
-    stats.duplicate_rows = int(duplicate.sum())
-    for name, count in zip(*np.unique(reason[invalid], return_counts=True)):
-        stats.invalid_rows[str(name)] = int(count)
-    rejected = raw[invalid | duplicate].assign(reject_reason=np.where(duplicate, "duplicate", reason)[invalid | duplicate])
+    dropped = invalid | duplicate
+    rejected = raw[dropped].assign(reject_reason=np.where(duplicate, "duplicate", reason)[dropped]).reset_index(drop=True)
+    bounds = np.searchsorted(row_session[dropped], np.arange(count + 1))
 
     keep = np.flatnonzero(valid & ~duplicate)
     present = np.zeros(n, dtype=bool)
@@ -319,17 +395,19 @@ def curate_bars(
         placed[position[keep]] = values[column][keep]
         columns[column] = placed
     had_invalid = np.zeros(n, dtype=bool)
-    on_grid_invalid = invalid & (position >= 0)
-    had_invalid[position[on_grid_invalid]] = True
-    gap = classify_gaps(present, had_invalid, activity, policy)
-    gap_asof = classify_gaps_asof(present, had_invalid, activity, policy)
-    run_id, run_len = _runs(gap)
+    had_invalid[position[invalid & (position >= 0)]] = True
+    has_l2, book_moved = _activity_arrays(activities, sessions)
+    gap = classify_gaps(present, had_invalid, has_l2, book_moved, sessions, policy)
+    gap_asof = classify_gaps_asof(present, had_invalid, has_l2, book_moved, sessions, policy)
+    run_id, run_len = _runs(gap, sessions.starts)
 
-    close = _forward_fill(columns["close"], present)
+    close = sessions.forward_fill(columns["close"], present)
     has_price = ~np.isnan(close)
+    missing = ~present
+    timeline = timelines[0].append(list(timelines[1:])) if count > 1 else timelines[0]
     curated = pd.DataFrame(
         {
-            "date": [day] * n,
+            "date": sessions.per_minute(np.array(days, dtype=object)),
             "symbol": symbol,
             "ts": timeline,
             **{c: np.where(present, columns[c], close) for c in ("open", "high", "low")},
@@ -337,21 +415,38 @@ def curate_bars(
             "volume": np.where(present, columns["volume"], policy.volume_fill).astype("int64"),
             "vwap": np.where(present, columns["vwap"], close),
             "trade_count": np.where(present, columns["trade_count"], policy.trade_count_fill).astype("int64"),
-            "source": source,
-            "is_imputed": ~present & has_price,
+            "source": sessions.per_minute(np.array(sources, dtype=object)),
+            "is_imputed": missing & has_price,
             "gap_type": gap_asof,
-            "gap_run_minutes": _run_so_far(~present),
+            "gap_run_minutes": _run_so_far(missing, sessions.starts),
             "gap_type_retrospective": gap,
             "gap_run_minutes_total": np.where(present, 0, run_len).astype("int64"),
             "dq_status": np.select([present, has_price], [DQ_OK, DQ_IMPUTED], DQ_MISSING),
         }  # in CURATED_COLUMNS order
     )
 
-    stats.real_minutes = int(present.sum())
-    stats.imputed_minutes = int((~present & has_price).sum())
-    stats.missing_minutes = int((~present & ~has_price).sum())
-    for gap_type in GAP_TYPES:
-        stats.gap_minutes[gap_type] = int((gap == gap_type).sum())
-    stats.gap_runs = len(np.unique(run_id[~present]))
-    stats.max_gap_run = int(run_len[~present].max()) if (~present).any() else 0
-    return curated, stats, rejected.reset_index(drop=True)
+    per_session = {
+        "real_minutes": sessions.count(present),
+        "imputed_minutes": sessions.count(missing & has_price),
+        "missing_minutes": sessions.count(missing & ~has_price),
+        "gap_runs": sessions.count(missing & (np.diff(run_id, prepend=-1) != 0)),
+    }
+    gap_minutes = {gap_type: sessions.count(gap == gap_type) for gap_type in GAP_TYPES}
+    duplicates = np.bincount(row_session[duplicate], minlength=count)
+    invalid_counts = {name: np.bincount(row_session[reason == name], minlength=count) for name in INVALID_REASONS}
+    longest = np.zeros(count, dtype=np.int64)
+    np.maximum.at(longest, sessions.minute_session[missing], run_len[missing])
+    stats = [
+        GapStats(
+            expected_minutes=int(sessions.lengths[s]),
+            raw_rows=int(raw_rows[s]),
+            duplicate_rows=int(duplicates[s]),
+            invalid_rows={name: int(invalid_counts[name][s]) for name in INVALID_REASONS},
+            gap_minutes={gap_type: int(gap_minutes[gap_type][s]) for gap_type in GAP_TYPES},
+            max_gap_run=int(longest[s]),
+            **{key: int(values_[s]) for key, values_ in per_session.items()},
+        )
+        for s in range(count)
+    ]
+    rejected_by_session = [rejected.iloc[bounds[s] : bounds[s + 1]].reset_index(drop=True) for s in range(count)]
+    return curated, stats, rejected_by_session
