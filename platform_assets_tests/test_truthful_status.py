@@ -80,17 +80,31 @@ def test_missing_symbol_makes_its_date_fail_the_completeness_check(platform):
         assert _latest_check(platform.instance, "curated_bars", day.isoformat()).passed
 
 
+def _break_curation(monkeypatch, curation, error_for):
+    """Curation raises ``error_for(symbol, day)`` (when not None) for that symbol-day: the batched
+    pass over a symbol's sessions fails when one of them does (then each date is redone alone),
+    the per-date transform fails for that date only."""
+    real_one, real_many = curation.curate_bars, curation.curate_sessions
+
+    def one(raw, timeline, *, symbol, day, **kwargs):
+        if (error := error_for(symbol, day)) is not None:
+            raise error
+        return real_one(raw, timeline, symbol=symbol, day=day, **kwargs)
+
+    def many(raw, raw_rows, timelines, *, symbol, days, **kwargs):
+        for day in days:
+            if (error := error_for(symbol, day)) is not None:
+                raise error
+        return real_many(raw, raw_rows, timelines, symbol=symbol, days=days, **kwargs)
+
+    monkeypatch.setattr(curation, "curate_bars", one)
+    monkeypatch.setattr(curation, "curate_sessions", many)
+
+
 def test_one_failing_symbol_day_fails_only_itself(platform, monkeypatch):
     import platform_assets.curation.assets as curation
 
-    real = curation.curate_bars
-
-    def flaky(raw, timeline, *, symbol, day, **kwargs):
-        if symbol == "MSFT" and day == D2:
-            raise ValueError("injected vendor garbage for MSFT")
-        return real(raw, timeline, symbol=symbol, day=day, **kwargs)
-
-    monkeypatch.setattr(curation, "curate_bars", flaky)
+    _break_curation(monkeypatch, curation, lambda symbol, day: ValueError("injected vendor garbage for MSFT") if (symbol, day) == ("MSFT", D2) else None)
     add_symbols(platform.instance, ["AAPL", "MSFT"])
     result = _run(platform, RANGE)
     assert result.success  # the other symbol-days landed through every layer
@@ -110,14 +124,7 @@ def test_one_failing_symbol_day_fails_only_itself(platform, monkeypatch):
 def test_a_date_whose_only_symbol_failed_is_failed_and_the_rest_materialized(platform, monkeypatch):
     import platform_assets.curation.assets as curation
 
-    real = curation.curate_bars
-
-    def flaky(raw, timeline, *, symbol, day, **kwargs):
-        if day == D2:
-            raise RuntimeError("disk on fire")
-        return real(raw, timeline, symbol=symbol, day=day, **kwargs)
-
-    monkeypatch.setattr(curation, "curate_bars", flaky)
+    _break_curation(monkeypatch, curation, lambda symbol, day: RuntimeError("disk on fire") if day == D2 else None)
     add_symbols(platform.instance, ["AAPL"])
     result = _run(platform, RANGE)
     assert not result.success
