@@ -198,6 +198,22 @@ def curated_bars(
         elif stored is None or day in stored:
             lake.delete_partition(quarantine_table(CURATED_BARS), symbol, day)
 
+    def quarantine_days(symbol: str, done: list[tuple]) -> None:
+        """``quarantine`` for many curated sessions (date order): the rejected rows of each run of
+        sessions sharing columns (one source) converted to Arrow once and written per date."""
+        quarantined = lake.stored_dates(quarantine_table(CURATED_BARS), symbol)
+        for day, _, _, _, rejected, _ in done:
+            if not len(rejected) and day in quarantined:
+                lake.delete_partition(quarantine_table(CURATED_BARS), symbol, day)
+        runs: list[list[pd.DataFrame]] = []
+        for rejected in (entry[4] for entry in done if len(entry[4])):
+            if runs and list(runs[-1][-1].columns) == list(rejected.columns) and runs[-1][-1].dtypes.equals(rejected.dtypes):
+                runs[-1].append(rejected)
+            else:
+                runs.append([rejected])
+        for frames in runs:
+            write_by_date(lake, quarantine_table(CURATED_BARS), symbol, pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0])
+
     def outcome(curated_rows: int, stats: dict) -> Outcome:
         return written(curated_rows, **{k: v for k, v in stats.items() if k in CURATION_OUTCOME_KEYS})
 
@@ -264,9 +280,7 @@ def curated_bars(
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         frame = frame.assign(**{column: np.repeat([f[column] for f in factors], lengths) for column in ADJUSTMENT_COLUMNS})
         write_by_date(lake, CURATED_BARS, symbol, frame)
-        quarantined = lake.stored_dates(quarantine_table(CURATED_BARS), symbol)
-        for day, _, _, _, rejected, _ in done:
-            quarantine(symbol, day, rejected, quarantined)
+        quarantine_days(symbol, done)
         quality.add_dates(symbol, frame, date_slices(frame), stats=values)
         closes.update(seen)
         sources.update(source for _, source, *_ in done)
