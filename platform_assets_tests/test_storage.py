@@ -1,4 +1,5 @@
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -95,6 +96,40 @@ def test_raw_batches_are_append_only_and_idempotent(tmp_path):
     assert len(lake.batch_files(table, "AAPL", DAY)) == 2
     latest = lake.read_latest_batch(table, "AAPL", DAY)
     assert set(latest["batch_id"]) == {new_id}
+
+
+def test_raw_batch_as_arrow_is_the_keyed_frame_with_the_same_batch_id():
+    """raw_batch_table (the sim ingestion's path, no pandas batch frame) writes exactly what the
+    batch frame converted with the schema holds, and keeps the content-hash batch id of earlier
+    releases: re-ingesting data stored before stays a no-op (the id below was computed by the
+    frame-building code of session 14 for this input)."""
+    from platform_assets.ingestion.raw_batches import raw_batch_table
+    from resources.lake import _to_arrow
+
+    bars = simulate_day(9, "AAPL", DAY).bars
+    dup = pd.concat([bars, bars.iloc[[3]]], ignore_index=True).sort_values("ts", kind="stable")
+    now = pd.Timestamp("2024-03-13T01:00", tz="UTC")
+    batch_id, table, repeated = raw_batch_table(dup, source="sim", symbol="AAPL", day=DAY, ingestion_ts=now)
+    assert batch_id == "6bc8f39cab940c43"
+    keyed = dup[~dup["ts"].duplicated()]
+    def expected(rows):
+        return _to_arrow(pd.DataFrame({
+            "source": "sim", "symbol": "AAPL", "date": [DAY] * len(rows), "ts": rows["ts"].to_numpy(),
+            **{c: rows[c].to_numpy() for c in ("open", "high", "low", "close", "volume", "vwap", "trade_count")},
+            "batch_id": batch_id, "ingestion_ts": now,
+        }), RAW_BARS_SCHEMA)
+    assert table.schema.equals(RAW_BARS_SCHEMA) and table.equals(expected(keyed))
+    assert repeated.equals(expected(dup[dup["ts"].duplicated()])) and repeated.num_rows == 1
+    # the vendor's time zone does not matter; its dtypes do for the id (hashed as delivered), not for the rows
+    assert raw_batch_table(dup.assign(ts=dup["ts"].dt.tz_convert("America/New_York")), source="sim", symbol="AAPL", day=DAY, ingestion_ts=now)[1].equals(table)
+    other_id, floats, _ = raw_batch_table(dup.assign(volume=dup["volume"].astype(float)), source="sim", symbol="AAPL", day=DAY, ingestion_ts=now)
+    assert other_id != batch_id and floats.drop_columns(["batch_id"]).equals(table.drop_columns(["batch_id"]))
+    # its download-manifest line is the one the frame gets
+    from resources.manifests import download_record
+
+    lines = [download_record(Path("/lake/b.parquet"), rows, vendor="sim", symbol="AAPL", bar_size="1m") for rows in (table, table.to_pandas())]
+    assert [{k: v for k, v in line.items() if k != "written_at"} for line in lines][0] == {k: v for k, v in lines[1].items() if k != "written_at"}
+    assert lines[0]["rows"] == table.num_rows and lines[0]["time_start"] == "2024-03-12T13:30:00+00:00"
 
 
 def test_lake_rejects_path_like_symbols(tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
 
 from resources.coverage_update import update_coverage_file
 from resources.manifests import append_jsonl_healing, download_manifest_path, download_record, manifest_dir
@@ -24,7 +25,7 @@ class BarsManifest(dg.ConfigurableResource):
     def folder(self) -> Path:
         return manifest_dir(self.base_path)
 
-    def record(self, path: Path, frame: pd.DataFrame, *, vendor: str, symbol: str, bar_size: str) -> dict:
+    def record(self, path: Path, frame: pd.DataFrame | pa.Table, *, vendor: str, symbol: str, bar_size: str) -> dict:
         record = download_record(Path(path), frame, vendor=vendor, symbol=symbol, bar_size=bar_size)
         log = download_manifest_path(self.base_path)
         append_jsonl_healing([record], log, fsync=self.fsync, base=Path(self.base_path), backup_path=self.backup_path)

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from resources.mirror import mirror_file
 
@@ -175,9 +176,13 @@ def parse_jsonl_lines(lines: list[str], path: Path, first_line: int = 1) -> Iter
 
 
 # ------------------------------------------------------------------------------ download log
-def download_record(path: Path, frame: pd.DataFrame, *, vendor: str, symbol: str, bar_size: str, time_column: str = "ts") -> dict:
-    """The ``bars_manifest.v1`` line of one bars file (pure)."""
-    times = _utc_times(frame[time_column]) if len(frame) else pd.Series([], dtype="datetime64[ns, UTC]")
+def download_record(path: Path, frame: pd.DataFrame | pa.Table, *, vendor: str, symbol: str, bar_size: str, time_column: str = "ts") -> dict:
+    """The ``bars_manifest.v1`` line of one bars file (pure); ``frame``: its rows, as pandas or Arrow."""
+    if isinstance(frame, pa.Table):
+        column, columns = frame.column(time_column).to_pandas(), frame.column_names
+    else:
+        column, columns = frame[time_column], frame.columns
+    times = _utc_times(column) if len(frame) else pd.Series([], dtype="datetime64[ns, UTC]")
     path = Path(path).absolute()
     return {
         "schema_version": BARS_MANIFEST_VERSION,
@@ -189,7 +194,7 @@ def download_record(path: Path, frame: pd.DataFrame, *, vendor: str, symbol: str
         "path": str(path),
         "filename": path.name,
         "rows": int(len(frame)),
-        "columns": list(map(str, frame.columns)),
+        "columns": list(map(str, columns)),
         "time_start": times.min().isoformat() if len(times) else None,
         "time_end": times.max().isoformat() if len(times) else None,
     }

@@ -5,7 +5,7 @@ import dagster as dg
 import pandas as pd
 
 from platform_assets.calendars import STOCKS, session_bounds
-from platform_assets.ingestion.raw_batches import as_delivered, build_raw_batch
+from platform_assets.ingestion.raw_batches import as_delivered, raw_batch_table
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions
 from platform_assets.progress import Progress
 from platform_assets.quality.checks import DataQuality, check_groups, dq_check_specs, raw_dq_dataset
@@ -55,12 +55,12 @@ def raw_bars_sim(
     for day in dates:
         for symbol in symbols:
             bars = offline_source.day(symbol, day).bars
-            batch_id, batch, repeated = build_raw_batch(bars, source=SIM_SOURCE, symbol=symbol, day=day, ingestion_ts=ingestion_ts)
+            batch_id, batch, repeated = raw_batch_table(bars, source=SIM_SOURCE, symbol=symbol, day=day, ingestion_ts=ingestion_ts)
             path, new = lake.append_batch(RAW_BARS_SIM, symbol, day, batch, batch_id, ingestion_ts, RAW_BARS_SCHEMA)
             if new:
                 bars_manifest.record(path, batch, vendor=SIM_SOURCE, symbol=symbol, bar_size="1m")
             if new and len(repeated):
-                rejected = repeated.assign(reject_reason="duplicate_key")
+                rejected = repeated.to_pandas().assign(reject_reason="duplicate_key")
                 lake.append_batch(quarantine_table(RAW_BARS_SIM), symbol, day, rejected, batch_id, ingestion_ts)
             quality.add(symbol, day, as_delivered(bars, source=SIM_SOURCE, symbol=symbol, day=day))
             rows += len(batch)

@@ -13,6 +13,7 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from resources.lake import content_hash
 from resources.schemas import RAW_BAR_COLUMNS, RAW_BARS_SCHEMA
@@ -22,28 +23,40 @@ def build_raw_batch(
     bars: pd.DataFrame, *, source: str, symbol: str, day: dt.date, ingestion_ts: pd.Timestamp
 ) -> tuple[str, pd.DataFrame, pd.DataFrame]:
     """Return (batch_id, batch rows keyed by the primary key, rows that repeated a key)."""
+    batch_id, batch, repeated = raw_batch_table(bars, source=source, symbol=symbol, day=day, ingestion_ts=ingestion_ts)
+    return batch_id, batch.to_pandas(), repeated.to_pandas()
+
+
+def raw_batch_table(
+    bars: pd.DataFrame, *, source: str, symbol: str, day: dt.date, ingestion_ts: pd.Timestamp
+) -> tuple[str, pa.Table, pa.Table]:
+    """``build_raw_batch`` as Arrow tables of ``RAW_BARS_SCHEMA`` (what the lake writes): no pandas
+    frame built per batch beyond the one the content hash is taken of."""
     ts = _utc(bars["ts"])
     repeated = ts.duplicated(keep="first").to_numpy()
-    rows = pd.DataFrame({"ts": ts.array, **{c: bars[c].to_numpy() for c in RAW_BAR_COLUMNS[1:]}})
-    batch_id = content_hash(rows[~repeated] if repeated.any() else rows, source, symbol, day.isoformat())
-    out = pd.DataFrame(
-        {
-            "source": source,
-            "symbol": symbol,
-            "date": _dates(day, len(rows)),
-            "ts": rows["ts"].array,
-            **{c: rows[c].to_numpy() for c in ("open", "high", "low", "close")},
-            "volume": rows["volume"].to_numpy(dtype="int64"),
-            "vwap": rows["vwap"].to_numpy(),
-            "trade_count": rows["trade_count"].to_numpy(dtype="int64"),
-            "batch_id": batch_id,
-            "ingestion_ts": ingestion_ts,
-        },
-        columns=RAW_BARS_SCHEMA.names,
-    )
-    if not repeated.any():
-        return batch_id, out, out.iloc[:0]
-    return batch_id, out[~repeated].reset_index(drop=True), out[repeated].reset_index(drop=True)
+    values = {"ts": ts.array, **{c: bars[c].to_numpy() for c in RAW_BAR_COLUMNS[1:]}}
+    unique = ~repeated if repeated.any() else None
+    kept = values if unique is None else {c: v[unique] for c, v in values.items()}
+    batch_id = content_hash(pd.DataFrame(kept), source, symbol, day.isoformat())
+    stamp = pd.Timestamp(ingestion_ts).tz_convert("UTC").value
+
+    def table(columns: dict) -> pa.Table:
+        n = len(columns["ts"])
+        arrays = {
+            "source": pa.array([source] * n, pa.string()),
+            "symbol": pa.array([symbol] * n, pa.string()),
+            "date": pa.array([day] * n, pa.date32()),
+            "ts": pa.array(np.asarray(columns["ts"].asi8 if hasattr(columns["ts"], "asi8") else columns["ts"]).view("int64"), pa.int64()).cast(RAW_BARS_SCHEMA.field("ts").type),
+            **{c: pa.array(np.asarray(columns[c]), RAW_BARS_SCHEMA.field(c).type, from_pandas=True) for c in RAW_BAR_COLUMNS[1:]},
+            "batch_id": pa.array([batch_id] * n, pa.string()),
+            "ingestion_ts": pa.array(np.full(n, stamp, dtype=np.int64), pa.int64()).cast(RAW_BARS_SCHEMA.field("ingestion_ts").type),
+        }
+        return pa.Table.from_arrays([arrays[name] for name in RAW_BARS_SCHEMA.names], schema=RAW_BARS_SCHEMA)
+
+    if unique is None:
+        out = table(values)
+        return batch_id, out, out.slice(0, 0)
+    return batch_id, table(kept), table({c: v[repeated] for c, v in values.items()})
 
 
 def as_delivered(bars: pd.DataFrame, *, source: str, symbol: str, day: dt.date) -> pd.DataFrame:
