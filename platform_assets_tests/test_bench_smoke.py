@@ -69,3 +69,12 @@ def test_worker_start_benchmark_compares_start_methods_and_the_daily_split():
     assert first.what.startswith("2 backfill workers ready, first") and later.what.startswith("2 backfill workers ready, a later")
     assert all(r.ours_s > 0 and r.baseline_s > 0 for r in results)
     assert daily.note.startswith("2 runs of symbol groups") and daily.rows == 2
+
+
+def test_per_symbol_pass_benchmark_checks_equal_outputs_and_times_both_paths():
+    from bench import per_symbol_pass
+
+    curation, raw, floor = per_symbol_pass.run(symbols=2, days=3, reps=1)  # the run asserts equal outputs itself
+    assert curation.what.startswith("gap engine, 6 symbol-days") and curation.baseline_s > 0 and curation.ours_s > 0
+    assert raw.what.startswith("raw batches built for the lake, 6 symbol-days") and raw.baseline_s > 0 and raw.rows > 0
+    assert floor.baseline_s is None and floor.ours_s > 0 and "L2 day file write" in floor.note
