@@ -221,3 +221,32 @@ def test_a_batched_write_that_fails_fails_its_symbol_days_not_the_others(platfor
     metrics = dq_metrics_table("curated_bars")
     for day in (D1, D2):  # DQ results only for data that landed
         assert lake.has_partition(metrics, "AAPL", day) and not lake.has_partition(metrics, "MSFT", day)
+
+
+@pytest.mark.parametrize("dates", [(D1, D2), (D2,)], ids=["batched-pass", "one-date"])
+def test_a_corrupt_raw_batch_fails_its_date_loudly_and_the_next_ingestion_heals_it(platform, dates):
+    """Curation meeting a torn newest raw batch (no re-ingestion first) fails that symbol-date with
+    the file named (and quarantines it); it neither skips the date as "no raw bars" nor curates
+    an older delivery; the symbol's other dates are curated; re-ingesting heals it."""
+    from resources.lake import CORRUPT_DIR, raw_bars_table
+
+    add_symbols(platform.instance, ["AAPL", "MSFT"])
+    assert _run(platform, RANGE).success
+    lake = platform.resources["lake"]
+    batch = lake.batch_files(raw_bars_table("sim"), "MSFT", D2)[-1]
+    with open(batch, "r+b") as handle:
+        handle.truncate(batch.stat().st_size // 2)
+    tags = {RANGE_START_TAG: dates[0].isoformat(), RANGE_END_TAG: dates[-1].isoformat()}
+    result = _run(platform, tags, selection=["curated_bars"])
+    assert result.success  # the other symbol-days landed
+    evaluation = _latest_check(platform.instance, "curated_bars", D2.isoformat())
+    assert not evaluation.passed
+    missing = evaluation.metadata["missing"].value
+    assert "MSFT (failed: CorruptLakeFileError: corrupt lake file" in missing and batch.name[-30:] in missing  # the file, named
+    assert "AAPL" not in missing
+    if D1 in dates:
+        assert _latest_check(platform.instance, "curated_bars", D1.isoformat()).passed
+    assert any(p.name.startswith(batch.name) for p in (lake.root / CORRUPT_DIR).rglob("*.corrupt"))
+    assert _run(platform, RANGE).success  # raw ingestion re-fetches the batch, curation passes
+    assert _latest_check(platform.instance, "curated_bars", D2.isoformat()).passed
+    assert lake.batch_files(raw_bars_table("sim"), "MSFT", D2)

@@ -757,29 +757,34 @@ class ParquetLake(dg.ConfigurableResource):
         A corrupt newest batch is quarantined and a ``CorruptLakeFileError`` naming it raised: the
         next ingestion of that partition re-fetches it (its batch id no longer exists).
         """
-        found = self.read_latest_batches(table, symbol, [day])
+        found, corrupt = self.read_latest_batches(table, symbol, [day])
+        if day in corrupt:
+            raise corrupt[day]
         return found[day].to_pandas() if day in found else None
 
-    def read_latest_batches(self, table: Table, symbol: str, days: Sequence[dt.date]) -> dict[dt.date, pa.Table]:
-        """``read_latest_batch`` for many of a symbol's dates: {date: its newest batch} for the dates
-        that have one, as Arrow tables (one folder scan for the symbol, one listing per stored date).
-        A corrupt batch is quarantined and raises as in ``read_latest_batch``."""
+    def read_latest_batches(
+        self, table: Table, symbol: str, days: Sequence[dt.date]
+    ) -> tuple[dict[dt.date, pa.Table], dict[dt.date, CorruptLakeFileError]]:
+        """``read_latest_batch`` for many of a symbol's dates (one folder scan for the symbol, one
+        listing per stored date): {date: its newest batch as Arrow} for the dates that have a
+        readable one, and {date: the error} for those whose newest batch is corrupt (quarantined,
+        as ``read_latest_batch`` does; the caller reports those dates, they are not skipped)."""
+        tables, corrupt = {}, {}
         with self.reading(table):
             folder = self.symbol_dir(table, symbol)
             stored = {entry.name for entry in os.scandir(folder)} if folder.is_dir() else set()
-            newest = {}
             for day in days:
                 name = f"date={day.isoformat()}"
-                if name in stored:
-                    batches = [n for n in os.listdir(folder / name) if n.startswith(BATCH_PREFIX) and n.endswith(".parquet")]
-                    if batches:
-                        newest[day] = folder / name / max(batches)
-            try:
-                return {day: read_parquet_checked(path) for day, path in newest.items()}
-            except CorruptLakeFileError as error:
-                corrupt = error
-        moved = self.quarantine_file(table, corrupt.path)
-        raise CorruptLakeFileError(corrupt.path, f"{corrupt.reason}; moved to {moved}, re-ingest this partition to re-fetch it")
+                batches = [n for n in os.listdir(folder / name) if n.startswith(BATCH_PREFIX) and n.endswith(".parquet")] if name in stored else []
+                if batches:
+                    try:
+                        tables[day] = read_parquet_checked(folder / name / max(batches))
+                    except CorruptLakeFileError as error:
+                        corrupt[day] = error
+        for day, error in corrupt.items():
+            moved = self.quarantine_file(table, error.path)
+            corrupt[day] = CorruptLakeFileError(error.path, f"{error.reason}; moved to {moved}, re-ingest this partition to re-fetch it")
+        return tables, corrupt
 
 
 @functools.lru_cache(maxsize=1024)

@@ -14,7 +14,7 @@ from platform_assets.ingestion.assets import l2_snapshots_sim, raw_bars_sim
 from platform_assets.ingestion.databento_assets import l2_snapshots_databento, raw_bars_databento
 from platform_assets.ingestion.ib_assets import raw_bars_ib
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions, follow_upstream
-from platform_assets.symbol_days import WRITTEN, Outcome, SymbolDayStep, blocked, complete_check_spec, kept, no_input, written
+from platform_assets.symbol_days import FAILED, WRITTEN, Outcome, SymbolDayStep, blocked, complete_check_spec, kept, no_input, written
 from platform_assets.curated_input import date_slices, write_by_date
 from platform_assets.run_options import keep_existing
 from platform_assets.reference.actions import ADJUSTMENT_COLUMNS, adjustment_columns, day_factor
@@ -22,7 +22,7 @@ from platform_assets.quality.checks import DataQuality, check_groups, dq_check_s
 from platform_assets.universe import run_symbols, tracked_symbols
 from resources.adapters import AdapterRegistry
 from resources.l2_store import L2DayIndex, L2SnapshotStore
-from resources.lake import CURATED_BARS, ParquetLake, quarantine_table, raw_bars_table
+from resources.lake import CURATED_BARS, CorruptLakeFileError, ParquetLake, quarantine_table, raw_bars_table
 from resources.reference_store import read_actions
 from resources.schemas import L2Book
 
@@ -60,16 +60,21 @@ def pick_raw_source(lake: ParquetLake, symbol: str, day: dt.date, priority: list
     return None, None
 
 
-def pick_raw_sources(lake: ParquetLake, symbol: str, days: list[dt.date], priority: list[str]) -> dict[dt.date, tuple[str, pa.Table]]:
+def pick_raw_sources(
+    lake: ParquetLake, symbol: str, days: list[dt.date], priority: list[str]
+) -> dict[dt.date, tuple[str, pa.Table] | CorruptLakeFileError]:
     """``pick_raw_source`` for many of a symbol's dates: {date: (source, newest batch as Arrow)}
     for the dates some source delivered; a source's files are read only for the dates no
-    higher-priority source has."""
-    picked: dict[dt.date, tuple[str, pa.Table]] = {}
+    higher-priority source has. A date whose chosen batch is corrupt maps to the error (the file
+    is quarantined; the date must fail, as ``pick_raw_source`` raises, not fall to another source)."""
+    picked: dict[dt.date, tuple[str, pa.Table] | CorruptLakeFileError] = {}
     for source in priority:
         wanted = [day for day in days if day not in picked]
         if not wanted:
             break
-        picked.update({day: (source, batch) for day, batch in lake.read_latest_batches(raw_bars_table(source), symbol, wanted).items()})
+        tables, corrupt = lake.read_latest_batches(raw_bars_table(source), symbol, wanted)
+        picked.update({day: (source, batch) for day, batch in tables.items()})
+        picked.update(corrupt)
     return picked
 
 
@@ -245,6 +250,9 @@ def curated_bars(
         for day in todo:
             if day not in raw:
                 outcomes[day] = no_input("no raw bars from any source")
+            elif isinstance(raw[day], CorruptLakeFileError):
+                context.log.error(f"curated_bars {symbol}@{day} failed: {raw[day]}")
+                outcomes[day] = Outcome(FAILED, detail=f"CorruptLakeFileError: {raw[day]}".splitlines()[0][:300])
             elif is_blocked(lake, raw_dq_dataset(raw[day][0]), symbol, day):
                 outcomes[day] = blocked(f"raw bars ({raw[day][0]}) failed an error DQ rule")
             else:
