@@ -107,16 +107,21 @@ def book_activity(book: L2Book, timeline: pd.DatetimeIndex) -> pd.DataFrame | No
     return l2_minute_activity(book.timestamp, top, timeline)
 
 
-def _same_batch_schema(inputs: list[tuple]) -> list[list[tuple]]:
-    """Consecutive (date, source, batch, ...) inputs split where the source or the batch schema
-    changes: each group's batches concatenate into one frame with the columns each batch has."""
-    groups: list[list[tuple]] = []
-    for item in inputs:
-        if groups and groups[-1][-1][1] == item[1] and groups[-1][-1][2].schema.equals(item[2].schema):
+def _consecutive_groups(items: list, same) -> list[list]:
+    """``items`` split into runs of neighbours for which ``same(previous, item)`` holds."""
+    groups: list[list] = []
+    for item in items:
+        if groups and same(groups[-1][-1], item):
             groups[-1].append(item)
         else:
             groups.append([item])
     return groups
+
+
+def _same_batch_schema(inputs: list[tuple]) -> list[list[tuple]]:
+    """Consecutive (date, source, batch, ...) inputs split where the source or the batch schema
+    changes: each group's batches concatenate into one frame with the columns each batch has."""
+    return _consecutive_groups(inputs, lambda a, b: a[1] == b[1] and a[2].schema.equals(b[2].schema))
 
 
 @dg.asset(
@@ -210,13 +215,8 @@ def curated_bars(
         for day, _, _, _, rejected, _ in done:
             if not len(rejected) and day in quarantined:
                 lake.delete_partition(quarantine_table(CURATED_BARS), symbol, day)
-        runs: list[list[pd.DataFrame]] = []
-        for rejected in (entry[4] for entry in done if len(entry[4])):
-            if runs and list(runs[-1][-1].columns) == list(rejected.columns) and runs[-1][-1].dtypes.equals(rejected.dtypes):
-                runs[-1].append(rejected)
-            else:
-                runs.append([rejected])
-        for frames in runs:
+        rejected = [entry[4] for entry in done if len(entry[4])]
+        for frames in _consecutive_groups(rejected, lambda a, b: list(a.columns) == list(b.columns) and a.dtypes.equals(b.dtypes)):
             write_by_date(lake, quarantine_table(CURATED_BARS), symbol, pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0])
 
     def outcome(curated_rows: int, stats: dict) -> Outcome:
