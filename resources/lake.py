@@ -765,17 +765,20 @@ class ParquetLake(dg.ConfigurableResource):
     def read_latest_batches(
         self, table: Table, symbol: str, days: Sequence[dt.date]
     ) -> tuple[dict[dt.date, pa.Table], dict[dt.date, CorruptLakeFileError]]:
-        """``read_latest_batch`` for many of a symbol's dates (one folder scan for the symbol, one
-        listing per stored date): {date: its newest batch as Arrow} for the dates that have a
-        readable one, and {date: the error} for those whose newest batch is corrupt (quarantined,
-        as ``read_latest_batch`` does; the caller reports those dates, they are not skipped)."""
+        """``read_latest_batch`` for many of a symbol's dates (one listing per date folder, none of
+        the symbol folder: it holds every date of the history): {date: its newest batch as Arrow}
+        for the dates that have a readable one, and {date: the error} for those whose newest batch
+        is corrupt (quarantined, as ``read_latest_batch`` does; the caller reports those dates, they
+        are not skipped)."""
         tables, corrupt = {}, {}
         with self.reading(table):
             folder = self.symbol_dir(table, symbol)
-            stored = {entry.name for entry in os.scandir(folder)} if folder.is_dir() else set()
             for day in days:
                 name = f"date={day.isoformat()}"
-                batches = [n for n in os.listdir(folder / name) if n.startswith(BATCH_PREFIX) and n.endswith(".parquet")] if name in stored else []
+                try:
+                    batches = [n for n in os.listdir(folder / name) if n.startswith(BATCH_PREFIX) and n.endswith(".parquet")]
+                except (FileNotFoundError, NotADirectoryError):
+                    batches = []
                 if batches:
                     try:
                         tables[day] = read_parquet_checked(folder / name / max(batches))
