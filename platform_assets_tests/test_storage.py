@@ -124,6 +124,9 @@ def test_raw_batch_as_arrow_is_the_keyed_frame_with_the_same_batch_id():
     assert raw_batch_table(dup.assign(ts=dup["ts"].dt.tz_convert("America/New_York")), source="sim", symbol="AAPL", day=DAY, ingestion_ts=now)[1].equals(table)
     other_id, floats, _ = raw_batch_table(dup.assign(volume=dup["volume"].astype(float)), source="sim", symbol="AAPL", day=DAY, ingestion_ts=now)
     assert other_id != batch_id and floats.drop_columns(["batch_id"]).equals(table.drop_columns(["batch_id"]))
+    # a vendor's fractional volumes are cast to the schema's int64 as the frame path did (not refused)
+    fractional = raw_batch_table(dup.assign(volume=dup["volume"] + 0.5), source="sim", symbol="AAPL", day=DAY, ingestion_ts=now)[1]
+    assert fractional.column("volume").to_pylist() == table.column("volume").to_pylist()
     # its download-manifest line is the one the frame gets
     from resources.manifests import download_record
 

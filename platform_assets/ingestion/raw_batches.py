@@ -47,7 +47,8 @@ def raw_batch_table(
             "symbol": pa.array([symbol] * n, pa.string()),
             "date": pa.array([day] * n, pa.date32()),
             "ts": pa.array(np.asarray(columns["ts"].asi8 if hasattr(columns["ts"], "asi8") else columns["ts"]).view("int64"), pa.int64()).cast(RAW_BARS_SCHEMA.field("ts").type),
-            **{c: pa.array(np.asarray(columns[c]), RAW_BARS_SCHEMA.field(c).type, from_pandas=True) for c in RAW_BAR_COLUMNS[1:]},
+            **{c: pa.array(np.asarray(columns[c]), pa.float64(), from_pandas=True) for c in ("open", "high", "low", "close", "vwap")},
+            **{c: pa.array(np.asarray(columns[c]).astype("int64", copy=False)) for c in ("volume", "trade_count")},  # as the frame path cast them
             "batch_id": pa.array([batch_id] * n, pa.string()),
             "ingestion_ts": pa.array(np.full(n, stamp, dtype=np.int64), pa.int64()).cast(RAW_BARS_SCHEMA.field("ingestion_ts").type),
         }
