@@ -122,6 +122,8 @@ def test_raw_batch_as_arrow_is_the_keyed_frame_with_the_same_batch_id():
     assert repeated.equals(expected(dup[dup["ts"].duplicated()])) and repeated.num_rows == 1
     # the vendor's time zone does not matter; its dtypes do for the id (hashed as delivered), not for the rows
     assert raw_batch_table(dup.assign(ts=dup["ts"].dt.tz_convert("America/New_York")), source="sim", symbol="AAPL", day=DAY, ingestion_ts=now)[1].equals(table)
+    micro_id, micro, _ = raw_batch_table(dup.assign(ts=dup["ts"].astype("datetime64[us, UTC]")), source="sim", symbol="AAPL", day=DAY, ingestion_ts=now)
+    assert micro.drop_columns(["batch_id"]).equals(table.drop_columns(["batch_id"]))  # microsecond stamps: same instants
     other_id, floats, _ = raw_batch_table(dup.assign(volume=dup["volume"].astype(float)), source="sim", symbol="AAPL", day=DAY, ingestion_ts=now)
     assert other_id != batch_id and floats.drop_columns(["batch_id"]).equals(table.drop_columns(["batch_id"]))
     # a vendor's fractional volumes are cast to the schema's int64 as the frame path did (not refused)

@@ -38,7 +38,8 @@ def raw_batch_table(
     unique = ~repeated if repeated.any() else None
     kept = values if unique is None else {c: v[unique] for c, v in values.items()}
     batch_id = content_hash(pd.DataFrame(kept), source, symbol, day.isoformat())
-    stamp = pd.Timestamp(ingestion_ts).tz_convert("UTC").value
+    stamp = pd.Timestamp(ingestion_ts)
+    stamp = (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")).value
 
     def table(columns: dict) -> pa.Table:
         n = len(columns["ts"])
@@ -46,7 +47,7 @@ def raw_batch_table(
             "source": pa.array([source] * n, pa.string()),
             "symbol": pa.array([symbol] * n, pa.string()),
             "date": pa.array([day] * n, pa.date32()),
-            "ts": pa.array(np.asarray(columns["ts"].asi8 if hasattr(columns["ts"], "asi8") else columns["ts"]).view("int64"), pa.int64()).cast(RAW_BARS_SCHEMA.field("ts").type),
+            "ts": pa.array(pd.DatetimeIndex(columns["ts"]).as_unit("ns").asi8, pa.int64()).cast(RAW_BARS_SCHEMA.field("ts").type),  # any unit the vendor used
             **{c: pa.array(np.asarray(columns[c]), pa.float64(), from_pandas=True) for c in ("open", "high", "low", "close", "vwap")},
             **{c: pa.array(np.asarray(columns[c]).astype("int64", copy=False)) for c in ("volume", "trade_count")},  # as the frame path cast them
             "batch_id": pa.array([batch_id] * n, pa.string()),
