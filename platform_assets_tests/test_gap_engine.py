@@ -199,3 +199,13 @@ def test_many_sessions_at_once_equal_each_session_alone():
     # the inputs exercise what could leak across a session boundary
     assert sum(s.missing_minutes for s in stats) > 0 and sum(s.gap_minutes["halt"] for s in stats) > 0
     assert sum(len(r) for r in rejected) > 0 and {s.expected_minutes for s in stats} == {210, 390}
+
+
+def test_raw_bar_times_of_any_unit_land_on_the_same_minutes():
+    timeline = session_minutes(STOCKS, DST_DAY)
+    raw = _bars(timeline, drop=[7])
+    micro = raw.assign(ts=raw["ts"].astype("datetime64[us, UTC]"))
+    expected, stats, _ = curate_bars(raw, timeline, symbol="AAPL", day=DST_DAY, source="sim")
+    curated, micro_stats, _ = curate_bars(micro, timeline, symbol="AAPL", day=DST_DAY, source="sim")
+    pd.testing.assert_frame_equal(curated, expected)
+    assert micro_stats.as_dict() == stats.as_dict() and stats.real_minutes == 389

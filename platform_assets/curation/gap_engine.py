@@ -157,7 +157,7 @@ def _minute_positions(ts: pd.Series | pd.DatetimeIndex, timeline: pd.DatetimeInd
     """Index of each timestamp in the session timeline, or -1 when it is not on the grid."""
     if len(timeline) == 0:
         return np.full(len(ts), -1, dtype=np.int64)
-    values = pd.DatetimeIndex(ts).tz_convert("UTC").asi8
+    values = pd.DatetimeIndex(ts).tz_convert("UTC").as_unit("ns").asi8
     offset = values - timeline[0].value
     minute = 60_000_000_000
     position = offset // minute
@@ -272,7 +272,7 @@ class _Sessions:
 
 def _session_positions(ts, row_session: np.ndarray, timelines, sessions: _Sessions) -> np.ndarray:
     """Index of each raw timestamp in its session's timeline, or -1 when it is not on that grid."""
-    values = pd.DatetimeIndex(ts).tz_convert("UTC").asi8
+    values = pd.DatetimeIndex(ts).tz_convert("UTC").as_unit("ns").asi8
     first = np.array([t[0].value if len(t) else 0 for t in timelines], dtype=np.int64)
     offset = values - first[row_session]
     minute = 60_000_000_000
