@@ -720,9 +720,14 @@ class ParquetLake(dg.ConfigurableResource):
 
     # ------------------------------------------------------- append-only batches
     def batch_files(self, table: Table, symbol: str, day: dt.date) -> list[Path]:
-        """Batches of a raw partition, oldest first (names sort by ingestion time)."""
+        """Batches of a raw partition, oldest first (names sort by ingestion time); one listing of
+        the date folder (no glob: read for every date a curation or an ingestion touches)."""
         folder = self.partition_dir(table, symbol, day)
-        return sorted(folder.glob(f"{BATCH_PREFIX}*.parquet")) if folder.exists() else []
+        try:
+            names = os.listdir(folder)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return [folder / name for name in sorted(names) if name.startswith(BATCH_PREFIX) and name.endswith(".parquet")]
 
     def append_batch(
         self,
@@ -765,23 +770,18 @@ class ParquetLake(dg.ConfigurableResource):
     def read_latest_batches(
         self, table: Table, symbol: str, days: Sequence[dt.date]
     ) -> tuple[dict[dt.date, pa.Table], dict[dt.date, CorruptLakeFileError]]:
-        """``read_latest_batch`` for many of a symbol's dates (one listing per date folder, none of
-        the symbol folder: it holds every date of the history): {date: its newest batch as Arrow}
+        """``read_latest_batch`` for many of a symbol's dates (``batch_files`` of each; no scan of the
+        symbol folder, which holds every date of the history): {date: its newest batch as Arrow}
         for the dates that have a readable one, and {date: the error} for those whose newest batch
         is corrupt (quarantined, as ``read_latest_batch`` does; the caller reports those dates, they
         are not skipped)."""
         tables, corrupt = {}, {}
         with self.reading(table):
-            folder = self.symbol_dir(table, symbol)
             for day in days:
-                name = f"date={day.isoformat()}"
-                try:
-                    batches = [n for n in os.listdir(folder / name) if n.startswith(BATCH_PREFIX) and n.endswith(".parquet")]
-                except (FileNotFoundError, NotADirectoryError):
-                    batches = []
+                batches = self.batch_files(table, symbol, day)
                 if batches:
                     try:
-                        tables[day] = read_parquet_checked(folder / name / max(batches))
+                        tables[day] = read_parquet_checked(batches[-1])
                     except CorruptLakeFileError as error:
                         corrupt[day] = error
         for day, error in corrupt.items():

@@ -52,12 +52,12 @@ class CurationConfig(dg.Config):
 
 
 def pick_raw_source(lake: ParquetLake, symbol: str, day: dt.date, priority: list[str]) -> tuple[str | None, pd.DataFrame | None]:
-    """The newest batch of the highest-priority source that delivered this (symbol, date)."""
-    for source in priority:
-        batch = lake.read_latest_batch(raw_bars_table(source), symbol, day)
-        if batch is not None:
-            return source, batch
-    return None, None
+    """The newest batch of the highest-priority source that delivered this (symbol, date); a
+    corrupt one is quarantined and raises (``pick_raw_sources`` for one date)."""
+    found = pick_raw_sources(lake, symbol, [day], priority).get(day)
+    if isinstance(found, CorruptLakeFileError):
+        raise found
+    return (found[0], found[1].to_pandas()) if found is not None else (None, None)
 
 
 def pick_raw_sources(
@@ -200,12 +200,12 @@ def curated_bars(
         jump_stats = {"prev_close": prev, "corporate_action_factor": day_factor(actions, day)} if prev is not None else {}
         return {**stats.as_dict(), **jump_stats}
 
-    def quarantine(symbol: str, day: dt.date, rejected: pd.DataFrame, stored: set[dt.date] | None = None) -> None:
+    def quarantine(symbol: str, day: dt.date, rejected: pd.DataFrame) -> None:
         """Keep the session's rejected raw rows (and drop those of an earlier run when there are
-        none now); ``stored``: the dates quarantined so far, when known (saves a lookup per date)."""
+        none now)."""
         if len(rejected):
             lake.write_partition(quarantine_table(CURATED_BARS), symbol, day, rejected)
-        elif stored is None or day in stored:
+        else:
             lake.delete_partition(quarantine_table(CURATED_BARS), symbol, day)
 
     def quarantine_days(symbol: str, done: list[tuple]) -> None:
