@@ -153,24 +153,10 @@ class GapStats:
         }
 
 
-def _minute_positions(ts: pd.Series | pd.DatetimeIndex, timeline: pd.DatetimeIndex) -> np.ndarray:
-    """Index of each timestamp in the session timeline, or -1 when it is not on the grid."""
-    if len(timeline) == 0:
-        return np.full(len(ts), -1, dtype=np.int64)
-    values = pd.DatetimeIndex(ts).tz_convert("UTC").as_unit("ns").asi8
-    offset = values - timeline[0].value
-    minute = 60_000_000_000
-    position = offset // minute
-    on_grid = (offset % minute == 0) & (position >= 0) & (position < len(timeline))
-    return np.where(on_grid, position, -1)
-
-
-def invalid_reason(raw: pd.DataFrame, timeline: pd.DatetimeIndex, *, values: dict[str, np.ndarray] | None = None, position: np.ndarray | None = None) -> np.ndarray:
+def invalid_reason(raw: pd.DataFrame, *, values: dict[str, np.ndarray], position: np.ndarray) -> np.ndarray:
     """Per raw row: the first validation rule it breaks, or ``""`` when the row is valid.
-    ``values`` (column -> float array) and ``position`` (``_minute_positions``), when the caller
-    has them already, save converting the columns again."""
-    values = values if values is not None else {c: raw[c].to_numpy(dtype=float) for c in (*PRICE_COLUMNS, "volume")}
-    position = position if position is not None else _minute_positions(raw["ts"], timeline)
+    ``values``: column -> float array of the raw rows; ``position``: each row's minute in its
+    session's timeline, -1 off the grid (``_session_positions``)."""
     open_, high, low, close = (values[c] for c in PRICE_COLUMNS)
     prices = np.stack([open_, high, low, close], axis=1)
     volume = values["volume"]
@@ -374,7 +360,7 @@ def curate_sessions(
     values = {c: raw[c].to_numpy(dtype=float) for c in ("open", "high", "low", "close", "vwap", "volume", "trade_count")}
     local = _session_positions(raw["ts"], row_session, timelines, sessions) if len(raw) else np.array([], dtype=np.int64)
     position = np.where(local >= 0, sessions.offsets[:-1][row_session] + local, -1)
-    reason = invalid_reason(raw, None, values=values, position=local) if len(raw) else np.array([], dtype=object)
+    reason = invalid_reason(raw, values=values, position=local) if len(raw) else np.array([], dtype=object)
     valid = reason == ""
     valid_rows = np.flatnonzero(valid)
     _, first_of_minute = np.unique(position[valid_rows], return_index=True)
