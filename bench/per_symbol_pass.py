@@ -36,19 +36,10 @@ def _simulated(symbols: int, days: int):
     return out
 
 
-def _best_of(fn, reps: int) -> float:
-    times = []
-    for _ in range(reps):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return min(times)
-
-
 def _curation(inputs, reps: int):
     import pandas as pd
 
-    from bench.common import Result
+    from bench.common import Result, median_time
     from platform_assets.curation.gap_engine import curate_bars, curate_sessions
 
     def at_once():
@@ -69,18 +60,18 @@ def _curation(inputs, reps: int):
         pd.testing.assert_frame_equal(frame, pd.concat([s[0] for s in sessions], ignore_index=True))
         assert [s.as_dict() for s in stats] == [s[1].as_dict() for s in sessions]
     symbol_days = sum(len(days) for _, days, *_ in inputs)
-    ours, baseline = _best_of(at_once, reps), _best_of(one_by_one, reps)
+    ours, baseline = median_time(at_once, reps), median_time(one_by_one, reps)
     return Result(
         f"gap engine, {symbol_days} symbol-days: all of a symbol's sessions at once vs one at a time",
         ours, baseline, "curate_bars per session", rows=symbol_days * 390, target="outputs equal (checked)",
-        note=f"{ours / symbol_days * 1e3:.2f} vs {baseline / symbol_days * 1e3:.2f} ms per symbol-day; best of {reps}",
+        note=f"{ours / symbol_days * 1e3:.2f} vs {baseline / symbol_days * 1e3:.2f} ms per symbol-day; medians of {reps}",
     )
 
 
 def _raw_batches(inputs, reps: int):
     import pandas as pd
 
-    from bench.common import Result
+    from bench.common import Result, median_time
     from platform_assets.ingestion.raw_batches import build_raw_batch, raw_batch_table
     from resources.lake import _to_arrow
     from resources.schemas import RAW_BARS_SCHEMA
@@ -95,11 +86,11 @@ def _raw_batches(inputs, reps: int):
         return [_to_arrow(build_raw_batch(bars, source="sim", symbol=s, day=d, ingestion_ts=now)[1], RAW_BARS_SCHEMA) for s, d, bars in items]
 
     assert all(a.equals(b) for a, b in zip(as_arrow(), as_frame()))
-    ours, baseline = _best_of(as_arrow, reps), _best_of(as_frame, reps)
+    ours, baseline = median_time(as_arrow, reps), median_time(as_frame, reps)
     return Result(
         f"raw batches built for the lake, {len(items)} symbol-days: Arrow table vs pandas frame + conversion",
         ours, baseline, "build_raw_batch + _to_arrow", rows=sum(len(b) for *_, b in items), target="tables equal (checked)",
-        note=f"{ours / len(items) * 1e3:.2f} vs {baseline / len(items) * 1e3:.2f} ms per batch; best of {reps}",
+        note=f"{ours / len(items) * 1e3:.2f} vs {baseline / len(items) * 1e3:.2f} ms per batch; medians of {reps}",
     )
 
 
