@@ -41,12 +41,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from platform_assets.partitions import SYMBOL_GROUP_TAG
 from platform_assets.progress import Progress
+from resources.atomic import file_lock
 from resources.lake_batch import FlushError
 
 COMPLETE_CHECK = "symbols_complete"
+EVALUATION_LOCKS_DIR = ".locks"  # under the lake root: one lock file per table's completeness check
 
 WRITTEN, KEPT, NO_INPUT, BLOCKED, FAILED = "written", "kept", "no_input", "blocked", "failed"
 MAX_LISTED = 50
@@ -279,18 +282,20 @@ class SymbolDayStep:
     def finish(self, check_results: list[dg.AssetCheckResult] | None = None) -> dg.MaterializeResult:
         """Per-date metadata and checks; fails the step for dates that did not land (see module doc)."""
         context, asset_key = self.context, dg.AssetKey(self.asset_name)
-        evaluations = {day: self._check_evaluation(report) for day, report in self.reports.items()}
         # one date launched as that partition: Dagster files the check result under it; a one-date
         # range (our backfills, daily refreshes) has no partition key, so its date is logged explicitly
         single = len(self.dates) == 1 and context.has_partition_key
-        if not single:
-            for day, (passed, severity, meta) in evaluations.items():
-                context.log_event(
-                    dg.AssetCheckEvaluation(
-                        asset_key=asset_key, check_name=COMPLETE_CHECK, passed=passed, severity=severity,
-                        metadata=meta, partition=day.isoformat(),
+        with self._evaluation_lock(single):
+            evaluations = {day: self._check_evaluation(report) for day, report in self.reports.items()}
+            if not single:
+                for day, (passed, severity, meta) in evaluations.items():
+                    context.log_event(  # stored now (Dagster writes a step's logged event at once)
+                        dg.AssetCheckEvaluation(
+                            asset_key=asset_key, check_name=COMPLETE_CHECK, passed=passed, severity=severity,
+                            metadata=meta, partition=day.isoformat(),
+                        )
                     )
-                )
+                self._restate_over_earlier_judgements(evaluations)
         not_landed = [r for r in self.reports.values() if self.symbols and not r.landed]
         failed = self.outcomes_of(FAILED)
         self._log_summary()
@@ -304,6 +309,44 @@ class SymbolDayStep:
         for report in self.reports.values():
             context.add_asset_metadata(report.metadata(self.stats_keys), partition_key=report.day.isoformat())
         return dg.MaterializeResult(check_results=[self._overall_result(evaluations, single), *(check_results or [])])
+
+    def _evaluation_lock(self, single: bool):
+        """Serialises this table's completeness evaluations across runs, from judging the lake to
+        storing the events: runs of one date (symbol groups of a backfill, a daily refresh beside a
+        backfill) each write their symbols, then judge every tracked symbol. Unserialised, a run
+        could judge before the other's symbols landed yet store its failing evaluation after the
+        other's passing one, and the date's latest evaluation would name stored symbols as missing.
+        Held, the later stored evaluation always judged after the earlier run's data landed. A
+        partition-launched run's result is stored by Dagster after the step (not covered; such a run
+        is one date of every symbol, launched from the UI)."""
+        if self.lake is None or single:
+            return contextlib.nullcontext()
+        return file_lock(self.lake.root / EVALUATION_LOCKS_DIR / f"{self.asset_name}.{COMPLETE_CHECK}.lock")
+
+    def _restate_over_earlier_judgements(self, evaluations: dict) -> None:
+        """Dagster's latest evaluation of a date is the row of the run *planned* last, whenever it
+        judged. When another run of the same dates was planned after this one and has already
+        judged (under the lock, so before this run's judgement: it may have seen this run's symbols
+        missing), this fresher judgement is recorded again as the newest evaluation (reported
+        without a run, naming this run); otherwise the run's own row already is, or will be
+        superseded by a run that judges after it."""
+        instance, run_id = self.context.instance, self.context.run_id
+        check_key = dg.AssetCheckKey(dg.AssetKey(self.asset_name), COMPLETE_CHECK)
+        latest = {
+            info.partition_key: info
+            for info in instance.event_log_storage.get_asset_check_partition_info([check_key], partition_keys=[d.isoformat() for d in evaluations])
+        }
+        for day, (passed, severity, meta) in evaluations.items():
+            info = latest.get(day.isoformat())
+            if info is None or info.latest_planned_run_id == run_id or info.latest_execution_status == AssetCheckExecutionRecordStatus.PLANNED:
+                continue
+            instance.report_runless_asset_event(
+                dg.AssetCheckEvaluation(
+                    asset_key=check_key.asset_key, check_name=COMPLETE_CHECK, passed=passed, severity=severity, partition=day.isoformat(),
+                    metadata={**meta, "judged_by_run": run_id, "restated_over_run": info.latest_planned_run_id},
+                    description=f"judged by run {run_id[:8]} after run {info.latest_planned_run_id[:8]} (planned later) had judged this date",
+                )
+            )
 
     def _overall_result(self, evaluations: dict, single: bool) -> dg.AssetCheckResult:
         if single:

@@ -57,6 +57,23 @@ def test_workers_are_forked_from_the_preload_server_not_spawned():
     assert "definitions" not in modules and "resources.adapters" not in modules  # the platform loads under each task's environment
 
 
+def test_a_backfill_is_split_into_runs_of_equal_size_one_symbol_group_per_worker():
+    """Month-aligned date cuts are uneven (60 dates: 35 + 25, one worker idle ~6 s of 27 s);
+    symbol groups are not. Too few symbols for the workers: the dates are cut finer instead."""
+    from bench.backfill import SYMBOLS
+
+    symbols = SYMBOLS[:30]
+    plan = plan_backfill(symbols, "2024-09-13", "2024-12-06", min_chunks=2)  # 60 sessions, one date chunk
+    assert len(plan.chunks) == 1 and [len(group) for _, group in plan.runs] == [15, 15]
+    assert sorted(s for _, group in plan.runs for s in group) == sorted(symbols)  # every symbol in one group
+    one = plan_backfill(["AAPL"], "2024-09-13", "2024-12-06", min_chunks=2)
+    assert one.symbol_groups is None and len(one.chunks) == 2 and sum(map(len, one.chunks)) == 60
+    long = plan_backfill(symbols[:5], "2024-01-02", "2024-08-30", min_chunks=2)  # 3 date chunks of <= 64
+    assert len(long.chunks) == 3 and [len(g) for g in long.symbol_groups] == [3, 2] and len(long.runs) == 6
+    assert [[s for s in group] for _, group in long.runs[:2]] == long.symbol_groups  # a chunk's groups run side by side
+    assert plan_backfill(symbols, "2024-09-13", "2024-12-06").symbol_groups is None  # one worker: one run
+
+
 def test_a_daily_run_is_split_by_symbols_across_the_workers_and_every_symbol_lands(tmp_path, monkeypatch):
     """One date and two workers: two runs (symbol groups) instead of one run keeping one worker
     busy; every symbol's layers are stored and the date's completeness check, judged over every
@@ -64,7 +81,7 @@ def test_a_daily_run_is_split_by_symbols_across_the_workers_and_every_symbol_lan
     symbols = ["AAPL", "MSFT", "NVDA"]
     plan = plan_backfill(symbols, D1, D1, min_chunks=2)
     assert [(chunk, group) for chunk, group in plan.runs] == [([D1], ["AAPL", "MSFT"]), ([D1], ["NVDA"])]
-    assert plan_backfill(symbols, D1, D2, min_chunks=2).symbol_groups is None  # enough date chunks: no split
+    assert plan_backfill(symbols, D1, D2, min_chunks=2).runs == [([D1, D2], ["AAPL", "MSFT"]), ([D1, D2], ["NVDA"])]
     data = tmp_path / "data"
     monkeypatch.setenv("DATA_PATH_OVERRIDE", str(data))
     monkeypatch.setenv("LAKE_FSYNC", "false")
@@ -98,3 +115,97 @@ def test_a_symbol_group_run_says_why_the_other_groups_symbols_are_missing(platfo
                   if isinstance(r.evaluation, dg.AssetCheckEvaluation) and r.evaluation.partition == D1.isoformat())
     assert not latest.passed
     assert latest.metadata["missing"].text.startswith("MSFT (not in this run (symbol group 1/2 of a backfill split by symbols")
+
+
+
+def _wait_for(path, seconds: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return path.exists()
+
+
+def _split_runs_of_one_date(platform, tmp_path, monkeypatch, *, later_run_is_slow_to_store: bool):
+    """Group 1 (AAPL) is planned first but held at its step's start; group 2 (MSFT), planned after
+    it, writes and judges the date while AAPL is not stored yet. Group 1 is released either once
+    group 2 finished (``later_run_is_slow_to_store=False``) or as soon as group 2 judged, group 2
+    then taking up to 8 s to store its judgement. Returns the date's evaluations, latest first."""
+    import multiprocessing
+
+    from platform_api.backfill import RANGE_END_TAG, RANGE_START_TAG
+    from platform_assets import symbol_days
+    from platform_assets.universe import add_symbols
+
+    add_symbols(platform.instance, ["AAPL", "MSFT"])
+    job = platform.defs.resolve_job_def("offline_pipeline")
+    base = {RANGE_START_TAG: D1.isoformat(), RANGE_END_TAG: D1.isoformat()}
+    assert job.execute_in_process(instance=platform.instance, tags=base).success  # raw and L2 for both
+    lake = platform.defs.resources["lake"]
+    for symbol in ("AAPL", "MSFT"):
+        lake.delete_partition(CURATED_BARS, symbol, D1)
+    started, go, done = tmp_path / "group1-started", tmp_path / "group1-go", tmp_path / "group1-done"
+    curated = [dg.AssetKey("curated_bars")]
+
+    def group_one() -> None:  # a forked child: the patch is its own
+        run_by_symbol = symbol_days.SymbolDayStep.run_by_symbol
+
+        def held(step, *args):
+            started.touch()
+            _wait_for(go, 60)
+            return run_by_symbol(step, *args)
+
+        symbol_days.SymbolDayStep.run_by_symbol = held
+        with dg.DagsterInstance.from_ref(platform.instance.get_ref()) as instance:
+            tags = {**base, SYMBOLS_TAG: "AAPL", SYMBOL_GROUP_TAG: "1/2"}
+            result = job.execute_in_process(instance=instance, tags=tags, asset_selection=curated, raise_on_error=False)
+        done.touch()
+        raise SystemExit(0 if result.success else 1)
+
+    child = multiprocessing.get_context("fork").Process(target=group_one)
+    child.start()
+    assert _wait_for(started, 60), "group 1 never started its step"  # planned (its run exists) before group 2's
+    if later_run_is_slow_to_store:
+        judge = symbol_days.SymbolDayStep._check_evaluation
+
+        def judge_then_dawdle(step, report):
+            evaluation = judge(step, report)
+            go.touch()  # group 1 writes and judges now, if it may
+            _wait_for(done, 8)
+            return evaluation
+
+        monkeypatch.setattr(symbol_days.SymbolDayStep, "_check_evaluation", judge_then_dawdle)
+    tags = {**base, SYMBOLS_TAG: "MSFT", SYMBOL_GROUP_TAG: "2/2"}
+    assert job.execute_in_process(instance=platform.instance, tags=tags, asset_selection=curated).success
+    go.touch()
+    child.join(60)
+    assert child.exitcode == 0
+    assert lake.has_partition(CURATED_BARS, "MSFT", D1) and lake.has_partition(CURATED_BARS, "AAPL", D1)
+    check = dg.AssetCheckKey(dg.AssetKey("curated_bars"), COMPLETE_CHECK)
+    latest = platform.instance.event_log_storage.get_asset_check_partition_info([check], partition_keys=[D1.isoformat()])
+    history = [r for r in platform.instance.event_log_storage.get_asset_check_execution_history(check, limit=10)
+               if isinstance(r.evaluation, dg.AssetCheckEvaluation) and r.evaluation.partition == D1.isoformat()]
+    return latest, history
+
+
+def test_a_run_planned_first_but_judging_last_has_the_latest_word_on_the_date(platform, tmp_path, monkeypatch):
+    """Dagster takes a date's latest evaluation from the run planned last, whenever it judged.
+    Group 2, planned last, judged the date while group 1's symbol was not stored: its failure would
+    stay the date's word although both symbols are stored. Group 1 judges afterwards and restates
+    its (passing) judgement as the newest evaluation, naming both runs."""
+    latest, history = _split_runs_of_one_date(platform, tmp_path, monkeypatch, later_run_is_slow_to_store=False)
+    assert [info.latest_execution_status.value for info in latest] == ["SUCCEEDED"]
+    assert history[0].evaluation.passed and history[0].run_id == ""  # restated, without a run
+    assert "judged_by_run" in history[0].evaluation.metadata and "restated_over_run" in history[0].evaluation.metadata
+    assert not history[1].evaluation.passed  # group 2's own judgement, made before AAPL landed
+    assert history[1].evaluation.metadata["missing"].text.startswith("AAPL (not in this run (symbol group 2/2")
+
+
+def test_split_runs_judge_a_date_one_at_a_time_so_a_slow_stale_judgement_never_lands_last(platform, tmp_path, monkeypatch):
+    """Group 2 (planned last) judges while AAPL is missing and is slow to store it; group 1 must
+    not judge in between (it would see group 2's row still planned, leave it, and group 2's stale
+    failure would become the date's word): evaluations are serialised from judging to storing."""
+    latest, history = _split_runs_of_one_date(platform, tmp_path, monkeypatch, later_run_is_slow_to_store=True)
+    assert [info.latest_execution_status.value for info in latest] == ["SUCCEEDED"], history[0].evaluation.metadata
+    assert history[0].evaluation.passed
