@@ -14,7 +14,10 @@ owns everything around that transform, so every table behaves the same in the UI
   the market has this table's data stored for that date (whoever wrote it), and otherwise names
   the missing symbols and why (no input, DQ-blocked, failed). Severity is ERROR when a symbol is
   missing for a reason other than a DQ block, WARN when every gap is a DQ block (a blocked day is
-  the DQ system working as designed).
+  the DQ system working as designed). Runs sharing a date (symbol groups of a backfill) judge it in
+  the order Dagster ranks their evaluations (the order they were planned): a run waits for the
+  runs planned before it to judge first (``earlier_judges``), so the date's latest evaluation is
+  made with every run's symbols landed.
 * **No green without data.** A date for which this run wrote nothing although it had symbols to
   process is *not* reported as materialized: the dates that did land are recorded as materialized
   one by one (with their own metadata), then the step fails with a one-line summary naming the real
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -45,11 +49,12 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 
 from platform_assets.partitions import SYMBOL_GROUP_TAG
 from platform_assets.progress import Progress
-from resources.atomic import file_lock
 from resources.lake_batch import FlushError
 
 COMPLETE_CHECK = "symbols_complete"
-EVALUATION_LOCKS_DIR = ".locks"  # under the lake root: one lock file per table's completeness check
+JUDGE_WAIT_SECONDS = 600.0  # the longest a run waits for earlier-planned runs to judge its dates
+JUDGE_POLL_SECONDS = 0.2
+PLANNED_ROWS_LOOKED_AT = 5000  # the newest planned evaluations of a check (runs in progress are among them)
 
 WRITTEN, KEPT, NO_INPUT, BLOCKED, FAILED = "written", "kept", "no_input", "blocked", "failed"
 MAX_LISTED = 50
@@ -130,6 +135,21 @@ class DateReport:
         for key in stats_keys:
             meta[key] = sum(int(o.stats.get(key, 0)) for o in self.outcomes.values())
         return meta
+
+
+def earlier_judges(instance: dg.DagsterInstance, check_key: dg.AssetCheckKey, run_id: str, dates: Sequence[dt.date]) -> set[str]:
+    """Runs in progress (STARTED) other than ``run_id`` whose evaluation of ``check_key`` on one of
+    ``dates`` is still planned and was planned before ``run_id``'s (a lower row id)."""
+    planned = instance.event_log_storage.get_asset_check_execution_history(
+        check_key, limit=PLANNED_ROWS_LOOKED_AT, status={AssetCheckExecutionRecordStatus.PLANNED}
+    )
+    days = {day.isoformat() for day in dates}
+    own = {record.partition: record.id for record in planned if record.run_id == run_id and record.partition in days}
+    earlier = {record.run_id for record in planned if record.run_id != run_id and record.partition in own and record.id < own[record.partition]}
+    if not earlier:
+        return set()
+    records = instance.get_run_records(dg.RunsFilter(run_ids=sorted(earlier), statuses=[dg.DagsterRunStatus.STARTED]))
+    return {record.dagster_run.run_id for record in records}
 
 
 def _listing(items: list[str]) -> str:
@@ -285,17 +305,16 @@ class SymbolDayStep:
         # one date launched as that partition: Dagster files the check result under it; a one-date
         # range (our backfills, daily refreshes) has no partition key, so its date is logged explicitly
         single = len(self.dates) == 1 and context.has_partition_key
-        with self._evaluation_lock(single):
-            evaluations = {day: self._check_evaluation(report) for day, report in self.reports.items()}
-            if not single:
-                for day, (passed, severity, meta) in evaluations.items():
-                    context.log_event(  # stored now (Dagster writes a step's logged event at once)
-                        dg.AssetCheckEvaluation(
-                            asset_key=asset_key, check_name=COMPLETE_CHECK, passed=passed, severity=severity,
-                            metadata=meta, partition=day.isoformat(),
-                        )
+        self._wait_for_earlier_judges()
+        evaluations = {day: self._check_evaluation(report) for day, report in self.reports.items()}
+        if not single:
+            for day, (passed, severity, meta) in evaluations.items():
+                context.log_event(
+                    dg.AssetCheckEvaluation(
+                        asset_key=asset_key, check_name=COMPLETE_CHECK, passed=passed, severity=severity,
+                        metadata=meta, partition=day.isoformat(),
                     )
-                self._restate_over_earlier_judgements(evaluations)
+                )
         not_landed = [r for r in self.reports.values() if self.symbols and not r.landed]
         failed = self.outcomes_of(FAILED)
         self._log_summary()
@@ -310,43 +329,24 @@ class SymbolDayStep:
             context.add_asset_metadata(report.metadata(self.stats_keys), partition_key=report.day.isoformat())
         return dg.MaterializeResult(check_results=[self._overall_result(evaluations, single), *(check_results or [])])
 
-    def _evaluation_lock(self, single: bool):
-        """Serialises this table's completeness evaluations across runs, from judging the lake to
-        storing the events: runs of one date (symbol groups of a backfill, a daily refresh beside a
-        backfill) each write their symbols, then judge every tracked symbol. Unserialised, a run
-        could judge before the other's symbols landed yet store its failing evaluation after the
-        other's passing one, and the date's latest evaluation would name stored symbols as missing.
-        Held, the later stored evaluation always judged after the earlier run's data landed. A
-        partition-launched run's result is stored by Dagster after the step (not covered; such a run
-        is one date of every symbol, launched from the UI)."""
-        if self.lake is None or single:
-            return contextlib.nullcontext()
-        return file_lock(self.lake.root / EVALUATION_LOCKS_DIR / f"{self.asset_name}.{COMPLETE_CHECK}.lock")
-
-    def _restate_over_earlier_judgements(self, evaluations: dict) -> None:
-        """Dagster's latest evaluation of a date is the row of the run *planned* last, whenever it
-        judged. When another run of the same dates was planned after this one and has already
-        judged (under the lock, so before this run's judgement: it may have seen this run's symbols
-        missing), this fresher judgement is recorded again as the newest evaluation (reported
-        without a run, naming this run); otherwise the run's own row already is, or will be
-        superseded by a run that judges after it."""
-        instance, run_id = self.context.instance, self.context.run_id
-        check_key = dg.AssetCheckKey(dg.AssetKey(self.asset_name), COMPLETE_CHECK)
-        latest = {
-            info.partition_key: info
-            for info in instance.event_log_storage.get_asset_check_partition_info([check_key], partition_keys=[d.isoformat() for d in evaluations])
-        }
-        for day, (passed, severity, meta) in evaluations.items():
-            info = latest.get(day.isoformat())
-            if info is None or info.latest_planned_run_id == run_id or info.latest_execution_status == AssetCheckExecutionRecordStatus.PLANNED:
-                continue
-            instance.report_runless_asset_event(
-                dg.AssetCheckEvaluation(
-                    asset_key=check_key.asset_key, check_name=COMPLETE_CHECK, passed=passed, severity=severity, partition=day.isoformat(),
-                    metadata={**meta, "judged_by_run": run_id, "restated_over_run": info.latest_planned_run_id},
-                    description=f"judged by run {run_id[:8]} after run {info.latest_planned_run_id[:8]} (planned later) had judged this date",
-                )
-            )
+    def _wait_for_earlier_judges(self) -> None:
+        """Wait until every run still in progress that was *planned* before this one on one of this
+        run's dates (symbol groups of a backfill, a daily refresh beside a backfill) has judged that
+        date. Dagster takes a date's latest evaluation from the run planned last, whenever it judged;
+        a later-planned run judging before an earlier one's symbols landed would name them missing
+        for good. Waiting, the later-planned run judges with every earlier run's data landed. A run
+        waits only for runs planned before it (each run plans all its dates at once: no cycles),
+        never for queued runs, and at most ``JUDGE_WAIT_SECONDS`` (then judges, with a warning)."""
+        waiting = earlier_judges(self.context.instance, dg.AssetCheckKey(dg.AssetKey(self.asset_name), COMPLETE_CHECK), self.context.run_id, self.dates)
+        if not waiting:
+            return
+        self.context.log.info(f"{self.asset_name}: waiting for run(s) {', '.join(sorted(r[:8] for r in waiting))}, planned before this one on these dates, to judge them first")
+        deadline = time.monotonic() + JUDGE_WAIT_SECONDS
+        while waiting and time.monotonic() < deadline:
+            time.sleep(JUDGE_POLL_SECONDS)
+            waiting = earlier_judges(self.context.instance, dg.AssetCheckKey(dg.AssetKey(self.asset_name), COMPLETE_CHECK), self.context.run_id, self.dates)
+        if waiting:
+            self.context.log.warning(f"{self.asset_name}: run(s) {', '.join(sorted(waiting))} still have not judged after {JUDGE_WAIT_SECONDS:g} s; judging now")
 
     def _overall_result(self, evaluations: dict, single: bool) -> dg.AssetCheckResult:
         if single:

@@ -118,6 +118,7 @@ def test_a_symbol_group_run_says_why_the_other_groups_symbols_are_missing(platfo
 
 
 
+
 def _wait_for(path, seconds: float) -> bool:
     import time
 
@@ -127,11 +128,12 @@ def _wait_for(path, seconds: float) -> bool:
     return path.exists()
 
 
-def _split_runs_of_one_date(platform, tmp_path, monkeypatch, *, later_run_is_slow_to_store: bool):
-    """Group 1 (AAPL) is planned first but held at its step's start; group 2 (MSFT), planned after
-    it, writes and judges the date while AAPL is not stored yet. Group 1 is released either once
-    group 2 finished (``later_run_is_slow_to_store=False``) or as soon as group 2 judged, group 2
-    then taking up to 8 s to store its judgement. Returns the date's evaluations, latest first."""
+def test_a_run_planned_last_judges_a_shared_date_only_after_the_earlier_runs_did(platform, tmp_path, monkeypatch):
+    """Dagster takes a date's latest evaluation from the run *planned* last, whenever it judged.
+    Group 1 (AAPL) is planned first and held at its step's start; group 2 (MSFT), planned after it,
+    writes its symbol first. Judging then, group 2 would name AAPL missing, and its failure would
+    stay the date's word once AAPL landed. It must wait for group 1 to judge first; its own
+    judgement, the latest, then sees both symbols stored."""
     import multiprocessing
 
     from platform_api.backfill import RANGE_END_TAG, RANGE_START_TAG
@@ -165,47 +167,31 @@ def _split_runs_of_one_date(platform, tmp_path, monkeypatch, *, later_run_is_slo
 
     child = multiprocessing.get_context("fork").Process(target=group_one)
     child.start()
-    assert _wait_for(started, 60), "group 1 never started its step"  # planned (its run exists) before group 2's
-    if later_run_is_slow_to_store:
-        judge = symbol_days.SymbolDayStep._check_evaluation
+    assert _wait_for(started, 60), "group 1 never started its step"  # its run (and plan) exists before group 2's
+    earlier_judges, judge = symbol_days.earlier_judges, symbol_days.SymbolDayStep._check_evaluation
 
-        def judge_then_dawdle(step, report):
-            evaluation = judge(step, report)
-            go.touch()  # group 1 writes and judges now, if it may
-            _wait_for(done, 8)
-            return evaluation
+    def release_then_look(*args):  # group 2 asks who judges first: group 1 may go on now
+        go.touch()
+        return earlier_judges(*args)
 
-        monkeypatch.setattr(symbol_days.SymbolDayStep, "_check_evaluation", judge_then_dawdle)
+    def release_then_judge(step, report):  # group 2 judges: had it not waited, group 1 lands only now
+        go.touch()
+        evaluation = judge(step, report)
+        _wait_for(done, 8)
+        return evaluation
+
+    monkeypatch.setattr(symbol_days, "earlier_judges", release_then_look)
+    monkeypatch.setattr(symbol_days.SymbolDayStep, "_check_evaluation", release_then_judge)
     tags = {**base, SYMBOLS_TAG: "MSFT", SYMBOL_GROUP_TAG: "2/2"}
-    assert job.execute_in_process(instance=platform.instance, tags=tags, asset_selection=curated).success
-    go.touch()
+    result = job.execute_in_process(instance=platform.instance, tags=tags, asset_selection=curated)
+    assert result.success
     child.join(60)
     assert child.exitcode == 0
     assert lake.has_partition(CURATED_BARS, "MSFT", D1) and lake.has_partition(CURATED_BARS, "AAPL", D1)
     check = dg.AssetCheckKey(dg.AssetKey("curated_bars"), COMPLETE_CHECK)
-    latest = platform.instance.event_log_storage.get_asset_check_partition_info([check], partition_keys=[D1.isoformat()])
-    history = [r for r in platform.instance.event_log_storage.get_asset_check_execution_history(check, limit=10)
-               if isinstance(r.evaluation, dg.AssetCheckEvaluation) and r.evaluation.partition == D1.isoformat()]
-    return latest, history
-
-
-def test_a_run_planned_first_but_judging_last_has_the_latest_word_on_the_date(platform, tmp_path, monkeypatch):
-    """Dagster takes a date's latest evaluation from the run planned last, whenever it judged.
-    Group 2, planned last, judged the date while group 1's symbol was not stored: its failure would
-    stay the date's word although both symbols are stored. Group 1 judges afterwards and restates
-    its (passing) judgement as the newest evaluation, naming both runs."""
-    latest, history = _split_runs_of_one_date(platform, tmp_path, monkeypatch, later_run_is_slow_to_store=False)
-    assert [info.latest_execution_status.value for info in latest] == ["SUCCEEDED"]
-    assert history[0].evaluation.passed and history[0].run_id == ""  # restated, without a run
-    assert "judged_by_run" in history[0].evaluation.metadata and "restated_over_run" in history[0].evaluation.metadata
-    assert not history[1].evaluation.passed  # group 2's own judgement, made before AAPL landed
-    assert history[1].evaluation.metadata["missing"].text.startswith("AAPL (not in this run (symbol group 2/2")
-
-
-def test_split_runs_judge_a_date_one_at_a_time_so_a_slow_stale_judgement_never_lands_last(platform, tmp_path, monkeypatch):
-    """Group 2 (planned last) judges while AAPL is missing and is slow to store it; group 1 must
-    not judge in between (it would see group 2's row still planned, leave it, and group 2's stale
-    failure would become the date's word): evaluations are serialised from judging to storing."""
-    latest, history = _split_runs_of_one_date(platform, tmp_path, monkeypatch, later_run_is_slow_to_store=True)
-    assert [info.latest_execution_status.value for info in latest] == ["SUCCEEDED"], history[0].evaluation.metadata
-    assert history[0].evaluation.passed
+    [latest] = platform.instance.event_log_storage.get_asset_check_partition_info([check], partition_keys=[D1.isoformat()])
+    assert latest.latest_planned_run_id == result.run_id  # group 2's evaluation is the date's word
+    history = [r for r in platform.instance.event_log_storage.get_asset_check_execution_history(check, limit=10) if r.partition == D1.isoformat()]
+    assert history[0].run_id == result.run_id and history[0].evaluation.passed, history[0].evaluation.metadata
+    assert latest.latest_execution_status.value == "SUCCEEDED"
+    assert any("waiting for run(s)" in (record.user_message or "") for record in platform.instance.all_logs(result.run_id))
