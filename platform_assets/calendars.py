@@ -64,8 +64,17 @@ def session_bounds(market: Market, day: dt.date) -> tuple[pd.Timestamp, pd.Times
 
 
 def session_minutes(market: Market, day: dt.date | str) -> pd.DatetimeIndex:
-    """Canonical timeline: the UTC start of every 1-minute bar of the session."""
-    open_ts, close_ts = session_bounds(market, _as_date(day))
+    """Canonical timeline: the UTC start of every 1-minute bar of the session.
+
+    A copy of a cached index (the caller may rename or change its copy): ``pd.date_range`` with a
+    time zone costs ~0.95 ms, the copy ~8 us, and the simulator, curation and the L2 features ask
+    for a session's timeline once per symbol-day."""
+    return _session_minutes(market, _as_date(day)).copy(deep=True)
+
+
+@functools.lru_cache(maxsize=4096)
+def _session_minutes(market: Market, day: dt.date) -> pd.DatetimeIndex:
+    open_ts, close_ts = session_bounds(market, day)
     return pd.date_range(open_ts, close_ts, freq="1min", inclusive="left", name="ts")
 
 

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
+from platform_assets.automation.run_reaper import run_process_gone
 from platform_assets.partitions import SYMBOL_GROUP_TAG
 from platform_assets.progress import Progress
 from resources.lake_batch import FlushError
@@ -138,8 +139,9 @@ class DateReport:
 
 
 def earlier_judges(instance: dg.DagsterInstance, check_key: dg.AssetCheckKey, run_id: str, dates: Sequence[dt.date]) -> set[str]:
-    """Runs in progress (STARTED) other than ``run_id`` whose evaluation of ``check_key`` on one of
-    ``dates`` is still planned and was planned before ``run_id``'s (a lower row id)."""
+    """Runs in progress (STARTED, their process alive) other than ``run_id`` whose evaluation of
+    ``check_key`` on one of ``dates`` is still planned and was planned before ``run_id``'s (a lower
+    row id)."""
     planned = instance.event_log_storage.get_asset_check_execution_history(
         check_key, limit=PLANNED_ROWS_LOOKED_AT, status={AssetCheckExecutionRecordStatus.PLANNED}
     )
@@ -149,7 +151,7 @@ def earlier_judges(instance: dg.DagsterInstance, check_key: dg.AssetCheckKey, ru
     if not earlier:
         return set()
     records = instance.get_run_records(dg.RunsFilter(run_ids=sorted(earlier), statuses=[dg.DagsterRunStatus.STARTED]))
-    return {record.dagster_run.run_id for record in records}
+    return {record.dagster_run.run_id for record in records if run_process_gone(instance, record.dagster_run) is None}  # a killed run never judges
 
 
 def _listing(items: list[str]) -> str:

@@ -195,3 +195,36 @@ def test_a_run_planned_last_judges_a_shared_date_only_after_the_earlier_runs_did
     assert history[0].run_id == result.run_id and history[0].evaluation.passed, history[0].evaluation.metadata
     assert latest.latest_execution_status.value == "SUCCEEDED"
     assert any("waiting for run(s)" in (record.user_message or "") for record in platform.instance.all_logs(result.run_id))
+
+
+def test_a_run_waits_only_for_live_runs_planned_before_it_on_its_dates(platform):
+    """``earlier_judges``: a STARTED run planned earlier on a shared date is waited for while its
+    process lives; a killed one (its process gone, not yet reaped) never judges and is not; nor is
+    a run planned later, or one on other dates."""
+    import subprocess
+    import sys
+
+    from platform_api.backfill import RANGE_END_TAG, RANGE_START_TAG
+    from platform_assets.automation.run_reaper import HOST_TAG, PID_TAG, own_process_tags
+    from platform_assets.symbol_days import earlier_judges
+
+    job = platform.defs.resolve_job_def("offline_pipeline")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+
+    def started_run(day: dt.date, owner: dict[str, str]) -> str:
+        run = platform.instance.create_run_for_job(job, tags={RANGE_START_TAG: day.isoformat(), RANGE_END_TAG: day.isoformat(), **owner})
+        platform.instance.handle_run_event(run.run_id, dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, job.name))
+        return run.run_id
+
+    killed = started_run(D1, {PID_TAG: str(dead.pid), HOST_TAG: own_process_tags()[HOST_TAG]})
+    alive = started_run(D1, own_process_tags())
+    other_date = started_run(D2, own_process_tags())
+    ours = started_run(D1, own_process_tags())
+    later = started_run(D1, own_process_tags())
+    assert platform.instance.get_run_by_id(killed).status == dg.DagsterRunStatus.STARTED
+    check = dg.AssetCheckKey(dg.AssetKey("curated_bars"), COMPLETE_CHECK)
+    assert earlier_judges(platform.instance, check, ours, [D1]) == {alive}
+    assert earlier_judges(platform.instance, check, ours, [D2]) == set()  # ours has no plan on D2
+    assert earlier_judges(platform.instance, check, later, [D1]) == {alive, ours}
+    assert other_date not in earlier_judges(platform.instance, check, later, [D1, D2])

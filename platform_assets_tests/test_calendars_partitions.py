@@ -28,6 +28,17 @@ def test_full_half_and_dst_days():
     assert session_minutes(STOCKS, dt.date(2024, 3, 11))[0] == pd.Timestamp("2024-03-11 13:30", tz="UTC")
 
 
+def test_a_session_timeline_is_the_callers_own_copy_of_the_cached_one():
+    day = dt.date(2024, 11, 27)
+    first = session_minutes(STOCKS, day)
+    first.name = "renamed"
+    first.asi8[0] = 0  # a caller writing into its timeline's values
+    second = session_minutes(STOCKS, "2024-11-27")
+    expected = pd.date_range(pd.Timestamp("2024-11-27 14:30", tz="UTC"), periods=390, freq="1min", name="ts")
+    pd.testing.assert_index_equal(second, expected, exact=True)
+    assert second.freq == expected.freq and second is not first
+
+
 def test_holiday_has_no_session():
     assert not is_session(STOCKS, dt.date(2024, 12, 25))
     with pytest.raises(ValueError, match="not a XNYS trading session"):
