@@ -2,8 +2,8 @@
 
 A backfill request (symbols x inclusive date range) is validated up front, then split into a few
 contiguous date ranges (cut on the first session of a month where one is near, so each month file
-of a symbol is written by one run) and, with several workers, its symbols into one group per
-worker (runs of equal size; ``plan_backfill``); each (range, group) is materialized as **one**
+of a symbol is written by one run) or, with several workers and many symbols, its symbols into
+one group per worker (runs of equal size; ``plan_backfill``); each (range, group) is materialized as **one**
 Dagster run (partition range tags), so the runs show up in the Dagster UI like any other. Runs execute in this process (``workers=1``) or in
 ``workers`` child processes on the same instance; each run covers at most
 ``MAX_DATES_PER_RUN`` dates.
@@ -45,7 +45,7 @@ LAUNCHED_BY_TAG = "platform/launched_by"
 @dataclass(frozen=True)
 class BackfillPlan:
     """A validated backfill: symbols, trading dates, the date chunks and the symbol groups; one run
-    per (chunk, group). One group (every symbol) unless the backfill has several workers and at least as many symbols."""
+    per (chunk, group). One group (every symbol) unless symbol groups keep several workers busy for less time (``plan_backfill``)."""
 
     symbols: list[str]
     dates: list[dt.date]
@@ -108,10 +108,14 @@ def require_stock_symbols(symbols: list[str]) -> None:
 def plan_backfill(
     symbols, start, end, *, max_dates_per_run: int = MAX_DATES_PER_RUN, min_chunks: int = 1, market: Market | None = None
 ) -> BackfillPlan:
-    """Validate the request and split it into runs: its trading dates into contiguous run-sized
-    chunks (at most ``max_dates_per_run`` dates, cut on month starts), its symbols into one group
-    per worker (``min_chunks``: the workers) when there are at least as many symbols as workers,
-    else the dates into at least one chunk per worker. One run per (chunk, group).
+    """Validate the request and split it into runs, one per (date chunk, symbol group): its trading
+    dates into contiguous chunks of at most ``max_dates_per_run`` dates cut on month starts, and
+    for ``min_chunks`` (the workers) > 1 either the dates into at least one chunk per worker, or
+    the symbols into one group per worker, whichever keeps the workers busy for less time
+    (``makespan``). Month-aligned date cuts are uneven (60 dates: 35 + 25, one worker idle ~6 s of
+    27 s), symbol groups are not, but every group's run writes each date's Dagster events: symbol
+    groups win with many symbols (60 x 40 dates: 20.8 s vs 23.5 s cut by dates) and always for a
+    daily run (one date: 500 symbols in two runs of 250), dates with few (10 x 60).
 
     ``market``: STOCKS (XNYS sessions, the ``offline_pipeline`` job) or CRYPTO (every UTC day, the
     ``crypto_pipeline`` job); None (default) picks it from the symbols (``market_of_symbols``:
@@ -132,25 +136,32 @@ def plan_backfill(
     if not dates:
         raise InvalidDateRangeError(f"no {market.calendar_name} trading day between {start_date} and {end_date}")
     needed = math.ceil(len(dates) / max_dates_per_run)  # date chunks the run size asks for
-    groups = group_count(len(symbols), min_chunks)
-    count = needed if groups > 1 else min(max(min_chunks, needed), len(dates))  # too few symbols: cut the dates finer
-    chunks = month_aligned_chunks(dates, count, max_dates_per_run)
+    by_dates = month_aligned_chunks(dates, min(max(min_chunks, needed), len(dates)), max_dates_per_run)
+    by_symbols = month_aligned_chunks(dates, needed, max_dates_per_run)
+    groups = min_chunks if min_chunks > 1 and len(symbols) >= min_chunks else 1
+    if groups > 1 and makespan(by_symbols, len(symbols), groups, min_chunks) < makespan(by_dates, len(symbols), 1, min_chunks):
+        chunks, symbol_groups = by_symbols, split_symbols(symbols, groups)
+    else:
+        chunks, symbol_groups = by_dates, None
     job_name = CRYPTO_PIPELINE_JOB if market == CRYPTO else OFFLINE_PIPELINE_JOB
-    return BackfillPlan(symbols=symbols, dates=dates, chunks=chunks, job_name=job_name, market=market, symbol_groups=split_symbols(symbols, groups))
+    return BackfillPlan(symbols=symbols, dates=dates, chunks=chunks, job_name=job_name, market=market, symbol_groups=symbol_groups)
 
 
-def group_count(symbols: int, workers: int) -> int:
-    """How many symbol groups a backfill splits into: one per worker when there are at least as
-    many symbols as workers (each date chunk is then ``workers`` runs of near-equal size), else 1
-    (the dates are cut finer instead).
+DATE_COST_IN_SYMBOL_DAYS = 2.5
+"""What one date of a run costs beyond its symbol-days, in symbol-days: the Dagster events of each
+(asset, date) (~3 ms each, ~60 ms per date over the graph) against ~25 ms of work per symbol-day
+(``bench.throughput``, 2 workers)."""
 
-    Symbols split evenly where date cuts do not: cut on a month start, 60 dates were 35 and 25, and
-    one worker idled ~6 s of a 27 s backfill; 60 symbols x 40 dates ran in 20.8 s split by symbols
-    vs 23.5 s cut by dates (one run each, README "Jobs"). A daily run (one date) of 500 symbols on 2
-    workers is two runs of 250 symbols instead of one. Each date is then written by every group's
-    run: its Dagster events (~3 ms each) are written once per group, which ate the gain at 30
-    symbols x 60 dates."""
-    return workers if workers > 1 and symbols >= workers else 1
+
+def makespan(chunks: list[list[dt.date]], symbols: int, groups: int, workers: int) -> float:
+    """Predicted length of a plan, in symbol-days: its runs (each chunk x ``groups`` equal symbol
+    groups) handed in launch order to the least busy of ``workers``; a run of ``d`` dates and ``s``
+    symbols costs ``d * (s + DATE_COST_IN_SYMBOL_DAYS)``."""
+    busy = [0.0] * workers
+    for chunk in chunks:
+        for _ in range(groups):
+            busy[busy.index(min(busy))] += len(chunk) * (symbols / groups + DATE_COST_IN_SYMBOL_DAYS)
+    return max(busy)
 
 
 def split_symbols(symbols: list[str], groups: int) -> list[list[str]] | None:

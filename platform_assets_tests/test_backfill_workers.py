@@ -57,21 +57,24 @@ def test_workers_are_forked_from_the_preload_server_not_spawned():
     assert "definitions" not in modules and "resources.adapters" not in modules  # the platform loads under each task's environment
 
 
-def test_a_backfill_is_split_into_runs_of_equal_size_one_symbol_group_per_worker():
-    """Month-aligned date cuts are uneven (60 dates: 35 + 25, one worker idle ~6 s of 27 s);
-    symbol groups are not. Too few symbols for the workers: the dates are cut finer instead."""
+def test_a_backfill_is_cut_by_symbols_or_by_dates_whichever_keeps_the_workers_busy_less():
+    """Month-aligned date cuts are uneven (60 dates: 35 + 25), symbol groups are not, but each
+    group's run pays every date's Dagster events: many symbols split by symbols, few by dates."""
     from bench.backfill import SYMBOLS
+    from platform_api.backfill import DATE_COST_IN_SYMBOL_DAYS, makespan
 
-    symbols = SYMBOLS[:30]
-    plan = plan_backfill(symbols, "2024-09-13", "2024-12-06", min_chunks=2)  # 60 sessions, one date chunk
+    plan = plan_backfill(SYMBOLS[:30], "2024-09-13", "2024-12-06", min_chunks=2)  # 60 sessions
     assert len(plan.chunks) == 1 and [len(group) for _, group in plan.runs] == [15, 15]
-    assert sorted(s for _, group in plan.runs for s in group) == sorted(symbols)  # every symbol in one group
+    assert sorted(s for _, group in plan.runs for s in group) == sorted(SYMBOLS[:30])  # every symbol in one group
+    few = plan_backfill(SYMBOLS[:10], "2024-09-13", "2024-12-06", min_chunks=2)
+    assert few.symbol_groups is None and [len(c) for c in few.chunks] == [35, 25]
+    assert makespan(few.chunks, 10, 1, 2) == 35 * (10 + DATE_COST_IN_SYMBOL_DAYS) < makespan([few.dates], 10, 2, 2) == 60 * (5 + DATE_COST_IN_SYMBOL_DAYS)
     one = plan_backfill(["AAPL"], "2024-09-13", "2024-12-06", min_chunks=2)
     assert one.symbol_groups is None and len(one.chunks) == 2 and sum(map(len, one.chunks)) == 60
-    long = plan_backfill(symbols[:5], "2024-01-02", "2024-08-30", min_chunks=2)  # 3 date chunks of <= 64
-    assert len(long.chunks) == 3 and [len(g) for g in long.symbol_groups] == [3, 2] and len(long.runs) == 6
-    assert [[s for s in group] for _, group in long.runs[:2]] == long.symbol_groups  # a chunk's groups run side by side
-    assert plan_backfill(symbols, "2024-09-13", "2024-12-06").symbol_groups is None  # one worker: one run
+    long = plan_backfill(SYMBOLS[:30], "2024-01-02", "2024-08-30", min_chunks=2)  # 3 date chunks of <= 64: 3 runs on 2 workers
+    assert len(long.chunks) == 3 and [len(g) for g in long.symbol_groups] == [15, 15] and len(long.runs) == 6
+    assert [group for _, group in long.runs[:2]] == long.symbol_groups  # a chunk's groups run side by side
+    assert plan_backfill(SYMBOLS[:30], "2024-09-13", "2024-12-06").symbol_groups is None  # one worker: one run
 
 
 def test_a_daily_run_is_split_by_symbols_across_the_workers_and_every_symbol_lands(tmp_path, monkeypatch):
@@ -81,7 +84,7 @@ def test_a_daily_run_is_split_by_symbols_across_the_workers_and_every_symbol_lan
     symbols = ["AAPL", "MSFT", "NVDA"]
     plan = plan_backfill(symbols, D1, D1, min_chunks=2)
     assert [(chunk, group) for chunk, group in plan.runs] == [([D1], ["AAPL", "MSFT"]), ([D1], ["NVDA"])]
-    assert plan_backfill(symbols, D1, D2, min_chunks=2).runs == [([D1, D2], ["AAPL", "MSFT"]), ([D1, D2], ["NVDA"])]
+    assert plan_backfill(symbols, D1, D2, min_chunks=2).runs == [([D1], symbols), ([D2], symbols)]  # two even date chunks: no split
     data = tmp_path / "data"
     monkeypatch.setenv("DATA_PATH_OVERRIDE", str(data))
     monkeypatch.setenv("LAKE_FSYNC", "false")
