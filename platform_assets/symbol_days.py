@@ -339,14 +339,15 @@ class SymbolDayStep:
         for good. Waiting, the later-planned run judges with every earlier run's data landed. A run
         waits only for runs planned before it (each run plans all its dates at once: no cycles),
         never for queued runs, and at most ``JUDGE_WAIT_SECONDS`` (then judges, with a warning)."""
-        waiting = earlier_judges(self.context.instance, dg.AssetCheckKey(dg.AssetKey(self.asset_name), COMPLETE_CHECK), self.context.run_id, self.dates)
+        check_key = dg.AssetCheckKey(dg.AssetKey(self.asset_name), COMPLETE_CHECK)
+        waiting = earlier_judges(self.context.instance, check_key, self.context.run_id, self.dates)
         if not waiting:
             return
         self.context.log.info(f"{self.asset_name}: waiting for run(s) {', '.join(sorted(r[:8] for r in waiting))}, planned before this one on these dates, to judge them first")
         deadline = time.monotonic() + JUDGE_WAIT_SECONDS
         while waiting and time.monotonic() < deadline:
             time.sleep(JUDGE_POLL_SECONDS)
-            waiting = earlier_judges(self.context.instance, dg.AssetCheckKey(dg.AssetKey(self.asset_name), COMPLETE_CHECK), self.context.run_id, self.dates)
+            waiting = earlier_judges(self.context.instance, check_key, self.context.run_id, self.dates)
         if waiting:
             self.context.log.warning(f"{self.asset_name}: run(s) {', '.join(sorted(waiting))} still have not judged after {JUDGE_WAIT_SECONDS:g} s; judging now")
 
