@@ -71,8 +71,10 @@ class RunOutcome:
     end: dt.date
     success: bool
     seconds: float
-    materializations: dict[str, int] = field(default_factory=dict)
+    materializations: dict[str, int] = field(default_factory=dict)  # asset -> partitions this run materialized
     error: str = ""
+    partitions: dict[str, list[str]] = field(default_factory=dict)  # asset -> the partition keys
+    symbol_group: str = ""  # "k/n" when the backfill is split by symbols
 
 
 @dataclass
@@ -84,6 +86,21 @@ class BackfillReport:
     @property
     def success(self) -> bool:
         return all(r.success for r in self.runs)
+
+    @property
+    def materialized(self) -> dict[str, int]:
+        """Asset -> the partitions its runs materialized, each counted once (a date is materialized
+        by every symbol group's run)."""
+        return materialized_partitions(self.runs)
+
+
+def materialized_partitions(runs: list[RunOutcome]) -> dict[str, int]:
+    """Asset -> distinct partitions materialized by ``runs``."""
+    keys: dict[str, set[str]] = {}
+    for run in runs:
+        for name, partitions in run.partitions.items():
+            keys.setdefault(name, set()).update(partitions)
+    return {name: len(partitions) for name, partitions in keys.items()}
 
 
 def market_of_symbols(symbols: list[str]) -> Market:
@@ -249,10 +266,9 @@ def _execute_chunk(
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         asset_selection=[dg.AssetKey(name) for name in asset_selection] if asset_selection else None,
     )
-    counts: dict[str, int] = {}
+    partitions: dict[str, set[str]] = {}
     for event in result.get_asset_materialization_events():
-        name = event.asset_key.to_user_string()
-        counts[name] = counts.get(name, 0) + 1
+        partitions.setdefault(event.asset_key.to_user_string(), set()).add(event.partition or "")
     error = ""
     if not result.success:
         failures = [e for e in result.all_events if e.is_step_failure]
@@ -263,8 +279,10 @@ def _execute_chunk(
         end=dt.date.fromisoformat(tags[RANGE_END_TAG]),
         success=result.success,
         seconds=time.monotonic() - started,
-        materializations=counts,
+        materializations={name: len(keys) for name, keys in partitions.items()},
         error=error,
+        partitions={name: sorted(keys) for name, keys in partitions.items()},
+        symbol_group=tags.get(SYMBOL_GROUP_TAG, ""),
     )
 
 

@@ -53,7 +53,8 @@ def _backfill(args: argparse.Namespace) -> int:
 
     def progress(outcome, done, total):
         status = "ok" if outcome.success else f"FAILED: {outcome.error}"
-        _print(f"  [{done}/{total}] run {outcome.run_id[:8]} {outcome.start}..{outcome.end}: {status} in {outcome.seconds:.1f}s")
+        group = f" symbol group {outcome.symbol_group}" if outcome.symbol_group else ""
+        _print(f"  [{done}/{total}] run {outcome.run_id[:8]} {outcome.start}..{outcome.end}{group}: {status} in {outcome.seconds:.1f}s")
 
     report = run_backfill(
         instance, plan, add_missing_symbols=not args.no_add_symbols, workers=args.workers, launched_by="cli",
@@ -62,10 +63,10 @@ def _backfill(args: argparse.Namespace) -> int:
     resources = build_resources(settings)
     warehouse = LakeWarehouse(base_path=resources["lake"].base_path, level2_path=resources["l2_store"].level2_path)
     summary = summarize(warehouse, plan.symbols, plan.dates[0], plan.dates[-1])
-    materialized = sum(sum(r.materializations.values()) for r in report.runs)
+    materialized = report.materialized
     _print()
     _print(f"Summary ({'succeeded' if report.success else 'FAILED'} in {report.seconds:.1f}s)")
-    _print(f"  asset partitions materialized: {materialized} ({len(plan.dates)} dates x {len(report.runs[0].materializations) if report.runs else 0} assets)")
+    _print(f"  asset partitions materialized: {sum(materialized.values())} ({len(plan.dates)} dates x {len(materialized)} assets, {len(report.runs)} run(s))")
     _print("  rows per asset (these symbols and dates):")
     for name, rows in summary.rows.items():
         _print(f"    {name:<20} {rows:>10,}")

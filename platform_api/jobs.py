@@ -40,7 +40,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from platform_api import job_store
-from platform_api.backfill import plan_backfill, require_stock_symbols, run_backfill
+from platform_api.backfill import materialized_partitions, plan_backfill, require_stock_symbols, run_backfill
 from platform_api.errors import InvalidDateRangeError, InvalidOptionError, UnknownDatasetError, UnknownJobError
 from platform_api.inputs import parse_time_range
 from platform_api.job_store import JOB_ID_TAG, JOB_KIND_TAG, JobRecord
@@ -297,12 +297,8 @@ def execute_job(instance: dg.DagsterInstance, job_id: str, defs: dg.Definitions 
                 launched_by=f"api-{record.kind}", asset_selection=selection, extra_tags=record.tags, worker_env=record.settings_env,
             )
             runs += report.runs
-        counts: dict[str, int] = {}
-        for run in runs:
-            for name, count in run.materializations.items():
-                counts[name] = counts.get(name, 0) + count
         errors = "; ".join(r.error for r in runs if not r.success) or None
-        return _update(folder, job_id, finished_at=_now(), materializations=counts, error=errors)
+        return _update(folder, job_id, finished_at=_now(), materializations=materialized_partitions(runs), error=errors)
     except Exception as error:  # recorded for the status call, then re-raised for the worker's exit code
         _update(folder, job_id, finished_at=_now(), error=f"{type(error).__name__}: {error}")
         raise

@@ -93,6 +93,9 @@ def test_a_daily_run_is_split_by_symbols_across_the_workers_and_every_symbol_lan
     with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
         report = run_backfill(instance, plan, defs=build_definitions(load_settings()), add_missing_symbols=True, workers=2)
         assert report.success and len(report.runs) == 2
+        assert sorted(run.symbol_group for run in report.runs) == ["1/2", "2/2"]
+        assert all(run.materializations["curated_bars"] == 1 for run in report.runs)  # each group's run materialized the date
+        assert report.materialized["curated_bars"] == 1 and len(report.materialized) == 7  # once per asset and date, not per run
         tags = [instance.get_run_by_id(run.run_id).tags for run in report.runs]
         assert sorted((t.get(SYMBOLS_TAG), t.get(SYMBOL_GROUP_TAG)) for t in tags) == [("AAPL,MSFT", "1/2"), ("NVDA", "2/2")]
         for symbol in symbols:

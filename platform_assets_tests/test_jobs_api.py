@@ -134,3 +134,16 @@ def test_a_refresh_ends_at_the_newest_complete_session(platform):
     assert status.state == "SUCCEEDED", status
     ends = {platform.instance.get_run_by_id(run_id).tags[RANGE_END_TAG] for run_id in status.run_ids}
     assert ends == {complete.isoformat()}
+
+
+def test_a_job_split_by_symbols_counts_each_materialized_partition_once(platform):
+    """One date, two symbols, two workers: two runs (a symbol group each) both materialize the
+    date; the job's summary counts the date once per asset (it summed the runs' events before)."""
+    add_symbols(platform.instance, ["AAPL", "MSFT"])
+    trigger_historical_ingestion("sim", ["AAPL", "MSFT"], "2024-11-26", "2024-11-27", wait=True, instance=platform.instance, settings=platform.settings, defs=platform.defs)
+    handle = trigger_backfill("curated_bars", ["AAPL", "MSFT"], "2024-11-26", "2024-11-27", {"max_parallel_jobs": 2},
+                              wait=True, instance=platform.instance, settings=platform.settings, defs=platform.defs)
+    status = get_backfill_job_status(handle.job_id, instance=platform.instance)
+    assert status.state == "SUCCEEDED" and status.summary["runs_succeeded"] == status.summary["runs_planned"] == 2
+    assert {platform.instance.get_run_by_id(r).tags.get("platform/symbol_group") for r in status.run_ids} == {"1/2", "2/2"}
+    assert status.summary["materializations"]["curated_bars"] == 1
