@@ -142,16 +142,19 @@ def earlier_judges(instance: dg.DagsterInstance, check_key: dg.AssetCheckKey, ru
     """Runs in progress (STARTED, their process alive) other than ``run_id`` whose evaluation of
     ``check_key`` on one of ``dates`` is still planned and was planned before ``run_id``'s (a lower
     row id)."""
+    running = {  # usually none: one run at a time; then no look at the planned evaluations
+        record.dagster_run.run_id
+        for record in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+        if record.dagster_run.run_id != run_id and run_process_gone(instance, record.dagster_run) is None  # a killed run never judges
+    }
+    if not running:
+        return set()
     planned = instance.event_log_storage.get_asset_check_execution_history(
         check_key, limit=PLANNED_ROWS_LOOKED_AT, status={AssetCheckExecutionRecordStatus.PLANNED}
     )
     days = {day.isoformat() for day in dates}
     own = {record.partition: record.id for record in planned if record.run_id == run_id and record.partition in days}
-    earlier = {record.run_id for record in planned if record.run_id != run_id and record.partition in own and record.id < own[record.partition]}
-    if not earlier:
-        return set()
-    records = instance.get_run_records(dg.RunsFilter(run_ids=sorted(earlier), statuses=[dg.DagsterRunStatus.STARTED]))
-    return {record.dagster_run.run_id for record in records if run_process_gone(instance, record.dagster_run) is None}  # a killed run never judges
+    return {record.run_id for record in planned if record.run_id in running and record.partition in own and record.id < own[record.partition]}
 
 
 def _listing(items: list[str]) -> str:
