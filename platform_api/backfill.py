@@ -71,10 +71,14 @@ class RunOutcome:
     end: dt.date
     success: bool
     seconds: float
-    materializations: dict[str, int] = field(default_factory=dict)  # asset -> partitions this run materialized
     error: str = ""
-    partitions: dict[str, list[str]] = field(default_factory=dict)  # asset -> the partition keys
+    partitions: dict[str, list[str]] = field(default_factory=dict)  # asset -> the partition keys this run materialized
     symbol_group: str = ""  # "k/n" when the backfill is split by symbols
+
+    @property
+    def materializations(self) -> dict[str, int]:
+        """Asset -> how many partitions this run materialized."""
+        return {name: len(keys) for name, keys in self.partitions.items()}
 
 
 @dataclass
@@ -279,7 +283,6 @@ def _execute_chunk(
         end=dt.date.fromisoformat(tags[RANGE_END_TAG]),
         success=result.success,
         seconds=time.monotonic() - started,
-        materializations={name: len(keys) for name, keys in partitions.items()},
         error=error,
         partitions={name: sorted(keys) for name, keys in partitions.items()},
         symbol_group=tags.get(SYMBOL_GROUP_TAG, ""),

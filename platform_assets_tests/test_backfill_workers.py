@@ -123,8 +123,6 @@ def test_a_symbol_group_run_says_why_the_other_groups_symbols_are_missing(platfo
     assert latest.metadata["missing"].text.startswith("MSFT (not in this run (symbol group 1/2 of a backfill split by symbols")
 
 
-
-
 def _wait_for(path, seconds: float) -> bool:
     import time
 
