@@ -17,7 +17,7 @@ from dagster._core.storage.partition_status_cache import get_and_update_asset_st
 from platform_api.backfill import plan_backfill, run_backfill
 from platform_assets.partitions import stock_date_partitions
 from platform_assets_tests.conftest import pooled_instance
-from resources.dagster_sqlite import MAX_RUN_SHARDS, PooledSqliteEventLogStorage
+from resources.dagster_sqlite import EVENT_BATCH_SIZE, MAX_RUN_SHARDS, PooledSqliteEventLogStorage
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = ["raw_bars_sim", "l2_snapshots_sim", "curated_bars", "aligned_bars", "bar_features", "l2_features", "labels"]
@@ -63,6 +63,10 @@ def test_pooled_instance_records_what_dagsters_default_storage_records(tmp_path,
     from definitions import build_definitions
     from resources.settings import load_settings
 
+    batches = []  # the pooled storage stores Dagster's event batches in one transaction each
+    store_batch = PooledSqliteEventLogStorage.store_event_batch
+    monkeypatch.setattr(PooledSqliteEventLogStorage, "store_event_batch", lambda self, events: (batches.append(len(events)), store_batch(self, events)))
+    monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE", raising=False)
     fingerprints = {}
     for name, storage in (("default", None), ("pooled", pooled_instance())):
         home = _home(tmp_path / name, storage)
@@ -73,6 +77,7 @@ def test_pooled_instance_records_what_dagsters_default_storage_records(tmp_path,
             assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage) == (name == "pooled")
             fingerprints[name] = _fingerprint(instance)
     assert fingerprints["pooled"] == fingerprints["default"]
+    assert batches and max(batches) > 10  # the planned events of a run, a step's materializations
     assert fingerprints["pooled"]["status"]["curated_bars"][0] == ["2024-12-02", "2024-12-03", "2024-12-04", "2024-12-05"]
     assert fingerprints["pooled"]["events"]["ASSET_CHECK_EVALUATION"] > 0
 
@@ -162,3 +167,74 @@ def test_an_instance_opened_by_folder_uses_that_folder(tmp_path, monkeypatch):
     assert (home / "history" / "runs" / f"{run_id}.db").exists()
     with dg.DagsterInstance.from_config(str(elsewhere)) as other:  # nothing recorded in the other home
         assert not other.get_runs()
+
+
+def _materializations(run_id: str, count: int, start: int = 0) -> list:
+    """``count`` materialization events of asset ``batched`` (partitions start..), as a step stores them."""
+    from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
+    from dagster._core.events.log import EventLogEntry
+
+    return [
+        EventLogEntry(
+            error_info=None, level=20, user_message="", run_id=run_id, timestamp=1.0 + index, job_name="noop",
+            dagster_event=DagsterEvent(
+                DagsterEventType.ASSET_MATERIALIZATION.value, "noop",
+                event_specific_data=StepMaterializationData(dg.AssetMaterialization("batched", partition=str(index))),
+            ),
+        )
+        for index in range(start, start + count)
+    ]
+
+
+def _stored(instance: dg.DagsterInstance, run_id: str) -> tuple[list, list]:
+    """Partitions of asset ``batched`` in the run's shard and in the cross-run index."""
+    in_run = [r.dagster_event.partition for r in instance.all_logs(run_id) if r.dagster_event and r.dagster_event.asset_key]
+    in_index = [r.partition_key for r in instance.fetch_materializations(dg.AssetKey("batched"), limit=100).records]
+    return sorted(in_run), sorted(in_index)
+
+
+def test_an_event_batch_is_stored_whole_or_not_at_all(tmp_path, monkeypatch):
+    monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE", raising=False)
+    home = _home(tmp_path / "home", pooled_instance())
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance._get_event_batch_size() == EVENT_BATCH_SIZE  # batching is on for the pooled log
+        storage = instance.event_log_storage
+        run_id = _report_in_runs(instance, 1)[0]
+        storage.store_event_batch(_materializations(run_id, 5))
+        first = [str(index) for index in range(5)]
+        assert _stored(instance, run_id) == (first, first)
+
+        store_event = PooledSqliteEventLogStorage.store_event
+        seen = []
+
+        def fail_on_the_fourth(self, event):
+            seen.append(event)
+            if len(seen) == 4:
+                raise RuntimeError("disk full")
+            store_event(self, event)
+
+        monkeypatch.setattr(PooledSqliteEventLogStorage, "store_event", fail_on_the_fourth)
+        with pytest.raises(RuntimeError, match="disk full"):
+            storage.store_event_batch(_materializations(run_id, 6, start=5))
+        monkeypatch.setattr(PooledSqliteEventLogStorage, "store_event", store_event)
+        assert _stored(instance, run_id) == (first, first)  # the three stored before the failure rolled back, in both files
+        _report_in_runs(instance, 1)  # the storage still writes after a failed batch (no transaction left open)
+        assert storage._batch is None
+
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "0")  # Dagster's switch still turns it off
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance._get_event_batch_size() == 0
+
+
+def test_the_schema_checks_remember_only_what_exists(tmp_path):
+    home = _home(tmp_path / "home", pooled_instance())
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        storage = instance.event_log_storage
+        assert storage.has_table("asset_check_executions") and "asset_check_executions" in storage._tables_seen
+        assert not storage.has_table("table_added_later")
+        with storage.index_connection() as conn:
+            conn.execute(db.text("CREATE TABLE table_added_later (id INTEGER)"))
+        assert storage.has_table("table_added_later")  # a missing table is asked again, not remembered
+        assert storage.has_asset_key_index_cols()
+        instance.wipe()
+        assert "table_added_later" not in storage._tables_seen  # forgotten (wipe itself asks for its own tables again)

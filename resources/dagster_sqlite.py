@@ -17,6 +17,15 @@ evaluation over many partitions serialises its event once instead of once per pa
 are the same). Engines are dropped, never shared, in a forked child, closed before ``wipe`` deletes
 the shard files and on ``dispose``.
 
+Batched writes: Dagster hands a storage some events as a batch (a run's planned materializations and
+check evaluations at its creation, a step's materializations of its partitions) when the instance's
+event batch size is above zero. Dagster's SQLite storage stores a batch event by event, one
+transaction each (~2.6 ms per event here, pooled). ``store_event_batch`` stores it with the very
+same per-event code inside one transaction per database file (the run's shard, the index), so a
+60-date run's ~840 planned and materialization events commit in a few transactions. A batch that
+fails rolls back whole and Dagster stores its events one by one. ``PlatformInstance`` turns batching
+on (``EVENT_BATCH_SIZE``) for this storage unless ``DAGSTER_EVENT_BATCH_SIZE`` says otherwise.
+
 The on-disk state is interchangeable with Dagster's default SQLite storage: an instance switches
 between the two by its dagster.yaml alone (tested both ways). Any other configured storage
 (``storage: postgres``) is used as it is.
@@ -25,14 +34,16 @@ between the two by its dagster.yaml alone (tested both ways). Any other configur
 from __future__ import annotations
 
 import os
+import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import sqlalchemy as db
 from dagster._core.instance import DagsterInstance
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log.base import EventLogStorage
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
@@ -41,6 +52,7 @@ from sqlalchemy.engine import Connection, Engine
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30  # as Dagster's own connections
 MAX_RUN_SHARDS = 8  # run-shard engines kept open per storage (a run worker writes one; the UI reads a few)
+EVENT_BATCH_SIZE = 5000  # events of one Dagster batch stored per transaction (a 64-date run plans ~450 per asset set)
 
 
 class PooledSqliteEventLogStorage(SqliteEventLogStorage):
@@ -49,6 +61,10 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
         self._engines: OrderedDict[str, Engine] = OrderedDict()  # shard -> engine, least recently used first
         self._engines_pid = os.getpid()
+        self._batch: dict[str, Connection] | None = None  # shard -> open connection of the batch being stored
+        self._batch_thread: int | None = None
+        self._tables_seen: set[str] = set()  # index tables known to exist (tables are only ever added, by upgrade)
+        self._asset_key_columns_seen: set[str] = set()
         super().__init__(base_dir, inst_data)
 
     def _engine(self, shard: str) -> Engine:
@@ -78,10 +94,39 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
 
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:
+        if self._batch is not None and self._batch_thread == threading.get_ident():
+            yield self._batch_connection(shard)  # inside store_event_batch: its open transaction
+            return
         with self._db_lock:
             with self._engine(shard).connect() as conn:
                 with conn.begin():
                     yield conn
+
+    def _batch_connection(self, shard: str) -> Connection:
+        conn = self._batch.get(shard)
+        if conn is None:
+            conn = self._batch[shard] = self._engine(shard).connect()
+            conn.begin()
+        return conn
+
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        """Dagster's per-event storing of ``events`` in one transaction per database file: all of
+        them are stored or (on an error, re-raised) none."""
+        with self._db_lock:
+            self._batch, self._batch_thread = {}, threading.get_ident()
+            try:
+                for event in events:
+                    self.store_event(event)
+                for conn in self._batch.values():  # the run's shard first, the index after it (as store_event)
+                    conn.commit()
+            except BaseException:
+                for conn in self._batch.values():
+                    conn.rollback()
+                raise
+            finally:
+                for conn in self._batch.values():
+                    conn.close()
+                self._batch, self._batch_thread = None, None
 
     def _close_engines(self) -> None:
         with self._db_lock:
@@ -89,12 +134,37 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
                 engine.dispose()
             self._engines.clear()
 
+    def has_table(self, table_name: str) -> bool:
+        """Dagster's check (a new engine each call, ~1 ms; asked for every asset event stored),
+        remembered once the table exists."""
+        if table_name in self._tables_seen:
+            return True
+        found = super().has_table(table_name)
+        if found:
+            self._tables_seen.add(table_name)
+        return found
+
+    def _has_asset_key_col_on_connection(self, conn: Connection, column_name: str) -> bool:
+        """Dagster's column reflection (asked for every asset event stored), remembered once the column exists."""
+        if column_name in self._asset_key_columns_seen:
+            return True
+        found = super()._has_asset_key_col_on_connection(conn, column_name)
+        if found:
+            self._asset_key_columns_seen.add(column_name)
+        return found
+
+    def _forget_schema(self) -> None:
+        self._tables_seen.clear()
+        self._asset_key_columns_seen.clear()
+
     def wipe(self) -> None:
         self._close_engines()  # before the shard files are deleted under open connections
+        self._forget_schema()
         super().wipe()
 
     def upgrade(self) -> None:
         self._close_engines()
+        self._forget_schema()
         super().upgrade()
 
     def dispose(self) -> None:
@@ -137,6 +207,14 @@ class PlatformInstance(DagsterInstance):
     @classmethod
     def config_schema(cls) -> dict:
         return {}  # no settings of its own
+
+    def _get_event_batch_size(self) -> int:
+        """Dagster's batch size (``DAGSTER_EVENT_BATCH_SIZE``, 0 = off) when set; else batches on for
+        the pooled SQLite log, which stores a batch in one transaction."""
+        configured = os.getenv("DAGSTER_EVENT_BATCH_SIZE")
+        if configured is not None:
+            return int(configured)
+        return EVENT_BATCH_SIZE if isinstance(self.event_log_storage, PooledSqliteEventLogStorage) else 0
 
     def __init__(self, *args, event_storage: EventLogStorage, **kwargs):
         if type(event_storage) is SqliteEventLogStorage:
