@@ -72,3 +72,17 @@ def test_backfill_chunks_cut_on_month_starts_within_the_run_cap():
     june = sessions_in_range(STOCKS, dt.date(2024, 6, 3), dt.date(2024, 6, 28))
     assert [len(c) for c in month_aligned_chunks(june, 2, MAX_DATES_PER_RUN)] == [10, 9]
     assert [len(c) for c in month_aligned_chunks(june, 1, 5)] == [5, 5, 5, 4]  # the cap holds
+
+
+def test_a_long_lived_process_extends_its_calendar_horizon_day_by_day(monkeypatch):
+    """The calendar is kept per day: a process (the UI, the preload server's workers) still running
+    months later knows sessions 400 days past its new today, not past the day it started."""
+    import types
+
+    from platform_assets import calendars
+
+    today = dt.date.today()
+    assert STOCKS.calendar.last_session.date() <= today + calendars.CALENDAR_HORIZON
+    later = today + dt.timedelta(days=200)
+    monkeypatch.setattr(calendars, "dt", types.SimpleNamespace(date=types.SimpleNamespace(today=lambda: later), timedelta=dt.timedelta))
+    assert STOCKS.calendar.last_session.date() > today + calendars.CALENDAR_HORIZON

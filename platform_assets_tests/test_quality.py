@@ -38,7 +38,7 @@ def _batches(rates: FaultRates = FaultRates(), corruption: dict | None = None):
             delivered = as_delivered(sim.bars, source="sim", symbol=symbol, day=day)
             frame, arrays = l2_quality_input(symbol, sim.book)
             timeline = session_minutes(STOCKS, day)
-            bars, gap_stats, _ = curate_bars(delivered, timeline, symbol=symbol, day=day, source="sim", activity=book_activity(sim.book, timeline))
+            bars, gap_stats, _ = curate_bars(pd.DataFrame(delivered), timeline, symbol=symbol, day=day, source="sim", activity=book_activity(sim.book, timeline))
             raw.append(delivered), l2_frames.append(frame), l2_arrays.append(arrays), curated.append(bars)
             stats.append(gap_stats.as_dict()), keys.append((symbol, day))
             faults.append(sim.faults.assign(symbol=symbol, date=day))
@@ -101,6 +101,31 @@ def test_gx_and_vectorised_engines_agree():
         vec = evaluate(default_rule_sets()[dataset], batch, "vectorised").results.drop(columns="evaluated_at")
         pd.testing.assert_frame_equal(gx, vec)
         assert (gx["status"] != "ok").any(), dataset  # faults were there to be found
+
+
+def test_partitions_given_as_columns_are_judged_as_their_frames():
+    """The ingestion hands the DQ batch each symbol-day's columns (framed once per batch): the batch
+    frame, the results and the failing rows are those of the per-partition frames."""
+    raw, l2_rows, l2_arrays, keys = [], [], [], []
+    for symbol in SYMBOLS:
+        for day in DAYS[:4]:
+            sim = simulate_day(7, symbol, day)
+            raw.append(as_delivered(sim.bars, source="sim", symbol=symbol, day=day))
+            rows, arrays = l2_quality_input(symbol, sim.book)
+            l2_rows.append(rows), l2_arrays.append(arrays), keys.append((symbol, day))
+    raw[1] = {**raw[1], "ts": raw[1]["ts"][:0], **{c: raw[1][c][:0] for c in ("open", "high", "low", "close", "volume", "vwap", "trade_count", "date")}}  # a day without bars
+    for dataset, columns, arrays in (("raw_bars", raw, None), ("l2_snapshots", l2_rows, l2_arrays)):
+        frames = [pd.DataFrame(dict(c), index=pd.RangeIndex(len(next(v for v in c.values() if np.ndim(v))))) for c in columns]
+        by_columns, by_frames = batch_from_frames(columns, keys, arrays), batch_from_frames(frames, keys, arrays)
+        pd.testing.assert_frame_equal(by_columns.frame, by_frames.frame)
+        assert (by_columns.part == by_frames.part).all() and by_columns.keys == by_frames.keys
+        mixed = batch_from_frames([frames[0], *columns[1:]], keys, arrays)  # a frame among column dicts
+        pd.testing.assert_frame_equal(mixed.frame, by_frames.frame)
+        evaluated = [evaluate(default_rule_sets()[dataset], batch, "vectorised") for batch in (by_columns, by_frames)]
+        pd.testing.assert_frame_equal(*(e.results.drop(columns="evaluated_at") for e in evaluated))
+        assert evaluated[0].failing.keys() == evaluated[1].failing.keys()
+        assert all((evaluated[0].failing[name] == evaluated[1].failing[name]).all() for name in evaluated[0].failing)
+        assert (evaluated[0].results["status"] != "ok").any(), dataset  # faults were there to be found
 
 
 FAULT_RULES = {

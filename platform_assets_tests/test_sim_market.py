@@ -88,3 +88,17 @@ def test_the_offline_source_never_delivers_what_has_not_happened(monkeypatch):
     assert as_of(whole, close) is whole  # complete: the same object
     monkeypatch.setattr(offline_source, "_now", lambda: opening + pd.Timedelta(minutes=30, seconds=5))  # the resource asks the clock
     assert len(OfflineSource().day("AAPL", day).bars) == int((whole.bars["ts"] < opening + pd.Timedelta(minutes=29, seconds=6)).sum())
+
+
+def test_simulated_sessions_are_those_of_earlier_releases():
+    """The simulator builds its bars from arrays (duplicates inserted by a stable sort of row
+    numbers, faults framed only when read): its sessions must stay those stored before, bar for bar
+    (hashes computed by the session-16 code, which concatenated and sorted frames)."""
+    from resources.lake import content_hash
+
+    for day, bars_hash, faults_hash in (("2024-03-04", "69fac0549257f470", "44a6e64e81177ad5"), ("2024-03-13", "934ed699c4dee02d", "707ad9a73a1eb728")):
+        sim = simulate_day(9, "AAPL", dt.date.fromisoformat(day))
+        assert (sim.faults["kind"] == "duplicate").any()
+        assert content_hash(sim.bars) == bars_hash
+        assert content_hash(sim.faults.astype(str)) == faults_hash
+        assert sim.bars.index.equals(pd.RangeIndex(len(sim.bars))) and sim.bars["ts"].is_monotonic_increasing

@@ -135,6 +135,29 @@ def test_raw_batch_as_arrow_is_the_keyed_frame_with_the_same_batch_id():
     lines = [download_record(Path("/lake/b.parquet"), rows, vendor="sim", symbol="AAPL", bar_size="1m") for rows in (table, table.to_pandas())]
     assert [{k: v for k, v in line.items() if k != "written_at"} for line in lines][0] == {k: v for k, v in lines[1].items() if k != "written_at"}
     assert lines[0]["rows"] == table.num_rows and lines[0]["time_start"] == "2024-03-12T13:30:00+00:00"
+    for rows in (micro, table.set_column(3, "ts", pa.array([None] * table.num_rows, table.schema.field("ts").type))):  # Arrow span, pandas fallback
+        line, frame_line = (download_record(Path("/lake/b.parquet"), r, vendor="sim", symbol="AAPL", bar_size="1m") for r in (rows, rows.to_pandas()))
+        assert {**line, "written_at": ""} == {**frame_line, "written_at": ""}
+
+
+def test_the_content_hash_of_columns_is_the_hash_of_their_frame():
+    """Batch ids are taken of the columns without building the frame: the digest must stay the
+    frame's (ids of stored batches), for every dtype a vendor's rows come in."""
+    from resources.lake import content_hash, content_hash_of_columns
+
+    rng = np.random.default_rng(3)
+    ts = pd.date_range("2024-03-12 13:30", periods=50, freq="1min", tz="UTC")
+    floats = rng.normal(size=50)
+    floats[[4, 9]] = np.nan
+    columns = {
+        "ts": ts.array, "naive": ts.tz_localize(None).as_unit("us").to_numpy(), "price": floats, "volume": rng.integers(0, 9, 50),
+        "small": rng.integers(0, 9, 50).astype(np.int32), "flag": rng.random(50) < 0.5, "venue": np.array(["X", "Y"] * 25, dtype=object),
+    }
+    for rows in (slice(None), slice(0, 1), slice(0, 0)):
+        part = {name: values[rows] for name, values in columns.items()}
+        assert content_hash_of_columns(part, "sim", "AAPL") == content_hash(pd.DataFrame(part), "sim", "AAPL")
+    changed = {**columns, "price": floats + 0.01}
+    assert content_hash_of_columns(changed, "sim", "AAPL") != content_hash_of_columns(columns, "sim", "AAPL")
 
 
 def test_lake_rejects_path_like_symbols(tmp_path):

@@ -38,16 +38,18 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
+from pandas.core.util.hashing import combine_hash_arrays
 
 from resources import lake_batch
 from resources.atomic import LOCK_WAIT_SECONDS, TMP_PREFIX, LockTimeoutError, file_lock, sweep_tree, write_parquet_atomic
@@ -287,6 +289,17 @@ def content_hash(frame: pd.DataFrame, *identity: str) -> str:
     if len(frame):
         digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     digest.update(",".join(map(str, frame.columns)).encode())
+    return digest.hexdigest()[:16]
+
+
+def content_hash_of_columns(columns: Mapping[str, np.ndarray | pd.api.extensions.ExtensionArray], *identity: str) -> str:
+    """``content_hash(pd.DataFrame(columns), *identity)`` without building the frame (~0.5 ms per
+    raw batch): pandas' own per-column hashes, combined as ``hash_pandas_object`` combines them."""
+    digest = hashlib.sha256("|".join(identity).encode())
+    arrays = list(columns.values())
+    if arrays and len(arrays[0]):
+        digest.update(combine_hash_arrays((pd.util.hash_array(values) for values in arrays), len(arrays)).tobytes())
+    digest.update(",".join(map(str, columns)).encode())
     return digest.hexdigest()[:16]
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from resources.mirror import mirror_file
 
@@ -179,10 +180,15 @@ def parse_jsonl_lines(lines: list[str], path: Path, first_line: int = 1) -> Iter
 def download_record(path: Path, frame: pd.DataFrame | pa.Table, *, vendor: str, symbol: str, bar_size: str, time_column: str = "ts") -> dict:
     """The ``bars_manifest.v1`` line of one bars file (pure); ``frame``: its rows, as pandas or Arrow."""
     if isinstance(frame, pa.Table):
-        column, columns = frame.column(time_column).to_pandas(), frame.column_names
+        columns = frame.column_names
+        span = _utc_span_of_arrow(frame.column(time_column))
+        if span is None:
+            times = _utc_times(frame.column(time_column).to_pandas()) if len(frame) else pd.Series([], dtype="datetime64[ns, UTC]")
+            span = (times.min(), times.max()) if len(times) else None
     else:
-        column, columns = frame[time_column], frame.columns
-    times = _utc_times(column) if len(frame) else pd.Series([], dtype="datetime64[ns, UTC]")
+        columns = frame.columns
+        times = _utc_times(frame[time_column]) if len(frame) else pd.Series([], dtype="datetime64[ns, UTC]")
+        span = (times.min(), times.max()) if len(times) else None
     path = Path(path).absolute()
     return {
         "schema_version": BARS_MANIFEST_VERSION,
@@ -195,9 +201,19 @@ def download_record(path: Path, frame: pd.DataFrame | pa.Table, *, vendor: str, 
         "filename": path.name,
         "rows": int(len(frame)),
         "columns": list(map(str, columns)),
-        "time_start": times.min().isoformat() if len(times) else None,
-        "time_end": times.max().isoformat() if len(times) else None,
+        "time_start": span[0].isoformat() if span else None,
+        "time_end": span[1].isoformat() if span else None,
     }
+
+
+def _utc_span_of_arrow(column: pa.ChunkedArray) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """(first, last) time of a UTC timestamp column with rows and no nulls, from Arrow (what our raw
+    batches are; no pandas conversion); None for anything else (the caller converts)."""
+    kind = column.type
+    if not (pa.types.is_timestamp(kind) and kind.tz in ("UTC", "+00:00")) or len(column) == 0 or column.null_count:
+        return None
+    bounds = pa.compute.min_max(column)
+    return tuple(pd.Timestamp(bounds[end].cast(pa.int64()).as_py(), unit=kind.unit, tz="UTC") for end in ("min", "max"))
 
 
 def _utc_times(column: pd.Series) -> pd.Series:

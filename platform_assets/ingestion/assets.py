@@ -83,9 +83,9 @@ def raw_bars_sim(
     )
 
 
-def l2_quality_input(symbol: str, book) -> tuple[pd.DataFrame, dict]:
-    """An L2 book as the DQ engine takes it: a frame of timestamps plus the level arrays."""
-    frame = pd.DataFrame({"symbol": symbol, "timestamp": pd.to_datetime(book.timestamp).tz_localize("UTC")})
+def l2_quality_input(symbol: str, book) -> tuple[dict, dict]:
+    """An L2 book as the DQ engine takes it: the timestamp columns plus the level arrays."""
+    frame = {"symbol": symbol, "timestamp": pd.DatetimeIndex(book.timestamp).tz_localize("UTC").array}
     arrays = {"bid_prices": book.bid_prices, "bid_sizes": book.bid_sizes, "ask_prices": book.ask_prices, "ask_sizes": book.ask_sizes}
     return frame, arrays
 

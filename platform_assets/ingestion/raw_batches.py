@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from resources.lake import content_hash
+from resources.lake import content_hash_of_columns
 from resources.schemas import RAW_BAR_COLUMNS, RAW_BARS_SCHEMA
 
 
@@ -31,13 +31,13 @@ def raw_batch_table(
     bars: pd.DataFrame, *, source: str, symbol: str, day: dt.date, ingestion_ts: pd.Timestamp
 ) -> tuple[str, pa.Table, pa.Table]:
     """``build_raw_batch`` as Arrow tables of ``RAW_BARS_SCHEMA`` (what the lake writes): no pandas
-    frame built per batch beyond the one the content hash is taken of."""
+    frame built per batch (the content hash is taken of the columns, as of their frame)."""
     ts = _utc(bars["ts"])
     repeated = ts.duplicated(keep="first").to_numpy()
     values = {"ts": ts.array, **{c: bars[c].to_numpy() for c in RAW_BAR_COLUMNS[1:]}}
     unique = ~repeated if repeated.any() else None
     kept = values if unique is None else {c: v[unique] for c, v in values.items()}
-    batch_id = content_hash(pd.DataFrame(kept), source, symbol, day.isoformat())
+    batch_id = content_hash_of_columns(kept, source, symbol, day.isoformat())
     stamp = pd.Timestamp(ingestion_ts)
     stamp = (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")).value
 
@@ -61,11 +61,10 @@ def raw_batch_table(
     return batch_id, table(kept), table({c: v[repeated] for c, v in values.items()})
 
 
-def as_delivered(bars: pd.DataFrame, *, source: str, symbol: str, day: dt.date) -> pd.DataFrame:
-    """The vendor rows in delivery order, repeated keys included: what the raw DQ rules check."""
-    return pd.DataFrame(
-        {"ts": _utc(bars["ts"]).array, **{c: bars[c].to_numpy() for c in RAW_BAR_COLUMNS[1:]}, "source": source, "symbol": symbol, "date": _dates(day, len(bars))}
-    )
+def as_delivered(bars: pd.DataFrame, *, source: str, symbol: str, day: dt.date) -> dict[str, object]:
+    """The vendor rows in delivery order, repeated keys included: what the raw DQ rules check, as
+    columns (the DQ batch frames many partitions' columns at once; ``pd.DataFrame`` of it is the frame)."""
+    return {"ts": _utc(bars["ts"]).array, **{c: bars[c].to_numpy() for c in RAW_BAR_COLUMNS[1:]}, "source": source, "symbol": symbol, "date": _dates(day, len(bars))}
 
 
 def _utc(ts: pd.Series) -> pd.Series:

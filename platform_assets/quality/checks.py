@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 
 from platform_assets.quality.config import DEFAULT_RULES_FILE, RuleSet, cached_rule_sets, default_rule_sets
-from platform_assets.quality.engine import ENGINES, Evaluation, batch_from_frames, evaluate
+from platform_assets.quality.engine import ENGINES, Evaluation, Rows, batch_from_frames, evaluate, row_count
 from platform_assets.quality.metrics import (
     BLOCKED_SCHEMA,
     DQ_METRICS_SCHEMA,
@@ -139,13 +139,15 @@ class QualityRecorder:
             return rows
         return rows[[(s, d) not in self._discarded for s, d in zip(rows["symbol"], rows["date"])]]
 
-    def add(self, symbol: str, day: dt.date, frame: pd.DataFrame, arrays: dict | None = None, stats: dict | None = None) -> None:
+    def add(self, symbol: str, day: dt.date, frame: Rows, arrays: dict | None = None, stats: dict | None = None) -> None:
+        """One (symbol, day) partition's rows: a frame or its columns (``engine.Rows``)."""
+        rows = row_count(frame)
         self._frames.append(frame)
         self._keys.append((symbol, day))
-        self._lengths.append(len(frame))
+        self._lengths.append(rows)
         self._arrays.append(arrays or {})
         self._stats.append(stats or {})
-        self._rows += len(frame)
+        self._rows += rows
         if self._rows >= self.batch_rows:
             self.flush()
 

@@ -7,6 +7,7 @@ the same results (tested), so the faster path can stand in where GX's fixed cost
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -96,13 +97,39 @@ def evaluate(rule_set: RuleSet, batch: QualityBatch, engine: Engine = "gx", eval
     return Evaluation(results[DQ_METRICS_SCHEMA.names], failing, STATUS_NAMES[worst])
 
 
+Rows = pd.DataFrame | Mapping[str, object]
+"""A partition's rows: a frame, or its columns (name -> 1-D array, or a scalar for every row)."""
+
+
+def row_count(rows: Rows) -> int:
+    if isinstance(rows, pd.DataFrame):
+        return len(rows)
+    return next((len(values) for values in rows.values() if np.ndim(values)), 0)
+
+
+def _concat_rows(frames: list[Rows]) -> pd.DataFrame:
+    """One frame of the partitions' rows, as ``pd.concat`` of their frames gives it. Column dicts
+    (the ingestion's per-symbol-day inputs) are joined column by column and framed once (~0.4 ms
+    per symbol-day less than a frame each)."""
+    if not frames:
+        return pd.DataFrame()
+    if any(isinstance(rows, pd.DataFrame) for rows in frames) or len({tuple(rows) for rows in frames}) > 1:
+        return pd.concat([rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(dict(rows), index=pd.RangeIndex(row_count(rows))) for rows in frames], ignore_index=True)
+    columns = {}
+    for name in frames[0]:
+        parts = [rows[name] if np.ndim(rows[name]) else np.full(row_count(rows), rows[name], dtype=object) for rows in frames]
+        first = parts[0]
+        columns[name] = type(first)._concat_same_type(parts) if isinstance(first, pd.api.extensions.ExtensionArray) else np.concatenate(parts)
+    return pd.DataFrame(columns)
+
+
 def batch_from_frames(
-    frames: list[pd.DataFrame], keys: list[tuple], arrays: list[dict] | None = None, stats: list[dict] | None = None, lengths: list[int] | None = None
+    frames: list[Rows], keys: list[tuple], arrays: list[dict] | None = None, stats: list[dict] | None = None, lengths: list[int] | None = None
 ) -> QualityBatch:
-    """Concatenate per-partition frames (and 2-D arrays) into one batch with partition numbers;
-    ``lengths`` (rows per key) when a frame holds several partitions back to back."""
-    lengths = np.array(lengths if lengths is not None else [len(f) for f in frames], dtype=np.int64)
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    """Concatenate per-partition frames or column dicts (and 2-D arrays) into one batch with
+    partition numbers; ``lengths`` (rows per key) when a frame holds several partitions back to back."""
+    lengths = np.array(lengths if lengths is not None else [row_count(f) for f in frames], dtype=np.int64)
+    frame = _concat_rows(frames)
     part = np.repeat(np.arange(len(lengths)), lengths)
     stacked = {}
     if arrays:
