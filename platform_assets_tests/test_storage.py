@@ -251,3 +251,56 @@ def test_day_index_lists_the_files_day_files_finds_and_reads_the_same_books(tmp_
         np.testing.assert_array_equal(with_index[0].timestamp, without[0].timestamp)
         np.testing.assert_array_equal(with_index[0].bid_prices, without[0].bid_prices)
     assert store.day_index("MSFT") == {}  # no folder yet
+
+
+def _top_equals(top: L2Book, book: L2Book) -> bool:
+    return top.levels == 1 and all(
+        np.array_equal(getattr(top, name), getattr(book, name)[:, :1] if name != "timestamp" else book.timestamp)
+        for name in ("timestamp", "bid_prices", "bid_sizes", "ask_prices", "ask_sizes")
+    )
+
+
+def test_the_top_of_book_read_is_level_0_of_the_files_as_they_are_now(tmp_path, monkeypatch):
+    """Curation and alignment read the top of book, from memory when this process read the same
+    files lately: it is always level 0 of what ``read_day`` reads from the files on disk now (a
+    replaced or an added file is read again), whoever read them first."""
+    from resources import l2_store
+
+    monkeypatch.setattr(l2_store, "TOP_OF_BOOK", l2_store._TopOfBookCache(l2_store.TOP_OF_BOOK_CACHE_BYTES))
+    store = L2SnapshotStore(level2_path=str(tmp_path), fsync=False)
+    days = [DAY, DAY + dt.timedelta(days=1)]
+    for day in days:
+        store.write("AAPL", day, simulate_day(2, "AAPL", day).book, suffix="093000", source="sim")
+    full, sources = store.read_day("AAPL", DAY)  # e.g. the L2 features, first
+    top, top_sources = store.read_day_top("AAPL", DAY)
+    assert l2_store.TOP_OF_BOOK.get(l2_store._files_key(store.day_files("AAPL", DAY))) is not None  # served from memory
+    assert _top_equals(top, full) and top_sources == sources == ["sim"]
+    top.bid_prices.fill(-1.0)  # a caller writing into its copy changes nobody else's
+    assert _top_equals(store.read_day_top("AAPL", DAY)[0], full)
+    first = store.read_day_top("AAPL", days[1], store.day_index("AAPL"))[0]  # read first as the top: from the file
+    assert _top_equals(first, store.read_day("AAPL", days[1])[0])
+
+    store.write("AAPL", DAY, simulate_day(5, "AAPL", DAY).book, suffix="093000", source="sim")  # the file replaced
+    assert _top_equals(store.read_day_top("AAPL", DAY)[0], store.read_day("AAPL", DAY)[0])
+    assert not _top_equals(store.read_day_top("AAPL", DAY)[0], full)
+    store.write("AAPL", DAY, simulate_day(6, "AAPL", DAY).book, suffix="databento", source="databento")  # a file added
+    merged, merged_sources = store.read_day("AAPL", DAY)
+    top, top_sources = store.read_day_top("AAPL", DAY, store.day_index("AAPL"))
+    assert _top_equals(top, merged) and top_sources == merged_sources == ["databento"]
+    assert store.read_day_top("MSFT", DAY)[0].levels == 1 and len(store.read_day_top("MSFT", DAY)[0]) == 0
+
+
+def test_the_top_of_book_memory_is_bounded(tmp_path, monkeypatch):
+    from resources import l2_store
+
+    store = L2SnapshotStore(level2_path=str(tmp_path), fsync=False)
+    days = [DAY + dt.timedelta(days=i) for i in range(4)]
+    for day in days:
+        store.write("AAPL", day, simulate_day(2, "AAPL", day).book, suffix="093000", source="sim")
+    one_day = sum(getattr(store.read_day_top("AAPL", DAY)[0], n).nbytes for n in ("timestamp", "bid_prices", "bid_sizes", "ask_prices", "ask_sizes"))
+    cache = l2_store._TopOfBookCache(int(2.5 * one_day))
+    monkeypatch.setattr(l2_store, "TOP_OF_BOOK", cache)
+    for day in days:
+        store.read_day("AAPL", day)
+    assert cache.size <= cache.budget and len(cache._entries) == 2  # the two newest kept
+    assert [cache.get(l2_store._files_key(store.day_files("AAPL", day))) is not None for day in days] == [False, False, True, True]

@@ -13,6 +13,8 @@ import datetime as dt
 import itertools
 import os
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -31,6 +33,60 @@ SIM_SOURCE = "sim"
 _DAY_LEN, _MIDDLE, _EXTENSION = len("YYYY-MM-DD"), "_snapshots_", ".parquet"  # {day}_snapshots_{suffix}.parquet
 _MIN_NAME = _DAY_LEN + len(_MIDDLE) + len(_EXTENSION)
 _SUFFIX_RE = re.compile(r"^(?:[0-2]\d[0-5]\d[0-5]\d|databento)$")
+TOP_OF_BOOK_CACHE_BYTES = 512 * 2**20  # ~16k symbol-days of 30-second snapshots (~31 KB each)
+
+
+class _TopOfBookCache:
+    """The top of book (level 0) of the days read lately, process-wide, keyed by the day's files as
+    they are on disk (name, inode, size, modification and change times: a file replaced or added
+    is a different key, so an entry is never served for other bytes). Curation and alignment read
+    only the top of book of the days the L2 features (or one of them) read in full just before in
+    the same run: this saves them reading and decoding the day files again (~1 ms per symbol-day
+    each). Bounded by bytes, oldest entries dropped first."""
+
+    def __init__(self, budget: int):
+        self.budget, self.size = budget, 0
+        self._entries: OrderedDict[tuple, tuple[L2Book, list[str], int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> tuple[L2Book, list[str]] | None:
+        with self._lock:
+            entry = self._entries.get(key)
+        return None if entry is None else (top_of_book(entry[0]), list(entry[1]))  # a copy: callers may write into theirs
+
+    def put(self, key: tuple, book: L2Book, sources: list[str]) -> None:
+        nbytes = sum(getattr(book, name).nbytes for name in ("timestamp", "bid_prices", "bid_sizes", "ask_prices", "ask_sizes"))
+        if nbytes > self.budget:
+            return
+        with self._lock:
+            old = self._entries.pop(key, None)
+            self.size -= old[2] if old else 0
+            self._entries[key] = (book, list(sources), nbytes)
+            self.size += nbytes
+            while self.size > self.budget:
+                self.size -= self._entries.popitem(last=False)[1][2]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.size = 0
+
+
+TOP_OF_BOOK = _TopOfBookCache(TOP_OF_BOOK_CACHE_BYTES)
+
+
+def _files_key(files: Sequence[Path]) -> tuple | None:
+    """What identifies the day's files on disk now; None when one vanished (let the read raise)."""
+    try:
+        stats = [(str(path), os.stat(path)) for path in files]
+    except FileNotFoundError:
+        return None
+    return tuple((name, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) for name, st in stats)
+
+
+def top_of_book(book: L2Book) -> L2Book:
+    """Level 0 of ``book`` (own arrays, not views into the full book)."""
+    return L2Book(book.timestamp.copy(), *(getattr(book, name)[:, :1].copy() for name in ("bid_prices", "bid_sizes", "ask_prices", "ask_sizes")))
 
 
 class L2SnapshotStore(dg.ConfigurableResource):
@@ -124,6 +180,29 @@ class L2SnapshotStore(dg.ConfigurableResource):
 
         ``index``: the symbol's ``day_index`` when reading many of its days (no listing per day)."""
         files = self.day_files(symbol, day) if index is None else index.get(day.isoformat(), [])
+        key = _files_key(files)
+        book, sources = self._read_files(files)
+        if key is not None and files:
+            TOP_OF_BOOK.put(key, top_of_book(book), sources)
+        return book, sources
+
+    def read_day_top(self, symbol: str, day: dt.date, index: Mapping[str, Sequence[Path]] | None = None) -> tuple[L2Book, list[str]]:
+        """``read_day`` with only the top of book (level 0 of each side): what curation and
+        alignment use. Served from memory when this process read the same files lately."""
+        files = self.day_files(symbol, day) if index is None else index.get(day.isoformat(), [])
+        if not files:
+            return L2Book.empty(1), []
+        key = _files_key(files)
+        cached = TOP_OF_BOOK.get(key) if key is not None else None
+        if cached is not None:
+            return cached
+        book, sources = self._read_files(files)
+        top = top_of_book(book)
+        if key is not None:
+            TOP_OF_BOOK.put(key, top, sources)
+        return top, sources
+
+    def _read_files(self, files: Sequence[Path]) -> tuple[L2Book, list[str]]:
         tables = [read_parquet_checked(path) for path in files]  # errors name the file
         if not tables:
             return L2Book.empty(self.levels), []

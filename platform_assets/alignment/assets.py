@@ -47,7 +47,7 @@ def aligned_bars(context: dg.AssetExecutionContext, lake: ParquetLake, l2_store:
         bars = curated_day(lake, symbol, day)
         if isinstance(bars, Outcome):
             return bars
-        book, _ = l2_store.read_day(symbol, day)
+        book, _ = l2_store.read_day_top(symbol, day)
         aligned = align_top_of_book(bars, book)
         lake.write_partition(ALIGNED_BARS, symbol, day, aligned)
         return written(len(aligned), l2_stale_rows=int(aligned["l2_stale"].sum()), crossed_book_rows=int(aligned["book_crossed"].sum()))
@@ -58,7 +58,7 @@ def aligned_bars(context: dg.AssetExecutionContext, lake: ParquetLake, l2_store:
         if not slices:
             return outcomes
         index = l2_store.day_index(symbol)
-        books = [(start, stop, l2_store.read_day(symbol, day, index)[0]) for day, start, stop in slices]
+        books = [(start, stop, l2_store.read_day_top(symbol, day, index)[0]) for day, start, stop in slices]
         aligned = align_sessions_top_of_book(bars.reset_index(drop=True), books)
         write_by_date(lake, ALIGNED_BARS, symbol, aligned)
         stale, crossed = aligned["l2_stale"].to_numpy(), aligned["book_crossed"].to_numpy()

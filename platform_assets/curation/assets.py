@@ -184,7 +184,7 @@ def curated_bars(
         if is_blocked(lake, raw_dq_dataset(source), symbol, day):
             return blocked(f"raw bars ({source}) failed an error DQ rule")
         timeline = session_minutes(STOCKS, day)
-        book, _ = l2_store.read_day(symbol, day, index)
+        book, _ = l2_store.read_day_top(symbol, day, index)
         curated, stats, rejected = curate_bars(
             raw, timeline, symbol=symbol, day=day, source=source, activity=book_activity(book, timeline), policy=policy
         )
@@ -257,7 +257,7 @@ def curated_bars(
                 outcomes[day] = blocked(f"raw bars ({raw[day][0]}) failed an error DQ rule")
             else:
                 timeline = session_minutes(STOCKS, day)
-                book, _ = l2_store.read_day(symbol, day, index)
+                book, _ = l2_store.read_day_top(symbol, day, index)
                 inputs.append((day, *raw[day], timeline, book_activity(book, timeline)))
         done, frames = [], []
         for group in _same_batch_schema(inputs):
