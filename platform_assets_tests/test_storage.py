@@ -1,4 +1,5 @@
 import datetime as dt
+import time
 from pathlib import Path
 
 import numpy as np
@@ -298,9 +299,17 @@ def test_the_top_of_book_memory_is_bounded(tmp_path, monkeypatch):
     for day in days:
         store.write("AAPL", day, simulate_day(2, "AAPL", day).book, suffix="093000", source="sim")
     one_day = sum(getattr(store.read_day_top("AAPL", DAY)[0], n).nbytes for n in ("timestamp", "bid_prices", "bid_sizes", "ask_prices", "ask_sizes"))
-    cache = l2_store._TopOfBookCache(int(2.5 * one_day))
+    cache = l2_store._TopOfBookCache(int(2.5 * one_day), ttl_seconds=60)
     monkeypatch.setattr(l2_store, "TOP_OF_BOOK", cache)
-    for day in days:
-        store.read_day("AAPL", day)
-    assert cache.size <= cache.budget and len(cache._entries) == 2  # the two newest kept
-    assert [cache.get(l2_store._files_key(store.day_files("AAPL", day))) is not None for day in days] == [False, False, True, True]
+
+    def held() -> list[bool]:
+        return [cache.get(l2_store._files_key(store.day_files("AAPL", day))) is not None for day in days]
+
+    for _ in range(2):  # a step reads the days in order, the next step reads them again
+        for day in days:
+            store.read_day_top("AAPL", day)
+        assert cache.size <= cache.budget and held() == [True, True, False, False]  # the first two kept for the next step
+    clock = time.monotonic()
+    monkeypatch.setattr(l2_store.time, "monotonic", lambda: clock + 61)  # an hour later: old entries give way
+    store.read_day("AAPL", days[3])
+    assert held() == [False, True, False, True] and cache.size <= cache.budget

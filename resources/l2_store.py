@@ -14,6 +14,7 @@ import itertools
 import os
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -42,11 +43,14 @@ class _TopOfBookCache:
     is a different key, so an entry is never served for other bytes). Curation and alignment read
     only the top of book of the days the L2 features (or one of them) read in full just before in
     the same run: this saves them reading and decoding the day files again (~1 ms per symbol-day
-    each). Bounded by bytes, oldest entries dropped first."""
+    each). Bounded by bytes. A run reads its days in the same order in every step, so when they do
+    not all fit, the first ones are kept (a newer day is not admitted while the memory is full of
+    entries younger than ``TOP_OF_BOOK_TTL_SECONDS``): the next steps then find those instead of
+    each miss evicting the day they need next (no hit at all, as with dropping the oldest)."""
 
-    def __init__(self, budget: int):
-        self.budget, self.size = budget, 0
-        self._entries: OrderedDict[tuple, tuple[L2Book, list[str], int]] = OrderedDict()
+    def __init__(self, budget: int, ttl_seconds: float = 3600.0):
+        self.budget, self.ttl, self.size = budget, ttl_seconds, 0
+        self._entries: OrderedDict[tuple, tuple[L2Book, list[str], int, float]] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, key: tuple) -> tuple[L2Book, list[str]] | None:
@@ -58,13 +62,17 @@ class _TopOfBookCache:
         nbytes = sum(getattr(book, name).nbytes for name in ("timestamp", "bid_prices", "bid_sizes", "ask_prices", "ask_sizes"))
         if nbytes > self.budget:
             return
+        now = time.monotonic()
         with self._lock:
             old = self._entries.pop(key, None)
             self.size -= old[2] if old else 0
-            self._entries[key] = (book, list(sources), nbytes)
-            self.size += nbytes
-            while self.size > self.budget:
+            while self._entries and self.size + nbytes > self.budget:
+                oldest = next(iter(self._entries.values()))
+                if now - oldest[3] < self.ttl:
+                    return  # full of days still being read: keep them, do not admit this one
                 self.size -= self._entries.popitem(last=False)[1][2]
+            self._entries[key] = (book, list(sources), nbytes, now)
+            self.size += nbytes
 
     def clear(self) -> None:
         with self._lock:
