@@ -278,8 +278,11 @@ def test_the_top_of_book_read_is_level_0_of_the_files_as_they_are_now(tmp_path, 
     assert _top_equals(top, full) and top_sources == sources == ["sim"]
     top.bid_prices.fill(-1.0)  # a caller writing into its copy changes nobody else's
     assert _top_equals(store.read_day_top("AAPL", DAY)[0], full)
+    on_disk = store._read_files(store.day_files("AAPL", days[1]))[0]  # (not through the memory)
     first = store.read_day_top("AAPL", days[1], store.day_index("AAPL"))[0]  # read first as the top: from the file
-    assert _top_equals(first, store.read_day("AAPL", days[1])[0])
+    assert _top_equals(first, on_disk)
+    first.ask_sizes.fill(-1)  # nor into the copy a miss returned
+    assert _top_equals(store.read_day_top("AAPL", days[1])[0], on_disk)
 
     store.write("AAPL", DAY, simulate_day(5, "AAPL", DAY).book, suffix="093000", source="sim")  # the file replaced
     assert _top_equals(store.read_day_top("AAPL", DAY)[0], store.read_day("AAPL", DAY)[0])

@@ -35,6 +35,7 @@ _DAY_LEN, _MIDDLE, _EXTENSION = len("YYYY-MM-DD"), "_snapshots_", ".parquet"  # 
 _MIN_NAME = _DAY_LEN + len(_MIDDLE) + len(_EXTENSION)
 _SUFFIX_RE = re.compile(r"^(?:[0-2]\d[0-5]\d[0-5]\d|databento)$")
 TOP_OF_BOOK_CACHE_BYTES = 512 * 2**20  # ~16k symbol-days of 30-second snapshots (~31 KB each)
+TOP_OF_BOOK_TTL_SECONDS = 3600.0  # entries younger than this are not dropped for newer days
 
 
 class _TopOfBookCache:
@@ -48,7 +49,7 @@ class _TopOfBookCache:
     entries younger than ``TOP_OF_BOOK_TTL_SECONDS``): the next steps then find those instead of
     each miss evicting the day they need next (no hit at all, as with dropping the oldest)."""
 
-    def __init__(self, budget: int, ttl_seconds: float = 3600.0):
+    def __init__(self, budget: int, ttl_seconds: float = TOP_OF_BOOK_TTL_SECONDS):
         self.budget, self.ttl, self.size = budget, ttl_seconds, 0
         self._entries: OrderedDict[tuple, tuple[L2Book, list[str], int, float]] = OrderedDict()
         self._lock = threading.Lock()
@@ -73,11 +74,6 @@ class _TopOfBookCache:
                 self.size -= self._entries.popitem(last=False)[1][2]
             self._entries[key] = (book, list(sources), nbytes, now)
             self.size += nbytes
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self.size = 0
 
 
 TOP_OF_BOOK = _TopOfBookCache(TOP_OF_BOOK_CACHE_BYTES)
@@ -187,28 +183,32 @@ class L2SnapshotStore(dg.ConfigurableResource):
         """All snapshots of a (symbol, day), oldest first, and the sources they came from.
 
         ``index``: the symbol's ``day_index`` when reading many of its days (no listing per day)."""
-        files = self.day_files(symbol, day) if index is None else index.get(day.isoformat(), [])
-        key = _files_key(files)
-        book, sources = self._read_files(files)
-        if key is not None and files:
-            TOP_OF_BOOK.put(key, top_of_book(book), sources)
-        return book, sources
+        return self._read_and_remember(self._files_of(symbol, day, index))
 
     def read_day_top(self, symbol: str, day: dt.date, index: Mapping[str, Sequence[Path]] | None = None) -> tuple[L2Book, list[str]]:
         """``read_day`` with only the top of book (level 0 of each side): what curation and
         alignment use. Served from memory when this process read the same files lately."""
-        files = self.day_files(symbol, day) if index is None else index.get(day.isoformat(), [])
+        files = self._files_of(symbol, day, index)
         if not files:
             return L2Book.empty(1), []
         key = _files_key(files)
         cached = TOP_OF_BOOK.get(key) if key is not None else None
         if cached is not None:
             return cached
+        book, sources = self._read_and_remember(files)
+        return top_of_book(book), sources  # its own copy, not the one remembered
+
+    def _files_of(self, symbol: str, day: dt.date, index: Mapping[str, Sequence[Path]] | None) -> Sequence[Path]:
+        return self.day_files(symbol, day) if index is None else index.get(day.isoformat(), [])
+
+    def _read_and_remember(self, files: Sequence[Path]) -> tuple[L2Book, list[str]]:
+        """The day's book read from ``files``, its top of book remembered for ``read_day_top``
+        under the files as they were before the read."""
+        key = _files_key(files)
         book, sources = self._read_files(files)
-        top = top_of_book(book)
-        if key is not None:
-            TOP_OF_BOOK.put(key, top, sources)
-        return top, sources
+        if key is not None and files:
+            TOP_OF_BOOK.put(key, top_of_book(book), sources)
+        return book, sources
 
     def _read_files(self, files: Sequence[Path]) -> tuple[L2Book, list[str]]:
         tables = [read_parquet_checked(path) for path in files]  # errors name the file
