@@ -55,6 +55,17 @@ MAX_RUN_SHARDS = 8  # run-shard engines kept open per storage (a run worker writ
 EVENT_BATCH_SIZE = 5000  # events of one Dagster batch stored per transaction (a 64-date run plans ~450 per asset set)
 
 
+def _found_before_or_now(seen: set[str], name: str, ask) -> bool:
+    """Whether ``name`` exists: remembered in ``seen`` once ``ask()`` found it (schema objects are
+    only ever added, by an upgrade), asked again while it was not."""
+    if name in seen:
+        return True
+    if ask():
+        seen.add(name)
+        return True
+    return False
+
+
 class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     """``SqliteEventLogStorage`` with one long-lived engine per database file (see the module doc)."""
 
@@ -137,21 +148,13 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     def has_table(self, table_name: str) -> bool:
         """Dagster's check (a new engine each call, ~1 ms; asked for every asset event stored),
         remembered once the table exists."""
-        if table_name in self._tables_seen:
-            return True
-        found = super().has_table(table_name)
-        if found:
-            self._tables_seen.add(table_name)
-        return found
+        return _found_before_or_now(self._tables_seen, table_name, lambda: super(PooledSqliteEventLogStorage, self).has_table(table_name))
 
     def _has_asset_key_col_on_connection(self, conn: Connection, column_name: str) -> bool:
         """Dagster's column reflection (asked for every asset event stored), remembered once the column exists."""
-        if column_name in self._asset_key_columns_seen:
-            return True
-        found = super()._has_asset_key_col_on_connection(conn, column_name)
-        if found:
-            self._asset_key_columns_seen.add(column_name)
-        return found
+        return _found_before_or_now(
+            self._asset_key_columns_seen, column_name, lambda: super(PooledSqliteEventLogStorage, self)._has_asset_key_col_on_connection(conn, column_name)
+        )
 
     def _forget_schema(self) -> None:
         self._tables_seen.clear()
