@@ -183,12 +183,10 @@ def download_record(path: Path, frame: pd.DataFrame | pa.Table, *, vendor: str, 
         columns = frame.column_names
         span = _utc_span_of_arrow(frame.column(time_column))
         if span is None:
-            times = _utc_times(frame.column(time_column).to_pandas()) if len(frame) else pd.Series([], dtype="datetime64[ns, UTC]")
-            span = (times.min(), times.max()) if len(times) else None
+            span = _utc_span(frame.column(time_column).to_pandas())
     else:
         columns = frame.columns
-        times = _utc_times(frame[time_column]) if len(frame) else pd.Series([], dtype="datetime64[ns, UTC]")
-        span = (times.min(), times.max()) if len(times) else None
+        span = _utc_span(frame[time_column])
     path = Path(path).absolute()
     return {
         "schema_version": BARS_MANIFEST_VERSION,
@@ -204,6 +202,14 @@ def download_record(path: Path, frame: pd.DataFrame | pa.Table, *, vendor: str, 
         "time_start": span[0].isoformat() if span else None,
         "time_end": span[1].isoformat() if span else None,
     }
+
+
+def _utc_span(column: pd.Series) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """(first, last) time of a column of times as UTC; None when it has no rows."""
+    if not len(column):
+        return None
+    times = _utc_times(column)
+    return times.min(), times.max()
 
 
 def _utc_span_of_arrow(column: pa.ChunkedArray) -> tuple[pd.Timestamp, pd.Timestamp] | None:
