@@ -99,6 +99,39 @@ def test_raw_batches_are_append_only_and_idempotent(tmp_path):
     assert set(latest["batch_id"]) == {new_id}
 
 
+def test_a_raw_batch_this_process_wrote_is_read_from_memory_as_the_file_gives_it(tmp_path, monkeypatch):
+    """Curation reads the batches the raw step of its run just wrote from memory: the same table
+    (values, types, metadata) and the same errors as reading the file, and only while the file on
+    disk is the one written (a file replaced, or truncated by a crash, is read from disk)."""
+    from platform_assets.ingestion.raw_batches import raw_batch_table
+    from resources import file_memory, lake as lake_module
+    from resources.lake import CorruptLakeFileError, read_parquet_checked
+
+    monkeypatch.setattr(lake_module, "WRITTEN_TABLES", file_memory.FileMemory(lake_module.WRITTEN_TABLES_BYTES))
+    lake = ParquetLake(base_path=str(tmp_path), fsync=False)
+    table = raw_bars_table("sim")
+    now = pd.Timestamp("2024-03-13T01:00", tz="UTC")
+    batch_id, batch, _ = raw_batch_table(simulate_day(9, "AAPL", DAY).bars, source="sim", symbol="AAPL", day=DAY, ingestion_ts=now)
+    path, written = lake.append_batch(table, "AAPL", DAY, batch, batch_id, now, RAW_BARS_SCHEMA)
+    assert written and lake_module.WRITTEN_TABLES.get(file_memory.file_identity(path)) is not None  # remembered
+    on_disk = read_parquet_checked(path, from_memory=False)
+    found, corrupt = lake.read_latest_batches(table, "AAPL", [DAY])
+    assert not corrupt and found[DAY].equals(on_disk, check_metadata=True) and found[DAY].schema == on_disk.schema
+    assert read_parquet_checked(path, ["close", "ts"]).equals(pq.read_table(path, columns=["close", "ts"]))
+    for reader in (read_parquet_checked, lambda p, c: read_parquet_checked(p, c, from_memory=False)):
+        with pytest.raises(CorruptLakeFileError, match="no column 'nope'"):
+            reader(path, ["close", "nope"])
+
+    other_id, other, _ = raw_batch_table(simulate_day(3, "AAPL", DAY).bars, source="sim", symbol="AAPL", day=DAY, ingestion_ts=now)
+    tmp = path.with_name("other.tmp")
+    pq.write_table(other, tmp)
+    tmp.replace(path)  # another writer's file under the same name
+    assert read_parquet_checked(path).equals(other)
+    path.write_bytes(path.read_bytes()[:200])  # torn
+    with pytest.raises(CorruptLakeFileError):
+        read_parquet_checked(path)
+
+
 def test_raw_batch_as_arrow_is_the_keyed_frame_with_the_same_batch_id():
     """raw_batch_table (the sim ingestion's path, no pandas batch frame) writes exactly what the
     batch frame converted with the schema holds, and keeps the content-hash batch id of earlier
@@ -267,14 +300,15 @@ def test_the_top_of_book_read_is_level_0_of_the_files_as_they_are_now(tmp_path, 
     replaced or an added file is read again), whoever read them first."""
     from resources import l2_store
 
-    monkeypatch.setattr(l2_store, "TOP_OF_BOOK", l2_store._TopOfBookCache(l2_store.TOP_OF_BOOK_CACHE_BYTES))
+    monkeypatch.setattr(l2_store, "TOP_OF_BOOK", l2_store._BookMemory(l2_store.TOP_OF_BOOK_CACHE_BYTES))
+    monkeypatch.setattr(l2_store, "WRITTEN_BOOKS", l2_store._BookMemory(0, view=l2_store.copy_of_book))  # reads from the files
     store = L2SnapshotStore(level2_path=str(tmp_path), fsync=False)
     days = [DAY, DAY + dt.timedelta(days=1)]
     for day in days:
         store.write("AAPL", day, simulate_day(2, "AAPL", day).book, suffix="093000", source="sim")
     full, sources = store.read_day("AAPL", DAY)  # e.g. the L2 features, first
     top, top_sources = store.read_day_top("AAPL", DAY)
-    assert l2_store.TOP_OF_BOOK.get(l2_store._files_key(store.day_files("AAPL", DAY))) is not None  # served from memory
+    assert l2_store.TOP_OF_BOOK.get(l2_store.files_identity(store.day_files("AAPL", DAY))) is not None  # served from memory
     assert _top_equals(top, full) and top_sources == sources == ["sim"]
     top.bid_prices.fill(-1.0)  # a caller writing into its copy changes nobody else's
     assert _top_equals(store.read_day_top("AAPL", DAY)[0], full)
@@ -294,25 +328,69 @@ def test_the_top_of_book_read_is_level_0_of_the_files_as_they_are_now(tmp_path, 
     assert store.read_day_top("MSFT", DAY)[0].levels == 1 and len(store.read_day_top("MSFT", DAY)[0]) == 0
 
 
-def test_the_top_of_book_memory_is_bounded(tmp_path, monkeypatch):
+def _books_equal(a: L2Book, b: L2Book) -> bool:
+    return all(np.array_equal(getattr(a, name), getattr(b, name)) and getattr(a, name).dtype == getattr(b, name).dtype
+               for name in ("timestamp", "bid_prices", "bid_sizes", "ask_prices", "ask_sizes"))
+
+
+def test_a_day_this_process_wrote_is_read_from_memory_as_the_file_gives_it(tmp_path, monkeypatch):
+    """The L2 features read the days the same run just wrote from memory: exactly what reading the
+    file gives (also for a book written out of order with a repeated timestamp), a copy per caller,
+    and only while the file on disk is the one written (replaced, added to, or renamed over by
+    another writer right after the write: read from disk)."""
     from resources import l2_store
+
+    monkeypatch.setattr(l2_store, "WRITTEN_BOOKS", l2_store._BookMemory(l2_store.WRITTEN_BOOKS_CACHE_BYTES, view=l2_store.copy_of_book))
+    store = L2SnapshotStore(level2_path=str(tmp_path), fsync=False)
+    book = simulate_day(2, "AAPL", DAY).book
+    shuffled = book.take(np.concatenate([np.arange(len(book))[::-1], [3]]))  # newest first, one snapshot twice
+    store.write("AAPL", DAY, shuffled, suffix="093000", source="sim")
+    files = store.day_files("AAPL", DAY)
+    assert l2_store.WRITTEN_BOOKS.get(l2_store.files_identity(files)) is not None  # remembered
+    from_disk, disk_sources = store._read_files(files)
+    read, sources = store.read_day("AAPL", DAY)
+    assert _books_equal(read, from_disk) and sources == disk_sources == ["sim"] and _books_equal(read, book)
+    read.bid_prices.fill(-1.0)  # a caller writing into its copy changes nobody else's
+    assert _books_equal(store.read_day("AAPL", DAY)[0], from_disk)
+
+    store.write("AAPL", DAY, simulate_day(6, "AAPL", DAY).book, suffix="databento", source="databento")  # a file added
+    assert _books_equal(store.read_day("AAPL", DAY)[0], store._read_files(store.day_files("AAPL", DAY))[0])
+
+    real_atomic_write = l2_store.atomic_write
+    other = simulate_day(9, "AAPL", DAY + dt.timedelta(days=1)).book
+
+    def another_writer_wins(target, write, **kwargs):  # another process renames its file over ours right after our rename
+        path = real_atomic_write(target, write, **kwargs)
+        tmp = path.with_name("other.tmp")
+        pq.write_table(other.to_arrow(extra={"source": "sim"}), tmp)
+        tmp.replace(path)
+        return path
+
+    monkeypatch.setattr(l2_store, "atomic_write", another_writer_wins)
+    day = DAY + dt.timedelta(days=1)
+    store.write("AAPL", day, simulate_day(2, "AAPL", day).book, suffix="093000", source="sim")
+    assert _books_equal(store.read_day("AAPL", day)[0], other)  # the file on disk, not the book we wrote
+
+
+def test_the_top_of_book_memory_is_bounded(tmp_path, monkeypatch):
+    from resources import file_memory, l2_store
 
     store = L2SnapshotStore(level2_path=str(tmp_path), fsync=False)
     days = [DAY + dt.timedelta(days=i) for i in range(4)]
     for day in days:
         store.write("AAPL", day, simulate_day(2, "AAPL", day).book, suffix="093000", source="sim")
     one_day = sum(getattr(store.read_day_top("AAPL", DAY)[0], n).nbytes for n in ("timestamp", "bid_prices", "bid_sizes", "ask_prices", "ask_sizes"))
-    cache = l2_store._TopOfBookCache(int(2.5 * one_day), ttl_seconds=60)
+    cache = l2_store._BookMemory(int(2.5 * one_day), ttl_seconds=60)
     monkeypatch.setattr(l2_store, "TOP_OF_BOOK", cache)
 
     def held() -> list[bool]:
-        return [cache.get(l2_store._files_key(store.day_files("AAPL", day))) is not None for day in days]
+        return [cache.get(l2_store.files_identity(store.day_files("AAPL", day))) is not None for day in days]
 
     for _ in range(2):  # a step reads the days in order, the next step reads them again
         for day in days:
             store.read_day_top("AAPL", day)
         assert cache.size <= cache.budget and held() == [True, True, False, False]  # the first two kept for the next step
     clock = time.monotonic()
-    monkeypatch.setattr(l2_store.time, "monotonic", lambda: clock + 61)  # an hour later: old entries give way
+    monkeypatch.setattr(file_memory.time, "monotonic", lambda: clock + 61)  # an hour later: old entries give way
     store.read_day("AAPL", days[3])
     assert held() == [False, True, False, True] and cache.size <= cache.budget

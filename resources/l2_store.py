@@ -13,9 +13,6 @@ import datetime as dt
 import itertools
 import os
 import re
-import threading
-import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -24,7 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from resources.atomic import atomic_write, sweep_stale_temp_files, write_parquet_atomic
+from resources.atomic import atomic_write, sweep_stale_temp_files
+from resources.file_memory import MEMORY_TTL_SECONDS, FileMemory, files_identity, write_and_identify
 from resources.lake import read_parquet_checked
 from resources.parquet_format import compressed_options
 from resources.schemas import DEFAULT_LEVELS, L2Book
@@ -35,62 +33,45 @@ _DAY_LEN, _MIDDLE, _EXTENSION = len("YYYY-MM-DD"), "_snapshots_", ".parquet"  # 
 _MIN_NAME = _DAY_LEN + len(_MIDDLE) + len(_EXTENSION)
 _SUFFIX_RE = re.compile(r"^(?:[0-2]\d[0-5]\d[0-5]\d|databento)$")
 TOP_OF_BOOK_CACHE_BYTES = 512 * 2**20  # ~16k symbol-days of 30-second snapshots (~31 KB each)
-TOP_OF_BOOK_TTL_SECONDS = 3600.0  # entries younger than this are not dropped for newer days
+WRITTEN_BOOKS_CACHE_BYTES = 384 * 2**20  # ~1.5k symbol-days of 30-second 10-level books (~250 KB each)
 
 
-class _TopOfBookCache:
-    """The top of book (level 0) of the days read lately, process-wide, keyed by the day's files as
-    they are on disk (name, inode, size, modification and change times: a file replaced or added
-    is a different key, so an entry is never served for other bytes). Curation and alignment read
-    only the top of book of the days the L2 features (or one of them) read in full just before in
-    the same run: this saves them reading and decoding the day files again (~1 ms per symbol-day
-    each). Bounded by bytes. A run reads its days in the same order in every step, so when they do
-    not all fit, the first ones are kept (a newer day is not admitted while the memory is full of
-    entries younger than ``TOP_OF_BOOK_TTL_SECONDS``): the next steps then find those instead of
-    each miss evicting the day they need next (no hit at all, as with dropping the oldest)."""
+class _BookMemory(FileMemory):
+    """Books of L2 days by their files as on disk (``resources.file_memory``); ``view`` makes what a
+    caller gets (its own copy: callers may write into theirs). Two of them, process-wide:
 
-    def __init__(self, budget: int, ttl_seconds: float = TOP_OF_BOOK_TTL_SECONDS):
-        self.budget, self.ttl, self.size = budget, ttl_seconds, 0
-        self._entries: OrderedDict[tuple, tuple[L2Book, list[str], int, float]] = OrderedDict()
-        self._lock = threading.Lock()
+    * ``TOP_OF_BOOK``: the top of book (level 0) of the days read. Curation and alignment read only
+      the top of book of the days the L2 features (or one of them) read in full just before in the
+      same run: this saves them reading and decoding the day files again (~1 ms per symbol-day each).
+    * ``WRITTEN_BOOKS``: the full book of the days this process wrote (``L2SnapshotStore.write``),
+      as reading the file back gives it: the L2 features of the same run read them from memory."""
+
+    def __init__(self, budget: int, ttl_seconds: float = MEMORY_TTL_SECONDS, view=None):
+        super().__init__(budget, ttl_seconds)
+        self.view = view or top_of_book
 
     def get(self, key: tuple) -> tuple[L2Book, list[str]] | None:
-        with self._lock:
-            entry = self._entries.get(key)
-        return None if entry is None else (top_of_book(entry[0]), list(entry[1]))  # a copy: callers may write into theirs
+        entry = super().get(key)
+        return None if entry is None else (self.view(entry[0]), list(entry[1]))
 
     def put(self, key: tuple, book: L2Book, sources: list[str]) -> None:
-        nbytes = sum(getattr(book, name).nbytes for name in ("timestamp", "bid_prices", "bid_sizes", "ask_prices", "ask_sizes"))
-        if nbytes > self.budget:
-            return
-        now = time.monotonic()
-        with self._lock:
-            old = self._entries.pop(key, None)
-            self.size -= old[2] if old else 0
-            while self._entries and self.size + nbytes > self.budget:
-                oldest = next(iter(self._entries.values()))
-                if now - oldest[3] < self.ttl:
-                    return  # full of days still being read: keep them, do not admit this one
-                self.size -= self._entries.popitem(last=False)[1][2]
-            self._entries[key] = (book, list(sources), nbytes, now)
-            self.size += nbytes
+        super().put(key, (book, list(sources)), sum(getattr(book, name).nbytes for name in _BOOK_ARRAYS))
 
 
-TOP_OF_BOOK = _TopOfBookCache(TOP_OF_BOOK_CACHE_BYTES)
-
-
-def _files_key(files: Sequence[Path]) -> tuple | None:
-    """What identifies the day's files on disk now; None when one vanished (let the read raise)."""
-    try:
-        stats = [(str(path), os.stat(path)) for path in files]
-    except FileNotFoundError:
-        return None
-    return tuple((name, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) for name, st in stats)
+_BOOK_ARRAYS = ("timestamp", "bid_prices", "bid_sizes", "ask_prices", "ask_sizes")
 
 
 def top_of_book(book: L2Book) -> L2Book:
     """Level 0 of ``book`` (own arrays, not views into the full book)."""
-    return L2Book(book.timestamp.copy(), *(getattr(book, name)[:, :1].copy() for name in ("bid_prices", "bid_sizes", "ask_prices", "ask_sizes")))
+    return L2Book(book.timestamp.copy(), *(getattr(book, name)[:, :1].copy() for name in _BOOK_ARRAYS[1:]))
+
+
+def copy_of_book(book: L2Book) -> L2Book:
+    return L2Book(*(getattr(book, name).copy() for name in _BOOK_ARRAYS))
+
+
+TOP_OF_BOOK = _BookMemory(TOP_OF_BOOK_CACHE_BYTES, view=top_of_book)
+WRITTEN_BOOKS = _BookMemory(WRITTEN_BOOKS_CACHE_BYTES, view=copy_of_book)
 
 
 class L2SnapshotStore(dg.ConfigurableResource):
@@ -134,7 +115,13 @@ class L2SnapshotStore(dg.ConfigurableResource):
         if book.levels != self.levels:
             raise ValueError(f"book has {book.levels} levels, the contract needs {self.levels}")
         table = book.to_arrow(extra={"source": source})
-        return write_parquet_atomic(table, self.snapshot_path(symbol, day, suffix), fsync=self.fsync, sweep=sweep)
+        path, identity = write_and_identify(
+            atomic_write, self.snapshot_path(symbol, day, suffix), lambda tmp: pq.write_table(table, tmp, **compressed_options(table.schema)),
+            fsync=self.fsync, sweep=sweep,
+        )
+        if identity is not None:  # the file at the target is still ours: the L2 features of this run read it from memory
+            WRITTEN_BOOKS.put((identity,), *self._book_of_tables([table]))
+        return path
 
     def sweep_temp_files(self, symbol: str) -> list[Path]:
         """Remove the temp files crashed writers left in the symbol's folder (never a live writer's)."""
@@ -191,7 +178,7 @@ class L2SnapshotStore(dg.ConfigurableResource):
         files = self._files_of(symbol, day, index)
         if not files:
             return L2Book.empty(1), []
-        key = _files_key(files)
+        key = files_identity(files)
         cached = TOP_OF_BOOK.get(key) if key is not None else None
         if cached is not None:
             return cached
@@ -202,16 +189,22 @@ class L2SnapshotStore(dg.ConfigurableResource):
         return self.day_files(symbol, day) if index is None else index.get(day.isoformat(), [])
 
     def _read_and_remember(self, files: Sequence[Path]) -> tuple[L2Book, list[str]]:
-        """The day's book read from ``files``, its top of book remembered for ``read_day_top``
-        under the files as they were before the read."""
-        key = _files_key(files)
-        book, sources = self._read_files(files)
+        """The day's book read from ``files`` (from memory when this process wrote them: the one
+        file of ``write``), its top of book remembered for ``read_day_top`` under the files as they
+        were before the read."""
+        key = files_identity(files)
+        written = WRITTEN_BOOKS.get(key) if key is not None else None
+        book, sources = written if written is not None else self._read_files(files)
         if key is not None and files:
             TOP_OF_BOOK.put(key, top_of_book(book), sources)
         return book, sources
 
     def _read_files(self, files: Sequence[Path]) -> tuple[L2Book, list[str]]:
-        tables = [read_parquet_checked(path) for path in files]  # errors name the file
+        return self._book_of_tables([read_parquet_checked(path) for path in files])  # errors name the file
+
+    def _book_of_tables(self, tables: Sequence[pa.Table]) -> tuple[L2Book, list[str]]:
+        """The day's book from its files' tables: real sources win over simulated data, snapshots in
+        time order, one per timestamp; and the sources it came from."""
         if not tables:
             return L2Book.empty(self.levels), []
         real = [t for t in tables if _source_of(t) != SIM_SOURCE]

@@ -52,8 +52,9 @@ import pyarrow.parquet as pq
 from pandas.core.util.hashing import combine_hash_arrays
 
 from resources import lake_batch
-from resources.atomic import LOCK_WAIT_SECONDS, TMP_PREFIX, LockTimeoutError, file_lock, sweep_tree, write_parquet_atomic
-from resources.parquet_format import write_options
+from resources.atomic import LOCK_WAIT_SECONDS, TMP_PREFIX, LockTimeoutError, atomic_write, file_lock, sweep_tree, write_parquet_atomic
+from resources.file_memory import FileMemory, file_identity, write_and_identify
+from resources.parquet_format import compressed_options, write_options
 from resources.validation import normalize_symbol
 
 PART_FILE = "part.parquet"
@@ -127,13 +128,38 @@ the time of ``pq.read_table`` on the lake's small files (its dataset machinery c
 file). Bigger files are read by ``pq.read_table`` (streamed, no second copy in memory)."""
 
 
-def read_parquet_checked(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
+WRITTEN_TABLES_BYTES = 128 * 2**20
+"""Memory for the raw batches this process wrote (~40 KB each): ``WRITTEN_TABLES``."""
+WRITTEN_TABLES = FileMemory(WRITTEN_TABLES_BYTES)
+"""The Arrow tables of files this process wrote with ``write_parquet_remembered`` (raw batches), by
+file identity (``resources.file_memory``): curation in the same run reads the batches the raw step
+just wrote from memory (~0.6 ms per symbol-day saved)."""
+
+
+def write_parquet_remembered(table: pa.Table, target: Path, *, fsync: bool) -> Path:
+    """``write_parquet_atomic``, and ``table`` remembered for this process's ``read_parquet_checked``
+    of the file while it is the one written (a file replaced since is read from disk)."""
+    options = compressed_options(table.schema)
+    path, identity = write_and_identify(atomic_write, target, lambda tmp: pq.write_table(table, tmp, **options), fsync=fsync)
+    if identity is not None:
+        WRITTEN_TABLES.put(identity, table, table.nbytes)
+    return path
+
+
+def read_parquet_checked(path: Path, columns: Sequence[str] | None = None, *, from_memory: bool = True) -> pa.Table:
     """Read one Parquet file (all or ``columns``, in that order); failures name the file: a missing
     file stays ``FileNotFoundError``, an unreadable one (or a requested column it lacks) raises
-    ``CorruptLakeFileError``."""
+    ``CorruptLakeFileError``. A file this process wrote with ``write_parquet_remembered`` (and
+    that is unchanged since) comes from memory unless ``from_memory=False``."""
     wanted = list(columns) if columns else None
     try:
-        if os.stat(path).st_size > SMALL_PARQUET_BYTES:
+        stat = os.stat(path)
+        remembered = WRITTEN_TABLES.get(file_identity(path, stat)) if from_memory else None
+        if remembered is not None:
+            if wanted and (absent := [name for name in wanted if name not in remembered.column_names]):
+                raise pa.ArrowInvalid(f"no column {absent[0]!r} in the file (columns: {remembered.column_names})")
+            return remembered.select(wanted) if wanted else remembered
+        if stat.st_size > SMALL_PARQUET_BYTES:
             return pq.read_table(path, columns=wanted)
         with open(path, "rb") as handle:
             data = handle.read()
@@ -163,7 +189,7 @@ def parquet_file_ok(path: Path, rows: int | None = None) -> bool:
 def parquet_file_readable(path: Path) -> bool:
     """Whether the whole of ``path`` decodes (footer and every page): the check before quarantining."""
     try:
-        read_parquet_checked(path)
+        read_parquet_checked(path, from_memory=False)
     except (CorruptLakeFileError, FileNotFoundError):
         return False
     return True
@@ -767,7 +793,7 @@ class ParquetLake(dg.ConfigurableResource):
                     self.quarantine_file(table, existing, locked_symbol=True, check=lambda p: parquet_file_ok(p, arrow.num_rows))
             stamp = ingestion_ts.tz_convert("UTC").strftime("%Y%m%dT%H%M%S%fZ")
             target = self.partition_dir(table, symbol, day) / f"{BATCH_PREFIX}{stamp}-{batch_id}.parquet"
-            return write_parquet_atomic(arrow, target, fsync=self.fsync), True
+            return write_parquet_remembered(arrow, target, fsync=self.fsync), True
 
     def read_latest_batch(self, table: Table, symbol: str, day: dt.date) -> pd.DataFrame | None:
         """The newest batch of a raw partition (None when there is none).
