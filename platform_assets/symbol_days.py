@@ -48,6 +48,7 @@ import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from platform_assets.automation.run_reaper import run_process_gone
+from platform_assets.event_batches import log_check_evaluations
 from platform_assets.partitions import SYMBOL_GROUP_TAG
 from platform_assets.progress import Progress
 from resources.lake_batch import FlushError
@@ -313,13 +314,10 @@ class SymbolDayStep:
         self._wait_for_earlier_judges()
         evaluations = {day: self._check_evaluation(report) for day, report in self.reports.items()}
         if not single:
-            for day, (passed, severity, meta) in evaluations.items():
-                context.log_event(
-                    dg.AssetCheckEvaluation(
-                        asset_key=asset_key, check_name=COMPLETE_CHECK, passed=passed, severity=severity,
-                        metadata=meta, partition=day.isoformat(),
-                    )
-                )
+            log_check_evaluations(context, [
+                dg.AssetCheckEvaluation(asset_key=asset_key, check_name=COMPLETE_CHECK, passed=passed, severity=severity, metadata=meta, partition=day.isoformat())
+                for day, (passed, severity, meta) in evaluations.items()
+            ])
         not_landed = [r for r in self.reports.values() if self.symbols and not r.landed]
         failed = self.outcomes_of(FAILED)
         self._log_summary()

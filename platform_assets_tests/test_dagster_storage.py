@@ -65,7 +65,10 @@ def test_pooled_instance_records_what_dagsters_default_storage_records(tmp_path,
 
     batches = []  # the pooled storage stores Dagster's event batches in one transaction each
     store_batch = PooledSqliteEventLogStorage.store_event_batch
-    monkeypatch.setattr(PooledSqliteEventLogStorage, "store_event_batch", lambda self, events: (batches.append(len(events)), store_batch(self, events)))
+    monkeypatch.setattr(
+        PooledSqliteEventLogStorage, "store_event_batch",
+        lambda self, events: (batches.append((len(events), {e.get_dagster_event().event_type_value for e in events})), store_batch(self, events)),
+    )
     monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE", raising=False)
     fingerprints = {}
     for name, storage in (("default", None), ("pooled", pooled_instance())):
@@ -77,7 +80,8 @@ def test_pooled_instance_records_what_dagsters_default_storage_records(tmp_path,
             assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage) == (name == "pooled")
             fingerprints[name] = _fingerprint(instance)
     assert fingerprints["pooled"] == fingerprints["default"]
-    assert batches and max(batches) > 10  # the planned events of a run, a step's materializations
+    assert batches and max(size for size, _ in batches) > 10  # the planned events of a run, a step's materializations
+    assert (2, {"ASSET_CHECK_EVALUATION"}) in batches  # a step's per-date completeness evaluations (2 dates per run)
     assert fingerprints["pooled"]["status"]["curated_bars"][0] == ["2024-12-02", "2024-12-03", "2024-12-04", "2024-12-05"]
     assert fingerprints["pooled"]["events"]["ASSET_CHECK_EVALUATION"] > 0
 
