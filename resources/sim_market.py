@@ -60,11 +60,25 @@ class SimDay:
 
     ``faults`` is a frame (``FAULT_COLUMNS``); given as a list of fault records it is framed when
     first read (the pipeline never reads the faults of a past session; framing them took ~0.4 ms,
-    a fifth of a simulated day)."""
+    a fifth of a simulated day). Likewise ``bars``, given as columns (``bar_columns``, what the raw
+    ingestion reads: ~0.15 ms per day less)."""
 
-    def __init__(self, symbol: str, day: dt.date, bars: pd.DataFrame, book: L2Book, faults: pd.DataFrame | list[dict] | None = None):
-        self.symbol, self.day, self.bars, self.book = symbol, day, bars, book
+    def __init__(self, symbol: str, day: dt.date, bars: pd.DataFrame | dict[str, object], book: L2Book, faults: pd.DataFrame | list[dict] | None = None):
+        self.symbol, self.day, self.book = symbol, day, book
+        self._bars = bars
         self._faults = [] if faults is None else faults
+
+    @property
+    def bars(self) -> pd.DataFrame:
+        if not isinstance(self._bars, pd.DataFrame):
+            self._bars = pd.DataFrame(self._bars)
+        return self._bars
+
+    @property
+    def bar_columns(self) -> pd.DataFrame | dict[str, object]:
+        """The bars as simulated (their columns until ``bars`` framed them): for readers that take
+        either (``platform_assets.ingestion.raw_batches``); not to be written into."""
+        return self._bars
 
     @property
     def faults(self) -> pd.DataFrame:
@@ -150,7 +164,7 @@ def simulate_day(
     columns = {"ts": minutes[sent], "open": open_[sent], "high": high[sent], "low": low[sent], "close": close[sent],
                "volume": volume[sent], "vwap": vwap[sent], "trade_count": trade_count[sent]}
     columns = _inject_bad_ticks(rng, columns, rates, faults)
-    bars = pd.DataFrame(_inject_duplicates(rng, columns, rates, faults))
+    bars = _inject_duplicates(rng, columns, rates, faults)  # framed when first read (SimDay.bars)
     book = _simulate_book(rng, minutes, open_, close, halted, feed_down, rates, faults, levels)
     faults = sorted(faults, key=lambda fault: fault["start_ts"])  # stable, like the frame sort it replaces
     return SimDay(symbol=symbol, day=day, bars=bars, book=book, faults=faults)

@@ -54,7 +54,7 @@ def raw_bars_sim(
     quality = data_quality.recorder(lake, "raw_bars", stored_as=raw_dq_dataset(SIM_SOURCE), asset_key="raw_bars_sim")
     for day in dates:
         for symbol in symbols:
-            bars = offline_source.day(symbol, day).bars
+            bars = offline_source.day(symbol, day).bar_columns
             batch_id, batch, repeated = raw_batch_table(bars, source=SIM_SOURCE, symbol=symbol, day=day, ingestion_ts=ingestion_ts)
             path, new = lake.append_batch(RAW_BARS_SIM, symbol, day, batch, batch_id, ingestion_ts, RAW_BARS_SCHEMA)
             if new:

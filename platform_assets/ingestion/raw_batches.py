@@ -10,6 +10,7 @@ they can be quarantined, not silently dropped.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -28,13 +29,13 @@ def build_raw_batch(
 
 
 def raw_batch_table(
-    bars: pd.DataFrame, *, source: str, symbol: str, day: dt.date, ingestion_ts: pd.Timestamp
+    bars: BarColumns, *, source: str, symbol: str, day: dt.date, ingestion_ts: pd.Timestamp
 ) -> tuple[str, pa.Table, pa.Table]:
     """``build_raw_batch`` as Arrow tables of ``RAW_BARS_SCHEMA`` (what the lake writes): no pandas
-    frame built per batch (the content hash is taken of the columns, as of their frame)."""
-    ts = _utc(bars["ts"])
-    repeated = ts.duplicated(keep="first").to_numpy()
-    values = {"ts": ts.array, **{c: bars[c].to_numpy() for c in RAW_BAR_COLUMNS[1:]}}
+    frame built per batch (the content hash is taken of the columns, as of their frame). ``bars``:
+    a frame or its columns (``BarColumns``)."""
+    values = _bar_values(bars)
+    repeated = pd.Index(values["ts"]).duplicated(keep="first")
     unique = ~repeated if repeated.any() else None
     kept = values if unique is None else {c: v[unique] for c, v in values.items()}
     batch_id = content_hash_of_columns(kept, source, symbol, day.isoformat())
@@ -61,15 +62,26 @@ def raw_batch_table(
     return batch_id, table(kept), table({c: v[repeated] for c, v in values.items()})
 
 
-def as_delivered(bars: pd.DataFrame, *, source: str, symbol: str, day: dt.date) -> dict[str, object]:
+def as_delivered(bars: BarColumns, *, source: str, symbol: str, day: dt.date) -> dict[str, object]:
     """The vendor rows in delivery order, repeated keys included: what the raw DQ rules check, as
     columns (the DQ batch frames many partitions' columns at once; ``pd.DataFrame`` of it is the frame)."""
-    return {"ts": _utc(bars["ts"]).array, **{c: bars[c].to_numpy() for c in RAW_BAR_COLUMNS[1:]}, "source": source, "symbol": symbol, "date": _dates(day, len(bars))}
+    values = _bar_values(bars)
+    return {**values, "source": source, "symbol": symbol, "date": _dates(day, len(values["ts"]))}
 
 
-def _utc(ts: pd.Series) -> pd.Series:
+BarColumns = pd.DataFrame | Mapping[str, object]
+"""Vendor bars: a frame, or its columns (``RAW_BAR_COLUMNS`` -> 1-D arrays; ``ts`` any datetimes,
+e.g. the simulator's ``SimDay.bar_columns``, which builds no frame)."""
+
+
+def _bar_values(bars: BarColumns) -> dict[str, object]:
+    """The bar columns as arrays: ``ts`` as ``datetime64[ns, UTC]`` values, the others as numpy."""
+    return {"ts": _utc(bars["ts"]).array, **{c: np.asarray(bars[c]) for c in RAW_BAR_COLUMNS[1:]}}
+
+
+def _utc(ts: pd.Series | pd.Index | object) -> pd.Series | pd.Index:
     """Bar times as ``datetime64[ns, UTC]`` (as they come from our sources: no conversion)."""
-    if isinstance(ts.dtype, pd.DatetimeTZDtype) and ts.dtype == _UTC_NS:
+    if isinstance(getattr(ts, "dtype", None), pd.DatetimeTZDtype) and ts.dtype == _UTC_NS and isinstance(ts, (pd.Series, pd.Index)):
         return ts
     return pd.to_datetime(ts, utc=True)
 
