@@ -207,6 +207,13 @@ def test_backfill_l2_written_skipped_empty_error_and_manifest(platform_db, vendo
     mtime = path.stat().st_mtime_ns
     again = backfill_l2("AAPL", "2024-12-02", settings=settings)
     assert again["status"] == "skipped" and again["rows"] == first["rows"] and path.stat().st_mtime_ns == mtime
+    good = path.read_bytes()
+    for damage in (good[: len(good) // 2], good[:4] + bytes(200) + good[204:]):  # torn by a crash; pages corrupt, footer readable
+        path.write_bytes(damage)
+        healed = backfill_l2("AAPL", "2024-12-02", settings=settings)  # never "skipped" over a file that does not decode
+        assert healed["status"] == "written" and healed["rows"] == first["rows"] and pq.read_table(path).num_rows == first["rows"]
+        assert Path(healed["set_aside"]).read_bytes() == damage and Path(healed["set_aside"]).parent == path.parent  # kept, not lost
+    assert sorted(p.name for p in path.parent.iterdir() if p.suffix == ".parquet") == [path.name]
     failed = backfill_l2("ZZZZ", "2024-12-02", settings=settings)
     assert failed["status"] == "error" and failed["path"] is None  # the guide: a path only when written or existing
     assert not (Path(settings.level2_path) / "ZZZZ").exists()  # no empty folder for TF_1's watcher

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import datetime as dt
+import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from platform_assets.ingestion.l2_sampling import L2Sampling, sample_books
@@ -51,14 +53,19 @@ def backfill_l2_day(
 
     ``sampling`` (default: a grid at live capture's 1 s) says how events become snapshots
     (``l2_sampling``); it is stored in the file's ``l2_sampling`` metadata. An existing file is
-    skipped whatever its sampling (``force`` re-samples it)."""
+    skipped whatever its sampling (``force`` re-samples it) when all of it decodes; an unreadable
+    one (torn by a crash, corrupt) is moved aside (``set_aside`` in the result says where) and the
+    day fetched again: a skip always stands for a usable file."""
     sampling = sampling or L2Sampling()
     path = store.snapshot_path(symbol, day, DATABENTO_SUFFIX)
     result = {"symbol": symbol, "date": day.isoformat(), "status": "skipped", "zero_rows": False, "path": str(path), "rows": 0, "error": None,
               "sampling": sampling.describe()}
     if path.exists() and not force:
-        result["rows"] = pq.read_metadata(path).num_rows
-        return result
+        rows = decodable_rows(path)
+        if rows is not None:
+            result["rows"] = rows
+            return result
+        result["set_aside"] = str(set_aside(path))  # unreadable (torn, corrupt): kept aside, the day fetched again
     try:
         start, end = et_day_bounds(day, window)
         vendor = source.vendor_symbols([symbol])[symbol]
@@ -79,6 +86,27 @@ def backfill_l2_day(
         result.update(status="error", error=f"{type(error).__name__}: {error}")
     result["path"] = str(path) if path.exists() else None  # the guide: a path only when written or existing
     return result
+
+
+DECODE_BATCH_ROWS = 65_536
+
+
+def decodable_rows(path: Path) -> int | None:
+    """The rows of an existing day file when all of it decodes (footer and every page, read in
+    batches: bounded memory on a multi-million-row every-event day); None when it does not."""
+    try:
+        with pq.ParquetFile(path) as parquet:
+            return sum(batch.num_rows for batch in parquet.iter_batches(batch_size=DECODE_BATCH_ROWS))
+    except (pa.ArrowException, OSError):
+        return None
+
+
+def set_aside(path: Path) -> Path:
+    """Move an unreadable day file to ``<name>.<UTC stamp>.corrupt`` beside it (never deleted; readers
+    list only ``*.parquet``)."""
+    target = path.with_name(f"{path.name}.{pd.Timestamp.now(tz='UTC').strftime('%Y%m%dT%H%M%S%fZ')}.corrupt")
+    os.replace(path, target)
+    return target
 
 
 def manifest_status(result: dict) -> str:
