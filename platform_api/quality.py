@@ -27,13 +27,17 @@ from pathlib import Path
 import pandas as pd
 
 from platform_api.errors import InvalidDateRangeError, NoDataError, UnknownDatasetError
-from platform_assets.calendars import STOCKS, sessions_in_range
+from platform_assets.calendars import CRYPTO, STOCKS, Market, sessions_in_range
+from platform_assets.features.registry import FEATURE_GROUPS
 from platform_assets.quality.metrics import DQ_METRICS_SCHEMA, STATUS_ERROR, STATUS_OK, STATUS_RANK, STATUS_WARN, STATUSES
-from resources.lake import layout_files, read_parquet_files, symbol_layout
+from platform_assets.universe import market_of
+from resources.l2_store import L2SnapshotStore
+from resources.lake import CURATED_BARS, ParquetLake, feature_table, layout_files, raw_bars_table, read_parquet_files, symbol_layout
 from resources.settings import PlatformSettings, get_settings
 from resources.validation import normalize_symbols, parse_date, parse_half_open_dates
 
 QUALITY_DATASETS = ("raw_bars", "l2_snapshots", "curated_bars", "bar_features", "l2_features")
+MISSING_METRIC = "partitions_missing"  # the summary's metric for sessions in the range without results
 GREEN, YELLOW, RED = "GREEN", "YELLOW", "RED"
 STALE_RED_SESSIONS = 5  # results this many sessions behind as_of_date make a dataset RED
 LOOKBACK_SESSIONS = 10  # sessions looked at to know which symbols a dataset normally covers
@@ -64,8 +68,10 @@ class DataQualitySummary:
     ``metrics`` (one ``DataQualityMetric`` per rule).
 
     Extras: ``status`` (the worst), ``status_counts`` (partitions per worst status), ``partitions``
-    (DataFrame: dataset, symbol, date, status, failing_rules) and ``details`` (DataFrame, one row
-    per stored result: dataset, symbol, date, metric, value, status, thresholds ...).
+    (DataFrame: dataset, symbol, date, status, failing_rules), ``details`` (DataFrame, one row
+    per stored result: dataset, symbol, date, metric, value, status, thresholds ...) and
+    ``missing_partitions`` (``SYMBOL@DATE`` of the range's sessions with no results for a symbol
+    asked for, or seen in the range: also the ``partitions_missing`` metric, status warn).
     """
 
     dataset_name: str
@@ -75,6 +81,7 @@ class DataQualitySummary:
     status_counts: dict[str, int] = field(default_factory=dict)
     partitions: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     details: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    missing_partitions: list[str] = field(default_factory=list)
 
     def to_frame(self) -> pd.DataFrame:
         """The per-partition results behind the metrics (a DataFrame view)."""
@@ -88,6 +95,7 @@ class DataQualitySummary:
             "status": self.status,
             "status_counts": self.status_counts,
             "partitions": _records(self.partitions),
+            "missing_partitions": self.missing_partitions,
         }
 
 
@@ -174,22 +182,81 @@ def get_data_quality_summary(
     partitions = _partition_status(details)
     counts = {status: int((partitions["status"] == status).sum()) for status in STATUSES}
     worst = max((s for s, n in counts.items() if n), key=STATUS_RANK.__getitem__)
-    return DataQualitySummary(dataset_name, (start, end), _rule_metrics(details), worst, counts, partitions, details)
+    metrics = _rule_metrics(details)
+    expected = _expected_partitions(sorted(wanted) if wanted is not None else sorted(set(details["symbol"])), start, end - dt.timedelta(days=1))
+    missing = sorted(expected - set(zip(details["symbol"], details["date"])), key=lambda key: (key[1], key[0]))
+    if missing:  # sessions in the range without any checked data: never an all-ok summary over them
+        metrics.append(DataQualityMetric(
+            metric_name=MISSING_METRIC, value=float(len(missing)), status=STATUS_WARN, thresholds={"warn": 1.0, "error": None},
+            dataset=dataset_name, partitions=len(expected), status_counts={STATUS_OK: len(expected) - len(missing), STATUS_WARN: len(missing), STATUS_ERROR: 0},
+            worst=f"{missing[0][0]}@{missing[0][1]}",
+        ))
+        worst = max(worst, STATUS_WARN, key=STATUS_RANK.__getitem__)
+    return DataQualitySummary(dataset_name, (start, end), metrics, worst, counts, partitions, details, [f"{symbol}@{day}" for symbol, day in missing])
+
+
+def _expected_partitions(symbols: list[str], first: dt.date, last: dt.date) -> set[tuple[str, dt.date]]:
+    """(symbol, session) pairs of ``[first, last]``, each symbol on its market's sessions."""
+    sessions = {market: sessions_in_range(market, first, last) for market in (STOCKS, CRYPTO)}
+    return {(symbol, day) for symbol in symbols for day in sessions[market_of(symbol)]}
 
 
 def get_dataset_health(dataset_name: str, as_of_date: dt.date, *, settings: PlatformSettings | None = None) -> DatasetHealthStatus:
-    """GREEN (all checked symbols passed every rule on the latest session), YELLOW (warnings, a
-    symbol missing, or results a few sessions behind) or RED (an error rule failed, no results, or
-    results ``STALE_RED_SESSIONS`` or more sessions behind), with reasons."""
+    """GREEN (every expected symbol has results, its data stored, and passed every rule on the
+    latest session), YELLOW (warnings, a symbol missing, or results a few sessions behind) or RED
+    (an error rule failed, no results, every expected symbol missing, or results
+    ``STALE_RED_SESSIONS`` or more sessions behind), with reasons.
+
+    Each market the dataset holds results for is judged on its own latest session up to
+    ``as_of_date`` (stocks on XNYS sessions, crypto on UTC days), so a weekend's crypto day never
+    stands in for the stocks' last session. Expected on that session: the symbols with results in
+    the ``LOOKBACK_SESSIONS`` sessions before, plus the universe's tracked symbols of that market
+    (``DAGSTER_HOME``'s instance). A symbol is missing when it has no results that day, or when the
+    data its results judged is no longer stored (a result alone never makes a dataset green)."""
     settings = settings or get_settings()
     as_of = parse_date(as_of_date, name="as_of_date")
     stored = stored_datasets(dataset_name, settings)
-    sessions = sessions_in_range(STOCKS, as_of - dt.timedelta(days=LOOKBACK_SESSIONS * 2 + 10), as_of)[-LOOKBACK_SESSIONS:]
-    if not sessions:
+    if not sessions_in_range(STOCKS, as_of - dt.timedelta(days=LOOKBACK_SESSIONS * 2 + 10), as_of):
         raise NoDataError(f"no trading sessions up to {as_of}")
-    metrics = _read_metrics(settings, stored, sessions[0], as_of, None)
+    first = as_of - dt.timedelta(days=LOOKBACK_SESSIONS * 2 + 10)
+    metrics = _read_metrics(settings, stored, first, as_of, None)
     if metrics.empty:
-        return DatasetHealthStatus(dataset_name, as_of, RED, [f"no data-quality results for {dataset_name} in the {len(sessions)} sessions up to {as_of}"])
+        return DatasetHealthStatus(dataset_name, as_of, RED, [f"no data-quality results for {dataset_name} in the {LOOKBACK_SESSIONS} sessions up to {as_of}"])
+    markets = metrics["symbol"].map(lambda symbol: market_of(symbol).name)
+    tracked = _tracked_symbols()
+    judged = [
+        _market_health(settings, market, metrics[markets == market.name], tracked.get(market.name, []), first, as_of)
+        for market in (STOCKS, CRYPTO) if (markets == market.name).any()
+    ]
+    labelled = len(judged) > 1
+    status = max((j.status for j in judged), key=[GREEN, YELLOW, RED].index)
+    reasons = [f"{j.market}: {reason}" if labelled else reason for j in judged for reason in j.reasons]
+    return DatasetHealthStatus(
+        dataset_name, as_of, status, reasons, judged[0].checked, sum(j.symbols for j in judged),
+        sorted(p for j in judged for p in j.errors), sorted(p for j in judged for p in j.warns),
+    )
+
+
+@dataclass
+class _MarketHealth:
+    market: str
+    status: str
+    reasons: list[str]
+    checked: dt.date | None
+    symbols: int
+    errors: list[str]
+    warns: list[str]
+
+
+def _market_health(
+    settings: PlatformSettings, market: Market, metrics: pd.DataFrame, tracked: list[str], first: dt.date, as_of: dt.date
+) -> _MarketHealth:
+    """One market's health on its latest session with results (``get_dataset_health``)."""
+    sessions = sessions_in_range(market, first, as_of)[-LOOKBACK_SESSIONS:]
+    metrics = metrics[metrics["date"].isin(set(sessions))]
+    label = market.calendar_name
+    if metrics.empty:
+        return _MarketHealth(label, RED, [f"no data-quality results in the {len(sessions)} {label} sessions up to {as_of}"], None, 0, [], [])
     checked = max(metrics["date"])
     behind = len([s for s in sessions if s > checked])
     day = metrics[metrics["date"] == checked]
@@ -200,11 +267,15 @@ def get_dataset_health(dataset_name: str, as_of_date: dt.date, *, settings: Plat
     if behind:
         status = RED if behind >= STALE_RED_SESSIONS else YELLOW
         reasons.append(f"latest checked session is {checked}, {behind} session(s) before {sessions[-1]}")
-    usual = set(metrics["symbol"])
-    missing = sorted(usual - set(day["symbol"]))
-    if missing:
-        status = RED if status == RED else YELLOW
-        reasons.append(f"{len(missing)} of {len(usual)} symbols have no results on {checked}: {', '.join(missing[:10])}")
+    expected = set(metrics["symbol"]) | set(tracked)
+    without_results = sorted(expected - set(day["symbol"]))
+    if without_results:
+        status = RED if status == RED or len(without_results) == len(expected) else YELLOW
+        reasons.append(f"{len(without_results)} of {len(expected)} symbols have no results on {checked}: {', '.join(without_results[:10])}")
+    gone = sorted({symbol for dataset, symbol in set(zip(day["dataset"], day["symbol"])) if not _data_stored(settings, dataset, symbol, checked)})
+    if gone:
+        status = RED if status == RED or len(gone) + len(without_results) == len(expected) else YELLOW
+        reasons.append(f"{len(gone)} of {len(expected)} symbols have results but no stored data on {checked}: {', '.join(gone[:10])}")
     if len(errors):
         status = RED
         reasons += _rule_reasons(day, STATUS_ERROR, checked)
@@ -213,10 +284,36 @@ def get_dataset_health(dataset_name: str, as_of_date: dt.date, *, settings: Plat
         reasons += _rule_reasons(day, STATUS_WARN, checked)
     if status == GREEN:
         reasons.append(f"all {day['symbol'].nunique()} symbols passed all {day['metric'].nunique()} rules on {checked}")
-    return DatasetHealthStatus(
-        dataset_name, as_of, status, reasons, checked, int(day["symbol"].nunique()),
-        sorted(f"{s}@{checked}" for s in errors["symbol"].unique()), sorted(f"{s}@{checked}" for s in warns["symbol"].unique()),
+    return _MarketHealth(
+        label, status, reasons, checked, int(day["symbol"].nunique()),
+        [f"{s}@{checked}" for s in errors["symbol"].unique()], [f"{s}@{checked}" for s in warns["symbol"].unique()],
     )
+
+
+def _tracked_symbols() -> dict[str, list[str]]:
+    """The universe's tracked symbols by market name; {} without a Dagster instance configured."""
+    if not os.environ.get("DAGSTER_HOME"):
+        return {}
+    from platform_api.instance import get_instance
+    from platform_assets.universe import tracked_symbols
+
+    instance = get_instance()
+    return {market.name: tracked_symbols(instance, market) for market in (STOCKS, CRYPTO)}
+
+
+def _data_stored(settings: PlatformSettings, dataset: str, symbol: str, day: dt.date) -> bool:
+    """Whether the data a stored DQ result of ``dataset`` (a stored name: ``raw_bars_sim``,
+    ``bar_features_v1`` ...) judged for (symbol, day) is still stored."""
+    if dataset == "l2_snapshots":
+        return bool(L2SnapshotStore(level2_path=str(settings.level2_path)).day_files(symbol, day))
+    lake = ParquetLake(base_path=str(settings.base_path), fsync=False)
+    if dataset.startswith("raw_bars_"):
+        return bool(lake.batch_files(raw_bars_table(dataset[len("raw_bars_"):]), symbol, day))
+    group, _, version = dataset.rpartition("_")
+    table = feature_table(group, version) if group in FEATURE_GROUPS else CURATED_BARS if dataset == "curated_bars" else None
+    if table is None:
+        return True  # a dataset whose data we cannot locate is judged by its results alone
+    return day in symbol_layout(lake.symbol_dir(table, symbol))
 
 
 def _rule_reasons(day: pd.DataFrame, status: str, checked: dt.date) -> list[str]:

@@ -282,7 +282,12 @@ def test_summary_and_health_answer_from_stored_results(platform):
     assert set(only.to_frame()["symbol"]) == {"NVDA"}
     raw = get_data_quality_summary("raw_bars", "2024-12-02", "2024-12-04", settings=settings)
     assert {m.dataset for m in raw.metrics} == {"raw_bars_sim"}
-    assert {m.dataset for m in get_data_quality_summary("bar_features", "2024-12-02", "2024-12-04", settings=settings).metrics} == {"bar_features_v1", "bar_features_v2"}
+    features = get_data_quality_summary("bar_features", "2024-12-02", "2024-12-04", settings=settings)
+    assert {m.dataset for m in features.metrics} == {"bar_features_v1", "bar_features_v2", "bar_features"}
+    # MSFT's blocked day has no features: the summary says so (a metric and the list), never all-ok over it
+    missing = {m.metric_name: m for m in features.metrics if m.dataset == "bar_features"}["partitions_missing"]
+    assert missing.value == 1.0 and missing.status == "warn" and missing.partitions == 6 and features.missing_partitions == ["MSFT@2024-12-03"]
+    assert features.status == "warn" and raw.missing_partitions == [] and "partitions_missing" not in {m.metric_name for m in raw.metrics}
 
     # the stored metrics agree with the curated dq_status column, partition by partition
     lake = defs.resources["lake"]
@@ -323,6 +328,36 @@ def test_health_green_on_clean_data_yellow_on_warnings(platform):
     assert l2.status == "RED" and l2.error_partitions == ["AAPL@2024-12-04"]
     behind = get_dataset_health("curated_bars", "2024-12-06", settings=platform.settings)
     assert behind.status == "YELLOW" and "2 session(s) before 2024-12-06" in behind.reasons[0]
+
+
+def test_health_is_green_only_over_stored_data_of_every_expected_symbol_each_market_on_its_own_session(platform):
+    """A DQ result alone never makes a dataset green: its data must still be stored, and every
+    tracked symbol must have results; with crypto tracked, a weekend's crypto day never stands in
+    for the stocks' last session (stocks were judged "missing" on a Sunday)."""
+    from platform_api.quality import get_dataset_health
+    from platform_assets.calendars import CRYPTO
+    from platform_assets.universe import add_symbols
+
+    _run(platform, ["AAPL", "MSFT"], "2024-12-05", "2024-12-06", inject_faults=False)
+    settings = platform.settings
+    assert get_dataset_health("curated_bars", "2024-12-06", settings=settings).status == "GREEN"
+    folder = Path(settings.base_path) / "lake" / "curated_bars" / "symbol=AAPL"
+    folder.rename(folder.with_name("moved-aside"))  # the data behind AAPL's results is gone
+    gone = get_dataset_health("curated_bars", "2024-12-06", settings=settings)
+    assert gone.status == "YELLOW" and any("results but no stored data on 2024-12-06: AAPL" in reason for reason in gone.reasons)
+    assert get_dataset_health("bar_features", "2024-12-06", settings=settings).status == "GREEN"  # its own data is there
+    folder.with_name("moved-aside").rename(folder)
+
+    add_symbols(platform.instance, ["TSLA"])  # tracked, never ingested
+    missing = get_dataset_health("curated_bars", "2024-12-06", settings=settings)
+    assert missing.status == "YELLOW" and any("1 of 3 symbols have no results on 2024-12-06: TSLA" in reason for reason in missing.reasons)
+
+    assert run_backfill(platform.instance, plan_backfill(["BTC-USD"], "2024-12-06", "2024-12-08", market=CRYPTO), defs=platform.defs, add_missing_symbols=True).success
+    weekend = get_dataset_health("curated_bars", "2024-12-08", settings=settings)  # a Sunday
+    assert weekend.checked_date == dt.date(2024, 12, 6) and weekend.symbols_checked == 3  # AAPL, MSFT on Friday; BTC-USD on Sunday
+    assert any(reason.startswith("XNYS: 1 of 3 symbols have no results on 2024-12-06: TSLA") for reason in weekend.reasons)
+    assert not any("AAPL" in reason and "2024-12-08" in reason for reason in weekend.reasons)
+    assert all(reason.startswith(("XNYS: ", "24/7: ")) for reason in weekend.reasons)
 
 
 def test_gx_runs_in_memory_without_files_or_analytics(tmp_path, monkeypatch):
