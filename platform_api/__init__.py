@@ -35,7 +35,7 @@ _EXPORTS = {
     "platform_api.errors": (
         "PlatformAPIError", "InvalidInputError", "InvalidSymbolError", "InvalidDateRangeError", "InvalidOptionError",
         "UnknownSymbolError", "UnknownDatasetError", "UnknownFeatureGroupError", "UnknownFeatureVersionError",
-        "UnknownLabelDefinitionError", "NoDataError", "UnknownJobError",
+        "UnknownLabelDefinitionError", "NoDataError", "StaleDataError", "IncompleteCoverageError", "UnknownJobError",
     ),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

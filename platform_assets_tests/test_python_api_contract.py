@@ -211,3 +211,16 @@ def test_source_tws_is_interactive_brokers(tmp_path):
         assert pd.Timestamp(records[0]["time_start"]).date() == dt.date(2024, 12, 2)
     finally:
         tws.close()
+
+
+def test_every_error_class_is_importable_from_the_package():
+    """The README: every error of ``platform_api.errors`` is also importable from ``platform_api``."""
+    import inspect
+
+    import platform_api
+    from platform_api import errors
+
+    classes = {name for name, value in vars(errors).items() if inspect.isclass(value) and issubclass(value, Exception) and value.__module__ == errors.__name__}
+    assert {"StaleDataError", "IncompleteCoverageError", "NoDataError"} <= classes
+    assert classes <= set(platform_api.__all__)
+    assert all(getattr(platform_api, name) is getattr(errors, name) for name in classes)
