@@ -66,7 +66,8 @@ _CHILDREN: dict[str, subprocess.Popen] = {}
 
 
 class HistoricalIngestionOptions(BaseModel):
-    """Options of a historical ingestion (contract 2.1; the IB names, other sources ignore what they lack).
+    """Options of a historical ingestion (contract 2.1; the IB names: other sources refuse bar options
+    other than the defaults, which is all they deliver).
 
     ``bar_size`` e.g. ``"1 min"``; ``what_to_show`` e.g. ``"TRADES"``; ``use_rth`` regular trading
     hours only; ``max_parallel_requests`` runs at once (1-8).
@@ -189,6 +190,26 @@ def trading_days_of(start: object, end: object) -> tuple[dt.date, dt.date, str, 
     start_ts, end_ts = parse_time_range(start, end)
     last = (end_ts - pd.Timedelta(1, "ns")).date()
     return start_ts.date(), last, start_ts.isoformat(), end_ts.isoformat()
+
+
+BAR_OPTION_SOURCES = ("ib",)
+"""Sources whose ingestion honours ``bar_size`` / ``what_to_show`` / ``use_rth``; the others deliver
+1-minute TRADES bars of regular trading hours (the options' defaults) only."""
+
+
+def _require_supported_bar_options(source: str, options: HistoricalIngestionOptions) -> None:
+    """Refuse bar options a source cannot honour: a job that succeeded with other bars than asked
+    for would report a success that is not one."""
+    if source in BAR_OPTION_SOURCES:
+        return
+    defaults = HistoricalIngestionOptions()
+    asked = {name: getattr(options, name) for name in ("bar_size", "what_to_show", "use_rth") if getattr(options, name) != getattr(defaults, name)}
+    if asked:
+        wanted = ", ".join(f"{name}={value!r}" for name, value in asked.items())
+        raise InvalidOptionError(
+            f"source {source!r} delivers 1-minute TRADES bars of regular trading hours only (bar_size='1 min', what_to_show='TRADES', "
+            f"use_rth=True); {wanted} needs source 'ib' (or 'tws'), or resample the curated bars (get_curated_bars frequency)"
+        )
 
 
 def _source(source: object) -> str:
@@ -366,6 +387,7 @@ def trigger_historical_ingestion(
     if not assets:
         raise InvalidOptionError(f"source {source!r} has no ingestion assets in this deployment (INGESTION_SOURCES={','.join(settings.ingestion_sources)})")
     parsed = _options(HistoricalIngestionOptions, options)
+    _require_supported_bar_options(canonical, parsed)
     first, last, start_text, end_text = trading_days_of(start, end)
     plan = plan_backfill(symbols, first, last, market=STOCKS)  # validates symbols and dates up front
     require_stock_symbols(plan.symbols)

@@ -185,6 +185,12 @@ def test_options_accept_an_object_or_a_dict_and_reject_anything_else(platform):
         trigger_historical_ingestion("yahoo", ["AAPL"], "2024-12-02", "2024-12-03", **kw)
     with pytest.raises(ValueError, match="not an XNYS trading day"):
         trigger_daily_ingestion(dt.date(2024, 12, 1), **kw)
+    # bar options a source cannot honour are refused, not ignored under a SUCCEEDED job
+    for asked in ({"bar_size": "1 hour"}, {"what_to_show": "MIDPOINT"}, {"use_rth": False}):
+        with pytest.raises(InvalidOptionError, match=f"{next(iter(asked))}=.*needs source 'ib'"):
+            trigger_historical_ingestion("sim", ["AAPL"], "2024-12-02", "2024-12-03", asked, **kw)
+    done = trigger_historical_ingestion("sim", ["AAPL"], "2024-12-02", "2024-12-03", {"bar_size": "1 min", "max_parallel_requests": 2}, wait=True, **kw)
+    assert get_ingestion_job_status(done.job_id, instance=platform.instance).state == "SUCCEEDED"  # its defaults are what it delivers
 
 
 def test_source_tws_is_interactive_brokers(tmp_path):
