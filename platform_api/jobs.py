@@ -269,7 +269,20 @@ def _worker_env(settings: PlatformSettings, record: JobRecord) -> dict[str, str]
     return env
 
 
+def reap_finished_workers() -> int:
+    """Collect the exit status of this process's job workers that ended (a long-lived caller, e.g.
+    the HTTP service, would otherwise keep them as zombie processes); returns how many. Their jobs'
+    state comes from the runs and records, not from these handles."""
+    reaped = 0
+    for job_id, child in list(_CHILDREN.items()):
+        if child.poll() is not None:
+            del _CHILDREN[job_id]
+            reaped += 1
+    return reaped
+
+
 def _submit(record: JobRecord, instance: dg.DagsterInstance, settings: PlatformSettings, wait: bool, defs, handle_type=JobHandle):
+    reap_finished_workers()
     folder = job_store.jobs_dir(instance)
     record.settings_env = settings_env(settings)
     record.instance_ref = dg.serialize_value(instance.get_ref())
@@ -562,6 +575,7 @@ def _worker_gone(record: JobRecord) -> bool:
 
 def _status_fields(job_id: str, instance: dg.DagsterInstance) -> tuple[JobRecord, dict]:
     """The job's record and its status fields (timestamps as ISO text)."""
+    reap_finished_workers()
     folder = job_store.jobs_dir(instance)
     record = job_store.load(folder, job_id)
     if record.finished_at is None and _worker_gone(record):

@@ -147,3 +147,33 @@ def test_a_job_split_by_symbols_counts_each_materialized_partition_once(platform
     assert status.state == "SUCCEEDED" and status.summary["runs_succeeded"] == status.summary["runs_planned"] == 2
     assert {platform.instance.get_run_by_id(r).tags.get("platform/symbol_group") for r in status.run_ids} == {"1/2", "2/2"}
     assert status.summary["materializations"]["curated_bars"] == 1
+
+
+def _process_state(pid: int) -> str | None:
+    """The /proc state letter of ``pid`` ("Z" for a zombie); None when there is no such process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def test_finished_job_workers_are_reaped_not_left_as_zombies(platform):
+    """A long-lived caller (the HTTP service) submitting jobs must not collect zombie workers: any
+    API call reaps the workers that ended, also of jobs nobody asked about."""
+    from platform_api import jobs
+
+    add_symbols(platform.instance, ["AAPL"])
+    kw = dict(instance=platform.instance, settings=platform.settings, defs=platform.defs)
+    other = trigger_historical_ingestion("sim", ["AAPL"], "2024-11-26", "2024-11-28", wait=True, **kw)
+    handle = trigger_backfill("curated_bars", ["AAPL"], "2024-11-26", "2024-11-28", **kw)
+    pid = jobs._CHILDREN[handle.job_id].pid
+    deadline = time.monotonic() + 120
+    while _process_state(pid) not in ("Z", None) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the worker ends; nobody has asked for its job's status
+    assert _process_state(pid) == "Z"  # ended, not yet reaped
+    deadline = time.monotonic() + 30  # (a zombie leader becomes waitable once all its threads have exited)
+    while _process_state(pid) is not None and time.monotonic() < deadline:
+        get_ingestion_job_status(other.job_id, instance=platform.instance)  # any status call (or a submission) reaps, of any job
+        time.sleep(0.05)
+    assert _process_state(pid) is None and handle.job_id not in jobs._CHILDREN
+    assert get_backfill_job_status(handle.job_id, instance=platform.instance).state == "SUCCEEDED"
