@@ -38,7 +38,9 @@ _CRYPTO_FORMAT = re.compile(r"^[A-Z0-9]{2,12}-(?:USD|USDT|USDC|BTC|ETH|EUR)$")
 ASSET_TYPES = ("stock", "crypto")
 DEFAULT_UNIVERSE_FILE = Path(__file__).with_name("default_universe.yaml")
 _SCHEMA = """CREATE TABLE IF NOT EXISTS symbols (
-    symbol TEXT PRIMARY KEY, asset_type TEXT NOT NULL, added_at TEXT NOT NULL, removed_at TEXT)"""
+    symbol TEXT PRIMARY KEY, asset_type TEXT NOT NULL, added_at TEXT NOT NULL, removed_at TEXT);
+CREATE TABLE IF NOT EXISTS universe_flags (name TEXT PRIMARY KEY, value TEXT NOT NULL);"""
+DEFAULTS_LOADED_FLAG = "default_universe_loaded_at"
 
 
 class UnknownSymbolError(InvalidInputError):
@@ -89,7 +91,7 @@ def _metadata(instance: dg.DagsterInstance):
     path = _db_path(instance)
     conn = sqlite3.connect(str(path) if path else ":memory:", timeout=30)
     try:
-        conn.execute(_SCHEMA)
+        conn.executescript(_SCHEMA)
         with conn:
             yield conn
     finally:
@@ -206,9 +208,11 @@ def default_universe(path: Path | None = None) -> dict[str, list[str]]:
     return out
 
 
-def add_default_universe(instance: dg.DagsterInstance, path: Path | None = None) -> list[str]:
+def add_default_universe(instance: dg.DagsterInstance, path: Path | None = None, skip: set[str] | None = None) -> list[str]:
+    """Track the default universe (but the ``skip`` symbols); returns the symbols that were new."""
     added = []
     for asset_type, symbols in default_universe(path).items():
+        symbols = [symbol for symbol in symbols if symbol not in (skip or set())]
         if symbols:
             added += add_symbols(instance, symbols, asset_type)
     return added
@@ -223,8 +227,19 @@ def universe_is_empty(instance: dg.DagsterInstance) -> bool:
 
 
 def seed_default_universe(instance: dg.DagsterInstance, path: Path | None = None) -> list[str]:
-    """Load the default universe when the universe is empty (first start); else add nothing."""
-    return add_default_universe(instance, path) if universe_is_empty(instance) else []
+    """Load the default universe once per instance (the service's first start): the symbols a
+    backfill or ``mdp symbols add`` tracked before are kept and the defaults added beside them (the
+    HTTP guide: the service tracks the S&P 500 and the top 20 crypto by default); never again after
+    (a symbol removed later stays removed; one removed before is not brought back). Returns the
+    symbols added."""
+    with _metadata(instance) as conn:
+        if conn.execute("SELECT 1 FROM universe_flags WHERE name = ?", (DEFAULTS_LOADED_FLAG,)).fetchone():
+            return []
+        removed = {row[0] for row in conn.execute("SELECT symbol FROM symbols WHERE removed_at IS NOT NULL")}
+    added = add_default_universe(instance, path, skip=removed)
+    with _metadata(instance) as conn:
+        conn.execute("INSERT OR IGNORE INTO universe_flags (name, value) VALUES (?, ?)", (DEFAULTS_LOADED_FLAG, pd.Timestamp.now(tz="UTC").isoformat()))
+    return added
 
 
 def require_tracked(instance: dg.DagsterInstance, symbols: list[str]) -> None:

@@ -63,6 +63,20 @@ def test_first_start_seeding_happens_once_and_never_undoes_a_removal(platform, t
     assert universe_table(platform.instance).empty
 
 
+def test_first_start_adds_the_defaults_beside_symbols_tracked_before_but_not_removed_ones(platform, tmp_path):
+    """``make run`` tracks its symbols, then ``make serve`` starts: the service still tracks the
+    default universe (the HTTP guide's stocks and crypto) beside them, once; a symbol removed by
+    hand before the first start is not brought back."""
+    from platform_assets.universe import add_symbols, tracked_symbols
+
+    (tmp_path / "u.yaml").write_text("stock: [AAPL, MSFT, TSLA]\ncrypto: [BTC-USD]\n")
+    add_symbols(platform.instance, ["AAPL", "NVDA", "TSLA"])  # a backfill's symbols
+    remove_symbol(platform.instance, "TSLA")
+    assert sorted(seed_default_universe(platform.instance, tmp_path / "u.yaml")) == ["BTC-USD", "MSFT"]
+    assert sorted(tracked_symbols(platform.instance)) == ["AAPL", "BTC-USD", "MSFT", "NVDA"]
+    assert seed_default_universe(platform.instance, tmp_path / "u.yaml") == []  # once
+
+
 def test_seeding_the_real_default_universe_is_fast(platform):
     started = pd.Timestamp.now()
     added = seed_default_universe(platform.instance)
