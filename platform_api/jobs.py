@@ -606,7 +606,7 @@ def _status_fields(job_id: str, instance: dg.DagsterInstance) -> tuple[JobRecord
         "log_path": record.log_path,
     }
     return record, {
-        "job_id": record.job_id, "kind": record.kind, "state": state, "start_ts": record.started_at, "end_ts": record.finished_at,
+        "job_id": record.job_id, "kind": record.kind, "state": state, "start_ts": record.started_at or record.created_at, "end_ts": record.finished_at,
         "source": record.source, "dataset": record.dataset, "params": record.params, "summary": summary,
         "run_ids": [r.dagster_run.run_id for r in runs],
     }
@@ -631,7 +631,7 @@ def get_ingestion_job_status(job_id: str, *, instance: dg.DagsterInstance | None
     if record.kind not in INGESTION_KINDS:
         raise UnknownJobError(f"job {job_id} is a {record.kind} job: use get_{record.kind}_job_status")
     return IngestionJobStatus(
-        job_id=fields["job_id"], state=fields["state"], start_ts=_utc(record.started_at or record.created_at), end_ts=_utc(record.finished_at),
+        job_id=fields["job_id"], state=fields["state"], start_ts=_utc(fields["start_ts"]), end_ts=_utc(record.finished_at),
         source=record.source or "", params=record.params, summary=fields["summary"], kind=record.kind, run_ids=fields["run_ids"],
     )
 
@@ -642,6 +642,6 @@ def get_backfill_job_status(job_id: str, *, instance: dg.DagsterInstance | None 
     if record.kind != "backfill":
         raise UnknownJobError(f"job {job_id} is an {record.kind} job: use get_ingestion_job_status")
     return BackfillJobStatus(
-        job_id=fields["job_id"], state=fields["state"], start_ts=_utc(record.started_at or record.created_at), end_ts=_utc(record.finished_at),
+        job_id=fields["job_id"], state=fields["state"], start_ts=_utc(fields["start_ts"]), end_ts=_utc(record.finished_at),
         source=record.source or "", params=record.params, summary=fields["summary"], dataset_name=record.dataset, run_ids=fields["run_ids"],
     )

@@ -113,6 +113,7 @@ def test_async_refresh_job_reaches_succeeded(client, service):
     assert response.status_code == 200, response.text
     accepted = response.json()
     assert accepted["status"] == "started" and accepted["status_url"] == f"/data/jobs/{accepted['job_id']}"
+    assert client.get(accepted["status_url"]).json()["start_ts"]  # while PENDING: the submission time, as the Python API says
     status = wait_for_job(client, accepted["status_url"])
     assert status["state"] == "SUCCEEDED", status
     assert status["dagster_run_ids"] and status["params"]["asset_type"] == "crypto"
