@@ -73,12 +73,19 @@ def backfill_l2(
 
     ``written``: the file was (re)written with ``rows`` snapshots; ``skipped``: the file existed
     (``force=False``) or the vendor had no records (``zero_rows=True``, nothing written);
-    ``error``: ``error`` says why (raised instead with ``strict=True``). ``path`` is the file.
+    ``error``: ``error`` says why (raised instead with ``strict=True``), also for a symbol that fails
+    validation or a day that is no XNYS session. ``path`` is the file.
     ``mode`` (``"grid"`` | ``"every_event"``) and ``interval_ms`` override ``L2_SAMPLING_MODE`` /
     ``L2_INTERVAL_MS`` (README "Historical L2 sampling"); the result's ``sampling`` says which ran.
     """
     settings = settings or get_settings()
-    symbol, day = normalize_symbol(symbol), _session(trading_day)
+    try:
+        symbol, day = normalize_symbol(symbol), _session(trading_day)
+    except InvalidInputError as error:  # a bad task: raised with strict=True, else its result says why
+        if strict:
+            raise
+        return {"symbol": str(symbol), "date": str(trading_day), "status": "error", "zero_rows": False, "path": None, "rows": 0,
+                "error": f"{type(error).__name__}: {error}"}
     sampling = l2_sampling(settings, mode, interval_ms)
     return backfill_l2_day(databento_source(settings), _store(settings), symbol, day, _window(settings), force=force, strict=strict, sampling=sampling)
 

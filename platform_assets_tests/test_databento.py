@@ -26,6 +26,7 @@ from platform_assets.universe import add_symbols  # noqa: E402
 from resources.databento_source import DatabentoAuthError, DatabentoError, DatabentoSource, date_chunks  # noqa: E402
 from resources.lake import CURATED_BARS, feature_table, quarantine_table, raw_bars_table  # noqa: E402
 from resources.settings import load_settings  # noqa: E402
+from resources.validation import InvalidDateRangeError  # noqa: E402
 
 KEY = "db-TESTKEY0123456789abcdefghijk"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "databento"
@@ -219,6 +220,11 @@ def test_backfill_l2_written_skipped_empty_error_and_manifest(platform_db, vendo
     assert not (Path(settings.level2_path) / "ZZZZ").exists()  # no empty folder for TF_1's watcher
     with pytest.raises(DatabentoError, match="Could not resolve symbols: ZZZZ"):
         backfill_l2("ZZZZ", "2024-12-02", settings=settings, strict=True)
+    holiday = backfill_l2("AAPL", "2024-11-28", settings=settings)  # a bad task is an error result unless strict
+    assert holiday["status"] == "error" and "not an XNYS trading day" in holiday["error"] and holiday["path"] is None
+    assert backfill_l2("../AAPL", "2024-12-02", settings=settings)["status"] == "error"
+    with pytest.raises(InvalidDateRangeError, match="not an XNYS trading day"):
+        backfill_l2("AAPL", "2024-11-28", settings=settings, strict=True)
 
     summary = backfill_l2_batch(["AAPL", "MSFT", "ZZZZ"], "2024-12-02", "2024-12-04", settings=settings, max_workers=3)
     manifest_path = Path(settings.base_path) / "manifests" / MANIFEST_FILE
