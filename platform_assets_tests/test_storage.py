@@ -132,6 +132,37 @@ def test_a_raw_batch_this_process_wrote_is_read_from_memory_as_the_file_gives_it
         read_parquet_checked(path)
 
 
+def test_curated_month_files_this_process_wrote_are_read_from_memory_as_the_files_give_them(tmp_path, monkeypatch):
+    """Alignment, features and labels read the curated month files their run just wrote from
+    memory: the same table as the dataset read of the files (values, column order, metadata), and
+    from disk as soon as one file is not the one written."""
+    from resources import file_memory, lake as lake_module
+    from resources.lake import CURATED_BARS, read_parquet_table
+
+    monkeypatch.setattr(lake_module, "WRITTEN_TABLES", file_memory.FileMemory(lake_module.WRITTEN_TABLES_BYTES))
+    lake = ParquetLake(base_path=str(tmp_path), fsync=False)
+    days = [dt.date(2024, 11, 27), dt.date(2024, 11, 29), dt.date(2024, 12, 2), dt.date(2024, 12, 3)]
+    with lake.batched_writes():
+        for day in days:
+            frame = pd.DataFrame({"symbol": "AAPL", "date": day, "close": np.arange(5.0) + day.day,
+                                  "ts": pd.date_range(pd.Timestamp(day, tz="UTC") + pd.Timedelta(hours=14), periods=5, freq="min")})
+            lake.write_partition(CURATED_BARS, "AAPL", day, frame)
+    files = lake.partition_files(CURATED_BARS, ["AAPL"], days)
+    assert len(files) == 2 and all(lake_module.WRITTEN_TABLES.get(file_memory.file_identity(f)) is not None for f in files)
+    remembered = lake_module._remembered_tables
+    for columns in (None, ["ts", "close"]):
+        from_memory = read_parquet_table(files, columns)
+        monkeypatch.setattr(lake_module, "_remembered_tables", lambda files: None)
+        on_disk = read_parquet_table(files, columns)
+        monkeypatch.setattr(lake_module, "_remembered_tables", remembered)
+        assert from_memory.equals(on_disk, check_metadata=True) and from_memory.column_names == on_disk.column_names
+    stored = pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+    assert lake.read(CURATED_BARS, ["AAPL"], days[1:3]).equals(stored[stored["date"].isin(days[1:3])].reset_index(drop=True))
+    other = pq.read_table(files[1]).to_pandas().assign(close=-1.0)
+    pq.write_table(pa.Table.from_pandas(other, preserve_index=False), files[1])  # replaced behind the lake's back
+    assert (read_parquet_table(files)["close"].to_numpy()[-10:] == -1.0).all()
+
+
 def test_raw_batch_as_arrow_is_the_keyed_frame_with_the_same_batch_id():
     """raw_batch_table (the sim ingestion's path, no pandas batch frame) writes exactly what the
     batch frame converted with the schema holds, and keeps the content-hash batch id of earlier

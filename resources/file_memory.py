@@ -8,8 +8,9 @@ curation the raw batches of the raw step) or read (alignment the top of book cur
 The key of a file is its identity on disk: name, inode, size, modification and change times
 (``file_identity``). A replaced file (every lake and L2 write is a rename of a new file) or an added
 one is a different key, so an entry is never served for other bytes; a writer remembers what it
-wrote only when the file it renamed is still the one at the target (``write_and_identify``: a
-writer renaming over it in between is detected by the inode).
+wrote only when the file at the target is the one it renamed: the lake's writers hold the file's
+(table, symbol) lock, which keeps other writers out; the L2 writer holds none and checks the inode
+(``write_and_identify``: a writer renaming over it in between is detected).
 
 Bounded by bytes. A run reads its days in the same order in every step, so when they do not all
 fit, the first ones are kept (a newer entry is not admitted while the memory is full of entries

@@ -52,9 +52,9 @@ import pyarrow.parquet as pq
 from pandas.core.util.hashing import combine_hash_arrays
 
 from resources import lake_batch
-from resources.atomic import LOCK_WAIT_SECONDS, TMP_PREFIX, LockTimeoutError, atomic_write, file_lock, sweep_tree, write_parquet_atomic
-from resources.file_memory import FileMemory, file_identity, write_and_identify
-from resources.parquet_format import compressed_options, write_options
+from resources.atomic import LOCK_WAIT_SECONDS, TMP_PREFIX, LockTimeoutError, file_lock, sweep_tree, write_parquet_atomic
+from resources.file_memory import FileMemory, file_identity
+from resources.parquet_format import write_options
 from resources.validation import normalize_symbol
 
 PART_FILE = "part.parquet"
@@ -128,21 +128,30 @@ the time of ``pq.read_table`` on the lake's small files (its dataset machinery c
 file). Bigger files are read by ``pq.read_table`` (streamed, no second copy in memory)."""
 
 
-WRITTEN_TABLES_BYTES = 128 * 2**20
-"""Memory for the raw batches this process wrote (~40 KB each): ``WRITTEN_TABLES``."""
+WRITTEN_TABLES_BYTES = 256 * 2**20
+"""Memory for the raw batches (~60 KB each) and curated month files (~1.4 MB each) this process wrote."""
 WRITTEN_TABLES = FileMemory(WRITTEN_TABLES_BYTES)
 """The Arrow tables of files this process wrote with ``write_parquet_remembered`` (raw batches), by
 file identity (``resources.file_memory``): curation in the same run reads the batches the raw step
 just wrote from memory (~0.6 ms per symbol-day saved)."""
 
 
-def write_parquet_remembered(table: pa.Table, target: Path, *, fsync: bool) -> Path:
+READ_BACK_TABLES = frozenset({"curated_bars"})
+"""Derived tables whose month files a run's later steps read back (alignment, the bar features and
+the labels read the curated bars the run just wrote): remembered in ``WRITTEN_TABLES`` when written
+(~1.4 MB per symbol-month)."""
+
+
+def write_parquet_remembered(table: pa.Table, target: Path, *, fsync: bool, options: dict | None = None) -> Path:
     """``write_parquet_atomic``, and ``table`` remembered for this process's ``read_parquet_checked``
-    of the file while it is the one written (a file replaced since is read from disk)."""
-    options = compressed_options(table.schema)
-    path, identity = write_and_identify(atomic_write, target, lambda tmp: pq.write_table(table, tmp, **options), fsync=fsync)
-    if identity is not None:
-        WRITTEN_TABLES.put(identity, table, table.nbytes)
+    / ``read_parquet_table`` of the file while it is the one written (a file replaced since is read
+    from disk). The caller holds the file's (table, symbol) lock, as every lake writer does, so no
+    other writer renames a file over it between the write and the look at its identity."""
+    path = write_parquet_atomic(table, target, fsync=fsync, options=options)
+    try:
+        WRITTEN_TABLES.put(file_identity(path), table, table.nbytes)
+    except FileNotFoundError:
+        pass
     return path
 
 
@@ -408,7 +417,8 @@ class ParquetLake(dg.ConfigurableResource):
             target = self.month_file(table, symbol, month)
             with self._table_lock(table):
                 now = time.time_ns()
-                _write_month(merged, target, set(dates) | set(parts), fsync, {d: now for d in parts}, _options(table, merged))
+                _write_month(merged, target, set(dates) | set(parts), fsync, {d: now for d in parts}, _options(table, merged),
+                             remember=table.name in READ_BACK_TABLES)
                 for day in parts:
                     day_file = self.partition_dir(table, symbol, day) / PART_FILE
                     if day_file.exists():
@@ -865,6 +875,11 @@ def read_parquet_table(files: Sequence[Path], columns: Sequence[str] | None = No
     """Read many Parquet files of one schema into one Arrow table (multi-threaded); a failure names the file."""
     if len(files) == 1:
         return read_parquet_checked(files[0], columns)
+    remembered = _remembered_tables(files)
+    if remembered is not None:  # every file written by this process and unchanged since: no read
+        wanted = list(columns) if columns else remembered[0].column_names
+        if all(name in remembered[0].column_names for name in wanted):
+            return pa.concat_tables([t.select(wanted) for t in remembered])
     try:
         dataset = pads.dataset([str(f) for f in files], format="parquet")
         return dataset.to_table(columns=list(columns) if columns else None)
@@ -875,6 +890,21 @@ def read_parquet_table(files: Sequence[Path], columns: Sequence[str] | None = No
             if not parquet_file_ok(path):
                 raise CorruptLakeFileError(path, exc) from exc
         raise
+
+
+def _remembered_tables(files: Sequence[Path]) -> list[pa.Table] | None:
+    """The ``WRITTEN_TABLES`` tables of ``files`` when all are remembered with one schema (the
+    dataset read's would then be the same table), else None."""
+    tables = []
+    for path in files:
+        try:
+            table = WRITTEN_TABLES.get(file_identity(path))
+        except FileNotFoundError:
+            return None
+        if table is None or (tables and not table.schema.equals(tables[0].schema, check_metadata=False)):
+            return None
+        tables.append(table)
+    return tables
 
 
 def _as_date32(column: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -907,13 +937,18 @@ def _options(table: Table, data: pa.Table) -> dict:
     return write_options(table.name, data.schema)
 
 
-def _write_month(table: pa.Table, target: Path, dates, fsync: bool, fresh: dict | None = None, options: dict | None = None) -> Path:
+def _write_month(
+    table: pa.Table, target: Path, dates, fsync: bool, fresh: dict | None = None, options: dict | None = None, remember: bool = False,
+) -> Path:
     """Write a month file listing ``dates``; ``fresh`` = {date: ns} written now (or, for compaction,
-    when the merged day file was), the other dates keep their previous written time."""
+    when the merged day file was), the other dates keep their previous written time. ``remember``:
+    kept in ``WRITTEN_TABLES`` for this process's reads (``write_parquet_remembered``)."""
     fresh = fresh or {}
     previous = {} if all(d in fresh for d in dates) else written_times(target)  # every date rewritten: nothing to keep
     written = {d.isoformat(): fresh.get(d, previous.get(d)) for d in sorted(dates)}
     metadata = dict(table.schema.metadata or {})
     metadata[DATES_KEY] = ",".join(sorted(d.isoformat() for d in dates)).encode()
     metadata[WRITTEN_KEY] = json.dumps({k: v for k, v in written.items() if v is not None}).encode()
+    if remember:
+        return write_parquet_remembered(table.replace_schema_metadata(metadata), target, fsync=fsync, options=options)
     return write_parquet_atomic(table.replace_schema_metadata(metadata), target, fsync=fsync, options=options)
