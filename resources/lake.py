@@ -131,9 +131,10 @@ file). Bigger files are read by ``pq.read_table`` (streamed, no second copy in m
 WRITTEN_TABLES_BYTES = 256 * 2**20
 """Memory for the raw batches (~60 KB each) and curated month files (~1.4 MB each) this process wrote."""
 WRITTEN_TABLES = FileMemory(WRITTEN_TABLES_BYTES)
-"""The Arrow tables of files this process wrote with ``write_parquet_remembered`` (raw batches), by
-file identity (``resources.file_memory``): curation in the same run reads the batches the raw step
-just wrote from memory (~0.6 ms per symbol-day saved)."""
+"""The Arrow tables of files this process wrote with ``write_parquet_remembered`` (raw batches, the
+month files of ``READ_BACK_TABLES``), by file identity (``resources.file_memory``): curation in the
+same run reads the batches the raw step just wrote from memory (~0.6 ms per symbol-day saved), the
+later steps the curated month files."""
 
 
 READ_BACK_TABLES = frozenset({"curated_bars"})
