@@ -34,6 +34,7 @@ from platform_assets.automation.jobs import CRYPTO_PIPELINE_JOB, OFFLINE_PIPELIN
 from platform_assets.automation.run_reaper import own_process_tags, reap_dead_runs
 from platform_assets.calendars import CRYPTO, STOCKS, Market, sessions_in_range
 from platform_assets.partitions import MAX_DATES_PER_RUN, SYMBOL_GROUP_TAG, SYMBOLS_TAG, date_partitions_of
+from platform_assets.symbol_days import COMPLETE_CHECK
 from platform_assets.universe import add_symbols, detect_asset_type, require_tracked, tracked_symbols
 from resources.validation import InvalidDateRangeError, InvalidInputError, normalize_symbols, parse_date_range
 
@@ -74,6 +75,14 @@ class RunOutcome:
     error: str = ""
     partitions: dict[str, list[str]] = field(default_factory=dict)  # asset -> the partition keys this run materialized
     symbol_group: str = ""  # "k/n" when the backfill is split by symbols
+    failed_symbol_days: dict[str, str] = field(default_factory=dict)
+    """asset -> one line on the symbol-days whose transform raised (the run still succeeds: one bad
+    symbol-day never sinks the others; its date's ``symbols_complete`` evaluation fails at ERROR)."""
+
+    @property
+    def complete(self) -> bool:
+        """The run succeeded and every symbol-day it processed landed or was skipped on purpose."""
+        return self.success and not self.failed_symbol_days
 
     @property
     def materializations(self) -> dict[str, int]:
@@ -90,6 +99,17 @@ class BackfillReport:
     @property
     def success(self) -> bool:
         return all(r.success for r in self.runs)
+
+    @property
+    def complete(self) -> bool:
+        """Every run succeeded and no symbol-day failed (``RunOutcome.complete``)."""
+        return all(r.complete for r in self.runs)
+
+    def failures(self) -> list[str]:
+        """One line per failed run and per asset of a run with failed symbol-days."""
+        return [f"run {r.run_id[:8]}: {r.error}" for r in self.runs if not r.success] + [
+            f"run {r.run_id[:8]}: {asset}: {line}" for r in self.runs for asset, line in sorted(r.failed_symbol_days.items())
+        ]
 
     @property
     def materialized(self) -> dict[str, int]:
@@ -273,6 +293,12 @@ def _execute_chunk(
     partitions: dict[str, set[str]] = {}
     for event in result.get_asset_materialization_events():
         partitions.setdefault(event.asset_key.to_user_string(), set()).add(event.partition or "")
+    failed_symbol_days = {}
+    for evaluation in result.get_asset_check_evaluations():  # the run-level completeness result of each table
+        failed = evaluation.metadata.get("symbol_days_failed") if evaluation.partition is None and evaluation.check_name == COMPLETE_CHECK else None
+        if failed is not None and failed.value:
+            summary = evaluation.metadata.get("summary")
+            failed_symbol_days[evaluation.asset_key.to_user_string()] = f"{failed.value} symbol-day(s) failed: {summary.value if summary else ''}"
     error = ""
     if not result.success:
         failures = [e for e in result.all_events if e.is_step_failure]
@@ -286,6 +312,7 @@ def _execute_chunk(
         error=error,
         partitions={name: sorted(keys) for name, keys in partitions.items()},
         symbol_group=tags.get(SYMBOL_GROUP_TAG, ""),
+        failed_symbol_days=failed_symbol_days,
     )
 
 

@@ -53,6 +53,8 @@ def _backfill(args: argparse.Namespace) -> int:
 
     def progress(outcome, done, total):
         status = "ok" if outcome.success else f"FAILED: {outcome.error}"
+        if outcome.failed_symbol_days:
+            status = f"{status}, but " + "; ".join(f"{asset}: {line}" for asset, line in sorted(outcome.failed_symbol_days.items()))
         group = f" symbol group {outcome.symbol_group}" if outcome.symbol_group else ""
         _print(f"  [{done}/{total}] run {outcome.run_id[:8]} {outcome.start}..{outcome.end}{group}: {status} in {outcome.seconds:.1f}s")
 
@@ -65,7 +67,9 @@ def _backfill(args: argparse.Namespace) -> int:
     summary = summarize(warehouse, plan.symbols, plan.dates[0], plan.dates[-1])
     materialized = report.materialized
     _print()
-    _print(f"Summary ({'succeeded' if report.success else 'FAILED'} in {report.seconds:.1f}s)")
+    _print(f"Summary ({'succeeded' if report.complete else 'FAILED'} in {report.seconds:.1f}s)")
+    for line in report.failures():
+        _print(f"  failed: {line}")
     _print(f"  asset partitions materialized: {sum(materialized.values())} ({len(plan.dates)} dates x {len(materialized)} assets, {len(report.runs)} run(s))")
     _print("  rows per asset (these symbols and dates):")
     for name, rows in summary.rows.items():
@@ -79,7 +83,7 @@ def _backfill(args: argparse.Namespace) -> int:
     _print(f"  data:  {settings.base_path} (lake/, {settings.level2_folder}/)")
     _print(f"  instance: {os.environ['DAGSTER_HOME']}")
     _print("  UI:    make ui  (dagster dev on http://127.0.0.1:3000, same instance)")
-    return 0 if report.success else EXIT_FAILED
+    return 0 if report.complete else EXIT_FAILED
 
 
 def _symbols(args: argparse.Namespace) -> int:

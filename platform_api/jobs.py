@@ -331,7 +331,9 @@ def execute_job(instance: dg.DagsterInstance, job_id: str, defs: dg.Definitions 
                 launched_by=f"api-{record.kind}", asset_selection=selection, extra_tags=record.tags, worker_env=record.settings_env,
             )
             runs += report.runs
-        errors = "; ".join(r.error for r in runs if not r.success) or None
+        errors = "; ".join([r.error for r in runs if not r.success] + [
+            f"{asset}: {line}" for r in runs for asset, line in sorted(r.failed_symbol_days.items())  # landed partly: not a success
+        ]) or None
         return _update(folder, job_id, finished_at=_now(), materializations=materialized_partitions(runs), error=errors)
     except Exception as error:  # recorded for the status call, then re-raised for the worker's exit code
         _update(folder, job_id, finished_at=_now(), error=f"{type(error).__name__}: {error}")

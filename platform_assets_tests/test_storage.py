@@ -163,6 +163,29 @@ def test_curated_month_files_this_process_wrote_are_read_from_memory_as_the_file
     assert (read_parquet_table(files)["close"].to_numpy()[-10:] == -1.0).all()
 
 
+def test_re_ingesting_heals_a_raw_batch_whose_pages_rotted_behind_a_readable_footer(tmp_path, monkeypatch):
+    """Footer and row count intact, pages damaged: the same delivery again is not "unchanged" (a
+    later curation would quarantine it and lose the day): the batch is quarantined and written anew."""
+    from platform_assets.ingestion.raw_batches import raw_batch_table
+    from resources import file_memory, lake as lake_module
+    from resources.lake import CORRUPT_DIR, parquet_file_ok, parquet_file_readable
+
+    monkeypatch.setattr(lake_module, "WRITTEN_TABLES", file_memory.FileMemory(0))  # every read from disk
+    lake = ParquetLake(base_path=str(tmp_path), fsync=False)
+    table = raw_bars_table("sim")
+    now = pd.Timestamp("2024-03-13T01:00", tz="UTC")
+    batch_id, batch, _ = raw_batch_table(simulate_day(9, "AAPL", DAY).bars, source="sim", symbol="AAPL", day=DAY, ingestion_ts=now)
+    path, _ = lake.append_batch(table, "AAPL", DAY, batch, batch_id, now, RAW_BARS_SCHEMA)
+    data = bytearray(path.read_bytes())
+    data[200:2200] = bytes(2000)
+    path.write_bytes(bytes(data))
+    assert parquet_file_ok(path, batch.num_rows) and not parquet_file_readable(path)
+    again, written = lake.append_batch(table, "AAPL", DAY, batch, batch_id, now + pd.Timedelta(hours=1), RAW_BARS_SCHEMA)
+    assert written and pq.read_table(again).equals(batch)
+    assert [p.name for p in lake.batch_files(table, "AAPL", DAY)] == [again.name]
+    assert any(p.name.startswith(path.name) for p in (lake.root / CORRUPT_DIR).rglob("*.corrupt"))  # kept aside
+
+
 def test_raw_batch_as_arrow_is_the_keyed_frame_with_the_same_batch_id():
     """raw_batch_table (the sim ingestion's path, no pandas batch frame) writes exactly what the
     batch frame converted with the schema holds, and keeps the content-hash batch id of earlier

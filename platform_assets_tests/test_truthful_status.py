@@ -121,6 +121,26 @@ def test_one_failing_symbol_day_fails_only_itself(platform, monkeypatch):
     assert "injected vendor garbage" in meta["symbols_failed"].value and meta["symbols_written"].value == 1
 
 
+def test_a_failed_symbol_day_makes_the_backfill_the_cli_and_the_job_say_failed(platform, monkeypatch):
+    """The run succeeds (the other symbol-days land), but nothing that reports on the whole
+    backfill may say "succeeded": the report is not complete and names the symbol-day, the job
+    state is FAILED with it in its errors."""
+    import platform_assets.curation.assets as curation
+    from platform_api.jobs import get_backfill_job_status, trigger_backfill
+
+    _break_curation(monkeypatch, curation, lambda symbol, day: ValueError("injected vendor garbage for MSFT") if (symbol, day) == ("MSFT", D2) else None)
+    add_symbols(platform.instance, ["AAPL", "MSFT"])
+    report = run_backfill(platform.instance, plan_backfill(["AAPL", "MSFT"], D1, D2), defs=platform.defs)
+    assert report.success and not report.complete
+    assert report.runs[0].failed_symbol_days.keys() == {"curated_bars"}
+    assert any("curated_bars: 1 symbol-day(s) failed" in line and "MSFT" in line and "injected vendor garbage" in line for line in report.failures())
+    job = trigger_backfill("curated_bars", ["AAPL", "MSFT"], D1, D2 + dt.timedelta(days=1), wait=True,
+                           instance=platform.instance, settings=platform.settings, defs=platform.defs)
+    status = get_backfill_job_status(job.job_id, instance=platform.instance)
+    assert status.state == "FAILED" and status.summary["runs_failed"] == 0
+    assert any("curated_bars: 1 symbol-day(s) failed" in error and "MSFT" in error for error in status.summary["errors"])
+
+
 def test_a_date_whose_only_symbol_failed_is_failed_and_the_rest_materialized(platform, monkeypatch):
     import platform_assets.curation.assets as curation
 

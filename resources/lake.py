@@ -791,17 +791,19 @@ class ParquetLake(dg.ConfigurableResource):
     ) -> tuple[Path, bool]:
         """Write a raw batch unless a batch with the same ``batch_id`` exists. Returns (path, written).
 
-        An existing batch of that id is verified first (Parquet footer readable, same row count):
-        a corrupt one (torn by a crash or a full disk) is quarantined and the batch written anew, so
-        re-ingesting heals it. The check and the write hold the (table, symbol) lock.
+        An existing batch of that id is verified first (decoded whole, same row count): a corrupt
+        one (torn by a crash or a full disk, or pages damaged behind a readable footer) is
+        quarantined and the batch written anew, so re-ingesting heals it in the same run. The check
+        and the write hold the (table, symbol) lock.
         """
         arrow = _to_arrow(data, schema)
         with self._symbol_lock(table, symbol):
             for existing in self.batch_files(table, symbol, day):
                 if existing.stem.endswith(f"-{batch_id}"):
-                    if parquet_file_ok(existing, arrow.num_rows):
+                    if parquet_file_ok(existing, arrow.num_rows) and parquet_file_readable(existing):
                         return existing, False
-                    self.quarantine_file(table, existing, locked_symbol=True, check=lambda p: parquet_file_ok(p, arrow.num_rows))
+                    self.quarantine_file(table, existing, locked_symbol=True,
+                                         check=lambda p: parquet_file_ok(p, arrow.num_rows) and parquet_file_readable(p))
             stamp = ingestion_ts.tz_convert("UTC").strftime("%Y%m%dT%H%M%S%fZ")
             target = self.partition_dir(table, symbol, day) / f"{BATCH_PREFIX}{stamp}-{batch_id}.parquet"
             return write_parquet_remembered(arrow, target, fsync=self.fsync), True
