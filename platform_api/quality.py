@@ -32,7 +32,9 @@ from platform_assets.features.registry import FEATURE_GROUPS
 from platform_assets.quality.metrics import DQ_METRICS_SCHEMA, STATUS_ERROR, STATUS_OK, STATUS_RANK, STATUS_WARN, STATUSES
 from platform_assets.universe import market_of
 from resources.l2_store import L2SnapshotStore
-from resources.lake import CURATED_BARS, ParquetLake, feature_table, layout_files, raw_bars_table, read_parquet_files, symbol_layout
+from resources.lake import (
+    CURATED_BARS, CorruptLakeFileError, ParquetLake, feature_table, layout_files, parquet_file_ok, raw_bars_table, read_parquet_files, symbol_layout,
+)
 from resources.settings import PlatformSettings, get_settings
 from resources.validation import normalize_symbols, parse_date, parse_half_open_dates
 
@@ -303,17 +305,23 @@ def _tracked_symbols() -> dict[str, list[str]]:
 
 def _data_stored(settings: PlatformSettings, dataset: str, symbol: str, day: dt.date) -> bool:
     """Whether the data a stored DQ result of ``dataset`` (a stored name: ``raw_bars_sim``,
-    ``bar_features_v1`` ...) judged for (symbol, day) is still stored."""
+    ``bar_features_v1`` ...) judged for (symbol, day) is still stored in a file whose footer reads
+    (a torn, emptied or garbage file is not stored data)."""
     if dataset == "l2_snapshots":
-        return bool(L2SnapshotStore(level2_path=str(settings.level2_path)).day_files(symbol, day))
+        return any(parquet_file_ok(path) for path in L2SnapshotStore(level2_path=str(settings.level2_path)).day_files(symbol, day))
     lake = ParquetLake(base_path=str(settings.base_path), fsync=False)
     if dataset.startswith("raw_bars_"):
-        return bool(lake.batch_files(raw_bars_table(dataset[len("raw_bars_"):]), symbol, day))
+        batches = lake.batch_files(raw_bars_table(dataset[len("raw_bars_"):]), symbol, day)
+        return bool(batches) and parquet_file_ok(batches[-1])
     group, _, version = dataset.rpartition("_")
     table = feature_table(group, version) if group in FEATURE_GROUPS else CURATED_BARS if dataset == "curated_bars" else None
     if table is None:
         return True  # a dataset whose data we cannot locate is judged by its results alone
-    return day in symbol_layout(lake.symbol_dir(table, symbol))
+    try:
+        layout = symbol_layout(lake.symbol_dir(table, symbol))
+    except CorruptLakeFileError:
+        return False
+    return day in layout and parquet_file_ok(layout[day])
 
 
 def _rule_reasons(day: pd.DataFrame, status: str, checked: dt.date) -> list[str]:

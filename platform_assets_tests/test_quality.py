@@ -347,6 +347,18 @@ def test_health_is_green_only_over_stored_data_of_every_expected_symbol_each_mar
     assert gone.status == "YELLOW" and any("results but no stored data on 2024-12-06: AAPL" in reason for reason in gone.reasons)
     assert get_dataset_health("bar_features", "2024-12-06", settings=settings).status == "GREEN"  # its own data is there
     folder.with_name("moved-aside").rename(folder)
+    month = next(folder.glob("month=*/part.parquet"))
+    intact = month.read_bytes()
+    month.write_bytes(intact[: len(intact) // 3])  # torn: an answer (not an exception), naming it
+    torn = get_dataset_health("curated_bars", "2024-12-06", settings=settings)
+    assert torn.status == "YELLOW" and any("results but no stored data on 2024-12-06: AAPL" in reason for reason in torn.reasons)
+    month.write_bytes(intact)
+    l2_file = next((Path(settings.level2_path) / "MSFT").glob("2024-12-06_snapshots_*.parquet"))
+    l2_bytes = l2_file.read_bytes()
+    l2_file.write_bytes(b"garbage" * 100)  # a file is there, its data is not
+    garbage = get_dataset_health("l2_snapshots", "2024-12-06", settings=settings)
+    assert garbage.status == "YELLOW" and any("results but no stored data on 2024-12-06: MSFT" in reason for reason in garbage.reasons)
+    l2_file.write_bytes(l2_bytes)
 
     add_symbols(platform.instance, ["TSLA"])  # tracked, never ingested
     missing = get_dataset_health("curated_bars", "2024-12-06", settings=settings)
