@@ -64,22 +64,28 @@ def _backfill(args: argparse.Namespace) -> int:
     )
     resources = build_resources(settings)
     warehouse = LakeWarehouse(base_path=resources["lake"].base_path, level2_path=resources["l2_store"].level2_path)
-    summary = summarize(warehouse, plan.symbols, plan.dates[0], plan.dates[-1])
+    try:
+        summary, summary_error = summarize(warehouse, plan.symbols, plan.dates[0], plan.dates[-1]), None
+    except Exception as error:  # the summary reads the whole lake (a damaged file elsewhere): it never hides the backfill's outcome
+        summary, summary_error = None, f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
     materialized = report.materialized
     _print()
     _print(f"Summary ({'succeeded' if report.complete else 'FAILED'} in {report.seconds:.1f}s)")
     for line in report.failures():
         _print(f"  failed: {line}")
     _print(f"  asset partitions materialized: {sum(materialized.values())} ({len(plan.dates)} dates x {len(materialized)} assets, {len(report.runs)} run(s))")
-    _print("  rows per asset (these symbols and dates):")
-    for name, rows in summary.rows.items():
-        _print(f"    {name:<20} {rows:>10,}")
-    gaps = ", ".join(f"{k}={v}" for k, v in summary.gap_minutes.items()) or "none"
-    _print(f"  gap minutes in curated bars: {gaps}")
-    dq = ", ".join(f"{k}={v}" for k, v in summary.dq_status.items()) or "no metrics"
-    _print(f"  DQ status per symbol-day (curated_bars): {dq}")
-    for symbol, day, metric, value, status in summary.dq_problems:
-        _print(f"    {status}: {symbol} {day} {metric}={value:g}")
+    if summary is None:
+        _print(f"  rows, gaps and DQ status unavailable: the lake's SQL views could not be read ({summary_error})")
+    else:
+        _print("  rows per asset (these symbols and dates):")
+        for name, rows in summary.rows.items():
+            _print(f"    {name:<20} {rows:>10,}")
+        gaps = ", ".join(f"{k}={v}" for k, v in summary.gap_minutes.items()) or "none"
+        _print(f"  gap minutes in curated bars: {gaps}")
+        dq = ", ".join(f"{k}={v}" for k, v in summary.dq_status.items()) or "no metrics"
+        _print(f"  DQ status per symbol-day (curated_bars): {dq}")
+        for symbol, day, metric, value, status in summary.dq_problems:
+            _print(f"    {status}: {symbol} {day} {metric}={value:g}")
     _print(f"  data:  {settings.base_path} (lake/, {settings.level2_folder}/)")
     _print(f"  instance: {os.environ['DAGSTER_HOME']}")
     _print("  UI:    make ui  (dagster dev on http://127.0.0.1:3000, same instance)")

@@ -138,6 +138,13 @@ def test_cli_main_job_and_bad_input_leave_data_untouched(tmp_path):
         assert bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
     assert _lake_snapshot(tmp_path / "data") == before
 
+    # a damaged file of another symbol never turns a complete backfill into a crash in its summary
+    other = next((tmp_path / "data" / "lake" / "raw_bars" / "source=sim" / "symbol=MSFT").rglob("batch-*.parquet"))
+    other.write_bytes(b"garbage" * 50)
+    again = _cli(["backfill", "--symbols", "AAPL", "--start", "2024-12-02", "--end", "2024-12-05"], env)
+    assert again.returncode == 0, again.stderr
+    assert "Summary (succeeded" in again.stdout and "unavailable" in again.stdout and "Traceback" not in again.stderr
+
 
 def test_dagster_definitions_validate(tmp_path):
     home = tmp_path / "home"
