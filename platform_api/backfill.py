@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from platform_api.process_life import die_with_parent
 from platform_assets.automation.jobs import CRYPTO_PIPELINE_JOB, OFFLINE_PIPELINE_JOB
 from platform_assets.automation.run_reaper import own_process_tags, reap_dead_runs
 from platform_assets.calendars import CRYPTO, STOCKS, Market, sessions_in_range
@@ -401,7 +402,7 @@ def run_backfill(
             record(_execute_chunk(instance, plan.job_name, tags, log_level, defs, asset_selection))
     else:
         env = {**os.environ, **(worker_env or {})}
-        with cf.ProcessPoolExecutor(max_workers=min(workers, len(all_tags)), mp_context=worker_context()) as pool:
+        with cf.ProcessPoolExecutor(max_workers=min(workers, len(all_tags)), mp_context=worker_context(), initializer=die_with_parent) as pool:
             futures = [pool.submit(_execute_chunk_in_worker, instance.get_ref(), plan.job_name, tags, log_level, asset_selection, env) for tags in all_tags]
             for future in cf.as_completed(futures):
                 record(future.result())

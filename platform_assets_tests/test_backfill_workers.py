@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import datetime as dt
+from pathlib import Path
 
 import dagster as dg
 
@@ -56,7 +57,7 @@ def test_workers_are_forked_from_the_preload_server_not_spawned():
     assert {"dagster", "great_expectations", "pandas", "pyarrow.parquet", "duckdb"} <= set(modules)  # imported once, by the server
     assert "definitions" not in modules and "resources.adapters" not in modules  # the platform loads under each task's environment
     assert not {m for m in modules if m.split(".")[0] in ("platform_assets", "platform_api", "resources")} - {
-        "platform_assets", "platform_assets.calendars", "platform_api", "platform_api.worker_preload"}  # only the environment-free calendars
+        "platform_assets", "platform_assets.calendars", "platform_api", "platform_api.worker_preload", "platform_api.process_life"}  # only the environment-free calendars
     calendar_built = "__import__('platform_assets.calendars').calendars._calendar_until.cache_info().currsize"
     with cf.ProcessPoolExecutor(1, mp_context=context) as pool:
         assert pool.submit(eval, calendar_built).result() == 1  # the exchange calendar comes built
@@ -237,3 +238,53 @@ def test_a_run_waits_only_for_live_runs_planned_before_it_on_its_dates(platform)
     assert earlier_judges(platform.instance, check, ours, [D2]) == set()  # ours has no plan on D2
     assert earlier_judges(platform.instance, check, later, [D1]) == {alive, ours}
     assert other_date not in earlier_judges(platform.instance, check, later, [D1, D2])
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live descendant of ``pid`` (from /proc's children lists)."""
+    found, todo = set(), [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            children = {int(c) for task in Path(f"/proc/{parent}/task").iterdir() for c in (task / "children").read_text().split()}
+        except OSError:
+            continue
+        todo += sorted(children - found)
+        found |= children
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_killing_the_backfill_process_kills_its_worker_server_and_workers(tmp_path):
+    """``kill -9`` of ``mdp backfill --workers 2`` must stop its runs: the preload server and the
+    workers die with it instead of finishing the runs unseen and lingering (~1 GB); the runs they
+    leave STARTED are failed by the next backfill's reaper."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "DATA_PATH_OVERRIDE": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path / "home"), "LAKE_FSYNC": "false"}
+    cli = subprocess.Popen([sys.executable, "-m", "platform_api.cli", "backfill", "--symbols", "AAPL,MSFT,NVDA,AMZN", "--start", "2024-10-01",
+                            "--end", "2024-12-06", "--workers", "2"], cwd=Path(__file__).resolve().parents[1], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    helpers: set[int] = set()
+    deadline = time.monotonic() + 120
+    while len(helpers) < 3 and time.monotonic() < deadline and cli.poll() is None:  # the server and two workers
+        helpers = {pid for pid in _descendants(cli.pid) if _alive(pid)}
+        time.sleep(0.2)
+    assert len(helpers) >= 3, helpers
+    time.sleep(1.0)
+    os.kill(cli.pid, signal.SIGKILL)
+    cli.wait()
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in helpers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in helpers if _alive(pid)]
