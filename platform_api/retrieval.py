@@ -66,6 +66,7 @@ from platform_assets.curation.gap_engine import CURATED_COLUMNS
 from platform_assets.features.labels import LABEL_DEFINITIONS
 from platform_assets.features.registry import FEATURE_GROUPS
 from platform_assets.quality.checks import is_blocked, raw_dq_dataset
+from platform_assets.universe import market_of
 from resources.lake import CURATED_BARS, feature_table, labels_table
 from resources.settings import PlatformSettings
 from resources.validation import InvalidInputError, validate_version
@@ -141,6 +142,9 @@ def get_curated_bars(
     ``adjustment`` (default ``"none"``: prices as traded) ``"split"`` or ``"split_dividend"``
     back-adjusts prices (and volume for splits) for corporate actions known on ``adjustment_as_of``
     (default: the last session returned); see ``platform_api.adjustment``.
+
+    ``result.attrs["missing_sessions"]``: ``{symbol: [YYYY-MM-DD]}`` of the range's sessions a
+    symbol has no bars for (empty when every session is there).
     """
     symbols = normalize_symbols(symbols)
     start_ts, end_ts = parse_time_range(start, end)
@@ -166,13 +170,34 @@ def get_curated_bars(
     if empty:
         raise _missing_symbols_error("curated bars", empty, start_ts, end_ts)
     bars["ts"] = bars["ts"].dt.tz_convert("UTC")
+    missing = _sessions_without_bars(bars, symbols, start_ts, end_ts)
     adjusted = adjust_curated(bars, reader.lake.root, adjustment, as_of)
     if frequency == "1min":
-        return adjusted.reset_index(drop=True)
-    if adjustment == "none":
-        return resample_bars(bars, frequency)
-    labels = adjusted[["adjustment", "adjusted_as_of", "adjustment_view"]].iloc[0].to_dict()
-    return resample_bars(adjusted, frequency).assign(**labels)
+        out = adjusted.reset_index(drop=True)
+    elif adjustment == "none":
+        out = resample_bars(bars, frequency)
+    else:
+        labels = adjusted[["adjustment", "adjusted_as_of", "adjustment_view"]].iloc[0].to_dict()
+        out = resample_bars(adjusted, frequency).assign(**labels)
+    out.attrs["missing_sessions"] = missing
+    return out
+
+
+def _sessions_without_bars(bars: pd.DataFrame, symbols: list[str], start: pd.Timestamp, end: pd.Timestamp) -> dict[str, list[str]]:
+    """{symbol: [YYYY-MM-DD]} of the sessions of its market with a minute in ``[start, end)`` for
+    which no bar was returned (only symbols missing some): a partial answer is never silent."""
+    returned = {symbol: set(days) for symbol, days in bars.groupby("symbol", sort=False)["date"]}
+    out = {}
+    for symbol in symbols:
+        market = market_of(symbol)
+        expected = expected_sessions(start, end) if market == STOCKS else [
+            day for day in pd.date_range(start.floor("D"), end, freq="D", inclusive="left").date
+        ]
+        got = {pd.Timestamp(day).date() for day in returned.get(symbol, set())}
+        missing = [day.isoformat() for day in expected if day not in got]
+        if missing:
+            out[symbol] = missing
+    return out
 
 
 # --------------------------------------------------------------------------- training

@@ -45,6 +45,10 @@ def test_curated_bars_half_open_range_and_columns(lake_env):
     cut = pd.Timestamp("2024-11-26 15:00", tz="UTC")
     part = get_curated_bars("AAPL", "2024-11-26", cut, settings=settings)
     assert part["ts"].max() < cut and len(part) == 30  # 14:30..14:59 UTC
+    assert bars.attrs["missing_sessions"] == {} and part.attrs["missing_sessions"] == {}
+    beyond = get_curated_bars(["AAPL", "SPY"], "2024-11-26", "2024-12-04", settings=settings)  # Dec 3 was never ingested
+    assert beyond.attrs["missing_sessions"] == {"AAPL": ["2024-12-03"], "SPY": ["2024-12-03"]}  # a partial answer says so
+    assert get_curated_bars("AAPL", "2024-11-26", "2024-12-04", frequency="1h", settings=settings).attrs["missing_sessions"] == {"AAPL": ["2024-12-03"]}
 
 
 @pytest.mark.parametrize("frequency,minutes", [("5min", 5), ("1h", 60)])
