@@ -299,8 +299,8 @@ def _tracked_symbols() -> dict[str, list[str]]:
     from platform_api.instance import get_instance
     from platform_assets.universe import tracked_symbols
 
-    instance = get_instance()
-    return {market.name: tracked_symbols(instance, market) for market in (STOCKS, CRYPTO)}
+    with get_instance() as instance:
+        return {market.name: tracked_symbols(instance, market) for market in (STOCKS, CRYPTO)}
 
 
 def _data_stored(settings: PlatformSettings, dataset: str, symbol: str, day: dt.date) -> bool:
