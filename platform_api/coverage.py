@@ -84,14 +84,15 @@ def _num_rows(path: str, size: int, mtime_ns: int) -> int:
     return pq.read_metadata(path).num_rows
 
 
-def _rows(path: str) -> int:
+def _rows(path: str) -> int | None:
+    """The file's rows from its footer; None when the footer does not read (a torn or garbage file)."""
     try:
         info = os.stat(path)
         return _num_rows(path, info.st_size, info.st_mtime_ns)
     except FileNotFoundError:
         raise _Vanished(path) from None
-    except (OSError, pa.ArrowException):  # unreadable footer: counted as a file, its rows unknown
-        return 0
+    except (OSError, pa.ArrowException):  # unreadable footer: counted as a file, its rows unknown, its day not stored
+        return None
 
 
 def _month_dates(path: Path) -> set[str]:
@@ -110,7 +111,7 @@ def _scan_symbol(symbol_dir: Path) -> LayerCoverage:
         if month_file.exists():
             cover.dates |= _month_dates(month_file)
             cover.file_count += 1
-            cover.total_rows += _rows(str(month_file))
+            cover.total_rows += _rows(str(month_file)) or 0
     for date_dir in _dirs(symbol_dir, "date="):
         try:
             files = [f for f in os.scandir(date_dir.path) if f.name.endswith(".parquet") and not f.name.startswith(".")]
@@ -118,10 +119,12 @@ def _scan_symbol(symbol_dir: Path) -> LayerCoverage:
             raise _Vanished(date_dir.path) from None
         if not files:
             continue
-        cover.dates.add(date_dir.name.split("=", 1)[1])
         cover.file_count += len(files)
         newest = max(files, key=lambda f: f.name)  # raw: the newest batch is the one readers use
-        cover.total_rows += _rows(newest.path)
+        rows = _rows(newest.path)
+        if rows is not None:  # a day whose file readers would fail on is not covered
+            cover.dates.add(date_dir.name.split("=", 1)[1])
+            cover.total_rows += rows
     return cover
 
 

@@ -135,6 +135,18 @@ def test_features_count_only_when_every_feature_group_holds_the_day(platform):
     assert weekend["curated"] == {"expected_days": 0, "stored_days": 0, "missing_days": [], "status": "full"}
 
 
+def test_a_day_whose_file_does_not_read_is_not_covered(platform):
+    """A garbage or torn newest raw batch (readers fail on it) is counted as a file, not as a stored day."""
+    root = platform.settings.base_path
+    days = sessions_in_range(STOCKS, dt.date(2024, 12, 2), dt.date(2024, 12, 3))
+    for day in days:
+        _write(root, "raw_bars/source=sim", "AAPL", day)
+    garbage = Path(root) / "lake" / "raw_bars" / "source=sim" / "symbol=AAPL" / f"date={days[1].isoformat()}" / "part.parquet"
+    garbage.write_bytes(b"garbage" * 20)
+    raw = coverage_stats(days[0], days[-1] + dt.timedelta(days=1), ["AAPL"], settings=platform.settings)[0]["layers"]["raw"]  # [start, end)
+    assert raw["status"] == "partial" and raw["missing_days"] == [days[1].isoformat()]
+
+
 def test_crypto_is_full_without_features(platform):
     root = platform.settings.base_path
     day = dt.date(2024, 12, 7)  # a Saturday: a crypto day, no XNYS session
