@@ -284,13 +284,16 @@ def _execute_chunk(
     defs = defs or _project_definitions()
     started = time.monotonic()
     job = defs.resolve_job_def(job_name)
-    result = job.execute_in_process(
-        instance=instance,
-        tags={**tags, **own_process_tags()},
-        raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-        asset_selection=[dg.AssetKey(name) for name in asset_selection] if asset_selection else None,
-    )
+    try:
+        result = job.execute_in_process(
+            instance=instance,
+            tags={**tags, **own_process_tags()},
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            asset_selection=[dg.AssetKey(name) for name in asset_selection] if asset_selection else None,
+        )
+    finally:
+        forget_run_memories()  # they serve one run's later steps: a long-lived caller (the HTTP service) keeps none
     partitions: dict[str, set[str]] = {}
     for event in result.get_asset_materialization_events():
         partitions.setdefault(event.asset_key.to_user_string(), set()).add(event.partition or "")
@@ -315,6 +318,15 @@ def _execute_chunk(
         symbol_group=tags.get(SYMBOL_GROUP_TAG, ""),
         failed_symbol_days=failed_symbol_days,
     )
+
+
+def forget_run_memories() -> None:
+    """Empty the process-wide memories a run fills for its own later steps (``resources.file_memory``:
+    the L2 days and lake files it wrote, the top of book it read)."""
+    from resources import l2_store, lake
+
+    for memory in (l2_store.WRITTEN_BOOKS, l2_store.TOP_OF_BOOK, lake.WRITTEN_TABLES):
+        memory.clear()
 
 
 def _sweep_temp_files(defs: dg.Definitions, plan: BackfillPlan) -> None:

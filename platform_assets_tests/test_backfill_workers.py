@@ -288,3 +288,16 @@ def test_killing_the_backfill_process_kills_its_worker_server_and_workers(tmp_pa
     while any(_alive(pid) for pid in helpers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [pid for pid in helpers if _alive(pid)]
+
+
+def test_a_run_leaves_no_file_memories_behind_in_a_long_lived_caller(platform, monkeypatch):
+    """The memories of what a run wrote and read serve its own later steps only: after the run a
+    long-lived caller (the HTTP service runs synchronous refreshes in-process) holds none."""
+    from resources import l2_store, lake
+
+    sizes = []
+    real_put = lake.WRITTEN_TABLES.put
+    monkeypatch.setattr(lake.WRITTEN_TABLES, "put", lambda *a: (real_put(*a), sizes.append(lake.WRITTEN_TABLES.size)))
+    report = run_backfill(platform.instance, plan_backfill(["AAPL"], "2024-12-02", "2024-12-03"), defs=platform.defs, add_missing_symbols=True)
+    assert report.success and max(sizes) > 0  # used during the run
+    assert [m.size for m in (l2_store.WRITTEN_BOOKS, l2_store.TOP_OF_BOOK, lake.WRITTEN_TABLES)] == [0, 0, 0]

@@ -75,6 +75,11 @@ class FileMemory:
             entry = self._entries.get(key)
         return None if entry is None else entry[0]
 
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.size = 0
+
     def put(self, key: tuple, value: object, nbytes: int) -> None:
         if nbytes > self.budget:
             return
