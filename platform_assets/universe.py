@@ -218,14 +218,6 @@ def add_default_universe(instance: dg.DagsterInstance, path: Path | None = None,
     return added
 
 
-def universe_is_empty(instance: dg.DagsterInstance) -> bool:
-    """No symbol was ever added (none tracked, none removed): a fresh install."""
-    if instance.get_dynamic_partitions(SYMBOLS_PARTITION_NAME):
-        return False
-    with _metadata(instance) as conn:
-        return conn.execute("SELECT COUNT(*) FROM symbols").fetchone()[0] == 0
-
-
 def seed_default_universe(instance: dg.DagsterInstance, path: Path | None = None) -> list[str]:
     """Load the default universe once per instance (the service's first start): the symbols a
     backfill or ``mdp symbols add`` tracked before are kept and the defaults added beside them (the
