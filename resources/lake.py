@@ -185,6 +185,11 @@ def read_parquet_checked(path: Path, columns: Sequence[str] | None = None, *, fr
         raise CorruptLakeFileError(path, exc) from exc
 
 
+def corrupt_file_name(name: str) -> str:
+    """The name a corrupt file is kept under: ``<name>.<UTC stamp>.corrupt`` (no reader lists it)."""
+    return f"{name}.{pd.Timestamp.now(tz='UTC').strftime('%Y%m%dT%H%M%S%fZ')}.corrupt"
+
+
 def parquet_file_ok(path: Path, rows: int | None = None) -> bool:
     """Whether ``path`` has a readable Parquet footer (and ``rows`` rows when given)."""
     try:
@@ -465,8 +470,7 @@ class ParquetLake(dg.ConfigurableResource):
     def quarantine_path(self, path: Path) -> Path:
         """Where a corrupt lake file is moved: ``lake/quarantine/corrupt_files/<its path>.<UTC stamp>.corrupt``."""
         relative = Path(path).resolve().relative_to(self.root.resolve())
-        stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S%fZ")
-        return self.root / CORRUPT_DIR / relative.parent / f"{relative.name}.{stamp}.corrupt"
+        return self.root / CORRUPT_DIR / relative.parent / corrupt_file_name(relative.name)
 
     def quarantine_file(self, table: Table, path: Path, *, locked_symbol: bool = False, check=None) -> Path | None:
         """Move a corrupt file of ``table`` to the quarantine folder (never deleted); returns where.

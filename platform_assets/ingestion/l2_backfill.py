@@ -35,6 +35,7 @@ from platform_assets.ingestion.l2_sampling import L2Sampling, sample_books
 from resources.atomic import write_json_atomic
 from resources.databento_source import DatabentoSource, et_day_bounds
 from resources.l2_store import L2SnapshotStore
+from resources.lake import corrupt_file_name
 from resources.manifests import append_jsonl_healing, read_jsonl
 from resources.mirror import mirror_file
 
@@ -104,7 +105,7 @@ def decodable_rows(path: Path) -> int | None:
 def set_aside(path: Path) -> Path:
     """Move an unreadable day file to ``<name>.<UTC stamp>.corrupt`` beside it (never deleted; readers
     list only ``*.parquet``)."""
-    target = path.with_name(f"{path.name}.{pd.Timestamp.now(tz='UTC').strftime('%Y%m%dT%H%M%S%fZ')}.corrupt")
+    target = path.with_name(corrupt_file_name(path.name))
     os.replace(path, target)
     return target
 
