@@ -226,8 +226,9 @@ def get_dataset_health(dataset_name: str, as_of_date: dt.date, *, settings: Plat
         return DatasetHealthStatus(dataset_name, as_of, RED, [f"no data-quality results for {dataset_name} in the {LOOKBACK_SESSIONS} sessions up to {as_of}"])
     markets = metrics["symbol"].map(lambda symbol: market_of(symbol).name)
     tracked = _tracked_symbols()
+    stores = (ParquetLake(base_path=str(settings.base_path), fsync=False), L2SnapshotStore(level2_path=str(settings.level2_path)))
     judged = [
-        _market_health(settings, market, metrics[markets == market.name], tracked.get(market.name, []), first, as_of)
+        _market_health(stores, market, metrics[markets == market.name], tracked.get(market.name, []), first, as_of)
         for market in (STOCKS, CRYPTO) if (markets == market.name).any()
     ]
     labelled = len(judged) > 1
@@ -251,7 +252,7 @@ class _MarketHealth:
 
 
 def _market_health(
-    settings: PlatformSettings, market: Market, metrics: pd.DataFrame, tracked: list[str], first: dt.date, as_of: dt.date
+    stores: tuple[ParquetLake, L2SnapshotStore], market: Market, metrics: pd.DataFrame, tracked: list[str], first: dt.date, as_of: dt.date
 ) -> _MarketHealth:
     """One market's health on its latest session with results (``get_dataset_health``)."""
     sessions = sessions_in_range(market, first, as_of)[-LOOKBACK_SESSIONS:]
@@ -274,7 +275,7 @@ def _market_health(
     if without_results:
         status = RED if status == RED or len(without_results) == len(expected) else YELLOW
         reasons.append(f"{len(without_results)} of {len(expected)} symbols have no results on {checked}: {', '.join(without_results[:10])}")
-    gone = sorted({symbol for dataset, symbol in set(zip(day["dataset"], day["symbol"])) if not _data_stored(settings, dataset, symbol, checked)})
+    gone = sorted({symbol for dataset, symbol in set(zip(day["dataset"], day["symbol"])) if not _data_stored(stores, dataset, symbol, checked)})
     if gone:
         status = RED if status == RED or len(gone) + len(without_results) == len(expected) else YELLOW
         reasons.append(f"{len(gone)} of {len(expected)} symbols have results but no stored data on {checked}: {', '.join(gone[:10])}")
@@ -303,13 +304,13 @@ def _tracked_symbols() -> dict[str, list[str]]:
         return {market.name: tracked_symbols(instance, market) for market in (STOCKS, CRYPTO)}
 
 
-def _data_stored(settings: PlatformSettings, dataset: str, symbol: str, day: dt.date) -> bool:
+def _data_stored(stores: tuple[ParquetLake, L2SnapshotStore], dataset: str, symbol: str, day: dt.date) -> bool:
     """Whether the data a stored DQ result of ``dataset`` (a stored name: ``raw_bars_sim``,
     ``bar_features_v1`` ...) judged for (symbol, day) is still stored in a file whose footer reads
     (a torn, emptied or garbage file is not stored data)."""
+    lake, l2_store = stores
     if dataset == "l2_snapshots":
-        return any(parquet_file_ok(path) for path in L2SnapshotStore(level2_path=str(settings.level2_path)).day_files(symbol, day))
-    lake = ParquetLake(base_path=str(settings.base_path), fsync=False)
+        return any(parquet_file_ok(path) for path in l2_store.day_files(symbol, day))
     if dataset.startswith("raw_bars_"):
         batches = lake.batch_files(raw_bars_table(dataset[len("raw_bars_"):]), symbol, day)
         return bool(batches) and parquet_file_ok(batches[-1])
