@@ -190,9 +190,7 @@ def _sessions_without_bars(bars: pd.DataFrame, symbols: list[str], start: pd.Tim
     out = {}
     for symbol in symbols:
         market = market_of(symbol)
-        expected = expected_sessions(start, end) if market == STOCKS else [
-            day for day in pd.date_range(start.floor("D"), end, freq="D", inclusive="left").date
-        ]
+        expected = expected_sessions(start, end) if market == STOCKS else sessions_in_range(market, start.date(), (end - pd.Timedelta(1)).date())
         got = {pd.Timestamp(day).date() for day in returned.get(symbol, set())}
         missing = [day.isoformat() for day in expected if day not in got]
         if missing:
