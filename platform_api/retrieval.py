@@ -187,10 +187,13 @@ def _sessions_without_bars(bars: pd.DataFrame, symbols: list[str], start: pd.Tim
     """{symbol: [YYYY-MM-DD]} of the sessions of its market with a minute in ``[start, end)`` for
     which no bar was returned (only symbols missing some): a partial answer is never silent."""
     returned = {symbol: set(days) for symbol, days in bars.groupby("symbol", sort=False)["date"]}
+    sessions = {}  # per market, computed once
     out = {}
     for symbol in symbols:
         market = market_of(symbol)
-        expected = expected_sessions(start, end) if market == STOCKS else sessions_in_range(market, start.date(), (end - pd.Timedelta(1)).date())
+        if market not in sessions:
+            sessions[market] = expected_sessions(start, end) if market == STOCKS else sessions_in_range(market, start.date(), (end - pd.Timedelta(1)).date())
+        expected = sessions[market]
         got = {pd.Timestamp(day).date() for day in returned.get(symbol, set())}
         missing = [day.isoformat() for day in expected if day not in got]
         if missing:
