@@ -158,6 +158,14 @@ def earlier_judges(instance: dg.DagsterInstance, check_key: dg.AssetCheckKey, ru
     return {record.run_id for record in planned if record.run_id in running and record.partition in own and record.id < own[record.partition]}
 
 
+def _is_date(key: str) -> bool:
+    try:
+        dt.date.fromisoformat(key)
+    except ValueError:
+        return False
+    return True
+
+
 def _listing(items: list[str]) -> str:
     if not items:
         return ""
@@ -184,6 +192,7 @@ class SymbolDayStep:
         stats_keys: tuple[str, ...] = (),
         lake=None,
         quality: Sequence = (),
+        heals: Sequence = (),
     ):
         self.context, self.asset_name = context, asset_name
         self.symbols, self.dates = symbols, dates
@@ -193,6 +202,11 @@ class SymbolDayStep:
         self.lake = lake
         self.quality = list(quality)  # DQ recorders: told when a symbol-day's data did not land
         self.reports = {day: DateReport(day) for day in dates}
+        self.heals = list(heals)  # lake tables this step writes: dates they lose to a quarantined file are re-computed
+        self.healed: dict[dt.date, DateReport] = {}  # dates outside the run re-computed after such a loss
+        self._healed_from: dict[tuple[str, dt.date], str] = {}  # (symbol, date) -> where the file that held it went
+        self._per_date: Callable[[str, dt.date], Outcome] | None = None
+        self._materialized: set[dt.date] | None = None
         self._tracebacks = 0
         group = context.run.tags.get(SYMBOL_GROUP_TAG)
         self._not_in_run = (  # why a tracked symbol this run did not process is missing
@@ -204,6 +218,7 @@ class SymbolDayStep:
         """Symbol by symbol, date by date. With a ``lake``, writes are batched: each symbol's
         partitions are written once its dates are done, one file per (table, month)
         (``ParquetLake.batched_writes``); a partition whose write fails makes its symbol-day FAILED."""
+        self._per_date = transform
         progress = Progress(self.context, self.asset_name, len(self.symbols) * len(self.dates))
         with self._batching():
             for symbol in self.symbols:
@@ -211,6 +226,7 @@ class SymbolDayStep:
                     progress.step()
                     self.reports[day].outcomes[symbol] = self._attempt(transform, symbol, day)
                 self._flush(symbol)
+            self._heal_lost_dates()
         return self
 
     def run_by_symbol(
@@ -225,6 +241,7 @@ class SymbolDayStep:
         that batches writes (``LAKE_BATCH_WRITES=false``) this is ``run(fallback)``: the per-date path."""
         if not self._batches:
             return self.run(fallback)
+        self._per_date = fallback
         progress = Progress(self.context, self.asset_name, len(self.symbols) * len(self.dates))
         with self._batching():
             for symbol in self.symbols:
@@ -239,7 +256,50 @@ class SymbolDayStep:
                     self.reports[day].outcomes[symbol] = outcome
                 progress.step(len(self.dates))
                 self._flush(symbol)
+            self._heal_lost_dates()
         return self
+
+    # -- dates lost to a quarantined file ---------------------------------------------------------
+
+    def _heal_lost_dates(self) -> None:
+        """Re-compute, with the per-date transform, the dates of this step's tables (``heals``)
+        that left the lake with a corrupt file quarantined during the step (a month file holds
+        dates the run was not asked for: without this they would be gone while Dagster shows them
+        materialized). ``finish`` records each as materialized (or failing its completeness
+        check) on its own partition. Rounds repeat while re-computing finds more such files."""
+        if self.lake is None or not self.heals or self._per_date is None:
+            return
+        for _ in range(3):
+            losses = self.lake.take_lost_dates(self.heals, {*self.tracked, *self.symbols})  # this market's symbols
+            if not losses:
+                return
+            todo: dict[str, set[dt.date]] = {}
+            for lost in losses:
+                days = self._lost_days(lost)
+                for day in days:
+                    self._healed_from.setdefault((lost.symbol, day), lost.moved_to)
+                todo.setdefault(lost.symbol, set()).update(days)
+                self.context.log.warning(
+                    f"{self.asset_name}: {lost.table} {lost.symbol} {lost.month}: a corrupt file was moved to {lost.moved_to}; "
+                    f"re-computing the {len(days)} date(s) it held outside this run" + ("" if lost.dates is not None else " (its footer did not read: the month's materialized dates)")
+                )
+            for symbol, days in todo.items():
+                for day in sorted(days):
+                    report = self.healed.setdefault(day, DateReport(day))
+                    report.outcomes[symbol] = self._attempt(self._per_date, symbol, day)
+                self._flush(symbol)
+
+    def _lost_days(self, lost) -> list[dt.date]:
+        """The dates of ``lost`` not already computed by this step for its symbol."""
+        days = lost.dates if lost.dates is not None else {d for d in self._materialized_dates() if f"{d:%Y-%m}" == lost.month}
+        done = {day for day, report in (*self.reports.items(), *self.healed.items()) if lost.symbol in report.outcomes}
+        return sorted(day for day in days if day not in done)
+
+    def _materialized_dates(self) -> set[dt.date]:
+        if self._materialized is None:
+            keys = self.context.instance.get_materialized_partitions(dg.AssetKey(self.asset_name))
+            self._materialized = {dt.date.fromisoformat(key) for key in keys if _is_date(key)}
+        return self._materialized
 
     @property
     def _batches(self) -> bool:
@@ -268,7 +328,7 @@ class SymbolDayStep:
         except FlushError as error:
             self.context.log.error(f"{self.asset_name}: {error}")
             for (table, _, day), exc in error.failures.items():
-                report = self.reports.get(day)
+                report = self.reports.get(day) if day in self.reports else self.healed.get(day)
                 if report is not None and symbol in report.outcomes:
                     report.outcomes[symbol] = Outcome(FAILED, detail=f"writing {table} failed: {type(exc).__name__}: {exc}".splitlines()[0][:300])
                 for recorder in self.quality:
@@ -277,7 +337,11 @@ class SymbolDayStep:
     # -- reporting -------------------------------------------------------------------------------
 
     def outcomes_of(self, status: str) -> list[str]:
-        return [f"{s}@{r.day}" for r in self.reports.values() for s in r.symbols_with(status)]
+        return [f"{s}@{r.day}" for r in self._all_reports() for s in r.symbols_with(status)]
+
+    def _all_reports(self) -> list[DateReport]:
+        """The run's dates, then the dates re-computed after a quarantined file."""
+        return [*self.reports.values(), *(r for day, r in sorted(self.healed.items()) if day not in self.reports)]
 
     def _check_evaluation(self, report: DateReport) -> tuple[bool, dg.AssetCheckSeverity, dict]:
         missing = []
@@ -313,11 +377,18 @@ class SymbolDayStep:
         single = len(self.dates) == 1 and context.has_partition_key
         self._wait_for_earlier_judges()
         evaluations = {day: self._check_evaluation(report) for day, report in self.reports.items()}
-        if not single:
+        self._heal_lost_dates()  # judging may have met (and quarantined) a corrupt file of another symbol
+        healed = {day: self._check_evaluation(report) for day, report in sorted(self.healed.items()) if day not in self.reports}
+        logged = {**({} if single else evaluations), **healed}
+        if logged:
             log_check_evaluations(context, [
                 dg.AssetCheckEvaluation(asset_key=asset_key, check_name=COMPLETE_CHECK, passed=passed, severity=severity, metadata=meta, partition=day.isoformat())
-                for day, (passed, severity, meta) in evaluations.items()
+                for day, (passed, severity, meta) in logged.items()
             ])
+        self._record_healed(healed)
+        self._report_other_losses()
+        if not single:
+            evaluations.update(healed)
         not_landed = [r for r in self.reports.values() if self.symbols and not r.landed]
         failed = self.outcomes_of(FAILED)
         self._log_summary()
@@ -331,6 +402,25 @@ class SymbolDayStep:
         for report in self.reports.values():
             context.add_asset_metadata(report.metadata(self.stats_keys), partition_key=report.day.isoformat())
         return dg.MaterializeResult(check_results=[self._overall_result(evaluations, single), *(check_results or [])])
+
+    def _record_healed(self, healed: dict) -> None:
+        """Each re-computed date that landed is recorded as materialized on its own partition,
+        its metadata naming the quarantined file its data had been lost with."""
+        for day in healed:
+            report = self.healed[day]
+            if report.landed:
+                moved = sorted({self._healed_from[(s, day)] for s in report.outcomes if (s, day) in self._healed_from})
+                meta = {**report.metadata(self.stats_keys), "recomputed_after_quarantine": ", ".join(moved)}
+                self.context.log_event(dg.AssetMaterialization(asset_key=dg.AssetKey(self.asset_name), partition=day.isoformat(), metadata=meta))
+
+    def _report_other_losses(self) -> None:
+        """Losses of tables this step does not write (its inputs, read and found corrupt): their
+        dates fail their own asset's completeness check (``platform_assets.lost_dates_report``)."""
+        if self.lake is None:
+            return
+        from platform_assets.lost_dates_report import report_lost_dates  # it imports this module
+
+        report_lost_dates(self.context.instance, self.lake, self.context.log.warning)
 
     def _wait_for_earlier_judges(self) -> None:
         """Wait until every run still in progress that was *planned* before this one on one of this
@@ -372,7 +462,7 @@ class SymbolDayStep:
         )
 
     def _first_failure(self) -> str:
-        for report in self.reports.values():
+        for report in self._all_reports():
             for symbol in report.symbols_with(FAILED):
                 return f"{len(self.outcomes_of(FAILED))} symbol-day(s) failed, first {symbol}@{report.day}: {report.outcomes[symbol].detail}"
         return ""

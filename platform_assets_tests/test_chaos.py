@@ -382,6 +382,78 @@ def test_torn_raw_batch_and_truncated_month_file_heal_on_the_next_run(platform):
     assert pq.read_metadata(lake.batch_files(raw_bars_table("sim"), "AAPL", dt.date(2024, 11, 27))[-1]).num_rows > 0
 
 
+def _rot_pages(path: Path) -> None:
+    """Damage the data pages of a Parquet file, keeping its footer readable."""
+    data = bytearray(path.read_bytes())
+    footer = int.from_bytes(data[-8:-4], "little") + 8
+    end = len(data) - footer
+    data[end // 4 : end // 2] = bytes(end // 2 - end // 4)
+    path.write_bytes(bytes(data))
+
+
+def test_a_partial_rerun_over_a_corrupt_month_file_recomputes_the_months_other_dates(platform):
+    """A re-run of two dates meets month files holding eight: one torn (no footer), one rotted
+    behind a readable footer. Each is quarantined whole; the step re-computes every date it held,
+    not only the run's two, so the lake ends as before and Dagster records those dates again
+    (materialized, completeness check passed) from this run, naming the quarantined file."""
+    from platform_assets.symbol_days import COMPLETE_CHECK
+    from resources.lake import feature_table
+
+    lake = platform.defs.resources["lake"]
+    assert run_backfill(platform.instance, plan_backfill(["AAPL"], "2024-11-18", "2024-11-27"), defs=platform.defs, add_missing_symbols=True).success
+    data = Path(platform.settings.base_path)
+    reference = partition_hashes(data)
+    curated, features = lake.month_file(CURATED_BARS, "AAPL", "2024-11"), lake.month_file(feature_table("bar_features", "v1"), "AAPL", "2024-11")
+    assert len(month_file_dates(curated)) == 8 and len(month_file_dates(features)) == 8
+    _truncate(curated)
+    _rot_pages(features)
+    assert month_file_dates(features)  # the footer still reads
+
+    report = run_backfill(platform.instance, plan_backfill(["AAPL"], "2024-11-26", "2024-11-27"), defs=platform.defs)
+    assert report.success and report.complete
+    assert partition_hashes(data) == reference  # nothing lost
+    assert len(list((lake.root / CORRUPT_DIR).rglob("*.corrupt"))) == 2
+    rerun = {run.run_id for run in report.runs}
+    for asset in ("curated_bars", "bar_features"):
+        key = dg.AssetKey(asset)
+        event = platform.instance.get_latest_materialization_event(key)  # newest of any partition
+        records = platform.instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, asset_partitions=["2024-11-18"]), limit=1).records
+        assert records[0].run_id in rerun, asset
+        assert "recomputed_after_quarantine" in records[0].asset_materialization.metadata and event is not None
+        check = platform.instance.event_log_storage.get_asset_check_execution_history(dg.AssetCheckKey(key, COMPLETE_CHECK), limit=50)
+        latest = next(r for r in check if r.partition == "2024-11-18")
+        assert latest.run_id in rerun and latest.evaluation.passed, asset
+
+    _rot_pages(lake.month_file(CURATED_BARS, "AAPL", "2024-11"))  # a daily run (one date, direct writes) heals too
+    daily = run_backfill(platform.instance, plan_backfill(["AAPL"], "2024-11-27", "2024-11-27"), defs=platform.defs)
+    assert daily.complete and partition_hashes(data) == reference
+
+
+def test_an_input_month_file_found_corrupt_downstream_fails_its_own_assets_dates(platform):
+    """``bar_features`` alone over two dates reads a torn curated month file: it quarantines it and
+    fails its two dates, and every date the file held fails ``curated_bars``' completeness check
+    (the step cannot re-compute another asset's table), so no date of it stays green without data."""
+    from platform_assets.partitions import RANGE_END_TAG, RANGE_START_TAG
+    from platform_assets.symbol_days import COMPLETE_CHECK
+
+    lake = platform.defs.resources["lake"]
+    assert run_backfill(platform.instance, plan_backfill(["AAPL"], "2024-11-18", "2024-11-22"), defs=platform.defs, add_missing_symbols=True).success
+    _truncate(lake.month_file(CURATED_BARS, "AAPL", "2024-11"))
+    job = platform.defs.resolve_job_def("offline_pipeline")
+    result = job.execute_in_process(
+        instance=platform.instance, asset_selection=[dg.AssetKey("bar_features")], raise_on_error=False,
+        tags={RANGE_START_TAG: "2024-11-21", RANGE_END_TAG: "2024-11-22"},
+    )
+    assert not result.success  # neither of its dates landed
+    history = platform.instance.event_log_storage.get_asset_check_execution_history(dg.AssetCheckKey(dg.AssetKey("curated_bars"), COMPLETE_CHECK), limit=50)
+    latest = {}
+    for record in history:
+        latest.setdefault(record.partition, record)
+    days = ["2024-11-18", "2024-11-19", "2024-11-20", "2024-11-21", "2024-11-22"]
+    assert all(not latest[day].evaluation.passed and "AAPL (lost with" in latest[day].evaluation.metadata["missing"].value for day in days)
+    assert run_backfill(platform.instance, plan_backfill(["AAPL"], "2024-11-18", "2024-11-22"), defs=platform.defs).complete
+
+
 def test_temp_files_of_dead_writers_are_swept_and_live_ones_kept(tmp_path):
     lake = ParquetLake(base_path=str(tmp_path), fsync=False)
     lake.write_partition(CURATED_BARS, "AAPL", NOV[0], _frame("AAPL", NOV[0], 0.0))

@@ -137,3 +137,30 @@ def test_compaction_cli(platform, monkeypatch, capsys):
     finally:
         get_settings.cache_clear()
     assert platform.defs.resources["lake"].month_file(CURATED_BARS, "AAPL", "2024-11").exists()
+
+
+def test_a_corrupt_day_file_met_by_compaction_fails_the_job_and_its_dates_check_until_re_run(platform):
+    """Compaction quarantines a corrupt day file instead of merging it; the date it held is gone,
+    so the job fails naming it and the date's ``symbols_complete`` evaluation fails (the UI stops
+    showing it complete) until a re-run of the date stores it again."""
+    from platform_assets.symbol_days import COMPLETE_CHECK
+
+    assert run_backfill(platform.instance, plan_backfill(["AAPL"], "2024-11-25", "2024-11-27"), defs=platform.defs, add_missing_symbols=True).success
+    lake = platform.defs.resources["lake"]
+    day_file = lake.partition_dir(CURATED_BARS, "AAPL", NOV[1]) / "part.parquet"
+    day_file.write_bytes(day_file.read_bytes()[:100])
+    job = platform.defs.resolve_job_def("compact_lake_job")
+    result = job.execute_in_process(instance=platform.instance, run_config={"ops": {"compact_lake_op": {"config": {"before_month": "2024-12"}}}}, raise_on_error=False)
+    assert not result.success
+    key = dg.AssetCheckKey(dg.AssetKey("curated_bars"), COMPLETE_CHECK)
+
+    def latest(day: dt.date):
+        history = platform.instance.event_log_storage.get_asset_check_execution_history(key, limit=50)
+        return next(r for r in history if r.partition == day.isoformat())
+
+    lost = latest(NOV[1])
+    assert not lost.evaluation.passed and "AAPL (lost with the corrupt file" in lost.evaluation.metadata["missing"].value
+    assert latest(NOV[0]).evaluation.passed  # the dates that merged stay complete
+    assert not lake.has_partition(CURATED_BARS, "AAPL", NOV[1]) and month_file_dates(lake.month_file(CURATED_BARS, "AAPL", "2024-11")) == {NOV[0], NOV[2]}
+    assert run_backfill(platform.instance, plan_backfill(["AAPL"], "2024-11-26", "2024-11-26"), defs=platform.defs).complete
+    assert latest(NOV[1]).evaluation.passed and lake.has_partition(CURATED_BARS, "AAPL", NOV[1])

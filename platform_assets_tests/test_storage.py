@@ -35,6 +35,22 @@ def test_l2_file_contract(tmp_path):
         store.snapshot_path("AAPL", DAY, "../../x")
 
 
+def test_writing_over_garbage_at_an_l2_files_path_sets_the_garbage_aside(tmp_path):
+    """Whatever sat at a day file's path and does not read as Parquet is kept beside it
+    (``*.corrupt``, ignored by readers), not overwritten; a readable file is simply replaced."""
+    store = L2SnapshotStore(level2_path=str(tmp_path / "level2"), fsync=False)
+    book = simulate_day(2, "AAPL", DAY).book
+    path = store.snapshot_path("AAPL", DAY, "093000")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"PAR1 not really a parquet file")
+    assert store.write("AAPL", DAY, book, suffix="093000", source="sim") == path
+    aside = list(path.parent.glob("*.corrupt"))
+    assert len(aside) == 1 and aside[0].read_bytes() == b"PAR1 not really a parquet file"
+    store.write("AAPL", DAY, book, suffix="093000", source="sim")  # a good file is replaced, nothing set aside
+    assert len(list(path.parent.glob("*.corrupt"))) == 1 and store.day_files("AAPL", DAY) == [path]
+    np.testing.assert_array_equal(store.read_day("AAPL", DAY)[0].bid_prices, book.bid_prices)
+
+
 def pc_lengths(table):
     for name in ("bid_prices", "bid_sizes", "ask_prices", "ask_sizes"):
         yield from table.column(name).combine_chunks().value_lengths().to_pylist()

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from resources.atomic import atomic_write, sweep_stale_temp_files
 from resources.file_memory import MEMORY_TTL_SECONDS, FileMemory, files_identity, write_and_identify
-from resources.lake import read_parquet_checked
+from resources.lake import corrupt_file_name, parquet_file_ok, read_parquet_checked
 from resources.parquet_format import compressed_options
 from resources.schemas import DEFAULT_LEVELS, L2Book
 from resources.validation import normalize_symbol
@@ -59,6 +59,14 @@ class _BookMemory(FileMemory):
 
 
 _BOOK_ARRAYS = ("timestamp", "bid_prices", "bid_sizes", "ask_prices", "ask_sizes")
+
+
+def set_aside(path: Path) -> Path:
+    """Move an unreadable day file to ``<name>.<UTC stamp>.corrupt`` beside it (never deleted;
+    readers list only ``*.parquet``); returns where."""
+    target = path.with_name(corrupt_file_name(path.name))
+    os.replace(path, target)
+    return target
 
 
 def top_of_book(book: L2Book) -> L2Book:
@@ -115,8 +123,11 @@ class L2SnapshotStore(dg.ConfigurableResource):
         if book.levels != self.levels:
             raise ValueError(f"book has {book.levels} levels, the contract needs {self.levels}")
         table = book.to_arrow(extra={"source": source})
+        target = self.snapshot_path(symbol, day, suffix)
+        if target.exists() and not parquet_file_ok(target):
+            set_aside(target)  # garbage at the target (torn, foreign bytes): kept beside it, not overwritten
         path, identity = write_and_identify(
-            atomic_write, self.snapshot_path(symbol, day, suffix), lambda tmp: pq.write_table(table, tmp, **compressed_options(table.schema)),
+            atomic_write, target, lambda tmp: pq.write_table(table, tmp, **compressed_options(table.schema)),
             fsync=self.fsync, sweep=sweep,
         )
         if identity is not None:  # the file at the target is still ours: the L2 features of this run read it from memory

@@ -51,7 +51,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from pandas.core.util.hashing import combine_hash_arrays
 
-from resources import lake_batch
+from resources import lake_batch, lost_dates
 from resources.atomic import LOCK_WAIT_SECONDS, TMP_PREFIX, LockTimeoutError, file_lock, sweep_tree, write_parquet_atomic
 from resources.file_memory import FileMemory, file_identity
 from resources.parquet_format import write_options
@@ -268,6 +268,22 @@ def layout_lock(table_dir: Path, *, shared: bool, timeout: float = LOCK_WAIT_SEC
                 yield
                 return
         time.sleep(0.02)
+
+
+def _dates_held_by(path: Path) -> tuple[str, frozenset | None] | None:
+    """(month, dates) a derived table's file holds, for ``lost_dates``: a day file its date, a
+    month file the dates its footer lists (None when the footer does not read); None for any other
+    file (raw batches: their day keeps its other batches and is re-fetched by ingestion)."""
+    folder = path.parent.name
+    if folder.startswith(MONTH_PREFIX):
+        try:
+            return folder[len(MONTH_PREFIX):], month_file_dates(path)
+        except CorruptLakeFileError:
+            return folder[len(MONTH_PREFIX):], None
+    if folder.startswith("date=") and path.name == PART_FILE:
+        day = _date_of(path)
+        return month_of(day), frozenset({day})
+    return None
 
 
 def month_of(day: dt.date) -> str:
@@ -488,11 +504,20 @@ class ParquetLake(dg.ConfigurableResource):
             stack.enter_context(self._table_lock(table))
             if not path.exists() or (check or parquet_file_readable)(path):
                 return None
+            held = _dates_held_by(path)
             target = self.quarantine_path(path)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, target)
             _LOG.warning("quarantined corrupt lake file %s -> %s", path, target)
+            if held is not None:
+                lost_dates.record(str(self.root), lost_dates.LostDates(str(table), symbol, *held, str(target)))
             return target
+
+    def take_lost_dates(self, tables: Iterable[Table] | None, symbols: Iterable[str] | None = None) -> list[lost_dates.LostDates]:
+        """The dates ``tables`` (all when None) of ``symbols`` (all when None) lost to files this
+        process quarantined since they were last taken (``resources.lost_dates``): the owning step
+        re-computes them, anyone else reports them (``platform_assets.lost_dates_report``)."""
+        return lost_dates.take(str(self.root), None if tables is None else [str(t) for t in tables], symbols)
 
     def _month_table(self, table: Table, symbol: str, month: str) -> tuple[pa.Table | None, frozenset]:
         """(rows, dates) of a month file under the caller's symbol lock; a corrupt one is quarantined

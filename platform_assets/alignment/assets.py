@@ -69,5 +69,6 @@ def aligned_bars(context: dg.AssetExecutionContext, lake: ParquetLake, l2_store:
     step = SymbolDayStep(
         context, "aligned_bars", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS),
         is_stored=lambda s, d: lake.has_partition(ALIGNED_BARS, s, d), stats_keys=("l2_stale_rows", "crossed_book_rows"), lake=lake,
+        heals=[ALIGNED_BARS],
     )
     return step.run_by_symbol(align_days, align).finish()

@@ -22,6 +22,7 @@ import pandas as pd
 
 from platform_assets.features.labels import LABEL_DEFINITIONS
 from platform_assets.features.registry import FEATURE_GROUPS
+from platform_assets.lost_dates_report import report_lost_dates
 from resources.lake import ALIGNED_BARS, CURATED_BARS, ParquetLake, Table, feature_table, labels_table
 from resources.parquet_format import is_read_optimised
 from resources.read_copy import build_read_copies, remove_read_copies
@@ -95,6 +96,12 @@ def compact_lake_op(context: dg.OpExecutionContext, config: CompactionConfig, la
     context.log.info(f"compaction: {sum(merged.values())} day files merged in {len(merged)} tables")
     copies = refresh_read_copies(lake, config.before_month or None, context.log.info)
     context.log.info(f"read copies: {sum(copies.values())} rebuilt in {len(copies)} tables")
+    lost = report_lost_dates(context.instance, lake, context.log.warning)  # corrupt day files met while merging
+    if lost:
+        raise dg.Failure(
+            description=f"{len(lost)} corrupt file(s) quarantined while compacting; their dates fail their asset's completeness check until re-run",
+            metadata={"quarantined": dg.MetadataValue.md("\n".join(f"- {l.table} {l.symbol} {l.month}: {l.moved_to}" for l in lost))},
+        )
 
 
 @dg.job(description="Compaction of closed months (curated, aligned, features, labels).")

@@ -297,6 +297,7 @@ def curated_bars(
     step = SymbolDayStep(
         context, "curated_bars", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS),
         is_stored=lambda s, d: lake.has_partition(CURATED_BARS, s, d), stats_keys=CURATION_STAT_KEYS, lake=lake, quality=[quality],
+        heals=[CURATED_BARS, quarantine_table(CURATED_BARS)],
     ).run_by_symbol(curate_days, curate)
     dq_results = quality.finish(check_groups(CURATED_DQ_CHECKS))
     timeline_result = dg.AssetCheckResult(

@@ -90,7 +90,10 @@ def bar_features(context: dg.AssetExecutionContext, lake: ParquetLake, data_qual
                     rows.update(write_by_date(lake, feature_table(BAR_GROUP, version), symbol, features, quality[version]))
         return {**outcomes, **{day: written(n) for day, n in rows.items()}}
 
-    step = SymbolDayStep(context, "bar_features", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored, lake=lake, quality=quality.values())
+    step = SymbolDayStep(
+        context, "bar_features", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored, lake=lake, quality=quality.values(),
+        heals=[table_of(v) for v in versions],
+    )
     step = step.run_by_symbol(compute_days, compute)
     return step.finish(QualityRecorder.merged(list(quality.values())).finish(check_groups(BAR_DQ_CHECKS)))
 
@@ -173,7 +176,10 @@ def l2_features(
                 rows.update(write_by_date(lake, feature_table(L2_GROUP, version), symbol, features_of(version, symbol, todo_sessions), quality[version]))
         return {**outcomes, **{day: written(n) for day, n in rows.items()}}
 
-    step = SymbolDayStep(context, "l2_features", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored, lake=lake, quality=quality.values())
+    step = SymbolDayStep(
+        context, "l2_features", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored, lake=lake, quality=quality.values(),
+        heals=[feature_table(L2_GROUP, v) for v in versions],
+    )
     step = step.run_by_symbol(compute_days, compute)
     return step.finish(QualityRecorder.merged(list(quality.values())).finish(check_groups(L2_FEATURE_DQ_CHECKS)))
 
@@ -229,5 +235,8 @@ def labels(context: dg.AssetExecutionContext, lake: ParquetLake) -> dg.Materiali
                     rows.update(write_by_date(lake, labels_table(version), symbol, compute_labels_many(sessions, definition)))
         return {**outcomes, **{day: written(n) for day, n in rows.items()}}
 
-    step = SymbolDayStep(context, "labels", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored, lake=lake)
+    step = SymbolDayStep(
+        context, "labels", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored, lake=lake,
+        heals=[labels_table(v) for v in LABEL_DEFINITIONS],
+    )
     return step.run_by_symbol(compute_days, compute).finish()

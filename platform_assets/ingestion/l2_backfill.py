@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import datetime as dt
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -34,8 +33,7 @@ import pyarrow.parquet as pq
 from platform_assets.ingestion.l2_sampling import L2Sampling, sample_books
 from resources.atomic import write_json_atomic
 from resources.databento_source import DatabentoSource, et_day_bounds
-from resources.l2_store import L2SnapshotStore
-from resources.lake import corrupt_file_name
+from resources.l2_store import L2SnapshotStore, set_aside
 from resources.manifests import append_jsonl_healing, read_jsonl
 from resources.mirror import mirror_file
 
@@ -100,14 +98,6 @@ def decodable_rows(path: Path) -> int | None:
             return sum(batch.num_rows for batch in parquet.iter_batches(batch_size=DECODE_BATCH_ROWS))
     except (pa.ArrowException, OSError):
         return None
-
-
-def set_aside(path: Path) -> Path:
-    """Move an unreadable day file to ``<name>.<UTC stamp>.corrupt`` beside it (never deleted; readers
-    list only ``*.parquet``)."""
-    target = path.with_name(corrupt_file_name(path.name))
-    os.replace(path, target)
-    return target
 
 
 def manifest_status(result: dict) -> str:
