@@ -3,6 +3,7 @@
     mdp backfill --symbols AAPL,MSFT --start 2024-11-25 --end 2024-12-07   # the main job, days in [start, end)
     mdp symbols list | add AAPL MSFT | remove AAPL
     mdp audit-lookahead [--symbols AAPL,MSFT --days 2024-11-26 --cuts 3]     # exit 1 on look-ahead
+    mdp audit-lake                                                        # exit 1 when judged-complete dates lost data
     mdp warrior-backfill --since 30 --max-workers 4 --strict             # TF_1: auto_backfill_from_warrior
     mdp build-bars-coverage                                               # TF_1: build_bars_coverage
     mdp dataset build --groups bar_features --versions v1 --symbols AAPL,MSFT --start 2024-11-25 --end 2024-11-27 --name mr
@@ -166,7 +167,36 @@ def _compact(args: argparse.Namespace) -> int:
     _print(f"compaction: {sum(merged.values())} day files merged in {len(merged)} tables")
     copies = refresh_read_copies(lake, args.before or None, _print)
     _print(f"read copies: {sum(copies.values())} rebuilt in {len(copies)} tables")
-    return 0
+    return _report_lost(lake)
+
+
+def _report_lost(lake) -> int:
+    """Dates lost to corrupt files quarantined by this command fail their asset's completeness
+    check (``platform_assets.lake_status``); exit 1 when there were any."""
+    from platform_api.instance import get_instance
+    from platform_assets.lake_status import report_losses
+
+    losses = lake.take_lost_dates(None)
+    if not losses:
+        return 0
+    report_losses(get_instance(), losses, lambda line: _print(f"LOST: {line}"))
+    return EXIT_FAILED
+
+
+def _audit_lake(args: argparse.Namespace) -> int:
+    from platform_api.instance import get_instance
+    from platform_assets.lake_status import audit_stored_partitions
+    from resources.lake import ParquetLake
+
+    settings = get_settings()
+    lake = ParquetLake(base_path=str(settings.base_path), fsync=settings.lake_fsync)
+    failed = audit_stored_partitions(get_instance(), lake)
+    for asset, days in failed.items():
+        for day, symbols in days.items():
+            _print(f"NOT STORED: {asset} {day}: {', '.join(symbols)}")
+    dates = sum(len(days) for days in failed.values())
+    _print(f"lake status audit: {dates} date(s) judged complete no longer fully stored" + ("; their symbols_complete check now fails: re-run them" if dates else ""))
+    return max(EXIT_FAILED if failed else 0, _report_lost(lake))
 
 
 def _record_depth(args: argparse.Namespace) -> int:
@@ -418,6 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--seed", type=int, default=7)
     audit.add_argument("--json", action="store_true", help="print the report as JSON")
     audit.set_defaults(handler=_audit_lookahead)
+    audit_lake = sub.add_parser("audit-lake", help="fail the completeness check of dates judged complete whose data is no longer stored (exit 1 if any)")
+    audit_lake.set_defaults(handler=_audit_lake)
     bars = sub.add_parser("record-bars", help="live 1-minute bars from TWS/IB Gateway into the raw layer (source ib_live)")
     bars.add_argument("--symbols", required=True, help="comma-separated, e.g. AAPL,MSFT")
     bars.add_argument("--flush-seconds", type=float, default=60.0, help="write the day's bars so far every N seconds")

@@ -415,10 +415,10 @@ class SymbolDayStep:
 
     def _report_other_losses(self) -> None:
         """Losses of tables this step does not write (its inputs, read and found corrupt): their
-        dates fail their own asset's completeness check (``platform_assets.lost_dates_report``)."""
+        dates fail their own asset's completeness check (``platform_assets.lake_status``)."""
         if self.lake is None:
             return
-        from platform_assets.lost_dates_report import report_lost_dates  # it imports this module
+        from platform_assets.lake_status import report_lost_dates  # it imports this module
 
         report_lost_dates(self.context.instance, self.lake, self.context.log.warning)
 

@@ -270,3 +270,49 @@ def test_a_corrupt_raw_batch_fails_its_date_loudly_and_the_next_ingestion_heals_
     assert _run(platform, RANGE).success  # raw ingestion re-fetches the batch, curation passes
     assert _latest_check(platform.instance, "curated_bars", D2.isoformat()).passed
     assert lake.batch_files(raw_bars_table("sim"), "MSFT", D2)
+
+
+def test_data_removed_by_hand_fails_its_dates_completeness_check_at_the_next_lake_audit(platform):
+    """Dagster keeps a date materialized after its files are removed; the lake status audit job
+    fails the ``symbols_complete`` check of each date judged complete whose data a tracked symbol no
+    longer has (naming it), fails its own run, leaves other assets' dates alone, and once a re-run
+    stores the data again the dates pass and the audit is green."""
+    import shutil
+
+    assert run_backfill(platform.instance, plan_backfill(["AAPL", "MSFT"], D1, D2), defs=platform.defs, add_missing_symbols=True).complete
+    lake = platform.defs.resources["lake"]
+    audit = platform.defs.resolve_job_def("lake_status_audit_job")
+    assert audit.execute_in_process(instance=platform.instance).success  # nothing gone: green
+    shutil.rmtree(lake.symbol_dir(CURATED_BARS, "MSFT"))  # by hand
+    result = audit.execute_in_process(instance=platform.instance, raise_on_error=False)
+    assert not result.success
+    for day in (D1, D2):
+        evaluation = _latest_check(platform.instance, "curated_bars", day.isoformat())
+        assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
+        assert "MSFT (not stored now" in evaluation.metadata["missing"].value and "AAPL" not in evaluation.metadata["missing"].value
+        assert _latest_check(platform.instance, "bar_features", day.isoformat()).passed  # its files are all there
+    assert run_backfill(platform.instance, plan_backfill(["AAPL", "MSFT"], D1, D2), defs=platform.defs).complete
+    assert all(_latest_check(platform.instance, "curated_bars", day.isoformat()).passed for day in (D1, D2))
+    assert audit.execute_in_process(instance=platform.instance).success
+
+
+def test_mdp_audit_lake_names_what_is_gone_and_exits_1(platform, monkeypatch, capsys):
+    import shutil
+
+    from platform_api import instance as instance_module
+    from platform_api.cli import main
+    from resources.settings import get_settings
+
+    assert run_backfill(platform.instance, plan_backfill(["AAPL"], D1, D2), defs=platform.defs, add_missing_symbols=True).complete
+    monkeypatch.setenv("DATA_PATH_OVERRIDE", str(platform.settings.base_path))
+    monkeypatch.setattr(instance_module, "get_instance", lambda: platform.instance)
+    get_settings.cache_clear()
+    try:
+        assert main(["audit-lake"]) == 0 and "0 date(s)" in capsys.readouterr().out
+        shutil.rmtree(platform.defs.resources["lake"].symbol_dir(feature_table("bar_features", "v1"), "AAPL"))
+        assert main(["audit-lake"]) == 1
+        out = capsys.readouterr().out
+        assert f"NOT STORED: bar_features {D1}: AAPL" in out and f"NOT STORED: bar_features {D2}: AAPL" in out and "curated_bars" not in out
+    finally:
+        get_settings.cache_clear()
+    assert not _latest_check(platform.instance, "bar_features", D1.isoformat()).passed

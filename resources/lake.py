@@ -516,7 +516,7 @@ class ParquetLake(dg.ConfigurableResource):
     def take_lost_dates(self, tables: Iterable[Table] | None, symbols: Iterable[str] | None = None) -> list[lost_dates.LostDates]:
         """The dates ``tables`` (all when None) of ``symbols`` (all when None) lost to files this
         process quarantined since they were last taken (``resources.lost_dates``): the owning step
-        re-computes them, anyone else reports them (``platform_assets.lost_dates_report``)."""
+        re-computes them, anyone else reports them (``platform_assets.lake_status``)."""
         return lost_dates.take(str(self.root), None if tables is None else [str(t) for t in tables], symbols)
 
     def _month_table(self, table: Table, symbol: str, month: str) -> tuple[pa.Table | None, frozenset]:

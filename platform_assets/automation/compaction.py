@@ -22,7 +22,7 @@ import pandas as pd
 
 from platform_assets.features.labels import LABEL_DEFINITIONS
 from platform_assets.features.registry import FEATURE_GROUPS
-from platform_assets.lost_dates_report import report_lost_dates
+from platform_assets.lake_status import report_lost_dates
 from resources.lake import ALIGNED_BARS, CURATED_BARS, ParquetLake, Table, feature_table, labels_table
 from resources.parquet_format import is_read_optimised
 from resources.read_copy import build_read_copies, remove_read_copies

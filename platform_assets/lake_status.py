@@ -1,0 +1,148 @@
+"""Dagster status for lake data that went missing outside the runs that judged it.
+
+A date's ``symbols_complete`` evaluation is made when a run writes it. Data can leave the lake
+later, and Dagster would go on showing the date complete:
+
+* **A quarantined file no step re-computed.** The step that owns a table re-computes the dates it
+  loses (``SymbolDayStep(heals=...)``). A loss found by anyone else (a downstream step reading its
+  input, the compaction job merging a corrupt day file) is reported by ``report_lost_dates``: each
+  lost (asset, date) gets a failing evaluation (ERROR) naming the symbol and the quarantined file.
+* **Files removed by hand (or by a disk fault).** ``audit_stored_partitions`` (the
+  ``lake_status_audit_job``, scheduled daily) looks at every date whose latest evaluation passed
+  and fails it again, naming the tracked symbols whose data is no longer stored.
+
+Either way the date stays red until a re-run stores it again (its next evaluation passes).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import dagster as dg
+
+from platform_assets.calendars import CRYPTO, STOCKS, Market
+from platform_assets.features.labels import LABEL_DEFINITIONS
+from platform_assets.features.registry import FEATURE_GROUPS
+from platform_assets.symbol_days import COMPLETE_CHECK
+from platform_assets.universe import detect_asset_type, tracked_symbols
+from resources.lake import ALIGNED_BARS, CURATED_BARS, ParquetLake, Table, feature_table, labels_table
+from resources.lost_dates import LostDates
+
+SYMBOL_DAY_ASSETS = ("curated_bars", "crypto_curated_bars", "aligned_bars", *FEATURE_GROUPS, "labels")
+
+
+def tables_of(asset: str) -> list[Table]:
+    """The lake tables symbol-day asset ``asset`` writes (a date is stored when all of them hold it)."""
+    if asset in ("curated_bars", "crypto_curated_bars"):
+        return [CURATED_BARS]
+    if asset == "aligned_bars":
+        return [ALIGNED_BARS]
+    if asset in FEATURE_GROUPS:
+        return [feature_table(asset, version) for version in FEATURE_GROUPS[asset]]
+    if asset == "labels":
+        return [labels_table(version) for version in LABEL_DEFINITIONS]
+    raise ValueError(f"{asset!r} is not a symbol-day asset")
+
+
+def market_of_asset(asset: str) -> Market:
+    return CRYPTO if asset == "crypto_curated_bars" else STOCKS
+
+
+def asset_of(table: str, symbol: str) -> str | None:
+    """The asset that writes lake table ``table`` for ``symbol`` (None: no symbol-day asset)."""
+    if table == str(CURATED_BARS):
+        return "crypto_curated_bars" if detect_asset_type(symbol) == "crypto" else "curated_bars"
+    if table == str(ALIGNED_BARS):
+        return "aligned_bars"
+    for group, versions in FEATURE_GROUPS.items():
+        if any(table == str(feature_table(group, version)) for version in versions):
+            return group
+    if any(table == str(labels_table(version)) for version in LABEL_DEFINITIONS):
+        return "labels"
+    return None
+
+
+def report_lost_dates(instance: dg.DagsterInstance, lake: ParquetLake, log: Callable[[str], None] | None = None) -> list[LostDates]:
+    """Take every loss this process recorded under ``lake`` and fail the completeness check of
+    each lost (asset, date) in Dagster. A loss whose file's footer did not say which dates it held
+    is reported on the month's dates Dagster has materialized. Returns the losses reported."""
+    return report_losses(instance, lake.take_lost_dates(None), log)
+
+
+def report_losses(instance: dg.DagsterInstance, losses: list[LostDates], log: Callable[[str], None] | None = None) -> list[LostDates]:
+    """``report_lost_dates`` for losses already taken from the lake."""
+    for lost in losses:
+        asset = asset_of(lost.table, lost.symbol)
+        if asset is None:
+            continue
+        key = dg.AssetKey(asset)
+        days = lost.dates if lost.dates is not None else _materialized_in_month(instance, key, lost.month)
+        if log:
+            log(f"{lost.table} {lost.symbol}: {len(days)} date(s) of {lost.month} lost with the corrupt file moved to {lost.moved_to}; "
+                f"{asset}'s completeness check now fails on them until they are re-run")
+        for day in sorted(days):
+            instance.report_runless_asset_event(dg.AssetCheckEvaluation(
+                asset_key=key, check_name=COMPLETE_CHECK, passed=False, severity=dg.AssetCheckSeverity.ERROR, partition=day.isoformat(),
+                metadata={
+                    "date": day.isoformat(), "missing_symbols": 1,
+                    "missing": f"{lost.symbol} (lost with the corrupt file moved to {lost.moved_to}; re-run this date)",
+                },
+            ))
+    return losses
+
+
+def audit_stored_partitions(
+    instance: dg.DagsterInstance, lake: ParquetLake, assets: tuple[str, ...] = SYMBOL_DAY_ASSETS, log: Callable[[str], None] | None = None,
+) -> dict[str, dict[str, list[str]]]:
+    """For every date whose latest ``symbols_complete`` evaluation of ``assets`` passed, check that
+    each tracked symbol of the asset's market still has the date stored; a date where one no longer
+    has fails that check again (runless evaluation, ERROR, naming the symbols). Returns
+    {asset: {date: [symbols no longer stored]}} for the dates failed. Reads one folder listing and
+    the month files' footers (cached) per (table, symbol)."""
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+    failed: dict[str, dict[str, list[str]]] = {}
+    for asset in assets:
+        key = dg.AssetCheckKey(dg.AssetKey(asset), COMPLETE_CHECK)
+        passed = sorted(
+            info.partition_key for info in instance.event_log_storage.get_asset_check_partition_info([key])
+            if info.partition_key and info.latest_execution_status == AssetCheckExecutionRecordStatus.SUCCEEDED
+        )
+        if not passed:
+            continue
+        days = {day: dt.date.fromisoformat(day) for day in passed}
+        stored = {
+            symbol: set.intersection(*(lake.stored_dates(table, symbol) for table in tables_of(asset)))
+            for symbol in tracked_symbols(instance, market_of_asset(asset))
+        }
+        gone = {day: sorted(s for s, held in stored.items() if date not in held) for day, date in days.items()}
+        gone = {day: symbols for day, symbols in gone.items() if symbols}
+        for day, symbols in gone.items():
+            instance.report_runless_asset_event(dg.AssetCheckEvaluation(
+                asset_key=key.asset_key, check_name=COMPLETE_CHECK, passed=False, severity=dg.AssetCheckSeverity.ERROR, partition=day,
+                metadata={
+                    "date": day, "tracked_symbols": len(stored), "missing_symbols": len(symbols),
+                    "missing": ", ".join(f"{s} (not stored now, though the date's last evaluation passed: removed or lost since, or tracked since; re-run this date)" for s in symbols[:50])
+                    + (f" (+{len(symbols) - 50} more)" if len(symbols) > 50 else ""),
+                    "found_by": "lake status audit",
+                },
+            ))
+        if gone:
+            failed[asset] = gone
+            if log:
+                log(f"{asset}: {len(gone)} date(s) judged complete no longer have every tracked symbol stored: "
+                    + "; ".join(f"{day}: {', '.join(symbols[:10])}" for day, symbols in list(gone.items())[:10]))
+    return failed
+
+
+def _materialized_in_month(instance: dg.DagsterInstance, key: dg.AssetKey, month: str) -> set[dt.date]:
+    days = set()
+    for partition in instance.get_materialized_partitions(key):
+        try:
+            day = dt.date.fromisoformat(partition)
+        except ValueError:
+            continue
+        if f"{day:%Y-%m}" == month:
+            days.add(day)
+    return days
