@@ -24,6 +24,7 @@ import dagster as dg
 from platform_assets.calendars import CRYPTO, STOCKS, Market
 from platform_assets.features.labels import LABEL_DEFINITIONS
 from platform_assets.features.registry import FEATURE_GROUPS
+from platform_assets.partitions import materialized_dates
 from platform_assets.symbol_days import COMPLETE_CHECK
 from platform_assets.universe import detect_asset_type, tracked_symbols
 from resources.lake import ALIGNED_BARS, CURATED_BARS, ParquetLake, Table, feature_table, labels_table
@@ -77,7 +78,7 @@ def report_losses(instance: dg.DagsterInstance, losses: list[LostDates], log: Ca
         if asset is None:
             continue
         key = dg.AssetKey(asset)
-        days = lost.dates if lost.dates is not None else _materialized_in_month(instance, key, lost.month)
+        days = lost.dates if lost.dates is not None else materialized_dates(instance, key, lost.month)
         if log:
             log(f"{lost.table} {lost.symbol}: {len(days)} date(s) of {lost.month} lost with the corrupt file moved to {lost.moved_to}; "
                 f"{asset}'s completeness check now fails on them until they are re-run")
@@ -134,15 +135,3 @@ def audit_stored_partitions(
                 log(f"{asset}: {len(gone)} date(s) judged complete no longer have every tracked symbol stored: "
                     + "; ".join(f"{day}: {', '.join(symbols[:10])}" for day, symbols in list(gone.items())[:10]))
     return failed
-
-
-def _materialized_in_month(instance: dg.DagsterInstance, key: dg.AssetKey, month: str) -> set[dt.date]:
-    days = set()
-    for partition in instance.get_materialized_partitions(key):
-        try:
-            day = dt.date.fromisoformat(partition)
-        except ValueError:
-            continue
-        if f"{day:%Y-%m}" == month:
-            days.add(day)
-    return days

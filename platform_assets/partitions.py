@@ -96,3 +96,16 @@ def follow_upstream() -> dg.AutomationCondition:
         & ~ac.any_deps_in_progress()
         & ~ac.in_progress()
     ).with_label("eager, any source")
+
+
+def materialized_dates(instance: dg.DagsterInstance, asset_key: dg.AssetKey, month: str | None = None) -> set[dt.date]:
+    """The date partitions of ``asset_key`` Dagster has materialized (of ``month``, YYYY-MM, when given)."""
+    days = set()
+    for key in instance.get_materialized_partitions(asset_key):
+        try:
+            day = dt.date.fromisoformat(key)
+        except ValueError:
+            continue
+        if month is None or f"{day:%Y-%m}" == month:
+            days.add(day)
+    return days

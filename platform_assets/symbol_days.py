@@ -49,8 +49,9 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 
 from platform_assets.automation.run_reaper import run_process_gone
 from platform_assets.event_batches import log_check_evaluations
-from platform_assets.partitions import SYMBOL_GROUP_TAG
+from platform_assets.partitions import SYMBOL_GROUP_TAG, materialized_dates
 from platform_assets.progress import Progress
+from resources.lake import month_of
 from resources.lake_batch import FlushError
 
 COMPLETE_CHECK = "symbols_complete"
@@ -156,14 +157,6 @@ def earlier_judges(instance: dg.DagsterInstance, check_key: dg.AssetCheckKey, ru
     days = {day.isoformat() for day in dates}
     own = {record.partition: record.id for record in planned if record.run_id == run_id and record.partition in days}
     return {record.run_id for record in planned if record.run_id in running and record.partition in own and record.id < own[record.partition]}
-
-
-def _is_date(key: str) -> bool:
-    try:
-        dt.date.fromisoformat(key)
-    except ValueError:
-        return False
-    return True
 
 
 def _listing(items: list[str]) -> str:
@@ -291,14 +284,13 @@ class SymbolDayStep:
 
     def _lost_days(self, lost) -> list[dt.date]:
         """The dates of ``lost`` not already computed by this step for its symbol."""
-        days = lost.dates if lost.dates is not None else {d for d in self._materialized_dates() if f"{d:%Y-%m}" == lost.month}
+        days = lost.dates if lost.dates is not None else {d for d in self._materialized_dates() if month_of(d) == lost.month}
         done = {day for day, report in (*self.reports.items(), *self.healed.items()) if lost.symbol in report.outcomes}
         return sorted(day for day in days if day not in done)
 
     def _materialized_dates(self) -> set[dt.date]:
         if self._materialized is None:
-            keys = self.context.instance.get_materialized_partitions(dg.AssetKey(self.asset_name))
-            self._materialized = {dt.date.fromisoformat(key) for key in keys if _is_date(key)}
+            self._materialized = materialized_dates(self.context.instance, dg.AssetKey(self.asset_name))
         return self._materialized
 
     @property
