@@ -73,6 +73,7 @@ def report_lost_dates(instance: dg.DagsterInstance, lake: ParquetLake, log: Call
 
 def report_losses(instance: dg.DagsterInstance, losses: list[LostDates], log: Callable[[str], None] | None = None) -> list[LostDates]:
     """``report_lost_dates`` for losses already taken from the lake."""
+    lost_days: dict[str, set[str]] = {}
     for lost in losses:
         asset = asset_of(lost.table, lost.symbol)
         if asset is None:
@@ -90,7 +91,28 @@ def report_losses(instance: dg.DagsterInstance, losses: list[LostDates], log: Ca
                     "missing": f"{lost.symbol} (lost with the corrupt file moved to {lost.moved_to}; re-run this date)",
                 },
             ))
+        lost_days.setdefault(asset, set()).update(day.isoformat() for day in days)
+    for asset, days in lost_days.items():
+        _report_summary(instance, asset, sorted(days), None, "lost with corrupt files quarantined outside a run of this asset")
     return losses
+
+
+def _report_summary(instance: dg.DagsterInstance, asset: str, failing: list[str], checked: int | None, why: str) -> None:
+    """One failing evaluation without a partition beside the per-date ones: Dagster's check list
+    and the check's overview show an asset check's latest evaluation, which for a partitioned check
+    is the latest of any partition or none; this one makes them red until the next run judges."""
+    if not failing:
+        return
+    shown = ", ".join(failing[:50]) + (f" (+{len(failing) - 50} more)" if len(failing) > 50 else "")
+    instance.report_runless_asset_event(dg.AssetCheckEvaluation(
+        asset_key=dg.AssetKey(asset), check_name=COMPLETE_CHECK, passed=False, severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            **({"dates_checked": checked} if checked is not None else {}),
+            "dates_incomplete": len(failing), "incomplete": shown, "symbol_days_failed": 0,
+            "summary": f"{len(failing)} date(s) no longer fully stored ({why}); each date's own evaluation names the symbols",
+        },
+        description=f"lake status: {len(failing)} date(s) no longer fully stored; re-run them",
+    ))
 
 
 def audit_stored_partitions(
@@ -130,6 +152,7 @@ def audit_stored_partitions(
                 },
             ))
         if gone:
+            _report_summary(instance, asset, sorted(gone), len(passed), "judged complete, data removed or lost since")
             failed[asset] = gone
             if log:
                 log(f"{asset}: {len(gone)} date(s) judged complete no longer have every tracked symbol stored: "

@@ -291,6 +291,9 @@ def test_data_removed_by_hand_fails_its_dates_completeness_check_at_the_next_lak
         assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
         assert "MSFT (not stored now" in evaluation.metadata["missing"].value and "AAPL" not in evaluation.metadata["missing"].value
         assert _latest_check(platform.instance, "bar_features", day.isoformat()).passed  # its files are all there
+    key = dg.AssetCheckKey(dg.AssetKey("curated_bars"), COMPLETE_CHECK)
+    headline = platform.instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]  # what the check list shows
+    assert headline.partition is None and not headline.evaluation.passed and headline.evaluation.metadata["dates_incomplete"].value == 2
     assert run_backfill(platform.instance, plan_backfill(["AAPL", "MSFT"], D1, D2), defs=platform.defs).complete
     assert all(_latest_check(platform.instance, "curated_bars", day.isoformat()).passed for day in (D1, D2))
     assert audit.execute_in_process(instance=platform.instance).success
