@@ -281,6 +281,8 @@ class SymbolDayStep:
                     report = self.healed.setdefault(day, DateReport(day))
                     report.outcomes[symbol] = self._attempt(self._per_date, symbol, day)
                 self._flush(symbol)
+            for recorder in self.quality:  # their DQ results stored now: ``finish`` heals after the asset finished its recorders
+                recorder.flush()
 
     def _lost_days(self, lost) -> list[dt.date]:
         """The dates of ``lost`` not already computed by this step for its symbol."""

@@ -429,6 +429,19 @@ def test_a_partial_rerun_over_a_corrupt_month_file_recomputes_the_months_other_d
     assert daily.complete and partition_hashes(data) == reference
 
 
+def test_a_corrupt_month_file_of_a_symbol_outside_the_run_met_while_judging_is_recomputed(platform):
+    """A run for AAPL judges every tracked symbol's dates: MSFT's torn curated month file is
+    quarantined there, and the step re-computes all of MSFT's dates it held (its footer is gone:
+    the month's dates Dagster has materialized), DQ results included: the lake ends as before."""
+    lake = platform.defs.resources["lake"]
+    assert run_backfill(platform.instance, plan_backfill(["AAPL", "MSFT"], "2024-11-20", "2024-11-26"), defs=platform.defs, add_missing_symbols=True).complete
+    data = Path(platform.settings.base_path)
+    reference = partition_hashes(data)
+    _truncate(lake.month_file(CURATED_BARS, "MSFT", "2024-11"))
+    assert run_backfill(platform.instance, plan_backfill(["AAPL"], "2024-11-25", "2024-11-26"), defs=platform.defs).complete
+    assert partition_hashes(data) == reference
+
+
 def test_an_input_month_file_found_corrupt_downstream_fails_its_own_assets_dates(platform):
     """``bar_features`` alone over two dates reads a torn curated month file: it quarantines it and
     fails its two dates, and every date the file held fails ``curated_bars``' completeness check
