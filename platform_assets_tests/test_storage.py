@@ -423,6 +423,16 @@ def test_a_day_this_process_wrote_is_read_from_memory_as_the_file_gives_it(tmp_p
     read.bid_prices.fill(-1.0)  # a caller writing into its copy changes nobody else's
     assert _books_equal(store.read_day("AAPL", DAY)[0], from_disk)
 
+    later = DAY + dt.timedelta(days=3)  # in time order, in other types: remembered from its arrays, as the file reads
+    ordered = simulate_day(4, "AAPL", later).book
+    narrow = L2Book(ordered.timestamp, ordered.bid_prices.astype(np.float32), ordered.bid_sizes.astype(np.int32), ordered.ask_prices, ordered.ask_sizes)
+    store.write("AAPL", later, narrow, suffix="093000", source="sim")
+    remembered = l2_store.WRITTEN_BOOKS.get(l2_store.files_identity(store.day_files("AAPL", later)))
+    assert remembered is not None and remembered[1] == ["sim"]
+    assert _books_equal(remembered[0], store._read_files(store.day_files("AAPL", later))[0])
+    narrow.bid_sizes.fill(0)  # the writer's arrays are not the remembered ones
+    assert _books_equal(store.read_day("AAPL", later)[0], store._read_files(store.day_files("AAPL", later))[0])
+
     store.write("AAPL", DAY, simulate_day(6, "AAPL", DAY).book, suffix="databento", source="databento")  # a file added
     assert _books_equal(store.read_day("AAPL", DAY)[0], store._read_files(store.day_files("AAPL", DAY))[0])
 

@@ -131,7 +131,7 @@ class L2SnapshotStore(dg.ConfigurableResource):
             fsync=self.fsync, sweep=sweep,
         )
         if identity is not None:  # the file at the target is still ours: the L2 features of this run read it from memory
-            WRITTEN_BOOKS.put((identity,), *self._book_of_tables([table]))
+            WRITTEN_BOOKS.put((identity,), *(_as_read_back(book, source) or self._book_of_tables([table])))
         return path
 
     def sweep_temp_files(self, symbol: str) -> list[Path]:
@@ -226,7 +226,8 @@ class L2SnapshotStore(dg.ConfigurableResource):
             book = book.take(np.argsort(book.timestamp, kind="stable"))  # files merged, or written out of order
         if len(book) > 1:
             keep = np.concatenate([[True], book.timestamp[1:] != book.timestamp[:-1]])
-            book = book.take(np.flatnonzero(keep))
+            if not keep.all():
+                book = book.take(np.flatnonzero(keep))
         return book, sorted({_source_of(t) for t in chosen})
 
 
@@ -248,6 +249,24 @@ class L2DayIndex(Mapping[str, list[Path]]):
 
 class _NothingToWrite(Exception):
     pass
+
+
+def _as_read_back(book: L2Book, source: str) -> tuple[L2Book, list[str]] | None:
+    """What reading back the file ``write`` made of ``book`` gives (``_book_of_tables`` of its
+    table), straight from the arrays (copies, in the file's types): ~0.3 ms per day less than
+    decoding the Arrow table again. None when that read would reorder or drop snapshots (stamps not
+    strictly increasing) or the book is empty: the caller decodes the table then."""
+    stamps = book.timestamp
+    if len(book) == 0 or (len(book) > 1 and not bool(np.all(stamps[1:] > stamps[:-1]))):
+        return None
+    copied = L2Book(
+        stamps.astype("datetime64[ns]", copy=True),
+        book.bid_prices.astype(np.float64, copy=True),
+        book.bid_sizes.astype(np.int64, copy=True),
+        book.ask_prices.astype(np.float64, copy=True),
+        book.ask_sizes.astype(np.int64, copy=True),
+    )
+    return copied, [source]
 
 
 def _source_of(table: pa.Table) -> str:
