@@ -179,6 +179,32 @@ def test_whole_day_corruptions_are_errors():
         assert not set(zip(bad["symbol"], bad["date"])) & set(others), dataset
 
 
+def test_l2_rules_read_per_partition_levels_as_the_stacked_levels():
+    """The L2 level arrays stay one block per partition (no stacked copy of every book): results,
+    failing rows and the failing rows' levels equal those of the same batch given stacked arrays."""
+    from platform_assets.quality.checks import _rows_of
+    from platform_assets.quality.rules import QualityBatch
+
+    day = DAYS[3]
+    batches, _ = _batches(corruption={("NVDA", day): "crossed_book"})
+    blocks = batches["l2_snapshots"]
+    assert len(blocks.array_blocks) == blocks.n_parts > 1
+    stacked = QualityBatch(blocks.frame, blocks.part, blocks.keys, {name: np.concatenate([b[name] for b in blocks.array_blocks]) for name in blocks.array_blocks[0]})
+    by_block, by_stack = (evaluate(default_rule_sets()["l2_snapshots"], batch, "vectorised") for batch in (blocks, stacked))
+    pd.testing.assert_frame_equal(by_block.results.drop(columns="evaluated_at"), by_stack.results.drop(columns="evaluated_at"))
+    assert by_block.failing.keys() == by_stack.failing.keys() and all((by_block.failing[k] == by_stack.failing[k]).all() for k in by_block.failing)
+    crossed = by_block.failing["book_not_crossed"]
+    assert crossed.sum() > 0
+    rows_block, rows_stack = _rows_of(blocks, crossed, None), _rows_of(stacked, crossed, None)
+    assert rows_block.drop(columns=["bid_prices", "ask_prices", "bid_sizes", "ask_sizes"]).equals(rows_stack.drop(columns=["bid_prices", "ask_prices", "bid_sizes", "ask_sizes"]))
+    for name in ("bid_prices", "ask_prices", "bid_sizes", "ask_sizes"):
+        assert all(np.array_equal(a, b) for a, b in zip(rows_block[name], rows_stack[name]))
+    narrow = [{**b, "bid_prices": b["bid_prices"][:, :9]} if i == 2 else b for i, b in enumerate(blocks.array_blocks)]  # one partition with 9 levels
+    depth = evaluate(default_rule_sets()["l2_snapshots"], QualityBatch(blocks.frame, blocks.part, blocks.keys, narrow), "vectorised")
+    failing_parts = set(blocks.part[depth.failing["ten_levels"]])
+    assert failing_parts == {2}  # only that partition fails the depth rule
+
+
 def _offline_with(platform, corrupt: dict[str, str]) -> dg.Definitions:
     resources = dict(platform.defs.resources)
     resources["offline_source"] = OfflineSource(seed=platform.settings.sim_seed, corrupt_days=corrupt)

@@ -283,8 +283,8 @@ class QualityRecorder:
 def _rows_of(batch: QualityBatch, mask: np.ndarray, limit: int | None) -> pd.DataFrame:
     index = np.flatnonzero(mask)[:limit] if limit else np.flatnonzero(mask)
     rows = batch.frame.iloc[index].copy()
-    for name, array in batch.arrays.items():
-        rows[name] = list(array[index])
+    for name, values in batch.array_values_at(index).items():
+        rows[name] = values
     if "symbol" not in rows.columns:
         rows.insert(0, "symbol", [batch.keys[p][0] for p in batch.part[index]])
     return rows.reset_index(drop=True)

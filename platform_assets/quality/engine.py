@@ -131,8 +131,4 @@ def batch_from_frames(
     lengths = np.array(lengths if lengths is not None else [row_count(f) for f in frames], dtype=np.int64)
     frame = _concat_rows(frames)
     part = np.repeat(np.arange(len(lengths)), lengths)
-    stacked = {}
-    if arrays:
-        for name in arrays[0]:
-            stacked[name] = np.concatenate([a[name] for a in arrays])
-    return QualityBatch(frame, part, list(keys), stacked, stats)
+    return QualityBatch(frame, part, list(keys), list(arrays) if arrays else None, stats)  # level arrays kept per partition

@@ -35,15 +35,43 @@ class QualityBatch:
 
     ``frame`` has a RangeIndex; ``part[i]`` is the partition number of row ``i``; ``keys[p]`` is
     ``(symbol, date)`` of partition ``p``; ``arrays`` holds 2-D arrays (L2 levels) row-aligned with
-    ``frame``; ``stats[p]`` holds precomputed per-partition statistics (e.g. curation counts).
+    ``frame``: one dict of them, or a list of dicts (blocks of consecutive rows, e.g. one per
+    partition) that rules read block by block (``array_rows``) instead of stacking every book's
+    levels into one copy (~0.5 ms per L2 day); ``stats[p]`` holds precomputed per-partition
+    statistics (e.g. curation counts).
     """
 
-    def __init__(self, frame: pd.DataFrame, part: np.ndarray, keys: list[tuple], arrays: dict | None = None, stats: list[dict] | None = None):
+    def __init__(self, frame: pd.DataFrame, part: np.ndarray, keys: list[tuple], arrays: dict | list[dict] | None = None, stats: list[dict] | None = None):
         self.frame = frame
         self.part = part
         self.keys = keys
-        self.arrays = arrays or {}
+        self.array_blocks: list[dict] = list(arrays) if isinstance(arrays, list) else ([arrays] if arrays else [])
+        self._stacked: dict | None = None
         self.stats = stats or [{} for _ in keys]
+
+    @property
+    def arrays(self) -> dict:
+        """The 2-D arrays over every row (blocks stacked once, when first asked for)."""
+        if self._stacked is None:
+            blocks = self.array_blocks
+            self._stacked = blocks[0] if len(blocks) == 1 else {name: np.concatenate([b[name] for b in blocks]) for name in (blocks[0] if blocks else {})}
+        return self._stacked
+
+    def array_rows(self, per_block) -> np.ndarray:
+        """``per_block(arrays)`` -> one value per row of those arrays, evaluated block by block and
+        concatenated (equal to evaluating it on the stacked arrays, without stacking them)."""
+        if not self.array_blocks:
+            raise KeyError("this batch has no 2-D level arrays (L2 rules need bid/ask prices and sizes)")
+        return np.concatenate([np.asarray(per_block(block)) for block in self.array_blocks])
+
+    def array_values_at(self, index: np.ndarray) -> dict[str, list]:
+        """The 2-D arrays' rows at batch row numbers ``index``: name -> list of 1-D rows."""
+        if not self.array_blocks:
+            return {}
+        bounds = np.cumsum([0, *(_block_rows(block) for block in self.array_blocks)])
+        which = np.searchsorted(bounds, index, side="right") - 1
+        names = list(self.array_blocks[0])
+        return {name: [self.array_blocks[b][name][i - bounds[b]] for i, b in zip(index, which)] for name in names}
 
     @property
     def n_parts(self) -> int:
@@ -420,8 +448,11 @@ class L2CrossedBookRule(RowRule):
     group: Group = "book"
 
     def failing_rows(self, batch):
-        bid, ask = batch.arrays["bid_prices"][:, 0], batch.arrays["ask_prices"][:, 0]
-        return (bid > 0) & (ask > 0) & (bid >= ask)
+        def crossed(a):
+            bid, ask = a["bid_prices"][:, 0], a["ask_prices"][:, 0]
+            return (bid > 0) & (ask > 0) & (bid >= ask)
+
+        return batch.array_rows(crossed)
 
 
 class L2LevelOrderRule(RowRule):
@@ -431,10 +462,13 @@ class L2LevelOrderRule(RowRule):
     group: Group = "book"
 
     def failing_rows(self, batch):
-        bids, asks = batch.arrays["bid_prices"], batch.arrays["ask_prices"]
-        present_b = (bids[:, 1:] > 0) & (bids[:, :-1] > 0)
-        present_a = (asks[:, 1:] > 0) & (asks[:, :-1] > 0)
-        return ((bids[:, 1:] > bids[:, :-1]) & present_b).any(axis=1) | ((asks[:, 1:] < asks[:, :-1]) & present_a).any(axis=1)
+        def out_of_order(a):
+            bids, asks = a["bid_prices"], a["ask_prices"]
+            present_b = (bids[:, 1:] > 0) & (bids[:, :-1] > 0)
+            present_a = (asks[:, 1:] > 0) & (asks[:, :-1] > 0)
+            return ((bids[:, 1:] > bids[:, :-1]) & present_b).any(axis=1) | ((asks[:, 1:] < asks[:, :-1]) & present_a).any(axis=1)
+
+        return batch.array_rows(out_of_order)
 
 
 class L2SizesRule(RowRule):
@@ -444,8 +478,10 @@ class L2SizesRule(RowRule):
     group: Group = "book"
 
     def failing_rows(self, batch):
-        a = batch.arrays
-        return (a["bid_sizes"] < 0).any(axis=1) | (a["ask_sizes"] < 0).any(axis=1) | (a["bid_prices"] < 0).any(axis=1) | (a["ask_prices"] < 0).any(axis=1)
+        def negative(a):
+            return (a["bid_sizes"] < 0).any(axis=1) | (a["ask_sizes"] < 0).any(axis=1) | (a["bid_prices"] < 0).any(axis=1) | (a["ask_prices"] < 0).any(axis=1)
+
+        return batch.array_rows(negative)
 
 
 class L2DepthRule(RowRule):
@@ -456,9 +492,13 @@ class L2DepthRule(RowRule):
     group: Group = "book"
 
     def failing_rows(self, batch):
-        widths = {name: array.shape[1] for name, array in batch.arrays.items()}
-        wrong = any(width != self.levels for width in widths.values())
-        return np.full(len(batch.frame), wrong, dtype=bool)
+        if not batch.array_blocks:
+            return np.zeros(len(batch.frame), dtype=bool)
+        return batch.array_rows(lambda a: np.full(_block_rows(a), any(array.shape[1] != self.levels for array in a.values()), dtype=bool))
+
+
+def _block_rows(arrays: dict) -> int:
+    return len(next(iter(arrays.values()))) if arrays else 0
 
 
 AnyRule = Annotated[
