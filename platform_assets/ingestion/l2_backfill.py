@@ -27,13 +27,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from platform_assets.ingestion.l2_sampling import L2Sampling, sample_books
 from resources.atomic import write_json_atomic
 from resources.databento_source import DatabentoSource, et_day_bounds
 from resources.l2_store import L2SnapshotStore, set_aside
+from resources.lake import decodable_rows
 from resources.manifests import append_jsonl_healing, read_jsonl
 from resources.mirror import mirror_file
 
@@ -87,17 +86,6 @@ def backfill_l2_day(
     return result
 
 
-DECODE_BATCH_ROWS = 65_536
-
-
-def decodable_rows(path: Path) -> int | None:
-    """The rows of an existing day file when all of it decodes (footer and every page, read in
-    batches: bounded memory on a multi-million-row every-event day); None when it does not."""
-    try:
-        with pq.ParquetFile(path) as parquet:
-            return sum(batch.num_rows for batch in parquet.iter_batches(batch_size=DECODE_BATCH_ROWS))
-    except (pa.ArrowException, OSError):
-        return None
 
 
 def manifest_status(result: dict) -> str:
