@@ -17,6 +17,7 @@ Either way the date stays red until a re-run stores it again (its next evaluatio
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Callable
 
 import dagster as dg
@@ -74,6 +75,7 @@ def report_lost_dates(instance: dg.DagsterInstance, lake: ParquetLake, log: Call
 def report_losses(instance: dg.DagsterInstance, losses: list[LostDates], log: Callable[[str], None] | None = None) -> list[LostDates]:
     """``report_lost_dates`` for losses already taken from the lake."""
     lost_days: dict[str, set[str]] = {}
+    evaluations: list[dg.AssetCheckEvaluation] = []
     for lost in losses:
         asset = asset_of(lost.table, lost.symbol)
         if asset is None:
@@ -84,7 +86,7 @@ def report_losses(instance: dg.DagsterInstance, losses: list[LostDates], log: Ca
             log(f"{lost.table} {lost.symbol}: {len(days)} date(s) of {lost.month} lost with the corrupt file moved to {lost.moved_to}; "
                 f"{asset}'s completeness check now fails on them until they are re-run")
         for day in sorted(days):
-            instance.report_runless_asset_event(dg.AssetCheckEvaluation(
+            evaluations.append(dg.AssetCheckEvaluation(
                 asset_key=key, check_name=COMPLETE_CHECK, passed=False, severity=dg.AssetCheckSeverity.ERROR, partition=day.isoformat(),
                 metadata={
                     "date": day.isoformat(), "missing_symbols": 1,
@@ -92,19 +94,39 @@ def report_losses(instance: dg.DagsterInstance, losses: list[LostDates], log: Ca
                 },
             ))
         lost_days.setdefault(asset, set()).update(day.isoformat() for day in days)
-    for asset, days in lost_days.items():
-        _report_summary(instance, asset, sorted(days), None, "lost with corrupt files quarantined outside a run of this asset")
+    evaluations += [_summary(asset, sorted(days), None, "lost with corrupt files quarantined outside a run of this asset") for asset, days in lost_days.items()]
+    record_evaluations(instance, evaluations)
     return losses
 
 
-def _report_summary(instance: dg.DagsterInstance, asset: str, failing: list[str], checked: int | None, why: str) -> None:
+def record_evaluations(instance: dg.DagsterInstance, evaluations: list[dg.AssetCheckEvaluation]) -> None:
+    """Store check evaluations made outside a run, one per (check, partition) (the last given wins).
+
+    Not ``report_runless_asset_event``: Dagster files those under run id "", and its check-execution
+    table holds one row per (check, run id, partition), so a second runless evaluation of a date
+    (the same date lost twice, or found by the audit and then as lost) failed with a UNIQUE
+    constraint error and left the date green. Each call here files its evaluations under its own
+    id, ``lake-status-<uuid>``."""
+    from dagster._core.events import DagsterEvent, DagsterEventType
+    from dagster._core.instance.utils import RUNLESS_JOB_NAME
+
+    latest = {(e.asset_key, e.check_name, e.partition): e for e in evaluations}
+    if not latest:
+        return
+    run_id = f"lake-status-{uuid.uuid4().hex}"
+    for evaluation in latest.values():
+        instance.report_dagster_event(
+            DagsterEvent(event_type_value=DagsterEventType.ASSET_CHECK_EVALUATION.value, event_specific_data=evaluation, job_name=RUNLESS_JOB_NAME),
+            run_id=run_id,
+        )
+
+
+def _summary(asset: str, failing: list[str], checked: int | None, why: str) -> dg.AssetCheckEvaluation:
     """One failing evaluation without a partition beside the per-date ones: Dagster's check list
     and the check's overview show an asset check's latest evaluation, which for a partitioned check
     is the latest of any partition or none; this one makes them red until the next run judges."""
-    if not failing:
-        return
     shown = ", ".join(failing[:50]) + (f" (+{len(failing) - 50} more)" if len(failing) > 50 else "")
-    instance.report_runless_asset_event(dg.AssetCheckEvaluation(
+    return dg.AssetCheckEvaluation(
         asset_key=dg.AssetKey(asset), check_name=COMPLETE_CHECK, passed=False, severity=dg.AssetCheckSeverity.ERROR,
         metadata={
             **({"dates_checked": checked} if checked is not None else {}),
@@ -112,7 +134,7 @@ def _report_summary(instance: dg.DagsterInstance, asset: str, failing: list[str]
             "summary": f"{len(failing)} date(s) no longer fully stored ({why}); each date's own evaluation names the symbols",
         },
         description=f"lake status: {len(failing)} date(s) no longer fully stored; re-run them",
-    ))
+    )
 
 
 def audit_stored_partitions(
@@ -141,8 +163,9 @@ def audit_stored_partitions(
         }
         gone = {day: sorted(s for s, held in stored.items() if date not in held) for day, date in days.items()}
         gone = {day: symbols for day, symbols in gone.items() if symbols}
+        evaluations = []
         for day, symbols in gone.items():
-            instance.report_runless_asset_event(dg.AssetCheckEvaluation(
+            evaluations.append(dg.AssetCheckEvaluation(
                 asset_key=key.asset_key, check_name=COMPLETE_CHECK, passed=False, severity=dg.AssetCheckSeverity.ERROR, partition=day,
                 metadata={
                     "date": day, "tracked_symbols": len(stored), "missing_symbols": len(symbols),
@@ -152,7 +175,7 @@ def audit_stored_partitions(
                 },
             ))
         if gone:
-            _report_summary(instance, asset, sorted(gone), len(passed), "judged complete, data removed or lost since")
+            record_evaluations(instance, [*evaluations, _summary(asset, sorted(gone), len(passed), "judged complete, data removed or lost since")])
             failed[asset] = gone
             if log:
                 log(f"{asset}: {len(gone)} date(s) judged complete no longer have every tracked symbol stored: "

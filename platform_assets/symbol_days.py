@@ -279,7 +279,10 @@ class SymbolDayStep:
             for symbol, days in todo.items():
                 for day in sorted(days):
                     report = self.healed.setdefault(day, DateReport(day))
-                    report.outcomes[symbol] = self._attempt(self._per_date, symbol, day)
+                    outcome = self._attempt(self._per_date, symbol, day)
+                    if outcome.status == NO_INPUT:  # it was stored, and now it is gone: a failure of this run, not a quiet gap
+                        outcome = Outcome(FAILED, detail=f"lost with the corrupt file moved to {self._healed_from[(symbol, day)]} and not re-computed: no input ({outcome.detail})")
+                    report.outcomes[symbol] = outcome
                 self._flush(symbol)
             for recorder in self.quality:  # their DQ results stored now: ``finish`` heals after the asset finished its recorders
                 recorder.flush()

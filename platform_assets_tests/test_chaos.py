@@ -428,6 +428,14 @@ def test_a_partial_rerun_over_a_corrupt_month_file_recomputes_the_months_other_d
     daily = run_backfill(platform.instance, plan_backfill(["AAPL"], "2024-11-27", "2024-11-27"), defs=platform.defs)
     assert daily.complete and partition_hashes(data) == reference
 
+    shutil.rmtree(lake.partition_dir(raw_bars_table("sim"), "AAPL", dt.date(2024, 11, 19)))  # a lost date that cannot be re-computed
+    lake.compact_month(CURATED_BARS, "AAPL", "2024-11")  # the daily heal wrote day files: one month file again
+    _rot_pages(lake.month_file(CURATED_BARS, "AAPL", "2024-11"))
+    again = run_backfill(platform.instance, plan_backfill(["AAPL"], "2024-11-27", "2024-11-27"), defs=platform.defs)
+    assert again.success and not again.complete  # the run says so (mdp backfill exits 1), it is not a quiet gap
+    assert "curated_bars" in again.runs[0].failed_symbol_days and "not re-computed" in again.runs[0].failed_symbol_days["curated_bars"]
+    assert not lake.has_partition(CURATED_BARS, "AAPL", dt.date(2024, 11, 19)) and lake.has_partition(CURATED_BARS, "AAPL", dt.date(2024, 11, 18))
+
 
 def test_a_corrupt_month_file_of_a_symbol_outside_the_run_met_while_judging_is_recomputed(platform):
     """A run for AAPL judges every tracked symbol's dates: MSFT's torn curated month file is
@@ -465,6 +473,14 @@ def test_an_input_month_file_found_corrupt_downstream_fails_its_own_assets_dates
     days = ["2024-11-18", "2024-11-19", "2024-11-20", "2024-11-21", "2024-11-22"]
     assert all(not latest[day].evaluation.passed and "AAPL (lost with" in latest[day].evaluation.metadata["missing"].value for day in days)
     assert run_backfill(platform.instance, plan_backfill(["AAPL"], "2024-11-18", "2024-11-22"), defs=platform.defs).complete
+    _truncate(lake.month_file(CURATED_BARS, "AAPL", "2024-11"))  # lost a second time: reported again (a second runless report of a date used to crash)
+    assert not job.execute_in_process(instance=platform.instance, asset_selection=[dg.AssetKey("bar_features")], raise_on_error=False,
+                                      tags={RANGE_START_TAG: "2024-11-21", RANGE_END_TAG: "2024-11-22"}).success
+    history = platform.instance.event_log_storage.get_asset_check_execution_history(dg.AssetCheckKey(dg.AssetKey("curated_bars"), COMPLETE_CHECK), limit=100)
+    latest = {}
+    for record in history:
+        latest.setdefault(record.partition, record)
+    assert all(not latest[day].evaluation.passed and "AAPL (lost with" in latest[day].evaluation.metadata["missing"].value for day in days)
 
 
 def test_temp_files_of_dead_writers_are_swept_and_live_ones_kept(tmp_path):

@@ -310,6 +310,15 @@ def test_stored_dates_answers_like_has_partition_for_every_layout(tmp_path):
     assert lake.stored_dates(table, "AAPL") == {dt.date(2024, 12, 2), dt.date(2024, 12, 3)}
     assert not month.exists()  # quarantined, never deleted
 
+    for year in (2023, 2022):  # two corrupt month files of one symbol: both quarantined, no error
+        for day in (dt.date(year, 3, 1), dt.date(year, 3, 2)):
+            lake.write_partition(table, "MSFT", day, frame(day))
+        lake.compact_month(table, "MSFT", f"{year}-03")
+        lake.month_file(table, "MSFT", f"{year}-03").write_bytes(b"not parquet")
+    lake.write_partition(table, "MSFT", dt.date(2024, 1, 2), frame(dt.date(2024, 1, 2)))
+    assert lake.stored_dates(table, "MSFT") == {dt.date(2024, 1, 2)}
+    assert not lake.month_file(table, "MSFT", "2023-03").exists() and not lake.month_file(table, "MSFT", "2022-03").exists()
+
 
 def test_a_days_real_files_are_merged_in_time_order_without_repeated_stamps(tmp_path):
     """Two real captures of a day (a live file written out of order, a Databento file) interleave

@@ -297,6 +297,9 @@ def test_data_removed_by_hand_fails_its_dates_completeness_check_at_the_next_lak
     assert run_backfill(platform.instance, plan_backfill(["AAPL", "MSFT"], D1, D2), defs=platform.defs).complete
     assert all(_latest_check(platform.instance, "curated_bars", day.isoformat()).passed for day in (D1, D2))
     assert audit.execute_in_process(instance=platform.instance).success
+    shutil.rmtree(lake.symbol_dir(CURATED_BARS, "MSFT"))  # gone a second time: found again (a second runless evaluation of a date used to crash)
+    assert not audit.execute_in_process(instance=platform.instance, raise_on_error=False).success
+    assert all(not _latest_check(platform.instance, "curated_bars", day.isoformat()).passed for day in (D1, D2))
 
 
 def test_mdp_audit_lake_names_what_is_gone_and_exits_1(platform, monkeypatch, capsys):

@@ -610,11 +610,7 @@ class ParquetLake(dg.ConfigurableResource):
         buffer = lake_batch.current(str(self.root))
         if buffer is not None and buffer.has(table, normalize_symbol(symbol), day):
             return True
-        try:
-            return self.day_source(table, symbol, day) is not None
-        except CorruptLakeFileError as error:
-            self.quarantine_file(table, error.path)
-            return self.day_source(table, symbol, day) is not None
+        return self._quarantining(table, lambda: self.day_source(table, symbol, day) is not None)
 
     def stored_dates(self, table: Table, symbol: str) -> set[dt.date]:
         """Every date of (table, symbol) stored (either layout) or pending in this thread's batch:
@@ -622,11 +618,17 @@ class ParquetLake(dg.ConfigurableResource):
         quarantined first (its dates are then not stored)."""
         buffer = lake_batch.current(str(self.root))
         pending = set(buffer.pending.get((table, normalize_symbol(symbol)), {})) if buffer is not None else set()
-        try:
-            return set(symbol_layout(self.symbol_dir(table, symbol))) | pending
-        except CorruptLakeFileError as error:
-            self.quarantine_file(table, error.path)
-            return set(symbol_layout(self.symbol_dir(table, symbol))) | pending
+        return self._quarantining(table, lambda: set(symbol_layout(self.symbol_dir(table, symbol)))) | pending
+
+    def _quarantining(self, table: Table, answer, rounds: int = 100):
+        """``answer()``, quarantining each corrupt file it meets and asking again (a symbol may
+        have several corrupt month files); after ``rounds`` files the last error is raised."""
+        for _ in range(rounds):
+            try:
+                return answer()
+            except CorruptLakeFileError as error:
+                self.quarantine_file(table, error.path)
+        return answer()
 
     def delete_partition(self, table: Table, symbol: str, day: dt.date) -> bool:
         """Remove a derived partition (used when a re-run produces nothing for it)."""
