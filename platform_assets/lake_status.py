@@ -26,6 +26,7 @@ from platform_assets.calendars import CRYPTO, STOCKS, Market
 from platform_assets.features.labels import LABEL_DEFINITIONS
 from platform_assets.features.registry import FEATURE_GROUPS
 from platform_assets.partitions import materialized_dates
+from platform_assets.quality.checks import dq_tables
 from platform_assets.symbol_days import COMPLETE_CHECK
 from platform_assets.universe import detect_asset_type, tracked_symbols
 from resources.lake import ALIGNED_BARS, CURATED_BARS, ParquetLake, Table, feature_table, labels_table
@@ -62,6 +63,11 @@ def asset_of(table: str, symbol: str) -> str | None:
             return group
     if any(table == str(labels_table(version)) for version in LABEL_DEFINITIONS):
         return "labels"
+    for group, versions in FEATURE_GROUPS.items():  # DQ tables: the asset whose recorder writes them
+        if any(table in {str(t) for t in dq_tables(f"{group}_{version}")} for version in versions):
+            return group
+    if table in {str(t) for t in dq_tables("curated_bars")}:
+        return "crypto_curated_bars" if detect_asset_type(symbol) == "crypto" else "curated_bars"
     return None
 
 

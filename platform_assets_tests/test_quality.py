@@ -454,3 +454,30 @@ def test_crypto_days_are_judged_by_rules_sized_for_1440_minutes(platform):
     assert len(gap_counts) == 20 and (gap_counts >= 30).any()  # what the stock threshold blocked
     assert metrics.loc[metrics["metric"] == "gap_count", "status"].isin(["ok", "warn"]).all()
     assert not any(is_blocked(lake, "curated_bars", "BTC-USD", dt.date(2024, 11, d)) for d in range(1, 21))
+
+
+def test_a_corrupt_block_marker_file_never_opens_the_dq_gate(platform):
+    """Two sessions whose raw bars failed an error rule share a marker month file. Torn, it keeps
+    the gate closed (the dates' stored error results decide; nothing readable = blocked): curation
+    alone still skips both, and blocked_dates answers the same as is_blocked."""
+    from platform_assets.partitions import RANGE_END_TAG, RANGE_START_TAG
+    from platform_assets.quality.checks import blocked_dates, raw_dq_dataset
+    from platform_assets.quality.metrics import dq_blocked_table
+    from resources.lake import month_file_dates
+
+    blocked = [dt.date(2024, 11, 20), dt.date(2024, 11, 21)]
+    defs = _run(platform, ["AAPL", "MSFT"], "2024-11-18", "2024-11-22", corrupt={f"AAPL@{d}": "bad_ticks" for d in blocked})
+    lake, dataset = defs.resources["lake"], raw_dq_dataset("sim")
+    markers = lake.month_file(dq_blocked_table(dataset), "AAPL", "2024-11")
+    assert month_file_dates(markers) == frozenset(blocked)
+    assert not any(lake.has_partition(CURATED_BARS, "AAPL", day) for day in blocked)
+    markers.write_bytes(markers.read_bytes()[:40])  # torn
+    assert all(is_blocked(lake, dataset, "AAPL", day) for day in blocked) and not is_blocked(lake, dataset, "AAPL", dt.date(2024, 11, 19))
+    found = blocked_dates(lake, dataset, "AAPL")
+    assert all(day in found for day in blocked) and dt.date(2024, 11, 19) not in found
+    job = defs.resolve_job_def("offline_pipeline")
+    lake.delete_partition(CURATED_BARS, "AAPL", dt.date(2024, 11, 19))
+    job.execute_in_process(instance=platform.instance, asset_selection=[dg.AssetKey("curated_bars")], raise_on_error=False,
+                           tags={RANGE_START_TAG: "2024-11-19", RANGE_END_TAG: "2024-11-21"})
+    assert not any(lake.has_partition(CURATED_BARS, "AAPL", day) for day in blocked)  # the gate stayed closed
+    assert lake.has_partition(CURATED_BARS, "AAPL", dt.date(2024, 11, 19))

@@ -616,9 +616,12 @@ class ParquetLake(dg.ConfigurableResource):
         """Every date of (table, symbol) stored (either layout) or pending in this thread's batch:
         ``has_partition`` for all of a symbol's dates with one folder scan. A corrupt month file is
         quarantined first (its dates are then not stored)."""
+        return self._quarantining(table, lambda: set(symbol_layout(self.symbol_dir(table, symbol)))) | self.pending_dates(table, symbol)
+
+    def pending_dates(self, table: Table, symbol: str) -> set[dt.date]:
+        """Dates of (table, symbol) waiting in this thread's batched-writes scope."""
         buffer = lake_batch.current(str(self.root))
-        pending = set(buffer.pending.get((table, normalize_symbol(symbol)), {})) if buffer is not None else set()
-        return self._quarantining(table, lambda: set(symbol_layout(self.symbol_dir(table, symbol)))) | pending
+        return set(buffer.pending.get((table, normalize_symbol(symbol)), {})) if buffer is not None else set()
 
     def _quarantining(self, table: Table, answer, rounds: int = 100):
         """``answer()``, quarantining each corrupt file it meets and asking again (a symbol may

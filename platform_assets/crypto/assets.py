@@ -10,7 +10,7 @@ from platform_assets.curation.gap_engine import curate_bars
 from platform_assets.ingestion.raw_batches import build_raw_batch
 from platform_assets.partitions import crypto_date_partitions, partition_dates, ranged_backfill_policy, follow_upstream
 from platform_assets.progress import Progress
-from platform_assets.quality.checks import DataQuality, check_groups, dq_check_specs
+from platform_assets.quality.checks import DataQuality, check_groups, dq_check_specs, dq_tables
 from platform_assets.symbol_days import Outcome, SymbolDayStep, complete_check_spec, no_input, written
 from platform_assets.universe import run_symbols, tracked_symbols
 from resources.lake import CURATED_BARS, ParquetLake, raw_bars_table
@@ -85,6 +85,6 @@ def crypto_curated_bars(context: dg.AssetExecutionContext, lake: ParquetLake, da
 
     step = SymbolDayStep(
         context, "crypto_curated_bars", symbols, dates, tracked=tracked_symbols(context.instance, CRYPTO),
-        is_stored=lambda s, d: lake.has_partition(CURATED_BARS, s, d), lake=lake, quality=[quality], heals=[CURATED_BARS],
+        is_stored=lambda s, d: lake.has_partition(CURATED_BARS, s, d), lake=lake, quality=[quality], heals=[CURATED_BARS, *dq_tables("curated_bars")],
     ).run(curate)
     return step.finish(quality.finish(check_groups(CRYPTO_CURATED_DQ_CHECKS)))

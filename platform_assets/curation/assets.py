@@ -18,7 +18,7 @@ from platform_assets.symbol_days import FAILED, WRITTEN, Outcome, SymbolDayStep,
 from platform_assets.curated_input import date_slices, write_by_date
 from platform_assets.run_options import keep_existing
 from platform_assets.reference.actions import ADJUSTMENT_COLUMNS, adjustment_columns, day_factor
-from platform_assets.quality.checks import DataQuality, check_groups, dq_check_specs, is_blocked, raw_dq_dataset
+from platform_assets.quality.checks import DataQuality, check_groups, dq_check_specs, dq_tables, is_blocked, raw_dq_dataset
 from platform_assets.universe import run_symbols, tracked_symbols
 from resources.adapters import AdapterRegistry
 from resources.l2_store import L2DayIndex, L2SnapshotStore
@@ -297,7 +297,7 @@ def curated_bars(
     step = SymbolDayStep(
         context, "curated_bars", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS),
         is_stored=lambda s, d: lake.has_partition(CURATED_BARS, s, d), stats_keys=CURATION_STAT_KEYS, lake=lake, quality=[quality],
-        heals=[CURATED_BARS, quarantine_table(CURATED_BARS)],
+        heals=[CURATED_BARS, quarantine_table(CURATED_BARS), *dq_tables("curated_bars")],
     ).run_by_symbol(curate_days, curate)
     dq_results = quality.finish(check_groups(CURATED_DQ_CHECKS))
     timeline_result = dg.AssetCheckResult(

@@ -13,7 +13,7 @@ from platform_assets.features.registry import FEATURE_GROUPS, curated_columns_of
 from platform_assets.ingestion.assets import L2_DQ_DATASET, l2_snapshots_sim
 from platform_assets.ingestion.databento_assets import l2_snapshots_databento
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions, follow_upstream
-from platform_assets.quality.checks import DataQuality, QualityRecorder, check_groups, dq_check_specs, is_blocked
+from platform_assets.quality.checks import DataQuality, QualityRecorder, check_groups, dq_check_specs, dq_tables, is_blocked
 from platform_assets.curated_input import curated_day, curated_days, rows_of_dates, write_by_date
 from platform_assets.run_options import keep_existing, versions_to_compute_by_day, versions_to_compute_on
 from platform_assets.symbol_days import Outcome, SymbolDayStep, blocked, complete_check_spec, kept, no_input, written
@@ -92,7 +92,7 @@ def bar_features(context: dg.AssetExecutionContext, lake: ParquetLake, data_qual
 
     step = SymbolDayStep(
         context, "bar_features", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored, lake=lake, quality=quality.values(),
-        heals=[table_of(v) for v in versions],
+        heals=[*(table_of(v) for v in versions), *(t for v in versions for t in dq_tables(f"{BAR_GROUP}_{v}"))],
     )
     step = step.run_by_symbol(compute_days, compute)
     return step.finish(QualityRecorder.merged(list(quality.values())).finish(check_groups(BAR_DQ_CHECKS)))
@@ -178,7 +178,7 @@ def l2_features(
 
     step = SymbolDayStep(
         context, "l2_features", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored, lake=lake, quality=quality.values(),
-        heals=[feature_table(L2_GROUP, v) for v in versions],
+        heals=[*(feature_table(L2_GROUP, v) for v in versions), *(t for v in versions for t in dq_tables(f"{L2_GROUP}_{v}"))],
     )
     step = step.run_by_symbol(compute_days, compute)
     return step.finish(QualityRecorder.merged(list(quality.values())).finish(check_groups(L2_FEATURE_DQ_CHECKS)))

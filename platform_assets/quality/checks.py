@@ -38,7 +38,7 @@ from platform_assets.quality.metrics import (
     dq_metrics_table,
 )
 from platform_assets.quality.rules import QualityBatch
-from resources.lake import ParquetLake, Table
+from resources.lake import CorruptLakeFileError, ParquetLake, Table, symbol_layout
 
 CHECK_PREFIX = "dq_"
 SAMPLE_ROWS = 5
@@ -81,14 +81,57 @@ def raw_dq_dataset(source: str) -> str:
     return f"raw_bars_{source}"
 
 
+def dq_tables(dataset: str) -> list[Table]:
+    """The lake tables the DQ recorder of ``dataset`` writes (results, block markers, failing rows):
+    a symbol-day step heals them with its own tables (``SymbolDayStep(heals=...)``)."""
+    return [dq_metrics_table(dataset), dq_blocked_table(dataset), dq_quarantine_table(dataset)]
+
+
 def is_blocked(lake: ParquetLake, dataset: str, symbol: str, day: dt.date) -> bool:
-    """True when (symbol, day) of ``dataset`` failed an error rule at its last check."""
-    return lake.has_partition(dq_blocked_table(dataset), symbol, day)
+    """True when (symbol, day) of ``dataset`` failed an error rule at its last check.
+
+    Fails closed: when the marker file does not read (it is left in place for the DQ writer, which
+    quarantines it and restores the markers it held), the date's stored DQ results decide (an
+    error result = blocked), and without readable results the date counts as blocked: a lost
+    marker never opens the gate."""
+    table = dq_blocked_table(dataset)
+    if day in lake.pending_dates(table, symbol):
+        return True
+    try:
+        return lake.day_source(table, symbol, day) is not None
+    except CorruptLakeFileError:
+        return blocked_by_results(lake, dataset, symbol, day) is not False
 
 
-def blocked_dates(lake: ParquetLake, dataset: str, symbol: str) -> set[dt.date]:
-    """Every date ``is_blocked`` is true for (one folder scan for all of a symbol's dates)."""
-    return lake.stored_dates(dq_blocked_table(dataset), symbol)
+def blocked_by_results(lake: ParquetLake, dataset: str, symbol: str, day: dt.date) -> bool | None:
+    """Whether the stored DQ results of (symbol, day) hold an error (None: no readable results)."""
+    try:
+        source = lake.day_source(dq_metrics_table(dataset), symbol, day)
+        if source is None:
+            return None
+        results = lake.read(dq_metrics_table(dataset), [symbol], [day], columns=["status"])
+    except (CorruptLakeFileError, FileNotFoundError):
+        return None
+    return bool((results["status"] == STATUS_ERROR).any()) if len(results) else None
+
+
+class _BlockedByCheck:
+    """``blocked_dates`` when the marker folder does not read: each date asked ``is_blocked``."""
+
+    def __init__(self, lake: ParquetLake, dataset: str, symbol: str):
+        self.lake, self.dataset, self.symbol = lake, dataset, symbol
+
+    def __contains__(self, day) -> bool:
+        return is_blocked(self.lake, self.dataset, self.symbol, day)
+
+
+def blocked_dates(lake: ParquetLake, dataset: str, symbol: str):
+    """Every date ``is_blocked`` is true for (one folder scan for all of a symbol's dates): a set,
+    or, when a marker file does not read, a container asking ``is_blocked`` date by date."""
+    try:
+        return set(symbol_layout(lake.symbol_dir(dq_blocked_table(dataset), symbol))) | lake.pending_dates(dq_blocked_table(dataset), symbol)
+    except CorruptLakeFileError:
+        return _BlockedByCheck(lake, dataset, symbol)
 
 
 class DataQuality(dg.ConfigurableResource):
