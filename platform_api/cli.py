@@ -3,7 +3,7 @@
     mdp backfill --symbols AAPL,MSFT --start 2024-11-25 --end 2024-12-07   # the main job, days in [start, end)
     mdp symbols list | add AAPL MSFT | remove AAPL
     mdp audit-lookahead [--symbols AAPL,MSFT --days 2024-11-26 --cuts 3]     # exit 1 on look-ahead
-    mdp audit-lake                                                        # exit 1 when judged-complete dates lost data
+    mdp audit-lake [--decode]                                             # exit 1 when judged-complete dates lost data
     mdp warrior-backfill --since 30 --max-workers 4 --strict             # TF_1: auto_backfill_from_warrior
     mdp build-bars-coverage                                               # TF_1: build_bars_coverage
     mdp dataset build --groups bar_features --versions v1 --symbols AAPL,MSFT --start 2024-11-25 --end 2024-11-27 --name mr
@@ -190,7 +190,7 @@ def _audit_lake(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     lake = ParquetLake(base_path=str(settings.base_path), fsync=settings.lake_fsync)
-    failed = audit_stored_partitions(get_instance(), lake)
+    failed = audit_stored_partitions(get_instance(), lake, decode=args.decode)
     for asset, days in failed.items():
         for day, symbols in days.items():
             _print(f"NOT STORED: {asset} {day}: {', '.join(symbols)}")
@@ -449,6 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--json", action="store_true", help="print the report as JSON")
     audit.set_defaults(handler=_audit_lookahead)
     audit_lake = sub.add_parser("audit-lake", help="fail the completeness check of dates judged complete whose data is no longer stored (exit 1 if any)")
+    audit_lake.add_argument("--decode", action="store_true", help="also decode every stored file whole (finds pages rotted behind a readable footer; reads all the data)")
     audit_lake.set_defaults(handler=_audit_lake)
     bars = sub.add_parser("record-bars", help="live 1-minute bars from TWS/IB Gateway into the raw layer (source ib_live)")
     bars.add_argument("--symbols", required=True, help="comma-separated, e.g. AAPL,MSFT")

@@ -29,7 +29,7 @@ from platform_assets.partitions import materialized_dates
 from platform_assets.quality.checks import dq_tables
 from platform_assets.symbol_days import COMPLETE_CHECK
 from platform_assets.universe import detect_asset_type, tracked_symbols
-from resources.lake import ALIGNED_BARS, CURATED_BARS, ParquetLake, Table, feature_table, labels_table
+from resources.lake import ALIGNED_BARS, CURATED_BARS, ParquetLake, Table, decodable_rows, feature_table, labels_table
 from resources.lost_dates import LostDates
 
 SYMBOL_DAY_ASSETS = ("curated_bars", "crypto_curated_bars", "aligned_bars", *FEATURE_GROUPS, "labels")
@@ -127,6 +127,18 @@ def record_evaluations(instance: dg.DagsterInstance, evaluations: list[dg.AssetC
         )
 
 
+def quarantine_undecodable(lake: ParquetLake, table: Table, symbol: str) -> list:
+    """Decode every stored file of (table, symbol) whole; quarantine those that do not decode
+    (their loss is recorded, ``resources.lost_dates``). Returns where they went."""
+    moved = []
+    for path in sorted(set(lake.stored_files(table, symbol))):
+        if decodable_rows(path) is None:
+            target = lake.quarantine_file(table, path)
+            if target is not None:
+                moved.append(target)
+    return moved
+
+
 def _summary(asset: str, failing: list[str], checked: int | None, why: str) -> dg.AssetCheckEvaluation:
     """One failing evaluation without a partition beside the per-date ones: Dagster's check list
     and the check's overview show an asset check's latest evaluation, which for a partitioned check
@@ -145,12 +157,15 @@ def _summary(asset: str, failing: list[str], checked: int | None, why: str) -> d
 
 def audit_stored_partitions(
     instance: dg.DagsterInstance, lake: ParquetLake, assets: tuple[str, ...] = SYMBOL_DAY_ASSETS, log: Callable[[str], None] | None = None,
+    decode: bool = False,
 ) -> dict[str, dict[str, list[str]]]:
     """For every date whose latest ``symbols_complete`` evaluation of ``assets`` passed, check that
     each tracked symbol of the asset's market still has the date stored; a date where one no longer
     has fails that check again (runless evaluation, ERROR, naming the symbols). Returns
     {asset: {date: [symbols no longer stored]}} for the dates failed. Reads one folder listing and
-    the month files' footers (cached) per (table, symbol)."""
+    the month files' footers (cached) per (table, symbol); with ``decode`` every file is also
+    decoded whole (pages rotted behind a readable footer are found: the file is quarantined and its
+    dates count as not stored), which reads all the data."""
     from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
     failed: dict[str, dict[str, list[str]]] = {}
@@ -163,10 +178,12 @@ def audit_stored_partitions(
         if not passed:
             continue
         days = {day: dt.date.fromisoformat(day) for day in passed}
-        stored = {
-            symbol: set.intersection(*(lake.stored_dates(table, symbol) for table in tables_of(asset)))
-            for symbol in tracked_symbols(instance, market_of_asset(asset))
-        }
+        symbols = tracked_symbols(instance, market_of_asset(asset))
+        if decode:
+            for table in tables_of(asset):
+                for symbol in symbols:
+                    quarantine_undecodable(lake, table, symbol)
+        stored = {symbol: set.intersection(*(lake.stored_dates(table, symbol) for table in tables_of(asset))) for symbol in symbols}
         gone = {day: sorted(s for s, held in stored.items() if date not in held) for day, date in days.items()}
         gone = {day: symbols for day, symbols in gone.items() if symbols}
         evaluations = []

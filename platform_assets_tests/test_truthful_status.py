@@ -322,3 +322,34 @@ def test_mdp_audit_lake_names_what_is_gone_and_exits_1(platform, monkeypatch, ca
     finally:
         get_settings.cache_clear()
     assert not _latest_check(platform.instance, "bar_features", D1.isoformat()).passed
+
+
+def test_mdp_audit_lake_decode_finds_pages_rotted_behind_a_readable_footer(platform, monkeypatch, capsys):
+    from platform_api import instance as instance_module
+    from platform_api.cli import main
+    from resources.lake import CORRUPT_DIR, labels_table, month_file_dates
+    from resources.settings import get_settings
+
+    assert run_backfill(platform.instance, plan_backfill(["AAPL"], D1, D2), defs=platform.defs, add_missing_symbols=True).complete
+    lake = platform.defs.resources["lake"]
+    month = lake.month_file(labels_table("v1"), "AAPL", "2024-11")
+    data = bytearray(month.read_bytes())
+    end = len(data) - int.from_bytes(data[-8:-4], "little") - 8
+    data[end // 4 : end // 2] = bytes(end // 2 - end // 4)  # pages zeroed, footer intact
+    month.write_bytes(bytes(data))
+    assert month_file_dates(month) == {D1, D2}
+    monkeypatch.setenv("DATA_PATH_OVERRIDE", str(platform.settings.base_path))
+    monkeypatch.setattr(instance_module, "get_instance", lambda: platform.instance)
+    get_settings.cache_clear()
+    try:
+        assert main(["audit-lake"]) == 0  # footers only: the rot is not seen
+        capsys.readouterr()
+        assert main(["audit-lake", "--decode"]) == 1
+        out = capsys.readouterr().out
+        assert f"NOT STORED: labels {D1}: AAPL" in out and f"NOT STORED: labels {D2}: AAPL" in out
+    finally:
+        get_settings.cache_clear()
+    assert not month.exists() and any(p.name.startswith("part.parquet") for p in (lake.root / CORRUPT_DIR).rglob("*.corrupt"))
+    assert not _latest_check(platform.instance, "labels", D1.isoformat()).passed
+    assert run_backfill(platform.instance, plan_backfill(["AAPL"], D1, D2), defs=platform.defs).complete  # a re-run heals
+    assert _latest_check(platform.instance, "labels", D1.isoformat()).passed

@@ -618,6 +618,10 @@ class ParquetLake(dg.ConfigurableResource):
         quarantined first (its dates are then not stored)."""
         return self._quarantining(table, lambda: set(symbol_layout(self.symbol_dir(table, symbol)))) | self.pending_dates(table, symbol)
 
+    def stored_files(self, table: Table, symbol: str) -> list[Path]:
+        """The files holding (table, symbol)'s stored dates (a corrupt month file quarantined first)."""
+        return self._quarantining(table, lambda: list(symbol_layout(self.symbol_dir(table, symbol)).values()))
+
     def pending_dates(self, table: Table, symbol: str) -> set[dt.date]:
         """Dates of (table, symbol) waiting in this thread's batched-writes scope."""
         buffer = lake_batch.current(str(self.root))

@@ -13,9 +13,14 @@ from platform_assets.lake_status import audit_stored_partitions, report_lost_dat
 from resources.lake import ParquetLake
 
 
+class LakeStatusAuditConfig(dg.Config):
+    decode: bool = False
+    """Also decode every stored file whole (finds pages rotted behind a readable footer; reads all the data)."""
+
+
 @dg.op(description="Fail the symbols_complete check of every date judged complete whose data is no longer stored", out=dg.Out(dg.Nothing))
-def audit_lake_status(context: dg.OpExecutionContext, lake: ParquetLake) -> None:
-    failed = audit_stored_partitions(context.instance, lake, log=context.log.warning)
+def audit_lake_status(context: dg.OpExecutionContext, config: LakeStatusAuditConfig, lake: ParquetLake) -> None:
+    failed = audit_stored_partitions(context.instance, lake, log=context.log.warning, decode=config.decode)
     report_lost_dates(context.instance, lake, context.log.warning)  # corrupt files the audit's reads met (their dates are in ``failed`` too)
     dates = sum(len(days) for days in failed.values())
     context.log.info(f"lake status audit: {dates} date(s) judged complete no longer fully stored" + (f" ({', '.join(f'{a}: {len(d)}' for a, d in failed.items())})" if failed else ""))
