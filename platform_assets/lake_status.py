@@ -52,22 +52,23 @@ def market_of_asset(asset: str) -> Market:
     return CRYPTO if asset == "crypto_curated_bars" else STOCKS
 
 
+def dq_datasets_of(asset: str) -> list[str]:
+    """The DQ datasets symbol-day asset ``asset``'s recorders store (none for alignment and labels)."""
+    if asset in ("curated_bars", "crypto_curated_bars"):
+        return ["curated_bars"]
+    return [f"{asset}_{version}" for version in FEATURE_GROUPS.get(asset, ())]
+
+
 def asset_of(table: str, symbol: str) -> str | None:
-    """The asset that writes lake table ``table`` for ``symbol`` (None: no symbol-day asset)."""
-    if table == str(CURATED_BARS):
-        return "crypto_curated_bars" if detect_asset_type(symbol) == "crypto" else "curated_bars"
-    if table == str(ALIGNED_BARS):
-        return "aligned_bars"
-    for group, versions in FEATURE_GROUPS.items():
-        if any(table == str(feature_table(group, version)) for version in versions):
-            return group
-    if any(table == str(labels_table(version)) for version in LABEL_DEFINITIONS):
-        return "labels"
-    for group, versions in FEATURE_GROUPS.items():  # DQ tables: the asset whose recorder writes them
-        if any(table in {str(t) for t in dq_tables(f"{group}_{version}")} for version in versions):
-            return group
-    if table in {str(t) for t in dq_tables("curated_bars")}:
-        return "crypto_curated_bars" if detect_asset_type(symbol) == "crypto" else "curated_bars"
+    """The asset that writes lake table ``table`` (one of its ``tables_of`` or its DQ recorders'
+    tables) for ``symbol`` (None: no symbol-day asset); the curated table by the symbol's market."""
+    crypto = detect_asset_type(symbol) == "crypto"
+    for asset in SYMBOL_DAY_ASSETS:
+        if asset in ("curated_bars", "crypto_curated_bars") and (asset == "crypto_curated_bars") != crypto:
+            continue
+        owned = [*tables_of(asset), *(t for dataset in dq_datasets_of(asset) for t in dq_tables(dataset))]
+        if table in {str(t) for t in owned}:
+            return asset
     return None
 
 

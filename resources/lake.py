@@ -604,28 +604,30 @@ class ParquetLake(dg.ConfigurableResource):
             return written_times(source).get(day)
         return source.stat().st_mtime_ns
 
-    def has_partition(self, table: Table, symbol: str, day: dt.date) -> bool:
+    def has_partition(self, table: Table, symbol: str, day: dt.date, *, quarantine: bool = True) -> bool:
         """Whether the (symbol, date) partition of a derived table is stored (either layout).
-        A corrupt month file is quarantined first (its dates are then not stored)."""
+        A corrupt month file is quarantined first (its dates are then not stored); with
+        ``quarantine=False`` it is left in place and ``CorruptLakeFileError`` raised."""
         buffer = lake_batch.current(str(self.root))
         if buffer is not None and buffer.has(table, normalize_symbol(symbol), day):
             return True
-        return self._quarantining(table, lambda: self.day_source(table, symbol, day) is not None)
+        return self._answer(table, lambda: self.day_source(table, symbol, day) is not None, quarantine)
 
-    def stored_dates(self, table: Table, symbol: str) -> set[dt.date]:
+    def stored_dates(self, table: Table, symbol: str, *, quarantine: bool = True) -> set[dt.date]:
         """Every date of (table, symbol) stored (either layout) or pending in this thread's batch:
         ``has_partition`` for all of a symbol's dates with one folder scan. A corrupt month file is
-        quarantined first (its dates are then not stored)."""
-        return self._quarantining(table, lambda: set(symbol_layout(self.symbol_dir(table, symbol)))) | self.pending_dates(table, symbol)
+        quarantined first (its dates are then not stored); with ``quarantine=False`` it is left in
+        place and ``CorruptLakeFileError`` raised."""
+        buffer = lake_batch.current(str(self.root))
+        pending = set(buffer.pending.get((table, normalize_symbol(symbol)), {})) if buffer is not None else set()
+        return self._answer(table, lambda: set(symbol_layout(self.symbol_dir(table, symbol))), quarantine) | pending
 
     def stored_files(self, table: Table, symbol: str) -> list[Path]:
         """The files holding (table, symbol)'s stored dates (a corrupt month file quarantined first)."""
         return self._quarantining(table, lambda: list(symbol_layout(self.symbol_dir(table, symbol)).values()))
 
-    def pending_dates(self, table: Table, symbol: str) -> set[dt.date]:
-        """Dates of (table, symbol) waiting in this thread's batched-writes scope."""
-        buffer = lake_batch.current(str(self.root))
-        return set(buffer.pending.get((table, normalize_symbol(symbol)), {})) if buffer is not None else set()
+    def _answer(self, table: Table, answer, quarantine: bool):
+        return self._quarantining(table, answer) if quarantine else answer()
 
     def _quarantining(self, table: Table, answer, rounds: int = 100):
         """``answer()``, quarantining each corrupt file it meets and asking again (a symbol may

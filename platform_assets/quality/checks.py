@@ -38,7 +38,7 @@ from platform_assets.quality.metrics import (
     dq_metrics_table,
 )
 from platform_assets.quality.rules import QualityBatch
-from resources.lake import CorruptLakeFileError, ParquetLake, Table, symbol_layout
+from resources.lake import CorruptLakeFileError, ParquetLake, Table
 
 CHECK_PREFIX = "dq_"
 SAMPLE_ROWS = 5
@@ -94,11 +94,8 @@ def is_blocked(lake: ParquetLake, dataset: str, symbol: str, day: dt.date) -> bo
     quarantines it and restores the markers it held), the date's stored DQ results decide (an
     error result = blocked), and without readable results the date counts as blocked: a lost
     marker never opens the gate."""
-    table = dq_blocked_table(dataset)
-    if day in lake.pending_dates(table, symbol):
-        return True
     try:
-        return lake.day_source(table, symbol, day) is not None
+        return lake.has_partition(dq_blocked_table(dataset), symbol, day, quarantine=False)
     except CorruptLakeFileError:
         return blocked_by_results(lake, dataset, symbol, day) is not False
 
@@ -129,7 +126,7 @@ def blocked_dates(lake: ParquetLake, dataset: str, symbol: str):
     """Every date ``is_blocked`` is true for (one folder scan for all of a symbol's dates): a set,
     or, when a marker file does not read, a container asking ``is_blocked`` date by date."""
     try:
-        return set(symbol_layout(lake.symbol_dir(dq_blocked_table(dataset), symbol))) | lake.pending_dates(dq_blocked_table(dataset), symbol)
+        return lake.stored_dates(dq_blocked_table(dataset), symbol, quarantine=False)
     except CorruptLakeFileError:
         return _BlockedByCheck(lake, dataset, symbol)
 

@@ -46,16 +46,7 @@ class QualityBatch:
         self.part = part
         self.keys = keys
         self.array_blocks: list[dict] = list(arrays) if isinstance(arrays, list) else ([arrays] if arrays else [])
-        self._stacked: dict | None = None
         self.stats = stats or [{} for _ in keys]
-
-    @property
-    def arrays(self) -> dict:
-        """The 2-D arrays over every row (blocks stacked once, when first asked for)."""
-        if self._stacked is None:
-            blocks = self.array_blocks
-            self._stacked = blocks[0] if len(blocks) == 1 else {name: np.concatenate([b[name] for b in blocks]) for name in (blocks[0] if blocks else {})}
-        return self._stacked
 
     def array_rows(self, per_block) -> np.ndarray:
         """``per_block(arrays)`` -> one value per row of those arrays, evaluated block by block and
