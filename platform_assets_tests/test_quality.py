@@ -481,3 +481,41 @@ def test_a_corrupt_block_marker_file_never_opens_the_dq_gate(platform):
                            tags={RANGE_START_TAG: "2024-11-19", RANGE_END_TAG: "2024-11-21"})
     assert not any(lake.has_partition(CURATED_BARS, "AAPL", day) for day in blocked)  # the gate stayed closed
     assert lake.has_partition(CURATED_BARS, "AAPL", dt.date(2024, 11, 19))
+
+
+def _dq_rows(lake, dataset: str, symbol: str) -> pd.DataFrame:
+    rows = lake.read(dq_metrics_table(dataset), [symbol]).drop(columns=["evaluated_at"])
+    return rows.sort_values(["date", "metric"], ignore_index=True)
+
+
+def test_ingestion_dq_results_lost_with_a_corrupt_file_are_re_evaluated_from_the_stored_data(platform):
+    """A one-date re-ingest writing into torn DQ month files (results and block markers) of a raw
+    and the L2 dataset: the lake moves them aside whole, and the other dates' results and markers
+    are re-evaluated from the stored raw batches and L2 files, equal to before. Without that, the
+    two blocked sessions lose their markers and curation takes their bad ticks."""
+    from platform_assets.partitions import RANGE_END_TAG, RANGE_START_TAG
+    from platform_assets.quality.checks import raw_dq_dataset
+    from platform_assets.quality.metrics import dq_blocked_table
+    from resources.lake import month_file_dates
+
+    blocked = [dt.date(2024, 11, 20), dt.date(2024, 11, 21)]
+    defs = _run(platform, ["AAPL", "MSFT"], "2024-11-18", "2024-11-22", corrupt={f"AAPL@{d}": "bad_ticks" for d in blocked})
+    lake, raw = defs.resources["lake"], raw_dq_dataset("sim")
+    before = {dataset: _dq_rows(lake, dataset, "AAPL") for dataset in (raw, "l2_snapshots")}
+    assert len(before[raw]["date"].unique()) == 5 and len(before["l2_snapshots"]["date"].unique()) == 5
+    for table in (dq_metrics_table(raw), dq_blocked_table(raw), dq_metrics_table("l2_snapshots")):
+        path = lake.month_file(table, "AAPL", "2024-11")
+        path.write_bytes(path.read_bytes()[:40])  # torn: not even the footer says which dates it held
+    job = defs.resolve_job_def("offline_pipeline")
+    one_date = {RANGE_START_TAG: "2024-11-18", RANGE_END_TAG: "2024-11-18"}
+    result = job.execute_in_process(instance=platform.instance, asset_selection=[dg.AssetKey("raw_bars_sim"), dg.AssetKey("l2_snapshots_sim")], tags=one_date)
+    assert result.success
+    for dataset, rows in before.items():
+        pd.testing.assert_frame_equal(_dq_rows(lake, dataset, "AAPL"), rows)
+    assert month_file_dates(lake.month_file(dq_blocked_table(raw), "AAPL", "2024-11")) == frozenset(blocked)
+    evaluations = [e for e in result.get_asset_check_evaluations() if e.asset_key == dg.AssetKey("raw_bars_sim") and e.check_name == "dq_validity"]
+    assert "AAPL@2024-11-20" in evaluations[0].metadata["reevaluated_after_quarantine"].value
+    lake.delete_partition(CURATED_BARS, "AAPL", blocked[0])
+    job.execute_in_process(instance=platform.instance, asset_selection=[dg.AssetKey("curated_bars")], raise_on_error=False,
+                           tags={RANGE_START_TAG: "2024-11-19", RANGE_END_TAG: "2024-11-21"})
+    assert not any(lake.has_partition(CURATED_BARS, "AAPL", day) for day in blocked)  # the gate stayed closed

@@ -29,6 +29,7 @@ from platform_assets.ingestion.raw_batches import build_raw_batch
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions
 from platform_assets.progress import Progress
 from platform_assets.quality.checks import check_groups, dq_check_specs, raw_dq_dataset
+from platform_assets.quality.heal import heal_lost_results, raw_batches_input
 from platform_assets.run_options import ingestion_options
 from platform_assets.universe import run_symbols
 from resources.adapters import AdapterRegistry
@@ -123,6 +124,7 @@ def materialize_raw_bars(context: dg.AssetExecutionContext, spec: SourceSpec, ch
             rows, written, duplicates = rows + len(batch), written + new, duplicates + len(repeated)
             progress.step()
     adapter.metrics.validation_errors += rejected_rows
+    heal_lost_results(quality, raw_batches_input(lake, table), context.log)
     manifest.rebuild_coverage()
     if missing:
         context.log.warning(f"{spec.provider} returned no bars for {len(missing)} symbol-days: {', '.join(sorted(f'{s}@{d}' for s, d in missing)[:20])}")

@@ -9,6 +9,7 @@ from platform_assets.ingestion.raw_batches import as_delivered, raw_batch_table
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions
 from platform_assets.progress import Progress
 from platform_assets.quality.checks import DataQuality, check_groups, dq_check_specs, raw_dq_dataset
+from platform_assets.quality.heal import heal_lost_results, l2_days_input, raw_batches_input
 from platform_assets.universe import run_symbols
 from resources.l2_store import L2SnapshotStore
 from resources.lake import ParquetLake, quarantine_table, raw_bars_table
@@ -67,6 +68,7 @@ def raw_bars_sim(
             duplicates += len(repeated)
             written, skipped = written + new, skipped + (not new)
             progress.step()
+    heal_lost_results(quality, raw_batches_input(lake, RAW_BARS_SIM), context.log)
     bars_manifest.rebuild_coverage()
     return dg.MaterializeResult(
         metadata={
@@ -132,6 +134,7 @@ def l2_snapshots_sim(
             snapshots += len(book)
             files += 1
             progress.step()
+    heal_lost_results(quality, l2_days_input(l2_store, l2_quality_input), context.log)
     return dg.MaterializeResult(
         metadata={"source": SIM_SOURCE, "simulated": True, "symbols": len(symbols), "dates": len(dates), "files": files, "snapshots": snapshots},
         check_results=quality.finish(check_groups(L2_DQ_CHECKS)),

@@ -19,6 +19,7 @@ from platform_assets.ingestion.l2_sampling import L2Sampling
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions
 from platform_assets.progress import Progress
 from platform_assets.quality.checks import DataQuality, check_groups, dq_check_specs
+from platform_assets.quality.heal import heal_lost_results, l2_days_input
 from platform_assets.universe import run_symbols
 from resources.adapters.ranges import days_range
 from resources.databento_source import DatabentoSource
@@ -127,6 +128,7 @@ def l2_snapshots_databento(
                 progress.step()
     finally:
         adapter.disconnect()
+    heal_lost_results(quality, l2_days_input(l2_store, l2_quality_input), context.log)
     if errors:
         raise dg.Failure(f"{len(errors)} of {len(symbols) * len(dates)} L2 days failed", metadata={"errors": "\n".join(errors[:50]), **counts, **adapter.metrics.as_dict()})
     return dg.MaterializeResult(

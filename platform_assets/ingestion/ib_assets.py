@@ -6,6 +6,7 @@ import pandas as pd
 from platform_assets.ingestion.raw_batches import build_raw_batch
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions
 from platform_assets.quality.checks import DataQuality, check_groups, dq_check_specs, raw_dq_dataset
+from platform_assets.quality.heal import heal_lost_results, raw_batches_input
 from platform_assets.run_options import ingestion_options
 from platform_assets.universe import run_symbols
 from resources.ib_source import IBSource
@@ -67,6 +68,7 @@ def raw_bars_ib(
             bars_manifest.record(path, batch, vendor=IB, symbol=symbol, bar_size=options.get("bar_size", "1 min").replace(" ", ""))
         quality.add(symbol, day, batch)
         rows, written = rows + len(batch), written + new
+    heal_lost_results(quality, raw_batches_input(lake, RAW_BARS_IB), context.log)
     bars_manifest.rebuild_coverage()
     for symbol, error in result.errors.items():
         context.log.error(f"IB: {symbol} failed: {error}")

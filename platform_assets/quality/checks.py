@@ -159,6 +159,7 @@ class QualityRecorder:
         self._samples: dict[str, pd.DataFrame] = {}
         self.quarantined_rows = 0
         self._discarded: set[tuple[str, dt.date]] = set()
+        self.reevaluated: list[str] = []  # symbol@date re-evaluated after their results were lost (``quality.heal``)
 
     def discard(self, symbol: str, day: dt.date) -> None:
         """The data of (symbol, day) did not land (its write failed): keep no DQ result for it.
@@ -276,6 +277,7 @@ class QualityRecorder:
             out.partition_status.update({(recorder.stored_as, *key): status for key, status in recorder.partition_status.items()})
             out._samples = {**recorder._samples, **out._samples}
             out.quarantined_rows += recorder.quarantined_rows
+            out.reevaluated += recorder.reevaluated
         return out
 
     def finish(self, spec_groups: list[str] | None = None) -> list[dg.AssetCheckResult]:
@@ -311,6 +313,8 @@ class QualityRecorder:
             "rules": dg.MetadataValue.md(per_rule),
             "quarantined_rows": self.quarantined_rows,
         }
+        if self.reevaluated:
+            metadata["reevaluated_after_quarantine"] = ", ".join(self.reevaluated[:50]) + (f" (+{len(self.reevaluated) - 50} more)" if len(self.reevaluated) > 50 else "")
         if samples:
             metadata["sample_failing_rows"] = dg.MetadataValue.md(
                 "\n\n".join(f"**{name}**\n\n{frame.head(SAMPLE_ROWS).to_markdown(index=False)}" for name, frame in samples.items())
