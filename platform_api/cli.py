@@ -170,13 +170,14 @@ def _compact(args: argparse.Namespace) -> int:
     return _report_lost(lake)
 
 
-def _report_lost(lake) -> int:
-    """Dates lost to corrupt files quarantined by this command fail their asset's completeness
-    check (``platform_assets.lake_status``); exit 1 when there were any."""
+def _report_lost(lake, mine_only: bool = True) -> int:
+    """Dates lost to corrupt files quarantined by this command (``mine_only=False``: by anyone, not
+    re-computed yet) fail their asset's completeness check (``platform_assets.lake_status``); exit
+    1 when there were any."""
     from platform_api.instance import get_instance
     from platform_assets.lake_status import report_losses
 
-    losses = lake.take_lost_dates(None)
+    losses = lake.take_lost_dates(None, mine_only=mine_only)
     if not losses:
         return 0
     report_losses(get_instance(), losses, lambda line: _print(f"LOST: {line}"))
@@ -196,7 +197,7 @@ def _audit_lake(args: argparse.Namespace) -> int:
             _print(f"NOT STORED: {asset} {day}: {', '.join(symbols)}")
     dates = sum(len(days) for days in failed.values())
     _print(f"lake status audit: {dates} date(s) judged complete no longer fully stored" + ("; their symbols_complete check now fails: re-run them" if dates else ""))
-    return max(EXIT_FAILED if failed else 0, _report_lost(lake))
+    return max(EXIT_FAILED if failed else 0, _report_lost(lake, mine_only=False))
 
 
 def _record_depth(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ or merges a file between resolution and reading (README "Reliability").
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -22,9 +23,12 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from resources.lake import ParquetLake, Table, layout_files, symbol_layout
+from resources.lake import CorruptLakeFileError, ParquetLake, Table, layout_files, symbol_layout
 from resources.read_copy import ReadCopy, usable_read_copy
 from resources.settings import PlatformSettings, get_settings
+
+
+_QUOTED_PATH = re.compile(r'"(/[^"]+)"|\'(/[^\']+)\'')  # paths DuckDB names in its read errors
 
 
 @dataclass(frozen=True)
@@ -121,13 +125,33 @@ class LakeReader:
         conn = duckdb.connect(":memory:", config={"threads": self.threads})
         conn.execute("SET TimeZone = 'UTC'")  # (a connect-time config setting cannot load ICU first)
         self._depth += 1
+        failed = None
         try:
             yield conn
+        except duckdb.Error as error:
+            failed = error
+            raise
         finally:
             conn.close()
             self._depth -= 1
             if self._depth == 0:
                 self.release()
+                if failed is not None:
+                    self._quarantine_named_files(failed)
+
+    def _quarantine_named_files(self, error: duckdb.Error) -> None:
+        """A query failed on a corrupt lake file (DuckDB names it): move it aside and record its
+        dates as lost (``ParquetLake.quarantine_if_corrupt``), then raise ``CorruptLakeFileError``
+        saying so. Called with no layout lock held (quarantining takes the table's exclusive lock)."""
+        for name in dict.fromkeys(_QUOTED_PATH.findall(str(error))):
+            path = Path(name[0] or name[1])
+            if path.suffix != ".parquet":
+                continue
+            moved = self.lake.quarantine_if_corrupt(path)
+            if moved is not None:
+                raise CorruptLakeFileError(
+                    path, f"{str(error).splitlines()[0][:300]}; moved to {moved}: the next run of its asset re-computes the dates it held"
+                ) from error
 
     def query(self, sql: str, params: dict) -> pd.DataFrame:
         with self.connect() as conn:

@@ -32,6 +32,7 @@ from platform_assets.universe import detect_asset_type, tracked_symbols
 from resources.lake import ALIGNED_BARS, CURATED_BARS, ParquetLake, Table, decodable_rows, feature_table, labels_table
 from resources.lost_dates import LostDates
 
+LAKE_STATUS_RUN_PREFIX = "lake-status-"  # the run id our evaluations made outside a run are filed under
 SYMBOL_DAY_ASSETS = ("curated_bars", "crypto_curated_bars", "aligned_bars", *FEATURE_GROUPS, "labels")
 
 
@@ -72,11 +73,15 @@ def asset_of(table: str, symbol: str) -> str | None:
     return None
 
 
-def report_lost_dates(instance: dg.DagsterInstance, lake: ParquetLake, log: Callable[[str], None] | None = None) -> list[LostDates]:
-    """Take every loss this process recorded under ``lake`` and fail the completeness check of
-    each lost (asset, date) in Dagster. A loss whose file's footer did not say which dates it held
-    is reported on the month's dates Dagster has materialized. Returns the losses reported."""
-    return report_losses(instance, lake.take_lost_dates(None), log)
+def report_lost_dates(
+    instance: dg.DagsterInstance, lake: ParquetLake, log: Callable[[str], None] | None = None, *, mine_only: bool = True
+) -> list[LostDates]:
+    """Take every loss this process recorded under ``lake`` (``mine_only=False``: every loss in the
+    lake's journal, whoever found it: the audit) and fail the completeness check of each lost
+    (asset, date) in Dagster. A loss whose file's footer did not say which dates it held is
+    reported on the month's dates Dagster has materialized. Returns the losses reported. Losses
+    found by other processes are left to the next run of the owning asset, which re-computes them."""
+    return report_losses(instance, lake.take_lost_dates(None, mine_only=mine_only), log)
 
 
 def report_losses(instance: dg.DagsterInstance, losses: list[LostDates], log: Callable[[str], None] | None = None) -> list[LostDates]:
@@ -120,7 +125,7 @@ def record_evaluations(instance: dg.DagsterInstance, evaluations: list[dg.AssetC
     latest = {(e.asset_key, e.check_name, e.partition): e for e in evaluations}
     if not latest:
         return
-    run_id = f"lake-status-{uuid.uuid4().hex}"
+    run_id = f"{LAKE_STATUS_RUN_PREFIX}{uuid.uuid4().hex}"
     for evaluation in latest.values():
         instance.report_dagster_event(
             DagsterEvent(event_type_value=DagsterEventType.ASSET_CHECK_EVALUATION.value, event_specific_data=evaluation, job_name=RUNLESS_JOB_NAME),
@@ -162,8 +167,11 @@ def audit_stored_partitions(
 ) -> dict[str, dict[str, list[str]]]:
     """For every date whose latest ``symbols_complete`` evaluation of ``assets`` passed, check that
     each tracked symbol of the asset's market still has the date stored; a date where one no longer
-    has fails that check again (runless evaluation, ERROR, naming the symbols). Returns
-    {asset: {date: [symbols no longer stored]}} for the dates failed. Reads one folder listing and
+    has fails that check again (runless evaluation, ERROR, naming the symbols). Dates an earlier
+    audit or loss report failed (their latest evaluation is ours) are looked at again: still not
+    stored, they count again (a repeat audit is not green while the data is still missing); stored
+    again (restored by hand), they pass. Returns {asset: {date: [symbols not stored]}} for the
+    dates failed. Reads one folder listing and
     the month files' footers (cached) per (table, symbol); with ``decode`` every file is also
     decoded whole (pages rotted behind a readable footer are found: the file is quarantined and its
     dates count as not stored), which reads all the data."""
@@ -172,13 +180,15 @@ def audit_stored_partitions(
     failed: dict[str, dict[str, list[str]]] = {}
     for asset in assets:
         key = dg.AssetCheckKey(dg.AssetKey(asset), COMPLETE_CHECK)
-        passed = sorted(
-            info.partition_key for info in instance.event_log_storage.get_asset_check_partition_info([key])
-            if info.partition_key and info.latest_execution_status == AssetCheckExecutionRecordStatus.SUCCEEDED
-        )
-        if not passed:
+        infos = [info for info in instance.event_log_storage.get_asset_check_partition_info([key]) if info.partition_key]
+        passed = sorted(info.partition_key for info in infos if info.latest_execution_status == AssetCheckExecutionRecordStatus.SUCCEEDED)
+        flagged = {  # failed by lake status (an earlier audit, a loss report), not by a run since
+            info.partition_key for info in infos
+            if info.latest_execution_status == AssetCheckExecutionRecordStatus.FAILED and (info.latest_planned_run_id or "").startswith(LAKE_STATUS_RUN_PREFIX)
+        }
+        if not passed and not flagged:
             continue
-        days = {day: dt.date.fromisoformat(day) for day in passed}
+        days = {day: dt.date.fromisoformat(day) for day in sorted({*passed, *flagged})}
         symbols = tracked_symbols(instance, market_of_asset(asset))
         if decode:
             for table in tables_of(asset):
@@ -186,8 +196,15 @@ def audit_stored_partitions(
                     quarantine_undecodable(lake, table, symbol)
         stored = {symbol: set.intersection(*(lake.stored_dates(table, symbol) for table in tables_of(asset))) for symbol in symbols}
         gone = {day: sorted(s for s, held in stored.items() if date not in held) for day, date in days.items()}
+        restored = sorted(day for day in flagged if not gone[day])
         gone = {day: symbols for day, symbols in gone.items() if symbols}
-        evaluations = []
+        evaluations = [
+            dg.AssetCheckEvaluation(
+                asset_key=key.asset_key, check_name=COMPLETE_CHECK, passed=True, partition=day,
+                metadata={"date": day, "tracked_symbols": len(stored), "missing_symbols": 0, "found_by": "lake status audit: every tracked symbol stored again"},
+            )
+            for day in restored
+        ]
         for day, symbols in gone.items():
             evaluations.append(dg.AssetCheckEvaluation(
                 asset_key=key.asset_key, check_name=COMPLETE_CHECK, passed=False, severity=dg.AssetCheckSeverity.ERROR, partition=day,
@@ -199,8 +216,10 @@ def audit_stored_partitions(
                 },
             ))
         if gone:
-            record_evaluations(instance, [*evaluations, _summary(asset, sorted(gone), len(passed), "judged complete, data removed or lost since")])
+            record_evaluations(instance, [*evaluations, _summary(asset, sorted(gone), len(days), "judged complete, data removed or lost since")])
             failed[asset] = gone
+        elif restored:
+            record_evaluations(instance, evaluations)
             if log:
                 log(f"{asset}: {len(gone)} date(s) judged complete no longer have every tracked symbol stored: "
                     + "; ".join(f"{day}: {', '.join(symbols[:10])}" for day, symbols in list(gone.items())[:10]))

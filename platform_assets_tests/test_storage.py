@@ -483,3 +483,29 @@ def test_the_top_of_book_memory_is_bounded(tmp_path, monkeypatch):
     monkeypatch.setattr(file_memory.time, "monotonic", lambda: clock + 61)  # an hour later: old entries give way
     store.read_day("AAPL", days[3])
     assert held() == [False, True, False, True] and cache.size <= cache.budget
+
+
+def test_the_lost_dates_journal_is_shared_by_processes_taken_once_and_mine_only_leaves_others(tmp_path):
+    """Records survive the process that made them, a record is taken by one taker only, a reporter
+    taking only its own leaves another process's for the owner, and a garbled record is set aside."""
+    import datetime as dt
+    import subprocess
+    import sys
+
+    from resources import lost_dates
+
+    root = tmp_path / "lake"
+    mine = lost_dates.LostDates("curated_bars", "AAPL", "2024-11", frozenset({dt.date(2024, 11, 18)}), "/q/a.corrupt")
+    lost_dates.record(root, mine)
+    script = (
+        "import sys; from resources import lost_dates as l\n"
+        "l.record(sys.argv[1], l.LostDates('labels/version=v1', 'MSFT', '2024-11', None, '/q/b.corrupt'))\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(root)], check=True, cwd=Path(__file__).resolve().parents[1])
+    (lost_dates.journal_dir(root) / "00000000000000000000-x-y.json").write_text("{not json")
+    assert [lost.symbol for lost in lost_dates.pending(root)] == ["AAPL", "MSFT"]
+    assert lost_dates.take(root, mine_only=True) == [mine]  # the other process's record stays
+    others = lost_dates.take(root, ["labels/version=v1"])
+    assert len(others) == 1 and others[0].dates is None and others[0].symbol == "MSFT"
+    assert lost_dates.take(root) == [] and lost_dates.pending(root) == []
+    assert len(list(lost_dates.journal_dir(root).glob("*.bad"))) == 1

@@ -283,6 +283,8 @@ def test_data_removed_by_hand_fails_its_dates_completeness_check_at_the_next_lak
     lake = platform.defs.resources["lake"]
     audit = platform.defs.resolve_job_def("lake_status_audit_job")
     assert audit.execute_in_process(instance=platform.instance).success  # nothing gone: green
+    backup = lake.root.parent / "msft_backup"
+    shutil.copytree(lake.symbol_dir(CURATED_BARS, "MSFT"), backup)
     shutil.rmtree(lake.symbol_dir(CURATED_BARS, "MSFT"))  # by hand
     result = audit.execute_in_process(instance=platform.instance, raise_on_error=False)
     assert not result.success
@@ -294,6 +296,13 @@ def test_data_removed_by_hand_fails_its_dates_completeness_check_at_the_next_lak
     key = dg.AssetCheckKey(dg.AssetKey("curated_bars"), COMPLETE_CHECK)
     headline = platform.instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]  # what the check list shows
     assert headline.partition is None and not headline.evaluation.passed and headline.evaluation.metadata["dates_incomplete"].value == 2
+    assert not audit.execute_in_process(instance=platform.instance, raise_on_error=False).success  # a repeat audit: still red, the data is still gone
+    assert all(not _latest_check(platform.instance, "curated_bars", day.isoformat()).passed for day in (D1, D2))
+    shutil.copytree(backup, lake.symbol_dir(CURATED_BARS, "MSFT"))  # put back by hand: the next audit says so
+    assert audit.execute_in_process(instance=platform.instance).success
+    assert all(_latest_check(platform.instance, "curated_bars", day.isoformat()).passed for day in (D1, D2))
+    shutil.rmtree(lake.symbol_dir(CURATED_BARS, "MSFT"))
+    assert not audit.execute_in_process(instance=platform.instance, raise_on_error=False).success
     assert run_backfill(platform.instance, plan_backfill(["AAPL", "MSFT"], D1, D2), defs=platform.defs).complete
     assert all(_latest_check(platform.instance, "curated_bars", day.isoformat()).passed for day in (D1, D2))
     assert audit.execute_in_process(instance=platform.instance).success

@@ -522,11 +522,38 @@ class ParquetLake(dg.ConfigurableResource):
                 lost_dates.record(str(self.root), lost_dates.LostDates(str(table), symbol, *held, str(target)))
             return target
 
-    def take_lost_dates(self, tables: Iterable[Table] | None, symbols: Iterable[str] | None = None) -> list[lost_dates.LostDates]:
-        """The dates ``tables`` (all when None) of ``symbols`` (all when None) lost to files this
-        process quarantined since they were last taken (``resources.lost_dates``): the owning step
-        re-computes them, anyone else reports them (``platform_assets.lake_status``)."""
-        return lost_dates.take(str(self.root), None if tables is None else [str(t) for t in tables], symbols)
+    def table_of(self, path: Path) -> Table | None:
+        """The lake table a data file under this lake belongs to (None: not a table's data file)."""
+        try:
+            parts = Path(path).resolve().relative_to(self.root.resolve()).parts
+        except ValueError:
+            return None
+        cut = next((i for i, part in enumerate(parts) if part.startswith("symbol=")), None)
+        if not cut:
+            return None
+        names = [part for part in parts[:cut] if "=" not in part]
+        dims = tuple(tuple(part.split("=", 1)) for part in parts[:cut] if "=" in part)
+        if not names or any("=" not in part for part in parts[len(names):cut]):
+            return None
+        return Table("/".join(names), dims)
+
+    def quarantine_if_corrupt(self, path: Path) -> Path | None:
+        """A reader outside the lake's own read paths (DuckDB) failed on ``path``: when it is a
+        table's file that does not decode, quarantine it (its dates go to the lost-dates journal,
+        so the next run of its asset re-computes them). Returns where it went (None: not moved)."""
+        table = self.table_of(path)
+        if table is None or not Path(path).exists():
+            return None
+        return self.quarantine_file(table, Path(path))
+
+    def take_lost_dates(
+        self, tables: Iterable[Table] | None, symbols: Iterable[str] | None = None, *, mine_only: bool = False
+    ) -> list[lost_dates.LostDates]:
+        """The dates ``tables`` (all when None) of ``symbols`` (all when None) lost to files quarantined
+        (by any process: the journal ``lake/quarantine/lost_dates``) since they were last taken
+        (``resources.lost_dates``): the owning step re-computes them, anyone else reports them
+        (``platform_assets.lake_status``); ``mine_only``: only the records this process made."""
+        return lost_dates.take(str(self.root), None if tables is None else [str(t) for t in tables], symbols, mine_only=mine_only)
 
     def _month_table(self, table: Table, symbol: str, month: str) -> tuple[pa.Table | None, frozenset]:
         """(rows, dates) of a month file under the caller's symbol lock; a corrupt one is quarantined

@@ -4,10 +4,18 @@ A corrupt month file holds up to ~23 dates of one (table, symbol). Whoever finds
 replacing some of its dates, a reader, the completeness check) moves it aside whole
 (``ParquetLake.quarantine_file``), so every date it held leaves the lake, including dates the
 current run was not asked to compute, which Dagster still shows as materialized. The lake records
-each such loss here (per lake root, in this process); the step that owns the table
-(``platform_assets.symbol_days.SymbolDayStep`` with ``heals=``) takes the records of its tables and
-re-computes those dates in the same run, so a partial-range re-run over a corrupt month does not
-leave the month's other dates gone behind a green status.
+each such loss here; the step that owns the table (``platform_assets.symbol_days.SymbolDayStep``
+with ``heals=``, an ingestion asset's DQ recorder through ``platform_assets.quality.heal``) takes
+the records of its tables and re-computes those dates; anyone else's run reports them as failing
+their asset's completeness check (``platform_assets.lake_status``).
+
+The records are a journal in the lake, ``lake/quarantine/lost_dates/``, one small JSON file per
+quarantined file, written atomically: a loss found outside any run (the HTTP service answering a
+request, ``get_curated_bars`` in a training script, the compaction command) is still there for
+the next run of the owning asset to heal, or for the lake status audit to report, whichever
+process that is. Taking a record removes its file (an unlink succeeds for one taker only, so two
+runs never both re-compute it). A step reporting losses of tables it does not own takes only the
+records its own process made (``mine_only``), leaving the others for their owner to heal.
 
 ``dates`` is what the file's footer listed; ``None`` when the footer itself did not read (a torn
 file): the step then asks Dagster which of the month's dates were materialized.
@@ -15,13 +23,22 @@ file): the step then asks Dagster which of the month's dates were materialized.
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
-import threading
+import json
+import logging
+import os
+import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
-MAX_RECORDS = 10_000  # per lake root: a long-lived reader (the HTTP service) never grows without bound
+from resources.atomic import TMP_PREFIX, atomic_write
+
+JOURNAL_DIR = Path("quarantine") / "lost_dates"  # under the lake root
+_SUFFIX = ".json"
+_LOG = logging.getLogger(__name__)
+_PROCESS = uuid.uuid4().hex[:12]  # names this process's records (a pid can be reused)
 
 
 @dataclass(frozen=True)
@@ -34,31 +51,68 @@ class LostDates:
     dates: frozenset[dt.date] | None  # None: the file's footer did not say
     moved_to: str
 
+    def to_json(self) -> str:
+        dates = None if self.dates is None else sorted(day.isoformat() for day in self.dates)
+        return json.dumps({"table": self.table, "symbol": self.symbol, "month": self.month, "dates": dates, "moved_to": self.moved_to})
 
-_LOCK = threading.Lock()
-_RECORDS: dict[str, collections.deque] = {}
+    @classmethod
+    def from_json(cls, text: str) -> "LostDates":
+        data = json.loads(text)
+        dates = None if data["dates"] is None else frozenset(dt.date.fromisoformat(day) for day in data["dates"])
+        return cls(str(data["table"]), str(data["symbol"]), str(data["month"]), dates, str(data["moved_to"]))
 
 
-def record(root: str, lost: LostDates) -> None:
-    with _LOCK:
-        _RECORDS.setdefault(root, collections.deque(maxlen=MAX_RECORDS)).append(lost)
+def journal_dir(root: str | Path) -> Path:
+    return Path(root) / JOURNAL_DIR
 
 
-def take(root: str, tables: Iterable[str] | None = None, symbols: Iterable[str] | None = None) -> list[LostDates]:
-    """Remove and return the records of ``tables`` and ``symbols`` (all when None) under ``root``."""
+def record(root: str | Path, lost: LostDates) -> Path:
+    """Add ``lost`` to the journal of the lake at ``root`` (atomic: a reader never sees half a record)."""
+    folder = journal_dir(root)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{time.time_ns():020d}-{_PROCESS}-{uuid.uuid4().hex[:8]}{_SUFFIX}"
+    return atomic_write(target, lambda tmp: tmp.write_text(lost.to_json()), sweep=False)
+
+
+def pending(root: str | Path) -> list[LostDates]:
+    """The journal's records, oldest first, without taking them (for status answers)."""
+    return [lost for _, lost in _records(journal_dir(root))]
+
+
+def take(
+    root: str | Path, tables: Iterable[str] | None = None, symbols: Iterable[str] | None = None, *, mine_only: bool = False
+) -> list[LostDates]:
+    """Remove and return the records of ``tables`` and ``symbols`` (all when None) under ``root``,
+    oldest first (``mine_only``: only those this process recorded); a record another process took
+    first is not returned."""
     tables = None if tables is None else set(tables)
     symbols = None if symbols is None else set(symbols)
+    taken = []
+    for path, lost in _records(journal_dir(root)):
+        if mine_only and path.name.split("-")[1] != _PROCESS:
+            continue
+        if (tables is None or lost.table in tables) and (symbols is None or lost.symbol in symbols):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                continue  # another taker's
+            taken.append(lost)
+    return taken
 
-    def wanted(lost: LostDates) -> bool:
-        return (tables is None or lost.table in tables) and (symbols is None or lost.symbol in symbols)
 
-    with _LOCK:
-        records = _RECORDS.get(root)
-        if not records:
-            return []
-        taken = [r for r in records if wanted(r)]
-        if taken:
-            kept = [r for r in records if not wanted(r)]
-            records.clear()
-            records.extend(kept)
-        return taken
+def _records(folder: Path) -> list[tuple[Path, LostDates]]:
+    try:
+        names = sorted(name for name in os.listdir(folder) if name.endswith(_SUFFIX) and not name.startswith(TMP_PREFIX))
+    except FileNotFoundError:
+        return []
+    out = []
+    for name in names:
+        path = folder / name
+        try:
+            out.append((path, LostDates.from_json(path.read_text())))
+        except FileNotFoundError:
+            continue  # taken meanwhile
+        except (ValueError, KeyError, TypeError) as error:  # not ours to delete: set aside, keep going
+            _LOG.error("lost-dates record %s does not read (%s); moved to %s.bad", path, error, path)
+            os.replace(path, path.with_name(path.name + ".bad"))
+    return out

@@ -21,7 +21,7 @@ class LakeStatusAuditConfig(dg.Config):
 @dg.op(description="Fail the symbols_complete check of every date judged complete whose data is no longer stored", out=dg.Out(dg.Nothing))
 def audit_lake_status(context: dg.OpExecutionContext, config: LakeStatusAuditConfig, lake: ParquetLake) -> None:
     failed = audit_stored_partitions(context.instance, lake, log=context.log.warning, decode=config.decode)
-    report_lost_dates(context.instance, lake, context.log.warning)  # corrupt files the audit's reads met (their dates are in ``failed`` too)
+    report_lost_dates(context.instance, lake, context.log.warning, mine_only=False)  # files quarantined by anyone and not re-computed yet (their dates are in ``failed`` too)
     dates = sum(len(days) for days in failed.values())
     context.log.info(f"lake status audit: {dates} date(s) judged complete no longer fully stored" + (f" ({', '.join(f'{a}: {len(d)}' for a, d in failed.items())})" if failed else ""))
     if failed:
