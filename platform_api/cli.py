@@ -175,13 +175,14 @@ def _report_lost(lake, mine_only: bool = True) -> int:
     re-computed yet) fail their asset's completeness check (``platform_assets.lake_status``); exit
     1 when there were any."""
     from platform_api.instance import get_instance
-    from platform_assets.lake_status import report_losses
+    from platform_assets.lake_status import report_lost_dates
+    from resources.lost_dates import unreadable
 
-    losses = lake.take_lost_dates(None, mine_only=mine_only)
-    if not losses:
-        return 0
-    report_losses(get_instance(), losses, lambda line: _print(f"LOST: {line}"))
-    return EXIT_FAILED
+    losses = report_lost_dates(get_instance(), lake, lambda line: _print(f"LOST: {line}"), mine_only=mine_only)
+    bad = unreadable(lake.root) if not mine_only else []
+    for path in bad:
+        _print(f"LOST: unreadable lost-dates record {path}: the dates it named are unknown; run `mdp audit-lake --decode` and re-run what it names, then remove the file")
+    return EXIT_FAILED if losses or bad else 0
 
 
 def _audit_lake(args: argparse.Namespace) -> int:

@@ -26,7 +26,6 @@ from platform_assets.calendars import CRYPTO, STOCKS, Market
 from platform_assets.features.labels import LABEL_DEFINITIONS
 from platform_assets.features.registry import FEATURE_GROUPS
 from platform_assets.partitions import materialized_dates
-from platform_assets.quality.checks import dq_tables
 from platform_assets.symbol_days import COMPLETE_CHECK
 from platform_assets.universe import detect_asset_type, tracked_symbols
 from resources.lake import ALIGNED_BARS, CURATED_BARS, ParquetLake, Table, decodable_rows, feature_table, labels_table
@@ -53,24 +52,25 @@ def market_of_asset(asset: str) -> Market:
     return CRYPTO if asset == "crypto_curated_bars" else STOCKS
 
 
-def dq_datasets_of(asset: str) -> list[str]:
-    """The DQ datasets symbol-day asset ``asset``'s recorders store (none for alignment and labels)."""
-    if asset in ("curated_bars", "crypto_curated_bars"):
-        return ["curated_bars"]
-    return [f"{asset}_{version}" for version in FEATURE_GROUPS.get(asset, ())]
-
-
 def asset_of(table: str, symbol: str) -> str | None:
-    """The asset that writes lake table ``table`` (one of its ``tables_of`` or its DQ recorders'
-    tables) for ``symbol`` (None: no symbol-day asset); the curated table by the symbol's market."""
+    """The asset whose data lake table ``table`` holds (one of its ``tables_of``) for ``symbol``
+    (None: none); the curated table by the symbol's market. DQ tables have none here: a lost DQ
+    file stays in the journal for its owner to re-evaluate (the DQ gate keeps its dates blocked
+    meanwhile, ``quality.checks.is_blocked``); reported as lost data, the audit would pass the
+    date again as soon as the data table holds it."""
     crypto = detect_asset_type(symbol) == "crypto"
     for asset in SYMBOL_DAY_ASSETS:
         if asset in ("curated_bars", "crypto_curated_bars") and (asset == "crypto_curated_bars") != crypto:
             continue
-        owned = [*tables_of(asset), *(t for dataset in dq_datasets_of(asset) for t in dq_tables(dataset))]
-        if table in {str(t) for t in owned}:
+        if table in {str(t) for t in tables_of(asset)}:
             return asset
     return None
+
+
+def reportable(lost: LostDates) -> bool:
+    """Whether ``report_lost_dates`` takes ``lost`` (a data table of a symbol-day asset); others
+    (DQ tables, ingestion tables) stay in the journal for the step that re-computes them."""
+    return asset_of(lost.table, lost.symbol) is not None
 
 
 def report_lost_dates(
@@ -81,7 +81,7 @@ def report_lost_dates(
     (asset, date) in Dagster. A loss whose file's footer did not say which dates it held is
     reported on the month's dates Dagster has materialized. Returns the losses reported. Losses
     found by other processes are left to the next run of the owning asset, which re-computes them."""
-    return report_losses(instance, lake.take_lost_dates(None, mine_only=mine_only), log)
+    return report_losses(instance, lake.take_lost_dates(None, mine_only=mine_only, where=reportable), log)
 
 
 def report_losses(instance: dg.DagsterInstance, losses: list[LostDates], log: Callable[[str], None] | None = None) -> list[LostDates]:
@@ -218,9 +218,11 @@ def audit_stored_partitions(
         if gone:
             record_evaluations(instance, [*evaluations, _summary(asset, sorted(gone), len(days), "judged complete, data removed or lost since")])
             failed[asset] = gone
-        elif restored:
-            record_evaluations(instance, evaluations)
             if log:
                 log(f"{asset}: {len(gone)} date(s) judged complete no longer have every tracked symbol stored: "
                     + "; ".join(f"{day}: {', '.join(symbols[:10])}" for day, symbols in list(gone.items())[:10]))
+        elif restored:
+            record_evaluations(instance, evaluations)
+        if restored and log:
+            log(f"{asset}: {len(restored)} date(s) found gone by an earlier audit are stored again and pass: {', '.join(restored[:20])}")
     return failed

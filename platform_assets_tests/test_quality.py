@@ -491,7 +491,8 @@ def _dq_rows(lake, dataset: str, symbol: str) -> pd.DataFrame:
 def test_ingestion_dq_results_lost_with_a_corrupt_file_are_re_evaluated_from_the_stored_data(platform):
     """A one-date re-ingest writing into torn DQ month files (results and block markers) of a raw
     and the L2 dataset: the lake moves them aside whole, and the other dates' results and markers
-    are re-evaluated from the stored raw batches and L2 files, equal to before. Without that, the
+    are re-evaluated from the stored raw batches (with their quarantined repeated rows, as
+    delivered) and L2 files, equal to before. Without that, the
     two blocked sessions lose their markers and curation takes their bad ticks."""
     from platform_assets.partitions import RANGE_END_TAG, RANGE_START_TAG
     from platform_assets.quality.checks import raw_dq_dataset
@@ -503,11 +504,13 @@ def test_ingestion_dq_results_lost_with_a_corrupt_file_are_re_evaluated_from_the
     lake, raw = defs.resources["lake"], raw_dq_dataset("sim")
     before = {dataset: _dq_rows(lake, dataset, "AAPL") for dataset in (raw, "l2_snapshots")}
     assert len(before[raw]["date"].unique()) == 5 and len(before["l2_snapshots"]["date"].unique()) == 5
+    repeats = before[raw].query("metric == 'unique_symbol_ts'").set_index("date")["value"]
+    assert repeats[dt.date(2024, 11, 18)] > 0  # the simulator sent a bar twice: the re-evaluation must see it as delivered
     for table in (dq_metrics_table(raw), dq_blocked_table(raw), dq_metrics_table("l2_snapshots")):
         path = lake.month_file(table, "AAPL", "2024-11")
         path.write_bytes(path.read_bytes()[:40])  # torn: not even the footer says which dates it held
     job = defs.resolve_job_def("offline_pipeline")
-    one_date = {RANGE_START_TAG: "2024-11-18", RANGE_END_TAG: "2024-11-18"}
+    one_date = {RANGE_START_TAG: "2024-11-19", RANGE_END_TAG: "2024-11-19"}
     result = job.execute_in_process(instance=platform.instance, asset_selection=[dg.AssetKey("raw_bars_sim"), dg.AssetKey("l2_snapshots_sim")], tags=one_date)
     assert result.success
     for dataset, rows in before.items():
@@ -519,3 +522,31 @@ def test_ingestion_dq_results_lost_with_a_corrupt_file_are_re_evaluated_from_the
     job.execute_in_process(instance=platform.instance, asset_selection=[dg.AssetKey("curated_bars")], raise_on_error=False,
                            tags={RANGE_START_TAG: "2024-11-19", RANGE_END_TAG: "2024-11-21"})
     assert not any(lake.has_partition(CURATED_BARS, "AAPL", day) for day in blocked)  # the gate stayed closed
+
+
+def test_a_marker_file_lost_outside_ingestion_keeps_its_dates_blocked_until_the_next_ingestion_re_evaluates_them(platform):
+    """A torn raw block-marker month file quarantined outside an ingestion run (here by hand, as a
+    reader would): the loss waits in the lake's journal, the audit's loss report leaves it there
+    (it is not data it could report), and the DQ gate counts the month's dates as blocked until the
+    next ingestion run of the source re-evaluates them; then exactly the two bad sessions stay blocked."""
+    from platform_assets.lake_status import report_lost_dates
+    from platform_assets.partitions import RANGE_END_TAG, RANGE_START_TAG
+    from platform_assets.quality.checks import blocked_dates, raw_dq_dataset
+    from platform_assets.quality.metrics import dq_blocked_table
+    from resources import lost_dates
+
+    blocked = [dt.date(2024, 11, 20), dt.date(2024, 11, 21)]
+    defs = _run(platform, ["AAPL", "MSFT"], "2024-11-18", "2024-11-22", corrupt={f"AAPL@{d}": "bad_ticks" for d in blocked})
+    lake, raw = defs.resources["lake"], raw_dq_dataset("sim")
+    markers = lake.month_file(dq_blocked_table(raw), "AAPL", "2024-11")
+    markers.write_bytes(markers.read_bytes()[:40])
+    assert lake.quarantine_file(dq_blocked_table(raw), markers) is not None
+    assert report_lost_dates(platform.instance, lake, mine_only=False) == [] and len(lost_dates.pending(lake.root)) == 1
+    month = [dt.date(2024, 11, d) for d in range(18, 23)]
+    assert all(is_blocked(lake, raw, "AAPL", day) for day in month)  # the torn file did not say which: the month waits
+    assert all(day in blocked_dates(lake, raw, "AAPL") for day in month) and not is_blocked(lake, raw, "MSFT", month[0])
+    job = defs.resolve_job_def("offline_pipeline")
+    assert job.execute_in_process(instance=platform.instance, asset_selection=[dg.AssetKey("raw_bars_sim")],
+                                  tags={RANGE_START_TAG: "2024-11-18", RANGE_END_TAG: "2024-11-18"}).success
+    assert lost_dates.pending(lake.root) == []
+    assert [day for day in month if is_blocked(lake, raw, "AAPL", day)] == blocked

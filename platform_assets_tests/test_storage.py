@@ -509,3 +509,21 @@ def test_the_lost_dates_journal_is_shared_by_processes_taken_once_and_mine_only_
     assert len(others) == 1 and others[0].dates is None and others[0].symbol == "MSFT"
     assert lost_dates.take(root) == [] and lost_dates.pending(root) == []
     assert len(list(lost_dates.journal_dir(root).glob("*.bad"))) == 1
+
+
+def test_takers_racing_over_garbled_journal_records_never_crash_and_the_audit_lists_them(tmp_path):
+    import multiprocessing
+
+    from resources import lost_dates
+
+    root = tmp_path / "lake"
+    lost_dates.journal_dir(root).mkdir(parents=True)
+    for i in range(200):
+        (lost_dates.journal_dir(root) / f"{i:020d}-p-x.json").write_text("{garbled")
+    workers = [multiprocessing.get_context("fork").Process(target=lost_dates.take, args=(str(root),)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert [worker.exitcode for worker in workers] == [0, 0, 0, 0]
+    assert len(lost_dates.unreadable(root)) == 200 and lost_dates.pending(root) == []

@@ -547,13 +547,17 @@ class ParquetLake(dg.ConfigurableResource):
         return self.quarantine_file(table, Path(path))
 
     def take_lost_dates(
-        self, tables: Iterable[Table] | None, symbols: Iterable[str] | None = None, *, mine_only: bool = False
+        self, tables: Iterable[Table] | None, symbols: Iterable[str] | None = None, *, mine_only: bool = False, where=None
     ) -> list[lost_dates.LostDates]:
         """The dates ``tables`` (all when None) of ``symbols`` (all when None) lost to files quarantined
         (by any process: the journal ``lake/quarantine/lost_dates``) since they were last taken
         (``resources.lost_dates``): the owning step re-computes them, anyone else reports them
         (``platform_assets.lake_status``); ``mine_only``: only the records this process made."""
-        return lost_dates.take(str(self.root), None if tables is None else [str(t) for t in tables], symbols, mine_only=mine_only)
+        return lost_dates.take(str(self.root), None if tables is None else [str(t) for t in tables], symbols, mine_only=mine_only, where=where)
+
+    def pending_lost_dates(self, table: Table, symbol: str) -> list[lost_dates.LostDates]:
+        """The journal's records of (table, symbol) not re-computed yet (left in the journal)."""
+        return [lost for lost in lost_dates.pending(str(self.root)) if lost.table == str(table) and lost.symbol == symbol]
 
     def _month_table(self, table: Table, symbol: str, month: str) -> tuple[pa.Table | None, frozenset]:
         """(rows, dates) of a month file under the caller's symbol lock; a corrupt one is quarantined

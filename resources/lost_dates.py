@@ -29,7 +29,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from resources.atomic import TMP_PREFIX, atomic_write
 
 JOURNAL_DIR = Path("quarantine") / "lost_dates"  # under the lake root
 _SUFFIX = ".json"
+_BAD = ".bad"
 _LOG = logging.getLogger(__name__)
 _PROCESS = uuid.uuid4().hex[:12]  # names this process's records (a pid can be reused)
 
@@ -80,18 +81,19 @@ def pending(root: str | Path) -> list[LostDates]:
 
 
 def take(
-    root: str | Path, tables: Iterable[str] | None = None, symbols: Iterable[str] | None = None, *, mine_only: bool = False
+    root: str | Path, tables: Iterable[str] | None = None, symbols: Iterable[str] | None = None, *, mine_only: bool = False,
+    where: Callable[[LostDates], bool] | None = None,
 ) -> list[LostDates]:
     """Remove and return the records of ``tables`` and ``symbols`` (all when None) under ``root``,
-    oldest first (``mine_only``: only those this process recorded); a record another process took
-    first is not returned."""
+    oldest first (``mine_only``: only those this process recorded; ``where``: only those it
+    accepts); a record another process took first is not returned."""
     tables = None if tables is None else set(tables)
     symbols = None if symbols is None else set(symbols)
     taken = []
     for path, lost in _records(journal_dir(root)):
         if mine_only and path.name.split("-")[1] != _PROCESS:
             continue
-        if (tables is None or lost.table in tables) and (symbols is None or lost.symbol in symbols):
+        if (tables is None or lost.table in tables) and (symbols is None or lost.symbol in symbols) and (where is None or where(lost)):
             try:
                 os.unlink(path)
             except FileNotFoundError:
@@ -113,6 +115,17 @@ def _records(folder: Path) -> list[tuple[Path, LostDates]]:
         except FileNotFoundError:
             continue  # taken meanwhile
         except (ValueError, KeyError, TypeError) as error:  # not ours to delete: set aside, keep going
-            _LOG.error("lost-dates record %s does not read (%s); moved to %s.bad", path, error, path)
-            os.replace(path, path.with_name(path.name + ".bad"))
+            _LOG.error("lost-dates record %s does not read (%s); moved to %s%s (the lake status audit fails while it is there)", path, error, path, _BAD)
+            try:
+                os.replace(path, path.with_name(path.name + _BAD))
+            except FileNotFoundError:
+                continue  # another reader set it aside first
     return out
+
+
+def unreadable(root: str | Path) -> list[Path]:
+    """Records set aside because they did not read: their losses are unknown (the audit fails)."""
+    try:
+        return sorted(journal_dir(root) / name for name in os.listdir(journal_dir(root)) if name.endswith(_SUFFIX + _BAD))
+    except FileNotFoundError:
+        return []

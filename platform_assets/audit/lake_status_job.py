@@ -11,6 +11,7 @@ import dagster as dg
 
 from platform_assets.lake_status import audit_stored_partitions, report_lost_dates
 from resources.lake import ParquetLake
+from resources.lost_dates import unreadable
 
 
 class LakeStatusAuditConfig(dg.Config):
@@ -22,6 +23,10 @@ class LakeStatusAuditConfig(dg.Config):
 def audit_lake_status(context: dg.OpExecutionContext, config: LakeStatusAuditConfig, lake: ParquetLake) -> None:
     failed = audit_stored_partitions(context.instance, lake, log=context.log.warning, decode=config.decode)
     report_lost_dates(context.instance, lake, context.log.warning, mine_only=False)  # files quarantined by anyone and not re-computed yet (their dates are in ``failed`` too)
+    bad = unreadable(lake.root)
+    if bad:
+        raise dg.Failure(description=f"{len(bad)} lost-dates record(s) do not read: the dates they named are unknown; audit with decode: true, re-run what it names, then remove them",
+                         metadata={"records": "\n".join(str(p) for p in bad[:50])})
     dates = sum(len(days) for days in failed.values())
     context.log.info(f"lake status audit: {dates} date(s) judged complete no longer fully stored" + (f" ({', '.join(f'{a}: {len(d)}' for a, d in failed.items())})" if failed else ""))
     if failed:

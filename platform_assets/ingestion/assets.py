@@ -68,7 +68,7 @@ def raw_bars_sim(
             duplicates += len(repeated)
             written, skipped = written + new, skipped + (not new)
             progress.step()
-    heal_lost_results(quality, raw_batches_input(lake, RAW_BARS_SIM), context.log)
+    heal_lost_results(quality, raw_batches_input(lake, RAW_BARS_SIM, as_delivered=True), context.log)
     bars_manifest.rebuild_coverage()
     return dg.MaterializeResult(
         metadata={

@@ -38,7 +38,7 @@ from platform_assets.quality.metrics import (
     dq_metrics_table,
 )
 from platform_assets.quality.rules import QualityBatch
-from resources.lake import CorruptLakeFileError, ParquetLake, Table
+from resources.lake import CorruptLakeFileError, ParquetLake, Table, month_of
 
 CHECK_PREFIX = "dq_"
 SAMPLE_ROWS = 5
@@ -93,11 +93,16 @@ def is_blocked(lake: ParquetLake, dataset: str, symbol: str, day: dt.date) -> bo
     Fails closed: when the marker file does not read (it is left in place for the DQ writer, which
     quarantines it and restores the markers it held), the date's stored DQ results decide (an
     error result = blocked), and without readable results the date counts as blocked: a lost
-    marker never opens the gate."""
+    marker never opens the gate. Nor does a marker file already quarantined whose dates were not
+    re-evaluated yet (a record in the lake's lost-dates journal): those dates count as blocked
+    until the owning asset's next run re-evaluates them (``platform_assets.quality.heal``)."""
     try:
-        return lake.has_partition(dq_blocked_table(dataset), symbol, day, quarantine=False)
+        if lake.has_partition(dq_blocked_table(dataset), symbol, day, quarantine=False):
+            return True
     except CorruptLakeFileError:
         return blocked_by_results(lake, dataset, symbol, day) is not False
+    return any(day in lost.dates if lost.dates is not None else month_of(day) == lost.month
+               for lost in lake.pending_lost_dates(dq_blocked_table(dataset), symbol))
 
 
 def blocked_by_results(lake: ParquetLake, dataset: str, symbol: str, day: dt.date) -> bool | None:
@@ -124,11 +129,13 @@ class _BlockedByCheck:
 
 def blocked_dates(lake: ParquetLake, dataset: str, symbol: str):
     """Every date ``is_blocked`` is true for (one folder scan for all of a symbol's dates): a set,
-    or, when a marker file does not read, a container asking ``is_blocked`` date by date."""
+    or, when a marker file does not read or lost markers wait in the journal, a container asking
+    ``is_blocked`` date by date."""
     try:
-        return lake.stored_dates(dq_blocked_table(dataset), symbol, quarantine=False)
+        stored = lake.stored_dates(dq_blocked_table(dataset), symbol, quarantine=False)
     except CorruptLakeFileError:
         return _BlockedByCheck(lake, dataset, symbol)
+    return _BlockedByCheck(lake, dataset, symbol) if lake.pending_lost_dates(dq_blocked_table(dataset), symbol) else stored
 
 
 class DataQuality(dg.ConfigurableResource):

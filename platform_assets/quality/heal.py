@@ -18,7 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from platform_assets.quality.checks import QualityRecorder, dq_tables
-from resources.lake import CorruptLakeFileError, ParquetLake, Table, month_of
+import numpy as np
+import pandas as pd
+
+from resources.lake import CorruptLakeFileError, ParquetLake, Table, month_of, quarantine_table, read_parquet_checked
 
 MAX_ROUNDS = 3  # re-evaluating may meet another corrupt DQ file of the same dataset
 
@@ -35,18 +38,28 @@ class StoredInput:
     read: Callable[[str, dt.date], tuple | None]
 
 
-def raw_batches_input(lake: ParquetLake, table: Table) -> StoredInput:
-    """The newest raw batch of each date (what curation takes, and what the DQ gate guards)."""
+def raw_batches_input(lake: ParquetLake, table: Table, *, as_delivered: bool = False) -> StoredInput:
+    """The newest raw batch of each date (what curation takes, and what the DQ gate guards).
+    ``as_delivered``: with the rows that repeated a key put back, each right after its first
+    copy (the batch's ``duplicate_key`` rows in ``quarantine/raw_bars``): what the offline
+    asset's rules check (``raw_batches.as_delivered``, whose simulator sends each repeat right
+    after its original); the vendor assets check the batch itself."""
 
     def dates(symbol: str) -> set[dt.date]:
         return {dt.date.fromisoformat(p.name[5:]) for p in lake.symbol_dir(table, symbol).glob("date=*")}
 
     def read(symbol: str, day: dt.date) -> tuple | None:
-        try:
-            batch = lake.read_latest_batch(table, symbol, day)
-        except CorruptLakeFileError:
-            return None  # quarantined by the read: the next ingestion of the date re-fetches it
-        return None if batch is None else (batch,)
+        for _ in range(len(lake.batch_files(table, symbol, day)) + 1):
+            try:
+                batch = lake.read_latest_batch(table, symbol, day)
+                break
+            except CorruptLakeFileError:
+                continue  # quarantined by the read: the next newest batch is what curation takes now
+        else:
+            return None
+        if batch is None:
+            return None
+        return (with_repeats(lake, table, symbol, day, batch) if as_delivered else batch,)
 
     return StoredInput(dates, read)
 
@@ -99,3 +112,21 @@ def heal_lost_results(recorder: QualityRecorder, stored: StoredInput, log) -> li
         recorder.flush()
     recorder.reevaluated.extend(healed)
     return healed
+
+
+def with_repeats(lake: ParquetLake, table: Table, symbol: str, day: dt.date, batch: pd.DataFrame) -> pd.DataFrame:
+    """``batch`` with its quarantined ``duplicate_key`` rows, each after the last stored copy of its ts."""
+    if not len(batch):
+        return batch
+    batch_id = str(batch["batch_id"].iloc[0])
+    files = [p for p in lake.batch_files(quarantine_table(table), symbol, day) if p.stem.endswith(f"-{batch_id}")]
+    if not files:
+        return batch
+    repeated = pd.concat([read_parquet_checked(path).to_pandas() for path in files], ignore_index=True)
+    repeated = repeated[repeated["reject_reason"] == "duplicate_key"].drop(columns="reject_reason")
+    if repeated.empty:
+        return batch
+    position = pd.Series(np.arange(len(batch)), index=pd.DatetimeIndex(batch["ts"]))
+    order = np.concatenate([np.arange(len(batch)), position.reindex(pd.DatetimeIndex(repeated["ts"])).to_numpy(dtype=float)])
+    both = pd.concat([batch, repeated[batch.columns]], ignore_index=True)
+    return both.iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
