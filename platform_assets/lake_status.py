@@ -81,7 +81,14 @@ def report_lost_dates(
     (asset, date) in Dagster. A loss whose file's footer did not say which dates it held is
     reported on the month's dates Dagster has materialized. Returns the losses reported. Losses
     found by other processes are left to the next run of the owning asset, which re-computes them."""
-    return report_losses(instance, lake.take_lost_dates(None, mine_only=mine_only, where=reportable), log)
+    losses = lake.take_lost_dates(None, mine_only=mine_only, where=reportable)
+    try:
+        report_losses(instance, losses, log)
+    except BaseException:
+        lake.release_lost_dates(losses)
+        raise
+    lake.settle_lost_dates(losses)
+    return losses
 
 
 def report_losses(instance: dg.DagsterInstance, losses: list[LostDates], log: Callable[[str], None] | None = None) -> list[LostDates]:

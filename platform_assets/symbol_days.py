@@ -266,26 +266,31 @@ class SymbolDayStep:
             losses = self.lake.take_lost_dates(self.heals, {*self.tracked, *self.symbols})  # this market's symbols
             if not losses:
                 return
-            todo: dict[str, set[dt.date]] = {}
-            for lost in losses:
-                days = self._lost_days(lost)
-                for day in days:
-                    self._healed_from.setdefault((lost.symbol, day), lost.moved_to)
-                todo.setdefault(lost.symbol, set()).update(days)
-                self.context.log.warning(
-                    f"{self.asset_name}: {lost.table} {lost.symbol} {lost.month}: a corrupt file was moved to {lost.moved_to}; "
-                    f"re-computing the {len(days)} date(s) it held outside this run" + ("" if lost.dates is not None else " (its footer did not read: the month's materialized dates)")
-                )
-            for symbol, days in todo.items():
-                for day in sorted(days):
-                    report = self.healed.setdefault(day, DateReport(day))
-                    outcome = self._attempt(self._per_date, symbol, day)
-                    if outcome.status == NO_INPUT:  # it was stored, and now it is gone: a failure of this run, not a quiet gap
-                        outcome = Outcome(FAILED, detail=f"lost with the corrupt file moved to {self._healed_from[(symbol, day)]} and not re-computed: no input ({outcome.detail})")
-                    report.outcomes[symbol] = outcome
-                self._flush(symbol)
-            for recorder in self.quality:  # their DQ results stored now: ``finish`` heals after the asset finished its recorders
-                recorder.flush()
+            try:
+                todo: dict[str, set[dt.date]] = {}
+                for lost in losses:
+                    days = self._lost_days(lost)
+                    for day in days:
+                        self._healed_from.setdefault((lost.symbol, day), lost.moved_to)
+                    todo.setdefault(lost.symbol, set()).update(days)
+                    self.context.log.warning(
+                        f"{self.asset_name}: {lost.table} {lost.symbol} {lost.month}: a corrupt file was moved to {lost.moved_to}; "
+                        f"re-computing the {len(days)} date(s) it held outside this run" + ("" if lost.dates is not None else " (its footer did not read: the month's materialized dates)")
+                    )
+                for symbol, days in todo.items():
+                    for day in sorted(days):
+                        report = self.healed.setdefault(day, DateReport(day))
+                        outcome = self._attempt(self._per_date, symbol, day)
+                        if outcome.status == NO_INPUT:  # it was stored, and now it is gone: a failure of this run, not a quiet gap
+                            outcome = Outcome(FAILED, detail=f"lost with the corrupt file moved to {self._healed_from[(symbol, day)]} and not re-computed: no input ({outcome.detail})")
+                        report.outcomes[symbol] = outcome
+                    self._flush(symbol)
+                for recorder in self.quality:  # their DQ results stored now: ``finish`` heals after the asset finished its recorders
+                    recorder.flush()
+            except BaseException:
+                self.lake.release_lost_dates(losses)  # another run re-computes them
+                raise
+            self.lake.settle_lost_dates(losses)  # re-computed and stored: the records leave the journal
 
     def _lost_days(self, lost) -> list[dt.date]:
         """The dates of ``lost`` not already computed by this step for its symbol."""

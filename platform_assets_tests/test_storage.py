@@ -504,9 +504,14 @@ def test_the_lost_dates_journal_is_shared_by_processes_taken_once_and_mine_only_
     subprocess.run([sys.executable, "-c", script, str(root)], check=True, cwd=Path(__file__).resolve().parents[1])
     (lost_dates.journal_dir(root) / "00000000000000000000-x-y.json").write_text("{not json")
     assert [lost.symbol for lost in lost_dates.pending(root)] == ["AAPL", "MSFT"]
-    assert lost_dates.take(root, mine_only=True) == [mine]  # the other process's record stays
+    taken = lost_dates.take(root, mine_only=True)
+    assert taken == [mine]  # the other process's record stays
+    second = lost_dates.take(root)
+    assert [lost.symbol for lost in second] == ["MSFT"] and mine in lost_dates.pending(root)  # AAPL's is claimed: not taken twice, still pending for the gate
+    lost_dates.release(second)  # a taker that failed puts it back
     others = lost_dates.take(root, ["labels/version=v1"])
     assert len(others) == 1 and others[0].dates is None and others[0].symbol == "MSFT"
+    lost_dates.settle([*taken, *others])
     assert lost_dates.take(root) == [] and lost_dates.pending(root) == []
     assert len(list(lost_dates.journal_dir(root).glob("*.bad"))) == 1
 
@@ -527,3 +532,30 @@ def test_takers_racing_over_garbled_journal_records_never_crash_and_the_audit_li
         worker.join(60)
     assert [worker.exitcode for worker in workers] == [0, 0, 0, 0]
     assert len(lost_dates.unreadable(root)) == 200 and lost_dates.pending(root) == []
+
+
+def test_a_taker_killed_before_it_settled_leaves_the_record_for_the_next_one(tmp_path):
+    """SIGKILL between taking a record and settling it (mid re-computation): the claim of the dead
+    process goes back to the journal at the next look, so the loss is re-computed by the next run."""
+    import datetime as dt
+    import multiprocessing
+    import os
+    import signal
+
+    from resources import lost_dates
+
+    root = tmp_path / "lake"
+    lost = lost_dates.LostDates("curated_bars", "AAPL", "2024-11", frozenset({dt.date(2024, 11, 18)}), "/q/a.corrupt")
+    lost_dates.record(root, lost)
+
+    def take_then_die():
+        assert lost_dates.take(root) == [lost]
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    child = multiprocessing.get_context("fork").Process(target=take_then_die)
+    child.start()
+    child.join(30)
+    assert child.exitcode == -signal.SIGKILL
+    assert lost_dates.take(root) == [lost]  # back, taken by this process now
+    lost_dates.settle([lost])
+    assert not list(lost_dates.journal_dir(root).iterdir())

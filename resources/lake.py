@@ -555,6 +555,16 @@ class ParquetLake(dg.ConfigurableResource):
         (``platform_assets.lake_status``); ``mine_only``: only the records this process made."""
         return lost_dates.take(str(self.root), None if tables is None else [str(t) for t in tables], symbols, mine_only=mine_only, where=where)
 
+    @staticmethod
+    def settle_lost_dates(losses: Iterable[lost_dates.LostDates]) -> None:
+        """Taken losses re-computed or reported: they leave the journal (``lost_dates.settle``)."""
+        lost_dates.settle(losses)
+
+    @staticmethod
+    def release_lost_dates(losses: Iterable[lost_dates.LostDates]) -> None:
+        """Taken losses not dealt with (the taker failed): back to the journal."""
+        lost_dates.release(losses)
+
     def pending_lost_dates(self, table: Table, symbol: str) -> list[lost_dates.LostDates]:
         """The journal's records of (table, symbol) not re-computed yet (left in the journal)."""
         return [lost for lost in lost_dates.pending(str(self.root)) if lost.table == str(table) and lost.symbol == symbol]

@@ -13,8 +13,10 @@ The records are a journal in the lake, ``lake/quarantine/lost_dates/``, one smal
 quarantined file, written atomically: a loss found outside any run (the HTTP service answering a
 request, ``get_curated_bars`` in a training script, the compaction command) is still there for
 the next run of the owning asset to heal, or for the lake status audit to report, whichever
-process that is. Taking a record removes its file (an unlink succeeds for one taker only, so two
-runs never both re-compute it). A step reporting losses of tables it does not own takes only the
+process that is. Taking a record claims its file (a rename to ``<name>.claimed-<pid>`` succeeds
+for one taker only, so two runs never both re-compute it); the taker removes it once the dates are
+re-computed or reported (``settle``) or puts it back when it failed (``release``), and a claim whose
+process is gone (SIGKILL mid-heal) is put back by the next reader: a crash never loses a record. A step reporting losses of tables it does not own takes only the
 records its own process made (``mine_only``), leaving the others for their owner to heal.
 
 ``dates`` is what the file's footer listed; ``None`` when the footer itself did not read (a torn
@@ -23,6 +25,7 @@ file): the step then asks Dagster which of the month's dates were materialized.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -33,11 +36,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from resources.atomic import TMP_PREFIX, atomic_write
+from resources.atomic import TMP_PREFIX, _pid_alive, atomic_write
 
 JOURNAL_DIR = Path("quarantine") / "lost_dates"  # under the lake root
 _SUFFIX = ".json"
 _BAD = ".bad"
+_CLAIM = ".claimed-"
+_CLAIMS: dict["LostDates", Path] = {}  # this process's claimed records -> their claim files
 _LOG = logging.getLogger(__name__)
 _PROCESS = uuid.uuid4().hex[:12]  # names this process's records (a pid can be reused)
 
@@ -76,17 +81,18 @@ def record(root: str | Path, lost: LostDates) -> Path:
 
 
 def pending(root: str | Path) -> list[LostDates]:
-    """The journal's records, oldest first, without taking them (for status answers)."""
-    return [lost for _, lost in _records(journal_dir(root))]
+    """The journal's records, oldest first, without taking them, also those a live taker is
+    re-computing now (for status answers and the DQ gate)."""
+    return [lost for _, lost in _records(journal_dir(root), claimed=True)]
 
 
 def take(
     root: str | Path, tables: Iterable[str] | None = None, symbols: Iterable[str] | None = None, *, mine_only: bool = False,
     where: Callable[[LostDates], bool] | None = None,
 ) -> list[LostDates]:
-    """Remove and return the records of ``tables`` and ``symbols`` (all when None) under ``root``,
+    """Claim and return the records of ``tables`` and ``symbols`` (all when None) under ``root``,
     oldest first (``mine_only``: only those this process recorded; ``where``: only those it
-    accepts); a record another process took first is not returned."""
+    accepts); a record another process took first is not returned. ``settle`` them when done."""
     tables = None if tables is None else set(tables)
     symbols = None if symbols is None else set(symbols)
     taken = []
@@ -94,19 +100,56 @@ def take(
         if mine_only and path.name.split("-")[1] != _PROCESS:
             continue
         if (tables is None or lost.table in tables) and (symbols is None or lost.symbol in symbols) and (where is None or where(lost)):
+            claim = path.with_name(f"{path.name}{_CLAIM}{os.getpid()}")
             try:
-                os.unlink(path)
+                os.rename(path, claim)
             except FileNotFoundError:
                 continue  # another taker's
+            _CLAIMS[lost] = claim
             taken.append(lost)
     return taken
 
 
-def _records(folder: Path) -> list[tuple[Path, LostDates]]:
+def settle(losses: Iterable[LostDates]) -> None:
+    """The taker re-computed (or reported) ``losses``: their records leave the journal."""
+    for lost in losses:
+        claim = _CLAIMS.pop(lost, None)
+        if claim is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(claim)
+
+
+def release(losses: Iterable[LostDates]) -> None:
+    """The taker could not finish: ``losses`` go back to the journal for the next taker."""
+    for lost in losses:
+        claim = _CLAIMS.pop(lost, None)
+        if claim is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(claim, claim.with_name(claim.name.split(_CLAIM)[0]))
+
+
+def _restore_dead_claims(folder: Path, names: list[str]) -> None:
+    """Claims of processes that are gone (killed while re-computing) go back to the journal."""
+    for name in names:
+        if _CLAIM in name:
+            pid = name.rsplit(_CLAIM, 1)[1]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(folder / name, folder / name.split(_CLAIM)[0])
+
+
+def _records(folder: Path, claimed: bool = False) -> list[tuple[Path, LostDates]]:
     try:
-        names = sorted(name for name in os.listdir(folder) if name.endswith(_SUFFIX) and not name.startswith(TMP_PREFIX))
+        listed = os.listdir(folder)
     except FileNotFoundError:
         return []
+    if any(_CLAIM in name for name in listed):
+        _restore_dead_claims(folder, listed)
+        listed = os.listdir(folder)
+    names = sorted(
+        name for name in listed
+        if (name.endswith(_SUFFIX) or (claimed and _CLAIM in name and name.split(_CLAIM)[0].endswith(_SUFFIX))) and not name.startswith(TMP_PREFIX)
+    )
     out = []
     for name in names:
         path = folder / name

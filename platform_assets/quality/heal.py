@@ -110,6 +110,7 @@ def heal_lost_results(recorder: QualityRecorder, stored: StoredInput, log) -> li
                 + (f"; no stored data left for {', '.join(gone)}" if gone else "")
             )
         recorder.flush()
+        recorder.lake.settle_lost_dates(losses)
     recorder.reevaluated.extend(healed)
     return healed
 
