@@ -17,10 +17,10 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from platform_assets.quality.checks import QualityRecorder, dq_tables
 import numpy as np
 import pandas as pd
 
+from platform_assets.quality.checks import QualityRecorder, dq_tables
 from resources.lake import CorruptLakeFileError, ParquetLake, Table, month_of, quarantine_table, read_parquet_checked
 
 MAX_ROUNDS = 3  # re-evaluating may meet another corrupt DQ file of the same dataset
