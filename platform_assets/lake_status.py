@@ -26,7 +26,7 @@ from platform_assets.calendars import CRYPTO, STOCKS, Market
 from platform_assets.features.labels import LABEL_DEFINITIONS
 from platform_assets.features.registry import FEATURE_GROUPS
 from platform_assets.partitions import materialized_dates
-from platform_assets.symbol_days import COMPLETE_CHECK
+from platform_assets.symbol_days import COMPLETE_CHECK, listing
 from platform_assets.universe import detect_asset_type, tracked_symbols
 from resources.lake import ALIGNED_BARS, CURATED_BARS, ParquetLake, Table, decodable_rows, feature_table, labels_table
 from resources.lost_dates import LostDates
@@ -81,14 +81,8 @@ def report_lost_dates(
     (asset, date) in Dagster. A loss whose file's footer did not say which dates it held is
     reported on the month's dates Dagster has materialized. Returns the losses reported. Losses
     found by other processes are left to the next run of the owning asset, which re-computes them."""
-    losses = lake.take_lost_dates(None, mine_only=mine_only, where=reportable)
-    try:
-        report_losses(instance, losses, log)
-    except BaseException:
-        lake.release_lost_dates(losses)
-        raise
-    lake.settle_lost_dates(losses)
-    return losses
+    with lake.taking_lost_dates(None, mine_only=mine_only, where=reportable) as losses:
+        return report_losses(instance, losses, log)
 
 
 def report_losses(instance: dg.DagsterInstance, losses: list[LostDates], log: Callable[[str], None] | None = None) -> list[LostDates]:
@@ -156,7 +150,7 @@ def _summary(asset: str, failing: list[str], checked: int | None, why: str) -> d
     """One failing evaluation without a partition beside the per-date ones: Dagster's check list
     and the check's overview show an asset check's latest evaluation, which for a partitioned check
     is the latest of any partition or none; this one makes them red until the next run judges."""
-    shown = ", ".join(failing[:50]) + (f" (+{len(failing) - 50} more)" if len(failing) > 50 else "")
+    shown = listing(failing)
     return dg.AssetCheckEvaluation(
         asset_key=dg.AssetKey(asset), check_name=COMPLETE_CHECK, passed=False, severity=dg.AssetCheckSeverity.ERROR,
         metadata={
@@ -217,8 +211,7 @@ def audit_stored_partitions(
                 asset_key=key.asset_key, check_name=COMPLETE_CHECK, passed=False, severity=dg.AssetCheckSeverity.ERROR, partition=day,
                 metadata={
                     "date": day, "tracked_symbols": len(stored), "missing_symbols": len(symbols),
-                    "missing": ", ".join(f"{s} (not stored now, though the date's last evaluation passed: removed or lost since, or tracked since; re-run this date)" for s in symbols[:50])
-                    + (f" (+{len(symbols) - 50} more)" if len(symbols) > 50 else ""),
+                    "missing": listing([f"{s} (not stored now, though the date's last evaluation passed: removed or lost since, or tracked since; re-run this date)" for s in symbols]),
                     "found_by": "lake status audit",
                 },
             ))

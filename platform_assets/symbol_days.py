@@ -131,9 +131,9 @@ class DateReport:
             "symbols_written": len(self.symbols_with(WRITTEN)),
             "symbols_kept": len(self.symbols_with(KEPT)),
             "rows": self.rows,
-            "symbols_without_input": _listing(self.symbols_with(NO_INPUT)),
-            "symbols_dq_blocked": _listing(self.symbols_with(BLOCKED)),
-            "symbols_failed": _listing([f"{s}: {cause}" for s, cause in failed.items()]),
+            "symbols_without_input": listing(self.symbols_with(NO_INPUT)),
+            "symbols_dq_blocked": listing(self.symbols_with(BLOCKED)),
+            "symbols_failed": listing([f"{s}: {cause}" for s, cause in failed.items()]),
         }
         for key in stats_keys:
             meta[key] = sum(int(o.stats.get(key, 0)) for o in self.outcomes.values())
@@ -159,7 +159,8 @@ def earlier_judges(instance: dg.DagsterInstance, check_key: dg.AssetCheckKey, ru
     return {record.run_id for record in planned if record.run_id in running and record.partition in own and record.id < own[record.partition]}
 
 
-def _listing(items: list[str]) -> str:
+def listing(items: list[str]) -> str:
+    """Up to ``MAX_LISTED`` items, comma-separated, and how many more (for check metadata)."""
     if not items:
         return ""
     shown = ", ".join(items[:MAX_LISTED])
@@ -263,10 +264,9 @@ class SymbolDayStep:
         if self.lake is None or not self.heals or self._per_date is None:
             return
         for _ in range(3):
-            losses = self.lake.take_lost_dates(self.heals, {*self.tracked, *self.symbols})  # this market's symbols
-            if not losses:
-                return
-            try:
+            with self.lake.taking_lost_dates(self.heals, {*self.tracked, *self.symbols}) as losses:  # this market's symbols
+                if not losses:
+                    return
                 todo: dict[str, set[dt.date]] = {}
                 for lost in losses:
                     days = self._lost_days(lost)
@@ -285,12 +285,8 @@ class SymbolDayStep:
                             outcome = Outcome(FAILED, detail=f"lost with the corrupt file moved to {self._healed_from[(symbol, day)]} and not re-computed: no input ({outcome.detail})")
                         report.outcomes[symbol] = outcome
                     self._flush(symbol)
-                for recorder in self.quality:  # their DQ results stored now: ``finish`` heals after the asset finished its recorders
+                for recorder in self.quality:  # their DQ results stored now (the records leave the journal as the block ends): ``finish`` heals after the asset finished its recorders
                     recorder.flush()
-            except BaseException:
-                self.lake.release_lost_dates(losses)  # another run re-computes them
-                raise
-            self.lake.settle_lost_dates(losses)  # re-computed and stored: the records leave the journal
 
     def _lost_days(self, lost) -> list[dt.date]:
         """The dates of ``lost`` not already computed by this step for its symbol."""
@@ -367,7 +363,7 @@ class SymbolDayStep:
             "date": report.day.isoformat(),
             "tracked_symbols": len(self.tracked),
             "missing_symbols": len(missing),
-            "missing": _listing([f"{s} ({why})" for s, why in missing]),
+            "missing": listing([f"{s} ({why})" for s, why in missing]),
         }
         return not missing, severity, meta
 
@@ -457,7 +453,7 @@ class SymbolDayStep:
             passed=not failing,
             severity=dg.AssetCheckSeverity.ERROR if errors else dg.AssetCheckSeverity.WARN,
             metadata={
-                "dates_checked": len(evaluations), "dates_incomplete": len(failing), "incomplete": _listing(failing),
+                "dates_checked": len(evaluations), "dates_incomplete": len(failing), "incomplete": listing(failing),
                 "symbol_days_failed": len(failed), "summary": summary,
             },
             description=f"run summary: {summary}; each date's own evaluation is recorded on its partition",
@@ -473,7 +469,7 @@ class SymbolDayStep:
         parts = [self._first_failure()] if failed else []
         empty = [r.day.isoformat() for r in not_landed if not r.symbols_with(FAILED)]
         if empty:
-            parts.append(f"nothing to write for {len(empty)} date(s) (no input data: {_listing(empty)})")
+            parts.append(f"nothing to write for {len(empty)} date(s) (no input data: {listing(empty)})")
         landed = len(self.dates) - len(not_landed)
         return f"{self.asset_name}: " + "; ".join(parts) + f"; {landed} of {len(self.dates)} date(s) landed and are recorded as materialized"
 
@@ -483,4 +479,4 @@ class SymbolDayStep:
         for status, label in ((NO_INPUT, "without input data"), (BLOCKED, "DQ-blocked upstream, skipped")):
             items = self.outcomes_of(status)
             if items:
-                self.context.log.warning(f"{self.asset_name}: {len(items)} symbol-day(s) {label}: {_listing(items[:20])}")
+                self.context.log.warning(f"{self.asset_name}: {len(items)} symbol-day(s) {label}: {listing(items[:20])}")

@@ -557,5 +557,11 @@ def test_a_taker_killed_before_it_settled_leaves_the_record_for_the_next_one(tmp
     child.join(30)
     assert child.exitcode == -signal.SIGKILL
     assert lost_dates.take(root) == [lost]  # back, taken by this process now
-    lost_dates.settle([lost])
-    assert not list(lost_dates.journal_dir(root).iterdir())
+    lost_dates.release([lost])
+    with pytest.raises(RuntimeError):
+        with lost_dates.taking(root) as taken:  # a taker's block that raises puts the record back
+            assert taken == [lost]
+            raise RuntimeError("re-computation failed")
+    with lost_dates.taking(root) as taken:
+        assert taken == [lost]
+    assert not list(lost_dates.journal_dir(root).iterdir())  # settled as the block ended

@@ -546,24 +546,13 @@ class ParquetLake(dg.ConfigurableResource):
             return None
         return self.quarantine_file(table, Path(path))
 
-    def take_lost_dates(
-        self, tables: Iterable[Table] | None, symbols: Iterable[str] | None = None, *, mine_only: bool = False, where=None
-    ) -> list[lost_dates.LostDates]:
-        """The dates ``tables`` (all when None) of ``symbols`` (all when None) lost to files quarantined
-        (by any process: the journal ``lake/quarantine/lost_dates``) since they were last taken
-        (``resources.lost_dates``): the owning step re-computes them, anyone else reports them
-        (``platform_assets.lake_status``); ``mine_only``: only the records this process made."""
-        return lost_dates.take(str(self.root), None if tables is None else [str(t) for t in tables], symbols, mine_only=mine_only, where=where)
-
-    @staticmethod
-    def settle_lost_dates(losses: Iterable[lost_dates.LostDates]) -> None:
-        """Taken losses re-computed or reported: they leave the journal (``lost_dates.settle``)."""
-        lost_dates.settle(losses)
-
-    @staticmethod
-    def release_lost_dates(losses: Iterable[lost_dates.LostDates]) -> None:
-        """Taken losses not dealt with (the taker failed): back to the journal."""
-        lost_dates.release(losses)
+    def taking_lost_dates(self, tables: Iterable[Table] | None, symbols: Iterable[str] | None = None, *, mine_only: bool = False, where=None):
+        """A block over the dates ``tables`` (all when None) of ``symbols`` (all when None) lost to
+        files quarantined (by any process: the journal ``lake/quarantine/lost_dates``) and not taken
+        yet (``resources.lost_dates.taking``): the owning step re-computes them, anyone else reports
+        them (``platform_assets.lake_status``); ``mine_only``: only the records this process made.
+        They leave the journal when the block ends, and go back to it when the block raises."""
+        return lost_dates.taking(str(self.root), None if tables is None else [str(t) for t in tables], symbols, mine_only=mine_only, where=where)
 
     def pending_lost_dates(self, table: Table, symbol: str) -> list[lost_dates.LostDates]:
         """The journal's records of (table, symbol) not re-computed yet (left in the journal)."""

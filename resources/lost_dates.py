@@ -32,7 +32,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +108,19 @@ def take(
             _CLAIMS[lost] = claim
             taken.append(lost)
     return taken
+
+
+@contextlib.contextmanager
+def taking(root: str | Path, tables: Iterable[str] | None = None, symbols: Iterable[str] | None = None, **options) -> Iterator[list[LostDates]]:
+    """``take`` for a block that re-computes or reports the records: settled when the block ends,
+    released when it raises (and put back by the next reader if its process dies in it)."""
+    losses = take(root, tables, symbols, **options)
+    try:
+        yield losses
+    except BaseException:
+        release(losses)
+        raise
+    settle(losses)
 
 
 def settle(losses: Iterable[LostDates]) -> None:

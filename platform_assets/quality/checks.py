@@ -38,6 +38,7 @@ from platform_assets.quality.metrics import (
     dq_metrics_table,
 )
 from platform_assets.quality.rules import QualityBatch
+from platform_assets.symbol_days import listing
 from resources.lake import CorruptLakeFileError, ParquetLake, Table, month_of
 
 CHECK_PREFIX = "dq_"
@@ -321,7 +322,7 @@ class QualityRecorder:
             "quarantined_rows": self.quarantined_rows,
         }
         if self.reevaluated:
-            metadata["reevaluated_after_quarantine"] = ", ".join(self.reevaluated[:50]) + (f" (+{len(self.reevaluated) - 50} more)" if len(self.reevaluated) > 50 else "")
+            metadata["reevaluated_after_quarantine"] = listing(self.reevaluated)
         if samples:
             metadata["sample_failing_rows"] = dg.MetadataValue.md(
                 "\n\n".join(f"**{name}**\n\n{frame.head(SAMPLE_ROWS).to_markdown(index=False)}" for name, frame in samples.items())

@@ -89,28 +89,27 @@ def heal_lost_results(recorder: QualityRecorder, stored: StoredInput, log) -> li
     healed: list[str] = []
     queued = set()  # one date can be lost with several files (results, markers, failing rows)
     for _ in range(MAX_ROUNDS):
-        losses = recorder.lake.take_lost_dates(dq_tables(recorder.stored_as))
-        if not losses:
-            break
-        for lost in losses:
-            days = lost.dates if lost.dates is not None else {d for d in stored.dates(lost.symbol) if month_of(d) == lost.month}
-            todo = sorted(day for day in days if (lost.symbol, day) not in recorder.partition_status and f"{lost.symbol}@{day}" not in queued)
-            gone = []
-            for day in todo:
-                found = stored.read(lost.symbol, day)
-                if found is None:
-                    gone.append(day.isoformat())
-                    continue
-                recorder.add(lost.symbol, day, *found)
-                healed.append(f"{lost.symbol}@{day}")
-                queued.add(healed[-1])
-            log.warning(
-                f"DQ {recorder.stored_as}: {lost.table} {lost.symbol} {lost.month}: a corrupt file was moved to {lost.moved_to}; "
-                f"re-evaluating the rules over the stored data of the {len(todo) - len(gone)} date(s) it held"
-                + (f"; no stored data left for {', '.join(gone)}" if gone else "")
-            )
-        recorder.flush()
-        recorder.lake.settle_lost_dates(losses)
+        with recorder.lake.taking_lost_dates(dq_tables(recorder.stored_as)) as losses:
+            if not losses:
+                break
+            for lost in losses:
+                days = lost.dates if lost.dates is not None else {d for d in stored.dates(lost.symbol) if month_of(d) == lost.month}
+                todo = sorted(day for day in days if (lost.symbol, day) not in recorder.partition_status and f"{lost.symbol}@{day}" not in queued)
+                gone = []
+                for day in todo:
+                    found = stored.read(lost.symbol, day)
+                    if found is None:
+                        gone.append(day.isoformat())
+                        continue
+                    recorder.add(lost.symbol, day, *found)
+                    healed.append(f"{lost.symbol}@{day}")
+                    queued.add(healed[-1])
+                log.warning(
+                    f"DQ {recorder.stored_as}: {lost.table} {lost.symbol} {lost.month}: a corrupt file was moved to {lost.moved_to}; "
+                    f"re-evaluating the rules over the stored data of the {len(todo) - len(gone)} date(s) it held"
+                    + (f"; no stored data left for {', '.join(gone)}" if gone else "")
+                )
+            recorder.flush()  # stored: the records leave the journal as the block ends
     recorder.reevaluated.extend(healed)
     return healed
 
