@@ -46,7 +46,7 @@ from platform_assets.automation.compaction import compact_closed_months, compact
 from platform_assets.automation.run_reaper import PID_TAG, reap_dead_runs
 from platform_assets.quality.config import RuleConfigError, load_rule_sets
 from resources.atomic import TMP_PREFIX
-from resources.lake import CORRUPT_DIR, CURATED_BARS, ParquetLake, Table, content_hash, month_file_dates, raw_bars_table
+from resources.lake import CORRUPT_DIR, CURATED_BARS, ParquetLake, Table, content_hash, month_file_dates, quarantine_table, raw_bars_table
 from resources.schemas import L2Book
 from resources.settings import load_settings
 from resources.validation import InvalidInputError
@@ -578,3 +578,43 @@ def test_a_loss_found_by_a_reader_in_another_process_is_healed_by_the_next_daily
     assert daily.complete
     assert partition_hashes(data) == reference
     assert not list((lake.root / "quarantine" / "lost_dates").glob("*.json"))  # taken
+
+
+def test_a_crash_between_a_raw_batch_and_its_repeated_rows_loses_neither(platform, monkeypatch):
+    """Rows repeating a batch's key are kept only in ``quarantine/raw_bars``. A fault after the
+    batch was stored but before its repeats were (a crash, a full disk) must not lose them: the
+    re-run finds the batch already stored, so the repeats are written first."""
+    from platform_assets.ingestion.raw_batches import raw_batch_table
+
+    symbols, start, end = ["AAPL", "MSFT"], dt.date(2024, 11, 11), dt.date(2024, 11, 22)
+    plan = plan_backfill(symbols, start, end)
+    source, raw = platform.defs.resources["offline_source"], raw_bars_table("sim")
+    delivered = {}
+    for day in plan.dates:
+        for symbol in symbols:
+            _, _, repeated = raw_batch_table(source.day(symbol, day).bar_columns, source="sim", symbol=symbol, day=day,
+                                             ingestion_ts=pd.Timestamp.now(tz="UTC"))
+            delivered[(symbol, day)] = len(repeated)
+    assert sum(delivered.values()) > 0, "the simulator repeats some keys in this range"
+
+    real_append = ParquetLake.append_batch
+
+    def full_disk_for_quarantine(self, table, *args, **kwargs):
+        if table.name.startswith("quarantine/"):
+            raise OSError(28, "No space left on device (injected)")
+        return real_append(self, table, *args, **kwargs)
+
+    monkeypatch.setattr(ParquetLake, "append_batch", full_disk_for_quarantine)
+    assert not run_backfill(platform.instance, plan, defs=platform.defs, add_missing_symbols=True, asset_selection=["raw_bars_sim"]).success
+    monkeypatch.setattr(ParquetLake, "append_batch", real_append)
+    assert run_backfill(platform.instance, plan, defs=platform.defs, asset_selection=["raw_bars_sim"]).success
+
+    lake = platform.defs.resources["lake"]
+    stored = {}
+    for (symbol, day), repeats in delivered.items():
+        files = lake.batch_files(quarantine_table(raw), symbol, day)
+        tables = [pq.read_table(f) for f in files]
+        stored[(symbol, day)] = sum(t.num_rows for t in tables)
+        assert all(set(t.column("reject_reason").to_pylist()) == {"duplicate_key"} for t in tables)
+    assert stored == delivered
+    assert all(lake.batch_files(raw, s, d) for s in symbols for d in plan.dates)

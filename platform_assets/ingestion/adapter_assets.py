@@ -115,11 +115,11 @@ def materialize_raw_bars(context: dg.AssetExecutionContext, spec: SourceSpec, ch
             if bars.empty:
                 continue
             batch_id, batch, repeated = build_raw_batch(bars.sort_values("ts", kind="stable"), source=spec.source, symbol=symbol, day=day, ingestion_ts=ingestion_ts)
+            if len(repeated):  # first: a re-run that finds the batch stored does not write them
+                lake.append_batch(quarantine_table(table), symbol, day, repeated.assign(reject_reason="duplicate_key"), batch_id, ingestion_ts)
             path, new = lake.append_batch(table, symbol, day, batch, batch_id, ingestion_ts, RAW_BARS_SCHEMA)
             if new:
                 manifest.record(path, batch, vendor=spec.source, symbol=symbol, bar_size=spec.bar_size)
-                if len(repeated):
-                    lake.append_batch(quarantine_table(table), symbol, day, repeated.assign(reject_reason="duplicate_key"), batch_id, ingestion_ts)
             quality.add(symbol, day, batch)
             rows, written, duplicates = rows + len(batch), written + new, duplicates + len(repeated)
             progress.step()

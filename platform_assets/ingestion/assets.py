@@ -57,12 +57,12 @@ def raw_bars_sim(
         for symbol in symbols:
             bars = offline_source.day(symbol, day).bar_columns
             batch_id, batch, repeated = raw_batch_table(bars, source=SIM_SOURCE, symbol=symbol, day=day, ingestion_ts=ingestion_ts)
+            if len(repeated):  # first: a re-run that finds the batch stored does not write them
+                rejected = repeated.to_pandas().assign(reject_reason="duplicate_key")
+                lake.append_batch(quarantine_table(RAW_BARS_SIM), symbol, day, rejected, batch_id, ingestion_ts)
             path, new = lake.append_batch(RAW_BARS_SIM, symbol, day, batch, batch_id, ingestion_ts, RAW_BARS_SCHEMA)
             if new:
                 bars_manifest.record(path, batch, vendor=SIM_SOURCE, symbol=symbol, bar_size="1m")
-            if new and len(repeated):
-                rejected = repeated.to_pandas().assign(reject_reason="duplicate_key")
-                lake.append_batch(quarantine_table(RAW_BARS_SIM), symbol, day, rejected, batch_id, ingestion_ts)
             quality.add(symbol, day, as_delivered(bars, source=SIM_SOURCE, symbol=symbol, day=day))
             rows += len(batch)
             duplicates += len(repeated)
