@@ -577,3 +577,33 @@ def test_the_documents_testing_fixture_config_builds_without_a_key_and_fetch_con
     records = list(adapter.fetch_historical_data({**ohlcv_job, "end_date": "2024-01-05T00:00:00Z"}))
     assert len(records) == 3 and isinstance(records[0], DatabentoOHLCVRecord) and adapter.is_connected
     adapter.disconnect()
+
+
+def test_the_guides_mock_pattern_a_client_returning_its_store_yields_validated_records(monkeypatch):
+    """Seed 002, "Unit Testing with Mocks": ``databento.Historical`` patched, ``get_range``
+    returning an iterable store instead of writing the DBN file. Record objects are read attribute
+    by attribute (fixed-point prices decoded, ns times, the requested symbol); a record model
+    instance passes as it is; an object with no usable prices is counted as invalid."""
+    from unittest.mock import Mock, patch
+
+    monkeypatch.setenv("TEST_API_KEY", KEY)
+    job = {"dataset": "XNAS.ITCH", "schema": "ohlcv-1d", "symbols": ["AAPL"],
+           "start_date": "2024-01-02T00:00:00Z", "end_date": "2024-01-03T00:00:00Z"}
+    bar = Mock()
+    bar.ts_event = 1_704_153_600_000_000_000
+    bar.open, bar.high, bar.low, bar.close, bar.volume = 185_000_000_000, 188_000_000_000, 183_000_000_000, 185_500_000_000, 1000
+    given = DatabentoOHLCVRecord(symbol="AAPL", ts_event=dt.datetime(2024, 1, 2), open=1.0, high=2.0, low=0.5, close=1.5, volume=3,
+                                 instrument_id=7, publisher_id=2)
+    unusable = Mock()  # attributes are Mocks, not numbers
+    adapter = DatabentoAdapter({"api": {"key_env_var": "TEST_API_KEY"}})
+    with patch("databento.Historical") as mock_client:
+        mock_store = Mock()
+        mock_store.__iter__ = Mock(return_value=iter([bar, given, unusable]))
+        mock_client.return_value.timeseries.get_range.return_value = mock_store
+        records = list(adapter.fetch_historical_data(job))
+    assert [type(r) for r in records] == [DatabentoOHLCVRecord, DatabentoOHLCVRecord]
+    first = records[0]
+    assert (first.symbol, first.open, first.high, first.low, first.close, first.volume) == ("AAPL", 185.0, 188.0, 183.0, 185.5, 1000)
+    assert first.ts_event == dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc)
+    assert records[1] is given
+    assert adapter.metrics.validation_errors == 1 and adapter.metrics.api_calls_made == 1

@@ -54,6 +54,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 
 from platform_assets.ingestion.databento_transforms import ohlcv_to_frame, record_dicts
 from resources.adapters.base_adapter import AdapterMetrics, BaseAdapter, FrameBatch
+from resources.adapters.object_records import object_record_fields
 from resources.adapters.ranges import chunk_range, isoformat_z, parse_instant
 from resources.adapters.records import (
     DatabentoOHLCVRecord,
@@ -264,18 +265,28 @@ class Chunk:
     total: int = 1
     metrics: AdapterMetrics | None = field(default=None, compare=False, repr=False)
     batch_size: int = RECORD_BATCH
+    returned: Any = field(default=None, compare=False, repr=False)
+    """What ``get_range`` returned when it wrote no file (a test double's iterable store)."""
 
     def store(self):
         import databento as db
 
+        if self.returned is not None and not self.path.exists():
+            return self.returned
         return db.DBNStore.from_file(self.path)
 
-    def record_batches(self, count: int | None = None) -> Iterator[np.ndarray]:
+    def record_batches(self, count: int | None = None) -> Iterator[np.ndarray | list]:
         """The chunk's records as structured arrays of at most ``count`` rows (bounded memory);
-        each batch is counted in the adapter's ``records_fetched``."""
+        each batch is counted in the adapter's ``records_fetched``. A store the client returned
+        instead of a file, if not a ``DBNStore``, gives lists of its record objects."""
+        import databento as db
+
         count = self.batch_size if count is None else count
         store = self.store()
-        batches = store.to_ndarray(count=count) if count else iter([store.to_ndarray()])
+        if not isinstance(store, db.DBNStore):
+            batches = _object_batches(store, count or RECORD_BATCH)
+        else:
+            batches = store.to_ndarray(count=count) if count else iter([store.to_ndarray()])
         while True:
             started = time.perf_counter()
             try:
@@ -290,11 +301,23 @@ class Chunk:
     def instrument_symbols(self) -> dict[int, str]:
         """instrument_id -> vendor symbol from the chunk's symbology."""
         out: dict[int, str] = {}
-        for symbol, intervals in self.store().mappings.items():
+        mappings = getattr(self.store(), "mappings", None)
+        for symbol, intervals in (mappings.items() if isinstance(mappings, dict) else ()):
             for interval in intervals:
                 with contextlib.suppress(ValueError, TypeError):
                     out[int(interval["symbol"])] = symbol
         return out
+
+
+def _object_batches(store, count: int) -> Iterator[list]:
+    batch: list = []
+    for record in store:
+        batch.append(record)
+        if len(batch) >= count:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 # ---------------------------------------------------------------------------------- the adapter
@@ -305,6 +328,7 @@ class DatabentoAdapter(BaseAdapter):
 
     def __init__(self, config: dict[str, Any] | None = None):
         self._client = None
+        self._returned_stores: dict[Path, Any] = {}
         super().__init__(config)
 
     # ------------------------------------------------------------------ interface
@@ -362,11 +386,15 @@ class DatabentoAdapter(BaseAdapter):
             ids = chunk.instrument_symbols()
             for records in chunk.record_batches():
                 with self.metrics.timed():
-                    rows = record_dicts(job.schema_, records, ids)
+                    rows = (record_dicts(job.schema_, records, ids) if isinstance(records, np.ndarray)
+                            else [r if isinstance(r, model) else object_record_fields(model, r, ids, list(to_vendor.values())) for r in records])
                 for row in rows:
-                    row["symbol"] = to_local.get(row["symbol"], row["symbol"])
                     try:
-                        record = model(**row)
+                        if isinstance(row, model):  # a record model instance the client handed back
+                            record = row
+                        else:
+                            row["symbol"] = to_local.get(row.get("symbol"), row.get("symbol"))
+                            record = model(**row)
                     except ValidationError as error:
                         self.metrics.validation_errors += 1
                         if self.metrics.validation_errors <= 10:
@@ -445,11 +473,16 @@ class DatabentoAdapter(BaseAdapter):
                 with attempt:
                     target.unlink(missing_ok=True)  # a broken earlier attempt leaves a partial file
                     self.metrics.api_calls_made += 1
-                    self._client.timeseries.get_range(
+                    returned = self._client.timeseries.get_range(
                         dataset=dataset, symbols=symbols, schema=schema, start=start.isoformat(), end=end.isoformat(),
                         stype_in=stype_in, path=target,
                     )
-        self.metrics.data_volume_mb += target.stat().st_size / MB
+        if target.exists():
+            self.metrics.data_volume_mb += target.stat().st_size / MB
+        elif returned is None:
+            raise DatabentoError(f"Databento {schema} request for {dataset} wrote no file and returned no data")
+        else:
+            self._returned_stores[target] = returned  # a client that hands its data back (a test double)
         return target
 
     def fetch_chunks(self, symbols: list[str], schema: str, start, end, *, dataset: str | None = None, stype_in: str | None = None,
@@ -466,7 +499,8 @@ class DatabentoAdapter(BaseAdapter):
                 self.log_event(logging.INFO, "Fetching data chunk from Databento API", **fields)
                 path = self.download(symbols, schema, chunk_start, chunk_end, Path(tmp), dataset=dataset, stype_in=stype_in, log_fields=fields)
                 try:
-                    yield Chunk(schema, chunk_start, chunk_end, path, number, len(ranges), self.metrics, self.settings.record_batch_size)
+                    yield Chunk(schema, chunk_start, chunk_end, path, number, len(ranges), self.metrics, self.settings.record_batch_size,
+                                returned=self._returned_stores.pop(path, None))
                 finally:
                     path.unlink(missing_ok=True)
 
@@ -480,6 +514,9 @@ class DatabentoAdapter(BaseAdapter):
         for chunk in self.fetch_chunks(sorted(set(to_vendor.values())), schema, start, end):
             ids = chunk.instrument_symbols()
             for records in chunk.record_batches():
+                if not isinstance(records, np.ndarray):
+                    raise DatabentoError("the Databento client returned record objects instead of writing the DBN file; "
+                                         "fetch_historical_data reads those, frames need the file")
                 with self.metrics.timed():
                     frame = convert(records, ids)
                     frame = frame.assign(symbol=frame["symbol"].map(to_local).fillna(frame["symbol"]))
