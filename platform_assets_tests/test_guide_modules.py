@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import inspect
 import os
 import subprocess
@@ -134,3 +135,37 @@ def test_design_rule_examples_build_and_evaluate_as_written():
     status = dict(zip(evaluation.results["metric"], evaluation.results["status"]))
     assert status == {"range_close": "error", "enum_bar_type": "warn", "monotonic_time_ts": "error"}
     assert RangeRule(name="close_positive", rule="range", field="close", min=0, severity="error").name == "close_positive"  # named as before
+
+
+def test_design_validator_returns_failed_records_metrics_and_severity():
+    """Seed 001 section 3.5.2: ``validate(df, rules) -> ValidationResult`` (failed_records, metrics,
+    severity), per (symbol, New York date) partition; ``raise_for_severity`` fails a pipeline."""
+    import pandas as pd
+
+    from src.data_quality.rules import EnumRule, MonotonicTimeRule, RangeRule
+    from src.data_quality.validator import DataQualityError, ValidationResult, validate
+
+    frame = pd.DataFrame({
+        "symbol": ["AAPL", "AAPL", "AAPL", "MSFT"], "close": [1.0, -1.0, 2.0, 3.0], "bar_type": ["TRADES", "TRADES", "MIDPOINT", "TRADES"],
+        "ts": pd.to_datetime(["2024-12-02 14:30", "2024-12-02 14:31", "2024-12-02 14:31", "2024-12-02 14:30"], utc=True),
+    }, index=[10, 11, 12, 13])
+    rules = [RangeRule(field="close", min=0, max=None, severity="error"), EnumRule(field="bar_type", allowed=["TRADES"], severity="warn"),
+             MonotonicTimeRule(entity_key="symbol", time_field="ts", severity="error")]
+    result = validate(frame, rules)
+    assert isinstance(result, ValidationResult) and result.severity == "error"
+    assert list(result.failed_records.index) == [11, 12]
+    assert list(result.failed_records["failed_rules"]) == ["range_close", "enum_bar_type,monotonic_time_ts"]
+    assert result.metrics["rules"]["enum_bar_type"]["status"] == "warn" and result.metrics["rules"]["range_close"]["unexpected_count"] == 1
+    assert result.metrics["rows"] == 4 and result.metrics["partitions"] == 2 and result.metrics["null_rates"]["close"] == 0.0
+    with pytest.raises(DataQualityError, match="monotonic_time_ts, range_close"):
+        result.raise_for_severity("error")
+    clean = validate(frame.loc[[10, 13]], rules)
+    assert clean.severity == "ok" and clean.failed_records.empty and clean.raise_for_severity() is clean
+    assert validate(frame.loc[[10, 12]], rules[1:2]).severity == "warn"
+    with pytest.raises(ValueError, match=r"missing: .*source \(known_source\)"):
+        validate(frame, "raw_bars")  # a dataset name: its configured rules
+    from resources.sim_market import simulate_day
+
+    bars = simulate_day(7, "AAPL", dt.date(2024, 11, 18)).bars.assign(symbol="AAPL", source="sim")
+    configured = validate(bars, "raw_bars")
+    assert configured.metrics["partitions"] == 1 and {"close_positive", "unique_symbol_ts"} <= set(configured.metrics["rules"])
