@@ -52,6 +52,7 @@ from platform_assets.event_batches import log_check_evaluations
 from platform_assets.partitions import SYMBOL_GROUP_TAG, materialized_dates
 from platform_assets.progress import Progress
 from resources.lake import month_of
+from resources.lost_dates import hand_back as hand_back_lost_dates
 from resources.lake_batch import FlushError
 
 COMPLETE_CHECK = "symbols_complete"
@@ -199,6 +200,7 @@ class SymbolDayStep:
         self.heals = list(heals)  # lake tables this step writes: dates they lose to a quarantined file are re-computed
         self.healed: dict[dt.date, DateReport] = {}  # dates outside the run re-computed after such a loss
         self._healed_from: dict[tuple[str, dt.date], str] = {}  # (symbol, date) -> where the file that held it went
+        self._handed_back: set = set()  # lost-dates records whose re-computation failed: back in the journal for the next run
         self._per_date: Callable[[str, dt.date], Outcome] | None = None
         self._materialized: set[dt.date] | None = None
         self._tracebacks = 0
@@ -264,12 +266,13 @@ class SymbolDayStep:
         if self.lake is None or not self.heals or self._per_date is None:
             return
         for _ in range(3):
-            with self.lake.taking_lost_dates(self.heals, {*self.tracked, *self.symbols}) as losses:  # this market's symbols
+            with self.lake.taking_lost_dates(self.heals, {*self.tracked, *self.symbols}, where=lambda lost: lost not in self._handed_back) as losses:
                 if not losses:
                     return
                 todo: dict[str, set[dt.date]] = {}
+                record_days = {}
                 for lost in losses:
-                    days = self._lost_days(lost)
+                    days = record_days[lost] = self._lost_days(lost)
                     for day in days:
                         self._healed_from.setdefault((lost.symbol, day), lost.moved_to)
                     todo.setdefault(lost.symbol, set()).update(days)
@@ -287,6 +290,17 @@ class SymbolDayStep:
                     self._flush(symbol)
                 for recorder in self.quality:  # their DQ results stored now (the records leave the journal as the block ends): ``finish`` heals after the asset finished its recorders
                     recorder.flush()
+                failed = [lost for lost, days in record_days.items()
+                          if any(self._failed_again(lost.symbol, day) for day in (*days, *(lost.dates or ())))]
+                if failed:  # back to the journal: the next run re-computes them (settled, the loss would be forgotten behind a green re-run)
+                    hand_back_lost_dates(failed)
+                    self._handed_back.update(failed)
+
+    def _failed_again(self, symbol: str, day: dt.date) -> bool:
+        """Whether this step's (re-)computation of (symbol, day) failed (a run date or a healed one)."""
+        report = self.healed.get(day) or self.reports.get(day)
+        outcome = report.outcomes.get(symbol) if report is not None else None
+        return outcome is not None and outcome.status == FAILED
 
     def _lost_days(self, lost) -> list[dt.date]:
         """The dates of ``lost`` not already computed by this step for its symbol."""

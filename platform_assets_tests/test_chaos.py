@@ -618,3 +618,34 @@ def test_a_crash_between_a_raw_batch_and_its_repeated_rows_loses_neither(platfor
         assert all(set(t.column("reject_reason").to_pylist()) == {"duplicate_key"} for t in tables)
     assert stored == delivered
     assert all(lake.batch_files(raw, s, d) for s in symbols for d in plan.dates)
+
+
+def test_a_lost_dates_record_whose_recomputation_fails_stays_for_the_next_run(platform, monkeypatch):
+    """A re-run re-computes the dates a torn curated month file held; a full disk while writing them
+    leaves the run incomplete AND the journal record in place, so the next normal run heals them
+    (before: the record was settled, the next run green and complete, 6 dates gone for good)."""
+    from resources import lost_dates
+
+    lake = platform.defs.resources["lake"]
+    assert run_backfill(platform.instance, plan_backfill(["AAPL"], "2024-11-18", "2024-11-27"), defs=platform.defs, add_missing_symbols=True).success
+    data = Path(platform.settings.base_path)
+    reference = partition_hashes(data)
+    _truncate(lake.month_file(CURATED_BARS, "AAPL", "2024-11"))
+    run_dates = {dt.date(2024, 11, 26), dt.date(2024, 11, 27)}
+    real = ParquetLake._write_month_parts
+
+    def full_disk_when_healing(self, table, symbol, month, parts, *args, **kwargs):
+        if table == CURATED_BARS and set(parts) - run_dates:
+            raise OSError(28, "No space left on device (injected while re-computing the lost dates)")
+        return real(self, table, symbol, month, parts, *args, **kwargs)
+
+    monkeypatch.setattr(ParquetLake, "_write_month_parts", full_disk_when_healing)
+    faulted = run_backfill(platform.instance, plan_backfill(["AAPL"], "2024-11-26", "2024-11-27"), defs=platform.defs)
+    monkeypatch.setattr(ParquetLake, "_write_month_parts", real)
+    assert not faulted.complete
+    assert [lost.table for lost in lost_dates.pending(lake.root)] == [str(CURATED_BARS)]
+
+    healed = run_backfill(platform.instance, plan_backfill(["AAPL"], "2024-11-26", "2024-11-27"), defs=platform.defs)
+    assert healed.success and healed.complete
+    assert partition_hashes(data) == reference
+    assert lost_dates.pending(lake.root) == []

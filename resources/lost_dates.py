@@ -15,7 +15,8 @@ request, ``get_curated_bars`` in a training script, the compaction command) is s
 the next run of the owning asset to heal, or for the lake status audit to report, whichever
 process that is. Taking a record claims its file (a rename to ``<name>.claimed-<pid>`` succeeds
 for one taker only, so two runs never both re-compute it); the taker removes it once the dates are
-re-computed or reported (``settle``) or puts it back when it failed (``release``), and a claim whose
+re-computed or reported (``settle``) or puts it back when it failed (``release``; ``hand_back`` when the owner's re-computation failed:
+then no reporting step of that process takes it, it waits for the owner's next run), and a claim whose
 process is gone (SIGKILL mid-heal) is put back by the next reader: a crash never loses a record. A step reporting losses of tables it does not own takes only the
 records its own process made (``mine_only``), leaving the others for their owner to heal.
 
@@ -45,6 +46,7 @@ _CLAIM = ".claimed-"
 _CLAIMS: dict["LostDates", Path] = {}  # this process's claimed records -> their claim files
 _LOG = logging.getLogger(__name__)
 _PROCESS = uuid.uuid4().hex[:12]  # names this process's records (a pid can be reused)
+OWNER_TOKEN = "ownerfailed0"  # a record its owner could not re-compute: no process's own (``hand_back``)
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,17 @@ def release(losses: Iterable[LostDates]) -> None:
         if claim is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.rename(claim, claim.with_name(claim.name.split(_CLAIM)[0]))
+
+
+def hand_back(losses: Iterable[LostDates]) -> None:
+    """The owning step failed to re-compute ``losses``: back to the journal as no process's record,
+    so a reporting step of the same process (``mine_only``) leaves them to the owner's next run."""
+    for lost in losses:
+        claim = _CLAIMS.pop(lost, None)
+        if claim is not None:
+            stamp, _, rest = claim.name.split(_CLAIM)[0].split("-", 2)
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(claim, claim.with_name(f"{stamp}-{OWNER_TOKEN}-{rest}"))
 
 
 def _restore_dead_claims(folder: Path, names: list[str]) -> None:
