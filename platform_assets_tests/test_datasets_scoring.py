@@ -325,3 +325,27 @@ def test_dataset_build_benchmark_runs_at_tiny_scale():
     results = dataset_build.run(symbols=2, days=2)
     assert [r.what.split(" 2 sym")[0] for r in results] == ["dataset build", "dataset rebuild, unchanged,", "dataset load (pandas)"]
     assert all(r.ours_s > 0 and r.baseline_s > 0 for r in results) and results[0].rows > 0
+
+
+def test_a_build_log_line_torn_by_a_full_disk_neither_blocks_the_name_nor_the_next_build(tmp_path):
+    """``builds.jsonl`` is append-only: a write cut short (no newline) is skipped when read and
+    moved aside by the next append (before: every resolve and rebuild of the name raised)."""
+    import json
+
+    import pyarrow as pa
+
+    from resources.dataset_store import BUILDS_FILE, DatasetStore
+
+    store = DatasetStore(tmp_path, fsync=False)
+    with store.lock("ds"):
+        dataset_id, _ = store.write("ds", pa.table({"symbol": ["AAPL"], "x": [1.0]}), {})
+        store.log_build("ds", {"dataset_id": dataset_id, "changed": True})
+    log = store.name_dir("ds") / BUILDS_FILE
+    line = json.dumps({"dataset_id": dataset_id, "changed": False}) + "\n"
+    with open(log, "a") as handle:
+        handle.write(line[: len(line) // 2])
+    assert store.resolve("ds") == dataset_id and len(store.builds("ds")) == 1
+    with store.lock("ds"):
+        store.log_build("ds", {"dataset_id": dataset_id, "changed": False})
+    assert [b["changed"] for b in store.builds("ds")] == [True, False] and store.resolve("ds") == dataset_id
+    assert log.with_name(log.name + ".torn").read_text().strip() == line[: len(line) // 2].strip()

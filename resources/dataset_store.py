@@ -33,8 +33,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from resources.atomic import TMP_PREFIX, _pid_alive, _temp_owner, append_jsonl, file_lock
+from resources.atomic import TMP_PREFIX, _pid_alive, _temp_owner, file_lock
 from resources.lake import content_hash
+from resources.manifests import append_jsonl_healing, read_jsonl
 from resources.validation import InvalidInputError
 
 TABLE_DIR = "training_datasets"
@@ -139,7 +140,7 @@ class DatasetStore:
         path = self.name_dir(name) / BUILDS_FILE
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [record for _, record in read_jsonl(path)]  # a line torn by a crash mid-append is skipped
 
     def latest_id(self, name: str) -> str | None:
         """The dataset id the newest build of ``name`` produced or confirmed."""
@@ -235,7 +236,7 @@ class DatasetStore:
 
     def log_build(self, name: str, record: dict) -> None:
         """Append one line to the name's build log (call under ``lock(name)``)."""
-        append_jsonl([record], self.name_dir(name) / BUILDS_FILE, fsync=self.fsync)
+        append_jsonl_healing([record], self.name_dir(name) / BUILDS_FILE, fsync=self.fsync)  # a torn last line moved aside first
 
     @staticmethod
     def _sweep(folder: Path) -> None:
