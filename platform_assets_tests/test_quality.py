@@ -454,6 +454,18 @@ def test_crypto_days_are_judged_by_rules_sized_for_1440_minutes(platform):
     assert len(gap_counts) == 20 and (gap_counts >= 30).any()  # what the stock threshold blocked
     assert metrics.loc[metrics["metric"] == "gap_count", "status"].isin(["ok", "warn"]).all()
     assert not any(is_blocked(lake, "curated_bars", "BTC-USD", dt.date(2024, 11, d)) for d in range(1, 21))
+    # rows repeating a key are kept in quarantine, as for stocks (they used to be dropped without a trace)
+    import pyarrow.parquet as pq
+
+    from platform_assets.calendars import CRYPTO
+    from platform_assets.ingestion.raw_batches import raw_batch_table
+    from resources.lake import quarantine_table, raw_bars_table
+
+    source, days = platform.resources["offline_source"], [dt.date(2024, 11, d) for d in range(1, 21)]
+    delivered = {day: len(raw_batch_table(source.day("BTC-USD", day, CRYPTO).bars, source="sim", symbol="BTC-USD", day=day,
+                                          ingestion_ts=pd.Timestamp.now(tz="UTC"))[2]) for day in days}
+    stored = {day: sum(pq.read_metadata(f).num_rows for f in lake.batch_files(quarantine_table(raw_bars_table("sim")), "BTC-USD", day)) for day in days}
+    assert sum(delivered.values()) > 0 and stored == delivered
 
 
 def test_a_corrupt_block_marker_file_never_opens_the_dq_gate(platform):

@@ -7,6 +7,7 @@ import pandas as pd
 
 from platform_assets.calendars import CRYPTO, session_minutes
 from platform_assets.curation.gap_engine import curate_bars
+from platform_assets.ingestion.raw_batch_store import store_raw_batch
 from platform_assets.ingestion.raw_batches import build_raw_batch
 from platform_assets.partitions import crypto_date_partitions, partition_dates, ranged_backfill_policy, follow_upstream
 from platform_assets.progress import Progress
@@ -16,7 +17,6 @@ from platform_assets.universe import run_symbols, tracked_symbols
 from resources.lake import CURATED_BARS, ParquetLake, raw_bars_table
 from resources.bars_manifest import BarsManifest
 from resources.offline_source import SIM_SOURCE, OfflineSource
-from resources.schemas import RAW_BARS_SCHEMA
 
 RAW_BARS_SIM = raw_bars_table(SIM_SOURCE)
 CRYPTO_CURATED_DQ_CHECKS = dq_check_specs("crypto_curated_bars", "crypto_curated_bars")  # the curated rules sized for 1,440-minute days
@@ -39,19 +39,21 @@ def crypto_raw_bars_sim(
     """
     symbols, dates = run_symbols(context, CRYPTO), partition_dates(context)
     ingestion_ts = pd.Timestamp.now(tz="UTC")
-    rows = written = 0
+    rows = written = duplicates = 0
     progress = Progress(context, "crypto_raw_bars_sim", len(symbols) * len(dates))
     for day in dates:
         for symbol in symbols:
             bars = offline_source.day(symbol, day, CRYPTO).bars
-            batch_id, batch, _ = build_raw_batch(bars, source=SIM_SOURCE, symbol=symbol, day=day, ingestion_ts=ingestion_ts)
-            path, new = lake.append_batch(RAW_BARS_SIM, symbol, day, batch, batch_id, ingestion_ts, RAW_BARS_SCHEMA)
+            batch_id, batch, repeated = build_raw_batch(bars, source=SIM_SOURCE, symbol=symbol, day=day, ingestion_ts=ingestion_ts)
+            path, new = store_raw_batch(lake, RAW_BARS_SIM, symbol, day, batch, batch_id, repeated, ingestion_ts)
+            duplicates += len(repeated)
             if new:
                 bars_manifest.record(path, batch, vendor=SIM_SOURCE, symbol=symbol, bar_size="1m")
             rows, written = rows + len(batch), written + new
             progress.step()
     bars_manifest.rebuild_coverage()
-    return dg.MaterializeResult(metadata={"source": SIM_SOURCE, "symbols": len(symbols), "dates": len(dates), "rows": rows, "batches_written": written})
+    return dg.MaterializeResult(metadata={"source": SIM_SOURCE, "symbols": len(symbols), "dates": len(dates), "rows": rows, "batches_written": written,
+                                            "duplicate_key_rows_quarantined": duplicates})
 
 
 @dg.asset(

@@ -25,6 +25,7 @@ import pandas as pd
 
 from platform_assets.ingestion.bar_validation import split_malformed_bars
 from platform_assets.ingestion.databento_transforms import split_by_et_date
+from platform_assets.ingestion.raw_batch_store import store_raw_batch
 from platform_assets.ingestion.raw_batches import build_raw_batch
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions
 from platform_assets.progress import Progress
@@ -37,7 +38,6 @@ from resources.adapters.base_adapter import FrameBatch
 from resources.adapters.ranges import days_range, et_day_bounds
 from resources.adapters.registry import SourceSpec
 from resources.lake import content_hash, quarantine_table, raw_bars_table
-from resources.schemas import RAW_BARS_SCHEMA
 
 DayFrames = tuple[tuple[str, dt.date], pd.DataFrame, pd.DataFrame | None]
 
@@ -115,9 +115,7 @@ def materialize_raw_bars(context: dg.AssetExecutionContext, spec: SourceSpec, ch
             if bars.empty:
                 continue
             batch_id, batch, repeated = build_raw_batch(bars.sort_values("ts", kind="stable"), source=spec.source, symbol=symbol, day=day, ingestion_ts=ingestion_ts)
-            if len(repeated):  # first: a re-run that finds the batch stored does not write them
-                lake.append_batch(quarantine_table(table), symbol, day, repeated.assign(reject_reason="duplicate_key"), batch_id, ingestion_ts)
-            path, new = lake.append_batch(table, symbol, day, batch, batch_id, ingestion_ts, RAW_BARS_SCHEMA)
+            path, new = store_raw_batch(lake, table, symbol, day, batch, batch_id, repeated, ingestion_ts)
             if new:
                 manifest.record(path, batch, vendor=spec.source, symbol=symbol, bar_size=spec.bar_size)
             quality.add(symbol, day, batch)

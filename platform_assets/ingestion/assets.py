@@ -5,6 +5,7 @@ import dagster as dg
 import pandas as pd
 
 from platform_assets.calendars import STOCKS, session_bounds
+from platform_assets.ingestion.raw_batch_store import store_raw_batch
 from platform_assets.ingestion.raw_batches import as_delivered, raw_batch_table
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions
 from platform_assets.progress import Progress
@@ -12,10 +13,9 @@ from platform_assets.quality.checks import DataQuality, check_groups, dq_check_s
 from platform_assets.quality.heal import heal_lost_results, l2_days_input, raw_batches_input
 from platform_assets.universe import run_symbols
 from resources.l2_store import L2SnapshotStore
-from resources.lake import ParquetLake, quarantine_table, raw_bars_table
+from resources.lake import ParquetLake, raw_bars_table
 from resources.bars_manifest import BarsManifest
 from resources.offline_source import SIM_SOURCE, OfflineSource
-from resources.schemas import RAW_BARS_SCHEMA
 
 RAW_BARS_SIM = raw_bars_table(SIM_SOURCE)
 RAW_DQ_CHECKS = dq_check_specs("raw_bars_sim", "raw_bars")
@@ -57,10 +57,7 @@ def raw_bars_sim(
         for symbol in symbols:
             bars = offline_source.day(symbol, day).bar_columns
             batch_id, batch, repeated = raw_batch_table(bars, source=SIM_SOURCE, symbol=symbol, day=day, ingestion_ts=ingestion_ts)
-            if len(repeated):  # first: a re-run that finds the batch stored does not write them
-                rejected = repeated.to_pandas().assign(reject_reason="duplicate_key")
-                lake.append_batch(quarantine_table(RAW_BARS_SIM), symbol, day, rejected, batch_id, ingestion_ts)
-            path, new = lake.append_batch(RAW_BARS_SIM, symbol, day, batch, batch_id, ingestion_ts, RAW_BARS_SCHEMA)
+            path, new = store_raw_batch(lake, RAW_BARS_SIM, symbol, day, batch, batch_id, repeated, ingestion_ts)
             if new:
                 bars_manifest.record(path, batch, vendor=SIM_SOURCE, symbol=symbol, bar_size="1m")
             quality.add(symbol, day, as_delivered(bars, source=SIM_SOURCE, symbol=symbol, day=day))

@@ -3,6 +3,7 @@
 import dagster as dg
 import pandas as pd
 
+from platform_assets.ingestion.raw_batch_store import store_raw_batch
 from platform_assets.ingestion.raw_batches import build_raw_batch
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions
 from platform_assets.quality.checks import DataQuality, check_groups, dq_check_specs, raw_dq_dataset
@@ -12,7 +13,6 @@ from platform_assets.universe import run_symbols
 from resources.ib_source import IBSource
 from resources.lake import ParquetLake, raw_bars_table
 from resources.bars_manifest import BarsManifest
-from resources.schemas import RAW_BARS_SCHEMA
 
 IB = "ib"
 RAW_BARS_IB = raw_bars_table(IB)
@@ -60,10 +60,11 @@ def raw_bars_ib(
     )
     ingestion_ts = pd.Timestamp.now(tz="UTC")
     quality = data_quality.recorder(lake, "raw_bars", stored_as=raw_dq_dataset(IB), asset_key="raw_bars_ib")
-    rows = written = 0
+    rows = written = duplicates = 0
     for (symbol, day), bars in sorted(result.bars.items()):
-        batch_id, batch, _ = build_raw_batch(bars, source=IB, symbol=symbol, day=day, ingestion_ts=ingestion_ts)
-        path, new = lake.append_batch(RAW_BARS_IB, symbol, day, batch, batch_id, ingestion_ts, RAW_BARS_SCHEMA)
+        batch_id, batch, repeated = build_raw_batch(bars, source=IB, symbol=symbol, day=day, ingestion_ts=ingestion_ts)
+        path, new = store_raw_batch(lake, RAW_BARS_IB, symbol, day, batch, batch_id, repeated, ingestion_ts)
+        duplicates += len(repeated)
         if new:
             bars_manifest.record(path, batch, vendor=IB, symbol=symbol, bar_size=options.get("bar_size", "1 min").replace(" ", ""))
         quality.add(symbol, day, batch)
@@ -77,6 +78,7 @@ def raw_bars_ib(
     return dg.MaterializeResult(
         metadata={
             "source": IB, "symbols": len(symbols), "dates": len(dates), "rows": rows, "batches_written": written,
+            "duplicate_key_rows_quarantined": duplicates,
             "requests": result.requests, "pacing_retries": result.pacing_retries, "reconnects": result.reconnects,
             "pacing_policy": result.policy, "pages": result.pages, "peak_open_requests": result.peak_open,
             "failed_symbols": ", ".join(f"{s}: {e}" for s, e in result.errors.items()) or "none",

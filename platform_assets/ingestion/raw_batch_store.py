@@ -1,0 +1,27 @@
+"""Storing one raw batch with the rows it rejected for repeating a key (I/O; the batch itself is
+built by the pure ``platform_assets.ingestion.raw_batches``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+from resources.lake import ParquetLake, Table, quarantine_table
+from resources.schemas import RAW_BARS_SCHEMA
+
+
+def store_raw_batch(
+    lake: ParquetLake, table: Table, symbol: str, day: dt.date, batch: pa.Table | pd.DataFrame, batch_id: str,
+    repeated: pa.Table | pd.DataFrame, ingestion_ts: pd.Timestamp,
+) -> tuple[Path, bool]:
+    """Append ``batch`` to ``table`` (``ParquetLake.append_batch``: (path, written)), its
+    ``repeated`` rows to ``quarantine/<table>`` with ``reject_reason="duplicate_key"`` first: the
+    repeats exist only there, and a re-run that finds the batch stored (the same batch id) would
+    not write them, so a fault between the two writes must not come after the batch."""
+    if len(repeated):
+        rejected = repeated.to_pandas() if isinstance(repeated, pa.Table) else repeated
+        lake.append_batch(quarantine_table(table), symbol, day, rejected.assign(reject_reason="duplicate_key"), batch_id, ingestion_ts)
+    return lake.append_batch(table, symbol, day, batch, batch_id, ingestion_ts, RAW_BARS_SCHEMA)
