@@ -148,7 +148,7 @@ def test_the_contract_workflows_on_a_small_offline_backfill(platform):
     assert summary.date_range == (dt.date(2024, 12, 2), dt.date(2024, 12, 4))
     assert summary.metrics and all(isinstance(m, DataQualityMetric) for m in summary.metrics)
     names = {m.metric_name for m in summary.metrics}
-    assert {"gap_count", "close_not_null"} <= names
+    assert {"gap_count", "null_rate_close"} <= names  # seed 000 section 6.1's example metric names
     for metric in summary.metrics:
         assert isinstance(metric.value, float) and metric.status in ("ok", "warn", "error") and isinstance(metric.thresholds, dict)
         assert metric.partitions == 4  # 2 symbols x 2 days

@@ -425,7 +425,7 @@ def test_error_rows_come_only_from_partitions_where_the_rule_errs():
     from platform_assets.quality.config import load_rule_sets
     from platform_assets.quality.engine import batch_from_frames, evaluate
 
-    rules = load_rule_sets()["bar_features"]  # ret_1_not_null: warn > 1 %, error > 50 %
+    rules = load_rule_sets()["bar_features"]  # null_rate_ret_1: warn > 1 %, error > 50 %
     def part(day: int, nulls: int) -> pd.DataFrame:
         n = 100
         ret = np.where(np.arange(n) < nulls, np.nan, 0.001)
@@ -437,8 +437,8 @@ def test_error_rows_come_only_from_partitions_where_the_rule_errs():
         batch = batch_from_frames(frames, keys)
         evaluation = evaluate(rules, batch, engine)
         rows = evaluation.error_rows(batch, rules)
-        assert set(rows) == {"ret_1_not_null"}
-        selected = rows["ret_1_not_null"]
+        assert set(rows) == {"null_rate_ret_1"}
+        selected = rows["null_rate_ret_1"]
         assert sorted(set(batch.part[selected])) == [0, 3] and selected.sum() == 60 + 70
 
 

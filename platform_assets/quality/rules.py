@@ -87,6 +87,9 @@ class QualityBatch:
         return np.ones(len(self.frame), dtype=bool)
 
 
+NAME_PREFIXES = {"not_null": "null_rate"}  # a not-null rule measures a null rate: ``null_rate_close`` (seed 000's example metric)
+
+
 class Rule(BaseModel):
     """Common fields: name, group, thresholds. Subclasses add what they measure."""
 
@@ -105,7 +108,8 @@ class Rule(BaseModel):
         """A rule built in code without a name (``RangeRule(field="close", min=0, severity="error")``,
         as the low-level design writes them) is named after its type and field: ``range_close``."""
         if isinstance(data, dict) and "name" not in data and "rule" in cls.model_fields:
-            parts = [data.get("rule", cls._default_of("rule")), data.get("field") or data.get("time_field") or cls._default_of("field")]
+            rule = data.get("rule", cls._default_of("rule"))
+            parts = [NAME_PREFIXES.get(rule, rule), data.get("field") or data.get("time_field") or cls._default_of("field")]
             data = {**data, "name": "_".join(part for part in parts if isinstance(part, str) and part).lower()}
         return data
 
