@@ -161,11 +161,14 @@ def _predictions(settings: PlatformSettings) -> list[DatasetInfo]:
     return out
 
 
-def list_datasets(settings: PlatformSettings | None = None) -> list[DatasetInfo]:
-    """Every dataset: name, type (raw/curated/features/labels), stored date range, pipeline version;
-    then the stored training datasets (type training) and predictions (type predictions)."""
+def list_datasets(settings: PlatformSettings | None = None, *, include_outputs: bool = False) -> list[DatasetInfo]:
+    """Every dataset: name, type (raw/curated/features/labels: contract 7.1's vocabulary), stored
+    date range, pipeline version. Extra: ``include_outputs=True`` adds the stored training datasets
+    (``training/<name>``, type training) and predictions (``predictions/<model>``, type
+    predictions), which the health and DQ functions do not judge."""
     settings = settings or get_settings()
-    return [_dataset(name, settings) for name in DATASET_TYPES] + _training_datasets(settings) + _predictions(settings)
+    listed = [_dataset(name, settings) for name in DATASET_TYPES]
+    return listed + _training_datasets(settings) + _predictions(settings) if include_outputs else listed
 
 
 def get_dataset(name: str, settings: PlatformSettings | None = None) -> DatasetInfo:

@@ -33,12 +33,12 @@ from platform_assets.quality.metrics import DQ_METRICS_SCHEMA, STATUS_ERROR, STA
 from platform_assets.universe import market_of
 from resources.l2_store import L2SnapshotStore
 from resources.lake import (
-    CURATED_BARS, CorruptLakeFileError, ParquetLake, feature_table, layout_files, parquet_file_ok, raw_bars_table, read_parquet_files, symbol_layout,
+    ALIGNED_BARS, CURATED_BARS, CorruptLakeFileError, ParquetLake, feature_table, labels_table, layout_files, parquet_file_ok, raw_bars_table, read_parquet_files, symbol_layout,
 )
 from resources.settings import PlatformSettings, get_settings
 from resources.validation import normalize_symbols, parse_date, parse_half_open_dates
 
-QUALITY_DATASETS = ("raw_bars", "l2_snapshots", "curated_bars", "bar_features", "l2_features")
+QUALITY_DATASETS = ("raw_bars", "l2_snapshots", "curated_bars", "aligned_bars", "bar_features", "l2_features", "labels")  # every list_datasets() name
 MISSING_METRIC = "partitions_missing"  # the summary's metric for sessions in the range without results
 GREEN, YELLOW, RED = "GREEN", "YELLOW", "RED"
 STALE_RED_SESSIONS = 5  # results this many sessions behind as_of_date make a dataset RED
@@ -315,7 +315,8 @@ def _data_stored(stores: tuple[ParquetLake, L2SnapshotStore], dataset: str, symb
         batches = lake.batch_files(raw_bars_table(dataset[len("raw_bars_"):]), symbol, day)
         return bool(batches) and parquet_file_ok(batches[-1])
     group, _, version = dataset.rpartition("_")
-    table = feature_table(group, version) if group in FEATURE_GROUPS else CURATED_BARS if dataset == "curated_bars" else None
+    table = (feature_table(group, version) if group in FEATURE_GROUPS else labels_table(version) if group == "labels"
+             else {"curated_bars": CURATED_BARS, "aligned_bars": ALIGNED_BARS}.get(dataset))
     if table is None:
         return True  # a dataset whose data we cannot locate is judged by its results alone
     try:

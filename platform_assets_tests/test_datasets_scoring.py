@@ -130,7 +130,8 @@ def test_dataset_is_immutable_and_a_rebuild_reports_changed_data(env):
     builds = DatasetStore(settings.base_path).builds("mr-train")
     assert [b["changed"] for b in builds] == [False, False, True]
 
-    catalog = {d.name: d for d in list_datasets(settings)}
+    assert all(d.type in ("raw", "curated", "features", "labels") for d in list_datasets(settings))  # contract 7.1's types
+    catalog = {d.name: d for d in list_datasets(settings, include_outputs=True)}
     entry = catalog["training/mr-train"]
     assert entry.type == "training" and entry.versions == (handle.dataset_id, rebuilt.dataset_id)
     assert entry.latest_pipeline_version == rebuilt.dataset_id and entry.available_date_range == (DATES[0], DATES[1])
@@ -206,7 +207,8 @@ def test_scoring_the_example_model_writes_a_prediction_for_every_tracked_symbol(
     meta = records.records[0].asset_materialization.metadata
     assert meta["model_name"].value == "example_mean_reversion" and meta["symbols_scored"].value == 2
     assert meta["health"].value["curated_bars"] in ("GREEN", "YELLOW")
-    assert {d.name: d.type for d in list_datasets(settings)}["predictions/example_mean_reversion"] == "predictions"
+    assert {d.name: d.type for d in list_datasets(settings, include_outputs=True)}["predictions/example_mean_reversion"] == "predictions"
+    assert "predictions/example_mean_reversion" not in {d.name for d in list_datasets(settings)}
 
     # a Python model from a file and several decision times
     model_file = root / "my_model.py"

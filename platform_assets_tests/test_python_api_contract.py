@@ -168,6 +168,12 @@ def test_the_contract_workflows_on_a_small_offline_backfill(platform):
     assert all(isinstance(d, DatasetInfo) and d.type in ("raw", "curated", "features", "labels") for d in datasets.values())
     assert datasets["curated_bars"].available_date_range == (dt.date(2024, 12, 2), dt.date(2024, 12, 3))
     assert isinstance(datasets["curated_bars"].latest_pipeline_version, str)
+    for name in datasets:  # every listed dataset is judged (aligned_bars and labels have their own DQ rules)
+        judged = get_dataset_health(name, dt.date(2024, 12, 3), settings=settings)
+        assert judged.status in ("GREEN", "YELLOW", "RED") and judged.reasons
+        assert get_data_quality_summary(name, dt.date(2024, 12, 2), dt.date(2024, 12, 4), settings=settings).metrics, name
+    assert {m.metric_name for m in get_data_quality_summary("labels", dt.date(2024, 12, 2), dt.date(2024, 12, 4), settings=settings).metrics} == {
+        "unique_symbol_ts", "ts_increasing"}
     groups = {g.feature_group: g for g in list_feature_groups(settings)}
     assert isinstance(groups["bar_features"], FeatureGroupInfo) and groups["bar_features"].versions == ["v1", "v2"] and groups["bar_features"].description
 

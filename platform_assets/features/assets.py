@@ -24,6 +24,7 @@ from resources.lake import ParquetLake, feature_table, labels_table
 BAR_GROUP, L2_GROUP = "bar_features", "l2_features"
 BAR_DQ_CHECKS = dq_check_specs("bar_features", BAR_GROUP)
 L2_FEATURE_DQ_CHECKS = dq_check_specs("l2_features", L2_GROUP)
+LABEL_DQ_CHECKS = dq_check_specs("labels", "labels")
 
 
 def _versions(group: str) -> str:
@@ -192,9 +193,9 @@ def l2_features(
     kinds={"parquet", "pandas"},
     deps=[curated_bars],
     metadata={"label_definitions": ", ".join(sorted(LABEL_DEFINITIONS))},
-    check_specs=[complete_check_spec("labels", stock_date_partitions)],
+    check_specs=[complete_check_spec("labels", stock_date_partitions), *LABEL_DQ_CHECKS],
 )
-def labels(context: dg.AssetExecutionContext, lake: ParquetLake) -> dg.MaterializeResult:
+def labels(context: dg.AssetExecutionContext, lake: ParquetLake, data_quality: DataQuality) -> dg.MaterializeResult:
     """Forward-return labels under every registered label definition (v1: 1/5/15-minute horizons).
 
     The only asset that looks ahead, by design, and stored apart from the features
@@ -202,10 +203,12 @@ def labels(context: dg.AssetExecutionContext, lake: ParquetLake) -> dg.Materiali
     return of close from ``ts`` to ``ts + h`` in the same session; ``valid_h`` is false when either
     bar is imputed/missing; ``available_ts`` is when the longest horizon is known. Partitioned by
     trading date; one file per (symbol, date). Skips a (symbol, date) whose curated bars failed an
-    error DQ rule.
+    error DQ rule. The ``labels`` DQ rules (one row per (symbol, ts), increasing ts) run on every
+    definition's rows as the ``dq_*`` checks (results stored per definition, ``labels_v1``).
     """
     symbols, dates = run_symbols(context), partition_dates(context)
     keep = keep_existing(context, "features")
+    quality = {v: data_quality.recorder(lake, "labels", stored_as=f"labels_{v}", asset_key="labels") for v in LABEL_DEFINITIONS}
 
     def stored(symbol: str, day: dt.date) -> bool:
         return all(lake.has_partition(labels_table(v), symbol, day) for v in LABEL_DEFINITIONS)
@@ -221,6 +224,7 @@ def labels(context: dg.AssetExecutionContext, lake: ParquetLake) -> dg.Materiali
         for version in todo:
             frame = compute_labels(bars, LABEL_DEFINITIONS[version])
             lake.write_partition(labels_table(version), symbol, day, frame)
+            quality[version].add(symbol, day, frame)
             rows += len(frame)
         return written(rows)
 
@@ -232,11 +236,12 @@ def labels(context: dg.AssetExecutionContext, lake: ParquetLake) -> dg.Materiali
             for version, definition in LABEL_DEFINITIONS.items():
                 sessions = rows_of_dates(bars, [day for day in days if version in todo[day]])
                 if len(sessions):
-                    rows.update(write_by_date(lake, labels_table(version), symbol, compute_labels_many(sessions, definition)))
+                    rows.update(write_by_date(lake, labels_table(version), symbol, compute_labels_many(sessions, definition), quality[version]))
         return {**outcomes, **{day: written(n) for day, n in rows.items()}}
 
     step = SymbolDayStep(
         context, "labels", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS), is_stored=stored, lake=lake,
-        heals=[labels_table(v) for v in LABEL_DEFINITIONS],
+        quality=quality.values(), heals=[*(labels_table(v) for v in LABEL_DEFINITIONS), *(t for v in LABEL_DEFINITIONS for t in dq_tables(f"labels_{v}"))],
     )
-    return step.run_by_symbol(compute_days, compute).finish()
+    step = step.run_by_symbol(compute_days, compute)
+    return step.finish(QualityRecorder.merged(list(quality.values())).finish(check_groups(LABEL_DQ_CHECKS)))

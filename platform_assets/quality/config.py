@@ -17,7 +17,8 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from platform_assets.curation.gap_engine import CURATED_COLUMNS
-from platform_assets.features import bar_features, l2_features
+from platform_assets.alignment.transforms import TOP_OF_BOOK_COLUMNS
+from platform_assets.features import bar_features, l2_features, labels
 from platform_assets.quality.rules import L2_RULES, AnyRule, Rule, StatRule
 from resources.schemas import RAW_BARS_SCHEMA
 
@@ -36,6 +37,8 @@ DATASET_COLUMNS: dict[str, list[str]] = {
     "l2_snapshots": L2_COLUMNS,
     "bar_features": bar_features.KEY_COLUMNS + bar_features.VALUE_COLUMNS,
     "l2_features": l2_features.KEY_COLUMNS + l2_features.VALUE_COLUMNS,
+    "aligned_bars": [*CURATED_COLUMNS, *TOP_OF_BOOK_COLUMNS, "mid_px", "spread", "spread_bps", "l2_age_s", "l2_stale", "book_crossed"],
+    "labels": [*labels.KEY_COLUMNS, *(column for d in labels.LABEL_DEFINITIONS.values() for column in d.columns)],
 }
 DATASET_STATS: dict[str, set[str]] = {"curated_bars": CURATION_STATS, "crypto_curated_bars": CURATION_STATS}
 
