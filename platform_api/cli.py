@@ -525,8 +525,13 @@ def describe(parser: argparse.ArgumentParser) -> list[dict]:
     return commands
 
 
-def _print_description(as_json: bool) -> int:
+def _print_description(as_json: bool, command: str | None = None) -> int:
     commands = describe(build_parser())
+    if command is not None:
+        commands = [c for c in commands if c["tool"] == f"mdp {command}"]
+        if not commands:
+            print(f"error: no command {command!r} (mdp --describe lists them)", file=sys.stderr)
+            return EXIT_BAD_INPUT
     if as_json:
         _print(json.dumps(commands, indent=2, default=str))
         return 0
@@ -550,6 +555,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "--describe":  # the guide's "Describe All Tools": keeps CLIs and docs in sync
         return _print_description("--json" in argv[1:])
+    if len(argv) > 1 and "--describe" in argv[1:] and not argv[0].startswith("-"):  # one command (the guide's scripts: record_depth.py --describe)
+        return _print_description("--json" in argv[1:], argv[0])
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

@@ -308,3 +308,33 @@ def test_real_ohlcv_file_converts_like_the_clients_own_dataframe():
     assert rejected.empty and len(bars) == len(expected) and set(bars["symbol"]) == {"NVDA"}
     np.testing.assert_allclose(bars["close"].to_numpy(), expected["close"].to_numpy())
     assert list(bars["ts"]) == list(expected.index)
+
+
+def test_an_l2_day_stored_before_a_fault_in_its_dq_write_is_judged_by_the_re_run(platform_db, monkeypatch):
+    """The Databento L2 asset skips a day whose file exists; its DQ rules must still run on it: a
+    full disk while storing the DQ results (the files had landed) left both days unjudged forever,
+    the re-run green with ``partitions_checked = 0``."""
+    from platform_api.backfill import plan_backfill, run_backfill
+    from platform_assets.quality.metrics import dq_metrics_table
+    from resources.lake import ParquetLake
+
+    settings, defs, instance = platform_db
+    add_symbols(instance, ["AAPL"])
+    plan = plan_backfill(["AAPL"], "2024-12-02", "2024-12-03")
+    real = ParquetLake._write_month_parts
+
+    def full_disk_for_dq(self, table, *args, **kwargs):
+        if table.name.startswith("dq_"):
+            raise OSError(28, "No space left on device (injected)")
+        return real(self, table, *args, **kwargs)
+
+    monkeypatch.setattr(ParquetLake, "_write_month_parts", full_disk_for_dq)
+    assert not run_backfill(instance, plan, defs=defs, asset_selection=["l2_snapshots_databento"]).success
+    monkeypatch.setattr(ParquetLake, "_write_month_parts", real)
+    assert len(list((Path(settings.level2_path) / "AAPL").glob("*_snapshots_databento.parquet"))) == 2  # the files landed
+    assert run_backfill(instance, plan, defs=defs, asset_selection=["l2_snapshots_databento"]).success
+    lake = defs.resources["lake"]
+    assert all(lake.has_partition(dq_metrics_table("l2_snapshots"), "AAPL", d) for d in (dt.date(2024, 12, 2), dt.date(2024, 12, 3)))
+    key = dg.AssetCheckKey(dg.AssetKey("l2_snapshots_databento"), "dq_book")
+    evaluation = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key].event.dagster_event.event_specific_data
+    assert evaluation.metadata["partitions_checked"].value == 2

@@ -169,3 +169,31 @@ def test_design_validator_returns_failed_records_metrics_and_severity():
     bars = simulate_day(7, "AAPL", dt.date(2024, 11, 18)).bars.assign(symbol="AAPL", source="sim")
     configured = validate(bars, "raw_bars")
     assert configured.metrics["partitions"] == 1 and {"close_positive", "unique_symbol_ts"} <= set(configured.metrics["rules"])
+
+
+def test_environment_doc_lists_every_settings_key_and_the_guides_pointers_exist():
+    """Seed 004: "Authoritative env docs live in docs/ENVIRONMENT.md" (kept in sync here), owners in
+    CODEOWNERS, the "Describe All Tools" VS Code task, the README's Release Workflow."""
+    import json
+
+    from resources.settings import PlatformSettings
+
+    keys = {alias for field in PlatformSettings.model_fields.values() if field.validation_alias is not None
+            for alias in getattr(field.validation_alias, "choices", [field.validation_alias])}
+    documented = (REPO / "docs" / "ENVIRONMENT.md").read_text()
+    assert keys and not [key for key in sorted(keys) if f"`{key}`" not in documented]
+    assert (REPO / "CODEOWNERS").read_text().strip()
+    tasks = json.loads((REPO / ".vscode" / "tasks.json").read_text())["tasks"]
+    assert any(t["label"] == "Describe All Tools" and "--describe" in t["command"] for t in tasks)
+    assert "## Release workflow" in (REPO / "README.md").read_text()
+
+
+@pytest.mark.parametrize("script", ["src/tools/record_depth.py", "src/tools/auto_backfill_from_warrior.py", "src/tools/analysis/build_bars_coverage.py"])
+def test_the_guides_scripts_describe_themselves(script):
+    """Seed 004: "Use Describe All Tools ... (or --describe)": each script lists its arguments."""
+    import json
+
+    done = subprocess.run([sys.executable, str(REPO / script), "--describe", "--json"], capture_output=True, text=True, timeout=120, cwd=str(REPO))
+    assert done.returncode == 0, done.stderr[-2000:]
+    described = json.loads(done.stdout)
+    assert len(described) == 1 and described[0]["tool"].startswith("mdp ") and described[0]["help"]

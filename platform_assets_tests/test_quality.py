@@ -87,7 +87,7 @@ def test_bad_rule_file_structure(tmp_path):
 
 def test_repo_rule_file_loads_every_dataset():
     rule_sets = default_rule_sets()
-    assert set(rule_sets) == {"raw_bars", "curated_bars", "crypto_curated_bars", "l2_snapshots", "bar_features", "l2_features"}
+    assert set(rule_sets) == {"raw_bars", "curated_bars", "crypto_curated_bars", "l2_snapshots", "aligned_bars", "bar_features", "l2_features", "labels"}
     assert all(rule_sets[name].rules for name in rule_sets)
     stock, crypto = rule_sets["curated_bars"], rule_sets["crypto_curated_bars"]
     assert [r.name for r in stock.rules] == [r.name for r in crypto.rules]  # the same rules, sized for 1,440-minute days

@@ -100,7 +100,9 @@ def l2_snapshots_databento(
     fixed 10-level arrays (zeros for missing levels) in
     ``level2/{SYMBOL}/{YYYY-MM-DD}_snapshots_databento.parquet``, written atomically and streamed in
     record batches. Idempotent: an existing file is skipped unless the run has the tag
-    ``platform/force=true``; a day without records writes nothing (reported as empty). Same code as
+    ``platform/force=true`` (its DQ rules still run on it: a fault after an earlier run wrote the
+    file and before its DQ results were stored must not leave the day unjudged); a day without
+    records writes nothing (reported as empty). Same code as
     ``platform_api.l2_backfill.backfill_l2``. Partitioned by XNYS trading date.
     """
     symbols, dates = run_symbols(context), partition_dates(context)
@@ -121,10 +123,10 @@ def l2_snapshots_databento(
                 counts[kind] += 1
                 if kind == "error":
                     errors.append(f"{symbol}@{day}: {result['error']}")
-                elif kind == "written":
+                elif kind in ("written", "skipped"):  # a skipped day is judged again: its DQ results may never have been stored
                     book, _ = l2_store.read_day(symbol, day)
                     quality.add(symbol, day, *l2_quality_input(symbol, book))
-                    snapshots += result["rows"]
+                    snapshots += result["rows"] if kind == "written" else 0
                 progress.step()
     finally:
         adapter.disconnect()

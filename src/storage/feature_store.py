@@ -1,0 +1,59 @@
+"""Seed 001 section 3.3.3: ``FeatureStore``, computed features by group and version.
+
+    store = FeatureStore()
+    store.get_features_for_training("bar_features", "v1", start, end, ["AAPL", "MSFT"])   # [start, end) UTC
+    store.get_features_for_inference("bar_features", "v1", ts, ["AAPL"])                 # rows known at ts
+    store.write_features(frame, "my_group", "v1", PartitionKey("AAPL", "2024-12-02"))
+
+Reads go through the platform's point-in-time API (``platform_api.get_features_for_training`` /
+``get_features_for_inference``: never a row whose ``available_ts`` is after the decision time) and
+return its feature frame. A write stores one (symbol, date) partition of
+``lake/features/<group>/version=<v>`` atomically; the frame needs ``ts`` and ``available_ts``
+(when the row became known), and gets ``feature_group`` / ``feature_version`` columns. The
+platform's own groups are computed by their assets (``run_feature_pipeline``); a write to one of
+their registered versions is refused, so stored features always match their definition.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+
+from resources.lake import ParquetLake, feature_table
+from resources.settings import get_settings
+from resources.validation import InvalidInputError, validate_version
+from src.storage.curated_store import check_partition_rows
+from src.storage.partition_key import PartitionKey
+
+
+class FeatureStore:
+    """Feature tables of the lake."""
+
+    def __init__(self, base_path: str | None = None):
+        settings = get_settings()
+        self.settings = settings if base_path is None else settings.model_copy(update={"data_path_override": base_path})
+        self.lake = ParquetLake(base_path=str(base_path or settings.base_path), fsync=settings.lake_fsync)
+
+    def write_features(self, df: pd.DataFrame, feature_group: str, version: str, partition_key) -> None:
+        from platform_assets.features.registry import FEATURE_GROUPS
+
+        key = PartitionKey.of(partition_key)
+        version = validate_version(version)
+        if not isinstance(feature_group, str) or not feature_group.replace("_", "").isalnum() or not feature_group[:1].isalpha():
+            raise InvalidInputError(f"feature_group must be a name like 'my_features', got {feature_group!r}")
+        if version in FEATURE_GROUPS.get(feature_group, {}):
+            raise InvalidInputError(f"{feature_group} {version} is computed by the platform (run_feature_pipeline); register a new version instead")
+        check_partition_rows(df, key, ["ts", "available_ts"])
+        frame = df.assign(symbol=key.symbol, date=key.date, feature_group=feature_group, feature_version=version)
+        self.lake.write_partition(feature_table(feature_group, version), key.symbol, key.date, frame.reset_index(drop=True))
+
+    def get_features_for_training(self, feature_group: str, version: str, start: dt.datetime, end: dt.datetime, symbols: list[str]) -> pd.DataFrame:
+        from platform_api.retrieval import get_features_for_training
+
+        return get_features_for_training([feature_group], {feature_group: version}, symbols, start, end, settings=self.settings).features
+
+    def get_features_for_inference(self, feature_group: str, version: str, ts: dt.datetime, symbols: list[str]) -> pd.DataFrame:
+        from platform_api.retrieval import get_features_for_inference
+
+        return get_features_for_inference([feature_group], {feature_group: version}, symbols, ts, settings=self.settings).features
