@@ -221,6 +221,7 @@ class SymbolDayStep:
                 for day in self.dates:
                     progress.step()
                     self.reports[day].outcomes[symbol] = self._attempt(transform, symbol, day)
+                self._clear_blocked(symbol)
                 self._flush(symbol)
             self._heal_lost_dates()
         return self
@@ -251,9 +252,34 @@ class SymbolDayStep:
                 for day, outcome in outcomes.items():
                     self.reports[day].outcomes[symbol] = outcome
                 progress.step(len(self.dates))
+                self._clear_blocked(symbol)
                 self._flush(symbol)
             self._heal_lost_dates()
         return self
+
+    def _clear_blocked(self, symbol: str) -> None:
+        """Remove what this step had stored for the symbol's DQ-blocked dates: data derived from an
+        input now known to fail an error rule (an earlier delivery, or one stored before it was
+        judged) must neither be served nor count the date as stored in the completeness check. The
+        step's DQ datasets mark those dates blocked upstream, so the steps reading them skip the
+        dates as blocked (and clear theirs) rather than as a quiet "no input"."""
+        blocked_days = {day: o.detail for day, report in self.reports.items() if (o := report.outcomes.get(symbol)) is not None and o.status == BLOCKED}
+        if self.lake is None or not blocked_days:
+            return
+        for recorder in self.quality:
+            for day, reason in blocked_days.items():
+                recorder.block_upstream(symbol, day, reason)
+        days = list(blocked_days)
+        from platform_assets.lake_status import tables_of  # it imports this module
+
+        try:
+            tables = tables_of(self.asset_name)
+        except ValueError:
+            return
+        cleared = [day for day in days if any([self.lake.delete_partition(table, symbol, day) for table in tables])]
+        if cleared:
+            self.context.log.warning(f"{self.asset_name} {symbol}: removed the data stored for {len(cleared)} date(s) whose input is now "
+                                     f"DQ-blocked: {', '.join(d.isoformat() for d in cleared[:10])}")
 
     # -- dates lost to a quarantined file ---------------------------------------------------------
 

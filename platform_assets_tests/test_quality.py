@@ -562,3 +562,27 @@ def test_a_marker_file_lost_outside_ingestion_keeps_its_dates_blocked_until_the_
                                   tags={RANGE_START_TAG: "2024-11-18", RANGE_END_TAG: "2024-11-18"}).success
     assert lost_dates.pending(lake.root) == []
     assert [day for day in month if is_blocked(lake, raw, "AAPL", day)] == blocked
+
+
+def test_a_day_whose_input_turns_dq_blocked_loses_its_derived_data_and_is_not_judged_complete(platform):
+    """A vendor re-delivery of a stored day that fails an error rule blocks the day: what the graph
+    had derived from the earlier delivery (curated, aligned, features, labels) is removed, and the
+    day's completeness says DQ-blocked (WARN) instead of passing because old files are still there."""
+    day = dt.date(2024, 11, 20)
+    tables = [CURATED_BARS, ALIGNED_BARS, feature_table("bar_features", "v1"), labels_table("v1")]
+    _run(platform, ["AAPL", "MSFT"], "2024-11-18", "2024-11-22")
+    lake = platform.defs.resources["lake"]
+    assert all(lake.has_partition(t, "AAPL", day) for t in tables)
+    defs = _offline_with(platform, {"AAPL@2024-11-20": "bad_ticks"})
+    report = run_backfill(platform.instance, plan_backfill(["AAPL", "MSFT"], day, dt.date(2024, 11, 21)), defs=defs)  # a refresh of two days
+    assert report.success and is_blocked(lake, "raw_bars_sim", "AAPL", day)
+    assert [str(t) for t in tables if lake.has_partition(t, "AAPL", day)] == []
+    assert all(lake.has_partition(t, "AAPL", other) for t in tables for other in (dt.date(2024, 11, 19), dt.date(2024, 11, 21)))
+    assert all(lake.has_partition(t, "MSFT", day) for t in tables)
+    for asset in ("curated_bars", "aligned_bars", "bar_features", "labels"):
+        evaluations = [e.dagster_event.event_specific_data for e in platform.instance.all_logs(report.runs[0].run_id)
+                       if e.dagster_event is not None and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"
+                       and e.dagster_event.event_specific_data.asset_key == dg.AssetKey(asset)
+                       and e.dagster_event.event_specific_data.check_name == "symbols_complete"]
+        of_day = [e for e in evaluations if e.partition == day.isoformat()]
+        assert of_day and not any(e.passed for e in of_day) and "DQ-blocked" in str(of_day[0].metadata["missing"].value), asset

@@ -182,6 +182,16 @@ class QualityRecorder:
                 self.lake.delete_partition(table(self.stored_as), symbol, day)
             self._rule_rows = [self._landed(rows) for rows in self._rule_rows]
 
+    def block_upstream(self, symbol: str, day: dt.date, reason: str) -> None:
+        """(symbol, day) was skipped because its input is DQ-blocked: its earlier results go (they
+        judged data that is gone) and a block marker naming the upstream reason is stored, so a
+        step reading this dataset skips the day as blocked too (not as a quiet "no input"). The
+        next evaluation of the day that passes removes the marker."""
+        for table in (dq_metrics_table, dq_quarantine_table):
+            self.lake.delete_partition(table(self.stored_as), symbol, day)
+        marker = pd.DataFrame({"dataset": [self.stored_as], "symbol": [symbol], "date": [day], "rules": [f"upstream: {reason}"[:500]]})
+        self.lake.write_partition(dq_blocked_table(self.stored_as), symbol, day, marker, BLOCKED_SCHEMA)
+
     def _landed(self, rows: pd.DataFrame) -> pd.DataFrame:
         """Result rows of partitions whose data landed (without the discarded ones)."""
         if not self._discarded:
