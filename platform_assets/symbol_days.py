@@ -272,10 +272,9 @@ class SymbolDayStep:
         days = list(blocked_days)
         from platform_assets.lake_status import tables_of  # it imports this module
 
-        try:
-            tables = tables_of(self.asset_name)
-        except ValueError:
+        if self._data_tables() is None:
             return
+        tables = tables_of(self.asset_name)
         cleared = [day for day in days if any([self.lake.delete_partition(table, symbol, day) for table in tables])]
         if cleared:
             self.context.log.warning(f"{self.asset_name} {symbol}: removed the data stored for {len(cleared)} date(s) whose input is now "
@@ -365,12 +364,23 @@ class SymbolDayStep:
             self.lake.flush_pending(symbol=symbol)
         except FlushError as error:
             self.context.log.error(f"{self.asset_name}: {error}")
+            data_tables = self._data_tables()
             for (table, _, day), exc in error.failures.items():
                 report = self.reports.get(day) if day in self.reports else self.healed.get(day)
                 if report is not None and symbol in report.outcomes:
                     report.outcomes[symbol] = Outcome(FAILED, detail=f"writing {table} failed: {type(exc).__name__}: {exc}".splitlines()[0][:300])
-                for recorder in self.quality:
-                    recorder.discard(symbol, day)
+                if data_tables is None or str(table) in data_tables:  # the data did not land: no DQ result for it
+                    for recorder in self.quality:  # (a side table's failure keeps them: they judged data that is stored, markers included)
+                        recorder.discard(symbol, day)
+
+    def _data_tables(self) -> set[str] | None:
+        """The step's data tables (``lake_status.tables_of``); None when it has no such entry."""
+        from platform_assets.lake_status import tables_of  # it imports this module
+
+        try:
+            return {str(table) for table in tables_of(self.asset_name)}
+        except ValueError:
+            return None
 
     # -- reporting -------------------------------------------------------------------------------
 

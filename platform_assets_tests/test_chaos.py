@@ -649,3 +649,44 @@ def test_a_lost_dates_record_whose_recomputation_fails_stays_for_the_next_run(pl
     assert healed.success and healed.complete
     assert partition_hashes(data) == reference
     assert lost_dates.pending(lake.root) == []
+
+
+def test_a_failed_quarantine_write_keeps_the_dq_verdict_of_curated_rows_that_landed(tmp_path, monkeypatch):
+    """Curated rows land, their rejected-rows quarantine write hits a full disk: the day fails its
+    completeness, but its DQ results and block markers stay (they judged rows that are stored), so
+    the steps after it in the same run skip the blocked days. Before, the DQ results were discarded
+    and aligned bars, features and labels were built on the ungated days."""
+    from platform_assets.quality.checks import DEFAULT_RULES_FILE
+    from platform_assets.quality.metrics import dq_blocked_table
+    from resources.lake import ALIGNED_BARS, feature_table, labels_table
+
+    rules = tmp_path / "rules.yaml"  # curated days with an invalid (rejected) raw row fail an error rule
+    text = Path(DEFAULT_RULES_FILE).read_text()
+    old = "stat: invalid_rows, group: validity, warn: 1, error: 20}"
+    assert old in text
+    rules.write_text(text.replace(old, "stat: invalid_rows, group: validity, warn: 1, error: 1}"))
+    settings = load_settings(DATA_PATH_OVERRIDE=str(tmp_path / "data"), LAKE_FSYNC="false", DQ_RULES_FILE=str(rules))
+    defs = build_definitions(settings)
+    (tmp_path / "home").mkdir()
+    real = ParquetLake._write_month_parts
+
+    def full_disk(self, table, symbol, *args, **kwargs):
+        if table == quarantine_table(CURATED_BARS) and symbol == "AAPL":
+            raise OSError(28, "No space left on device (injected)")
+        return real(self, table, symbol, *args, **kwargs)
+
+    with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+        plan = plan_backfill(["AAPL", "MSFT"], "2024-11-18", "2024-11-27")
+        monkeypatch.setattr(ParquetLake, "_write_month_parts", full_disk)
+        faulted = run_backfill(instance, plan, defs=defs, add_missing_symbols=True)
+        monkeypatch.setattr(ParquetLake, "_write_month_parts", real)
+        assert not faulted.complete
+        lake = defs.resources["lake"]
+        blocked = lake.stored_dates(dq_blocked_table("curated_bars"), "AAPL")
+        assert blocked  # the verdict of the stored rows was kept
+        derived = (ALIGNED_BARS, feature_table("bar_features", "v1"), labels_table("v1"))
+        assert not any(set(blocked) & lake.stored_dates(table, "AAPL") for table in derived)
+        again = run_backfill(instance, plan, defs=defs)
+        assert lake.stored_dates(dq_blocked_table("curated_bars"), "AAPL") == blocked  # (days blocked for both symbols fail their steps: nothing landed)
+        assert set(blocked) <= lake.stored_dates(quarantine_table(CURATED_BARS), "AAPL")
+        assert not any(set(blocked) & lake.stored_dates(table, "AAPL") for table in derived)
