@@ -690,3 +690,39 @@ def test_a_failed_quarantine_write_keeps_the_dq_verdict_of_curated_rows_that_lan
         assert lake.stored_dates(dq_blocked_table("curated_bars"), "AAPL") == blocked  # (days blocked for both symbols fail their steps: nothing landed)
         assert set(blocked) <= lake.stored_dates(quarantine_table(CURATED_BARS), "AAPL")
         assert not any(set(blocked) & lake.stored_dates(table, "AAPL") for table in derived)
+
+
+def test_a_crash_between_a_raw_batch_and_its_log_line_is_logged_by_the_re_run(platform, monkeypatch):
+    """The bars download log gets a line per stored batch; a fault after the batch landed and before
+    its line (a full disk) made the re-run, which finds the batch stored, never log it: the coverage
+    document missed the day for good. The re-run logs a found batch whose line is missing."""
+    from resources.bars_manifest import BarsManifest
+    from resources.manifests import coverage_path, read_coverage
+
+    plan = plan_backfill(["AAPL"], "2024-11-18", "2024-11-22")
+    real_record = BarsManifest.record
+    calls = []
+
+    def full_disk_once(self, path, frame, **kwargs):
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device (injected)")
+        return real_record(self, path, frame, **kwargs)
+
+    monkeypatch.setattr(BarsManifest, "record", full_disk_once)
+    assert not run_backfill(platform.instance, plan, defs=platform.defs, add_missing_symbols=True, asset_selection=["raw_bars_sim"]).success
+    monkeypatch.setattr(BarsManifest, "record", real_record)
+    assert run_backfill(platform.instance, plan, defs=platform.defs, asset_selection=["raw_bars_sim"]).success
+    base = platform.settings.base_path
+    lake = platform.defs.resources["lake"]
+    stored = {str(lake.batch_files(raw_bars_table("sim"), "AAPL", day)[-1].absolute()) for day in plan.dates}
+    logged = [r["path"] for r in _download_lines(base)]
+    assert stored <= set(logged) and len(logged) == len(set(logged)) == len(stored)  # each once
+    days = {d["date"] for entry in read_coverage(coverage_path(base))["entries"] if entry["symbol"] == "AAPL" for d in entry["days"]}
+    assert days == {d.isoformat() for d in plan.dates}
+
+
+def _download_lines(base) -> list[dict]:
+    from resources.manifests import download_manifest_path, read_jsonl
+
+    return [record for _, record in read_jsonl(download_manifest_path(base))]

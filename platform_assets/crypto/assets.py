@@ -47,8 +47,7 @@ def crypto_raw_bars_sim(
             batch_id, batch, repeated = build_raw_batch(bars, source=SIM_SOURCE, symbol=symbol, day=day, ingestion_ts=ingestion_ts)
             path, new = store_raw_batch(lake, RAW_BARS_SIM, symbol, day, batch, batch_id, repeated, ingestion_ts)
             duplicates += len(repeated)
-            if new:
-                bars_manifest.record(path, batch, vendor=SIM_SOURCE, symbol=symbol, bar_size="1m")
+            bars_manifest.record(path, batch, vendor=SIM_SOURCE, symbol=symbol, bar_size="1m", new=new)
             rows, written = rows + len(batch), written + new
             progress.step()
     bars_manifest.rebuild_coverage()

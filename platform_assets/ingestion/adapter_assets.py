@@ -116,8 +116,7 @@ def materialize_raw_bars(context: dg.AssetExecutionContext, spec: SourceSpec, ch
                 continue
             batch_id, batch, repeated = build_raw_batch(bars.sort_values("ts", kind="stable"), source=spec.source, symbol=symbol, day=day, ingestion_ts=ingestion_ts)
             path, new = store_raw_batch(lake, table, symbol, day, batch, batch_id, repeated, ingestion_ts)
-            if new:
-                manifest.record(path, batch, vendor=spec.source, symbol=symbol, bar_size=spec.bar_size)
+            manifest.record(path, batch, vendor=spec.source, symbol=symbol, bar_size=spec.bar_size, new=new)  # a found batch: logged if its line is missing
             quality.add(symbol, day, batch)
             rows, written, duplicates = rows + len(batch), written + new, duplicates + len(repeated)
             progress.step()

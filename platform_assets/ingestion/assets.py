@@ -58,8 +58,7 @@ def raw_bars_sim(
             bars = offline_source.day(symbol, day).bar_columns
             batch_id, batch, repeated = raw_batch_table(bars, source=SIM_SOURCE, symbol=symbol, day=day, ingestion_ts=ingestion_ts)
             path, new = store_raw_batch(lake, RAW_BARS_SIM, symbol, day, batch, batch_id, repeated, ingestion_ts)
-            if new:
-                bars_manifest.record(path, batch, vendor=SIM_SOURCE, symbol=symbol, bar_size="1m")
+            bars_manifest.record(path, batch, vendor=SIM_SOURCE, symbol=symbol, bar_size="1m", new=new)  # a found batch: logged if its line is missing
             quality.add(symbol, day, as_delivered(bars, source=SIM_SOURCE, symbol=symbol, day=day))
             rows += len(batch)
             duplicates += len(repeated)

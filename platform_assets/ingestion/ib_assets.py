@@ -65,8 +65,7 @@ def raw_bars_ib(
         batch_id, batch, repeated = build_raw_batch(bars, source=IB, symbol=symbol, day=day, ingestion_ts=ingestion_ts)
         path, new = store_raw_batch(lake, RAW_BARS_IB, symbol, day, batch, batch_id, repeated, ingestion_ts)
         duplicates += len(repeated)
-        if new:
-            bars_manifest.record(path, batch, vendor=IB, symbol=symbol, bar_size=options.get("bar_size", "1 min").replace(" ", ""))
+        bars_manifest.record(path, batch, vendor=IB, symbol=symbol, bar_size=options.get("bar_size", "1 min").replace(" ", ""), new=new)
         quality.add(symbol, day, batch)
         rows, written = rows + len(batch), written + new
     heal_lost_results(quality, raw_batches_input(lake, RAW_BARS_IB), context.log)
