@@ -374,3 +374,39 @@ def test_a_newly_tracked_symbol_gets_its_corporate_actions_by_automation(platfor
     names = {s.name for s in platform.defs.sensors}
     assert "corporate_action_reprocess_sensor" in names
     assert platform.defs.resolve_job_def(REPROCESS_JOB).name == REPROCESS_JOB
+
+
+def test_a_fault_after_the_actions_file_was_replaced_is_announced_by_the_next_run(platform, monkeypatch):
+    """The changed dates are recorded before ``actions.parquet`` is replaced: a run that dies after the
+    replace (before Dagster recorded its ``changed_from``) leaves them for the next run to announce,
+    and the reprocess sensor re-derives the curated bars with the split (before: the next run saw
+    no change, announced nothing, and the bars kept the old factors)."""
+    import platform_assets.reference.assets as ref_assets
+    from resources.lake import ParquetLake
+
+    split_ex = dt.date(2024, 11, 20)
+    defs, instance = platform.defs, platform.instance
+    lake = ParquetLake(base_path=str(platform.settings.base_path), fsync=False)
+    add_symbols(instance, ["SPLT"])
+    _pipeline(defs, instance, ["SPLT"], "2024-11-18", "2024-11-22")  # curated before the actions are known
+    real = ref_assets.write_actions
+
+    def write_then_die(*args, **kwargs):
+        real(*args, **kwargs)
+        raise OSError(28, "No space left on device (injected after actions.parquet was replaced)")
+
+    monkeypatch.setattr(ref_assets, "write_actions", write_then_die)
+    failed = dg.materialize([defs.get_assets_def("corporate_actions")], instance=instance, partition_key="SPLT",
+                            resources=defs.resources, raise_on_error=False)
+    assert not failed.success
+    monkeypatch.setattr(ref_assets, "write_actions", real)
+    _materialize_actions(defs, instance, ["SPLT"])
+    latest = instance.get_latest_materialization_event(dg.AssetKey("corporate_actions"))
+    assert latest.asset_materialization.metadata["changed_from"].value == split_ex.isoformat()
+    requests, _ = _run_sensor_requests(defs, instance)
+    assert requests
+    bars = lake.read(CURATED_BARS, ["SPLT"], [dt.date(2024, 11, 19), split_ex])
+    assert dict(bars.groupby("date")["adj_factor_split"].first())[split_ex] == pytest.approx(10.0)
+    _materialize_actions(defs, instance, ["SPLT"])  # announced and recorded: the next run announces nothing again
+    latest = instance.get_latest_materialization_event(dg.AssetKey("corporate_actions"))
+    assert latest.asset_materialization.metadata["changed_from"].value == ""

@@ -8,16 +8,18 @@ change touches, so an unchanged daily refresh triggers no reprocessing.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
+import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 
 from platform_assets.reference.actions import changed_ex_dates, empty_actions, normalize
-from resources.atomic import file_lock, write_parquet_atomic
+from resources.atomic import file_lock, write_json_atomic, write_parquet_atomic
 from resources.lake import read_parquet_checked
 from resources.validation import normalize_symbol
 
@@ -64,7 +66,7 @@ def read_actions(lake_root: Path, symbols: Iterable[str], *, all_sources: bool =
     return records if all_sources else preferred_source(records)
 
 
-def write_actions(lake_root: Path, symbol: str, records: pd.DataFrame, *, sources: Iterable[str], fsync: bool = True) -> list:
+def write_actions(lake_root: Path, symbol: str, records: pd.DataFrame, *, sources: Iterable[str], fsync: bool = True, run_id: str | None = None) -> list:
     """Replace the records of ``sources`` for ``symbol`` with ``records``; the dates a change touched.
 
     Records of other sources stay. Returns the sorted first affected sessions of added, removed or
@@ -80,6 +82,42 @@ def write_actions(lake_root: Path, symbol: str, records: pd.DataFrame, *, source
         kept = old[~old["source"].isin(sources)]
         new = normalize(pd.concat([kept, new_part], ignore_index=True)) if len(kept) else new_part
         changed = changed_ex_dates(old, new)
+        if changed and run_id:  # first: a fault after the replace must not lose them (the next run compares with the new file)
+            pending = _read_unannounced(path.parent)
+            _write_unannounced(path.parent, pending + [{"date": day.isoformat(), "run_id": run_id} for day in changed], fsync)
         if changed or not path.exists():
             write_parquet_atomic(pa.Table.from_pandas(new, preserve_index=False), path, fsync=fsync)
     return changed
+
+
+UNANNOUNCED_FILE = "unannounced_changes.json"
+
+
+def _read_unannounced(folder: Path) -> list[dict]:
+    try:
+        entries = json.loads((folder / UNANNOUNCED_FILE).read_text())
+    except FileNotFoundError:
+        return []
+    return [e for e in entries if isinstance(e, dict) and "date" in e and "run_id" in e]
+
+
+def _write_unannounced(folder: Path, entries: list[dict], fsync: bool) -> None:
+    if entries:
+        write_json_atomic(entries, folder / UNANNOUNCED_FILE, fsync=fsync, indent=None)
+    else:
+        (folder / UNANNOUNCED_FILE).unlink(missing_ok=True)
+
+
+def unannounced_changes(lake_root: Path, symbol: str, announced: Callable[[str], bool], *, owner: str, fsync: bool = True) -> list[dt.date]:
+    """Dates an earlier run's ``write_actions`` found changed for ``symbol`` whose run never
+    announced them (``announced(run_id)`` False: it failed after replacing the file, before Dagster
+    recorded its materialization, so the reprocess sensor never saw them). Entries of runs that did
+    announce them leave the record; the others now belong to run ``owner``, which announces them
+    (and leaves them for the run after it to drop once it succeeded). Returns those dates, sorted."""
+    folder = actions_path(lake_root, symbol).parent
+    with file_lock(folder / ".lock"):
+        pending = _read_unannounced(folder)
+        left = [{**e, "run_id": owner} for e in pending if not announced(e["run_id"])]
+        if left != pending:
+            _write_unannounced(folder, left, fsync)
+    return sorted({dt.date.fromisoformat(e["date"]) for e in left})

@@ -35,7 +35,7 @@ from resources.adapters.databento_reference import DatabentoReferenceFetcher
 from resources.databento_source import DatabentoSource
 from resources.lake import CURATED_BARS, ParquetLake, symbol_layout
 from resources.offline_source import OfflineSource
-from resources.reference_store import write_actions
+from resources.reference_store import unannounced_changes, write_actions
 from resources.settings import get_settings
 from resources.sim_corporate_actions import sim_corporate_actions
 
@@ -119,7 +119,12 @@ def corporate_actions(
         return dg.MaterializeResult(metadata={"records": 0, "sources": "", "changed_dates": "[]", "changed_from": ""})
     filled = [f for f in frames if len(f)]
     records = normalize(pd.concat(filled, ignore_index=True)) if filled else frames[0]
-    changed = write_actions(lake.root, symbol, records, sources=sources, fsync=lake.fsync)
+    unannounced = unannounced_changes(lake.root, symbol, lambda run_id: run_id != context.run_id and _run_succeeded(context.instance, run_id),
+                                      owner=context.run_id, fsync=lake.fsync)
+    changed = write_actions(lake.root, symbol, records, sources=sources, fsync=lake.fsync, run_id=context.run_id)
+    if unannounced:  # found by an earlier run that failed before its materialization was recorded
+        context.log.warning(f"{symbol}: announcing changed dates an earlier run found but never announced: {', '.join(d.isoformat() for d in unannounced)}")
+        changed = sorted(set(changed) | set(unannounced))
     context.log.info(f"{symbol}: {len(records)} corporate action(s) from {', '.join(sources)}; changed dates: {changed or 'none'}")
     return dg.MaterializeResult(metadata={
         "records": len(records),
@@ -129,6 +134,12 @@ def corporate_actions(
         "changed_dates": json.dumps([d.isoformat() for d in changed]),
         "changed_from": changed[0].isoformat() if changed else "",
     })
+
+
+def _run_succeeded(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """Whether the run finished successfully (its materializations, metadata included, are recorded)."""
+    run = instance.get_run_by_id(run_id)
+    return run is not None and run.status == dg.DagsterRunStatus.SUCCESS
 
 
 def reprocess_requests(lake: ParquetLake, symbol: str, changed_from: dt.date, run_key_prefix: str) -> list[dg.RunRequest]:
