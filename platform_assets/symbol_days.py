@@ -269,13 +269,10 @@ class SymbolDayStep:
         for recorder in self.quality:
             for day, reason in blocked_days.items():
                 recorder.block_upstream(symbol, day, reason)
-        days = list(blocked_days)
-        from platform_assets.lake_status import tables_of  # it imports this module
-
-        if self._data_tables() is None:
+        tables = self._data_tables()
+        if tables is None:
             return
-        tables = tables_of(self.asset_name)
-        cleared = [day for day in days if any([self.lake.delete_partition(table, symbol, day) for table in tables])]
+        cleared = [day for day in blocked_days if any([self.lake.delete_partition(table, symbol, day) for table in tables])]
         if cleared:
             self.context.log.warning(f"{self.asset_name} {symbol}: removed the data stored for {len(cleared)} date(s) whose input is now "
                                      f"DQ-blocked: {', '.join(d.isoformat() for d in cleared[:10])}")
@@ -364,7 +361,8 @@ class SymbolDayStep:
             self.lake.flush_pending(symbol=symbol)
         except FlushError as error:
             self.context.log.error(f"{self.asset_name}: {error}")
-            data_tables = self._data_tables()
+            tables = self._data_tables()
+            data_tables = None if tables is None else {str(table) for table in tables}
             for (table, _, day), exc in error.failures.items():
                 report = self.reports.get(day) if day in self.reports else self.healed.get(day)
                 if report is not None and symbol in report.outcomes:
@@ -373,12 +371,12 @@ class SymbolDayStep:
                     for recorder in self.quality:  # (a side table's failure keeps them: they judged data that is stored, markers included)
                         recorder.discard(symbol, day)
 
-    def _data_tables(self) -> set[str] | None:
+    def _data_tables(self) -> list | None:
         """The step's data tables (``lake_status.tables_of``); None when it has no such entry."""
         from platform_assets.lake_status import tables_of  # it imports this module
 
         try:
-            return {str(table) for table in tables_of(self.asset_name)}
+            return tables_of(self.asset_name)
         except ValueError:
             return None
 

@@ -52,6 +52,8 @@ from resources.settings import load_settings
 from resources.validation import InvalidInputError
 from resources.warehouse import LakeWarehouse
 
+from faults import full_disk_for_month_writes  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 SEED = int(os.environ.get("CHAOS_SEED", time.time_ns() % 1_000_000))
 IN_FLIGHT = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED]
@@ -632,16 +634,9 @@ def test_a_lost_dates_record_whose_recomputation_fails_stays_for_the_next_run(pl
     reference = partition_hashes(data)
     _truncate(lake.month_file(CURATED_BARS, "AAPL", "2024-11"))
     run_dates = {dt.date(2024, 11, 26), dt.date(2024, 11, 27)}
-    real = ParquetLake._write_month_parts
-
-    def full_disk_when_healing(self, table, symbol, month, parts, *args, **kwargs):
-        if table == CURATED_BARS and set(parts) - run_dates:
-            raise OSError(28, "No space left on device (injected while re-computing the lost dates)")
-        return real(self, table, symbol, month, parts, *args, **kwargs)
-
-    monkeypatch.setattr(ParquetLake, "_write_month_parts", full_disk_when_healing)
-    faulted = run_backfill(platform.instance, plan_backfill(["AAPL"], "2024-11-26", "2024-11-27"), defs=platform.defs)
-    monkeypatch.setattr(ParquetLake, "_write_month_parts", real)
+    healing = lambda table, symbol, parts: table == CURATED_BARS and bool(set(parts) - run_dates)  # noqa: E731
+    with full_disk_for_month_writes(monkeypatch, healing, "injected while re-computing the lost dates"):
+        faulted = run_backfill(platform.instance, plan_backfill(["AAPL"], "2024-11-26", "2024-11-27"), defs=platform.defs)
     assert not faulted.complete
     assert [lost.table for lost in lost_dates.pending(lake.root)] == [str(CURATED_BARS)]
 
@@ -668,26 +663,20 @@ def test_a_failed_quarantine_write_keeps_the_dq_verdict_of_curated_rows_that_lan
     settings = load_settings(DATA_PATH_OVERRIDE=str(tmp_path / "data"), LAKE_FSYNC="false", DQ_RULES_FILE=str(rules))
     defs = build_definitions(settings)
     (tmp_path / "home").mkdir()
-    real = ParquetLake._write_month_parts
-
-    def full_disk(self, table, symbol, *args, **kwargs):
-        if table == quarantine_table(CURATED_BARS) and symbol == "AAPL":
-            raise OSError(28, "No space left on device (injected)")
-        return real(self, table, symbol, *args, **kwargs)
+    aapl_quarantine = lambda table, symbol, parts: table == quarantine_table(CURATED_BARS) and symbol == "AAPL"  # noqa: E731
 
     with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
         plan = plan_backfill(["AAPL", "MSFT"], "2024-11-18", "2024-11-27")
-        monkeypatch.setattr(ParquetLake, "_write_month_parts", full_disk)
-        faulted = run_backfill(instance, plan, defs=defs, add_missing_symbols=True)
-        monkeypatch.setattr(ParquetLake, "_write_month_parts", real)
+        with full_disk_for_month_writes(monkeypatch, aapl_quarantine):
+            faulted = run_backfill(instance, plan, defs=defs, add_missing_symbols=True)
         assert not faulted.complete
         lake = defs.resources["lake"]
         blocked = lake.stored_dates(dq_blocked_table("curated_bars"), "AAPL")
         assert blocked  # the verdict of the stored rows was kept
         derived = (ALIGNED_BARS, feature_table("bar_features", "v1"), labels_table("v1"))
         assert not any(set(blocked) & lake.stored_dates(table, "AAPL") for table in derived)
-        again = run_backfill(instance, plan, defs=defs)
-        assert lake.stored_dates(dq_blocked_table("curated_bars"), "AAPL") == blocked  # (days blocked for both symbols fail their steps: nothing landed)
+        run_backfill(instance, plan, defs=defs)  # days blocked for both symbols fail their steps (nothing landed): not asserted green
+        assert lake.stored_dates(dq_blocked_table("curated_bars"), "AAPL") == blocked
         assert set(blocked) <= lake.stored_dates(quarantine_table(CURATED_BARS), "AAPL")
         assert not any(set(blocked) & lake.stored_dates(table, "AAPL") for table in derived)
 

@@ -19,6 +19,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from databento_gateway import DatabentoGateway  # noqa: E402
 from dbn_builder import SimVendor  # noqa: E402
+from faults import full_disk_for_month_writes  # noqa: E402
 
 from platform_assets.ingestion.databento_transforms import mbp10_to_book, mbp10_to_book_loop, ohlcv_to_bars  # noqa: E402
 from platform_assets.ingestion.l2_backfill import MANIFEST_FILE, SUMMARY_FILE  # noqa: E402
@@ -316,21 +317,12 @@ def test_an_l2_day_stored_before_a_fault_in_its_dq_write_is_judged_by_the_re_run
     the re-run green with ``partitions_checked = 0``."""
     from platform_api.backfill import plan_backfill, run_backfill
     from platform_assets.quality.metrics import dq_metrics_table
-    from resources.lake import ParquetLake
 
     settings, defs, instance = platform_db
     add_symbols(instance, ["AAPL"])
     plan = plan_backfill(["AAPL"], "2024-12-02", "2024-12-03")
-    real = ParquetLake._write_month_parts
-
-    def full_disk_for_dq(self, table, *args, **kwargs):
-        if table.name.startswith("dq_"):
-            raise OSError(28, "No space left on device (injected)")
-        return real(self, table, *args, **kwargs)
-
-    monkeypatch.setattr(ParquetLake, "_write_month_parts", full_disk_for_dq)
-    assert not run_backfill(instance, plan, defs=defs, asset_selection=["l2_snapshots_databento"]).success
-    monkeypatch.setattr(ParquetLake, "_write_month_parts", real)
+    with full_disk_for_month_writes(monkeypatch, lambda table, symbol, parts: table.name.startswith("dq_")):
+        assert not run_backfill(instance, plan, defs=defs, asset_selection=["l2_snapshots_databento"]).success
     assert len(list((Path(settings.level2_path) / "AAPL").glob("*_snapshots_databento.parquet"))) == 2  # the files landed
     assert run_backfill(instance, plan, defs=defs, asset_selection=["l2_snapshots_databento"]).success
     lake = defs.resources["lake"]

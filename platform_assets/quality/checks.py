@@ -189,7 +189,11 @@ class QualityRecorder:
         next evaluation of the day that passes removes the marker."""
         for table in (dq_metrics_table, dq_quarantine_table):
             self.lake.delete_partition(table(self.stored_as), symbol, day)
-        marker = pd.DataFrame({"dataset": [self.stored_as], "symbol": [symbol], "date": [day], "rules": [f"upstream: {reason}"[:500]]})
+        self._write_marker(symbol, day, f"upstream: {reason}"[:500])
+
+    def _write_marker(self, symbol: str, day: dt.date, rules: str) -> None:
+        """Store the block marker of (symbol, day): the DQ gate (``is_blocked``) skips it."""
+        marker = pd.DataFrame({"dataset": [self.stored_as], "symbol": [symbol], "date": [day], "rules": [rules]})
         self.lake.write_partition(dq_blocked_table(self.stored_as), symbol, day, marker, BLOCKED_SCHEMA)
 
     def _landed(self, rows: pd.DataFrame) -> pd.DataFrame:
@@ -260,8 +264,7 @@ class QualityRecorder:
             self.lake.write_partition(dq_metrics_table(self.stored_as), symbol, day, table.slice(p * n_rules, n_rules))
             self.partition_status[(symbol, day)] = evaluation.partition_status[p] if n_rules else STATUS_OK
             if n_rules and is_error[:, p].any():
-                marker = pd.DataFrame({"dataset": [self.stored_as], "symbol": [symbol], "date": [day], "rules": [",".join(sorted(names[is_error[:, p]]))]})
-                self.lake.write_partition(dq_blocked_table(self.stored_as), symbol, day, marker, BLOCKED_SCHEMA)
+                self._write_marker(symbol, day, ",".join(sorted(names[is_error[:, p]])))
             else:
                 self.lake.delete_partition(dq_blocked_table(self.stored_as), symbol, day)
         self._quarantine(batch, evaluation.error_rows(batch, self.rule_set))

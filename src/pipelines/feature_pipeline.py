@@ -74,9 +74,7 @@ def rolling_volatility(df: pd.DataFrame, window: int = 20, *, column: str = "clo
     if window < 2:
         raise ValueError("window must be at least 2")
     ordered, groups = _grouped(df, column, entity_key, time_field, by_session)
-    returns = groups.transform(lambda values: np.log(values).diff())
-    _, return_groups = _grouped(ordered.assign(_ret=returns), "_ret", entity_key, time_field, by_session)
-    values = return_groups.transform(lambda r: r.rolling(window, min_periods=window).std())
+    values = groups.transform(lambda v: np.log(v).diff().rolling(window, min_periods=window).std())
     return _assign(df, ordered, {f"{column}_rolling_volatility_{window}": values})
 
 

@@ -18,9 +18,9 @@ import datetime as dt
 import pandas as pd
 
 from platform_api.inputs import parse_time_range
-from resources.lake import ALIGNED_BARS, CURATED_BARS, ParquetLake
-from resources.settings import get_settings
+from resources.lake import ALIGNED_BARS, CURATED_BARS
 from resources.validation import InvalidInputError, normalize_symbols
+from src.storage.lake_store import LakeStore
 from src.storage.partition_key import PartitionKey
 
 TABLES = {"curated_bars": CURATED_BARS, "aligned_bars": ALIGNED_BARS}
@@ -43,13 +43,8 @@ def check_partition_rows(frame: pd.DataFrame, key: PartitionKey, required: list[
         raise InvalidInputError(f"rows of other dates than {key.date} for partition {key}")
 
 
-class CuratedStore:
+class CuratedStore(LakeStore):
     """Curated tables of the lake."""
-
-    def __init__(self, base_path: str | None = None):
-        settings = get_settings()
-        self.settings = settings if base_path is None else settings.model_copy(update={"data_path_override": base_path})
-        self.lake = ParquetLake(base_path=str(base_path or settings.base_path), fsync=settings.lake_fsync)
 
     def write_curated_bars(self, df: pd.DataFrame, dataset_name: str, partition_key) -> None:
         key = PartitionKey.of(partition_key)

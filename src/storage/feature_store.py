@@ -20,20 +20,15 @@ import datetime as dt
 
 import pandas as pd
 
-from resources.lake import ParquetLake, feature_table
-from resources.settings import get_settings
+from resources.lake import feature_table
 from resources.validation import InvalidInputError, validate_version
 from src.storage.curated_store import check_partition_rows
+from src.storage.lake_store import LakeStore
 from src.storage.partition_key import PartitionKey
 
 
-class FeatureStore:
+class FeatureStore(LakeStore):
     """Feature tables of the lake."""
-
-    def __init__(self, base_path: str | None = None):
-        settings = get_settings()
-        self.settings = settings if base_path is None else settings.model_copy(update={"data_path_override": base_path})
-        self.lake = ParquetLake(base_path=str(base_path or settings.base_path), fsync=settings.lake_fsync)
 
     def write_features(self, df: pd.DataFrame, feature_group: str, version: str, partition_key) -> None:
         from platform_assets.features.registry import FEATURE_GROUPS

@@ -22,26 +22,21 @@ import pyarrow as pa
 from platform_assets.calendars import STOCKS, sessions_in_range
 from platform_assets.ingestion.raw_batch_store import store_raw_batch
 from platform_assets.ingestion.raw_batches import raw_batch_table
-from resources.lake import ParquetLake, raw_bars_table
-from resources.settings import get_settings
+from resources.lake import raw_bars_table
 from platform_api.inputs import parse_time_range
 from resources.schemas import RAW_BARS_SCHEMA
 from resources.validation import InvalidInputError, normalize_symbol, normalize_symbols
+from src.storage.lake_store import LakeStore
 
 TWS_SOURCE = "ib"
 
 
-def _lake(base_path: str | None) -> ParquetLake:
-    settings = get_settings()
-    return ParquetLake(base_path=str(base_path or settings.base_path), fsync=settings.lake_fsync)
-
-
-class RawStore:
+class RawStore(LakeStore):
     """Append-only raw bars of the TWS source (``raw_bars/source=ib``)."""
 
     def __init__(self, base_path: str | None = None, source: str = TWS_SOURCE):
-        self.lake, self.source = _lake(base_path), source
-        self.table = raw_bars_table(source)
+        super().__init__(base_path)
+        self.source, self.table = source, raw_bars_table(source)
 
     def write_tws_bars(self, events: Iterable, batch_id: str, ingestion_ts: dt.datetime, *, symbol_of: dict[str, str] | None = None) -> None:
         """Store ``events`` as one batch per (symbol, trading date), ``batch_id`` on every row.
