@@ -341,25 +341,42 @@ def test_training_rows_come_ordered_by_symbol_then_time_whatever_the_request_ord
 
 def test_feature_files_are_stored_for_fast_reads_bars_compressed(lake_env):
     """Feature and label files: floats and time stamps plain and uncompressed (they do not compress,
-    decoding them was half a training pull); bars and raw batches keep zstd. In every table only the
-    string, date and flag columns are dictionary-encoded (float dictionaries made files bigger and slower)."""
+    decoding them was half a training pull); bars and raw batches compressed: zstd, LZ4 for files
+    below ``SMALL_FILE_ROWS`` rows (zstd's fixed cost per column chunk doubled their write time).
+    In every table only the string, date and flag columns are dictionary-encoded (float
+    dictionaries made files bigger and slower). DuckDB and pandas read every file as written."""
+    import duckdb
+    import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from resources.atomic import write_parquet_atomic
+    from resources.parquet_format import SMALL_FILE_ROWS
 
     settings, *_ = lake_env
     lake_root = settings.base_path / "lake"
-    for table, codec in [("features/bar_features", "UNCOMPRESSED"), ("labels", "UNCOMPRESSED"), ("curated_bars", "ZSTD"), ("raw_bars", "ZSTD"), ("aligned_bars", "ZSTD")]:
+    seen = set()
+    for table, codec in [("features/bar_features", "UNCOMPRESSED"), ("labels", "UNCOMPRESSED"), ("curated_bars", None), ("raw_bars", None), ("aligned_bars", None)]:
         files = sorted((lake_root / table).rglob("*.parquet"))
         assert files, table
-        meta = pq.ParquetFile(files[0]).metadata
-        schema = meta.schema.to_arrow_schema()
-        for index in range(meta.num_columns):
-            column = meta.row_group(0).column(index)
-            assert column.compression == codec, (table, column.path_in_schema)
-            kind = str(schema.field(column.path_in_schema).type)
-            if kind in ("double", "int64", "timestamp[ns, tz=UTC]"):
-                assert "RLE_DICTIONARY" not in column.encodings, (table, column.path_in_schema)
-            elif kind in ("string", "date32[day]"):
-                assert "RLE_DICTIONARY" in column.encodings, (table, column.path_in_schema)
+        for path in files:
+            meta = pq.ParquetFile(path).metadata
+            expected = codec or ("ZSTD" if meta.num_rows >= SMALL_FILE_ROWS else "LZ4")
+            seen.add(expected)
+            schema = meta.schema.to_arrow_schema()
+            for index in range(meta.num_columns):
+                column = meta.row_group(0).column(index)
+                assert column.compression == expected, (table, path, column.path_in_schema)
+                kind = str(schema.field(column.path_in_schema).type)
+                if kind in ("double", "int64", "timestamp[ns, tz=UTC]"):
+                    assert "RLE_DICTIONARY" not in column.encodings, (table, column.path_in_schema)
+                elif kind in ("string", "date32[day]"):
+                    assert "RLE_DICTIONARY" in column.encodings, (table, column.path_in_schema)
+            rows = duckdb.execute("SELECT count(*) FROM read_parquet(?)", [str(path)]).fetchone()[0]
+            assert rows == meta.num_rows == len(pd.read_parquet(path)), path
+    assert {"UNCOMPRESSED", "LZ4"} <= seen  # this lake's month files hold a few sessions: all small
+    for rows, codec in [(SMALL_FILE_ROWS - 1, "LZ4"), (SMALL_FILE_ROWS, "ZSTD")]:  # a month of sessions is large: zstd
+        path = write_parquet_atomic(pa.table({"symbol": ["AAPL"] * rows, "close": np.arange(rows, dtype=float)}), settings.base_path / f"codec-{rows}.parquet")
+        assert {pq.ParquetFile(path).metadata.row_group(0).column(i).compression for i in range(2)} == {codec}
 
 
 def test_design_document_argument_order_reads_the_same_rows(lake_env):

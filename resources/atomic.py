@@ -175,9 +175,10 @@ def atomic_write(target: Path, write: Callable[[Path], None], *, fsync: bool = T
 
 
 def write_parquet_atomic(table: pa.Table, target: Path, *, fsync: bool = True, options: dict | None = None, sweep: bool = True) -> Path:
-    """Write an Arrow table as one Parquet file, atomically: zstd (``parquet_format.compressed_options``),
-    or ``options`` for ``pq.write_table`` (``resources.parquet_format.write_options``)."""
-    options = options or compressed_options(table.schema)
+    """Write an Arrow table as one Parquet file, atomically: zstd, LZ4 for a small table
+    (``parquet_format.compressed_options``), or ``options`` for ``pq.write_table``
+    (``resources.parquet_format.write_options``)."""
+    options = options or compressed_options(table.schema, table.num_rows)
     return atomic_write(target, lambda tmp: pq.write_table(table, tmp, **options), fsync=fsync, sweep=sweep)
 
 

@@ -127,7 +127,7 @@ class L2SnapshotStore(dg.ConfigurableResource):
         if target.exists() and not parquet_file_ok(target):
             set_aside(target)  # garbage at the target (torn, foreign bytes): kept beside it, not overwritten
         path, identity = write_and_identify(
-            atomic_write, target, lambda tmp: pq.write_table(table, tmp, **compressed_options(table.schema)),
+            atomic_write, target, lambda tmp: pq.write_table(table, tmp, **compressed_options(table.schema, table.num_rows)),
             fsync=self.fsync, sweep=sweep,
         )
         if identity is not None:  # the file at the target is still ours: the L2 features of this run read it from memory

@@ -1016,7 +1016,7 @@ def written_times(path: Path) -> dict[dt.date, int]:
 
 def _options(table: Table, data: pa.Table) -> dict:
     """Parquet encoding of ``table``'s files (``resources.parquet_format``)."""
-    return write_options(table.name, data.schema)
+    return write_options(table.name, data.schema, data.num_rows)
 
 
 def _write_month(
