@@ -72,6 +72,8 @@ from resources.settings import PlatformSettings
 from resources.validation import InvalidInputError, validate_version
 
 LABEL_SOURCES = ("curated_bars",)
+LABELS_KEY = "labels"  # in ``sessions_without_group``: sessions whose rows have no label rows
+LABELS_PRESENT = "_has_labels"
 DEFAULT_LABEL_DEF_VERSION = "v1"
 INFERENCE_MODES = ("exact", "latest")
 STALE_ACTIONS = ("raise", "flag")
@@ -320,6 +322,7 @@ def _joined_rows(reader: LakeReader, versions, columns, definition, symbols, day
         )
         joins.append("LEFT JOIN lab ON lab.symbol = g0.symbol AND lab.ts = g0.ts")
         selects.append("lab.label_available_ts, " + ", ".join(f"lab.{_quote(c)}" for c in label_columns))
+        selects.append(f"lab.label_available_ts IS NOT NULL AS {LABELS_PRESENT}")
     available = availability[0] if len(availability) == 1 else f"greatest({', '.join(availability)})"
     # A join scrambles file order: sorted here (a single group streams out in order, group_rows).
     sql = (
@@ -346,12 +349,14 @@ def get_features_for_training(
 ) -> TrainingDataset:
     """Feature rows of the groups (at the given versions) for ``[start, end)`` (UTC, half-open), joined on (symbol, ts).
 
-    The first group defines the rows; other groups are left-joined (null where they have no row;
-    ``metadata["coverage"][symbol]["sessions_without_group"]`` says where). ``available_ts`` is
+    The first group defines the rows; other groups and the labels are left-joined (null where they
+    have no row; ``metadata["coverage"][symbol]["sessions_without_group"]`` says where, the labels
+    under ``"labels"``; ``valid_h`` is False there). ``available_ts`` is
     the latest of the groups' ``available_ts``: the time the whole row was known. With
     ``include_labels`` the labels of ``label_def_version`` (default v1, from ``label_source``
     ``curated_bars``) come aligned row by row, NaN where not valid. ``strict=True`` raises
-    ``IncompleteCoverageError`` when any expected session of any symbol has no rows.
+    ``IncompleteCoverageError`` when any expected session of any symbol has no rows, or lacks a
+    requested group or the labels; ``metadata["complete"]`` is False then.
     ``TrainingDataset.model_frame()`` merges features and labels with the session date.
     ``adjustment="split"|"split_dividend"`` adds ``close_adj`` / ``adj_factor_pit`` (point in time:
     only corporate actions announced by the row's session); ``adjustment_as_of`` gives the research
@@ -380,29 +385,29 @@ def get_features_for_training(
         returned, row_counts = sessions_and_rows(symbol_session_runs(table, "_session"))
         _raise_if_without_rows(symbols, returned, start_ts, end_ts)
         presence = {}
-        for index, group in enumerate(versions):
-            if index:
-                has = table.column(f"_has_{index}").to_numpy(zero_copy_only=False).astype(bool)
-                presence[group] = sessions_and_rows(symbol_session_runs(table, "_session", mask=has))[0]
-        helpers = ["_session", *(f"_has_{index}" for index in range(1, len(versions)))]
+        flags = {group: f"_has_{index}" for index, group in enumerate(versions) if index}
+        if definition is not None:
+            flags[LABELS_KEY] = LABELS_PRESENT
+        for name, flag in flags.items():
+            has = table.column(flag).to_numpy(zero_copy_only=False).astype(bool)
+            presence[name] = sessions_and_rows(symbol_session_runs(table, "_session", mask=has))[0]
+        helpers = ["_session", *flags.values()]
         frame = to_pandas(table.drop_columns(helpers))
     keys = ["symbol", "ts"]
     labels = None
     if definition is not None:
         labels = frame[keys + ["label_available_ts", *label_columns]].rename(columns={"label_available_ts": "available_ts"})
+        for column in label_columns:
+            if column.startswith("valid_") and labels[column].dtype != bool:  # rows without a stored label: not valid
+                labels[column] = labels[column].astype("boolean").fillna(False).astype(bool)
         frame = frame.drop(columns=["label_available_ts", *label_columns])
     adjustment_info = None
     if adjustment != "none":
         frame, adjustment_info = add_adjusted_close(frame, _closes(reader, symbols, start_ts, end_ts), reader.lake.root, adjustment, as_of)
     coverage = _coverage(reader, returned, row_counts, symbols, list(versions), start_ts, end_ts, presence)
-    incomplete = {s: c["missing_sessions"] for s, c in coverage.items() if c["missing_sessions"]}
+    incomplete = {s: c for s, c in coverage.items() if c["missing_sessions"] or c["sessions_without_group"]}
     if strict and incomplete:
-        detail = "; ".join(
-            f"{s}: {len(days)} of {coverage[s]['expected_sessions']} sessions missing ({', '.join(days[:5])}{' ...' if len(days) > 5 else ''})"
-            + (f", DQ-blocked: {', '.join(coverage[s]['dq_blocked_sessions'])}" if coverage[s]["dq_blocked_sessions"] else "")
-            for s, days in incomplete.items()
-        )
-        raise IncompleteCoverageError(f"incomplete coverage in [{start_ts.isoformat()}, {end_ts.isoformat()}): {detail}")
+        raise IncompleteCoverageError(f"incomplete coverage in [{start_ts.isoformat()}, {end_ts.isoformat()}): {_incomplete_detail(incomplete)}")
     metadata = {
         "feature_versions": dict(versions),
         "label_def_version": definition.version if definition else None,
@@ -424,6 +429,25 @@ def get_features_for_training(
     if adjustment_info:
         metadata["adjustment"] = adjustment_info
     return TrainingDataset(features=frame, labels=labels, metadata=metadata)
+
+
+def _incomplete_detail(incomplete: dict[str, dict]) -> str:
+    """Per symbol: the sessions without rows (and the DQ-blocked among them), and the sessions whose
+    rows lack a joined group or the labels."""
+    parts = []
+    for symbol, c in incomplete.items():
+        days = c["missing_sessions"]
+        text = []
+        if days:
+            text.append(f"{len(days)} of {c['expected_sessions']} sessions missing ({_first_days(days)})"
+                        + (f", DQ-blocked: {', '.join(c['dq_blocked_sessions'])}" if c["dq_blocked_sessions"] else ""))
+        text += [f"{name} missing on {len(without)} session(s) ({_first_days(without)})" for name, without in c["sessions_without_group"].items()]
+        parts.append(f"{symbol}: {'; '.join(text)}")
+    return "; ".join(parts)
+
+
+def _first_days(days: list[str]) -> str:
+    return ", ".join(days[:5]) + (" ..." if len(days) > 5 else "")
 
 
 def _closes(reader: LakeReader, symbols: list[str], start_ts: pd.Timestamp, end_ts: pd.Timestamp) -> pd.DataFrame:

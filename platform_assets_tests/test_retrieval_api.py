@@ -396,3 +396,39 @@ def test_design_document_argument_order_reads_the_same_rows(lake_env):
     )
     with pytest.raises(Exception, match="symbol"):  # a time in both places is still refused
         get_features_for_training("bar_features", "v1", start, start, end, settings=settings)
+
+
+def test_training_pull_without_labels_or_a_joined_group_is_incomplete(lake_env, tmp_path):
+    """A session whose rows have no labels (or no row of a joined group) is not a complete pull: it
+    is listed in ``sessions_without_group``, ``complete`` is False, ``strict=True`` raises, and the
+    rows' ``valid_h`` is False (not NaN), so ``model_frame(require_label=...)`` leaves them out."""
+    import shutil
+
+    settings, *_ = lake_env
+    copy = tmp_path / "data"
+    shutil.copytree(settings.base_path, copy)
+    damaged = load_settings(DATA_PATH_OVERRIDE=str(copy), LAKE_FSYNC="false")
+    lake = copy / "lake"
+    for folder in [lake / "labels/version=v1/symbol=AAPL", lake / "features/l2_features/version=v1/symbol=MSFT"]:
+        month = "2024-12" if "labels" in str(folder) else "2024-11"
+        removed = [p for p in folder.rglob("*.parquet") if f"month={month}" in str(p) or f"date={month}" in str(p)]
+        assert removed, folder
+        for path in removed:
+            path.unlink()
+    args = (["bar_features", "l2_features"], "v1", ["AAPL", "MSFT"], "2024-11-26", "2024-12-03")
+    data = get_features_for_training(*args, include_labels=True, settings=damaged)
+    coverage = data.metadata["coverage"]
+    assert coverage["AAPL"]["sessions_without_group"] == {"labels": ["2024-12-02"]}
+    assert coverage["MSFT"]["sessions_without_group"] == {"l2_features": ["2024-11-26", "2024-11-27", "2024-11-29"]}
+    assert coverage["AAPL"]["missing_sessions"] == [] and data.metadata["complete"] is False
+    no_label = (data.features["symbol"] == "AAPL") & (data.features["ts"] >= pd.Timestamp("2024-12-02", tz="UTC"))
+    assert no_label.sum() == 390 and data.labels["valid_1"].dtype == bool
+    assert not data.labels.loc[no_label, "valid_1"].any() and data.labels.loc[~no_label, "valid_1"].any()
+    assert data.labels.loc[no_label, "fwd_ret_1"].isna().all()
+    frame = data.model_frame(require_label="fwd_ret_1")
+    assert not ((frame["symbol"] == "AAPL") & (frame["session_date"] == dt.date(2024, 12, 2))).any()
+    with pytest.raises(errors.IncompleteCoverageError, match=r"AAPL: labels missing on 1 session\(s\) \(2024-12-02\); MSFT: l2_features missing on 3"):
+        get_features_for_training(*args, include_labels=True, strict=True, settings=damaged)
+    whole = get_features_for_training(*args, include_labels=True, strict=True, settings=settings)  # the undamaged lake
+    assert whole.metadata["complete"] and all(c["sessions_without_group"] == {} for c in whole.metadata["coverage"].values())
+    assert whole.labels["valid_1"].dtype == bool
