@@ -111,10 +111,15 @@ class LakeReader:
     def _resolving(self, table: Table) -> Iterator[None]:
         """Hold ``table``'s layout lock for the files resolved in the block; on an error (e.g. a
         corrupt file, named in the message) release everything, as a traceback may keep the
-        reader alive for a long time."""
+        reader alive for a long time. A file whose footer does not read (a torn month file met
+        while resolving) is quarantined like one DuckDB fails on (``_quarantine_named_files``)."""
         self._hold(table)
         try:
             yield
+        except CorruptLakeFileError as error:
+            self.release()
+            self._quarantine(error.path, error.reason, error)
+            raise
         except BaseException:
             self.release()
             raise
@@ -145,13 +150,16 @@ class LakeReader:
         saying so. Called with no layout lock held (quarantining takes the table's exclusive lock)."""
         for name in dict.fromkeys(_QUOTED_PATH.findall(str(error))):
             path = Path(name[0] or name[1])
-            if path.suffix != ".parquet":
-                continue
-            moved = self.lake.quarantine_if_corrupt(path)
-            if moved is not None:
-                raise CorruptLakeFileError(
-                    path, f"{str(error).splitlines()[0][:300]}; moved to {moved}: the next run of its asset re-computes the dates it held"
-                ) from error
+            if path.suffix == ".parquet":
+                self._quarantine(path, str(error).splitlines()[0][:300], error)
+
+    def _quarantine(self, path: Path, reason: str, error: BaseException) -> None:
+        """Move ``path`` aside when it is a lake table's file that does not decode (its dates go to
+        the lost-dates journal) and raise ``CorruptLakeFileError`` saying so; nothing when it
+        reads (or is gone). Needs no layout lock held by this reader."""
+        moved = self.lake.quarantine_if_corrupt(path)
+        if moved is not None:
+            raise CorruptLakeFileError(path, f"{reason}; moved to {moved}: the next run of its asset re-computes the dates it held") from error
 
     def query(self, sql: str, params: dict) -> pd.DataFrame:
         with self.connect() as conn:

@@ -557,22 +557,25 @@ def test_a_backfill_mixing_stock_and_crypto_symbols_is_refused_and_crypto_alone_
     assert plan.job_name == "crypto_pipeline" and len(plan.dates) == 2  # a weekend: crypto trades 24/7
 
 
-def test_a_loss_found_by_a_reader_in_another_process_is_healed_by_the_next_daily_run(platform):
-    """A training script (its own process) reads a curated month file rotted behind its footer:
-    its read quarantines the file and the loss goes to the lake's journal. The next daily run (one
+@pytest.mark.parametrize("damage", ["rotted", "torn"])
+def test_a_loss_found_by_a_reader_in_another_process_is_healed_by_the_next_daily_run(platform, damage):
+    """A training script (its own process) reads a curated month file rotted behind its footer (a
+    DuckDB read fails) or torn (its footer does not read while the reader resolves the files: this
+    used to raise without quarantining, so Dagster stayed green and no run re-computed it): its
+    read quarantines the file and the loss goes to the lake's journal. The next daily run (one
     date, another process) takes it and re-computes every date the file held: nothing is lost."""
     lake = platform.defs.resources["lake"]
     assert run_backfill(platform.instance, plan_backfill(["AAPL"], "2024-11-18", "2024-11-27"), defs=platform.defs, add_missing_symbols=True).complete
     data = Path(platform.settings.base_path)
     reference = partition_hashes(data)
-    _rot_pages(lake.month_file(CURATED_BARS, "AAPL", "2024-11"))
+    (_rot_pages if damage == "rotted" else _truncate)(lake.month_file(CURATED_BARS, "AAPL", "2024-11"))
     script = (
         "import sys\nfrom platform_api.retrieval import get_curated_bars\n"
         "try:\n    get_curated_bars(['AAPL'], '2024-11-19', '2024-11-20')\nexcept OSError as error:\n    print('READ FAILED', error)\n"
     )
     env = {**os.environ, "DATA_PATH_OVERRIDE": str(data), "LAKE_FSYNC": "false"}
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    assert "READ FAILED" in done.stdout, done.stdout + done.stderr
+    assert "READ FAILED" in done.stdout and "moved to" in done.stdout, done.stdout + done.stderr
     assert not lake.has_partition(CURATED_BARS, "AAPL", dt.date(2024, 11, 19))  # quarantined by the script's read
     journal = list((lake.root / "quarantine" / "lost_dates").glob("*.json"))
     assert len(journal) == 1
