@@ -217,10 +217,15 @@ def get_coverage(symbol: str | None = None, *, settings: PlatformSettings | None
 
 def expected_days(market: Market, start: dt.date, end: dt.date) -> list[dt.date]:
     """Sessions in ``[start, end]`` (inclusive); a range outside the calendar is a 400-type error."""
+    check_calendar_range(market, start, end)
+    return sessions_in_range(market, start, end)
+
+
+def check_calendar_range(market: Market, start: dt.date, end: dt.date) -> None:
+    """Raise ``InvalidDateRangeError`` when ``[start, end]`` leaves the market calendar's range."""
     first, last = market.calendar.first_session.date(), market.calendar.last_session.date()
     if start < first or end > last:
         raise InvalidDateRangeError(f"dates must be between {first} and {last} (the {market.calendar_name} calendar's range), got {start} to {end}")
-    return sessions_in_range(market, start, end)
 
 
 def symbol_status(layers: dict[str, LayerCoverage], expected: list[dt.date], market: Market) -> str:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from platform_api.coverage import check_calendar_range
 from platform_api.errors import InvalidDateRangeError, NoDataError, UnknownDatasetError
 from platform_assets.calendars import CRYPTO, STOCKS, Market, sessions_in_range
 from platform_assets.features.registry import FEATURE_GROUPS
@@ -218,9 +219,10 @@ def get_dataset_health(dataset_name: str, as_of_date: dt.date, *, settings: Plat
     settings = settings or get_settings()
     as_of = parse_date(as_of_date, name="as_of_date")
     stored = stored_datasets(dataset_name, settings)
-    if not sessions_in_range(STOCKS, as_of - dt.timedelta(days=LOOKBACK_SESSIONS * 2 + 10), as_of):
+    check_calendar_range(STOCKS, as_of, as_of)
+    first = max(as_of - dt.timedelta(days=LOOKBACK_SESSIONS * 2 + 10), STOCKS.calendar.first_session.date())
+    if not sessions_in_range(STOCKS, first, as_of):
         raise NoDataError(f"no trading sessions up to {as_of}")
-    first = as_of - dt.timedelta(days=LOOKBACK_SESSIONS * 2 + 10)
     metrics = _read_metrics(settings, stored, first, as_of, None)
     if metrics.empty:
         return DatasetHealthStatus(dataset_name, as_of, RED, [f"no data-quality results for {dataset_name} in the {LOOKBACK_SESSIONS} sessions up to {as_of}"])
@@ -320,10 +322,10 @@ def _data_stored(stores: tuple[ParquetLake, L2SnapshotStore], dataset: str, symb
     if table is None:
         return True  # a dataset whose data we cannot locate is judged by its results alone
     try:
-        layout = symbol_layout(lake.symbol_dir(table, symbol))
+        path = lake.day_source(table, symbol, day)  # only the day's own month file is read: a torn other month does not count
     except CorruptLakeFileError:
         return False
-    return day in layout and parquet_file_ok(layout[day])
+    return path is not None and parquet_file_ok(path)
 
 
 def _rule_reasons(day: pd.DataFrame, status: str, checked: dt.date) -> list[str]:

@@ -379,6 +379,12 @@ def test_health_is_green_only_over_stored_data_of_every_expected_symbol_each_mar
     torn = get_dataset_health("curated_bars", "2024-12-06", settings=settings)
     assert torn.status == "YELLOW" and any("results but no stored data on 2024-12-06: AAPL" in reason for reason in torn.reasons)
     month.write_bytes(intact)
+    other = folder / "month=2024-11" / "part.parquet"  # another month's file torn: the day's own file still reads
+    other.parent.mkdir()
+    other.write_bytes(intact[: len(intact) // 3])
+    assert get_dataset_health("curated_bars", "2024-12-06", settings=settings).status == "GREEN"
+    other.unlink()
+    other.parent.rmdir()
     l2_file = next((Path(settings.level2_path) / "MSFT").glob("2024-12-06_snapshots_*.parquet"))
     l2_bytes = l2_file.read_bytes()
     l2_file.write_bytes(b"garbage" * 100)  # a file is there, its data is not
@@ -586,3 +592,18 @@ def test_a_day_whose_input_turns_dq_blocked_loses_its_derived_data_and_is_not_ju
                        and e.dagster_event.event_specific_data.check_name == "symbols_complete"]
         of_day = [e for e in evaluations if e.partition == day.isoformat()]
         assert of_day and not any(e.passed for e in of_day) and "DQ-blocked" in str(of_day[0].metadata["missing"].value), asset
+
+
+def test_health_outside_the_calendar_is_a_date_range_error_not_a_calendar_crash(tmp_path):
+    """``exchange_calendars`` raised ``DateOutOfBounds`` for an as-of date past the calendar's end
+    or before its start; it is the platform's ``InvalidDateRangeError`` (HTTP 400) now."""
+    from platform_api.errors import InvalidDateRangeError
+    from platform_api.quality import get_dataset_health
+    from resources.settings import load_settings
+
+    settings = load_settings(DATA_PATH_OVERRIDE=str(tmp_path / "data"), LAKE_FSYNC="false")
+    last = STOCKS.calendar.last_session.date()
+    for day in (last + dt.timedelta(days=3), dt.date(1990, 1, 3)):
+        with pytest.raises(InvalidDateRangeError, match=f"dates must be between .* got {day}"):
+            get_dataset_health("curated_bars", day, settings=settings)
+    assert get_dataset_health("curated_bars", dt.date(2000, 1, 5), settings=settings).status == "RED"  # near the start: nothing stored
