@@ -188,11 +188,13 @@ def _report_lost(lake, mine_only: bool = True) -> int:
 def _audit_lake(args: argparse.Namespace) -> int:
     from platform_api.instance import get_instance
     from platform_assets.lake_status import audit_stored_partitions
+    from resources.l2_store import L2SnapshotStore
     from resources.lake import ParquetLake
 
     settings = get_settings()
     lake = ParquetLake(base_path=str(settings.base_path), fsync=settings.lake_fsync)
-    failed = audit_stored_partitions(get_instance(), lake, decode=args.decode)
+    l2_store = L2SnapshotStore(level2_path=str(settings.level2_path), fsync=settings.lake_fsync)
+    failed = audit_stored_partitions(get_instance(), lake, decode=args.decode, l2_store=l2_store)
     for asset, days in failed.items():
         for day, symbols in days.items():
             _print(f"NOT STORED: {asset} {day}: {', '.join(symbols)}")

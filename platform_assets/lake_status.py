@@ -9,7 +9,9 @@ later, and Dagster would go on showing the date complete:
   lost (asset, date) gets a failing evaluation (ERROR) naming the symbol and the quarantined file.
 * **Files removed by hand (or by a disk fault).** ``audit_stored_partitions`` (the
   ``lake_status_audit_job``, scheduled daily) looks at every date whose latest evaluation passed
-  and fails it again, naming the tracked symbols whose data is no longer stored.
+  and fails it again, naming the tracked symbols whose data is no longer stored: the derived
+  symbol-day tables, and the offline source's raw batches and L2 day files (which no run can
+  re-compute: a re-ingest of the date stores them again).
 
 Either way the date stays red until a re-run stores it again (its next evaluation passes).
 """
@@ -28,11 +30,15 @@ from platform_assets.features.registry import FEATURE_GROUPS
 from platform_assets.partitions import materialized_dates
 from platform_assets.symbol_days import COMPLETE_CHECK, listing
 from platform_assets.universe import detect_asset_type, tracked_symbols
-from resources.lake import ALIGNED_BARS, CURATED_BARS, ParquetLake, Table, decodable_rows, feature_table, labels_table
+from resources.l2_store import L2SnapshotStore
+from resources.lake import ALIGNED_BARS, CURATED_BARS, ParquetLake, Table, decodable_rows, feature_table, labels_table, raw_bars_table
+from resources.offline_source import SIM_SOURCE
 from resources.lost_dates import LostDates
 
 LAKE_STATUS_RUN_PREFIX = "lake-status-"  # the run id our evaluations made outside a run are filed under
 SYMBOL_DAY_ASSETS = ("curated_bars", "crypto_curated_bars", "aligned_bars", *FEATURE_GROUPS, "labels")
+INGESTION_ASSETS = ("raw_bars_sim", "l2_snapshots_sim")  # the offline source's raw batches and TF_1 L2 day files
+AUDITED_ASSETS = (*INGESTION_ASSETS, *SYMBOL_DAY_ASSETS)
 
 
 def tables_of(asset: str) -> list[Table]:
@@ -162,9 +168,23 @@ def _summary(asset: str, failing: list[str], checked: int | None, why: str) -> d
     )
 
 
+def stored_dates_of(asset: str, lake: ParquetLake, l2_store: L2SnapshotStore | None, symbol: str, decode: bool = False) -> set[dt.date] | None:
+    """The dates ``asset`` holds for ``symbol`` now: a symbol-day asset's dates held by every table
+    it writes (``decode``: undecodable files quarantined first); the raw bars' dates with a batch;
+    the L2 snapshots' dates with a day file (None without an ``l2_store``: not audited)."""
+    if asset == "raw_bars_sim":
+        return {day for day in lake.raw_dates(raw_bars_table(SIM_SOURCE), symbol)}
+    if asset == "l2_snapshots_sim":
+        return None if l2_store is None else {dt.date.fromisoformat(day) for day in l2_store.day_index(symbol)}
+    if decode:
+        for table in tables_of(asset):
+            quarantine_undecodable(lake, table, symbol)
+    return set.intersection(*(lake.stored_dates(table, symbol) for table in tables_of(asset)))
+
+
 def audit_stored_partitions(
-    instance: dg.DagsterInstance, lake: ParquetLake, assets: tuple[str, ...] = SYMBOL_DAY_ASSETS, log: Callable[[str], None] | None = None,
-    decode: bool = False,
+    instance: dg.DagsterInstance, lake: ParquetLake, assets: tuple[str, ...] = AUDITED_ASSETS, log: Callable[[str], None] | None = None,
+    decode: bool = False, l2_store: L2SnapshotStore | None = None,
 ) -> dict[str, dict[str, list[str]]]:
     """For every date whose latest ``symbols_complete`` evaluation of ``assets`` passed, check that
     each tracked symbol of the asset's market still has the date stored; a date where one no longer
@@ -191,11 +211,9 @@ def audit_stored_partitions(
             continue
         days = {day: dt.date.fromisoformat(day) for day in sorted({*passed, *flagged})}
         symbols = tracked_symbols(instance, market_of_asset(asset))
-        if decode:
-            for table in tables_of(asset):
-                for symbol in symbols:
-                    quarantine_undecodable(lake, table, symbol)
-        stored = {symbol: set.intersection(*(lake.stored_dates(table, symbol) for table in tables_of(asset))) for symbol in symbols}
+        stored = {symbol: stored_dates_of(asset, lake, l2_store, symbol, decode) for symbol in symbols}
+        if any(held is None for held in stored.values()):
+            continue
         gone = {day: sorted(s for s, held in stored.items() if date not in held) for day, date in days.items()}
         restored = sorted(day for day in flagged if not gone[day])
         gone = {day: symbols for day, symbols in gone.items() if symbols}

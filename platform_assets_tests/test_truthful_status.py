@@ -12,7 +12,7 @@ from platform_api.backfill import RANGE_END_TAG, RANGE_START_TAG, plan_backfill,
 from platform_assets.partitions import SYMBOLS_TAG, stock_date_partitions
 from platform_assets.symbol_days import COMPLETE_CHECK
 from platform_assets.universe import add_symbols
-from resources.lake import CURATED_BARS, feature_table
+from resources.lake import CURATED_BARS, feature_table, raw_bars_table
 
 D1, D2 = dt.date(2024, 11, 26), dt.date(2024, 11, 27)
 RANGE = {RANGE_START_TAG: D1.isoformat(), RANGE_END_TAG: D2.isoformat()}
@@ -309,6 +309,37 @@ def test_data_removed_by_hand_fails_its_dates_completeness_check_at_the_next_lak
     shutil.rmtree(lake.symbol_dir(CURATED_BARS, "MSFT"))  # gone a second time: found again (a second runless evaluation of a date used to crash)
     assert not audit.execute_in_process(instance=platform.instance, raise_on_error=False).success
     assert all(not _latest_check(platform.instance, "curated_bars", day.isoformat()).passed for day in (D1, D2))
+
+
+def test_raw_batches_and_l2_files_removed_by_hand_fail_their_ingestion_dates_until_re_ingested(platform):
+    """The offline source's raw bars and L2 snapshots carry ``symbols_complete`` too: each date is
+    judged when ingested (every tracked symbol has its raw batch / L2 day file), and the lake status
+    audit fails a date whose batch or L2 file was removed since (no run can re-compute them: they
+    stayed green, with curation's rebuild failing on "no input data"); a re-ingest makes it pass."""
+    import shutil
+
+    assert run_backfill(platform.instance, plan_backfill(["AAPL", "MSFT"], D1, D2), defs=platform.defs, add_missing_symbols=True).complete
+    for asset in ("raw_bars_sim", "l2_snapshots_sim"):
+        for day in (D1, D2):
+            evaluation = _latest_check(platform.instance, asset, day.isoformat())
+            assert evaluation.passed and evaluation.metadata["tracked_symbols"].value == 2, (asset, day)
+    lake, l2_store = platform.defs.resources["lake"], platform.defs.resources["l2_store"]
+    audit = platform.defs.resolve_job_def("lake_status_audit_job")
+    assert audit.execute_in_process(instance=platform.instance).success
+    raw_folder = lake.partition_dir(raw_bars_table("sim"), "MSFT", D1)
+    shutil.rmtree(raw_folder)  # by hand
+    for path in l2_store.day_files("AAPL", D2):
+        path.unlink()
+    result = audit.execute_in_process(instance=platform.instance, raise_on_error=False)
+    assert not result.success
+    raw_check, l2_check = _latest_check(platform.instance, "raw_bars_sim", D1.isoformat()), _latest_check(platform.instance, "l2_snapshots_sim", D2.isoformat())
+    assert not raw_check.passed and "MSFT (not stored now" in raw_check.metadata["missing"].value and "AAPL" not in raw_check.metadata["missing"].value
+    assert not l2_check.passed and "AAPL (not stored now" in l2_check.metadata["missing"].value
+    assert _latest_check(platform.instance, "raw_bars_sim", D2.isoformat()).passed and _latest_check(platform.instance, "l2_snapshots_sim", D1.isoformat()).passed
+    assert run_backfill(platform.instance, plan_backfill(["AAPL", "MSFT"], D1, D2), defs=platform.defs).complete  # re-ingested
+    assert lake.batch_files(raw_bars_table("sim"), "MSFT", D1) and l2_store.day_files("AAPL", D2)
+    assert audit.execute_in_process(instance=platform.instance).success
+    assert _latest_check(platform.instance, "raw_bars_sim", D1.isoformat()).passed and _latest_check(platform.instance, "l2_snapshots_sim", D2.isoformat()).passed
 
 
 def test_mdp_audit_lake_names_what_is_gone_and_exits_1(platform, monkeypatch, capsys):

@@ -848,6 +848,16 @@ class ParquetLake(dg.ConfigurableResource):
         return pd.DataFrame(rows, columns=["symbol", "date", "path"])
 
     # ------------------------------------------------------- append-only batches
+    def raw_dates(self, table: Table, symbol: str) -> set[dt.date]:
+        """The dates of a raw table's symbol folder holding at least one batch file."""
+        folder = self.symbol_dir(table, symbol)
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            return set()
+        return {dt.date.fromisoformat(entry.name[5:]) for entry in entries
+                if entry.name.startswith("date=") and any(name.startswith(BATCH_PREFIX) and name.endswith(".parquet") for name in os.listdir(entry.path))}
+
     def batch_files(self, table: Table, symbol: str, day: dt.date) -> list[Path]:
         """Batches of a raw partition, oldest first (names sort by ingestion time); one listing of
         the date folder (no glob: read for every date a curation or an ingestion touches)."""

@@ -10,6 +10,7 @@ schedule here: switch it on in the UI, Automation tab).
 import dagster as dg
 
 from platform_assets.lake_status import audit_stored_partitions, report_lost_dates
+from resources.l2_store import L2SnapshotStore
 from resources.lake import ParquetLake
 from resources.lost_dates import unreadable
 
@@ -20,8 +21,8 @@ class LakeStatusAuditConfig(dg.Config):
 
 
 @dg.op(description="Fail the symbols_complete check of every date judged complete whose data is no longer stored", out=dg.Out(dg.Nothing))
-def audit_lake_status(context: dg.OpExecutionContext, config: LakeStatusAuditConfig, lake: ParquetLake) -> None:
-    failed = audit_stored_partitions(context.instance, lake, log=context.log.warning, decode=config.decode)
+def audit_lake_status(context: dg.OpExecutionContext, config: LakeStatusAuditConfig, lake: ParquetLake, l2_store: L2SnapshotStore) -> None:
+    failed = audit_stored_partitions(context.instance, lake, log=context.log.warning, decode=config.decode, l2_store=l2_store)
     report_lost_dates(context.instance, lake, context.log.warning, mine_only=False)  # files quarantined by anyone and not re-computed yet (their dates are in ``failed`` too)
     bad = unreadable(lake.root)
     if bad:

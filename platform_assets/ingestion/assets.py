@@ -8,10 +8,10 @@ from platform_assets.calendars import STOCKS, session_bounds
 from platform_assets.ingestion.raw_batch_store import store_raw_batch
 from platform_assets.ingestion.raw_batches import as_delivered, raw_batch_table
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions
-from platform_assets.progress import Progress
 from platform_assets.quality.checks import DataQuality, check_groups, dq_check_specs, raw_dq_dataset
 from platform_assets.quality.heal import heal_lost_results, l2_days_input, raw_batches_input
-from platform_assets.universe import run_symbols
+from platform_assets.symbol_days import KEPT, Outcome, SymbolDayStep, complete_check_spec, written
+from platform_assets.universe import run_symbols, tracked_symbols
 from resources.l2_store import L2SnapshotStore
 from resources.lake import ParquetLake, raw_bars_table
 from resources.bars_manifest import BarsManifest
@@ -20,6 +20,7 @@ from resources.offline_source import SIM_SOURCE, OfflineSource
 RAW_BARS_SIM = raw_bars_table(SIM_SOURCE)
 RAW_DQ_CHECKS = dq_check_specs("raw_bars_sim", "raw_bars")
 L2_DQ_CHECKS = dq_check_specs("l2_snapshots_sim", "l2_snapshots")
+RAW_STATS = ("batches_written", "batches_unchanged", "duplicate_key_rows_quarantined")
 L2_DQ_DATASET = "l2_snapshots"
 
 
@@ -29,7 +30,7 @@ L2_DQ_DATASET = "l2_snapshots"
     group_name="ingestion",
     kinds={"parquet"},
     metadata={"lake_table": str(RAW_BARS_SIM), "source": SIM_SOURCE},
-    check_specs=RAW_DQ_CHECKS,
+    check_specs=[*RAW_DQ_CHECKS, complete_check_spec("raw_bars_sim", stock_date_partitions)],
 )
 def raw_bars_sim(
     context: dg.AssetExecutionContext, offline_source: OfflineSource, lake: ParquetLake, data_quality: DataQuality,
@@ -50,35 +51,24 @@ def raw_bars_sim(
     """
     symbols, dates = run_symbols(context), partition_dates(context)
     ingestion_ts = pd.Timestamp.now(tz="UTC")
-    rows = written = skipped = duplicates = 0
-    progress = Progress(context, "raw_bars_sim", len(symbols) * len(dates))
     quality = data_quality.recorder(lake, "raw_bars", stored_as=raw_dq_dataset(SIM_SOURCE), asset_key="raw_bars_sim")
-    for day in dates:
-        for symbol in symbols:
-            bars = offline_source.day(symbol, day).bar_columns
-            batch_id, batch, repeated = raw_batch_table(bars, source=SIM_SOURCE, symbol=symbol, day=day, ingestion_ts=ingestion_ts)
-            path, new = store_raw_batch(lake, RAW_BARS_SIM, symbol, day, batch, batch_id, repeated, ingestion_ts)
-            bars_manifest.record(path, batch, vendor=SIM_SOURCE, symbol=symbol, bar_size="1m", new=new)  # a found batch: logged if its line is missing
-            quality.add(symbol, day, as_delivered(bars, source=SIM_SOURCE, symbol=symbol, day=day))
-            rows += len(batch)
-            duplicates += len(repeated)
-            written, skipped = written + new, skipped + (not new)
-            progress.step()
+
+    def ingest(symbol: str, day) -> Outcome:
+        bars = offline_source.day(symbol, day).bar_columns
+        batch_id, batch, repeated = raw_batch_table(bars, source=SIM_SOURCE, symbol=symbol, day=day, ingestion_ts=ingestion_ts)
+        path, new = store_raw_batch(lake, RAW_BARS_SIM, symbol, day, batch, batch_id, repeated, ingestion_ts)
+        bars_manifest.record(path, batch, vendor=SIM_SOURCE, symbol=symbol, bar_size="1m", new=new)  # a found batch: logged if its line is missing
+        quality.add(symbol, day, as_delivered(bars, source=SIM_SOURCE, symbol=symbol, day=day))
+        stats = {"batches_written": int(new), "batches_unchanged": int(not new), "duplicate_key_rows_quarantined": len(repeated)}
+        return written(len(batch), **stats) if new else Outcome(KEPT, rows=len(batch), stats=stats)
+
+    step = SymbolDayStep(
+        context, "raw_bars_sim", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS),
+        is_stored=lambda symbol, day: bool(lake.batch_files(RAW_BARS_SIM, symbol, day)), stats_keys=RAW_STATS, quality=[quality],
+    ).run(ingest)
     heal_lost_results(quality, raw_batches_input(lake, RAW_BARS_SIM, as_delivered=True), context.log)
     bars_manifest.rebuild_coverage()
-    return dg.MaterializeResult(
-        metadata={
-            "source": SIM_SOURCE,
-            "simulated": True,
-            "symbols": len(symbols),
-            "dates": len(dates),
-            "rows": rows,
-            "batches_written": written,
-            "batches_unchanged": skipped,
-            "duplicate_key_rows_quarantined": duplicates,
-        },
-        check_results=quality.finish(check_groups(RAW_DQ_CHECKS)),
-    )
+    return step.finish(quality.finish(check_groups(RAW_DQ_CHECKS)))
 
 
 def l2_quality_input(symbol: str, book) -> tuple[dict, dict]:
@@ -100,7 +90,7 @@ def _capture_suffix(day) -> str:
     group_name="ingestion",
     kinds={"parquet"},
     metadata={"file_contract": "level2/{SYMBOL}/{YYYY-MM-DD}_snapshots_{HHMMSS}.parquet", "source": SIM_SOURCE},
-    check_specs=L2_DQ_CHECKS,
+    check_specs=[*L2_DQ_CHECKS, complete_check_spec("l2_snapshots_sim", stock_date_partitions)],
 )
 def l2_snapshots_sim(
     context: dg.AssetExecutionContext, offline_source: OfflineSource, l2_store: L2SnapshotStore, lake: ParquetLake, data_quality: DataQuality
@@ -116,22 +106,20 @@ def l2_snapshots_sim(
     failing an error rule gets no L2 features. Partitioned by XNYS trading date.
     """
     symbols, dates = run_symbols(context), partition_dates(context)
-    snapshots = files = 0
-    progress = Progress(context, "l2_snapshots_sim", len(symbols) * len(dates))
     quality = data_quality.recorder(lake, "l2_snapshots", stored_as=L2_DQ_DATASET, asset_key="l2_snapshots_sim")
     for symbol in symbols:  # once per folder, not at every write (a folder holds a file per day)
         l2_store.sweep_temp_files(symbol)
-    for day in dates:
-        suffix = _capture_suffix(day)
-        for symbol in symbols:
-            book = offline_source.day(symbol, day).book
-            l2_store.write(symbol, day, book, suffix=suffix, source=SIM_SOURCE, sweep=False)
-            quality.add(symbol, day, *l2_quality_input(symbol, book))
-            snapshots += len(book)
-            files += 1
-            progress.step()
+    suffixes = {day: _capture_suffix(day) for day in dates}
+
+    def capture(symbol: str, day) -> Outcome:
+        book = offline_source.day(symbol, day).book
+        l2_store.write(symbol, day, book, suffix=suffixes[day], source=SIM_SOURCE, sweep=False)
+        quality.add(symbol, day, *l2_quality_input(symbol, book))
+        return written(len(book), files=1)
+
+    step = SymbolDayStep(
+        context, "l2_snapshots_sim", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS),
+        is_stored=lambda symbol, day: bool(l2_store.day_files(symbol, day)), stats_keys=("files",), quality=[quality],
+    ).run(capture)
     heal_lost_results(quality, l2_days_input(l2_store, l2_quality_input), context.log)
-    return dg.MaterializeResult(
-        metadata={"source": SIM_SOURCE, "simulated": True, "symbols": len(symbols), "dates": len(dates), "files": files, "snapshots": snapshots},
-        check_results=quality.finish(check_groups(L2_DQ_CHECKS)),
-    )
+    return step.finish(quality.finish(check_groups(L2_DQ_CHECKS)))
