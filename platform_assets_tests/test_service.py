@@ -190,6 +190,22 @@ def test_openapi_documents_every_endpoint(client):
     assert client.get("/docs").status_code == 200
 
 
+def test_the_docs_page_works_offline_its_files_served_by_the_service(client):
+    """FastAPI's default /docs loads Swagger UI from cdn.jsdelivr.net: blank behind a firewall. Ours
+    names only this service's own files, and they are served (Swagger UI 5: renders OpenAPI 3.1)."""
+    import re
+
+    page = client.get("/docs")
+    assert page.status_code == 200 and "swagger-ui" in page.text
+    assert not re.search(r"https?://", page.text), "the docs page must not load anything from another host"
+    for asset, kind in (("swagger-ui-bundle.js", "javascript"), ("swagger-ui.css", "text/css")):
+        url = re.search(rf'"([^"]*{re.escape(asset)})"', page.text).group(1)
+        answer = client.get(url)
+        assert answer.status_code == 200 and kind in answer.headers["content-type"] and len(answer.content) > 100_000, url
+    assert client.get("/openapi.json").json()["openapi"].startswith("3.1")
+    assert client.get("/docs/oauth2-redirect").status_code == 200
+
+
 # ----------------------------------------------------------------------------- authentication (issue 13.3)
 def _raw_get(base: str, path: str, header: str) -> bytes:
     """A GET with a header httpx refuses to send (trailing blanks): the first line of the answer."""
@@ -208,6 +224,8 @@ def test_bearer_token_when_enabled(tmp_path):
         assert httpx.get(f"{base}/data/symbols", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
         assert httpx.post(f"{base}/data/refresh?days_back=abc").status_code == 401  # auth before anything else
         assert httpx.get(f"{base}/health").status_code == 200
+        assert httpx.get(f"{base}/docs").status_code == 200 and httpx.get(f"{base}/docs/static/swagger-ui.css").status_code == 200  # the docs stay open
+        assert httpx.get(f"{base}/docs/static/../../data/symbols").status_code in (401, 404)  # no way around the token through the docs' files
     assert b"s3cret-token" not in (tmp_path / "service.log").read_bytes()
 
 

@@ -33,6 +33,7 @@ from platform_api import jobs
 from platform_api.coverage import coverage_stats, coverage_summary
 from platform_api.errors import UnknownJobError
 from platform_api.service.auth import AuthError, check_request
+from platform_api.service.docs_page import add_docs_page, is_docs_path
 from platform_api.service.limits import RateLimiter, Throttled, check_concurrency
 from platform_api.service.models import (
     AddSymbolRequest,
@@ -65,7 +66,7 @@ from resources.validation import InvalidInputError, normalize_symbol
 
 LOG = logging.getLogger("platform_api.service")
 PRESETS = {"daily": 7, "weekly": 30, "monthly": 90}
-OPEN_PATHS = {"/health", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc"}
+OPEN_PATHS = {"/health", "/openapi.json"}  # and the docs page with its files (``docs_page.is_docs_path``)
 AssetTypeQuery = Literal["stocks", "crypto", "all"]
 IntervalQuery = Literal["1d", "1h"]
 
@@ -146,12 +147,15 @@ def create_app(settings: PlatformSettings | None = None, instance: dg.DagsterIns
         version="1",
         description="The HTTP data API guide's endpoints (refresh, symbols, coverage, scheduled refreshes) over the platform's Dagster instance.",
         lifespan=lifespan,
+        docs_url=None,  # served by ``add_docs_page``: Swagger UI's files from this process, no CDN
+        redoc_url=None,
     )
+    add_docs_page(app)
 
     # ------------------------------------------------------------------ errors and auth
     @app.middleware("http")
     async def _auth(request: Request, call_next):
-        if request.url.path not in OPEN_PATHS:
+        if request.url.path not in OPEN_PATHS and not is_docs_path(request.url.path):
             try:
                 check_request(current_settings(), request.headers.get("authorization"), request.client.host if request.client else None)
             except AuthError as error:
