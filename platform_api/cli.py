@@ -29,6 +29,7 @@ from resources.validation import InvalidInputError, parse_half_open_dates
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a program stopped by a closed pipe
 
 
 def _print(message: str = "") -> None:
@@ -565,6 +566,9 @@ def main(argv: list[str] | None = None) -> int:
     except (InvalidInputError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:  # the reader of our output left (`mdp symbols list | head`): stop quietly, as `yes | head` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes stdout at exit
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

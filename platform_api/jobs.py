@@ -92,6 +92,19 @@ class BackfillOptions(BaseModel):
     overwrite_features: bool = True
     max_parallel_jobs: int = Field(1, ge=1, le=8)
 
+    def __init__(self, **options):
+        """Invalid options raise the API's ``InvalidOptionError`` (naming them), like every option
+        of the API, not pydantic's ``ValidationError``."""
+        try:
+            super().__init__(**options)
+        except ValidationError as error:
+            raise InvalidOptionError(f"invalid backfill options: {option_problems(error)}") from None
+
+
+def option_problems(error: ValidationError) -> str:
+    """Each rejected option and why, on one line."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in error.errors())
+
 
 @dataclass(frozen=True)
 class JobHandle:
@@ -180,8 +193,7 @@ def _options(model: type[BaseModel], options: BaseModel | dict | None) -> BaseMo
     try:
         return model(**(options or {}))
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in error.errors())
-        raise InvalidOptionError(f"invalid options: {problems}") from None
+        raise InvalidOptionError(f"invalid options: {option_problems(error)}") from None
 
 
 def trading_days_of(start: object, end: object) -> tuple[dt.date, dt.date, str, str]:

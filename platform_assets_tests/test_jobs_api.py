@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from platform_api import errors
-from platform_api.jobs import get_backfill_job_status, get_ingestion_job_status, trigger_backfill, trigger_daily_ingestion, trigger_historical_ingestion
+from platform_api.jobs import BackfillOptions, get_backfill_job_status, get_ingestion_job_status, trigger_backfill, trigger_daily_ingestion, trigger_historical_ingestion
 from platform_assets.universe import add_symbols
 from resources.lake import ALIGNED_BARS, CURATED_BARS, feature_table
 
@@ -89,6 +89,8 @@ def test_bad_requests(platform):
         trigger_backfill("raw_bars_sim", ["NVDA"], "2024-11-26", "2024-11-28", **kw)
     with pytest.raises(errors.InvalidOptionError, match="overwrite_feature"):
         trigger_backfill("curated_bars", ["NVDA"], "2024-11-26", "2024-11-28", {"overwrite_feature": False}, **kw)
+    with pytest.raises(errors.InvalidOptionError, match="max_parallel_jobs: Input should be greater than or equal to 1"):
+        BackfillOptions(max_parallel_jobs=0)  # built by the caller: the API's error too, not pydantic's
     with pytest.raises(errors.InvalidOptionError, match="bar_size"):
         trigger_historical_ingestion("sim", ["NVDA"], "2024-11-26", "2024-11-28", {"bar_size": "7 min"}, **kw)
     with pytest.raises(errors.InvalidOptionError, match="unknown source"):

@@ -178,6 +178,11 @@ def test_bad_requests_answer_4xx_with_a_detail_and_change_nothing(client, servic
     assert _stored_state(service) == before
 
 
+def test_a_boolean_days_back_is_a_400_not_one_day(client):
+    response = client.post("/data/refresh", json={"days_back": True})
+    assert response.status_code == 400 and "days_back" in response.json()["detail"] and "boolean" in response.json()["detail"]
+
+
 def test_malformed_json_is_a_400(client):
     response = client.post("/data/refresh", content=b"{days_back: 3", headers={"content-type": "application/json"})
     assert response.status_code == 400 and response.json()["detail"]

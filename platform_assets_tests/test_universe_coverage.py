@@ -116,3 +116,29 @@ def test_coverage_views_and_stats(platform):
     full = {r["symbol"]: r["layers"] for r in coverage_stats("2024-12-02", "2024-12-05", ["AAPL", "MSFT", "NVDA"], settings=platform.settings)}
     assert full["AAPL"]["curated"]["status"] == "full" and full["MSFT"]["curated"]["status"] == "partial" and full["NVDA"]["raw"]["status"] == "none"
     assert coverage_summary(list(map(lambda s: {"layers": full[s]}, full)))["curated"] == {"full": 1, "partial": 1, "none": 1}
+
+
+def test_mdp_symbols_list_into_a_closed_pipe_stops_quietly(tmp_path):
+    """``mdp symbols list | head -1``: the reader leaves early; the command stops without a
+    BrokenPipeError traceback, with the status a shell gives a program stopped by SIGPIPE."""
+    import fcntl
+    import os
+    import subprocess
+    import sys
+
+    F_SETPIPE_SZ = 1031  # Linux fcntl
+    env = {**os.environ, "DATA_PATH_OVERRIDE": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path / "home")}
+    (tmp_path / "home").mkdir()
+    repo = Path(__file__).resolve().parent.parent
+    cli = [sys.executable, "-m", "platform_api.cli"]
+    assert subprocess.run([*cli, "symbols", "add", "--defaults"], cwd=repo, env=env, capture_output=True, timeout=180).returncode == 0
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, F_SETPIPE_SZ, 4096)  # smaller than the listing (~520 lines): the writer meets the closed pipe
+    listing = subprocess.Popen([*cli, "symbols", "list"], cwd=repo, env=env, stdout=write_end, stderr=subprocess.PIPE)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        assert reader.readline().strip()
+    # the reader is gone (head -1)
+    _, errors = listing.communicate(timeout=180)
+    assert b"BrokenPipeError" not in errors and b"Traceback" not in errors, errors.decode()[-2000:]
+    assert listing.returncode == 141

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 AssetTypeFilter = Literal["stocks", "crypto", "all"]
 
@@ -20,6 +20,14 @@ class RefreshRequest(BaseModel):
     interval: Literal["1d", "1h"] = Field("1d", description="1d or 1h: the bars the sync result reports (resampled from curated 1-min bars)")
     asset_type: AssetTypeFilter = Field("all", description="stocks, crypto or all")
     async_mode: bool = Field(True, description="true: run in the background and answer at once; false: wait and report per symbol")
+
+    @field_validator("days_back", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value):
+        """``true`` is an int to pydantic (1 day): refused, as JSON booleans are not day counts."""
+        if isinstance(value, bool):
+            raise ValueError("days_back must be an integer number of days, not a boolean")
+        return value
 
 
 class PresetRefreshRequest(BaseModel):
