@@ -13,8 +13,10 @@ certificate made here; tests trust it through ``REQUESTS_CA_BUNDLE``. Endpoints:
   normalized corporate actions, filtered by the request's symbols and ex-date range).
 
 ``script`` is a list of failures for the next calls: ``429`` (with Retry-After), ``500``,
-``503``, ``timeout`` (sleeps past the client's timeout), ``drop`` (closes the connection). Every
-request is recorded in ``requests`` (path, form, user, time).
+``503``, ``timeout`` (sleeps past the client's timeout), ``drop`` (closes the connection);
+``truncate`` (the DBN body cut short inside a record, then compressed and sent whole: HTTP 200
+with a matching Content-Length) for ``get_range``. Every request is
+recorded in ``requests`` (path, form, user, time).
 """
 
 from __future__ import annotations
@@ -79,6 +81,16 @@ class ReferenceVendor:
                             "rate_info": {"ratio_new": row["split_ratio"] if row["split_ratio"] == row["split_ratio"] else None},
                             "event_info": {"action_status": status}})
         return out
+
+
+def cut_mid_record(body: bytes) -> bytes:
+    """About the first half of a DBN body, ending inside a record (or inside the metadata when
+    there are no records)."""
+    records = 8 + int.from_bytes(body[4:8], "little")
+    if len(body) <= records:
+        return body[: len(body) // 2]
+    size = body[records] * 4
+    return body[: records + (len(body) - records) // 2 // size * size + size // 2]
 
 
 def make_self_signed(folder: Path) -> tuple[Path, Path]:
@@ -162,8 +174,8 @@ class DatabentoGateway:
                 gateway.requests.append(request)
                 if user not in gateway.keys:
                     return self._json(401, {"detail": "Authentication failed."})
-                if gateway.script:
-                    failure = gateway.script.pop(0)
+                failure = gateway.script.pop(0) if gateway.script else None
+                if failure:
                     if failure == "429":
                         return self._json(429, {"detail": "Too many requests."}, {"Retry-After": "0"})
                     if failure in ("500", "503"):
@@ -181,6 +193,8 @@ class DatabentoGateway:
                         body = gateway.provider(request)
                     except GatewayError as error:
                         return self._json(error.status, {"detail": error.detail})
+                    if failure == "truncate":
+                        body = cut_mid_record(body)
                     if form.get("compression") == "zstd":
                         body = zstandard.ZstdCompressor().compress(body)
                     self.send_response(200)

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -17,14 +18,23 @@ import pyarrow.parquet as pq
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from databento_gateway import DatabentoGateway  # noqa: E402
+from databento_gateway import DatabentoGateway, cut_mid_record  # noqa: E402
 from dbn_builder import SimVendor  # noqa: E402
 from faults import full_disk_for_month_writes  # noqa: E402
 
 from platform_assets.ingestion.databento_transforms import mbp10_to_book, mbp10_to_book_loop, ohlcv_to_bars  # noqa: E402
 from platform_assets.ingestion.l2_backfill import MANIFEST_FILE, SUMMARY_FILE  # noqa: E402
 from platform_assets.universe import add_symbols  # noqa: E402
-from resources.databento_source import DatabentoAuthError, DatabentoError, DatabentoSource, date_chunks  # noqa: E402
+from resources.adapters.databento_adapter import incomplete_reason  # noqa: E402
+from resources.databento_source import (  # noqa: E402
+    Chunk,
+    DatabentoAdapter,
+    DatabentoAuthError,
+    DatabentoError,
+    DatabentoIncompleteStreamError,
+    DatabentoSource,
+    date_chunks,
+)
 from resources.lake import CURATED_BARS, feature_table, quarantine_table, raw_bars_table  # noqa: E402
 from resources.settings import load_settings  # noqa: E402
 from resources.validation import InvalidDateRangeError  # noqa: E402
@@ -330,3 +340,75 @@ def test_an_l2_day_stored_before_a_fault_in_its_dq_write_is_judged_by_the_re_run
     key = dg.AssetCheckKey(dg.AssetKey("l2_snapshots_databento"), "dq_book")
     evaluation = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key].event.dagster_event.event_specific_data
     assert evaluation.metadata["partitions_checked"].value == 2
+
+
+def _no_backoff(monkeypatch):
+    """The platform's Databento resource waits 1, 2, 4, 8, 16 s between its 5 retries: not in tests."""
+    monkeypatch.setattr(DatabentoAdapter, "_wait", lambda self, state: 0.0)
+
+
+def test_an_l2_stream_cut_mid_record_is_retried_and_never_stored_as_a_day(platform_db, gateway, monkeypatch):
+    """HTTP 200 and a whole zstd body, but the DBN inside cut mid-record: the client only warns
+    (and the CLI ignores warnings), so the part used to be stored as the day (grid mode carrying its
+    last book to 16:00) and every re-run skipped it. Now retried; still cut after the retries: an
+    error naming the stream, no file, ERROR in the manifest, and the next run fetches the day."""
+    from platform_api.l2_backfill import backfill_l2, backfill_l2_batch
+
+    settings, _, _ = platform_db
+    _no_backoff(monkeypatch)
+    gateway.script = ["truncate"]
+    healed = backfill_l2("AAPL", "2024-12-02", settings=settings, mode="every_event")
+    assert healed["status"] == "written" and len(gateway.get_range_requests()) == 2
+    assert backfill_l2("AAPL", "2024-12-02", settings=settings, mode="every_event", force=True)["rows"] == healed["rows"]
+
+    gateway.script = ["truncate"] * 6  # the first attempt and the 5 retries
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # as `mdp` and the job worker run
+        summary = backfill_l2_batch(["AAPL"], "2024-12-03", "2024-12-04", settings=settings)
+    assert summary["counts"] == {"WRITE": 0, "SKIP": 0, "EMPTY": 0, "ERROR": 1} and len(gateway.get_range_requests()) == 3 + 6
+    assert "DatabentoIncompleteStreamError" in summary["errors"][0] and "mbp-10 stream of AAPL [2024-12-03T14:30:00Z" in summary["errors"][0]
+    assert "after 5 retries" in summary["errors"][0]
+    assert not (Path(settings.level2_path) / "AAPL" / "2024-12-03_snapshots_databento.parquet").exists()
+    assert backfill_l2_batch(["AAPL"], "2024-12-03", "2024-12-04", settings=settings)["counts"]["WRITE"] == 1  # not SKIP
+
+
+def test_a_cut_short_delivery_fails_the_dagster_run_and_stores_nothing(platform_db, gateway, monkeypatch):
+    """A partial ohlcv-1m delivery used to become the newest raw batch (shadowing the complete one,
+    run green); a partial mbp-10 one a full-looking L2 day. Both fail now, storing nothing."""
+    from platform_api.backfill import plan_backfill, run_backfill
+
+    settings, defs, instance = platform_db
+    _no_backoff(monkeypatch)
+    _materialize(defs, instance, ["raw_bars_databento"], ["AAPL"], "2024-12-02", "2024-12-02")
+    lake, day = defs.resources["lake"], dt.date(2024, 12, 2)
+    complete = lake.read_latest_batch(raw_bars_table("databento"), "AAPL", day)
+    batches = sorted(lake.root.rglob("batch-*.parquet"))
+    gateway.script = ["truncate"] * 12  # every attempt of both assets' fetches
+    report = run_backfill(instance, plan_backfill(["AAPL"], "2024-12-02", "2024-12-02"), defs=defs,
+                          asset_selection=["raw_bars_databento", "l2_snapshots_databento"])
+    assert not report.success and len(gateway.get_range_requests()) == 1 + 12
+    assert sorted(lake.root.rglob("batch-*.parquet")) == batches
+    pd.testing.assert_frame_equal(lake.read_latest_batch(raw_bars_table("databento"), "AAPL", day), complete)
+    assert not (Path(settings.level2_path) / "AAPL").exists()
+    assert instance.get_latest_materialization_event(dg.AssetKey("l2_snapshots_databento")) is None
+    assert len(instance.fetch_materializations(dg.AssetKey("raw_bars_databento"), limit=10).records) == 1
+
+
+def test_a_chunk_read_from_a_truncated_file_raises_whatever_the_warning_filters(tmp_path):
+    """The client warns (BentoWarning) and drops the loose bytes; ``record_batches`` raises, also
+    where warnings are ignored; ``incomplete_reason`` says why before anything is read."""
+    import zstandard
+
+    start, end = pd.Timestamp("2024-12-02T14:30Z"), pd.Timestamp("2024-12-02T21:00Z")
+    body = SimVendor()(type("Request", (), {"form": {"schema": "ohlcv-1m", "symbols": "AAPL", "start": str(start), "end": str(end)}}))
+    path = tmp_path / "cut.dbn.zst"
+    path.write_bytes(zstandard.ZstdCompressor().compress(cut_mid_record(body)))
+    assert "ends inside a record" in incomplete_reason(path)
+    chunk = Chunk("ohlcv-1m", start, end, path, symbols=("AAPL",), batch_size=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(DatabentoIncompleteStreamError, match=r"ohlcv-1m stream of AAPL \[2024-12-02T14:30:00Z.* is truncated"):
+            list(chunk.record_batches())
+    path.write_bytes(zstandard.ZstdCompressor().compress(body))
+    assert incomplete_reason(path) is None and sum(len(b) for b in Chunk("ohlcv-1m", start, end, path).record_batches()) == len(SimVendor().bars("AAPL", start.date()))
+

@@ -31,6 +31,7 @@ from resources.adapters.databento_adapter import (  # noqa: F401  (re-exported: 
     DatabentoAuthError,
     DatabentoConnectionError,
     DatabentoError,
+    DatabentoIncompleteStreamError,
     MissingApiKeyError,
     date_chunks,
     load_symbol_mapping,

@@ -17,13 +17,15 @@
   batches, so a long range never sits in memory. Every chunk is logged with ``chunk_number`` /
   ``total_chunks``.
 * Retries (tenacity): 429 (honouring Retry-After), 408, 5xx, connection errors, timeouts and
-  broken streams, with exponential backoff ``base_delay * backoff_multiplier**n`` capped at
+  broken streams (also a body delivered whole but incomplete: each downloaded file is checked, see
+  ``incomplete_reason``), with exponential backoff ``base_delay * backoff_multiplier**n`` capped at
   ``max_delay``, ``max_retries`` times after the first attempt; other 4xx fail at once.
 * Errors: ``ValueError`` for configuration / job parameters (a missing key too:
   ``MissingApiKeyError``), ``ConnectionError`` when the API cannot be reached or refuses the key
   (``DatabentoConnectionError``, ``DatabentoAuthError``; a missing key is both a ``ValueError``
   and a ``DatabentoAuthError``: ``MissingApiKeyError``), ``RuntimeError`` when a fetch still fails
-  after the retries (``DatabentoError``, the base of the others).
+  after the retries (``DatabentoError``, the base of the others; ``DatabentoIncompleteStreamError``
+  when the stream still arrives cut short: nothing of it is handed on).
 * Records: ``DatabentoOHLCVRecord`` / ``DatabentoTradeRecord`` / ``DatabentoTBBORecord`` /
   ``DatabentoStatisticsRecord``; a record failing validation is skipped and counted
   (``validation_errors``) unless the job says ``"on_invalid_record": "raise"``.
@@ -40,6 +42,7 @@ import os
 import re
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +52,7 @@ import numpy as np
 import pandas as pd
 import requests
 import yaml
+import zstandard
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
@@ -73,6 +77,9 @@ RECORD_MODELS: dict[str, type[BaseModel]] = {
 }
 RECORD_BATCH = 250_000
 MB = 1024 * 1024
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+DBN_MAGIC = b"DBN"
+TRUNCATED_WARNING = "truncated or contains an incomplete record"  # the client's BentoWarning text
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 LOG = logging.getLogger("DatabentoAdapter")
 
@@ -95,6 +102,12 @@ class MissingApiKeyError(ApiKeyError):
 
 class DatabentoConnectionError(DatabentoError, ConnectionError):
     """The API could not be reached (connection errors / timeouts after the retries)."""
+
+
+class DatabentoIncompleteStreamError(DatabentoError):
+    """A DBN stream arrived cut short: it ends inside a record (the client's "DBN file is truncated"
+    warning), inside a zstd frame or inside its metadata. Retried like a broken stream; after the
+    retries nothing of it may be stored (a partial day would pass for a complete one)."""
 
 
 # ---------------------------------------------------------------------------------- configuration
@@ -217,7 +230,7 @@ def _retryable(error: BaseException) -> bool:
         return error.http_status in (408, 429)
     if isinstance(error, BentoServerError):
         return True
-    if isinstance(error, (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError)):
+    if isinstance(error, (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError, DatabentoIncompleteStreamError)):
         return True
     return isinstance(error, BentoError) and "Error streaming response" in str(error)
 
@@ -235,6 +248,8 @@ def client_errors_translated(what: str, retries: int, scrub) -> Iterator[None]:
 
     try:
         yield
+    except DatabentoIncompleteStreamError as error:
+        raise DatabentoIncompleteStreamError(f"{error} (still after {retries} retries)") from None
     except BentoClientError as error:
         status = error.http_status
         detail = scrub(str(error.message or error.http_body or ""))
@@ -245,11 +260,72 @@ def client_errors_translated(what: str, retries: int, scrub) -> Iterator[None]:
         raise kind(f"Databento {what} failed after {retries} retries: {scrub(str(error))}") from None
 
 
+def _check_complete(path: Path, name: str) -> None:
+    """``DatabentoIncompleteStreamError`` (retried) when the downloaded file is incomplete: a body
+    cut short whole-looking to HTTP (no Content-Length, or cut before the gateway compressed it)."""
+    reason = incomplete_reason(path) if path.exists() else None
+    if reason:
+        raise DatabentoIncompleteStreamError(f"the Databento {name} arrived incomplete: {reason}")
+
+
 def _retry_after(error: BaseException | None) -> float:
     headers = getattr(error, "headers", None) or {}
     with contextlib.suppress(TypeError, ValueError):
         return float(headers.get("Retry-After", 0) or 0)
     return 0.0
+
+
+# ---------------------------------------------------------------------------------- completeness
+def stream_name(schema: str, symbols, start: pd.Timestamp, end: pd.Timestamp) -> str:
+    """How errors name a stream: ``"mbp-10 stream of AAPL [2024-12-02T14:30:00Z, 2024-12-02T21:00:00Z)"``."""
+    return f"{schema} stream of {','.join(symbols) or '?'} [{isoformat_z(start)}, {isoformat_z(end)})"
+
+
+def _zstd_decompressed(source) -> Iterator[bytes]:
+    """The decompressed pieces of a zstd stream of one or more frames (bounded memory);
+    ``EOFError`` when it ends inside a frame (a body cut short: the client's reader says nothing)."""
+    decompressor = zstandard.ZstdDecompressor()
+    frame, inside = decompressor.decompressobj(), False
+    while data := source.read(MB):
+        while data:
+            yield frame.decompress(data)
+            inside = not frame.eof
+            if inside:
+                break
+            data, frame = frame.unused_data, decompressor.decompressobj()
+    if inside:
+        raise EOFError("it ends inside a zstd frame")
+
+
+def incomplete_reason(path: Path) -> str | None:
+    """Why the downloaded DBN file (zstd or not) is incomplete, or None: it ends inside a zstd frame,
+    inside its metadata, or inside a record (the stream's records are of one schema, so all of the
+    size the first one's header gives, as the client's record arrays assume). One streaming pass."""
+    head, total = bytearray(), 0
+    with path.open("rb") as source:
+        compressed = source.read(4) == ZSTD_MAGIC
+        source.seek(0)
+        pieces = _zstd_decompressed(source) if compressed else iter(lambda: source.read(MB), b"")
+        try:
+            for piece in pieces:
+                total += len(piece)
+                if len(head) <= _metadata_end(head):  # up to the first record's length byte
+                    head += piece
+        except (EOFError, zstandard.ZstdError) as error:
+            return str(error)
+    records = total - _metadata_end(head)
+    if head[:3] != DBN_MAGIC or len(head) < 8 or records < 0:
+        return "it ends inside its metadata"
+    size = head[_metadata_end(head)] * 4 if records else 0
+    if records and (size == 0 or records % size):
+        return f"it ends inside a record ({records} bytes of {size}-byte records)"
+    return None
+
+
+def _metadata_end(head: bytes) -> int:
+    """Where a DBN stream's records start: after the 8-byte prelude (magic, version, length) and the
+    metadata (8 until the prelude is known)."""
+    return 8 + int.from_bytes(head[4:8], "little") if len(head) >= 8 else 8
 
 
 # ---------------------------------------------------------------------------------- chunks
@@ -267,8 +343,16 @@ class Chunk:
     batch_size: int = RECORD_BATCH
     returned: Any = field(default=None, compare=False, repr=False)
     """What ``get_range`` returned when it wrote no file (a test double's iterable store)."""
+    symbols: tuple[str, ...] = ()
+    """The vendor symbols asked for (named in errors)."""
+
+    @property
+    def name(self) -> str:
+        """``"mbp-10 stream of AAPL [start, end)"``: how errors name the chunk."""
+        return stream_name(self.schema, self.symbols, self.start, self.end)
 
     def store(self):
+        """The chunk's ``DBNStore`` (or the store the client returned)."""
         import databento as db
 
         if self.returned is not None and not self.path.exists():
@@ -278,7 +362,8 @@ class Chunk:
     def record_batches(self, count: int | None = None) -> Iterator[np.ndarray | list]:
         """The chunk's records as structured arrays of at most ``count`` rows (bounded memory);
         each batch is counted in the adapter's ``records_fetched``. A store the client returned
-        instead of a file, if not a ``DBNStore``, gives lists of its record objects."""
+        instead of a file, if not a ``DBNStore``, gives lists of its record objects. A stream the
+        client finds truncated raises ``DatabentoIncompleteStreamError`` (``next_complete``)."""
         import databento as db
 
         count = self.batch_size if count is None else count
@@ -290,7 +375,7 @@ class Chunk:
         while True:
             started = time.perf_counter()
             try:
-                batch = next(batches)
+                batch = next_complete(batches, self.name)
             except StopIteration:
                 return
             if self.metrics is not None:
@@ -307,6 +392,23 @@ class Chunk:
                 with contextlib.suppress(ValueError, TypeError):
                     out[int(interval["symbol"])] = symbol
         return out
+
+
+def next_complete(batches: Iterator, name: str):
+    """``next(batches)``, but the client's "DBN file is truncated or contains an incomplete record"
+    warning (it drops the loose bytes and carries on) raises ``DatabentoIncompleteStreamError``
+    naming the stream, whatever the process's warning filters (the CLI ignores warnings). Other
+    warnings raised meanwhile are re-issued."""
+    from databento.common.error import BentoWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", BentoWarning)
+        batch = next(batches)
+    for warning in caught:
+        if issubclass(warning.category, BentoWarning) and TRUNCATED_WARNING in str(warning.message):
+            raise DatabentoIncompleteStreamError(f"the Databento {name} is truncated: {warning.message}")
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return batch
 
 
 def _object_batches(store, count: int) -> Iterator[list]:
@@ -463,6 +565,7 @@ class DatabentoAdapter(BaseAdapter):
         stype_in = stype_in or self.settings.stype_in
         fields = log_fields or {}
         target = folder / f"{schema}-{start.value}-{end.value}.dbn.zst"
+        name = stream_name(schema, symbols, start, end)
         policy = self.settings.retry_policy
         retrying = Retrying(
             retry=retry_if_exception(_retryable), stop=stop_after_attempt(policy.max_retries + 1), wait=self._wait,
@@ -477,6 +580,7 @@ class DatabentoAdapter(BaseAdapter):
                         dataset=dataset, symbols=symbols, schema=schema, start=start.isoformat(), end=end.isoformat(),
                         stype_in=stype_in, path=target,
                     )
+                    _check_complete(target, name)
         if target.exists():
             self.metrics.data_volume_mb += target.stat().st_size / MB
         elif returned is None:
@@ -500,7 +604,7 @@ class DatabentoAdapter(BaseAdapter):
                 path = self.download(symbols, schema, chunk_start, chunk_end, Path(tmp), dataset=dataset, stype_in=stype_in, log_fields=fields)
                 try:
                     yield Chunk(schema, chunk_start, chunk_end, path, number, len(ranges), self.metrics, self.settings.record_batch_size,
-                                returned=self._returned_stores.pop(path, None))
+                                returned=self._returned_stores.pop(path, None), symbols=tuple(symbols))
                 finally:
                     path.unlink(missing_ok=True)
 
