@@ -15,7 +15,8 @@ certificate made here; tests trust it through ``REQUESTS_CA_BUNDLE``. Endpoints:
 ``script`` is a list of failures for the next calls: ``429`` (with Retry-After), ``500``,
 ``503``, ``timeout`` (sleeps past the client's timeout), ``drop`` (closes the connection);
 ``truncate`` (the DBN body cut short inside a record, then compressed and sent whole: HTTP 200
-with a matching Content-Length) for ``get_range``. Every request is
+with a matching Content-Length) and ``cut_body`` (half of the zstd body sent with ``Connection:
+close`` and no Content-Length, then the connection closed) for ``get_range``. Every request is
 recorded in ``requests`` (path, form, user, time).
 """
 
@@ -163,6 +164,17 @@ class DatabentoGateway:
                 self.end_headers()
                 self.wfile.write(body)
 
+            def _send_cut(self, body: bytes):
+                """Half the body, no Content-Length, then the connection closed: the client sees an end."""
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+
             def do_POST(self):  # noqa: N802
                 length = int(self.headers.get("Content-Length", 0))
                 form = {k: v[-1] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
@@ -197,6 +209,8 @@ class DatabentoGateway:
                         body = cut_mid_record(body)
                     if form.get("compression") == "zstd":
                         body = zstandard.ZstdCompressor().compress(body)
+                    if failure == "cut_body":
+                        return self._send_cut(body)
                     self.send_response(200)
                     self.send_header("Content-Type", "application/octet-stream")
                     self.send_header("Content-Length", str(len(body)))

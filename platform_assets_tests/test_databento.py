@@ -412,3 +412,20 @@ def test_a_chunk_read_from_a_truncated_file_raises_whatever_the_warning_filters(
     path.write_bytes(zstandard.ZstdCompressor().compress(body))
     assert incomplete_reason(path) is None and sum(len(b) for b in Chunk("ohlcv-1m", start, end, path).record_batches()) == len(SimVendor().bars("AAPL", start.date()))
 
+def _ohlcv_rows(source: DatabentoSource) -> int:
+    chunks = source.fetch(["AAPL"], "ohlcv-1m", pd.Timestamp("2024-12-02T14:30Z"), pd.Timestamp("2024-12-02T21:00Z"))
+    return sum(len(records) for chunk in chunks for records in chunk.record_batches())
+
+
+def test_a_zstd_body_cut_on_a_closing_connection_is_retried_then_named(gateway):
+    """No Content-Length, ``Connection: close``, half the zstd body: HTTP sees a complete response
+    and the client raised ``DBNError: decoding error: unable to determine encoding`` outside the
+    retries. Now retried like a broken stream; if it stays cut, an error naming the chunk."""
+    gateway.script = ["cut_body"]
+    assert _ohlcv_rows(_source(gateway)) == len(SimVendor().bars("AAPL", dt.date(2024, 12, 2)))
+    assert len(gateway.get_range_requests()) == 2
+    gateway.script = ["cut_body"] * 3
+    with pytest.raises(DatabentoIncompleteStreamError, match=r"ohlcv-1m stream of AAPL \[2024-12-02T14:30:00Z, 2024-12-02T21:00:00Z\).*after 2 retries"):
+        _ohlcv_rows(_source(gateway, max_retries=2))
+    assert len(gateway.get_range_requests()) == 2 + 3
+

@@ -260,6 +260,18 @@ def client_errors_translated(what: str, retries: int, scrub) -> Iterator[None]:
         raise kind(f"Databento {what} failed after {retries} retries: {scrub(str(error))}") from None
 
 
+@contextlib.contextmanager
+def decoding(name: str) -> Iterator[None]:
+    """A DBN stream that does not decode (metadata or zstd frame cut short: ``DBNError: decoding
+    error: unable to determine encoding``) as ``DatabentoIncompleteStreamError`` naming it."""
+    from databento_dbn import DBNError
+
+    try:
+        yield
+    except (DBNError, zstandard.ZstdError) as error:
+        raise DatabentoIncompleteStreamError(f"the Databento {name} does not decode: {error}") from None
+
+
 def _check_complete(path: Path, name: str) -> None:
     """``DatabentoIncompleteStreamError`` (retried) when the downloaded file is incomplete: a body
     cut short whole-looking to HTTP (no Content-Length, or cut before the gateway compressed it)."""
@@ -352,12 +364,14 @@ class Chunk:
         return stream_name(self.schema, self.symbols, self.start, self.end)
 
     def store(self):
-        """The chunk's ``DBNStore`` (or the store the client returned)."""
+        """The chunk's ``DBNStore`` (or the store the client returned); a file that does not decode
+        raises ``DatabentoIncompleteStreamError`` naming the chunk."""
         import databento as db
 
         if self.returned is not None and not self.path.exists():
             return self.returned
-        return db.DBNStore.from_file(self.path)
+        with decoding(self.name):
+            return db.DBNStore.from_file(self.path)
 
     def record_batches(self, count: int | None = None) -> Iterator[np.ndarray | list]:
         """The chunk's records as structured arrays of at most ``count`` rows (bounded memory);
@@ -576,10 +590,11 @@ class DatabentoAdapter(BaseAdapter):
                 with attempt:
                     target.unlink(missing_ok=True)  # a broken earlier attempt leaves a partial file
                     self.metrics.api_calls_made += 1
-                    returned = self._client.timeseries.get_range(
-                        dataset=dataset, symbols=symbols, schema=schema, start=start.isoformat(), end=end.isoformat(),
-                        stype_in=stype_in, path=target,
-                    )
+                    with decoding(name):  # the client opens the file it wrote: metadata cut short raises there
+                        returned = self._client.timeseries.get_range(
+                            dataset=dataset, symbols=symbols, schema=schema, start=start.isoformat(), end=end.isoformat(),
+                            stype_in=stype_in, path=target,
+                        )
                     _check_complete(target, name)
         if target.exists():
             self.metrics.data_volume_mb += target.stat().st_size / MB
