@@ -4,7 +4,8 @@
 request it encodes the simulated sessions' bars (ohlcv-1m), book snapshots (mbp-10), trades and
 tbbo between start and end, and each session's statistics (opening price, session
 high/low, close price, cleared volume) for the sessions whose date starts in the range, with symbology mapping each symbol to a stable instrument id.
-``corrupt`` injects malformed vendor bars (high < low, zero price) at given (symbol, minute).
+``corrupt`` injects malformed vendor bars (high < low, zero price) at given (symbol, minute);
+``mixed_in`` mixes another instrument's mbp-10 records into a symbol's stream (not in its symbology).
 """
 
 from __future__ import annotations
@@ -132,6 +133,7 @@ class SimVendor:
     empty_days: set[tuple[str, dt.date]] = field(default_factory=set)
     unknown_symbols: set[str] = field(default_factory=set)  # answered 422 like an unresolvable symbol
     delays: dict[str, float] = field(default_factory=dict)  # seconds to stall before answering, per symbol
+    mixed_in: dict[str, str] = field(default_factory=dict)  # symbol -> symbol whose mbp-10 records its stream also carries
 
     def bars(self, symbol: str, day: dt.date) -> pd.DataFrame:
         bars = _simulated(self.seed, symbol, day).bars.drop_duplicates("ts").reset_index(drop=True)
@@ -163,7 +165,8 @@ class SimVendor:
         time.sleep(max([self.delays.get(s, 0.0) for s in symbols] + [0.0]))
         body = bytearray(metadata(form.get("dataset", self.dataset), schema, start, end, symbols))
         days = sessions_in_range(STOCKS, (start - pd.Timedelta(days=1)).date(), end.date())
-        for symbol in symbols:
+        served = symbols + [self.mixed_in[s] for s in symbols if s in self.mixed_in and schema == "mbp-10"]
+        for symbol in served:
             for day in days:
                 if (symbol, day) in self.empty_days:
                     continue

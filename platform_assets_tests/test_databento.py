@@ -412,6 +412,7 @@ def test_a_chunk_read_from_a_truncated_file_raises_whatever_the_warning_filters(
     path.write_bytes(zstandard.ZstdCompressor().compress(body))
     assert incomplete_reason(path) is None and sum(len(b) for b in Chunk("ohlcv-1m", start, end, path).record_batches()) == len(SimVendor().bars("AAPL", start.date()))
 
+
 def _ohlcv_rows(source: DatabentoSource) -> int:
     chunks = source.fetch(["AAPL"], "ohlcv-1m", pd.Timestamp("2024-12-02T14:30Z"), pd.Timestamp("2024-12-02T21:00Z"))
     return sum(len(records) for chunk in chunks for records in chunk.record_batches())
@@ -429,3 +430,23 @@ def test_a_zstd_body_cut_on_a_closing_connection_is_retried_then_named(gateway):
         _ohlcv_rows(_source(gateway, max_retries=2))
     assert len(gateway.get_range_requests()) == 2 + 3
 
+
+def test_l2_records_of_another_instrument_in_the_stream_are_dropped_and_counted(platform_db, vendor, caplog):
+    """MSFT's book mixed into AAPL's mbp-10 stream used to be sampled as AAPL's (twice the rows,
+    mids jumping between the two); the records of instruments not AAPL's in the chunk's symbology
+    are dropped now, counted and logged: the day is the clean one."""
+    from platform_api.l2_backfill import backfill_l2
+
+    settings, _, _ = platform_db
+    clean = backfill_l2("AAPL", "2024-12-02", settings=settings, mode="every_event")
+    expected = pq.read_table(clean["path"])
+    msft_records = backfill_l2("MSFT", "2024-12-02", settings=settings, mode="every_event")["rows"]
+    grid = pq.read_table(backfill_l2("AAPL", "2024-12-03", settings=settings)["path"])
+    vendor.mixed_in = {"AAPL": "MSFT"}
+    caplog.set_level(logging.WARNING)
+    mixed = backfill_l2("AAPL", "2024-12-02", settings=settings, mode="every_event", force=True)
+    assert mixed["status"] == "written" and mixed["rows"] == clean["rows"] and pq.read_table(mixed["path"]).equals(expected)
+    assert mixed["foreign_records"] == msft_records > 0
+    assert "dropped %d mbp-10 records of other instruments than AAPL" % msft_records in caplog.text
+    mixed_grid = backfill_l2("AAPL", "2024-12-03", settings=settings, force=True)
+    assert pq.read_table(mixed_grid["path"]).equals(grid) and mixed_grid["foreign_records"] > 0

@@ -96,7 +96,8 @@ def l2_snapshots_databento(
     """Historical 10-level L2 snapshots from Databento ``mbp-10``, sampled per ``L2_SAMPLING_MODE``
     (default: as-of snapshots every ``L2_INTERVAL_MS`` like live capture; or one per book event).
 
-    For each (symbol, trading date): the records inside ``L2_BACKFILL_WINDOW_ET`` (DST-aware) become
+    For each (symbol, trading date): the symbol's records (those of other instruments in the stream
+    are dropped: ``foreign_records_dropped``) inside ``L2_BACKFILL_WINDOW_ET`` (DST-aware) become
     fixed 10-level arrays (zeros for missing levels) in
     ``level2/{SYMBOL}/{YYYY-MM-DD}_snapshots_databento.parquet``, written atomically and streamed in
     record batches. Idempotent: an existing file is skipped unless the run has the tag
@@ -112,7 +113,7 @@ def l2_snapshots_databento(
     sampling = L2Sampling(settings.l2_sampling_mode, settings.l2_interval_ms, settings.l2_sampling_clock)
     quality = data_quality.recorder(lake, "l2_snapshots", stored_as=L2_DQ_DATASET, asset_key="l2_snapshots_databento")
     counts = {"written": 0, "skipped": 0, "empty": 0, "error": 0}
-    errors, snapshots = [], 0
+    errors, snapshots, foreign = [], 0, 0
     progress = Progress(context, "l2_snapshots_databento", len(symbols) * len(dates))
     adapter = databento.adapter()  # one adapter for the run (its counters), connected on first use
     try:
@@ -121,6 +122,7 @@ def l2_snapshots_databento(
                 result = backfill_l2_day(adapter, l2_store, symbol, day, window, force=force, sampling=sampling)
                 kind = "empty" if result["zero_rows"] else result["status"]
                 counts[kind] += 1
+                foreign += result.get("foreign_records", 0)
                 if kind == "error":
                     errors.append(f"{symbol}@{day}: {result['error']}")
                 elif kind in ("written", "skipped"):  # a skipped day is judged again: its DQ results may never have been stored
@@ -134,7 +136,7 @@ def l2_snapshots_databento(
     if errors:
         raise dg.Failure(f"{len(errors)} of {len(symbols) * len(dates)} L2 days failed", metadata={"errors": "\n".join(errors[:50]), **counts, **adapter.metrics.as_dict()})
     return dg.MaterializeResult(
-        metadata={"source": DATABENTO, "snapshots_written": snapshots, "l2_sampling": sampling.describe(), **{f"days_{k}": v for k, v in counts.items()}, **adapter.metrics.as_dict()},
+        metadata={"source": DATABENTO, "snapshots_written": snapshots, "foreign_records_dropped": foreign, "l2_sampling": sampling.describe(), **{f"days_{k}": v for k, v in counts.items()}, **adapter.metrics.as_dict()},
         check_results=quality.finish(check_groups(L2_DQ_CHECKS)),
     )
 

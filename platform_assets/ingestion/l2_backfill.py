@@ -7,7 +7,10 @@ live capture, or one per event: ``l2_sampling.L2Sampling``) and writes
 ``level2/{SYMBOL}/{YYYY-MM-DD}_snapshots_databento.parquet`` atomically, streaming record batches
 to the file. It is idempotent: an existing file is skipped (``SKIP`` in the manifest) unless
 ``force``. A day with no records writes nothing and reports ``zero_rows`` (``EMPTY``). Errors are
-captured (``status: error``) unless ``strict``.
+captured (``status: error``) unless ``strict``; a stream that arrives cut short (after the adapter's
+retries: ``DatabentoIncompleteStreamError``) is one, and nothing of the day is written. Only the
+records of the symbol's instruments (the chunk's symbology) are sampled: records of other
+instruments in the stream are dropped, counted (``foreign_records``) and logged.
 
 ``run_l2_backfill`` runs many tasks with a thread pool and writes the contract's
 ``backfill_l2_manifest.jsonl`` (append-only, under a file lock, a torn tail healed before each
@@ -21,16 +24,18 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import datetime as dt
+import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from platform_assets.ingestion.l2_sampling import L2Sampling, sample_books
 from resources.atomic import write_json_atomic
-from resources.databento_source import DatabentoSource, et_day_bounds
+from resources.databento_source import Chunk, DatabentoError, DatabentoSource, et_day_bounds
 from resources.l2_store import L2SnapshotStore, set_aside
 from resources.lake import decodable_rows
 from resources.manifests import append_jsonl_healing, read_jsonl
@@ -41,13 +46,29 @@ MANIFEST_FILE = "backfill_l2_manifest.jsonl"
 SUMMARY_FILE = "backfill_l2_summary.json"
 MANIFEST_STATUS = {"written": "WRITE", "skipped": "SKIP", "empty": "EMPTY", "error": "ERROR"}
 COUNT_KEYS = ("WRITE", "SKIP", "EMPTY", "ERROR")
+LOG = logging.getLogger("platform.l2_backfill")
+
+
+def own_records(chunk: Chunk, vendor: str, counts: dict) -> Iterator[np.ndarray]:
+    """The chunk's mbp-10 record batches of ``vendor``'s instruments (its symbology) only: records
+    of other instruments (another book mixed into the stream) are dropped and counted in
+    ``counts["foreign_records"]``. Records when the symbology names no instrument of ``vendor``
+    cannot be attributed: ``DatabentoError``."""
+    ids = np.array([i for i, symbol in chunk.instrument_symbols().items() if symbol == vendor], dtype=np.uint64)
+    for records in chunk.record_batches():
+        if len(records) and not len(ids):
+            raise DatabentoError(f"the Databento {chunk.name} has records but its symbology names no instrument of {vendor}")
+        mine = np.isin(records["instrument_id"], ids)
+        counts["foreign_records"] += len(records) - int(mine.sum())
+        yield records if mine.all() else records[mine]
 
 
 def backfill_l2_day(
     source: DatabentoSource, store: L2SnapshotStore, symbol: str, day: dt.date, window: tuple[dt.time, dt.time],
     *, force: bool = False, strict: bool = False, sampling: L2Sampling | None = None,
 ) -> dict:
-    """``{symbol, date, status: written|skipped|error, zero_rows, path, rows, error, sampling}``.
+    """``{symbol, date, status: written|skipped|error, zero_rows, path, rows, error, sampling}``
+    (and ``foreign_records`` when records of other instruments were dropped).
 
     ``sampling`` (default: a grid at live capture's 1 s) says how events become snapshots
     (``l2_sampling``); it is stored in the file's ``l2_sampling`` metadata. An existing file is
@@ -67,13 +88,17 @@ def backfill_l2_day(
     try:
         start, end = et_day_bounds(day, window)
         vendor = source.vendor_symbols([symbol])[symbol]
+        counts = {"foreign_records": 0}
 
         def batches():
             for chunk in source.fetch([vendor], "mbp-10", start, end):
-                yield from chunk.record_batches()
+                yield from own_records(chunk, vendor, counts)
 
         written, rows = store.write_stream(symbol, day, sample_books(batches(), sampling, (start, end)), suffix=DATABENTO_SUFFIX,
                                            source=DATABENTO_SUFFIX, metadata=sampling.file_metadata())
+        if counts["foreign_records"]:
+            result["foreign_records"] = counts["foreign_records"]
+            LOG.warning("%s %s: dropped %d mbp-10 records of other instruments than %s", symbol, day, counts["foreign_records"], vendor)
         if written is None:
             result.update(zero_rows=True)
         else:
