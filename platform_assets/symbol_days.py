@@ -169,7 +169,8 @@ def listing(items: list[str]) -> str:
 
 
 class SymbolDayStep:
-    """Runs ``transform(symbol, day) -> Outcome`` over a run's dates x symbols, then reports truthfully.
+    """Runs ``transform(symbol, day) -> Outcome`` over a run's dates x symbols (or takes the outcomes
+    a producer ``record``s), then reports truthfully.
 
     ``is_stored(symbol, day)`` tells whether the table holds the data of a (symbol, date) after the
     run (for the completeness check over every tracked symbol, ``tracked``).
@@ -225,6 +226,11 @@ class SymbolDayStep:
                 self._flush(symbol)
             self._heal_lost_dates()
         return self
+
+    def record(self, symbol: str, day: dt.date, outcome: Outcome) -> None:
+        """Record the outcome of a (symbol, date) a producer handled itself (a vendor stream that
+        yields its symbol-days in its own order), for ``finish`` to report like ``run``'s."""
+        self.reports[day].outcomes[symbol] = outcome
 
     def run_by_symbol(
         self,

@@ -450,10 +450,15 @@ def test_adapter_counters_in_each_databento_runs_metadata(tmp_path, gateway, ven
         _materialize(defs, instance, ["raw_bars_databento", "raw_trades_databento", "l2_snapshots_databento"], ["AAPL"], "2024-12-02", "2024-12-03")
         meta = {k: {n: v.value for n, v in instance.get_latest_materialization_event(dg.AssetKey(k)).asset_materialization.metadata.items()}
                 for k in ("raw_bars_databento", "raw_trades_databento", "l2_snapshots_databento")}
+        records = instance.fetch_materializations(dg.AssetKey("raw_bars_databento"), limit=10).records
+        per_date = {r.event_log_entry.asset_materialization.partition: {n: v.value for n, v in r.event_log_entry.asset_materialization.metadata.items()} for r in records}
     bars = meta["raw_bars_databento"]
     expected = sum(len(vendor.bars("AAPL", d)) for d in (dt.date(2024, 12, 2), dt.date(2024, 12, 3)))
-    assert bars["records_fetched"] == expected and bars["rows"] == expected - 1 and bars["validation_errors"] == 1
-    assert bars["malformed_rows_quarantined"] == 1 and bars["provider"] == "databento" and bars["dataset"] == "XNAS.ITCH"
+    assert set(per_date) == {"2024-12-02", "2024-12-03"}  # each date's materialization carries that date's own numbers
+    assert sum(m["rows"] for m in per_date.values()) == expected - 1 and per_date["2024-12-02"]["malformed_rows_quarantined"] == 1
+    assert per_date["2024-12-03"]["malformed_rows_quarantined"] == 0 and per_date["2024-12-02"]["symbols_written"] == 1
+    assert bars["records_fetched"] == expected and bars["validation_errors"] == 1  # the run's adapter counters, on each date
+    assert bars["provider"] == "databento" and bars["dataset"] == "XNAS.ITCH"
     assert bars["data_volume_mb"] > 0 and bars["processing_time_ms"] >= 0
     # one 429 hit whichever asset ran first: its run counts one retry and one more call
     assert sum(m["retry_attempts"] for m in meta.values()) == 1
@@ -561,7 +566,8 @@ def test_a_new_source_is_one_class_plus_one_config_entry_and_gets_its_asset_gene
     assert any(c.startswith("dq_") for c in snapshot["checks"])
     assert snapshot["priority"] == ["dummy", "databento", "ib", "ib_live", "sim"]
     meta = snapshot["metadata"]
-    assert meta["source"] == "dummy" and meta["rows"] == 2 * 389 and meta["malformed_rows_quarantined"] == 0
+    assert meta["source"] == "dummy" and meta["rows"] == 389 and meta["malformed_rows_quarantined"] == 0  # the latest date's own numbers
+    assert "symbols_complete" in snapshot["checks"]  # a generated raw-bars asset says per date which symbols were stored
     assert meta["validation_errors"] == 2 and meta["records_fetched"] == 2 * 390 and meta["api_calls_made"] == 2
     assert snapshot["curated"] == {"rows": 390, "sources": ["dummy"], "first_close": 50.0}
     assert "dummy-secret" not in done.stdout + done.stderr

@@ -450,3 +450,29 @@ def test_l2_records_of_another_instrument_in_the_stream_are_dropped_and_counted(
     assert "dropped %d mbp-10 records of other instruments than AAPL" % msft_records in caplog.text
     mixed_grid = backfill_l2("AAPL", "2024-12-03", settings=settings, force=True)
     assert pq.read_table(mixed_grid["path"]).equals(grid) and mixed_grid["foreign_records"] > 0
+
+
+def _check_on(instance, asset: str, day: str):
+    """The latest ``symbols_complete`` evaluation of ``asset`` on one date partition."""
+    key = dg.AssetCheckKey(dg.AssetKey(asset), "symbols_complete")
+    return next(r.evaluation for r in instance.event_log_storage.get_asset_check_execution_history(key, limit=50)
+                if r.evaluation is not None and r.evaluation.partition == day)
+
+
+def test_a_vendor_day_without_bars_fails_that_dates_completeness_not_green(platform_db, vendor):
+    """The vendor answers 200 with no bars for AAPL on one session: that date's ``symbols_complete``
+    fails naming AAPL (no input data) while the other date passes; a date where no symbol got
+    bars fails the run (it used to materialize green with every DQ check over 0 partitions)."""
+    from platform_api.backfill import plan_backfill, run_backfill
+
+    settings, defs, instance = platform_db
+    vendor.empty_days = {("AAPL", dt.date(2024, 12, 2))}
+    _materialize(defs, instance, ["raw_bars_databento"], ["AAPL", "MSFT"], "2024-12-02", "2024-12-03")  # both dates (inclusive)
+    gap, whole = _check_on(instance, "raw_bars_databento", "2024-12-02"), _check_on(instance, "raw_bars_databento", "2024-12-03")
+    assert not gap.passed and gap.severity == dg.AssetCheckSeverity.ERROR
+    assert "AAPL (no input data)" in gap.metadata["missing"].value and "MSFT" not in gap.metadata["missing"].value
+    assert whole.passed and whole.metadata["tracked_symbols"].value == 2
+    vendor.empty_days = {("AAPL", dt.date(2024, 12, 4)), ("MSFT", dt.date(2024, 12, 4))}
+    report = run_backfill(instance, plan_backfill(["AAPL", "MSFT"], "2024-12-04", "2024-12-04"), defs=defs, asset_selection=["raw_bars_databento"])
+    assert not report.success and "no input data" in report.runs[0].error
+    assert not _check_on(instance, "raw_bars_databento", "2024-12-04").passed

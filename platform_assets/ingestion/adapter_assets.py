@@ -31,8 +31,10 @@ from platform_assets.partitions import partition_dates, ranged_backfill_policy, 
 from platform_assets.progress import Progress
 from platform_assets.quality.checks import check_groups, dq_check_specs, raw_dq_dataset
 from platform_assets.quality.heal import heal_lost_results, raw_batches_input
+from platform_assets.calendars import STOCKS
 from platform_assets.run_options import ingestion_options
-from platform_assets.universe import run_symbols
+from platform_assets.symbol_days import KEPT, Outcome, SymbolDayStep, complete_check_spec, no_input, written
+from platform_assets.universe import run_symbols, tracked_symbols
 from resources.adapters import AdapterRegistry
 from resources.adapters.base_adapter import FrameBatch
 from resources.adapters.ranges import days_range, et_day_bounds
@@ -40,6 +42,7 @@ from resources.adapters.registry import SourceSpec
 from resources.lake import content_hash, quarantine_table, raw_bars_table
 
 DayFrames = tuple[tuple[str, dt.date], pd.DataFrame, pd.DataFrame | None]
+ADAPTER_STATS = ("batches_written", "malformed_rows_quarantined", "duplicate_key_rows_quarantined")
 
 
 def with_registered_sources(rule_set, registry: type[AdapterRegistry] = AdapterRegistry):
@@ -101,7 +104,9 @@ def materialize_raw_bars(context: dg.AssetExecutionContext, spec: SourceSpec, ch
     ingestion_ts = pd.Timestamp.now(tz="UTC")
     quality = resources.data_quality.recorder(lake, "raw_bars", stored_as=raw_dq_dataset(spec.source), asset_key=spec.asset_key)
     quality.rule_set = with_registered_sources(quality.rule_set)
-    rows = written = rejected_rows = duplicates = 0
+    step = SymbolDayStep(context, spec.asset_key, symbols, dates, tracked=tracked_symbols(context.instance, STOCKS),
+                         is_stored=lambda symbol, day: bool(lake.batch_files(table, symbol, day)), stats_keys=ADAPTER_STATS, quality=[quality])
+    rejected_rows = 0
     missing = {(s, d) for s in symbols for d in dates}
     progress = Progress(context, spec.asset_key, len(missing))
     adapter = spec.build_adapter(resources)
@@ -109,30 +114,30 @@ def materialize_raw_bars(context: dg.AssetExecutionContext, spec: SourceSpec, ch
         batches = adapter.fetch_bars(symbols, start, end, ingestion_options(context))
         for (symbol, day), bars, bad in frames_by_day(batches, symbols, dates, split_malformed_bars):
             missing.discard((symbol, day))
-            if bad is not None and len(bad):
-                rejected_rows += len(bad)
+            rejected = len(bad) if bad is not None else 0
+            if rejected:
+                rejected_rows += rejected
                 lake.append_batch(quarantine_table(table), symbol, day, bad, content_hash(bad, spec.source, symbol, str(day)), ingestion_ts)
             if bars.empty:
+                step.record(symbol, day, no_input(f"{spec.provider} delivered only malformed bars ({rejected}, quarantined)"))
                 continue
             batch_id, batch, repeated = build_raw_batch(bars.sort_values("ts", kind="stable"), source=spec.source, symbol=symbol, day=day, ingestion_ts=ingestion_ts)
             path, new = store_raw_batch(lake, table, symbol, day, batch, batch_id, repeated, ingestion_ts)
             manifest.record(path, batch, vendor=spec.source, symbol=symbol, bar_size=spec.bar_size, new=new)  # a found batch: logged if its line is missing
             quality.add(symbol, day, batch)
-            rows, written, duplicates = rows + len(batch), written + new, duplicates + len(repeated)
+            stats = {"batches_written": int(new), "malformed_rows_quarantined": rejected, "duplicate_key_rows_quarantined": len(repeated)}
+            step.record(symbol, day, written(len(batch), **stats) if new else Outcome(KEPT, rows=len(batch), stats=stats))
             progress.step()
+    for symbol, day in missing:
+        step.record(symbol, day, no_input(f"{spec.provider} returned no bars"))
     adapter.metrics.validation_errors += rejected_rows
     heal_lost_results(quality, raw_batches_input(lake, table), context.log)
     manifest.rebuild_coverage()
     if missing:
         context.log.warning(f"{spec.provider} returned no bars for {len(missing)} symbol-days: {', '.join(sorted(f'{s}@{d}' for s, d in missing)[:20])}")
-    return dg.MaterializeResult(
-        metadata={
-            "source": spec.source, "provider": spec.provider, **adapter.run_metadata(), "symbols": len(symbols), "dates": len(dates),
-            "rows": rows, "batches_written": written, "malformed_rows_quarantined": rejected_rows,
-            "duplicate_key_rows_quarantined": duplicates, "symbol_days_without_data": len(missing), **adapter.metrics.as_dict(),
-        },
-        check_results=quality.finish(check_groups(checks)),
-    )
+    context.add_asset_metadata({"source": spec.source, "provider": spec.provider, **adapter.run_metadata(), "symbols": len(symbols), "dates": len(dates),
+                                 "symbol_days_without_data": len(missing), **adapter.metrics.as_dict()})
+    return step.finish(quality.finish(check_groups(checks)))
 
 
 def raw_bars_asset(spec: SourceSpec) -> dg.AssetsDefinition:
@@ -149,7 +154,7 @@ def raw_bars_asset(spec: SourceSpec) -> dg.AssetsDefinition:
         pool=spec.pool,
         metadata={"lake_table": str(raw_bars_table(spec.source)), "source": spec.source, "schema": "ohlcv-1m",
                   "adapter": f"{adapter.__module__}.{adapter.__qualname__}", "provider": spec.provider},
-        check_specs=checks,
+        check_specs=[*checks, complete_check_spec(spec.asset_key, stock_date_partitions)],
         required_resource_keys={"lake", "bars_manifest", "data_quality", *([spec.resource] if spec.resource else [])},
         description=spec.description,
     )
