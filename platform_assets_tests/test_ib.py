@@ -90,6 +90,45 @@ def test_no_data_days_are_empty_not_errors(tws):
     assert set(result.bars) == {("NVDA", DAYS[0]), ("NVDA", DAYS[2])}
 
 
+def test_a_request_without_answer_is_retried_not_recorded_as_no_data(tws):
+    # ib_async cancels a request after its timeout and returns [] like an empty answer: only IB's 162 "no data" is empty
+    tws.script = ["silent"]
+    result = _source(tws, request_timeout_s=0.3).fetch_bars(["AAPL"], DAYS)
+    assert not result.empty_days and not result.errors
+    assert len(tws.historical_requests()) == 2 and result.timeouts == 1  # the 3-day page, once more
+    for day in DAYS:
+        assert list(result.bars[("AAPL", day)]["ts"]) == list(_expected("AAPL", day)["ts"])
+
+
+def test_a_request_never_answered_fails_its_symbol_not_no_data(tws):
+    tws.script = ["silent"] * 3
+    tws.no_data_days = {("MSFT", DAYS[0])}
+    result = _source(tws, request_timeout_s=0.3, max_retries=1, max_page_days=1, start_concurrent_requests=1).fetch_bars(["AAPL"], DAYS[:2])
+    assert not result.empty_days and "no answer in time" in result.errors.get("AAPL", "")
+    assert not result.bars  # a failed symbol keeps no days: the answered day's bars go too
+    assert result.timeouts == 3  # one day's page unanswered twice, the other's once
+    result = _source(tws, request_timeout_s=0.3).fetch_bars(["MSFT"], DAYS[:1])  # a real "no data" is still an empty day
+    assert result.empty_days == [("MSFT", DAYS[0])] and not result.errors and not result.timeouts
+
+
+def test_raw_bars_ib_fails_when_ib_never_answers(tws, tmp_path, monkeypatch):
+    import functools
+
+    import resources.build
+    from definitions import build_definitions
+    from resources.settings import load_settings
+
+    monkeypatch.setattr(resources.build, "IBSource", functools.partial(IBSource, request_timeout_s=0.3, max_retries=1, base_delay_s=0.05))
+    tws.script = ["silent"] * 2
+    settings = load_settings(DATA_PATH_OVERRIDE=str(tmp_path / "data"), LAKE_FSYNC="false", IB_PORT=str(tws.port))
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        report = run_backfill(instance, plan_backfill(["AAPL"], "2024-12-02", "2024-12-02"), defs=build_definitions(settings),
+                              add_missing_symbols=True, asset_selection=["raw_bars_ib"])
+        assert not report.success  # before: green, rows 0, "days_without_data: AAPL@2024-12-02"
+        assert instance.get_latest_materialization_event(dg.AssetKey("raw_bars_ib")) is None
+        assert "no answer in time" in " ".join(str(r.error) for r in report.runs)
+
+
 def test_an_unknown_symbol_fails_alone(tws):
     result = _source(tws).fetch_bars(["AAPL", "ZZZZ"], DAYS[:1])
     assert "ZZZZ" in result.errors and "error 200" in result.errors["ZZZZ"]

@@ -7,8 +7,8 @@ positions (answered with its end marker, as connect waits for it), contract deta
 or error 200 for an unknown symbol), historical data (20 -> 17, bars from the offline simulator),
 market depth (10 -> 12 updates from a script), and errors (4) for pacing (162 / 366) and no data
 (162 "HMDS query returned no data"). ``script`` queues failures for the next historical requests
-(``pacing``, ``pacing366``, ``drop``); ``no_data_days`` answer no data; every request is recorded
-with its arrival time in ``requests``.
+(``pacing``, ``pacing366``, ``drop``, ``silent``: never answered, the socket stays up);
+``no_data_days`` answer no data; every request is recorded with its arrival time in ``requests``.
 
 Historical requests take ``latency_s + latency_per_day_s * days`` to answer (answered concurrently;
 ``open_historical`` / ``peak_open_historical`` count the open ones). Durations in days (``N D``) or
@@ -180,6 +180,8 @@ class FakeTws:
                 return None
             if failure == "drop":
                 return False
+            if failure == "silent":
+                return None
         violation = self._violation(request.at, symbol, (symbol, what, end, duration, bar_size), bar_size)
         if violation:
             return self._pacing(writer, req_id, violation)

@@ -127,6 +127,11 @@ class PacingLimiter:
             self.sleep(seconds)
 
 
+def is_no_data(code: int, message: str) -> bool:
+    """True for IB's 162 "HMDS query returned no data": the request was answered, there are no bars."""
+    return code == 162 and "no data" in (message or "").lower()
+
+
 def is_pacing_error(code: int, message: str) -> bool:
     """True for IB answers that mean "too much, too fast": back off and retry the same request.
 
@@ -137,7 +142,7 @@ def is_pacing_error(code: int, message: str) -> bool:
     """
     text = (message or "").lower()
     if code == 162:
-        return "no data" not in text
+        return not is_no_data(code, message)
     if code in (366, 100):
         return True
     if code == 322 and ("max" in text or "exceed" in text):

@@ -15,6 +15,9 @@ before multi-day pages). IB answers are mapped:
 
 * 162 "pacing violation" / 366 / 100 "max rate" -> back off and retry the page;
 * 162 "HMDS query returned no data" -> an empty page (no error);
+* no answer within ``request_timeout_s`` -> retried like a lost page (``max_retries``, exponential
+  backoff), then the symbol fails: ib_async swallows its own timeout and returns an empty list, so
+  an empty answer counts as "no data" only when IB said so (``HistoricalRequests``);
 * 200 (no security definition) -> that symbol fails with a clear error, the others go on;
 * a dropped connection -> reconnect with exponential backoff and retry the unfinished pages, so
   a resumed backfill has no duplicate or missing bars (pages are keyed, bars de-duplicated on ts).
@@ -41,7 +44,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import PrivateAttr
 
-from resources.ib_pacing import AdaptiveLimiter, HistoricalRequest, PacingLimiter, is_pacing_error
+from resources.ib_pacing import AdaptiveLimiter, HistoricalRequest, PacingLimiter, is_no_data, is_pacing_error
 from resources.ib_paging import is_small_bar, max_page_days, page_days
 
 LOG = logging.getLogger("platform.ib")
@@ -55,6 +58,7 @@ class BarsResult:
     empty_days: list[tuple[str, dt.date]] = field(default_factory=list)
     requests: int = 0
     pacing_retries: int = 0
+    timeouts: int = 0
     reconnects: int = 0
     pages: int = 0
     policy: str = ""
@@ -62,7 +66,51 @@ class BarsResult:
 
     def __repr__(self) -> str:  # asyncio may repr a finished task's result: never print the frames
         return (f"BarsResult({len(self.bars)} symbol-days, {len(self.errors)} errors, {len(self.empty_days)} empty days, requests={self.requests}, "
-                f"pacing_retries={self.pacing_retries}, reconnects={self.reconnects}, policy={self.policy!r})")
+                f"pacing_retries={self.pacing_retries}, timeouts={self.timeouts}, reconnects={self.reconnects}, policy={self.policy!r})")
+
+
+class HistoricalRequests:
+    """``reqHistoricalDataAsync`` that tells a timeout from "no data" (use as ``with``).
+
+    ib_async 2.1 catches its own ``asyncio.TimeoutError``: it cancels the request and returns an
+    empty list, which looks exactly like an answer without bars. IB says "no data" with error 162
+    "HMDS query returned no data" for the request's id (``ib.errorEvent``, heard while the ``with``
+    block is open; with ``RaiseRequestErrors`` ib_async also raises it as a ``RequestError``). So an
+    empty list is "no data" only after that error; otherwise the request timed out and ``bars``
+    raises ``asyncio.TimeoutError``, which callers retry like a lost page.
+    """
+
+    def __init__(self, ib, timeout_s: float):
+        self.ib, self.timeout_s = ib, timeout_s
+        self._no_data: set[int] = set()
+
+    def open(self) -> HistoricalRequests:
+        """Start listening to ``ib.errorEvent`` (``with`` does it for the block)."""
+        self.ib.errorEvent += self._on_error
+        return self
+
+    def close(self) -> None:
+        self.ib.errorEvent -= self._on_error
+
+    def __enter__(self) -> HistoricalRequests:
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _on_error(self, req_id: int, code: int, message: str, *_) -> None:
+        if is_no_data(code, message):
+            self._no_data.add(req_id)
+
+    async def bars(self, contract, end, duration: str, bar_size: str, what_to_show: str, use_rth: bool) -> list:
+        """The bars IB answered (maybe none, when it said "no data"); raises ``asyncio.TimeoutError``
+        when no answer came within ``timeout_s`` (0: wait for ever, so an empty list is an answer)."""
+        bars = await self.ib.reqHistoricalDataAsync(contract, end, duration, bar_size, what_to_show, use_rth, formatDate=2, timeout=self.timeout_s)
+        said_no_data = bars.reqId in self._no_data
+        self._no_data.discard(bars.reqId)
+        if bars or said_no_data or not self.timeout_s:
+            return bars
+        raise asyncio.TimeoutError(f"no answer from IB within {self.timeout_s:g} s (request {bars.reqId} cancelled)")
 
 
 @dataclass(frozen=True)
@@ -303,7 +351,7 @@ class IBSource(dg.ConfigurableResource):
                         result.reconnects += 1
 
         async def request_once(contract, request, page):
-            """One request under the limiter: (frame, None) or (None, "pacing" | "lost")."""
+            """One request under the limiter: (frame, None) or (None, "pacing" | "timeout" | "lost")."""
             if adaptive:
                 await ensure_connected()
                 await limiter.acquire(request)
@@ -321,18 +369,18 @@ class IBSource(dg.ConfigurableResource):
         async def send(contract, page):
             result.requests += 1
             try:
-                bars = await ib.reqHistoricalDataAsync(
-                    contract, page.end, page.duration, bar_size, what_to_show, use_rth, formatDate=2, timeout=self.request_timeout_s
-                )
-                return _bars_frame(bars), None
+                return _bars_frame(await history.bars(contract, page.end, page.duration, bar_size, what_to_show, use_rth)), None
             except RequestError as error:
-                if error.code == 162 and "no data" in error.message.lower():
+                if is_no_data(error.code, error.message):
                     return pd.DataFrame(), None
                 if not is_pacing_error(error.code, error.message):
                     raise
                 result.pacing_retries += 1
                 return None, "pacing"
-            except (ConnectionError, asyncio.TimeoutError):
+            except asyncio.TimeoutError:
+                result.timeouts += 1
+                return None, "timeout"  # no answer in time (the request was cancelled): retry the page
+            except ConnectionError:
                 return None, "lost"  # a dropped connection: reconnect and retry the page
 
         async def one(symbol, contract, page):
@@ -347,7 +395,7 @@ class IBSource(dg.ConfigurableResource):
                 else:
                     failures += 1
                 if failures > self.max_retries or pacing > (self.max_pacing_retries if adaptive else self.max_retries):
-                    raise RuntimeError(f"IB request for {symbol} ending {page.end} failed after {failures + pacing} retries")
+                    raise RuntimeError(f"IB request for {symbol} ending {page.end} failed after {failures + pacing} retries (last: {_OUTCOMES[outcome]})")
                 if adaptive and outcome == "pacing":
                     continue  # the limiter's back-off spaces the retry
                 delay = min(self.max_delay_s, self.base_delay_s * 2 ** (failures + pacing - 1))
@@ -355,26 +403,36 @@ class IBSource(dg.ConfigurableResource):
                 await asyncio.sleep(delay)
 
         result.pages += len(pages) * len(contracts)
-        tasks = {(symbol, page): asyncio.create_task(one(symbol, contract, page)) for symbol, contract in contracts.items() for page in pages}
-        for (symbol, page), task in tasks.items():
-            try:
-                frame = await task
-            except Exception as error:  # one symbol failing never fails the others
-                result.errors[symbol] = f"{type(error).__name__}: {error}"
-                continue
-            by_day = {}
-            if len(frame):  # one pass per page: de-duplicated, sorted, split by New York date
-                frame = frame.drop_duplicates("ts").sort_values("ts").assign(symbol=symbol)
-                by_day = {day: rows.reset_index(drop=True) for day, rows in frame.groupby(frame["ts"].dt.tz_convert(NY).dt.date, sort=False)}
-            for day in page.days:
-                if day in by_day:
-                    result.bars[(symbol, day)] = by_day[day]
-                else:
-                    result.empty_days.append((symbol, day))
-        for symbol in result.errors:
-            result.bars = {k: v for k, v in result.bars.items() if k[0] != symbol}
+        with HistoricalRequests(ib, self.request_timeout_s) as history:
+            tasks = {(symbol, page): asyncio.create_task(one(symbol, contract, page)) for symbol, contract in contracts.items() for page in pages}
+            for (symbol, page), task in tasks.items():
+                try:
+                    frame = await task
+                except Exception as error:  # one symbol failing never fails the others
+                    result.errors[symbol] = f"{type(error).__name__}: {error}"
+                    continue
+                by_day = {}
+                if len(frame):  # one pass per page: de-duplicated, sorted, split by New York date
+                    frame = frame.drop_duplicates("ts").sort_values("ts").assign(symbol=symbol)
+                    by_day = {day: rows.reset_index(drop=True) for day, rows in frame.groupby(frame["ts"].dt.tz_convert(NY).dt.date, sort=False)}
+                for day in page.days:
+                    if day in by_day:
+                        result.bars[(symbol, day)] = by_day[day]
+                    else:
+                        result.empty_days.append((symbol, day))
+        _drop_failed_symbols(result)
         if adaptive:
             result.peak_open = max(result.peak_open, limiter.stats.peak_open)
+
+
+_OUTCOMES = {"pacing": "pacing violation", "timeout": "no answer in time", "lost": "connection lost"}
+
+
+def _drop_failed_symbols(result: BarsResult) -> None:
+    """A failed symbol keeps no bars and no "no data" days: its days are errors, never empty."""
+    failed = set(result.errors)
+    result.bars = {k: v for k, v in result.bars.items() if k[0] not in failed}
+    result.empty_days = [k for k in result.empty_days if k[0] not in failed]
 
 
 def _utc(value) -> pd.Timestamp:

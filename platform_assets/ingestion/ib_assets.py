@@ -41,7 +41,8 @@ def raw_bars_ib(
     up multi-day pages (10 D for 1-min bars) and an adaptive limiter (up to 6 open requests, halved
     with a back-off on IB pacing errors). The ``ib`` concurrency pool keeps parallel runs from
     sharing one gateway at once. A symbol IB does not know fails alone (listed in the metadata,
-    logged as an error); days without data are reported. Append-only content-hashed batches per
+    logged as an error); days without data (IB's 162 "no data") are reported; a request IB never
+    answers is retried like a lost page and then fails its symbol (never a day without data). Append-only content-hashed batches per
     (symbol, New York date) under ``lake/raw_bars/source=ib``, feeding curated_bars (where "ib"
     supersedes the session's live bars, "ib_live"). Partitioned by XNYS trading date.
     """
@@ -78,7 +79,7 @@ def raw_bars_ib(
         metadata={
             "source": IB, "symbols": len(symbols), "dates": len(dates), "rows": rows, "batches_written": written,
             "duplicate_key_rows_quarantined": duplicates,
-            "requests": result.requests, "pacing_retries": result.pacing_retries, "reconnects": result.reconnects,
+            "requests": result.requests, "pacing_retries": result.pacing_retries, "timeouts": result.timeouts, "reconnects": result.reconnects,
             "pacing_policy": result.policy, "pages": result.pages, "peak_open_requests": result.peak_open,
             "failed_symbols": ", ".join(f"{s}: {e}" for s, e in result.errors.items()) or "none",
             "days_without_data": ", ".join(f"{s}@{d}" for s, d in result.empty_days[:50]) or "none",

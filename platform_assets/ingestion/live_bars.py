@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from platform_assets.ingestion.raw_batches import build_raw_batch
+from resources.ib_pacing import is_no_data
+from resources.ib_source import HistoricalRequests
 from resources.lake import ParquetLake, raw_bars_table
 from resources.schemas import RAW_BAR_COLUMNS, RAW_BARS_SCHEMA
 
@@ -193,13 +195,12 @@ async def record_bars(
         for attempt in range(ib_source.max_retries + 1):
             stats.backfill_requests += 1
             try:
-                bars = await ib.reqHistoricalDataAsync(contracts[symbol], f"{end:%Y%m%d-%H:%M:%S}", f"{seconds} S", "1 min", what_to_show, use_rth,
-                                                       formatDate=2, timeout=ib_source.request_timeout_s)
+                bars = await history.bars(contracts[symbol], f"{end:%Y%m%d-%H:%M:%S}", f"{seconds} S", "1 min", what_to_show, use_rth)
                 frame = [{"ts": pd.Timestamp(b.date).tz_convert("UTC"), "open": b.open, "high": b.high, "low": b.low, "close": b.close,
                           "volume": int(b.volume), "vwap": b.average, "trade_count": int(b.barCount)} for b in bars]
                 return [r for r in frame if start <= r["ts"] < end]
             except RequestError as error:
-                if error.code == 162 and "no data" in error.message.lower():
+                if is_no_data(error.code, error.message):
                     return []
                 why = f"IB error {error.code}: {error.message}"
             except (ConnectionError, asyncio.TimeoutError) as error:
@@ -233,6 +234,7 @@ async def record_bars(
                 await on_minute(symbol, row)
 
     ib.disconnectedEvent += dropped.set
+    history = HistoricalRequests(ib, ib_source.request_timeout_s).open()  # a timed-out backfill is retried, not "no data"
     reason = "stopped"
     loop = asyncio.get_running_loop()
     started = last_flush = loop.time()
@@ -268,6 +270,7 @@ async def record_bars(
                 break
     finally:
         flush()
+        history.close()
         stats.ended_at, stats.end_reason = pd.Timestamp.now(tz="UTC").isoformat(), reason
         if ib.isConnected():
             ib.disconnect()
