@@ -222,8 +222,9 @@ def _record_depth(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         stats = await record_depth(resources["ib"], resources["l2_store"], symbol, levels=args.levels, interval_s=args.interval,
-                                   rotate_s=args.rotate_minutes * 60, flush_s=args.flush_seconds, duration_s=args.duration, stop=stop)
-        _print(f"recorded {stats.snapshots} snapshots, {stats.messages} messages ({stats.end_reason}); files: {', '.join(stats.files)}")
+                                   rotate_s=args.rotate_minutes * 60, flush_s=args.flush_seconds, duration_s=args.duration, stop=stop,
+                                   **({} if args.stale_seconds is None else {"stale_s": args.stale_seconds}))
+        _print(f"recorded {stats.snapshots} snapshots, {stats.messages} messages, {len(stats.gaps)} gap(s) ({stats.end_reason}); files: {', '.join(stats.files)}")
 
     _print(f"recording {symbol} depth from {settings.ib_host}:{settings.ib_port} (Ctrl-C to stop; nothing recorded is lost)")
     asyncio.run(main())
@@ -445,6 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     depth.add_argument("--rotate-minutes", type=float, default=30.0, help="start new files every N minutes")
     depth.add_argument("--flush-seconds", type=float, default=30.0, help="re-write the current files every N seconds")
     depth.add_argument("--duration", type=float, default=None, help="stop after N seconds (default: until Ctrl-C)")
+    depth.add_argument("--stale-seconds", type=float, default=None,
+                       help="no depth update for N seconds: the data counts as down, no snapshots until the next one (default 60; 0: off)")
     depth.set_defaults(handler=_record_depth)
     audit = sub.add_parser("audit-lookahead", help="prove no derived column uses data from after its row's availability time")
     audit.add_argument("--symbols", default="", help="comma-separated (default AAPL,MSFT)")

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -176,7 +177,7 @@ def _depth_script() -> list[tuple]:
     return script
 
 
-def _capture(tws, tmp_path, duration, reconnects=0):
+def _capture(tws, tmp_path, duration, reconnects=0, **options):
     import asyncio
     import json
 
@@ -184,7 +185,8 @@ def _capture(tws, tmp_path, duration, reconnects=0):
     from resources.l2_store import L2SnapshotStore
 
     store = L2SnapshotStore(level2_path=str(tmp_path / "level2"), fsync=False)
-    stats = asyncio.run(record_depth(_source(tws), store, "AAPL", interval_s=0.02, rotate_s=3600, flush_s=0.1, duration_s=duration, reconnects=reconnects))
+    stats = asyncio.run(record_depth(_source(tws), store, "AAPL", interval_s=0.02, rotate_s=3600, flush_s=0.1, duration_s=duration, reconnects=reconnects,
+                                    **options))
     folder = tmp_path / "level2" / "AAPL"
     snapshots = sorted(folder.glob("*_snapshots_*.parquet"))
     messages = [m for path in sorted(folder.glob("*_messages_*.json")) for m in json.loads(path.read_text())]
@@ -283,3 +285,57 @@ def test_live_depth_capture_reconnects_and_resubscribes_after_a_drop(tws, tmp_pa
     book = L2Book.from_arrow(pq.read_table(snapshots[0]))
     after_drop = replay(messages[12:]).arrays()  # the book restarts from the full re-send
     assert list(book.bid_prices[-1]) == list(after_drop[0]) and list(book.ask_sizes[-1]) == list(after_drop[3])
+
+
+def _snapshot_times(snapshots) -> pd.DatetimeIndex:
+    from resources.schemas import L2Book
+    import pyarrow.parquet as pq
+
+    return pd.DatetimeIndex(np.concatenate([L2Book.from_arrow(pq.read_table(path)).timestamp for path in snapshots])).tz_localize("UTC")
+
+
+def _gaps(stats_files) -> list[dict]:
+    import json
+
+    return json.loads(stats_files[0].read_text()).get("gaps", [])
+
+
+def test_live_depth_writes_a_gap_not_a_frozen_book_while_ib_data_is_down(tws, tmp_path):
+    tws.depth_script = _depth_script()
+    tws.depth_events = [  # the socket stays up, depth stops, then IB says it is back
+        ("error", 1100, "Connectivity between IB and Trader Workstation has been lost."),
+        ("error", 2103, "Market data farm connection is broken:usfarm"), ("pause", 0.6),
+        ("error", 1102, "Connectivity between IB and Trader Workstation has been restored - data maintained."),
+    ]
+    stats, store, snapshots, messages, stats_files = _capture(tws, tmp_path, duration=1.8)
+    down, back = tws.depth_event_times[0], tws.depth_event_times[-1]
+    times = _snapshot_times(snapshots)
+    assert not ((times > down + pd.Timedelta("200ms")) & (times < back)).any()  # before: a snapshot of the frozen book every 20 ms
+    assert (times > back).any()  # recording goes on after the outage
+    assert sum(1 for r in tws.requests if r.msg_id == 10) == 2 and len(messages) == 2 * len(tws.depth_script)  # the book re-sent in full
+    [gap] = _gaps(stats_files)
+    assert "1100" in gap["reason"] and "2103" in gap["reason"] and gap["resumed"]
+    start, end = pd.Timestamp(gap["start"]), pd.Timestamp(gap["end"])
+    assert start <= down + pd.Timedelta("200ms") and end >= back and not ((times > start) & (times < end)).any()
+
+
+def test_live_depth_watchdog_stops_snapshots_when_depth_updates_stop(tws, tmp_path):
+    tws.depth_script = _depth_script()  # ~0.25 s of updates, then silence with the socket up
+    stats, store, snapshots, messages, stats_files = _capture(tws, tmp_path, duration=1.5, stale_s=0.3)
+    [gap] = _gaps(stats_files)
+    assert gap["reason"] == "no depth update for 0.3 s" and not gap["resumed"] and gap["end"] == stats.ended_at
+    last_update = pd.Timestamp(messages[-1]["timestamp"])
+    assert pd.Timestamp(gap["start"]) - last_update < pd.Timedelta("1s")
+    assert _snapshot_times(snapshots).max() <= pd.Timestamp(gap["start"])
+
+
+def test_live_depth_records_the_gap_of_a_dropped_connection(tws, tmp_path):
+    tws.depth_script = _depth_script()
+    tws.drop_depth_after, tws.drop_once = 12, True
+    stats, store, snapshots, messages, stats_files = _capture(tws, tmp_path, duration=1.5, reconnects=2)
+    [gap] = _gaps(stats_files)  # before: only "reconnects": 1
+    assert gap["reason"] == "connection to TWS/IB Gateway lost" and gap["resumed"]
+    start, end = pd.Timestamp(gap["start"]), pd.Timestamp(gap["end"])
+    assert pd.Timestamp(messages[11]["timestamp"]) <= start < end == pd.Timestamp(messages[12]["timestamp"])  # until the re-sent book
+    times = _snapshot_times(snapshots)
+    assert not ((times > start) & (times < end)).any() and (times >= end).any()

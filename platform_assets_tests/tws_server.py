@@ -5,7 +5,7 @@ client opens with ``API\\0`` + its version range; the server answers exactly two
 time); after START_API it sends managed accounts and the next valid id. Implemented requests:
 positions (answered with its end marker, as connect waits for it), contract details (9 -> 10/52,
 or error 200 for an unknown symbol), historical data (20 -> 17, bars from the offline simulator),
-market depth (10 -> 12 updates from a script), and errors (4) for pacing (162 / 366) and no data
+market depth (10 -> 12 updates from a script, then ``depth_events``), and errors (4) for pacing (162 / 366) and no data
 (162 "HMDS query returned no data"). ``script`` queues failures for the next historical requests
 (``pacing``, ``pacing366``, ``drop``, ``silent``: never answered, the socket stays up);
 ``no_data_days`` answer no data; every request is recorded with its arrival time in ``requests``.
@@ -64,6 +64,7 @@ class FakeTws:
     depth_script: list[tuple] = field(default_factory=list)  # (position, operation, side, price, size)
     drop_depth_after: int | None = None
     drop_once: bool = False  # after the drop, the next subscription gets the whole script
+    depth_events: list[tuple] = field(default_factory=list)  # once, after a subscription's script: ("error", code, message) / ("pause", s)
     requests: list[TwsRequest] = field(default_factory=list)
     latency_s: float = 0.0
     latency_per_day_s: float = 0.0
@@ -80,6 +81,7 @@ class FakeTws:
     def __post_init__(self):
         self.open_historical = self.peak_open_historical = self.pacing_errors = 0
         self.realtime_sent = 0
+        self.depth_event_times: list[pd.Timestamp] = []
         self._recent: deque = deque()               # (arrival, symbol, key) of historical requests
         self._rt_origin = time.monotonic()
         self._rt_tasks: dict[str, asyncio.Task] = {}
@@ -309,7 +311,20 @@ class FakeTws:
             writer.write(self._frame(12, 1, req_id, position, operation, side, price, size))
             await writer.drain()
             await asyncio.sleep(0.01)
+        await self._depth_events(writer)
         return None
+
+    async def _depth_events(self, writer) -> None:
+        """Play ``depth_events`` once (IB's connectivity errors come with id -1; the socket stays up);
+        ``depth_event_times`` gets the UTC time each was sent."""
+        events, self.depth_events = self.depth_events, []
+        for kind, *args in events:
+            if kind == "pause":
+                await asyncio.sleep(args[0])
+                continue
+            writer.write(self._frame(4, 2, -1, args[0], args[1], ""))
+            await writer.drain()
+            self.depth_event_times.append(pd.Timestamp.now(tz="UTC"))
 
     def realtime_requests(self) -> list[TwsRequest]:
         return [r for r in self.requests if r.msg_id == 50]

@@ -9,12 +9,21 @@ every message is logged. Every ``interval_s`` a snapshot of ``levels`` rows per 
 * ``level2/{SYMBOL}/{YYYY-MM-DD}_messages_{HHMMSS}.json`` (timestamp, operation add/update/remove,
   side bid/ask, level, price, size, symbol);
 * ``level2/{SYMBOL}/session_stats_{YYYYMMDD_HHMMSS}.json`` at the end (the guide's ``num_snapshots``,
-  ``num_messages``, ``interval_ms``, ``levels``; counts, files, end reason).
+  ``num_messages``, ``interval_ms``, ``levels``; counts, files, end reason, ``gaps``).
 
 The current segment is re-written atomically every ``flush_s`` and on rotation, SIGINT/SIGTERM, a
 dropped connection or the end of ``duration_s``: a stop never loses a recorded snapshot. After a
 dropped connection the recorder reconnects and subscribes again (the book restarts from IB's full
 re-send).
+
+Gaps, not a frozen book: the data is down from a dropped socket, an IB outage error (1100
+"Connectivity between IB and TWS has been lost", 2103 "Market data farm connection is broken"; the
+socket stays open and the book silently stops) or ``stale_s`` seconds without a depth update (the
+watchdog) until the next depth update. Meanwhile no snapshot is written (one is taken at the moment
+a drop or an outage error arrives: the book as the data left it). When IB says the data is back
+(1101, 1102, 2104, 2106) after an outage error, depth is subscribed again (the book restarts from
+IB's full re-send). Every gap is in the session stats as ``{"start", "end", "reason", "resumed"}``
+(``resumed`` false: the session ended inside the gap).
 """
 
 from __future__ import annotations
@@ -32,6 +41,9 @@ from resources.schemas import L2Book
 
 NY = "America/New_York"
 OPERATIONS = {0: "add", 1: "update", 2: "remove"}
+OUTAGE_CODES = frozenset({1100, 2103})               # IB <-> TWS connectivity lost; market data farm broken
+RESTORED_CODES = frozenset({1101, 1102, 2104, 2106})  # connectivity restored (data lost / kept); farm OK
+DEFAULT_STALE_S = 60.0  # no depth update for this long: the data counts as down (a liquid book updates many times a second)
 SIDES = {1: "bid", 0: "ask"}
 
 
@@ -81,6 +93,7 @@ class CaptureStats:
     messages: int = 0
     reconnects: int = 0
     files: list = field(default_factory=list)
+    gaps: list = field(default_factory=list)  # {"start", "end", "reason", "resumed"}: no snapshots in between
 
 
 def replay(messages: list[dict], levels: int = 10) -> DepthBook:
@@ -99,6 +112,34 @@ class DepthRecorder:
         self.book = DepthBook(levels)
         self.segment: Segment | None = None
         self.stats = CaptureStats(symbol, pd.Timestamp.now(tz="UTC").isoformat())
+        self.gap: dict | None = None  # the open gap: the data is down
+        self.last_update = pd.Timestamp.now(tz="UTC")
+
+    def data_down(self, now: pd.Timestamp, reason: str, rotate_s: float, snapshot: bool = True) -> None:
+        """Open a gap (or add ``reason`` to the open one); ``snapshot``: first keep the book as the data left it."""
+        if self.gap is not None:
+            if reason not in self.gap["reason"]:
+                self.gap["reason"] += f"; {reason}"
+            return
+        if snapshot:
+            self.snapshot(now, rotate_s)
+        self.gap = {"start": now.isoformat(), "end": None, "reason": reason, "resumed": False}
+
+    def data_back(self, now: pd.Timestamp, resumed: bool = True) -> None:
+        """Close the open gap at ``now``: snapshots are taken again."""
+        if self.gap is not None:
+            self.gap.update(end=now.isoformat(), resumed=resumed)
+            self.stats.gaps.append(self.gap)
+            self.gap = None
+
+    def stale(self, now: pd.Timestamp, stale_s: float | None) -> bool:
+        """True when no depth update came for ``stale_s`` seconds (None or 0: never) outside a gap."""
+        return bool(stale_s) and self.gap is None and (now - self.last_update).total_seconds() >= stale_s
+
+    def restart_book(self, now: pd.Timestamp) -> None:
+        """A new subscription: IB re-sends the book in full; the watchdog counts from ``now``."""
+        self.book = DepthBook(self.levels)
+        self.last_update = now
 
     def _segment_for(self, now: pd.Timestamp, rotate_s: float) -> Segment:
         local = now.tz_convert(NY)
@@ -109,6 +150,8 @@ class DepthRecorder:
         return self.segment
 
     def on_message(self, now: pd.Timestamp, position: int, operation: int, side: int, price: float, size: float, rotate_s: float) -> None:
+        self.data_back(now)
+        self.last_update = now
         self.book.apply(position, operation, side, price, size)
         segment = self._segment_for(now, rotate_s)
         segment.messages.append({
@@ -118,7 +161,8 @@ class DepthRecorder:
         self.stats.messages += 1
 
     def snapshot(self, now: pd.Timestamp, rotate_s: float) -> None:
-        if not self.book.bids and not self.book.asks:
+        """The book at ``now``, unless it is empty or the data is down (a gap, never a frozen book)."""
+        if self.gap is not None or (not self.book.bids and not self.book.asks):
             return
         segment = self._segment_for(now, rotate_s)
         segment.stamps.append(now.tz_convert("UTC").tz_localize(None).to_datetime64())
@@ -145,6 +189,7 @@ class DepthRecorder:
     def finish(self, reason: str) -> CaptureStats:
         self.flush()
         now = pd.Timestamp.now(tz="UTC")
+        self.data_back(now, resumed=False)
         self.stats.ended_at, self.stats.end_reason = now.isoformat(), reason
         path = self.store.symbol_dir(self.symbol) / f"session_stats_{now.tz_convert(NY):%Y%m%d_%H%M%S}.json"
         guide = {"num_snapshots": self.stats.snapshots, "num_messages": self.stats.messages, "interval_ms": self.interval_ms, "levels": self.levels}
@@ -155,19 +200,23 @@ class DepthRecorder:
 async def record_depth(
     ib_source, store: L2SnapshotStore, symbol: str, *, levels: int = 10, interval_s: float = 1.0, rotate_s: float = 1800.0,
     flush_s: float = 30.0, duration_s: float | None = None, stop: asyncio.Event | None = None, reconnects: int = 3,
+    stale_s: float | None = DEFAULT_STALE_S,
 ) -> CaptureStats:
     """Subscribe to ``levels`` rows of depth for ``symbol`` and record until stopped.
 
     A dropped connection flushes everything recorded, then reconnects (exponential backoff, up to
     ``reconnects`` times) and subscribes again; the book restarts empty because IB re-sends it in
-    full. When reconnecting fails the session ends with ``end_reason: disconnected``.
+    full. When reconnecting fails the session ends with ``end_reason: disconnected``. While the data
+    is down (a drop, IB errors 1100/2103 until 1101/1102/2104/2106, no depth update for ``stale_s``
+    seconds; None or 0 switches the watchdog off) no snapshot is written and the gap is recorded.
     """
     from ib_async import IB, Stock
 
     stop = stop or asyncio.Event()
     recorder = DepthRecorder(store, symbol, levels, interval_ms=interval_s * 1000)
-    dropped = asyncio.Event()
+    dropped, outage, restored = asyncio.Event(), asyncio.Event(), asyncio.Event()
     ib = IB()
+    depth = {}  # the subscription: contract, ticker
     reason = "stopped"
 
     def on_update(t):
@@ -176,14 +225,41 @@ async def record_depth(
             stamp = stamp.tz_convert("UTC") if stamp.tzinfo else stamp.tz_localize("UTC")
             recorder.on_message(stamp, tick.position, tick.operation, tick.side, tick.price, tick.size, rotate_s)
 
+    def on_drop():
+        recorder.data_down(pd.Timestamp.now(tz="UTC"), "connection to TWS/IB Gateway lost", rotate_s)
+        dropped.set()
+
+    def on_error(req_id, code, message, *_):
+        if code in OUTAGE_CODES:
+            recorder.data_down(pd.Timestamp.now(tz="UTC"), f"IB error {code}: {message}", rotate_s)
+            outage.set()
+        elif code in RESTORED_CODES and outage.is_set():
+            restored.set()
+
+    def request_depth() -> None:
+        """(Re)start the depth subscription; IB answers with the whole book."""
+        recorder.restart_book(pd.Timestamp.now(tz="UTC"))
+        outage.clear()
+        restored.clear()
+        depth["ticker"] = ib.reqMktDepth(depth["contract"], numRows=levels)
+        depth["ticker"].updateEvent += on_update
+
+    def resubscribe() -> None:
+        """After an outage: the updates IB sent meanwhile are lost, so ask for the whole book again."""
+        depth["ticker"].updateEvent -= on_update
+        ib.cancelMktDepth(depth["contract"])
+        request_depth()
+
     async def subscribe() -> None:
         await ib_source._connect(ib)
         qualified = await ib.qualifyContractsAsync(Stock(symbol, ib_source.exchange, ib_source.currency))
         if not qualified or qualified[0] is None:
             raise ValueError(f"IB has no security definition for {symbol} (error 200)")
-        ib.reqMktDepth(qualified[0], numRows=levels).updateEvent += on_update
+        depth["contract"] = qualified[0]
+        request_depth()
 
-    ib.disconnectedEvent += dropped.set
+    ib.disconnectedEvent += on_drop
+    ib.errorEvent += on_error
     try:
         await subscribe()
         loop = asyncio.get_running_loop()
@@ -194,13 +270,11 @@ async def record_depth(
             except asyncio.TimeoutError:
                 pass
             if dropped.is_set():
-                recorder.snapshot(pd.Timestamp.now(tz="UTC"), rotate_s)  # the book as the connection left it
                 recorder.flush()
                 if recorder.stats.reconnects >= reconnects:
                     reason = "disconnected"
                     break
                 recorder.stats.reconnects += 1
-                recorder.book = DepthBook(levels)
                 dropped.clear()
                 try:
                     await subscribe()
@@ -208,7 +282,12 @@ async def record_depth(
                     reason = "disconnected"
                     break
                 continue
-            recorder.snapshot(pd.Timestamp.now(tz="UTC"), rotate_s)
+            now = pd.Timestamp.now(tz="UTC")
+            if restored.is_set():
+                resubscribe()
+            if recorder.stale(now, stale_s):
+                recorder.data_down(now, f"no depth update for {stale_s:g} s", rotate_s, snapshot=False)
+            recorder.snapshot(now, rotate_s)
             if loop.time() - last_flush >= flush_s:
                 recorder.flush()
                 last_flush = loop.time()
@@ -216,8 +295,9 @@ async def record_depth(
                 reason = "duration"
                 break
     finally:
-        if reason != "disconnected":
-            recorder.snapshot(pd.Timestamp.now(tz="UTC"), rotate_s)  # the final state of the book
+        recorder.snapshot(pd.Timestamp.now(tz="UTC"), rotate_s)  # the final state of the book (none while the data is down)
+        ib.disconnectedEvent -= on_drop  # our own disconnect below is no gap
+        ib.errorEvent -= on_error
         stats = recorder.finish(reason)
         if ib.isConnected():
             ib.disconnect()
