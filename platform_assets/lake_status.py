@@ -10,8 +10,8 @@ later, and Dagster would go on showing the date complete:
 * **Files removed by hand (or by a disk fault).** ``audit_stored_partitions`` (the
   ``lake_status_audit_job``, scheduled daily) looks at every date whose latest evaluation passed
   and fails it again, naming the tracked symbols whose data is no longer stored: the derived
-  symbol-day tables, and the offline source's raw batches and L2 day files (which no run can
-  re-compute: a re-ingest of the date stores them again).
+  symbol-day tables, every source's raw batches and the offline source's L2 day files (which no
+  run can re-compute: a re-ingest of the date stores them again).
 
 Either way the date stays red until a re-run stores it again (its next evaluation passes).
 """
@@ -32,12 +32,15 @@ from platform_assets.symbol_days import COMPLETE_CHECK, listing
 from platform_assets.universe import detect_asset_type, tracked_symbols
 from resources.l2_store import L2SnapshotStore
 from resources.lake import ALIGNED_BARS, CURATED_BARS, ParquetLake, Table, decodable_rows, feature_table, labels_table, raw_bars_table
-from resources.offline_source import SIM_SOURCE
+from resources.adapters import AdapterRegistry
 from resources.lost_dates import LostDates
 
 LAKE_STATUS_RUN_PREFIX = "lake-status-"  # the run id our evaluations made outside a run are filed under
 SYMBOL_DAY_ASSETS = ("curated_bars", "crypto_curated_bars", "aligned_bars", *FEATURE_GROUPS, "labels")
-INGESTION_ASSETS = ("raw_bars_sim", "l2_snapshots_sim")  # the offline source's raw batches and TF_1 L2 day files
+RAW_BARS_PREFIX = "raw_bars_"
+INGESTION_ASSETS = (  # raw batches of every source with a raw-bars asset, and the offline source's TF_1 L2 day files
+    "raw_bars_sim", "raw_bars_ib", *(spec.asset_key for spec in AdapterRegistry.specs() if spec.generate_asset), "l2_snapshots_sim",
+)
 AUDITED_ASSETS = (*INGESTION_ASSETS, *SYMBOL_DAY_ASSETS)
 
 
@@ -170,10 +173,10 @@ def _summary(asset: str, failing: list[str], checked: int | None, why: str) -> d
 
 def stored_dates_of(asset: str, lake: ParquetLake, l2_store: L2SnapshotStore | None, symbol: str, decode: bool = False) -> set[dt.date] | None:
     """The dates ``asset`` holds for ``symbol`` now: a symbol-day asset's dates held by every table
-    it writes (``decode``: undecodable files quarantined first); the raw bars' dates with a batch;
+    it writes (``decode``: undecodable files quarantined first); a raw-bars asset's dates with a batch;
     the L2 snapshots' dates with a day file (None without an ``l2_store``: not audited)."""
-    if asset == "raw_bars_sim":
-        return {day for day in lake.raw_dates(raw_bars_table(SIM_SOURCE), symbol)}
+    if asset.startswith(RAW_BARS_PREFIX):
+        return lake.raw_dates(raw_bars_table(asset[len(RAW_BARS_PREFIX):]), symbol)
     if asset == "l2_snapshots_sim":
         return None if l2_store is None else {dt.date.fromisoformat(day) for day in l2_store.day_index(symbol)}
     if decode:

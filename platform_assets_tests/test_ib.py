@@ -165,6 +165,13 @@ def test_raw_bars_ib_asset_feeds_curated_bars(tws, tmp_path):
         assert len(curated) == 390 and set(curated["source"]) == {"ib"}
         event = instance.get_latest_materialization_event(dg.AssetKey("raw_bars_ib"))
         assert "ZZZZ" in event.asset_materialization.metadata["failed_symbols"].value
+        key = dg.AssetCheckKey(dg.AssetKey("raw_bars_ib"), "symbols_complete")  # each date says which symbol is missing, and why
+        evaluations = {r.evaluation.partition: r.evaluation for r in instance.event_log_storage.get_asset_check_execution_history(key, limit=20)
+                       if r.evaluation and r.evaluation.partition}  # (and the run's summary, without a partition)
+        assert set(evaluations) == {"2024-12-02", "2024-12-03"}
+        for evaluation in evaluations.values():
+            missing = evaluation.metadata["missing"].value
+            assert not evaluation.passed and "ZZZZ (failed: IB:" in missing and "AAPL" not in missing
 
 
 def _depth_script() -> list[tuple]:

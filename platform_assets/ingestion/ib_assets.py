@@ -8,8 +8,10 @@ from platform_assets.ingestion.raw_batches import build_raw_batch
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions
 from platform_assets.quality.checks import DataQuality, check_groups, dq_check_specs, raw_dq_dataset
 from platform_assets.quality.heal import heal_lost_results, raw_batches_input
+from platform_assets.calendars import STOCKS
 from platform_assets.run_options import ingestion_options
-from platform_assets.universe import run_symbols
+from platform_assets.symbol_days import FAILED, KEPT, Outcome, SymbolDayStep, complete_check_spec, no_input, written
+from platform_assets.universe import run_symbols, tracked_symbols
 from resources.ib_source import IBSource
 from resources.lake import ParquetLake, raw_bars_table
 from resources.bars_manifest import BarsManifest
@@ -17,6 +19,7 @@ from resources.bars_manifest import BarsManifest
 IB = "ib"
 RAW_BARS_IB = raw_bars_table(IB)
 RAW_DQ_CHECKS = dq_check_specs("raw_bars_ib", "raw_bars")
+IB_STATS = ("batches_written", "duplicate_key_rows_quarantined")
 
 
 @dg.asset(
@@ -26,7 +29,7 @@ RAW_DQ_CHECKS = dq_check_specs("raw_bars_ib", "raw_bars")
     kinds={"parquet"},
     pool="ib",
     metadata={"lake_table": str(RAW_BARS_IB), "source": IB},
-    check_specs=RAW_DQ_CHECKS,
+    check_specs=[*RAW_DQ_CHECKS, complete_check_spec("raw_bars_ib", stock_date_partitions)],
 )
 def raw_bars_ib(
     context: dg.AssetExecutionContext, ib: IBSource, lake: ParquetLake, bars_manifest: BarsManifest, data_quality: DataQuality
@@ -41,7 +44,7 @@ def raw_bars_ib(
     up multi-day pages (10 D for 1-min bars) and an adaptive limiter (up to 6 open requests, halved
     with a back-off on IB pacing errors). The ``ib`` concurrency pool keeps parallel runs from
     sharing one gateway at once. A symbol IB does not know fails alone (listed in the metadata,
-    logged as an error); days without data (IB's 162 "no data") are reported; a request IB never
+    logged as an error, named by each date's ``symbols_complete`` check); days without data (IB's 162 "no data") are reported; a request IB never
     answers is retried like a lost page and then fails its symbol (never a day without data). Append-only content-hashed batches per
     (symbol, New York date) under ``lake/raw_bars/source=ib``, feeding curated_bars (where "ib"
     supersedes the session's live bars, "ib_live"). Partitioned by XNYS trading date.
@@ -61,28 +64,31 @@ def raw_bars_ib(
     )
     ingestion_ts = pd.Timestamp.now(tz="UTC")
     quality = data_quality.recorder(lake, "raw_bars", stored_as=raw_dq_dataset(IB), asset_key="raw_bars_ib")
-    rows = written = duplicates = 0
+    step = SymbolDayStep(context, "raw_bars_ib", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS),
+                         is_stored=lambda symbol, day: bool(lake.batch_files(RAW_BARS_IB, symbol, day)), stats_keys=IB_STATS, quality=[quality])
+    bar_size = options.get("bar_size", "1 min").replace(" ", "")
     for (symbol, day), bars in sorted(result.bars.items()):
         batch_id, batch, repeated = build_raw_batch(bars, source=IB, symbol=symbol, day=day, ingestion_ts=ingestion_ts)
         path, new = store_raw_batch(lake, RAW_BARS_IB, symbol, day, batch, batch_id, repeated, ingestion_ts)
-        duplicates += len(repeated)
-        bars_manifest.record(path, batch, vendor=IB, symbol=symbol, bar_size=options.get("bar_size", "1 min").replace(" ", ""), new=new)
+        bars_manifest.record(path, batch, vendor=IB, symbol=symbol, bar_size=bar_size, new=new)
         quality.add(symbol, day, batch)
-        rows, written = rows + len(batch), written + new
-    heal_lost_results(quality, raw_batches_input(lake, RAW_BARS_IB), context.log)
-    bars_manifest.rebuild_coverage()
+        stats = {"batches_written": int(new), "duplicate_key_rows_quarantined": len(repeated)}
+        step.record(symbol, day, written(len(batch), **stats) if new else Outcome(KEPT, rows=len(batch), stats=stats))
+    for symbol, day in result.empty_days:
+        step.record(symbol, day, no_input("IB: HMDS query returned no data"))
     for symbol, error in result.errors.items():
         context.log.error(f"IB: {symbol} failed: {error}")
+        for day in dates:
+            step.record(symbol, day, Outcome(FAILED, detail=f"IB: {error}"[:300]))
+    heal_lost_results(quality, raw_batches_input(lake, RAW_BARS_IB), context.log)
+    bars_manifest.rebuild_coverage()
     if result.errors and len(result.errors) == len(symbols):
         raise dg.Failure(f"IB returned nothing: every symbol failed ({'; '.join(result.errors.values())[:500]})")
-    return dg.MaterializeResult(
-        metadata={
-            "source": IB, "symbols": len(symbols), "dates": len(dates), "rows": rows, "batches_written": written,
-            "duplicate_key_rows_quarantined": duplicates,
-            "requests": result.requests, "pacing_retries": result.pacing_retries, "timeouts": result.timeouts, "reconnects": result.reconnects,
-            "pacing_policy": result.policy, "pages": result.pages, "peak_open_requests": result.peak_open,
-            "failed_symbols": ", ".join(f"{s}: {e}" for s, e in result.errors.items()) or "none",
-            "days_without_data": ", ".join(f"{s}@{d}" for s, d in result.empty_days[:50]) or "none",
-        },
-        check_results=quality.finish(check_groups(RAW_DQ_CHECKS)),
-    )
+    context.add_asset_metadata({
+        "source": IB, "symbols": len(symbols), "dates": len(dates),
+        "requests": result.requests, "pacing_retries": result.pacing_retries, "timeouts": result.timeouts, "reconnects": result.reconnects,
+        "pacing_policy": result.policy, "pages": result.pages, "peak_open_requests": result.peak_open,
+        "failed_symbols": ", ".join(f"{s}: {e}" for s, e in result.errors.items()) or "none",
+        "days_without_data": ", ".join(f"{s}@{d}" for s, d in result.empty_days[:50]) or "none",
+    })
+    return step.finish(quality.finish(check_groups(RAW_DQ_CHECKS)))
