@@ -236,3 +236,19 @@ def test_every_error_class_is_importable_from_the_package():
     assert {"StaleDataError", "IncompleteCoverageError", "NoDataError"} <= classes
     assert classes <= set(platform_api.__all__)
     assert all(getattr(platform_api, name) is getattr(errors, name) for name in classes)
+
+
+def test_building_the_definitions_prints_no_dagster_beta_or_preview_notices(tmp_path):
+    """A training script or job calling the API builds the definitions: Dagster's Beta/Preview
+    notices about features used on purpose (backfill_policy, partitioned checks) used to fill its
+    stderr, every build."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = "from definitions import build_definitions\nfrom resources.settings import load_settings\nbuild_definitions(load_settings())\nprint('BUILT')\n"
+    env = {**os.environ, "DATA_PATH_OVERRIDE": str(tmp_path / "data"), "PYTHONWARNINGS": "default"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parent.parent, env=env, capture_output=True, text=True, timeout=180)
+    assert "BUILT" in done.stdout, done.stderr[-2000:]
+    assert "BetaWarning" not in done.stderr and "PreviewWarning" not in done.stderr, done.stderr[-2000:]
