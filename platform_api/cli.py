@@ -447,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     depth.add_argument("--flush-seconds", type=float, default=30.0, help="re-write the current files every N seconds")
     depth.add_argument("--duration", type=float, default=None, help="stop after N seconds (default: until Ctrl-C)")
     depth.add_argument("--stale-seconds", type=float, default=None,
-                       help="no depth update for N seconds: the data counts as down, no snapshots until the next one (default 60; 0: off)")
+                       help="no depth update for N seconds: the data counts as down, no snapshots until the next one (default 0: off; a quiet book is still valid)")
     depth.set_defaults(handler=_record_depth)
     audit = sub.add_parser("audit-lookahead", help="prove no derived column uses data from after its row's availability time")
     audit.add_argument("--symbols", default="", help="comma-separated (default AAPL,MSFT)")

@@ -37,10 +37,11 @@ from resources.lost_dates import LostDates
 
 LAKE_STATUS_RUN_PREFIX = "lake-status-"  # the run id our evaluations made outside a run are filed under
 SYMBOL_DAY_ASSETS = ("curated_bars", "crypto_curated_bars", "aligned_bars", *FEATURE_GROUPS, "labels")
-RAW_BARS_PREFIX = "raw_bars_"
-INGESTION_ASSETS = (  # raw batches of every source with a raw-bars asset, and the offline source's TF_1 L2 day files
-    "raw_bars_sim", "raw_bars_ib", *(spec.asset_key for spec in AdapterRegistry.specs() if spec.generate_asset), "l2_snapshots_sim",
-)
+RAW_BARS_ASSETS = {  # raw-bars asset -> its raw table (a generated asset's key is free: its source names the table)
+    "raw_bars_sim": raw_bars_table("sim"), "raw_bars_ib": raw_bars_table("ib"),
+    **{spec.asset_key: raw_bars_table(spec.source) for spec in AdapterRegistry.specs() if spec.generate_asset},
+}
+INGESTION_ASSETS = (*RAW_BARS_ASSETS, "l2_snapshots_sim")  # raw batches of every source, and the offline source's TF_1 L2 day files
 AUDITED_ASSETS = (*INGESTION_ASSETS, *SYMBOL_DAY_ASSETS)
 
 
@@ -175,8 +176,8 @@ def stored_dates_of(asset: str, lake: ParquetLake, l2_store: L2SnapshotStore | N
     """The dates ``asset`` holds for ``symbol`` now: a symbol-day asset's dates held by every table
     it writes (``decode``: undecodable files quarantined first); a raw-bars asset's dates with a batch;
     the L2 snapshots' dates with a day file (None without an ``l2_store``: not audited)."""
-    if asset.startswith(RAW_BARS_PREFIX):
-        return lake.raw_dates(raw_bars_table(asset[len(RAW_BARS_PREFIX):]), symbol)
+    if asset in RAW_BARS_ASSETS:
+        return lake.raw_dates(RAW_BARS_ASSETS[asset], symbol)
     if asset == "l2_snapshots_sim":
         return None if l2_store is None else {dt.date.fromisoformat(day) for day in l2_store.day_index(symbol)}
     if decode:

@@ -164,7 +164,7 @@ def test_raw_bars_ib_asset_feeds_curated_bars(tws, tmp_path):
         curated = lake.read(CURATED_BARS, ["AAPL"], [DAYS[0]])
         assert len(curated) == 390 and set(curated["source"]) == {"ib"}
         event = instance.get_latest_materialization_event(dg.AssetKey("raw_bars_ib"))
-        assert "ZZZZ" in event.asset_materialization.metadata["failed_symbols"].value
+        assert "ZZZZ: IB:" in event.asset_materialization.metadata["symbols_failed"].value  # this date's own failed symbols
         key = dg.AssetCheckKey(dg.AssetKey("raw_bars_ib"), "symbols_complete")  # each date says which symbol is missing, and why
         evaluations = {r.evaluation.partition: r.evaluation for r in instance.event_log_storage.get_asset_check_execution_history(key, limit=20)
                        if r.evaluation and r.evaluation.partition}  # (and the run's summary, without a partition)

@@ -21,7 +21,7 @@ from platform_assets.quality.config import RuleConfigError, default_rule_sets, l
 from platform_assets.quality.engine import batch_from_frames, evaluate
 from platform_assets.quality.metrics import dq_metrics_table
 from resources.offline_source import OfflineSource
-from resources.lake import ALIGNED_BARS, CURATED_BARS, feature_table, labels_table
+from resources.lake import ALIGNED_BARS, CURATED_BARS, feature_table, labels_table, raw_bars_table
 from resources.sim_market import FaultRates, corrupt_day, simulate_day
 
 SYMBOLS = ["AAPL", "MSFT", "NVDA"]
@@ -607,3 +607,27 @@ def test_health_outside_the_calendar_is_a_date_range_error_not_a_calendar_crash(
         with pytest.raises(InvalidDateRangeError, match=f"dates must be between .* got {day}"):
             get_dataset_health("curated_bars", day, settings=settings)
     assert get_dataset_health("curated_bars", dt.date(2000, 1, 5), settings=settings).status == "RED"  # near the start: nothing stored
+
+
+def test_a_raw_batch_stored_before_a_later_fault_is_still_judged_and_gates_curation(platform, monkeypatch):
+    """A raw batch failing an error rule lands, then its download-log line fails (a full disk):
+    the symbol-day is FAILED and named, and its DQ result (judged once the batch is stored) still
+    blocks it, so curation does not take the unjudged batch (it did once ingestion isolated
+    symbol-day failures: the result was added after the log line)."""
+    from resources.bars_manifest import BarsManifest
+
+    real = BarsManifest.record
+
+    def record(self, path, *args, **kwargs):
+        if "symbol=AAPL/date=2024-12-03" in str(path):
+            raise OSError(28, "No space left on device (injected)")
+        return real(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(BarsManifest, "record", record)
+    defs = _offline_with(platform, {"AAPL@2024-12-03": "bad_ticks"})
+    report = run_backfill(platform.instance, plan_backfill(["AAPL", "MSFT"], "2024-12-02", "2024-12-03"), defs=defs, add_missing_symbols=True)
+    lake, day = defs.resources["lake"], dt.date(2024, 12, 3)
+    assert not report.complete and any("No space left" in failure for failure in report.failures())
+    assert lake.batch_files(raw_bars_table("sim"), "AAPL", day)  # the batch landed
+    assert is_blocked(lake, "raw_bars_sim", "AAPL", day)  # and was judged: an error rule blocks it
+    assert not lake.has_partition(CURATED_BARS, "AAPL", day) and lake.has_partition(CURATED_BARS, "MSFT", day)

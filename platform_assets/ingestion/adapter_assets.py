@@ -123,8 +123,8 @@ def materialize_raw_bars(context: dg.AssetExecutionContext, spec: SourceSpec, ch
                 continue
             batch_id, batch, repeated = build_raw_batch(bars.sort_values("ts", kind="stable"), source=spec.source, symbol=symbol, day=day, ingestion_ts=ingestion_ts)
             path, new = store_raw_batch(lake, table, symbol, day, batch, batch_id, repeated, ingestion_ts)
+            quality.add(symbol, day, batch)  # judged once stored, whatever fails after
             manifest.record(path, batch, vendor=spec.source, symbol=symbol, bar_size=spec.bar_size, new=new)  # a found batch: logged if its line is missing
-            quality.add(symbol, day, batch)
             stats = {"batches_written": int(new), "malformed_rows_quarantined": rejected, "duplicate_key_rows_quarantined": len(repeated)}
             step.record(symbol, day, written(len(batch), **stats) if new else Outcome(KEPT, rows=len(batch), stats=stats))
             progress.step()
@@ -136,7 +136,7 @@ def materialize_raw_bars(context: dg.AssetExecutionContext, spec: SourceSpec, ch
     if missing:
         context.log.warning(f"{spec.provider} returned no bars for {len(missing)} symbol-days: {', '.join(sorted(f'{s}@{d}' for s, d in missing)[:20])}")
     context.add_asset_metadata({"source": spec.source, "provider": spec.provider, **adapter.run_metadata(), "symbols": len(symbols), "dates": len(dates),
-                                 "symbol_days_without_data": len(missing), **adapter.metrics.as_dict()})
+                                 **adapter.metrics.as_dict()})  # the fetch's counters (one fetch serves every date); each date's own symbols without data: symbols_without_input
     return step.finish(quality.finish(check_groups(checks)))
 
 

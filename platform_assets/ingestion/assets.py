@@ -21,6 +21,7 @@ RAW_BARS_SIM = raw_bars_table(SIM_SOURCE)
 RAW_DQ_CHECKS = dq_check_specs("raw_bars_sim", "raw_bars")
 L2_DQ_CHECKS = dq_check_specs("l2_snapshots_sim", "l2_snapshots")
 RAW_STATS = ("batches_written", "batches_unchanged", "duplicate_key_rows_quarantined")
+SIMULATED = {"source": SIM_SOURCE, "simulated": True}  # on every date's materialization: simulated data says so where it lands
 L2_DQ_DATASET = "l2_snapshots"
 
 
@@ -57,8 +58,8 @@ def raw_bars_sim(
         bars = offline_source.day(symbol, day).bar_columns
         batch_id, batch, repeated = raw_batch_table(bars, source=SIM_SOURCE, symbol=symbol, day=day, ingestion_ts=ingestion_ts)
         path, new = store_raw_batch(lake, RAW_BARS_SIM, symbol, day, batch, batch_id, repeated, ingestion_ts)
+        quality.add(symbol, day, as_delivered(bars, source=SIM_SOURCE, symbol=symbol, day=day))  # judged once stored, whatever fails after
         bars_manifest.record(path, batch, vendor=SIM_SOURCE, symbol=symbol, bar_size="1m", new=new)  # a found batch: logged if its line is missing
-        quality.add(symbol, day, as_delivered(bars, source=SIM_SOURCE, symbol=symbol, day=day))
         stats = {"batches_written": int(new), "batches_unchanged": int(not new), "duplicate_key_rows_quarantined": len(repeated)}
         return written(len(batch), **stats) if new else Outcome(KEPT, rows=len(batch), stats=stats)
 
@@ -68,6 +69,7 @@ def raw_bars_sim(
     ).run(ingest)
     heal_lost_results(quality, raw_batches_input(lake, RAW_BARS_SIM, as_delivered=True), context.log)
     bars_manifest.rebuild_coverage()
+    context.add_asset_metadata(SIMULATED)
     return step.finish(quality.finish(check_groups(RAW_DQ_CHECKS)))
 
 
@@ -122,4 +124,5 @@ def l2_snapshots_sim(
         is_stored=lambda symbol, day: bool(l2_store.day_files(symbol, day)), stats_keys=("files",), quality=[quality],
     ).run(capture)
     heal_lost_results(quality, l2_days_input(l2_store, l2_quality_input), context.log)
+    context.add_asset_metadata(SIMULATED)
     return step.finish(quality.finish(check_groups(L2_DQ_CHECKS)))

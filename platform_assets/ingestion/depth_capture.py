@@ -43,7 +43,7 @@ NY = "America/New_York"
 OPERATIONS = {0: "add", 1: "update", 2: "remove"}
 OUTAGE_CODES = frozenset({1100, 2103})               # IB <-> TWS connectivity lost; market data farm broken
 RESTORED_CODES = frozenset({1101, 1102, 2104, 2106})  # connectivity restored (data lost / kept); farm OK
-DEFAULT_STALE_S = 60.0  # no depth update for this long: the data counts as down (a liquid book updates many times a second)
+DEFAULT_STALE_S = 0.0  # the no-update watchdog, off by default: a quiet book (pre-open, an illiquid symbol) is still valid; IB's 1100/2103 and drops always open a gap
 SIDES = {1: "bid", 0: "ask"}
 
 

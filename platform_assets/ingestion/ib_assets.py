@@ -70,8 +70,8 @@ def raw_bars_ib(
     for (symbol, day), bars in sorted(result.bars.items()):
         batch_id, batch, repeated = build_raw_batch(bars, source=IB, symbol=symbol, day=day, ingestion_ts=ingestion_ts)
         path, new = store_raw_batch(lake, RAW_BARS_IB, symbol, day, batch, batch_id, repeated, ingestion_ts)
+        quality.add(symbol, day, batch)  # judged once stored, whatever fails after
         bars_manifest.record(path, batch, vendor=IB, symbol=symbol, bar_size=bar_size, new=new)
-        quality.add(symbol, day, batch)
         stats = {"batches_written": int(new), "duplicate_key_rows_quarantined": len(repeated)}
         step.record(symbol, day, written(len(batch), **stats) if new else Outcome(KEPT, rows=len(batch), stats=stats))
     for symbol, day in result.empty_days:
@@ -88,7 +88,5 @@ def raw_bars_ib(
         "source": IB, "symbols": len(symbols), "dates": len(dates),
         "requests": result.requests, "pacing_retries": result.pacing_retries, "timeouts": result.timeouts, "reconnects": result.reconnects,
         "pacing_policy": result.policy, "pages": result.pages, "peak_open_requests": result.peak_open,
-        "failed_symbols": ", ".join(f"{s}: {e}" for s, e in result.errors.items()) or "none",
-        "days_without_data": ", ".join(f"{s}@{d}" for s, d in result.empty_days[:50]) or "none",
-    })
+    })  # the fetch's counters (one fetch serves every date of the run); each date's own failed / no-data symbols are in its step metadata
     return step.finish(quality.finish(check_groups(RAW_DQ_CHECKS)))
