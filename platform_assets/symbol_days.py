@@ -79,8 +79,13 @@ def written(rows: int, **stats) -> Outcome:
     return Outcome(WRITTEN, rows=rows, stats=stats)
 
 
-def kept() -> Outcome:
-    return Outcome(KEPT)
+def kept(rows: int = 0, **stats) -> Outcome:
+    return Outcome(KEPT, rows=rows, stats=stats)
+
+
+def stored_batch(new: bool, rows: int, **stats) -> Outcome:
+    """An ingested batch: written when new, kept when the same batch was stored already."""
+    return (written if new else kept)(rows, **stats)
 
 
 def no_input(detail: str = "") -> Outcome:

@@ -850,13 +850,16 @@ class ParquetLake(dg.ConfigurableResource):
     # ------------------------------------------------------- append-only batches
     def raw_dates(self, table: Table, symbol: str) -> set[dt.date]:
         """The dates of a raw table's symbol folder holding at least one batch file."""
-        folder = self.symbol_dir(table, symbol)
         try:
-            entries = list(os.scandir(folder))
+            names = os.listdir(self.symbol_dir(table, symbol))
         except (FileNotFoundError, NotADirectoryError):
             return set()
-        return {dt.date.fromisoformat(entry.name[5:]) for entry in entries
-                if entry.name.startswith("date=") and any(name.startswith(BATCH_PREFIX) and name.endswith(".parquet") for name in os.listdir(entry.path))}
+        days = (dt.date.fromisoformat(name[5:]) for name in names if name.startswith("date="))
+        return {day for day in days if self.has_batch(table, symbol, day)}
+
+    def has_batch(self, table: Table, symbol: str, day: dt.date) -> bool:
+        """Whether a raw partition holds at least one batch file."""
+        return bool(self.batch_files(table, symbol, day))
 
     def batch_files(self, table: Table, symbol: str, day: dt.date) -> list[Path]:
         """Batches of a raw partition, oldest first (names sort by ingestion time); one listing of

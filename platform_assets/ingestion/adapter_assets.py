@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from collections.abc import Callable, Iterable, Iterator
 
 import dagster as dg
@@ -33,7 +34,7 @@ from platform_assets.quality.checks import check_groups, dq_check_specs, raw_dq_
 from platform_assets.quality.heal import heal_lost_results, raw_batches_input
 from platform_assets.calendars import STOCKS
 from platform_assets.run_options import ingestion_options
-from platform_assets.symbol_days import KEPT, Outcome, SymbolDayStep, complete_check_spec, no_input, written
+from platform_assets.symbol_days import SymbolDayStep, complete_check_spec, no_input, stored_batch
 from platform_assets.universe import run_symbols, tracked_symbols
 from resources.adapters import AdapterRegistry
 from resources.adapters.base_adapter import FrameBatch
@@ -105,7 +106,7 @@ def materialize_raw_bars(context: dg.AssetExecutionContext, spec: SourceSpec, ch
     quality = resources.data_quality.recorder(lake, "raw_bars", stored_as=raw_dq_dataset(spec.source), asset_key=spec.asset_key)
     quality.rule_set = with_registered_sources(quality.rule_set)
     step = SymbolDayStep(context, spec.asset_key, symbols, dates, tracked=tracked_symbols(context.instance, STOCKS),
-                         is_stored=lambda symbol, day: bool(lake.batch_files(table, symbol, day)), stats_keys=ADAPTER_STATS, quality=[quality])
+                         is_stored=functools.partial(lake.has_batch, table), stats_keys=ADAPTER_STATS, quality=[quality])
     rejected_rows = 0
     missing = {(s, d) for s in symbols for d in dates}
     progress = Progress(context, spec.asset_key, len(missing))
@@ -126,15 +127,13 @@ def materialize_raw_bars(context: dg.AssetExecutionContext, spec: SourceSpec, ch
             quality.add(symbol, day, batch)  # judged once stored, whatever fails after
             manifest.record(path, batch, vendor=spec.source, symbol=symbol, bar_size=spec.bar_size, new=new)  # a found batch: logged if its line is missing
             stats = {"batches_written": int(new), "malformed_rows_quarantined": rejected, "duplicate_key_rows_quarantined": len(repeated)}
-            step.record(symbol, day, written(len(batch), **stats) if new else Outcome(KEPT, rows=len(batch), stats=stats))
+            step.record(symbol, day, stored_batch(new, len(batch), **stats))
             progress.step()
     for symbol, day in missing:
         step.record(symbol, day, no_input(f"{spec.provider} returned no bars"))
     adapter.metrics.validation_errors += rejected_rows
     heal_lost_results(quality, raw_batches_input(lake, table), context.log)
     manifest.rebuild_coverage()
-    if missing:
-        context.log.warning(f"{spec.provider} returned no bars for {len(missing)} symbol-days: {', '.join(sorted(f'{s}@{d}' for s, d in missing)[:20])}")
     context.add_asset_metadata({"source": spec.source, "provider": spec.provider, **adapter.run_metadata(), "symbols": len(symbols), "dates": len(dates),
                                  **adapter.metrics.as_dict()})  # the fetch's counters (one fetch serves every date); each date's own symbols without data: symbols_without_input
     return step.finish(quality.finish(check_groups(checks)))

@@ -1,6 +1,8 @@
 """Ingestion assets of the offline (simulated) source: raw 1-min bars and L2 snapshots."""
 
 
+import functools
+
 import dagster as dg
 import pandas as pd
 
@@ -10,7 +12,7 @@ from platform_assets.ingestion.raw_batches import as_delivered, raw_batch_table
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions
 from platform_assets.quality.checks import DataQuality, check_groups, dq_check_specs, raw_dq_dataset
 from platform_assets.quality.heal import heal_lost_results, l2_days_input, raw_batches_input
-from platform_assets.symbol_days import KEPT, Outcome, SymbolDayStep, complete_check_spec, written
+from platform_assets.symbol_days import Outcome, SymbolDayStep, complete_check_spec, stored_batch, written
 from platform_assets.universe import run_symbols, tracked_symbols
 from resources.l2_store import L2SnapshotStore
 from resources.lake import ParquetLake, raw_bars_table
@@ -61,11 +63,11 @@ def raw_bars_sim(
         quality.add(symbol, day, as_delivered(bars, source=SIM_SOURCE, symbol=symbol, day=day))  # judged once stored, whatever fails after
         bars_manifest.record(path, batch, vendor=SIM_SOURCE, symbol=symbol, bar_size="1m", new=new)  # a found batch: logged if its line is missing
         stats = {"batches_written": int(new), "batches_unchanged": int(not new), "duplicate_key_rows_quarantined": len(repeated)}
-        return written(len(batch), **stats) if new else Outcome(KEPT, rows=len(batch), stats=stats)
+        return stored_batch(new, len(batch), **stats)
 
     step = SymbolDayStep(
         context, "raw_bars_sim", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS),
-        is_stored=lambda symbol, day: bool(lake.batch_files(RAW_BARS_SIM, symbol, day)), stats_keys=RAW_STATS, quality=[quality],
+        is_stored=functools.partial(lake.has_batch, RAW_BARS_SIM), stats_keys=RAW_STATS, quality=[quality],
     ).run(ingest)
     heal_lost_results(quality, raw_batches_input(lake, RAW_BARS_SIM, as_delivered=True), context.log)
     bars_manifest.rebuild_coverage()

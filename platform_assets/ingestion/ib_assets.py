@@ -1,5 +1,7 @@
 """Interactive Brokers ingestion: historical 1-minute bars through TWS / IB Gateway."""
 
+import functools
+
 import dagster as dg
 import pandas as pd
 
@@ -10,7 +12,7 @@ from platform_assets.quality.checks import DataQuality, check_groups, dq_check_s
 from platform_assets.quality.heal import heal_lost_results, raw_batches_input
 from platform_assets.calendars import STOCKS
 from platform_assets.run_options import ingestion_options
-from platform_assets.symbol_days import FAILED, KEPT, Outcome, SymbolDayStep, complete_check_spec, no_input, written
+from platform_assets.symbol_days import FAILED, Outcome, SymbolDayStep, complete_check_spec, no_input, stored_batch
 from platform_assets.universe import run_symbols, tracked_symbols
 from resources.ib_source import IBSource
 from resources.lake import ParquetLake, raw_bars_table
@@ -65,7 +67,7 @@ def raw_bars_ib(
     ingestion_ts = pd.Timestamp.now(tz="UTC")
     quality = data_quality.recorder(lake, "raw_bars", stored_as=raw_dq_dataset(IB), asset_key="raw_bars_ib")
     step = SymbolDayStep(context, "raw_bars_ib", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS),
-                         is_stored=lambda symbol, day: bool(lake.batch_files(RAW_BARS_IB, symbol, day)), stats_keys=IB_STATS, quality=[quality])
+                         is_stored=functools.partial(lake.has_batch, RAW_BARS_IB), stats_keys=IB_STATS, quality=[quality])
     bar_size = options.get("bar_size", "1 min").replace(" ", "")
     for (symbol, day), bars in sorted(result.bars.items()):
         batch_id, batch, repeated = build_raw_batch(bars, source=IB, symbol=symbol, day=day, ingestion_ts=ingestion_ts)
@@ -73,7 +75,7 @@ def raw_bars_ib(
         quality.add(symbol, day, batch)  # judged once stored, whatever fails after
         bars_manifest.record(path, batch, vendor=IB, symbol=symbol, bar_size=bar_size, new=new)
         stats = {"batches_written": int(new), "duplicate_key_rows_quarantined": len(repeated)}
-        step.record(symbol, day, written(len(batch), **stats) if new else Outcome(KEPT, rows=len(batch), stats=stats))
+        step.record(symbol, day, stored_batch(new, len(batch), **stats))
     for symbol, day in result.empty_days:
         step.record(symbol, day, no_input("IB: HMDS query returned no data"))
     for symbol, error in result.errors.items():
