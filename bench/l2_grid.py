@@ -4,7 +4,8 @@
 
 Generates one day of ``events`` mbp-10 records (09:30-16:00 New York) as a real zstd DBN file
 (``platform_assets_tests.mbp10_stream``), then runs the historical L2 path on it as
-``backfill_l2_day`` does after the download (``Chunk.record_batches`` through the ``databento``
+``backfill_l2_day`` does after the download (the completeness check ``incomplete_reason``, one
+streaming decompression of the file, then ``Chunk.record_batches`` through the ``databento``
 client's decoder -> ``sample_books`` -> ``L2SnapshotStore.write_stream``) once per mode, each in a
 fresh process so its peak RSS (``ru_maxrss``) is its own. Prints events/s and peak memory for the
 grid and every-event modes, and checks the grid file against an independent as-of pass over the
@@ -45,7 +46,7 @@ def _child(mode: str, dbn: Path, out: Path, interval_ms: int) -> dict:
     """One run of the L2 path in this (fresh) process: seconds, rows, peak RSS."""
     import pandas as pd
 
-    from resources.adapters.databento_adapter import Chunk  # first: importing databento_transforms first is circular (pre-existing)
+    from resources.adapters.databento_adapter import Chunk, incomplete_reason  # first: importing databento_transforms first is circular (pre-existing)
     from platform_assets.ingestion.l2_sampling import L2Sampling, sample_books
     from resources.l2_store import L2SnapshotStore
 
@@ -54,11 +55,15 @@ def _child(mode: str, dbn: Path, out: Path, interval_ms: int) -> dict:
     store = L2SnapshotStore(level2_path=str(out), fsync=False)
     base = _rss_mb()
     started = time.perf_counter()
+    reason = incomplete_reason(dbn)  # the download's completeness check (one more streaming decompression)
+    checked = time.perf_counter() - started
+    if reason:
+        raise RuntimeError(f"the generated DBN file is incomplete: {reason}")
     path, rows = store.write_stream("AAPL", DAY, sample_books(Chunk("mbp-10", start, end, dbn).record_batches(), sampling, (start, end)),
                                     suffix="databento", source="databento", metadata=sampling.file_metadata())
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"mode": mode, "seconds": seconds, "rows": rows, "path": str(path), "peak_rss_mb": peak, "base_rss_mb": base,
+    return {"mode": mode, "seconds": seconds, "check_seconds": checked, "rows": rows, "path": str(path), "peak_rss_mb": peak, "base_rss_mb": base,
             "file_mb": Path(path).stat().st_size / 2**20 if path else 0.0}
 
 
@@ -115,15 +120,15 @@ def run(events: int = 5_000_000, interval_ms: int = 1000) -> list[Result]:
     in_memory_mb = events * ROW_BYTES / 2**20
 
     def note(r: dict) -> str:
-        return (f"{r['rows']:,} snapshots, {r['file_mb']:.1f} MB file; peak RSS {r['peak_rss_mb']:.0f} MB "
+        return (f"{r['rows']:,} snapshots, {r['file_mb']:.1f} MB file; completeness check {r['check_seconds']:.1f} s of it; peak RSS {r['peak_rss_mb']:.0f} MB "
                 f"({r['peak_rss_mb'] - r['base_rss_mb']:+.0f} over imports)")
 
     print(f"[l2_grid] {events:,} events: DBN {dbn_mb:.0f} MB made in {made:.1f}s; holding every snapshot in memory would take "
           f"{in_memory_mb:,.0f} MB; grid vs independent as-of: {mismatches} mismatching rows", flush=True)
     return [
-        Result(f"L2 grid {interval_ms} ms, {events:,} mbp-10 events (decode+sample+write)", grid["seconds"], every["seconds"], "every-event mode",
+        Result(f"L2 grid {interval_ms} ms, {events:,} mbp-10 events (check+decode+sample+write)", grid["seconds"], every["seconds"], "every-event mode",
                rows=events, target="< 30 s, peak < 2 GB, = as-of", note=note(grid) + f"; as-of mismatches {mismatches}"),
-        Result(f"L2 every-event, {events:,} mbp-10 events (decode+convert+write)", every["seconds"], None, rows=events, target="bounded memory",
+        Result(f"L2 every-event, {events:,} mbp-10 events (check+decode+convert+write)", every["seconds"], None, rows=events, target="bounded memory",
                note=note(every)),
     ]
 
