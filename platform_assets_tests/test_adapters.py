@@ -585,6 +585,31 @@ def test_the_documents_testing_fixture_config_builds_without_a_key_and_fetch_con
     adapter.disconnect()
 
 
+def test_the_guides_mock_pattern_runs_as_written_without_a_key(monkeypatch):
+    """Seed 002, "Unit Testing with Mocks", verbatim: the fixture's ``TEST_API_KEY`` is never set
+    there, and with ``databento.Historical`` patched nothing needs it. The official client still
+    refuses a missing key at ``connect()`` (``MissingApiKeyError``, a ``ValueError``)."""
+    from unittest.mock import Mock, patch
+
+    monkeypatch.delenv("TEST_API_KEY", raising=False)
+    job_config = {"dataset": "GLBX.MDP3", "schema": "ohlcv-1d", "symbols": ["AAPL"],
+                  "start_date": "2024-01-01T00:00:00Z", "end_date": "2024-01-02T00:00:00Z"}
+    mock_record = DatabentoOHLCVRecord(symbol="AAPL", ts_event=dt.datetime(2024, 1, 2), open=1.0, high=2.0, low=0.5, close=1.5,
+                                       volume=3, instrument_id=7, publisher_id=2)
+    config = {"api": {"key_env_var": "TEST_API_KEY"}}
+    adapter = DatabentoAdapter(config)
+    with patch('databento.Historical') as mock_client:
+        mock_store = Mock()
+        mock_store.__iter__ = Mock(return_value=iter([mock_record]))
+        mock_client.return_value.timeseries.get_range.return_value = mock_store
+        records = list(adapter.fetch_historical_data(job_config))
+    assert len(records) == 1
+    assert isinstance(records[0], DatabentoOHLCVRecord)
+    assert mock_client.call_args.kwargs["key"] is None  # no key invented for the stand-in
+    with pytest.raises(ValueError, match="TEST_API_KEY"):  # the real client: a configuration error, named
+        DatabentoAdapter(config).connect()
+
+
 def test_the_guides_mock_pattern_a_client_returning_its_store_yields_validated_records(monkeypatch):
     """Seed 002, "Unit Testing with Mocks": ``databento.Historical`` patched, ``get_range``
     returning an iterable store instead of writing the DBN file. Record objects are read attribute
