@@ -233,3 +233,149 @@ def test_dq_metrics_are_emitted_one_line_per_rule(caplog):
         frame = emit_metrics(result, "my_bars")
     assert list(frame["rule"]) == ["range_close"] and frame["status"].iloc[0] == "error"
     assert any('"dataset": "my_bars"' in r.message and r.levelno == logging.ERROR for r in caplog.records)
+
+
+# ---------------------------------------------------------------------------------- 2 / 5: file and DB ingestors, BaseIngestor
+def test_file_ingestor_stores_csv_and_parquet_bars_as_raw_batches(design_env, tmp_path):
+    """Seed 001 section 2 lists ``src/data_sources/file_ingestor.py`` (CSV/Parquet file ingestion):
+    a vendor file's bars land as append-only raw batches per (symbol, trading date); a re-run
+    writes nothing new; a bad file fails naming it."""
+    from platform_assets.curation.assets import pick_raw_source
+    from src.data_sources.file_ingestor import FileIngestor
+    from src.storage.raw_store import RawStore
+
+    aapl, msft = _bars("AAPL", DAY), _bars("MSFT", DAY)
+    folder = tmp_path / "vendor"
+    folder.mkdir()
+    aapl.rename(columns={"ts": "timestamp"}).assign(timestamp=aapl["ts"].dt.strftime("%Y-%m-%d %H:%M:%S")).to_csv(folder / "aapl.csv", index=False)
+    msft.rename(columns={"ts": "timestamp"}).to_parquet(folder / "msft.parquet")
+    (folder / "notes.txt").write_text("not bars")
+    start, end = dt.datetime(2024, 12, 2, tzinfo=UTC), dt.datetime(2024, 12, 3, tzinfo=UTC)
+
+    ingestor = FileIngestor(folder, columns={"timestamp": "ts"})
+    ingestor.ingest_historical_range(["AAPL", "MSFT"], start, end)
+    ingestor.ingest_historical_range(["AAPL", "MSFT"], start, end)  # the same bars: nothing new
+    store = RawStore(source="files")
+    for symbol, bars in (("AAPL", aapl), ("MSFT", msft)):
+        assert len(store.lake.batch_files(raw_bars_table("files"), symbol, DAY)) == 1
+        stored = store.read_tws_bars([symbol], start, end)
+        assert set(stored["source"]) == {"files"} and len(stored) == bars["ts"].nunique()
+        assert np.allclose(stored["close"], bars.drop_duplicates("ts").sort_values("ts")["close"])
+    source, raw = pick_raw_source(store.lake, "AAPL", DAY, ["databento", "files"])  # curation takes it when listed
+    assert source == "files" and len(raw) == aapl["ts"].nunique()
+
+    only_aapl = FileIngestor(folder / "aapl.csv", source="ib", columns={"timestamp": "ts"})  # a TWS export filed as IB bars
+    only_aapl.ingest_historical_range(["AAPL"], dt.datetime(2024, 12, 2, 15, tzinfo=UTC), dt.datetime(2024, 12, 2, 16, tzinfo=UTC))
+    hour = aapl.drop_duplicates("ts")["ts"].between(pd.Timestamp("2024-12-02 15:00", tz="UTC"), pd.Timestamp("2024-12-02 15:59", tz="UTC"))
+    assert len(RawStore().read_tws_bars(["AAPL"], start, end)) == hour.sum()
+    with pytest.raises(ValueError, match=r"aapl\.csv: missing column\(s\) ts"):
+        FileIngestor(folder / "aapl.csv").ingest_historical_range(["AAPL"], start, end)
+    (folder / "bad.csv").write_text("symbol,ts,open,high,low,close,volume\nAAPL,2024-12-02T15:00:00Z,abc,1,1,1,1\n")
+    with pytest.raises(ValueError, match=r"bad\.csv: column open has 1 value\(s\) that are not numbers"):
+        FileIngestor(folder / "bad.csv").ingest_historical_range(["AAPL"], start, end)
+    with pytest.raises(FileNotFoundError, match="no bar files"):
+        FileIngestor(tmp_path / "nothing" / "*.csv").ingest_historical_range(["AAPL"], start, end)
+
+
+def test_db_ingestor_reads_bars_with_a_query_per_instrument(design_env, tmp_path):
+    import sqlite3
+
+    from src.data_sources.db_ingestor import DbIngestor
+    from src.storage.raw_store import RawStore
+
+    bars = _bars("AAPL", DAY).drop_duplicates("ts")
+    path = tmp_path / "vendor.db"
+    with sqlite3.connect(path) as con:
+        rows = bars.assign(ts=bars["ts"].dt.strftime("%Y-%m-%d %H:%M:%S"))[["symbol", "ts", "open", "high", "low", "close", "volume"]]
+        rows.to_sql("bars", con, index=False)
+        rows.rename(columns={"symbol": "sym", "ts": "t"}).to_sql("quotes", con, index=False)
+    start, end = dt.datetime(2024, 12, 2, 15, tzinfo=UTC), dt.datetime(2024, 12, 2, 16, tzinfo=UTC)
+    DbIngestor(f"sqlite:///{path}").ingest_historical_range(["AAPL"], start, end)
+    stored = RawStore(source="db").read_tws_bars(["AAPL"], "2024-12-02", "2024-12-03")
+    in_hour = bars["ts"].between(pd.Timestamp(start), pd.Timestamp(end), inclusive="left")
+    assert len(stored) == in_hour.sum() > 50 and stored["ts"].min() >= pd.Timestamp(start) and set(stored["source"]) == {"db"}
+    assert stored["ts"].max() < pd.Timestamp(end)
+
+    connection = sqlite3.connect(path)  # a DB-API connection and a query of its own, renamed columns
+    custom = DbIngestor(connection, source="ib", query="SELECT * FROM quotes WHERE sym = :symbol", columns={"sym": "symbol", "t": "ts"})
+    custom.ingest_historical_range(["AAPL"], "2024-12-02", "2024-12-03")
+    connection.close()
+    assert len(RawStore().read_tws_bars(["AAPL"], "2024-12-02", "2024-12-03")) == len(bars)
+    with pytest.raises(ValueError, match="unsupported database URI"):
+        DbIngestor("postgres://host/db").ingest_historical_range(["AAPL"], start, end)
+
+
+def test_new_sources_implement_base_ingestor_and_are_registered():
+    """Seed 001 section 5: "New sources: implement BaseIngestor interface and register in config"."""
+    from src.data_sources import BaseIngestor, get_ingestor, register_ingestor
+    from src.data_sources.db_ingestor import DbIngestor
+    from src.data_sources.file_ingestor import FileIngestor
+    from src.data_sources.tws_ingestor import TwsIngestor
+
+    assert all(issubclass(c, BaseIngestor) for c in (TwsIngestor, FileIngestor, DbIngestor))
+    with pytest.raises(TypeError):
+        BaseIngestor()  # abstract: ingest_historical_range
+
+    @register_ingestor("memory")
+    class MemoryIngestor(BaseIngestor):
+        def __init__(self, sink):
+            self.sink = sink
+
+        def ingest_historical_range(self, instruments, start, end):
+            self.sink.extend(instruments)
+
+    sink: list = []
+    get_ingestor("memory", sink).ingest_historical_range(["AAPL"], DAY, DAY)
+    assert sink == ["AAPL"]
+    assert isinstance(get_ingestor("files", "bars.csv"), FileIngestor)
+    assert isinstance(get_ingestor("src.data_sources.db_ingestor:DbIngestor", "sqlite:///x.db"), DbIngestor)  # a config file's module:Class
+    with pytest.raises(NotImplementedError):
+        get_ingestor("files", "bars.csv").run_live_stream(["AAPL"])
+    with pytest.raises(ValueError, match="Unknown ingestor"):
+        get_ingestor("alpha_vantage")
+
+
+# ---------------------------------------------------------------------------------- 2: ops
+def test_logging_setup_writes_the_ingestion_documents_json_lines_once():
+    import io
+    import json
+    import logging
+
+    from src.ops.logging_setup import setup_logging
+
+    stream = io.StringIO()
+    try:
+        setup_logging("INFO", stream=stream, logger="DatabentoAdapter")
+        setup_logging("INFO", stream=stream, logger="DatabentoAdapter")  # replaced, not doubled
+        logging.getLogger("DatabentoAdapter").info("Fetching data chunk from Databento API",
+                                                   extra={"dataset": "GLBX.MDP3", "chunk_number": 1, "total_chunks": 4})
+        lines = stream.getvalue().splitlines()
+        assert len(lines) == 1
+        line = json.loads(lines[0])
+        assert {k: line[k] for k in ("level", "logger", "message", "dataset", "chunk_number", "total_chunks")} == {
+            "level": "INFO", "logger": "DatabentoAdapter", "message": "Fetching data chunk from Databento API",
+            "dataset": "GLBX.MDP3", "chunk_number": 1, "total_chunks": 4}
+        assert line["timestamp"].endswith("Z")
+        with pytest.raises(ValueError, match="unknown log level"):
+            setup_logging("LOUD")
+    finally:
+        logger = logging.getLogger("DatabentoAdapter")
+        for handler in [h for h in logger.handlers if getattr(h, "_platform_logging_setup", False)]:
+            logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+
+
+def test_orchestrator_adapter_runs_assets_and_reads_job_status_on_the_instance(design_env, tmp_path):
+    from platform_api.errors import UnknownJobError
+    from src.data_sources.file_ingestor import FileIngestor
+    from src.ops.orchestrator_adapter import OrchestratorAdapter
+
+    add_symbols(design_env.instance, ["AAPL"])
+    _bars("AAPL", DAY).to_csv(tmp_path / "aapl.csv", index=False)
+    FileIngestor(tmp_path / "aapl.csv", source="ib").ingest_historical_range(["AAPL"], "2024-12-02", "2024-12-03")
+    orchestrator = OrchestratorAdapter()
+    assert orchestrator.run_assets(["curated_bars"], DAY, ["AAPL"]) == {"curated_bars": 1}
+    curated = design_env.defs.resources["lake"]
+    assert curated.has_partition(CURATED_BARS, "AAPL", DAY)
+    with pytest.raises(UnknownJobError):
+        orchestrator.job_status("backfill-0123456789ab")

@@ -21,10 +21,13 @@ import pandas as pd
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from src.config.settings import TwsSourceConfig
+from src.data_sources.base_ingestor import BaseIngestor
 from src.storage.raw_store import RawStore
 
 
-class TwsIngestor:
+class TwsIngestor(BaseIngestor):
+    kind = "tws"
+
     def __init__(self, client=None, raw_store: RawStore | None = None, config: TwsSourceConfig | None = None, retries: int = 3):
         self.config = config or TwsSourceConfig()
         self.client = client if client is not None else self.config.to_resource()

@@ -55,6 +55,24 @@ class RawStore(LakeStore):
         numeric = sorted({s for s in frame["symbol"] if s.isdigit()})
         if numeric:
             raise InvalidInputError(f"contract ids {', '.join(numeric[:5])} are IB contract ids: pass symbol_of={{contract_id: symbol}}")
+        self.write_bars(frame, batch_id, stamp)
+
+    def write_bars(self, frame: pd.DataFrame, batch_id: str, ingestion_ts: dt.datetime) -> None:
+        """Extra: bars as a frame (``symbol``, ``ts``, OHLCV; ``vwap`` / ``trade_count`` optional)
+        stored like ``write_tws_bars`` stores events: one batch per (symbol, trading date), the
+        primary key enforced. The file and DB ingestors write through it."""
+        if not isinstance(batch_id, str) or not batch_id or any(c in batch_id for c in "/\\ \n"):
+            raise InvalidInputError(f"batch_id must be a non-empty string without separators, got {batch_id!r}")
+        stamp = pd.Timestamp(ingestion_ts)
+        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+        if frame.empty:
+            return
+        frame = frame.copy()
+        if "vwap" not in frame:
+            frame["vwap"] = float("nan")
+        if "trade_count" not in frame:
+            frame["trade_count"] = 0
+        frame = frame[["symbol", "ts", "open", "high", "low", "close", "volume", "vwap", "trade_count"]]
         frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
         frame["symbol"] = [normalize_symbol(symbol) for symbol in frame["symbol"]]
         frame["day"] = frame["ts"].dt.tz_convert(STOCKS.timezone).dt.date
