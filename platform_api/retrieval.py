@@ -71,7 +71,7 @@ from resources.lake import CURATED_BARS, feature_table, labels_table
 from resources.settings import PlatformSettings
 from resources.validation import InvalidInputError, validate_version
 
-LABEL_SOURCES = ("curated_bars",)
+LABEL_SOURCES = ("curated_bars", "labels")  # the labels are computed from the curated bars; "labels" names their table (list_datasets)
 LABELS_KEY = "labels"  # in ``sessions_without_group``: sessions whose rows have no label rows
 LABELS_PRESENT = "_has_labels"
 DEFAULT_LABEL_DEF_VERSION = "v1"
@@ -354,7 +354,7 @@ def get_features_for_training(
     under ``"labels"``; ``valid_h`` is False there). ``available_ts`` is
     the latest of the groups' ``available_ts``: the time the whole row was known. With
     ``include_labels`` the labels of ``label_def_version`` (default v1, from ``label_source``
-    ``curated_bars``) come aligned row by row, NaN where not valid. ``strict=True`` raises
+    ``curated_bars``; ``"labels"``, the name ``list_datasets`` gives their table, is the same) come aligned row by row, NaN where not valid. ``strict=True`` raises
     ``IncompleteCoverageError`` when any expected session of any symbol has no rows, or lacks a
     requested group or the labels; ``metadata["complete"]`` is False then.
     ``TrainingDataset.model_frame()`` merges features and labels with the session date.

@@ -139,6 +139,13 @@ def test_the_contract_workflows_on_a_small_offline_backfill(platform):
                                          include_labels=True, label_source="curated_bars", label_def_version="v1", settings=settings)
     assert isinstance(training, TrainingDataset) and len(training.features) == 2 * 2 * 390 and len(training.labels) == len(training.features)
     assert training.metadata["feature_versions"] == {"bar_features": "v1"}
+    # label_source "labels" (the labels table's name in list_datasets) is the same labels, echoed in the metadata
+    by_table = get_features_for_training(["bar_features"], {"bar_features": "v1"}, ["AAPL", "MSFT"], start, end,
+                                         include_labels=True, label_source="labels", label_def_version="v1", settings=settings)
+    assert by_table.labels.equals(training.labels) and by_table.metadata["label_source"] == "labels"
+    with pytest.raises(InvalidOptionError, match="label_source 'aligned_bars'"):
+        get_features_for_training(["bar_features"], {"bar_features": "v1"}, ["AAPL"], start, end, include_labels=True,
+                                  label_source="aligned_bars", settings=settings)
     inference = get_features_for_inference(["bar_features"], {"bar_features": "v1"}, ["AAPL"], dt.datetime(2024, 12, 3, 20, 0, tzinfo=utc), mode="exact", settings=settings)
     assert isinstance(inference, InferenceFeatures) and list(inference.features.index.names) == ["symbol", "ts"]
 
