@@ -606,6 +606,9 @@ def test_the_guides_mock_pattern_runs_as_written_without_a_key(monkeypatch):
     assert len(records) == 1
     assert isinstance(records[0], DatabentoOHLCVRecord)
     assert mock_client.call_args.kwargs["key"] is None  # no key invented for the stand-in
+    metrics = dict(adapter.metrics)  # the document's "Key metrics to monitor" dict
+    assert list(metrics) == ["records_fetched", "api_calls_made", "retry_attempts", "validation_errors", "processing_time_ms", "data_volume_mb"]
+    assert adapter.metrics["api_calls_made"] == 1 and "retry_attempts" in adapter.metrics
     with pytest.raises(ValueError, match="TEST_API_KEY"):  # the real client: a configuration error, named
         DatabentoAdapter(config).connect()
 

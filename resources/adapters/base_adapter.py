@@ -54,6 +54,22 @@ class AdapterMetrics:
         out["data_volume_mb"] = round(self.data_volume_mb, 6)
         return out
 
+    # read like the ingestion document's ``metrics`` dict: adapter.metrics["records_fetched"], dict(adapter.metrics)
+    def __getitem__(self, name: str) -> int | float:
+        values = self.as_dict()
+        if name not in values:
+            raise KeyError(name)
+        return values[name]
+
+    def keys(self) -> list[str]:
+        return list(self.as_dict())
+
+    def items(self):
+        return self.as_dict().items()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.as_dict()
+
     def reset(self) -> None:
         for name, value in asdict(AdapterMetrics()).items():
             setattr(self, name, value)
