@@ -421,7 +421,7 @@ def get_features_for_training(
         "coverage": coverage,
         "complete": not incomplete,
         "files_read": files_read,
-        "extraction_ts": pd.Timestamp.now(tz="UTC").isoformat(),
+        **_extraction_stamp(),
         "lake": str(reader.lake.root),
         "point_in_time": "feature row at ts uses bars stamped <= ts; known at available_ts = ts + 1 min",
         "nan_policy": "features NaN where undefined (short windows, no L2 snapshot); labels NaN where valid_h is false; nothing filled",
@@ -429,6 +429,13 @@ def get_features_for_training(
     if adjustment_info:
         metadata["adjustment"] = adjustment_info
     return TrainingDataset(features=frame, labels=labels, metadata=metadata)
+
+
+def _extraction_stamp() -> dict[str, str]:
+    """When the rows were extracted (UTC, ISO 8601): ``extraction_ts``, and ``extraction_timestamp``
+    as seed 000 section 4.1 words it ("feature versions, label def version, extraction timestamp")."""
+    stamp = pd.Timestamp.now(tz="UTC").isoformat()
+    return {"extraction_ts": stamp, "extraction_timestamp": stamp}
 
 
 def _incomplete_detail(incomplete: dict[str, dict]) -> str:
@@ -631,7 +638,7 @@ def get_features_for_inference(
         "missing": missing,
         "missing_symbols": sorted({s for s, _ in missing}) if not many else sorted(set(symbols) - set(out["symbol"])),
         "files_searched": searched,
-        "extraction_ts": pd.Timestamp.now(tz="UTC").isoformat(),
+        **_extraction_stamp(),
     }
     out = out.drop(columns=["mkt_staleness_", "stale_"])
     if adjustment != "none" and len(out):

@@ -114,6 +114,8 @@ def test_training_set_joins_groups_and_aligns_labels(lake_env):
     assert not set(labels.columns) & {"ret_1", "spread_bps"} and not any(c.startswith("fwd_ret") for c in features.columns)
     assert data.metadata["feature_versions"] == {"bar_features": "v1", "l2_features": "v1"}
     assert data.metadata["label_def_version"] == "v1" and data.metadata["extraction_ts"]
+    assert data.metadata["extraction_timestamp"] == data.metadata["extraction_ts"]  # seed 000 4.1 "extraction timestamp"
+    assert pd.Timestamp(data.metadata["extraction_timestamp"]) <= pd.Timestamp.now(tz="UTC")
     bars = get_curated_bars("AAPL", "2024-11-26", "2024-11-27", settings=settings).set_index("ts")
     lab = labels[(labels["symbol"] == "AAPL") & (labels["ts"] < pd.Timestamp("2024-11-27", tz="UTC"))].set_index("ts")
     expected = np.log(bars["close"].shift(-5) / bars["close"]).where(lab["valid_5"])  # NaN where not valid
@@ -270,6 +272,7 @@ def test_latest_past_max_staleness_refuses_or_flags(lake_env):
     early = get_features_for_inference(["bar_features"], "v1", ["AAPL"], "2024-12-03 14:25", mode="latest", settings=settings)
     assert early.metadata["freshness"]["AAPL"]["market_staleness_seconds"] == 0  # before the open: nothing newer could exist
     assert early.metadata["files_searched"] == 1  # one stored day read for one live decision
+    assert early.metadata["extraction_timestamp"] == early.metadata["extraction_ts"]
     with pytest.raises(errors.InvalidOptionError, match="max_staleness"):
         get_features_for_inference(["bar_features"], "v1", ["AAPL"], at, mode="latest", max_staleness="-5min", settings=settings)
 
