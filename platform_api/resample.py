@@ -10,6 +10,8 @@ volume and trade_count are summed; vwap is volume-weighted. Gap flags are carrie
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -19,6 +21,27 @@ RESAMPLED_COLUMNS = [
     "symbol", "date", "ts", "open", "high", "low", "close", "volume", "vwap", "trade_count",
     "minutes", "imputed_minutes", "has_gap", "is_imputed", "dq_status",
 ]  # fmt: skip
+
+
+_SPELLING = re.compile(r"^(\d*)(min|mins|minute|minutes|m|t|h|hr|hour|hours|d|day|days)$")
+_UNIT_MINUTES = {"min": 1, "mins": 1, "minute": 1, "minutes": 1, "m": 1, "t": 1, "h": 60, "hr": 60, "hour": 60, "hours": 60}
+
+
+def canonical_frequency(frequency: object) -> object:
+    """The ``FREQUENCY_MINUTES`` key for a spelling of it: ``"5min"`` as given, and pandas' and
+    everyday spellings, any case, spaces ignored (``"5T"``, ``"5m"``, ``"5 minutes"``, ``"60min"`` /
+    ``"1H"`` -> ``"1h"``, ``"1D"`` / ``"day"`` -> ``"1d"``). Anything else is returned as given (the
+    caller refuses it, listing the canonical names)."""
+    if not isinstance(frequency, str) or frequency in FREQUENCY_MINUTES or frequency.rstrip().endswith("M"):
+        return frequency  # pandas' "M" is a month, never read as minutes
+    match = _SPELLING.match(frequency.replace(" ", "").lower())
+    if match is None:
+        return frequency
+    count, unit = int(match.group(1) or 1), match.group(2)
+    if unit in ("d", "day", "days"):
+        return "1d" if count == 1 else frequency
+    minutes = count * _UNIT_MINUTES[unit]
+    return next((name for name, size in FREQUENCY_MINUTES.items() if size == minutes), frequency)
 
 
 def resample_bars(bars: pd.DataFrame, frequency: str) -> pd.DataFrame:

@@ -60,7 +60,7 @@ from platform_api.inputs import (
 from platform_api.arrow_rows import sessions_and_rows, sorted_by_symbol_ts, symbol_session_runs
 from platform_api.group_rows import group_rows
 from platform_api.lake_reader import LakeReader, calendar_days, quote_identifier as _quote, frame as to_frame, parquet_list, to_pandas
-from platform_api.resample import FREQUENCY_MINUTES, resample_bars
+from platform_api.resample import FREQUENCY_MINUTES, canonical_frequency, resample_bars
 from platform_assets.calendars import STOCKS, session_bounds, sessions_in_range
 from platform_assets.curation.gap_engine import CURATED_COLUMNS
 from platform_assets.features.labels import LABEL_DEFINITIONS
@@ -136,7 +136,7 @@ def get_curated_bars(
     """Curated bars of ``symbols`` in ``[start, end)`` (UTC, half-open) with gap indicators and ``dq_status``.
 
     ``frequency``: 1min (stored bars), or 5min/15min/30min/1h/1d resampled from them (see
-    ``platform_api.resample``). Rows are sorted by symbol, ts. Gap columns: ``gap_type`` and
+    ``platform_api.resample``; pandas spellings such as ``"5T"``, ``"1H"``, ``"1D"`` are read as these). Rows are sorted by symbol, ts. Gap columns: ``gap_type`` and
     ``gap_run_minutes`` are point in time (as known when the bar closed);
     ``gap_type_retrospective`` / ``gap_run_minutes_total`` describe the whole day with hindsight
     (for analysis and DQ, never as model inputs).
@@ -150,7 +150,7 @@ def get_curated_bars(
     """
     symbols = normalize_symbols(symbols)
     start_ts, end_ts = parse_time_range(start, end)
-    require_choice("frequency", frequency, FREQUENCY_MINUTES)
+    frequency = require_choice("frequency", canonical_frequency(frequency), FREQUENCY_MINUTES)
     adjustment, as_of = parse_adjustment(adjustment, adjustment_as_of)
     reader = LakeReader(settings)
     files = reader.files(CURATED_BARS, symbols, calendar_days(start_ts, end_ts))

@@ -51,6 +51,15 @@ def test_curated_bars_half_open_range_and_columns(lake_env):
     assert get_curated_bars("AAPL", "2024-11-26", "2024-12-04", frequency="1h", settings=settings).attrs["missing_sessions"] == {"AAPL": ["2024-12-03"]}
 
 
+@pytest.mark.parametrize("spelling, frequency", [("5T", "5min"), ("5 minutes", "5min"), ("1H", "1h"), ("60min", "1h"), ("1D", "1d"), ("15Min", "15min")])
+def test_pandas_spellings_of_a_frequency_give_its_bars(lake_env, spelling, frequency):
+    settings, *_ = lake_env
+    want = get_curated_bars("MSFT", "2024-11-26", "2024-11-28", frequency=frequency, settings=settings)
+    got = get_curated_bars("MSFT", "2024-11-26", "2024-11-28", frequency=spelling, settings=settings)
+    pd.testing.assert_frame_equal(got, want)
+    assert len(got) < 2 * 390  # resampled, not the minutes
+
+
 @pytest.mark.parametrize("frequency,minutes", [("5min", 5), ("1h", 60)])
 def test_resampled_bars_match_the_minutes(lake_env, frequency, minutes):
     settings, *_ = lake_env
@@ -85,6 +94,8 @@ def test_bad_requests_raise_one_clear_error_type_each(lake_env):
         get_curated_bars("AAPL", "2024-13-01", "2024-11-27", settings=settings)
     with pytest.raises(errors.InvalidOptionError, match="frequency"):
         get_curated_bars("AAPL", "2024-11-26", "2024-11-27", frequency="7min", settings=settings)
+    with pytest.raises(errors.InvalidOptionError, match="frequency"):  # pandas' month, never minutes
+        get_curated_bars("AAPL", "2024-11-26", "2024-11-27", frequency="1M", settings=settings)
     with pytest.raises(errors.NoDataError, match="AAPX"):  # a typo never comes back as an empty frame
         get_curated_bars(["AAPL", "AAPX"], "2024-11-26", "2024-11-27", settings=settings)
     with pytest.raises(errors.NoDataError):
