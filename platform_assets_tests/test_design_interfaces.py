@@ -157,6 +157,8 @@ def test_curated_and_feature_stores_read_through_the_point_in_time_api_and_guard
     assert len(training) == 30 and (training["available_ts"] <= end).all()
     live = features.get_features_for_inference("bar_features", "v1", dt.datetime(2024, 12, 2, 15, 0, 30, tzinfo=UTC), ["AAPL"])
     assert len(live) == 1 and (live["available_ts"] <= pd.Timestamp("2024-12-02 15:00:30", tz="UTC")).all()
+    for frame in (training, live):  # seed 001 3.7.2: metadata columns (feature_group, version)
+        assert set(frame["feature_group"]) == {"bar_features"} and set(frame["version"]) == {"v1"}
     own = bars[["ts"]].assign(available_ts=bars["ts"] + pd.Timedelta(minutes=1), my_signal=np.arange(len(bars), dtype=float))
     features.write_features(own, "my_signals", "v1", "AAPL/2024-12-02")
     stored = features.lake.read(feature_table("my_signals", "v1"), ["AAPL"], [DAY])

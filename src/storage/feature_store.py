@@ -3,6 +3,7 @@
     store = FeatureStore()
     store.get_features_for_training("bar_features", "v1", start, end, ["AAPL", "MSFT"])   # [start, end) UTC
     store.get_features_for_inference("bar_features", "v1", ts, ["AAPL"])                 # rows known at ts
+    # both frames carry the metadata columns feature_group and version (seed 001 3.7.2)
     store.write_features(frame, "my_group", "v1", PartitionKey("AAPL", "2024-12-02"))
 
 Reads go through the platform's point-in-time API (``platform_api.get_features_for_training`` /
@@ -46,9 +47,17 @@ class FeatureStore(LakeStore):
     def get_features_for_training(self, feature_group: str, version: str, start: dt.datetime, end: dt.datetime, symbols: list[str]) -> pd.DataFrame:
         from platform_api.retrieval import get_features_for_training
 
-        return get_features_for_training([feature_group], {feature_group: version}, symbols, start, end, settings=self.settings).features
+        found = get_features_for_training([feature_group], {feature_group: version}, symbols, start, end, settings=self.settings).features
+        return _with_group_columns(found, feature_group, version)
 
     def get_features_for_inference(self, feature_group: str, version: str, ts: dt.datetime, symbols: list[str]) -> pd.DataFrame:
         from platform_api.retrieval import get_features_for_inference
 
-        return get_features_for_inference([feature_group], {feature_group: version}, symbols, ts, settings=self.settings).features
+        found = get_features_for_inference([feature_group], {feature_group: version}, symbols, ts, settings=self.settings).features
+        return _with_group_columns(found, feature_group, version)
+
+
+def _with_group_columns(frame: pd.DataFrame, feature_group: str, version: str) -> pd.DataFrame:
+    """``frame`` with the metadata columns of seed 001 section 3.7.2, ``feature_group`` and
+    ``version`` (the group's stored rows name the version ``feature_version``)."""
+    return frame.assign(feature_group=feature_group, version=version)
