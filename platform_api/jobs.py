@@ -26,6 +26,7 @@ Runs are ranged (a contiguous date range of every requested symbol per run, see 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import subprocess
@@ -43,6 +44,7 @@ from platform_api import job_store
 from platform_api.backfill import materialized_partitions, plan_backfill, require_stock_symbols, run_backfill
 from platform_api.errors import InvalidDateRangeError, InvalidOptionError, UnknownDatasetError, UnknownJobError
 from platform_api.inputs import parse_time_range
+from platform_api.job_slots import REFRESH_GROUP, hold_slot
 from platform_api.job_store import JOB_ID_TAG, JOB_KIND_TAG, JobRecord
 from platform_assets.automation.jobs import OFFLINE_PIPELINE_JOB, STOCK_PIPELINE_JOB
 from platform_assets.automation.run_reaper import process_start_time, reap_dead_runs
@@ -302,7 +304,9 @@ def _submit(record: JobRecord, instance: dg.DagsterInstance, settings: PlatformS
     record.log_path = str(settings.logs_path / "jobs" / f"{record.job_id}.log")
     job_store.save(folder, record)
     if wait:
-        execute_job(instance, record.job_id, defs=defs)
+        slot = hold_slot(folder, REFRESH_GROUP, settings.api_max_concurrent_refreshes) if record.kind == REFRESH_GROUP else contextlib.nullcontext()
+        with slot:  # a refresh beyond API_MAX_CONCURRENT_REFRESHES waits for a slot (the worker does the same)
+            execute_job(instance, record.job_id, defs=defs)
     else:
         log_path = Path(record.log_path)
         log_path.parent.mkdir(parents=True, exist_ok=True)

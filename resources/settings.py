@@ -108,7 +108,7 @@ class PlatformSettings(BaseSettings):
     api_host: str = Field("127.0.0.1", validation_alias=_env("API_HOST"))
     api_port: Annotated[int, Field(ge=1, le=65535)] = Field(8000, validation_alias=_env("API_PORT"))
     api_token: SecretStr | None = Field(None, validation_alias=_env("PLATFORM_API_TOKEN"))
-    api_refresh_rate_limit: Annotated[int, Field(ge=0, le=100_000)] = Field(10, validation_alias=_env("API_REFRESH_RATE_LIMIT"))
+    api_refresh_rate_limit: Annotated[int, Field(ge=0, le=100_000)] = Field(60, validation_alias=_env("API_REFRESH_RATE_LIMIT"))
     api_refresh_rate_window_s: Annotated[int, Field(ge=1, le=86_400)] = Field(60, validation_alias=_env("API_REFRESH_RATE_WINDOW_SECONDS"))
     api_max_concurrent_refreshes: Annotated[int, Field(ge=1, le=64)] = Field(5, validation_alias=_env("API_MAX_CONCURRENT_REFRESHES"))
     default_universe_file: Path | None = Field(None, validation_alias=_env("DEFAULT_UNIVERSE_FILE"))

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import threading
 from functools import lru_cache
 from typing import Literal
 
@@ -34,7 +33,7 @@ from platform_api.coverage import coverage_stats, coverage_summary
 from platform_api.errors import UnknownJobError
 from platform_api.service.auth import AuthError, check_request
 from platform_api.service.docs_page import add_docs_page, is_docs_path
-from platform_api.service.limits import RateLimiter, Throttled, check_concurrency
+from platform_api.service.limits import RateLimiter, Throttled
 from platform_api.service.models import (
     AddSymbolRequest,
     JobStatusBody,
@@ -112,9 +111,6 @@ def _merge(model: type[BaseModel], body: BaseModel | None, query: dict, request:
 
 def create_app(settings: PlatformSettings | None = None, instance: dg.DagsterInstance | None = None) -> FastAPI:
     state = {"instance": instance, "defs": None}
-    lock = threading.Lock()
-    refresh_jobs: set[str] = set()  # unfinished async refresh jobs started by this process
-    sync_running = [0]
 
     def current_settings() -> PlatformSettings:
         return settings or get_settings()
@@ -275,35 +271,15 @@ def create_app(settings: PlatformSettings | None = None, instance: dg.DagsterIns
         return {"symbols": rows, "summary": coverage_summary(rows)}
 
     # ------------------------------------------------------------------ refresh
-    def running_refreshes() -> int:
-        _, inst = get_platform()
-        for job_id in list(refresh_jobs):
-            if jobs.get_job_status(job_id, instance=inst).state not in ("PENDING", "RUNNING"):
-                refresh_jobs.discard(job_id)
-        return len(refresh_jobs) + sync_running[0]
-
-    def admit(request: Request) -> None:
-        """Throttle: rate per client, then parallel refreshes (called with ``lock`` held)."""
-        limiter.hit(request.client.host if request.client else "?")
-        check_concurrency(running_refreshes(), current_settings().api_max_concurrent_refreshes)
-
     def start_refresh(request: Request, days_back: int, interval: str, asset_type: str, async_mode: bool) -> tuple[dict, jobs.JobStatus | None]:
-        """Start (async) or run (sync) a refresh job; ``({job_id, symbols, start, end}, status)``."""
-        current, inst = get_platform()
-        with lock:
-            admit(request)
-            if async_mode:
-                handle = _trigger(days_back, interval, asset_type, wait=False)
-                refresh_jobs.add(handle.job_id)
-            else:
-                sync_running[0] += 1
+        """Start (async) or run (sync) a refresh job; ``({job_id, symbols, start, end}, status)``.
+        Throttled per client (``limits.RateLimiter``); beyond ``API_MAX_CONCURRENT_REFRESHES``
+        running refreshes a job waits for a slot (``platform_api.job_slots``: PENDING, never a 429)."""
+        _, inst = get_platform()
+        limiter.hit(request.client.host if request.client else "?")
+        handle = _trigger(days_back, interval, asset_type, wait=not async_mode)
         if async_mode:
             return _job_info(handle.job_id), None
-        try:
-            handle = _trigger(days_back, interval, asset_type, wait=True)
-        finally:
-            with lock:
-                sync_running[0] -= 1
         return _job_info(handle.job_id), jobs.get_job_status(handle.job_id, instance=inst)
 
     def _trigger(days_back: int, interval: str, asset_type: str, wait: bool) -> jobs.JobHandle:

@@ -4,11 +4,12 @@ throttling"; "concurrent downloads: limited to 5 parallel downloads").
 * ``RateLimiter``: at most ``limit`` refresh requests per client address in any sliding window of
   ``window_s`` seconds (``API_REFRESH_RATE_LIMIT``, default 10, 0 = off;
   ``API_REFRESH_RATE_WINDOW_SECONDS``, default 60). Only requests that passed validation count.
-* at most ``API_MAX_CONCURRENT_REFRESHES`` (default 5) refresh jobs download at once; the service
-  counts its unfinished refresh jobs (see ``app.py``).
+* at most ``API_MAX_CONCURRENT_REFRESHES`` (default 5) refresh jobs download at once: a refresh
+  beyond them is accepted and waits for a slot (PENDING; ``platform_api.job_slots``), as work
+  queued in a thread pool would, never a 429.
 
-Both answer 429 with a ``detail`` and a ``Retry-After`` header (seconds). Pure logic with an
-injectable clock; state lives in the service process (one uvicorn worker).
+The rate limit answers 429 with a ``detail`` and a ``Retry-After`` header (seconds). Pure logic with
+an injectable clock; state lives in the service process (one uvicorn worker).
 """
 
 from __future__ import annotations
@@ -49,8 +50,3 @@ class RateLimiter:
             hits.append(now)
             for other in [k for k, v in self._hits.items() if not v]:  # forget idle clients
                 del self._hits[other]
-
-
-def check_concurrency(running: int, limit: int, retry_after: int = 10) -> None:
-    if running >= limit:
-        raise Throttled(f"Too many refreshes running: {running} of at most {limit} parallel downloads; retry later", retry_after)
