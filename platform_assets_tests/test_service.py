@@ -188,6 +188,32 @@ def test_malformed_json_is_a_400(client):
     assert response.status_code == 400 and response.json()["detail"]
 
 
+def test_a_json_body_labelled_otherwise_is_read_as_json_and_other_bodies_are_a_clear_400(client, service):
+    """``curl -X POST .../data/symbols -d '{"symbol": "NVDA"}'`` (curl labels -d bodies as a form),
+    ``requests.post(url, data=json.dumps(...))``: the guide's JSON bodies, read as JSON."""
+    _, home, data = service
+    for label in ("application/x-www-form-urlencoded", "text/plain"):
+        added = client.post("/data/symbols", content=b'{"symbol": "NVDA"}', headers={"content-type": label})
+        assert added.status_code == 200 and added.json()["message"] == "Symbol NVDA added successfully", added.text
+        assert client.delete("/data/symbols/NVDA").status_code == 200
+    refused = client.post("/data/refresh", content=b'{"days_back": 0}', headers={"content-type": "application/x-www-form-urlencoded"})
+    assert refused.status_code == 400 and refused.json()["detail"].startswith("days_back")  # validated like any JSON body
+    before = stored_state(home, data)
+    cases = [
+        (b"symbol=NVDA", "application/x-www-form-urlencoded", "/data/symbols", "got Content-Type: application/x-www-form-urlencoded"),
+        (b"<a/>", "application/xml", "/data/refresh", "got Content-Type: application/xml"),
+        (b"[1, 2]", "application/json", "/data/refresh", "got a JSON array"),
+        (b'"x"', "application/json", "/data/symbols", "got a JSON string"),
+    ]
+    for content, label, path, got in cases:
+        response = client.post(path, content=content, headers={"content-type": label})
+        detail = response.json()["detail"]
+        assert response.status_code == 400 and detail.startswith("the request body must be a JSON object such as") and got in detail, detail
+    malformed = client.post("/data/refresh", content=b'{"days_back": 7', headers={"content-type": "application/json"})
+    assert malformed.status_code == 400 and malformed.json()["detail"].startswith("malformed JSON body"), malformed.text
+    assert stored_state(home, data) == before
+
+
 def test_openapi_documents_every_endpoint(client):
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/data/refresh", "/data/refresh/{preset}", "/data/symbols", "/data/symbols/{symbol}", "/data/coverage", "/data/jobs/{job_id}"} <= set(paths)

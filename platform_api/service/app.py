@@ -33,6 +33,7 @@ from platform_api.coverage import coverage_stats, coverage_summary
 from platform_api.errors import UnknownJobError
 from platform_api.service.auth import AuthError, check_request
 from platform_api.service.docs_page import add_docs_page, is_docs_path
+from platform_api.service.json_body import JsonBodyLabel, body_problem
 from platform_api.service.limits import RateLimiter, Throttled
 from platform_api.service.models import (
     AddSymbolRequest,
@@ -147,6 +148,7 @@ def create_app(settings: PlatformSettings | None = None, instance: dg.DagsterIns
         redoc_url=None,
     )
     add_docs_page(app)
+    app.add_middleware(JsonBodyLabel)  # a JSON object body labelled text/plain or form (curl -d) is read as JSON
 
     # ------------------------------------------------------------------ errors and auth
     @app.middleware("http")
@@ -160,9 +162,13 @@ def create_app(settings: PlatformSettings | None = None, instance: dg.DagsterIns
         return await call_next(request)
 
     @app.exception_handler(RequestValidationError)
-    async def _bad_request(_: Request, error: RequestValidationError) -> JSONResponse:
+    async def _bad_request(request: Request, error: RequestValidationError) -> JSONResponse:
         problems = []
         for item in error.errors():
+            shape = body_problem(item, request.headers.get("content-type"), request.url.path)
+            if shape is not None:
+                problems.append(shape)
+                continue
             where = ".".join(str(p) for p in item.get("loc", ()) if p not in ("body", "query", "path"))
             problems.append(f"{where or 'request'}: {item.get('msg')}")
         return JSONResponse(status_code=400, content={"detail": "; ".join(problems) or "invalid request"})
