@@ -290,3 +290,29 @@ def test_describe_lists_every_command_line_tool_with_its_arguments(capsys):
     assert main(["--describe"]) == 0
     text = capsys.readouterr().out
     assert "mdp warrior-backfill:" in text and "--since" in text
+
+
+# ------------------------------------------------------------------------------ L2 folder under ML_BASE_PATH
+def test_l2_files_under_ml_base_path_are_found_by_both_spellings_of_the_guide(tmp_path):
+    """The guide's contract writes `${DATA_PATH_OVERRIDE or ML_BASE_PATH}/level2/{SYMBOL}/` while
+    LEVEL2_DIRNAME defaults to `Level2` under the ML base: with only ML_BASE_PATH set, a real
+    backfill's L2 day file is at both paths (`level2` a link to `Level2`), the same file."""
+    import os
+    import subprocess
+
+    ml = tmp_path / "Machine Learning"
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO_ROOT / "dagster.yaml").read_text())
+    env = {k: v for k, v in os.environ.items() if k not in ("DATA_PATH_OVERRIDE", "LEVEL2_DIRNAME")}
+    env.update(ML_BASE_PATH=str(ml), DAGSTER_HOME=str(home), LAKE_FSYNC="false", PYTHONWARNINGS="ignore")
+    done = subprocess.run([sys.executable, "-m", "platform_api.cli", "backfill", "--symbols", "AAPL", "--start", "2024-11-26", "--end", "2024-11-27"],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    contract = sorted((ml / "level2" / "AAPL").glob("*_snapshots_*.parquet"))
+    default = sorted((ml / "Level2" / "AAPL").glob("*_snapshots_*.parquet"))
+    assert [p.name for p in contract] == [p.name for p in default] == ["2024-11-26_snapshots_093000.parquet"]
+    assert (ml / "level2").is_symlink() and contract[0].resolve() == default[0].resolve()
+    frame = pd.read_parquet(contract[0])
+    assert {"timestamp", "bid_prices", "bid_sizes", "ask_prices", "ask_sizes"} <= set(frame.columns) and str(frame["timestamp"].dt.tz) == "UTC"
+    assert load_settings(ML_BASE_PATH=str(ml), DATA_PATH_OVERRIDE="", LEVEL2_DIRNAME="").level2_path == ml / "Level2"  # where the platform reads

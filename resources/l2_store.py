@@ -82,6 +82,28 @@ TOP_OF_BOOK = _BookMemory(TOP_OF_BOOK_CACHE_BYTES, view=top_of_book)
 WRITTEN_BOOKS = _BookMemory(WRITTEN_BOOKS_CACHE_BYTES, view=copy_of_book)
 
 
+_ALIASED: set[str] = set()
+
+
+def ensure_level2_alias(level2_path: str | Path) -> None:
+    """Under ``ML_BASE_PATH`` the L2 folder is the guide's ``Level2`` (``LEVEL2_DIRNAME``'s default)
+    while its data contract writes ``${DATA_PATH_OVERRIDE or ML_BASE_PATH}/level2/{SYMBOL}/``: a
+    ``level2`` symlink to ``Level2`` beside it makes both spellings the same files (nothing when
+    ``level2`` exists, e.g. on a case-insensitive disk, or the folder has another name). Once per
+    process and folder; a failure (read-only base) only means no alias."""
+    folder = Path(level2_path)
+    if str(folder) in _ALIASED or folder.name != "Level2":
+        return
+    alias = folder.parent / "level2"
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        if not alias.exists() and not alias.is_symlink():
+            alias.symlink_to(folder.name, target_is_directory=True)
+        _ALIASED.add(str(folder))
+    except OSError:
+        pass
+
+
 class L2SnapshotStore(dg.ConfigurableResource):
     """Writes and reads L2 snapshot files under the level2 folder."""
 
@@ -124,6 +146,7 @@ class L2SnapshotStore(dg.ConfigurableResource):
             raise ValueError(f"book has {book.levels} levels, the contract needs {self.levels}")
         table = book.to_arrow(extra={"source": source})
         target = self.snapshot_path(symbol, day, suffix)
+        ensure_level2_alias(self.level2_path)
         if target.exists() and not parquet_file_ok(target):
             set_aside(target)  # garbage at the target (torn, foreign bytes): kept beside it, not overwritten
         path, identity = write_and_identify(
@@ -171,6 +194,7 @@ class L2SnapshotStore(dg.ConfigurableResource):
             if rows == 0:
                 raise _NothingToWrite
 
+        ensure_level2_alias(self.level2_path)
         try:
             atomic_write(target, write, fsync=self.fsync)
         except _NothingToWrite:
