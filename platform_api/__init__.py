@@ -16,6 +16,13 @@ Names load lazily (PEP 562) so ``import platform_api`` stays cheap for the CLI a
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+
+try:
+    __version__ = importlib.metadata.version("market-data-platform")
+    """The release (``pyproject.toml``'s version; releases are ``v<version>`` tags, README "Release workflow")."""
+except importlib.metadata.PackageNotFoundError:  # a source tree run without ``pip install -e .``
+    __version__ = "0+unknown"
 
 _EXPORTS = {
     "platform_api.jobs": (

@@ -245,6 +245,18 @@ def test_every_error_class_is_importable_from_the_package():
     assert all(getattr(platform_api, name) is getattr(errors, name) for name in classes)
 
 
+def test_the_package_names_its_release_as_pyproject_does():
+    """Seed 004 "Versioning and Compatibility": TF_1 pins a release; ``platform_api.__version__`` is it."""
+    import tomllib
+
+    import platform_api
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    assert platform_api.__version__ == project["version"]
+    major, minor, patch = (int(part) for part in platform_api.__version__.split("."))  # semantic versioning
+    assert (major, minor, patch) >= (0, 1, 0)
+
+
 def test_building_the_definitions_prints_no_dagster_beta_or_preview_notices(tmp_path):
     """A training script or job calling the API builds the definitions: Dagster's Beta/Preview
     notices about features used on purpose (backfill_policy, partitioned checks) used to fill its
