@@ -312,7 +312,8 @@ def _data_stored(stores: tuple[ParquetLake, L2SnapshotStore], dataset: str, symb
     (a torn, emptied or garbage file is not stored data)."""
     lake, l2_store = stores
     if dataset == "l2_snapshots":
-        return any(parquet_file_ok(path) for path in l2_store.day_files(symbol, day))
+        files = l2_store.day_files(symbol, day)  # a reader of the day reads every file: one torn file fails it
+        return bool(files) and all(parquet_file_ok(path) for path in files)
     if dataset.startswith("raw_bars_"):
         batches = lake.batch_files(raw_bars_table(dataset[len("raw_bars_"):]), symbol, day)
         return bool(batches) and parquet_file_ok(batches[-1])

@@ -31,7 +31,7 @@ from platform_assets.partitions import materialized_dates
 from platform_assets.symbol_days import COMPLETE_CHECK, listing
 from platform_assets.universe import detect_asset_type, tracked_symbols
 from resources.l2_store import L2SnapshotStore
-from resources.lake import ALIGNED_BARS, CURATED_BARS, ParquetLake, Table, decodable_rows, feature_table, labels_table, raw_bars_table
+from resources.lake import ALIGNED_BARS, CURATED_BARS, ParquetLake, Table, decodable_rows, feature_table, labels_table, parquet_file_ok, raw_bars_table
 from resources.adapters import AdapterRegistry
 from resources.lost_dates import LostDates
 
@@ -176,14 +176,36 @@ def stored_dates_of(asset: str, lake: ParquetLake, l2_store: L2SnapshotStore | N
     """The dates ``asset`` holds for ``symbol`` now: a symbol-day asset's dates held by every table
     it writes (``decode``: undecodable files quarantined first); a raw-bars asset's dates with a batch;
     the L2 snapshots' dates with a day file (None without an ``l2_store``: not audited)."""
-    if asset in RAW_BARS_ASSETS:
-        return lake.raw_dates(RAW_BARS_ASSETS[asset], symbol)
-    if asset == "l2_snapshots_sim":
-        return None if l2_store is None else {dt.date.fromisoformat(day) for day in l2_store.day_index(symbol)}
-    if decode:
-        for table in tables_of(asset):
+    readable = decodable if decode else parquet_file_ok
+    if asset in RAW_BARS_ASSETS:  # the newest batch is what curation reads: torn, the date's data is not there
+        table = RAW_BARS_ASSETS[asset]
+        return {day for day in lake.raw_dates(table, symbol) if readable(lake.batch_files(table, symbol, day)[-1])}
+    if asset == "l2_snapshots_sim":  # a reader of the day reads every file of it: one torn file fails the day
+        return None if l2_store is None else {dt.date.fromisoformat(day) for day, files in l2_store.day_index(symbol).items() if all(map(readable, files))}
+    for table in tables_of(asset):
+        if decode:
             quarantine_undecodable(lake, table, symbol)
+        else:
+            quarantine_torn_day_files(lake, table, symbol)
     return set.intersection(*(lake.stored_dates(table, symbol) for table in tables_of(asset)))
+
+
+def decodable(path) -> bool:
+    return decodable_rows(path) is not None
+
+
+def quarantine_torn_day_files(lake: ParquetLake, table: Table, symbol: str) -> list:
+    """Quarantine the day files (``date=D/part.parquet``) of (table, symbol) whose footer does not
+    read (their loss is recorded, ``resources.lost_dates``: the owning step re-computes them).
+    Month files need no such pass: ``stored_dates`` reads their footers (and quarantines) already;
+    a day file was counted as stored from the listing alone, so a torn one stayed green."""
+    moved = []
+    for path in sorted(set(lake.stored_files(table, symbol))):
+        if path.parent.name.startswith("date=") and not parquet_file_ok(path):
+            target = lake.quarantine_file(table, path)
+            if target is not None:
+                moved.append(target)
+    return moved
 
 
 def audit_stored_partitions(
@@ -197,7 +219,8 @@ def audit_stored_partitions(
     stored, they count again (a repeat audit is not green while the data is still missing); stored
     again (restored by hand), they pass. Returns {asset: {date: [symbols not stored]}} for the
     dates failed. Reads one folder listing and
-    the month files' footers (cached) per (table, symbol); with ``decode`` every file is also
+    the footers (cached for month files) per (table, symbol): a torn newest raw batch, L2 day file or
+    derived day file is not stored (the day file is quarantined); with ``decode`` every file is also
     decoded whole (pages rotted behind a readable footer are found: the file is quarantined and its
     dates count as not stored), which reads all the data."""
     from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus

@@ -14,7 +14,7 @@ from platform_assets.symbol_days import COMPLETE_CHECK
 from platform_assets.universe import add_symbols
 from resources.lake import CURATED_BARS, feature_table, raw_bars_table
 
-D1, D2 = dt.date(2024, 11, 26), dt.date(2024, 11, 27)
+D1, D2, D3 = dt.date(2024, 11, 26), dt.date(2024, 11, 27), dt.date(2024, 11, 29)
 RANGE = {RANGE_START_TAG: D1.isoformat(), RANGE_END_TAG: D2.isoformat()}
 DERIVED = ["curated_bars", "aligned_bars", "bar_features", "l2_features", "labels"]
 
@@ -393,3 +393,41 @@ def test_mdp_audit_lake_decode_finds_pages_rotted_behind_a_readable_footer(platf
     assert not _latest_check(platform.instance, "labels", D1.isoformat()).passed
     assert run_backfill(platform.instance, plan_backfill(["AAPL"], D1, D2), defs=platform.defs).complete  # a re-run heals
     assert _latest_check(platform.instance, "labels", D1.isoformat()).passed
+
+
+def test_the_lake_audit_fails_dates_whose_raw_batch_l2_file_or_day_file_is_torn_as_health_does(platform):
+    """A torn file is not stored data: the newest raw batch (what curation reads), an L2 day file
+    (every file of the day is read) and a derived day file (``date=D/part.parquet`` of a daily
+    run) whose footers do not read. ``get_dataset_health`` said so ("results but no stored data"),
+    but the lake audit counted them from the listing (and ``--decode`` never looked at raw or L2
+    files): their dates stayed green. Now each fails its asset's date; the torn day file is
+    quarantined like a corrupt month file, and a re-run of the dates makes them pass again."""
+    from platform_api.quality import get_dataset_health
+    from resources.lake import PART_FILE
+
+    assert run_backfill(platform.instance, plan_backfill(["AAPL", "MSFT"], D1, D2), defs=platform.defs, add_missing_symbols=True).complete
+    assert run_backfill(platform.instance, plan_backfill(["AAPL", "MSFT"], D3, D3), defs=platform.defs).complete  # a lone date: day files
+    lake, l2_store = platform.defs.resources["lake"], platform.defs.resources["l2_store"]
+    day_file = lake.partition_dir(feature_table("l2_features", "v1"), "MSFT", D3) / PART_FILE
+    assert day_file.exists()
+    audit = platform.defs.resolve_job_def("lake_status_audit_job")
+    assert audit.execute_in_process(instance=platform.instance).success
+    torn = [lake.batch_files(raw_bars_table("sim"), "MSFT", D1)[-1], *l2_store.day_files("AAPL", D2), day_file]
+    for path in torn:
+        with open(path, "r+b") as handle:  # a crash or a full disk mid-copy: the footer is gone
+            handle.truncate(path.stat().st_size // 2)
+    health = get_dataset_health("raw_bars", D1, settings=platform.settings)
+    assert any("no stored data" in reason and "MSFT" in reason for reason in health.reasons)
+    for decode in (False, True):
+        result = audit.execute_in_process(instance=platform.instance, raise_on_error=False, run_config={"ops": {"audit_lake_status": {"config": {"decode": decode}}}})
+        assert not result.success, decode
+        for asset, day, symbol in (("raw_bars_sim", D1, "MSFT"), ("l2_snapshots_sim", D2, "AAPL"), ("l2_features", D3, "MSFT")):
+            evaluation = _latest_check(platform.instance, asset, day.isoformat())
+            assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR, (asset, decode)
+            assert symbol in evaluation.metadata["missing"].value, (asset, decode)
+        assert _latest_check(platform.instance, "raw_bars_sim", D2.isoformat()).passed and _latest_check(platform.instance, "l2_snapshots_sim", D1.isoformat()).passed
+    assert not day_file.exists()  # quarantined, not deleted: its date is in the lost-dates journal for the next run
+    assert run_backfill(platform.instance, plan_backfill(["AAPL", "MSFT"], D1, D3), defs=platform.defs).complete
+    assert audit.execute_in_process(instance=platform.instance).success
+    for asset, day in (("raw_bars_sim", D1), ("l2_snapshots_sim", D2), ("l2_features", D3)):
+        assert _latest_check(platform.instance, asset, day.isoformat()).passed, asset
