@@ -28,6 +28,7 @@ from platform_assets.calendars import CRYPTO, STOCKS, Market
 from platform_assets.features.labels import LABEL_DEFINITIONS
 from platform_assets.features.registry import FEATURE_GROUPS
 from platform_assets.partitions import materialized_dates
+from platform_assets.quality.checks import is_blocked
 from platform_assets.symbol_days import COMPLETE_CHECK, listing
 from platform_assets.universe import detect_asset_type, tracked_symbols
 from resources.l2_store import L2SnapshotStore
@@ -172,6 +173,35 @@ def _summary(asset: str, failing: list[str], checked: int | None, why: str) -> d
     )
 
 
+def dq_datasets_of(asset: str) -> list[str]:
+    """The DQ datasets whose block markers make ``asset``'s steps skip a symbol-day on purpose
+    (the names its recorders store results under); none for the ingestion assets (raw data is kept
+    as delivered, blocked or not)."""
+    if asset in ("curated_bars", "crypto_curated_bars"):
+        return ["curated_bars"]
+    if asset == "aligned_bars":
+        return ["aligned_bars"]
+    if asset in FEATURE_GROUPS:
+        return [f"{asset}_{version}" for version in FEATURE_GROUPS[asset]]
+    if asset == "labels":
+        return [f"labels_{version}" for version in LABEL_DEFINITIONS]
+    return []
+
+
+def dq_blocked(asset: str, lake: ParquetLake, symbol: str, day: dt.date) -> bool:
+    """Whether (symbol, day) of ``asset`` is DQ-blocked now (its absence is the DQ gate at work)."""
+    return any(is_blocked(lake, dataset, symbol, day) for dataset in dq_datasets_of(asset))
+
+
+def _latest_severity(instance: dg.DagsterInstance, key: dg.AssetCheckKey, partition: str) -> dg.AssetCheckSeverity | None:
+    """Severity of the latest evaluation of ``key`` on ``partition`` (None: no evaluation)."""
+    from dagster._core.event_api import PartitionKeyFilter
+
+    records = instance.event_log_storage.get_asset_check_execution_history(key, limit=1, partition_filter=PartitionKeyFilter(key=partition))
+    evaluation = records[0].evaluation if records else None
+    return evaluation.severity if evaluation is not None else None
+
+
 def stored_dates_of(asset: str, lake: ParquetLake, l2_store: L2SnapshotStore | None, symbol: str, decode: bool = False) -> set[dt.date] | None:
     """The dates ``asset`` holds for ``symbol`` now: a symbol-day asset's dates held by every table
     it writes (``decode``: undecodable files quarantined first); a raw-bars asset's dates with a batch;
@@ -234,29 +264,50 @@ def audit_stored_partitions(
             info.partition_key for info in infos
             if info.latest_execution_status == AssetCheckExecutionRecordStatus.FAILED and (info.latest_planned_run_id or "").startswith(LAKE_STATUS_RUN_PREFIX)
         }
-        if not passed and not flagged:
+        warned = {  # failed by a run with WARN: its only gaps were DQ-blocked symbols (a symbol removed since is not)
+            info.partition_key for info in infos
+            if info.latest_execution_status == AssetCheckExecutionRecordStatus.FAILED and not (info.latest_planned_run_id or "").startswith(LAKE_STATUS_RUN_PREFIX)
+            and _latest_severity(instance, key, info.partition_key) == dg.AssetCheckSeverity.WARN
+        } if asset in SYMBOL_DAY_ASSETS else set()
+        if not passed and not flagged and not warned:
             continue
-        days = {day: dt.date.fromisoformat(day) for day in sorted({*passed, *flagged})}
+        days = {day: dt.date.fromisoformat(day) for day in sorted({*passed, *flagged, *warned})}
         symbols = tracked_symbols(instance, market_of_asset(asset))
         stored = {symbol: stored_dates_of(asset, lake, l2_store, symbol, decode) for symbol in symbols}
         if any(held is None for held in stored.values()):
             continue
-        gone = {day: sorted(s for s, held in stored.items() if date not in held) for day, date in days.items()}
+        missing = {day: sorted(s for s, held in stored.items() if date not in held) for day, date in days.items()}
+        blocked = {day: [s for s in names if dq_blocked(asset, lake, s, days[day])] for day, names in missing.items()}  # gaps by design
+        gone = {day: [s for s in names if s not in blocked[day]] for day, names in missing.items()}
         restored = sorted(day for day in flagged if not gone[day])
+        rejudged = sorted(day for day in passed if blocked[day] and not gone[day])  # blocked since (a later delivery) but judged passed
         gone = {day: symbols for day, symbols in gone.items() if symbols}
+
+        def why_blocked(day: str) -> list[str]:
+            return [f"{s} (DQ-blocked)" for s in blocked[day]]
+
         evaluations = [
             dg.AssetCheckEvaluation(
-                asset_key=key.asset_key, check_name=COMPLETE_CHECK, passed=True, partition=day,
-                metadata={"date": day, "tracked_symbols": len(stored), "missing_symbols": 0, "found_by": "lake status audit: every tracked symbol stored again"},
+                asset_key=key.asset_key, check_name=COMPLETE_CHECK, passed=not blocked[day], partition=day,
+                **({"severity": dg.AssetCheckSeverity.WARN} if blocked[day] else {}),
+                metadata={
+                    "date": day, "tracked_symbols": len(stored), "missing_symbols": len(blocked[day]),
+                    **({"missing": listing(why_blocked(day))} if blocked[day] else {}),
+                    "found_by": "lake status audit: every tracked symbol stored again" + (" but the DQ-blocked ones" if blocked[day] else ""),
+                },
             )
-            for day in restored
+            for day in sorted({*restored, *rejudged})
         ]
         for day, symbols in gone.items():
             evaluations.append(dg.AssetCheckEvaluation(
                 asset_key=key.asset_key, check_name=COMPLETE_CHECK, passed=False, severity=dg.AssetCheckSeverity.ERROR, partition=day,
                 metadata={
-                    "date": day, "tracked_symbols": len(stored), "missing_symbols": len(symbols),
-                    "missing": listing([f"{s} (not stored now, though the date's last evaluation passed: removed or lost since, or tracked since; re-run this date)" for s in symbols]),
+                    "date": day, "tracked_symbols": len(stored), "missing_symbols": len(symbols) + len(blocked[day]),
+                    "missing": listing([
+                        *(f"{s} (not stored now, though the date's last evaluation passed{' or missed only DQ-blocked symbols' if day in warned else ''}: "
+                          "removed or lost since, or tracked since; re-run this date)" for s in symbols),
+                        *why_blocked(day),
+                    ]),
                     "found_by": "lake status audit",
                 },
             ))
@@ -266,7 +317,7 @@ def audit_stored_partitions(
             if log:
                 log(f"{asset}: {len(gone)} date(s) judged complete no longer have every tracked symbol stored: "
                     + "; ".join(f"{day}: {', '.join(symbols[:10])}" for day, symbols in list(gone.items())[:10]))
-        elif restored:
+        elif evaluations:
             record_evaluations(instance, evaluations)
         if restored and log:
             log(f"{asset}: {len(restored)} date(s) found gone by an earlier audit are stored again and pass: {', '.join(restored[:20])}")

@@ -431,3 +431,48 @@ def test_the_lake_audit_fails_dates_whose_raw_batch_l2_file_or_day_file_is_torn_
     assert audit.execute_in_process(instance=platform.instance).success
     for asset, day in (("raw_bars_sim", D1), ("l2_snapshots_sim", D2), ("l2_features", D3)):
         assert _latest_check(platform.instance, asset, day.isoformat()).passed, asset
+
+
+def test_the_lake_audit_fails_a_date_that_missed_only_dq_blocked_symbols_when_another_symbols_data_goes(platform):
+    """A date whose only gap is a DQ-blocked symbol fails ``symbols_complete`` with WARN (the DQ
+    gate at work). The lake audit looked only at dates that had passed, so when another symbol's
+    data was removed from such a date it stayed WARN, "MSFT (DQ-blocked)": the gap read as by
+    design. Now the audit fails it (ERROR, naming the removed symbol and the blocked one); data put
+    back by hand makes it WARN again (never passed: MSFT is still blocked), as does a re-run."""
+    import shutil
+
+    from resources.lake import ALIGNED_BARS
+    from resources.offline_source import OfflineSource
+
+    base = platform.defs
+    resources = {**base.resources, "offline_source": OfflineSource(seed=platform.settings.sim_seed, corrupt_days={"MSFT@2024-12-02": "outage"})}
+    defs = dg.Definitions(assets=base.assets, asset_checks=base.asset_checks, jobs=base.jobs, resources=resources, executor=dg.in_process_executor)
+    blocked_day, other_day = dt.date(2024, 12, 2), dt.date(2024, 12, 3)
+    assert run_backfill(platform.instance, plan_backfill(["AAPL", "MSFT"], blocked_day, other_day), defs=defs, add_missing_symbols=True).success
+    before = _latest_check(platform.instance, "aligned_bars", blocked_day.isoformat())
+    assert not before.passed and before.severity == dg.AssetCheckSeverity.WARN and before.metadata["missing"].value == "MSFT (DQ-blocked)"
+    audit = defs.resolve_job_def("lake_status_audit_job")
+    assert audit.execute_in_process(instance=platform.instance).success  # a blocked symbol's absence is no loss
+    assert _latest_check(platform.instance, "aligned_bars", blocked_day.isoformat()).severity == dg.AssetCheckSeverity.WARN
+
+    lake = defs.resources["lake"]
+    backup = lake.root.parent / "aapl_aligned"
+    shutil.copytree(lake.symbol_dir(ALIGNED_BARS, "AAPL"), backup)
+    shutil.rmtree(lake.symbol_dir(ALIGNED_BARS, "AAPL"))  # by hand
+    assert not audit.execute_in_process(instance=platform.instance, raise_on_error=False).success
+    for day in (blocked_day, other_day):
+        evaluation = _latest_check(platform.instance, "aligned_bars", day.isoformat())
+        assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR, day
+        assert "AAPL (not stored now" in evaluation.metadata["missing"].value, day
+    assert "MSFT (DQ-blocked)" in _latest_check(platform.instance, "aligned_bars", blocked_day.isoformat()).metadata["missing"].value
+
+    shutil.copytree(backup, lake.symbol_dir(ALIGNED_BARS, "AAPL"))  # put back by hand
+    assert audit.execute_in_process(instance=platform.instance).success
+    restored = _latest_check(platform.instance, "aligned_bars", blocked_day.isoformat())
+    assert not restored.passed and restored.severity == dg.AssetCheckSeverity.WARN and restored.metadata["missing"].value == "MSFT (DQ-blocked)"
+    assert _latest_check(platform.instance, "aligned_bars", other_day.isoformat()).passed
+    shutil.rmtree(lake.symbol_dir(ALIGNED_BARS, "AAPL"))
+    assert not audit.execute_in_process(instance=platform.instance, raise_on_error=False).success
+    assert run_backfill(platform.instance, plan_backfill(["AAPL", "MSFT"], blocked_day, other_day), defs=defs).success  # a re-run stores it again
+    assert _latest_check(platform.instance, "aligned_bars", blocked_day.isoformat()).severity == dg.AssetCheckSeverity.WARN
+    assert audit.execute_in_process(instance=platform.instance).success
