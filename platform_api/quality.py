@@ -74,7 +74,7 @@ class DataQualitySummary:
     (DataFrame: dataset, symbol, date, status, failing_rules), ``details`` (DataFrame, one row
     per stored result: dataset, symbol, date, metric, value, status, thresholds ...) and
     ``missing_partitions`` (``SYMBOL@DATE`` of the range's sessions with no results for a symbol
-    asked for, or seen in the range: also the ``partitions_missing`` metric, status warn).
+    asked for, or seen in the range or tracked in a market the results hold: also the ``partitions_missing`` metric, status warn).
     """
 
     dataset_name: str
@@ -186,7 +186,7 @@ def get_data_quality_summary(
     counts = {status: int((partitions["status"] == status).sum()) for status in STATUSES}
     worst = max((s for s, n in counts.items() if n), key=STATUS_RANK.__getitem__)
     metrics = _rule_metrics(details)
-    expected = _expected_partitions(sorted(wanted) if wanted is not None else sorted(set(details["symbol"])), start, end - dt.timedelta(days=1))
+    expected = _expected_partitions(sorted(wanted) if wanted is not None else _summary_symbols(details), start, end - dt.timedelta(days=1))
     missing = sorted(expected - set(zip(details["symbol"], details["date"])), key=lambda key: (key[1], key[0]))
     if missing:  # sessions in the range without any checked data: never an all-ok summary over them
         metrics.append(DataQualityMetric(
@@ -196,6 +196,16 @@ def get_data_quality_summary(
         ))
         worst = max(worst, STATUS_WARN, key=STATUS_RANK.__getitem__)
     return DataQualitySummary(dataset_name, (start, end), metrics, worst, counts, partitions, details, [f"{symbol}@{day}" for symbol, day in missing])
+
+
+def _summary_symbols(details: pd.DataFrame) -> list[str]:
+    """The symbols a summary asked for every symbol expects: those with results in the range plus the
+    universe's tracked symbols of each market the results hold (as health expects them): a tracked
+    symbol whose results are all gone from the range is missing, not left out of an all-ok summary."""
+    seen = set(details["symbol"])
+    markets = {market_of(symbol).name for symbol in seen}
+    tracked = _tracked_symbols()
+    return sorted(seen.union(*(tracked.get(market, []) for market in markets)))
 
 
 def _expected_partitions(symbols: list[str], first: dt.date, last: dt.date) -> set[tuple[str, dt.date]]:

@@ -404,6 +404,30 @@ def test_health_is_green_only_over_stored_data_of_every_expected_symbol_each_mar
     assert all(reason.startswith(("XNYS: ", "24/7: ")) for reason in weekend.reasons)
 
 
+def test_a_summary_of_every_symbol_lists_a_tracked_symbol_whose_results_are_all_gone(platform):
+    """Asked for every symbol, the summary expected only the symbols with results in its range: a
+    tracked symbol whose results were all gone (its DQ month file removed, or never checked) was left
+    out, and the summary was all ``ok`` while health said YELLOW. It now expects the tracked symbols
+    of the markets its results hold, as health does: their sessions are in ``missing_partitions``."""
+    import shutil
+
+    from platform_api.quality import get_data_quality_summary, get_dataset_health
+    from platform_assets.universe import add_symbols
+
+    _run(platform, ["AAPL", "MSFT"], "2024-12-05", "2024-12-06", inject_faults=False)
+    settings = platform.settings
+    clean = get_data_quality_summary("aligned_bars", "2024-12-05", "2024-12-07", settings=settings)
+    assert clean.status == "ok" and clean.missing_partitions == []
+    results = Path(settings.base_path) / "lake" / "dq_metrics" / "dataset=aligned_bars" / "symbol=MSFT"
+    shutil.rmtree(results)  # by hand, or lost with the disk
+    assert get_dataset_health("aligned_bars", "2024-12-06", settings=settings).status == "YELLOW"
+    summary = get_data_quality_summary("aligned_bars", "2024-12-05", "2024-12-07", settings=settings)
+    assert summary.status == "warn" and summary.missing_partitions == ["MSFT@2024-12-05", "MSFT@2024-12-06"]
+    assert {m.metric_name: m.status for m in summary.metrics}["partitions_missing"] == "warn"
+    add_symbols(platform.instance, ["BTC-USD"])  # another market's symbol: not expected in a stock dataset
+    assert get_data_quality_summary("aligned_bars", "2024-12-05", "2024-12-07", settings=settings).missing_partitions == ["MSFT@2024-12-05", "MSFT@2024-12-06"]
+
+
 def test_gx_runs_in_memory_without_files_or_analytics(tmp_path, monkeypatch):
     from platform_assets.quality.gx_engine import GXRunner
 
