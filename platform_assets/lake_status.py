@@ -193,13 +193,24 @@ def dq_blocked(asset: str, lake: ParquetLake, symbol: str, day: dt.date) -> bool
     return any(is_blocked(lake, dataset, symbol, day) for dataset in dq_datasets_of(asset))
 
 
-def _latest_severity(instance: dg.DagsterInstance, key: dg.AssetCheckKey, partition: str) -> dg.AssetCheckSeverity | None:
-    """Severity of the latest evaluation of ``key`` on ``partition`` (None: no evaluation)."""
+def _latest_severities(instance: dg.DagsterInstance, key: dg.AssetCheckKey, partitions: set[str]) -> dict[str, dg.AssetCheckSeverity]:
+    """Severity of the latest (failed) evaluation of ``key`` on each of ``partitions``: one query
+    for the recent failed evaluations, then one per partition not among them."""
     from dagster._core.event_api import PartitionKeyFilter
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-    records = instance.event_log_storage.get_asset_check_execution_history(key, limit=1, partition_filter=PartitionKeyFilter(key=partition))
-    evaluation = records[0].evaluation if records else None
-    return evaluation.severity if evaluation is not None else None
+    if not partitions:
+        return {}
+    storage, out = instance.event_log_storage, {}
+    recent = storage.get_asset_check_execution_history(key, limit=4 * len(partitions) + 100, status={AssetCheckExecutionRecordStatus.FAILED})
+    for record in recent:  # newest first: the first one of a partition is its latest (its latest status is FAILED)
+        if record.partition in partitions and record.partition not in out and record.evaluation is not None:
+            out[record.partition] = record.evaluation.severity
+    for partition in sorted(partitions - set(out)):
+        records = storage.get_asset_check_execution_history(key, limit=1, partition_filter=PartitionKeyFilter(key=partition))
+        if records and records[0].evaluation is not None:
+            out[partition] = records[0].evaluation.severity
+    return out
 
 
 def stored_dates_of(asset: str, lake: ParquetLake, l2_store: L2SnapshotStore | None, symbol: str, decode: bool = False) -> set[dt.date] | None:
@@ -264,11 +275,11 @@ def audit_stored_partitions(
             info.partition_key for info in infos
             if info.latest_execution_status == AssetCheckExecutionRecordStatus.FAILED and (info.latest_planned_run_id or "").startswith(LAKE_STATUS_RUN_PREFIX)
         }
-        warned = {  # failed by a run with WARN: its only gaps were DQ-blocked symbols (a symbol removed since is not)
+        failed_by_runs = {
             info.partition_key for info in infos
             if info.latest_execution_status == AssetCheckExecutionRecordStatus.FAILED and not (info.latest_planned_run_id or "").startswith(LAKE_STATUS_RUN_PREFIX)
-            and _latest_severity(instance, key, info.partition_key) == dg.AssetCheckSeverity.WARN
         } if asset in SYMBOL_DAY_ASSETS else set()
+        warned = {day for day, severity in _latest_severities(instance, key, failed_by_runs).items() if severity == dg.AssetCheckSeverity.WARN}
         if not passed and not flagged and not warned:
             continue
         days = {day: dt.date.fromisoformat(day) for day in sorted({*passed, *flagged, *warned})}
