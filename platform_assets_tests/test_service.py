@@ -58,6 +58,23 @@ def test_fresh_install_tracks_the_default_universe_and_its_refresh_has_work(tmp_
         assert http.get("/data/coverage").json()["coverage_stats"]["no_coverage"] == symbols["total"] - 20  # stocks untouched
 
 
+def test_a_browser_frontend_on_an_allowed_origin_may_call_the_service(tmp_path, client):
+    """Seed 003's frontend calls ``fetch('/data/coverage')``; served from another origin (a dev
+    server on :3000) the browser needs CORS: ``API_CORS_ORIGINS`` names the origins allowed (none by
+    default: same-origin only, as before)."""
+    app_origin, other = "http://localhost:3000", "http://evil.example"
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+    assert "access-control-allow-origin" not in client.get("/data/symbols", headers={"Origin": app_origin}).headers  # default: none
+    with running_service(tmp_path, API_CORS_ORIGINS=f"{app_origin}, http://127.0.0.1:5173") as (base, _, _), httpx.Client(base_url=base, timeout=60) as http:
+        answer = http.get("/data/symbols", headers={"Origin": app_origin})
+        assert answer.status_code == 200 and answer.headers["access-control-allow-origin"] == app_origin
+        allowed = http.options("/data/refresh", headers={"Origin": app_origin, **preflight})
+        assert allowed.status_code == 200 and "POST" in allowed.headers["access-control-allow-methods"]
+        refused = http.options("/data/refresh", headers={"Origin": other, **preflight})
+        assert refused.status_code == 400 and "access-control-allow-origin" not in refused.headers
+        assert "access-control-allow-origin" not in http.get("/data/symbols", headers={"Origin": other}).headers
+
+
 def test_add_list_remove_symbols(client):
     response = client.post("/data/symbols", json={"symbols": ["NVDA", "ETH-USD"]})  # our extra: several at once
     assert response.status_code == 200 and set(response.json()["added"]) == {"NVDA", "ETH-USD"}

@@ -24,6 +24,7 @@ from resources.validation import (
         ("IB_PORT", "70000"),
         ("LEVEL2_DIRNAME", "../elsewhere"),
         ("PARTITIONS_START_DATE", "2021-02-30"),
+        ("API_CORS_ORIGINS", "localhost:3000"),
     ],
 )
 def test_bad_setting_fails_naming_the_key(monkeypatch, key, value):

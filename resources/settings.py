@@ -25,6 +25,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(:\d{1,5})?")
 DEFAULT_CONFIG_DIR = REPO_ROOT / "config"
 SYMBOL_MAPPING_DEFAULT = "config/symbol_mapping.json"  # the guide's spelling: {CONFIG_PATH}/symbol_mapping.json
 _WINDOW_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
@@ -111,6 +112,7 @@ class PlatformSettings(BaseSettings):
     api_refresh_rate_limit: Annotated[int, Field(ge=0, le=100_000)] = Field(60, validation_alias=_env("API_REFRESH_RATE_LIMIT"))
     api_refresh_rate_window_s: Annotated[int, Field(ge=1, le=86_400)] = Field(60, validation_alias=_env("API_REFRESH_RATE_WINDOW_SECONDS"))
     api_max_concurrent_refreshes: Annotated[int, Field(ge=1, le=64)] = Field(5, validation_alias=_env("API_MAX_CONCURRENT_REFRESHES"))
+    api_cors_origins: Annotated[list[str], NoDecode] = Field([], validation_alias=_env("API_CORS_ORIGINS"))
     default_universe_file: Path | None = Field(None, validation_alias=_env("DEFAULT_UNIVERSE_FILE"))
     dq_engine: Literal["gx", "vectorised"] = Field("gx", validation_alias=_env("DQ_ENGINE"))
     dq_rules_file: Path | None = Field(None, validation_alias=_env("DQ_RULES_FILE"))
@@ -145,6 +147,16 @@ class PlatformSettings(BaseSettings):
     @classmethod
     def _sources(cls, value):
         return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+
+    @field_validator("api_cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value):
+        """Comma-separated browser origins (``http://host[:port]``, or ``*``) that may call the HTTP service."""
+        origins = [part.strip().rstrip("/") for part in value.split(",") if part.strip()] if isinstance(value, str) else list(value or [])
+        for origin in origins:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin!r} is not an origin: scheme://host[:port], e.g. http://localhost:3000 (or *)")
+        return origins
 
     @field_validator("level2_dirname")
     @classmethod

@@ -24,6 +24,7 @@ from typing import Literal
 
 import dagster as dg
 from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
@@ -160,6 +161,12 @@ def create_app(settings: PlatformSettings | None = None, instance: dg.DagsterIns
                 headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
                 return JSONResponse(status_code=error.status, content={"detail": error.detail}, headers=headers)
         return await call_next(request)
+
+    if current_settings().api_cors_origins:  # added last: outermost, so a browser's preflight is answered before auth
+        app.add_middleware(
+            CORSMiddleware, allow_origins=current_settings().api_cors_origins, allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"], max_age=600,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, error: RequestValidationError) -> JSONResponse:
