@@ -37,6 +37,8 @@ import hashlib
 import json
 import logging
 import os
+import random
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -238,6 +240,34 @@ def _date_of(day_file: Path) -> dt.date:
 
 GATE_FILE = ".lock.gate"
 GATE_HOLD_SECONDS = 2.0
+GATE_OPEN_SECONDS = (0.06, 0.12)
+"""How long a writer that gave up waiting leaves the gate open: longer than a waiting lock's longest
+poll interval (50 ms, ``resources.atomic.file_lock``), so a queued reader sees it open."""
+
+_shared_holds: dict[str, int] = {}
+_shared_holds_guard = threading.Lock()
+
+
+def _forget_shared_holds() -> None:
+    _shared_holds.clear()  # a forked child holds no layout lock of its own
+
+
+os.register_at_fork(after_in_child=_forget_shared_holds)
+
+
+@contextlib.contextmanager
+def _counted_shared_hold(key: str):
+    with _shared_holds_guard:
+        _shared_holds[key] = _shared_holds.get(key, 0) + 1
+    try:
+        yield
+    finally:
+        with _shared_holds_guard:
+            left = _shared_holds.get(key, 1) - 1
+            if left > 0:
+                _shared_holds[key] = left
+            else:
+                _shared_holds.pop(key, None)
 
 
 @contextlib.contextmanager
@@ -248,17 +278,27 @@ def layout_lock(table_dir: Path, *, shared: bool, timeout: float = LOCK_WAIT_SEC
     readers starved compaction (measured: 12 swaps under 2 looping readers took 60 s). A gate
     file fixes that: a writer holds the gate exclusively while it waits for the layout lock, and
     readers pass the gate (shared, for an instant) before taking theirs, so new readers queue
-    behind a waiting writer while the readers already inside finish. A writer that cannot get the
-    layout lock within ``GATE_HOLD_SECONDS`` opens the gate again for a moment before retrying, so
-    a reader that needs a second shared lock while holding one (two readers in one thread, a
-    multi-table read) is never blocked for good. A reader of a table that does not exist yet locks
+    behind a waiting writer while the readers already inside finish.
+
+    A process that already holds a table's shared lock (an open ``LakeReader``, a DuckDB
+    connection, a coverage scan) takes it again without passing the gate: it is a reader already
+    inside, and queueing it behind a writer that waits for it would stall both (measured: two
+    looping readers that kept a ``LakeReader`` open while querying the same table again held a
+    compaction off for minutes). A writer that still cannot get the layout lock within
+    ``GATE_HOLD_SECONDS`` (readers of two tables queued at each other's gates) opens the gate for
+    ``GATE_OPEN_SECONDS`` before retrying. A reader of a table that does not exist yet locks
     nothing (there is nothing to protect).
     """
     gate, lock = table_dir / GATE_FILE, table_dir / LOCK_FILE
     if shared:
+        key = os.path.abspath(table_dir)
         with contextlib.ExitStack() as stack:
-            with file_lock(gate, shared=True, create=False, timeout=timeout):
+            if _shared_holds.get(key):
                 stack.enter_context(file_lock(lock, shared=True, create=False, timeout=timeout))
+            else:
+                with file_lock(gate, shared=True, create=False, timeout=timeout):
+                    stack.enter_context(file_lock(lock, shared=True, create=False, timeout=timeout))
+            stack.enter_context(_counted_shared_hold(key))
             yield
         return
     deadline = time.monotonic() + timeout
@@ -276,7 +316,7 @@ def layout_lock(table_dir: Path, *, shared: bool, timeout: float = LOCK_WAIT_SEC
             if held:
                 yield
                 return
-        time.sleep(0.02)
+        time.sleep(random.uniform(*GATE_OPEN_SECONDS))
 
 
 def _dates_held_by(path: Path) -> tuple[str, frozenset | None] | None:
