@@ -25,6 +25,7 @@ from collections.abc import Callable
 import dagster as dg
 
 from platform_assets.calendars import CRYPTO, STOCKS, Market
+from platform_assets.check_targets import targeting
 from platform_assets.features.labels import LABEL_DEFINITIONS
 from platform_assets.features.registry import FEATURE_GROUPS
 from platform_assets.partitions import materialized_dates
@@ -137,6 +138,7 @@ def record_evaluations(instance: dg.DagsterInstance, evaluations: list[dg.AssetC
     latest = {(e.asset_key, e.check_name, e.partition): e for e in evaluations}
     if not latest:
         return
+    latest = {key: e for key, e in zip(latest, targeting(instance, list(latest.values())))}  # shown on the date, not stale
     run_id = f"{LAKE_STATUS_RUN_PREFIX}{uuid.uuid4().hex}"
     for evaluation in latest.values():
         instance.report_dagster_event(

@@ -41,13 +41,14 @@ import contextlib
 import datetime as dt
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from platform_assets.automation.run_reaper import run_process_gone
+from platform_assets.check_targets import targeting
 from platform_assets.event_batches import log_check_evaluations
 from platform_assets.partitions import SYMBOL_GROUP_TAG, materialized_dates
 from platform_assets.progress import Progress
@@ -426,8 +427,13 @@ class SymbolDayStep:
         }
         return not missing, severity, meta
 
-    def finish(self, check_results: list[dg.AssetCheckResult] | None = None) -> dg.MaterializeResult:
-        """Per-date metadata and checks; fails the step for dates that did not land (see module doc)."""
+    def finish(self, check_results: list[dg.AssetCheckResult] | None = None) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
+        """Per-date metadata and checks; fails the step for dates that did not land (see module doc).
+
+        A generator (``yield from step.finish(...)``): each date's completeness evaluation is logged
+        after the materialization it judges is stored, pointing at it (``check_targets``), so the
+        check's Partitions tab and the date's page show it (an evaluation logged before its date's
+        materialization counts as stale in Dagster and the date showed "Missing", red or not)."""
         context, asset_key = self.context, dg.AssetKey(self.asset_name)
         # one date launched as that partition: Dagster files the check result under it; a one-date
         # range (our backfills, daily refreshes) has no partition key, so its date is logged explicitly
@@ -436,31 +442,33 @@ class SymbolDayStep:
         evaluations = {day: self._check_evaluation(report) for day, report in self.reports.items()}
         self._heal_lost_dates()  # judging may have met (and quarantined) a corrupt file of another symbol
         healed = {day: self._check_evaluation(report) for day, report in sorted(self.healed.items()) if day not in self.reports}
-        logged = {**({} if single else evaluations), **healed}
-        if logged:
-            log_check_evaluations(context, [
-                dg.AssetCheckEvaluation(asset_key=asset_key, check_name=COMPLETE_CHECK, passed=passed, severity=severity, metadata=meta, partition=day.isoformat())
-                for day, (passed, severity, meta) in logged.items()
-            ])
-        self._record_healed(healed)
         self._report_other_losses()
-        if not single:
-            evaluations.update(healed)
         not_landed = [r for r in self.reports.values() if self.symbols and not r.landed]
         failed = self.outcomes_of(FAILED)
         self._log_summary()
+        yield from self._healed_materializations(healed)
         if not_landed:
             for report in self.reports.values():
                 if report.landed:
-                    context.log_event(
-                        dg.AssetMaterialization(asset_key=asset_key, partition=report.day.isoformat(), metadata=report.metadata(self.stats_keys))
-                    )
+                    yield dg.AssetMaterialization(asset_key=asset_key, partition=report.day.isoformat(), metadata=report.metadata(self.stats_keys))
+            self._log_evaluations({**evaluations, **healed})
             raise dg.Failure(description=self._failure_line(not_landed, failed), metadata={"dates_not_landed": ", ".join(r.day.isoformat() for r in not_landed)})
         for report in self.reports.values():
             context.add_asset_metadata(report.metadata(self.stats_keys), partition_key=report.day.isoformat())
-        return dg.MaterializeResult(check_results=[self._overall_result(evaluations, single), *(check_results or [])])
+        yield dg.MaterializeResult(check_results=[self._overall_result({**evaluations, **({} if single else healed)}, single), *(check_results or [])])
+        self._log_evaluations({**({} if single else evaluations), **healed})
 
-    def _record_healed(self, healed: dict) -> None:
+    def _log_evaluations(self, judged: dict) -> None:
+        """Each date's completeness evaluation, pointed at the date's latest stored materialization."""
+        if not judged:
+            return
+        asset_key = dg.AssetKey(self.asset_name)
+        log_check_evaluations(self.context, targeting(self.context.instance, [
+            dg.AssetCheckEvaluation(asset_key=asset_key, check_name=COMPLETE_CHECK, passed=passed, severity=severity, metadata=meta, partition=day.isoformat())
+            for day, (passed, severity, meta) in sorted(judged.items())
+        ]))
+
+    def _healed_materializations(self, healed: dict) -> Iterator[dg.AssetMaterialization]:
         """Each re-computed date that landed is recorded as materialized on its own partition,
         its metadata naming the quarantined file its data had been lost with."""
         for day in healed:
@@ -468,7 +476,7 @@ class SymbolDayStep:
             if report.landed:
                 moved = sorted({self._healed_from[(s, day)] for s in report.outcomes if (s, day) in self._healed_from})
                 meta = {**report.metadata(self.stats_keys), "recomputed_after_quarantine": ", ".join(moved)}
-                self.context.log_event(dg.AssetMaterialization(asset_key=dg.AssetKey(self.asset_name), partition=day.isoformat(), metadata=meta))
+                yield dg.AssetMaterialization(asset_key=dg.AssetKey(self.asset_name), partition=day.isoformat(), metadata=meta)
 
     def _report_other_losses(self) -> None:
         """Losses of tables this step does not write (its inputs, read and found corrupt): their

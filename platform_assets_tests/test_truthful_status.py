@@ -37,6 +37,14 @@ def _latest_check(instance, asset: str, partition: str):
     return None
 
 
+def _check_partitions(instance, asset: str) -> dict[str, str]:
+    """Date -> status of ``symbols_complete`` as the check's Partitions tab shows it (Dagster's own
+    check state: an evaluation not pointing at the date's latest materialization is not shown)."""
+    key = dg.AssetCheckKey(dg.AssetKey(asset), COMPLETE_CHECK)
+    state = instance.event_log_storage.get_asset_check_state([(key, stock_date_partitions)])[key]
+    return {day: status.value for status, subset in state.subsets.items() for day in subset.subset_value.get_partition_keys()}
+
+
 def _run(platform, tags, selection=None):
     job = platform.defs.resolve_job_def("offline_pipeline")
     keys = [dg.AssetKey(a) for a in selection] if selection else None
@@ -66,6 +74,8 @@ def test_missing_symbol_makes_its_date_fail_the_completeness_check(platform):
             assert evaluation is not None and not evaluation.passed, (asset, day)
             assert evaluation.severity == dg.AssetCheckSeverity.ERROR
             assert "SPY" in evaluation.metadata["missing"].value and "AAPL" not in evaluation.metadata["missing"].value
+        # what the UI shows on each date (a ranged run: the dates' evaluations point at this run's materializations)
+        assert _check_partitions(platform.instance, asset) == {D1.isoformat(): "FAILED", D2.isoformat(): "FAILED"}, asset
 
     # per-partition metadata is the partition's own numbers, not the run's totals
     records = platform.instance.fetch_materializations(dg.AssetKey("curated_bars"), limit=10).records
@@ -78,6 +88,7 @@ def test_missing_symbol_makes_its_date_fail_the_completeness_check(platform):
     assert _run(platform, {**RANGE, SYMBOLS_TAG: "SPY"}).success
     for day in (D1, D2):
         assert _latest_check(platform.instance, "curated_bars", day.isoformat()).passed
+    assert _check_partitions(platform.instance, "curated_bars") == {D1.isoformat(): "SUCCEEDED", D2.isoformat(): "SUCCEEDED"}
 
 
 def _break_curation(monkeypatch, curation, error_for):
@@ -293,6 +304,8 @@ def test_data_removed_by_hand_fails_its_dates_completeness_check_at_the_next_lak
         assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
         assert "MSFT (not stored now" in evaluation.metadata["missing"].value and "AAPL" not in evaluation.metadata["missing"].value
         assert _latest_check(platform.instance, "bar_features", day.isoformat()).passed  # its files are all there
+    assert _check_partitions(platform.instance, "curated_bars") == {D1.isoformat(): "FAILED", D2.isoformat(): "FAILED"}  # red on the dates, in the UI
+    assert _check_partitions(platform.instance, "bar_features") == {D1.isoformat(): "SUCCEEDED", D2.isoformat(): "SUCCEEDED"}
     key = dg.AssetCheckKey(dg.AssetKey("curated_bars"), COMPLETE_CHECK)
     headline = platform.instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]  # what the check list shows
     assert headline.partition is None and not headline.evaluation.passed and headline.evaluation.metadata["dates_incomplete"].value == 2

@@ -76,4 +76,4 @@ def aligned_bars(context: dg.AssetExecutionContext, lake: ParquetLake, l2_store:
         is_stored=lambda s, d: lake.has_partition(ALIGNED_BARS, s, d), stats_keys=("l2_stale_rows", "crossed_book_rows"), lake=lake,
         quality=[quality], heals=[ALIGNED_BARS, *dq_tables("aligned_bars")],
     )
-    return step.run_by_symbol(align_days, align).finish(quality.finish(check_groups(ALIGNED_DQ_CHECKS)))
+    yield from step.run_by_symbol(align_days, align).finish(quality.finish(check_groups(ALIGNED_DQ_CHECKS)))

@@ -88,4 +88,4 @@ def crypto_curated_bars(context: dg.AssetExecutionContext, lake: ParquetLake, da
         context, "crypto_curated_bars", symbols, dates, tracked=tracked_symbols(context.instance, CRYPTO),
         is_stored=lambda s, d: lake.has_partition(CURATED_BARS, s, d), lake=lake, quality=[quality], heals=[CURATED_BARS, *dq_tables("curated_bars")],
     ).run(curate)
-    return step.finish(quality.finish(check_groups(CRYPTO_CURATED_DQ_CHECKS)))
+    yield from step.finish(quality.finish(check_groups(CRYPTO_CURATED_DQ_CHECKS)))

@@ -306,4 +306,4 @@ def curated_bars(
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={"partitions_checked": len(step.outcomes_of(WRITTEN)), "failing": ", ".join(timeline_problems[:50]), "sources": ", ".join(sorted(sources))},
     )
-    return step.finish([timeline_result, *dq_results])
+    yield from step.finish([timeline_result, *dq_results])

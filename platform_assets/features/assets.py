@@ -96,7 +96,7 @@ def bar_features(context: dg.AssetExecutionContext, lake: ParquetLake, data_qual
         heals=[*(table_of(v) for v in versions), *(t for v in versions for t in dq_tables(f"{BAR_GROUP}_{v}"))],
     )
     step = step.run_by_symbol(compute_days, compute)
-    return step.finish(QualityRecorder.merged(list(quality.values())).finish(check_groups(BAR_DQ_CHECKS)))
+    yield from step.finish(QualityRecorder.merged(list(quality.values())).finish(check_groups(BAR_DQ_CHECKS)))
 
 
 @dg.asset(
@@ -182,7 +182,7 @@ def l2_features(
         heals=[*(feature_table(L2_GROUP, v) for v in versions), *(t for v in versions for t in dq_tables(f"{L2_GROUP}_{v}"))],
     )
     step = step.run_by_symbol(compute_days, compute)
-    return step.finish(QualityRecorder.merged(list(quality.values())).finish(check_groups(L2_FEATURE_DQ_CHECKS)))
+    yield from step.finish(QualityRecorder.merged(list(quality.values())).finish(check_groups(L2_FEATURE_DQ_CHECKS)))
 
 
 @dg.asset(
@@ -244,4 +244,4 @@ def labels(context: dg.AssetExecutionContext, lake: ParquetLake, data_quality: D
         quality=quality.values(), heals=[*(labels_table(v) for v in LABEL_DEFINITIONS), *(t for v in LABEL_DEFINITIONS for t in dq_tables(f"labels_{v}"))],
     )
     step = step.run_by_symbol(compute_days, compute)
-    return step.finish(QualityRecorder.merged(list(quality.values())).finish(check_groups(LABEL_DQ_CHECKS)))
+    yield from step.finish(QualityRecorder.merged(list(quality.values())).finish(check_groups(LABEL_DQ_CHECKS)))

@@ -136,7 +136,7 @@ def materialize_raw_bars(context: dg.AssetExecutionContext, spec: SourceSpec, ch
     manifest.rebuild_coverage()
     context.add_asset_metadata({"source": spec.source, "provider": spec.provider, **adapter.run_metadata(), "symbols": len(symbols), "dates": len(dates),
                                  **adapter.metrics.as_dict()})  # the fetch's counters (one fetch serves every date); each date's own symbols without data: symbols_without_input
-    return step.finish(quality.finish(check_groups(checks)))
+    yield from step.finish(quality.finish(check_groups(checks)))
 
 
 def raw_bars_asset(spec: SourceSpec) -> dg.AssetsDefinition:
@@ -158,7 +158,7 @@ def raw_bars_asset(spec: SourceSpec) -> dg.AssetsDefinition:
         description=spec.description,
     )
     def _raw_bars(context) -> dg.MaterializeResult:  # (no annotation: this module defers annotations)
-        return materialize_raw_bars(context, spec, checks)
+        yield from materialize_raw_bars(context, spec, checks)
 
     return _raw_bars
 

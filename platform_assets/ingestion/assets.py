@@ -72,7 +72,7 @@ def raw_bars_sim(
     heal_lost_results(quality, raw_batches_input(lake, RAW_BARS_SIM, as_delivered=True), context.log)
     bars_manifest.rebuild_coverage()
     context.add_asset_metadata(SIMULATED)
-    return step.finish(quality.finish(check_groups(RAW_DQ_CHECKS)))
+    yield from step.finish(quality.finish(check_groups(RAW_DQ_CHECKS)))
 
 
 def l2_quality_input(symbol: str, book) -> tuple[dict, dict]:
@@ -127,4 +127,4 @@ def l2_snapshots_sim(
     ).run(capture)
     heal_lost_results(quality, l2_days_input(l2_store, l2_quality_input), context.log)
     context.add_asset_metadata(SIMULATED)
-    return step.finish(quality.finish(check_groups(L2_DQ_CHECKS)))
+    yield from step.finish(quality.finish(check_groups(L2_DQ_CHECKS)))

@@ -91,4 +91,4 @@ def raw_bars_ib(
         "requests": result.requests, "pacing_retries": result.pacing_retries, "timeouts": result.timeouts, "reconnects": result.reconnects,
         "pacing_policy": result.policy, "pages": result.pages, "peak_open_requests": result.peak_open,
     })  # the fetch's counters (one fetch serves every date of the run); each date's own failed / no-data symbols are in its step metadata
-    return step.finish(quality.finish(check_groups(RAW_DQ_CHECKS)))
+    yield from step.finish(quality.finish(check_groups(RAW_DQ_CHECKS)))
