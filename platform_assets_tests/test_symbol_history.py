@@ -77,3 +77,39 @@ def test_symbol_without_any_data_fails_its_partition(platform, monkeypatch):
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "ZZZZ: no session of 2024-12-02..2024-12-03 could be curated" in failure.step_failure_data.error.message
     assert platform.instance.get_materialized_partitions(dg.AssetKey("symbol_history")) == set()
+
+
+def _check_status_by_symbol(instance: dg.DagsterInstance) -> dict[str, str]:
+    """What the UI's per-partition check view shows: Dagster's check-partition state (only current results count)."""
+    from dagster._core.definitions.partitions.context import partition_loading_context
+    from dagster._core.storage.asset_check_state import AssetCheckState, bulk_update_asset_check_state
+
+    from platform_assets.partitions import symbols_partitions
+
+    key = dg.AssetCheckKey(dg.AssetKey("symbol_history"), HISTORY_CHECK)
+    with partition_loading_context(dynamic_partitions_store=instance):
+        state = bulk_update_asset_check_state(instance, [(key, symbols_partitions)], {key: AssetCheckState.empty()})[key]
+        return {
+            pk: status.value
+            for status, subset in state.subsets.items()
+            for pk in (subset.value.get_partition_keys() if not isinstance(subset.value, bool) else [])
+        }
+
+
+def test_history_complete_is_judged_per_symbol(platform):
+    """One symbol's complete history must not hide another's missing session (the check is per symbol partition)."""
+    add_symbols(platform.instance, ["AAPL", "NVDA"])
+    assert _materialize(platform, "AAPL").success and _materialize(platform, "NVDA").success
+    lake = platform.resources["lake"]
+    lake.delete_partition(CURATED_BARS, "AAPL", WINDOW[0])
+    assert not lake.has_partition(CURATED_BARS, "AAPL", WINDOW[0])
+
+    no_fill = {"ops": {"symbol_history": {"config": {"history_sessions": 3, "end_date": END, "fill_missing": False}}}}
+    aapl = dg.materialize([symbol_history], partition_key="AAPL", instance=platform.instance, resources=platform.defs.resources, run_config=no_fill)
+    evaluation = aapl.get_asset_check_evaluations()[0]
+    assert not evaluation.passed and evaluation.partition == "AAPL" and evaluation.metadata["symbol"].value == "AAPL"
+    assert evaluation.metadata["missing_curated_bars"].value == WINDOW[0].isoformat()
+    # NVDA judged after AAPL, complete
+    assert _materialize(platform, "NVDA").get_asset_check_evaluations()[0].passed
+
+    assert _check_status_by_symbol(platform.instance) == {"AAPL": "FAILED", "NVDA": "SUCCEEDED"}

@@ -109,6 +109,8 @@ def _fill(context: dg.AssetExecutionContext, symbol: str, job_name: str, blocks:
             HISTORY_CHECK,
             asset="symbol_history",
             description="every session of the window is held by every derived layer (curated, aligned, features, labels)",
+            # one result per symbol (its partition): unpartitioned, the last symbol judged overwrote every other's status
+            partitions_def=symbols_partitions,
         )
     ],
 )
@@ -163,7 +165,7 @@ def symbol_history(context: dg.AssetExecutionContext, config: SymbolHistoryConfi
                 check_name=HISTORY_CHECK,
                 passed=after.complete,
                 severity=dg.AssetCheckSeverity.ERROR,
-                metadata={"missing_sessions": len(after.sessions_to_fill), **{f"missing_{k}": v for k, v in missing_lines.items()}},
+                metadata={"symbol": symbol, "missing_sessions": len(after.sessions_to_fill), **{f"missing_{k}": v for k, v in missing_lines.items()}},
             )
         ],
     )
