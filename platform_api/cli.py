@@ -116,10 +116,22 @@ def _l2_backfill(args: argparse.Namespace) -> int:
     from platform_api.l2_backfill import backfill_l2_batch
 
     symbols = args.symbols.split(",") if args.symbols else None
-    summary = backfill_l2_batch(symbols, args.start, args.end, force=args.force, strict=args.strict, max_tasks=args.max_tasks, max_workers=args.workers, progress=_print_l2_progress,
-                                mode=args.mode, interval_ms=args.interval_ms)
-    _print(f"L2 backfill: {summary['total_tasks']} tasks in {summary['duration_sec']:.1f}s: " + ", ".join(f"{k}={v}" for k, v in summary["counts"].items()))
+    from platform_assets.ingestion.l2_backfill import L2BackfillFailed
+
+    try:
+        summary = backfill_l2_batch(symbols, args.start, args.end, force=args.force, strict=args.strict, max_tasks=args.max_tasks, max_workers=args.workers,
+                                    progress=_print_l2_progress, mode=args.mode, interval_ms=args.interval_ms)
+    except L2BackfillFailed as stopped:  # --strict stopped at the first error: summary, SUMMARY line, one-line error, exit 1
+        _print_l2_totals(stopped.summary)
+        print(f"error: {stopped}", file=sys.stderr)
+        return EXIT_FAILED
+    _print_l2_totals(summary)
     return EXIT_FAILED if summary["errors"] else 0
+
+
+def _print_l2_totals(summary: dict) -> None:
+    _print(f"L2 backfill: {summary['total_tasks']} tasks in {summary['duration_sec']:.1f}s: " + ", ".join(f"{k}={v}" for k, v in summary["counts"].items()))
+    _print("SUMMARY " + json.dumps(summary, sort_keys=True, default=str))
 
 
 def _print_l2_progress(result: dict, done: int, total: int) -> None:
@@ -139,8 +151,15 @@ def _warrior_backfill(args: argparse.Namespace) -> int:
         for symbol, day in tasks[: args.max_tasks or len(tasks)]:
             _print(f"  {symbol} {day}")
         return 0
-    summary = run_warrior_backfill(tasks, force=args.force, strict=args.strict, max_tasks=args.max_tasks, max_workers=args.max_workers, progress=_print_l2_progress,
-                                   mode=args.mode, interval_ms=args.interval_ms)
+    from platform_assets.ingestion.l2_backfill import L2BackfillFailed
+
+    try:
+        summary = run_warrior_backfill(tasks, force=args.force, strict=args.strict, max_tasks=args.max_tasks, max_workers=args.max_workers, progress=_print_l2_progress,
+                                       mode=args.mode, interval_ms=args.interval_ms)
+    except L2BackfillFailed as stopped:  # --strict stopped at the first error: SUMMARY line, one-line error, exit 1
+        _print("SUMMARY " + json.dumps(stopped.summary, sort_keys=True, default=str))
+        print(f"error: {stopped}", file=sys.stderr)
+        return EXIT_FAILED
     _print("SUMMARY " + json.dumps(summary, sort_keys=True))
     return EXIT_FAILED if summary["errors"] else 0
 

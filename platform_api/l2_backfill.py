@@ -29,7 +29,7 @@ import dagster as dg
 import pandas as pd
 
 from platform_assets.calendars import STOCKS, is_session, sessions_in_range
-from platform_assets.ingestion.l2_backfill import backfill_l2_day, run_l2_backfill
+from platform_assets.ingestion.l2_backfill import L2BackfillFailed, backfill_l2_day, run_l2_backfill
 from platform_assets.ingestion.l2_sampling import L2Sampling
 from platform_assets.universe import tracked_symbols
 from resources.build import databento_source
@@ -163,6 +163,9 @@ def run_warrior_backfill(
             manifest_dir(settings.base_path), max_workers=max_workers or settings.l2_max_workers, force=force, strict=strict,
             max_tasks=max_tasks, fsync=settings.lake_fsync, on_done=progress, base=settings.base_path, backup_path=backup,
         )
+    except L2BackfillFailed as stopped:  # strict: the batch's SUMMARY line is logged all the same (seed 004)
+        _summary_line(stopped.summary, settings)
+        raise
     finally:
         update_coverage_file(settings.base_path, fsync=settings.lake_fsync, backup_path=backup)  # the guide's auto-refresh
     _summary_line(summary, settings)

@@ -49,6 +49,15 @@ COUNT_KEYS = ("WRITE", "SKIP", "EMPTY", "ERROR")
 LOG = logging.getLogger("platform.l2_backfill")
 
 
+class L2BackfillFailed(RuntimeError):
+    """A strict batch stopped at its first error; ``summary`` is the batch's summary document
+    (already written to ``backfill_l2_summary.json``), so callers can still log its SUMMARY line."""
+
+    def __init__(self, message: str, summary: dict):
+        super().__init__(message)
+        self.summary = summary
+
+
 def own_records(chunk: Chunk, vendor: str, counts: dict) -> Iterator[np.ndarray]:
     """The chunk's mbp-10 record batches of ``vendor``'s instruments (its symbology) only: records
     of other instruments (another book mixed into the stream) are dropped and counted in
@@ -207,5 +216,5 @@ def run_l2_backfill(
     target = write_json_atomic(summary, folder / SUMMARY_FILE, fsync=fsync)
     mirror_file(target, base or folder, backup_path, fsync=fsync)
     if strict and failed:
-        raise RuntimeError(f"L2 backfill failed for {error_text(failed[0])}")
+        raise L2BackfillFailed(f"L2 backfill failed for {error_text(failed[0])}", summary)
     return summary
