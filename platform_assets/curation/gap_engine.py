@@ -21,7 +21,9 @@ Pure functions, no I/O. Steps:
 4. **Impute** per column: ``close`` is forward-filled from the last real bar, ``open``/``high``/
    ``low``/``vwap`` take that close, ``volume`` and ``trade_count`` are 0. Minutes before the first
    real bar of the session have no price to carry (no look-ahead back-fill): prices stay NaN and
-   ``dq_status`` is ``missing``.
+   ``dq_status`` is ``missing``. ``is_imputed`` is True on every minute without a valid bar (with a
+   carried price or without one), so no consumer takes a minute without a bar for a real one
+   (``latest`` inference, ``model_frame()``, the features' flag).
 
 Output columns are listed in ``CURATED_COLUMNS``; ``dq_status`` is ``ok`` (real bar), ``imputed``
 or ``missing``.
@@ -402,7 +404,7 @@ def curate_sessions(
             "vwap": np.where(present, columns["vwap"], close),
             "trade_count": np.where(present, columns["trade_count"], policy.trade_count_fill).astype("int64"),
             "source": sessions.per_minute(np.array(sources, dtype=object)),
-            "is_imputed": missing & has_price,
+            "is_imputed": missing,  # no real bar (price carried, or none to carry: dq_status says which)
             "gap_type": gap_asof,
             "gap_run_minutes": _run_so_far(missing, sessions.starts),
             "gap_type_retrospective": gap,
