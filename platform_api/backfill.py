@@ -20,13 +20,14 @@ from __future__ import annotations
 import concurrent.futures as cf
 import datetime as dt
 import itertools
+import logging
 import math
 import multiprocessing
 import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import dagster as dg
 
@@ -36,12 +37,13 @@ from platform_assets.automation.run_reaper import own_process_tags, reap_dead_ru
 from platform_assets.calendars import CRYPTO, STOCKS, Market, sessions_in_range
 from platform_assets.partitions import MAX_DATES_PER_RUN, SYMBOL_GROUP_TAG, SYMBOLS_TAG, date_partitions_of
 from platform_assets.symbol_days import COMPLETE_CHECK
-from platform_assets.universe import add_symbols, detect_asset_type, require_tracked, tracked_symbols
+from platform_assets.universe import add_symbols, detect_asset_type, removed_symbols, require_tracked, tracked_symbols
 from resources.validation import InvalidDateRangeError, InvalidInputError, normalize_symbols, parse_date_range
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 LAUNCHED_BY_TAG = "platform/launched_by"
+_LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -243,6 +245,18 @@ def month_aligned_chunks(dates: list[dt.date], count: int, max_size: int) -> lis
     return chunks
 
 
+def without_removed_symbols(instance: dg.DagsterInstance, plan: BackfillPlan) -> BackfillPlan:
+    """``plan`` without the symbols removed from the universe since it was made (a queued refresh
+    when ``DELETE /data/symbols/X`` came): the others run; a plan left with none keeps them (and
+    fails as untracked, naming them)."""
+    gone = set(removed_symbols(instance, plan.symbols))
+    if not gone or gone >= set(plan.symbols):
+        return plan
+    _LOG.warning("backfill: skipping %s, removed from the universe since the backfill was planned", ", ".join(sorted(gone)))
+    groups = [[s for s in group if s not in gone] for group in plan.symbol_groups] if plan.symbol_groups else None
+    return replace(plan, symbols=[s for s in plan.symbols if s not in gone], symbol_groups=[g for g in groups if g] if groups else None)
+
+
 def run_tags(plan: BackfillPlan, chunk: list[dt.date], universe: list[str], launched_by: str, symbols: list[str] | None = None) -> dict[str, str]:
     """The tags of the run of ``chunk`` for ``symbols`` (default: the plan's)."""
     symbols = symbols or plan.symbols
@@ -398,6 +412,7 @@ def run_backfill(
     if add_missing_symbols:
         add_symbols(instance, plan.symbols)
     else:
+        plan = without_removed_symbols(instance, plan)
         require_tracked(instance, plan.symbols)
     universe = tracked_symbols(instance, plan.market)
     all_tags = [{**(extra_tags or {}), **run_tags(plan, chunk, universe, launched_by, symbols)} for chunk, symbols in plan.runs]

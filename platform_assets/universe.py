@@ -241,11 +241,32 @@ def require_tracked(instance: dg.DagsterInstance, symbols: list[str]) -> None:
         raise UnknownSymbolError(f"symbols not tracked: {', '.join(unknown)} (add them to the universe first)")
 
 
+def removed_symbols(instance: dg.DagsterInstance, symbols: list[str]) -> list[str]:
+    """Those of ``symbols`` that were tracked once and have been removed since (``remove_symbol``)."""
+    tracked = set(instance.get_dynamic_partitions(SYMBOLS_PARTITION_NAME))
+    candidates = [s for s in symbols if s not in tracked]
+    if not candidates:
+        return []
+    with _metadata(instance) as conn:
+        removed = {row[0] for row in conn.execute("SELECT symbol FROM symbols WHERE removed_at IS NOT NULL")}
+    return [s for s in candidates if s in removed]
+
+
 def run_symbols(context: dg.AssetExecutionContext, market: Market = STOCKS) -> list[str]:
-    """Symbols a run of a date-partitioned asset processes (tag subset or the whole universe)."""
+    """Symbols a run of a date-partitioned asset processes (tag subset or the whole universe).
+
+    A tagged symbol removed from the universe after the run was planned (a refresh under way when
+    ``DELETE /data/symbols/X`` came) is skipped with a warning: the run goes on with the others
+    (it failed whole, refreshing none). A tagged symbol never tracked still fails the run."""
     tagged = context.run.tags.get(SYMBOLS_TAG)
     if tagged:
         symbols = normalize_symbols(tagged)
+        gone = removed_symbols(context.instance, symbols)
+        if gone:
+            context.log.warning(f"skipping {', '.join(gone)}: removed from the universe since this run was planned")
+            symbols = [s for s in symbols if s not in gone]
+            if not symbols:
+                raise dg.Failure(f"nothing to process: every symbol of this run ({', '.join(gone)}) was removed from the universe since it was planned")
         require_tracked(context.instance, symbols)
         types = asset_types(context.instance)
         symbols = [s for s in symbols if market_of(s, types) == market]

@@ -203,6 +203,33 @@ def test_bad_symbol_selection_is_refused_at_launch_and_changes_no_partition(tmp_
         assert symbol_selection_problem(instance, "AAPL") is None
 
 
+def test_a_symbol_removed_while_a_backfill_is_planned_or_running_is_skipped_the_others_land(platform):
+    """``DELETE /data/symbols/X`` while a refresh is queued or running: the job used to fail whole
+    (``UnknownSymbolError``), refreshing none; now its plan and its runs skip the removed symbol."""
+    from platform_assets.automation.run_guard import symbol_selection_problem
+    from platform_assets.universe import remove_symbol
+
+    add_symbols(platform.instance, ["AAPL", "MSFT"])
+    plan = plan_backfill(["AAPL", "MSFT"], D1, D2)
+    remove_symbol(platform.instance, "MSFT")  # after planning, before running
+    report = run_backfill(platform.instance, plan, defs=platform.defs)
+    assert report.complete and report.plan.symbols == ["AAPL"]
+    lake = platform.defs.resources["lake"]
+    assert lake.has_partition(CURATED_BARS, "AAPL", D1) and not lake.has_partition(CURATED_BARS, "MSFT", D1)
+    assert _check_partitions(platform.instance, "curated_bars") == {D1.isoformat(): "SUCCEEDED", D2.isoformat(): "SUCCEEDED"}
+
+    # a run already tagged with both (planned before the removal) skips MSFT, with a warning
+    result = _run(platform, {RANGE_START_TAG: D3.isoformat(), RANGE_END_TAG: D3.isoformat(), SYMBOLS_TAG: "AAPL,MSFT"})
+    assert result.success
+    assert lake.has_partition(CURATED_BARS, "AAPL", D3) and not lake.has_partition(CURATED_BARS, "MSFT", D3)
+    assert any("skipping MSFT" in (r.user_message or "") for r in platform.instance.all_logs(result.run_id))
+    assert symbol_selection_problem(platform.instance, "AAPL,MSFT") is None  # the launch guard lets it run
+    assert "MSFT" in symbol_selection_problem(platform.instance, "MSFT")  # nothing left to run: refused
+    assert "NVDA" in symbol_selection_problem(platform.instance, "AAPL,NVDA")  # never tracked: still refused
+    only_removed = _run(platform, {RANGE_START_TAG: D3.isoformat(), RANGE_END_TAG: D3.isoformat(), SYMBOLS_TAG: "MSFT"})
+    assert not only_removed.success
+
+
 def test_ingestion_and_backfill_finish_every_derived_layer(platform):
     from platform_api import get_features_for_training, trigger_backfill, trigger_historical_ingestion
 

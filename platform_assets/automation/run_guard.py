@@ -19,7 +19,7 @@ import dagster as dg
 from dagster._core.run_coordinator import QueuedRunCoordinator, SubmitRunContext
 
 from platform_assets.partitions import SYMBOLS_TAG
-from platform_assets.universe import require_tracked
+from platform_assets.universe import removed_symbols, require_tracked
 from resources.validation import InvalidInputError, normalize_symbols
 
 
@@ -30,7 +30,9 @@ class InvalidSymbolSelectionError(InvalidInputError):
 def symbol_selection_problem(instance: dg.DagsterInstance, tagged: str) -> str | None:
     """Why a ``platform/symbols`` tag value cannot be run, or None when it is fine."""
     try:
-        require_tracked(instance, normalize_symbols(tagged))
+        symbols = normalize_symbols(tagged)
+        gone = set(removed_symbols(instance, symbols))  # removed since the run was planned: skipped by the run
+        require_tracked(instance, [s for s in symbols if s not in gone] if len(gone) < len(symbols) else symbols)
     except InvalidInputError as exc:
         return str(exc)
     return None
