@@ -96,6 +96,10 @@ def resolve_feature_versions(feature_groups: Iterable[str] | str, feature_versio
     groups = [feature_groups] if isinstance(feature_groups, str) else list(feature_groups)
     if not groups:
         raise InvalidOptionError("no feature groups given")
+    if feature_versions is None or not isinstance(feature_versions, (str, Mapping, Iterable)):
+        raise InvalidOptionError(
+            f"feature_versions must name a version per group, e.g. {{{groups[0]!r}: 'v1'}} or 'v1' for all; got {feature_versions!r}"
+        )
     if isinstance(feature_versions, str):
         versions = dict.fromkeys(groups, feature_versions)
     elif isinstance(feature_versions, Mapping):

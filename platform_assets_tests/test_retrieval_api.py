@@ -106,6 +106,9 @@ def test_bad_requests_raise_one_clear_error_type_each(lake_env):
         get_features_for_training(["bar_features"], "v9", "AAPL", "2024-11-26", "2024-11-27", settings=settings)
     with pytest.raises(errors.UnknownLabelDefinitionError):
         get_features_for_training(["bar_features"], "v1", "AAPL", "2024-11-26", "2024-11-27", label_def_version="v7", settings=settings)
+    for versions in (None, 1):  # a clear error naming the argument, not a bare TypeError
+        with pytest.raises(errors.InvalidOptionError, match="feature_versions"):
+            get_features_for_training(["bar_features"], versions, "AAPL", "2024-11-26", "2024-11-27", settings=settings)
     with pytest.raises(errors.InvalidOptionError):
         get_features_for_inference(["bar_features"], "v1", "AAPL", "2024-11-26T15:00Z", mode="closest", settings=settings)
     with pytest.raises(errors.UnknownDatasetError):
