@@ -40,7 +40,7 @@ from resources.lost_dates import LostDates
 LAKE_STATUS_RUN_PREFIX = "lake-status-"  # the run id our evaluations made outside a run are filed under
 SYMBOL_DAY_ASSETS = ("curated_bars", "crypto_curated_bars", "aligned_bars", *FEATURE_GROUPS, "labels")
 RAW_BARS_ASSETS = {  # raw-bars asset -> its raw table (a generated asset's key is free: its source names the table)
-    "raw_bars_sim": raw_bars_table("sim"), "raw_bars_ib": raw_bars_table("ib"),
+    "raw_bars_sim": raw_bars_table("sim"), "crypto_raw_bars_sim": raw_bars_table("sim"), "raw_bars_ib": raw_bars_table("ib"),
     **{spec.asset_key: raw_bars_table(spec.source) for spec in AdapterRegistry.specs() if spec.generate_asset},
 }
 INGESTION_ASSETS = (*RAW_BARS_ASSETS, "l2_snapshots_sim")  # raw batches of every source, and the offline source's TF_1 L2 day files
@@ -61,7 +61,7 @@ def tables_of(asset: str) -> list[Table]:
 
 
 def market_of_asset(asset: str) -> Market:
-    return CRYPTO if asset == "crypto_curated_bars" else STOCKS
+    return CRYPTO if asset.startswith("crypto_") else STOCKS
 
 
 def asset_of(table: str, symbol: str) -> str | None:

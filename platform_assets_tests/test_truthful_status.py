@@ -9,7 +9,7 @@ import pytest
 from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
 
 from platform_api.backfill import RANGE_END_TAG, RANGE_START_TAG, plan_backfill, run_backfill
-from platform_assets.partitions import SYMBOLS_TAG, stock_date_partitions
+from platform_assets.partitions import SYMBOLS_TAG, crypto_date_partitions, stock_date_partitions
 from platform_assets.symbol_days import COMPLETE_CHECK
 from platform_assets.universe import add_symbols
 from resources.lake import CURATED_BARS, feature_table, raw_bars_table
@@ -37,11 +37,11 @@ def _latest_check(instance, asset: str, partition: str):
     return None
 
 
-def _check_partitions(instance, asset: str) -> dict[str, str]:
+def _check_partitions(instance, asset: str, partitions_def=stock_date_partitions) -> dict[str, str]:
     """Date -> status of ``symbols_complete`` as the check's Partitions tab shows it (Dagster's own
     check state: an evaluation not pointing at the date's latest materialization is not shown)."""
     key = dg.AssetCheckKey(dg.AssetKey(asset), COMPLETE_CHECK)
-    state = instance.event_log_storage.get_asset_check_state([(key, stock_date_partitions)])[key]
+    state = instance.event_log_storage.get_asset_check_state([(key, partitions_def)])[key]
     return {day: status.value for status, subset in state.subsets.items() for day in subset.subset_value.get_partition_keys()}
 
 
@@ -380,6 +380,32 @@ def test_raw_batches_and_l2_files_removed_by_hand_fail_their_ingestion_dates_unt
     assert lake.batch_files(raw_bars_table("sim"), "MSFT", D1) and l2_store.day_files("AAPL", D2)
     assert audit.execute_in_process(instance=platform.instance).success
     assert _latest_check(platform.instance, "raw_bars_sim", D1.isoformat()).passed and _latest_check(platform.instance, "l2_snapshots_sim", D2.isoformat()).passed
+
+
+def test_crypto_raw_bars_are_judged_per_utc_day_and_a_removed_batch_fails_its_day_at_the_audit(platform):
+    """``crypto_raw_bars_sim`` carries ``symbols_complete`` per UTC day like the stock raw assets (it
+    had no check: a pair's batch removed by hand showed nothing red on the raw asset)."""
+    import shutil
+
+    saturday, sunday = dt.date(2024, 11, 30), dt.date(2024, 12, 1)
+    plan = plan_backfill(["BTC-USD", "ETH-USD"], saturday, sunday)
+    assert plan.job_name == "crypto_pipeline"
+    assert run_backfill(platform.instance, plan, defs=platform.defs, add_missing_symbols=True).complete
+    days = {saturday.isoformat(): "SUCCEEDED", sunday.isoformat(): "SUCCEEDED"}
+    for asset in ("crypto_raw_bars_sim", "crypto_curated_bars"):
+        assert _check_partitions(platform.instance, asset, crypto_date_partitions) == days, asset
+    evaluation = _latest_check(platform.instance, "crypto_raw_bars_sim", saturday.isoformat())
+    assert evaluation.metadata["tracked_symbols"].value == 2
+    lake = platform.defs.resources["lake"]
+    shutil.rmtree(lake.partition_dir(raw_bars_table("sim"), "ETH-USD", sunday))  # by hand
+    audit = platform.defs.resolve_job_def("lake_status_audit_job")
+    assert not audit.execute_in_process(instance=platform.instance, raise_on_error=False).success
+    gone = _latest_check(platform.instance, "crypto_raw_bars_sim", sunday.isoformat())
+    assert not gone.passed and "ETH-USD (not stored now" in gone.metadata["missing"].value
+    assert _check_partitions(platform.instance, "crypto_raw_bars_sim", crypto_date_partitions) == {**days, sunday.isoformat(): "FAILED"}
+    assert run_backfill(platform.instance, plan, defs=platform.defs).complete  # re-ingested
+    assert audit.execute_in_process(instance=platform.instance).success
+    assert _check_partitions(platform.instance, "crypto_raw_bars_sim", crypto_date_partitions) == days
 
 
 def test_mdp_audit_lake_names_what_is_gone_and_exits_1(platform, monkeypatch, capsys):

@@ -1,6 +1,7 @@
 """Crypto pairs on a 24/7 calendar: raw 1-minute bars and curated bars, partitioned by UTC day."""
 
 import datetime as dt
+import functools
 
 import dagster as dg
 import pandas as pd
@@ -10,15 +11,15 @@ from platform_assets.curation.gap_engine import curate_bars
 from platform_assets.ingestion.raw_batch_store import store_raw_batch
 from platform_assets.ingestion.raw_batches import build_raw_batch
 from platform_assets.partitions import crypto_date_partitions, partition_dates, ranged_backfill_policy, follow_upstream
-from platform_assets.progress import Progress
 from platform_assets.quality.checks import DataQuality, check_groups, dq_check_specs, dq_tables
-from platform_assets.symbol_days import Outcome, SymbolDayStep, complete_check_spec, no_input, written
+from platform_assets.symbol_days import Outcome, SymbolDayStep, complete_check_spec, no_input, stored_batch, written
 from platform_assets.universe import run_symbols, tracked_symbols
 from resources.lake import CURATED_BARS, ParquetLake, raw_bars_table
 from resources.bars_manifest import BarsManifest
 from resources.offline_source import SIM_SOURCE, OfflineSource
 
 RAW_BARS_SIM = raw_bars_table(SIM_SOURCE)
+CRYPTO_RAW_STATS = ("batches_written", "batches_unchanged", "duplicate_key_rows_quarantined")
 CRYPTO_CURATED_DQ_CHECKS = dq_check_specs("crypto_curated_bars", "crypto_curated_bars")  # the curated rules sized for 1,440-minute days
 
 
@@ -28,6 +29,7 @@ CRYPTO_CURATED_DQ_CHECKS = dq_check_specs("crypto_curated_bars", "crypto_curated
     group_name="crypto",
     kinds={"parquet"},
     metadata={"lake_table": str(RAW_BARS_SIM), "source": SIM_SOURCE, "calendar": "24/7 UTC"},
+    check_specs=[complete_check_spec("crypto_raw_bars_sim", crypto_date_partitions)],
 )
 def crypto_raw_bars_sim(
     context: dg.AssetExecutionContext, offline_source: OfflineSource, lake: ParquetLake, bars_manifest: BarsManifest
@@ -35,24 +37,28 @@ def crypto_raw_bars_sim(
     """Raw 1-minute bars of the tracked crypto pairs from the offline simulator, 1,440 minutes a day.
 
     Same table and contract as the stock raw bars (``lake/raw_bars/source=sim/...``, append-only
-    content-hashed batches), partitioned by UTC calendar day (every day: crypto trades 24/7).
+    content-hashed batches), partitioned by UTC calendar day (every day: crypto trades 24/7). Each
+    date's ``symbols_complete`` check says whether every tracked crypto pair has a batch stored (the
+    lake status audit re-checks it: a batch removed by hand fails its date until re-ingested).
     """
     symbols, dates = run_symbols(context, CRYPTO), partition_dates(context)
     ingestion_ts = pd.Timestamp.now(tz="UTC")
-    rows = written = duplicates = 0
-    progress = Progress(context, "crypto_raw_bars_sim", len(symbols) * len(dates))
-    for day in dates:
-        for symbol in symbols:
-            bars = offline_source.day(symbol, day, CRYPTO).bars
-            batch_id, batch, repeated = build_raw_batch(bars, source=SIM_SOURCE, symbol=symbol, day=day, ingestion_ts=ingestion_ts)
-            path, new = store_raw_batch(lake, RAW_BARS_SIM, symbol, day, batch, batch_id, repeated, ingestion_ts)
-            duplicates += len(repeated)
-            bars_manifest.record(path, batch, vendor=SIM_SOURCE, symbol=symbol, bar_size="1m", new=new)
-            rows, written = rows + len(batch), written + new
-            progress.step()
+
+    def ingest(symbol: str, day: dt.date) -> Outcome:
+        bars = offline_source.day(symbol, day, CRYPTO).bars
+        batch_id, batch, repeated = build_raw_batch(bars, source=SIM_SOURCE, symbol=symbol, day=day, ingestion_ts=ingestion_ts)
+        path, new = store_raw_batch(lake, RAW_BARS_SIM, symbol, day, batch, batch_id, repeated, ingestion_ts)
+        bars_manifest.record(path, batch, vendor=SIM_SOURCE, symbol=symbol, bar_size="1m", new=new)
+        stats = {"batches_written": int(new), "batches_unchanged": int(not new), "duplicate_key_rows_quarantined": len(repeated)}
+        return stored_batch(new, len(batch), **stats)
+
+    step = SymbolDayStep(
+        context, "crypto_raw_bars_sim", symbols, dates, tracked=tracked_symbols(context.instance, CRYPTO),
+        is_stored=functools.partial(lake.has_batch, RAW_BARS_SIM), stats_keys=CRYPTO_RAW_STATS,
+    ).run(ingest)
     bars_manifest.rebuild_coverage()
-    return dg.MaterializeResult(metadata={"source": SIM_SOURCE, "symbols": len(symbols), "dates": len(dates), "rows": rows, "batches_written": written,
-                                            "duplicate_key_rows_quarantined": duplicates})
+    context.add_asset_metadata({"source": SIM_SOURCE, "simulated": True})
+    yield from step.finish()
 
 
 @dg.asset(
