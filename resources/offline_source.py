@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from platform_assets.calendars import STOCKS, Market
+from resources import clock
 from resources.sim_market import FaultRates, SimDay, corrupt_day, simulate_day
 
 SIM_SOURCE = "sim"
@@ -43,7 +44,7 @@ def as_of(sim: SimDay, now: pd.Timestamp) -> SimDay:
 
 
 def _now() -> pd.Timestamp:
-    return pd.Timestamp.now(tz="UTC")
+    return clock.utc_now()
 
 
 @functools.lru_cache(maxsize=4096)

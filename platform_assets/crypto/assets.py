@@ -6,7 +6,7 @@ import functools
 import dagster as dg
 import pandas as pd
 
-from platform_assets.calendars import CRYPTO, session_minutes
+from platform_assets.calendars import CRYPTO, elapsed_session_minutes
 from platform_assets.curation.gap_engine import curate_bars
 from platform_assets.ingestion.raw_batch_store import store_raw_batch
 from platform_assets.ingestion.raw_batches import build_raw_batch
@@ -85,7 +85,10 @@ def crypto_curated_bars(context: dg.AssetExecutionContext, lake: ParquetLake, da
         raw = lake.read_latest_batch(RAW_BARS_SIM, symbol, day)
         if raw is None:
             return no_input("no raw bars")
-        curated, stats, _ = curate_bars(raw, session_minutes(CRYPTO, day), symbol=symbol, day=day, source=SIM_SOURCE)
+        timeline = elapsed_session_minutes(CRYPTO, day)  # the UTC day under way: the minutes so far
+        if not len(timeline):
+            return no_input("the day has not begun")
+        curated, stats, _ = curate_bars(raw, timeline, symbol=symbol, day=day, source=SIM_SOURCE)
         lake.write_partition(CURATED_BARS, symbol, day, curated)
         quality.add(symbol, day, curated, stats=stats.as_dict())
         return written(len(curated))

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from platform_assets.calendars import STOCKS, session_minutes, sessions_in_range
+from platform_assets.calendars import STOCKS, elapsed_session_minutes, sessions_in_range
 from platform_assets.curation.gap_engine import GapStats, ImputationPolicy, curate_bars, curate_sessions, l2_minute_activity
 from platform_assets.ingestion.assets import l2_snapshots_sim, raw_bars_sim
 from platform_assets.ingestion.databento_assets import l2_snapshots_databento, raw_bars_databento
@@ -183,7 +183,9 @@ def curated_bars(
             return no_input("no raw bars from any source")
         if is_blocked(lake, raw_dq_dataset(source), symbol, day):
             return blocked(f"raw bars ({source}) failed an error DQ rule")
-        timeline = session_minutes(STOCKS, day)
+        timeline = elapsed_session_minutes(STOCKS, day)  # a session under way: the minutes so far
+        if not len(timeline):
+            return no_input("the session has not begun")
         book, _ = l2_store.read_day_top(symbol, day, index)
         curated, stats, rejected = curate_bars(
             raw, timeline, symbol=symbol, day=day, source=source, activity=book_activity(book, timeline), policy=policy
@@ -255,8 +257,9 @@ def curated_bars(
                 outcomes[day] = Outcome(FAILED, detail=f"CorruptLakeFileError: {raw[day]}".splitlines()[0][:300])
             elif is_blocked(lake, raw_dq_dataset(raw[day][0]), symbol, day):
                 outcomes[day] = blocked(f"raw bars ({raw[day][0]}) failed an error DQ rule")
+            elif not len(timeline := elapsed_session_minutes(STOCKS, day)):  # a session under way: the minutes so far
+                outcomes[day] = no_input("the session has not begun")
             else:
-                timeline = session_minutes(STOCKS, day)
                 book, _ = l2_store.read_day_top(symbol, day, index)
                 inputs.append((day, *raw[day], timeline, book_activity(book, timeline)))
         done, frames = [], []

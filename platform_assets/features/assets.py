@@ -6,7 +6,7 @@ from collections import Counter
 import dagster as dg
 import pandas as pd
 
-from platform_assets.calendars import STOCKS, session_minutes
+from platform_assets.calendars import STOCKS, elapsed_session_minutes
 from platform_assets.curation.assets import curated_bars
 from platform_assets.features.labels import LABEL_DEFINITIONS, compute_labels, compute_labels_many
 from platform_assets.features.registry import FEATURE_GROUPS, curated_columns_of
@@ -141,7 +141,10 @@ def l2_features(
         book, _ = l2_store.read_day(symbol, day, index)
         if len(book) == 0:
             return no_input("no L2 snapshots")
-        return todo, (day, session_minutes(STOCKS, day), book)
+        timeline = elapsed_session_minutes(STOCKS, day)  # a session under way: the minutes so far
+        if not len(timeline):
+            return no_input("the session has not begun")
+        return todo, (day, timeline, book)
 
     def features_of(version: str, symbol: str, sessions: list[tuple]) -> pd.DataFrame:
         return versions[version].compute_l2_sessions(sessions, symbol=symbol).assign(feature_group=L2_GROUP, feature_version=version)
