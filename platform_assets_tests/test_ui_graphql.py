@@ -46,6 +46,29 @@ STATUS = """query($key: AssetKeyInput!) {
 }"""
 
 
+CHECK_STATUS = """query($key: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $key) {
+    ... on AssetNode {
+      assetChecksOrError {
+        ... on AssetChecks {
+          checks {
+            name
+            partitionStatuses { __typename ... on AssetCheckTimePartitionStatuses { ranges { startKey endKey status } } }
+          }
+        }
+      }
+    }
+  }
+}"""
+
+
+def _check_date_status(port: int, asset: str, check: str = "symbols_complete") -> dict[str, str]:
+    """status per date key of a partitioned check, as its Partitions tab draws it."""
+    checks = _graphql(port, CHECK_STATUS, {"key": {"path": [asset]}})["assetNodeOrError"]["assetChecksOrError"]["checks"]
+    ranges = next(c for c in checks if c["name"] == check)["partitionStatuses"]["ranges"]
+    return {day: rng["status"] for rng in ranges for day in DATES if rng["startKey"] <= day <= rng["endKey"]}
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -134,10 +157,12 @@ def test_ui_backfill_without_raw_fails_dates_then_fills_them(dagster_dev):
         status = _date_status(port, asset)
         assert "MATERIALIZED" not in status.values(), (asset, status)
     assert set(_date_status(port, "curated_bars").values()) == {"FAILED"}
+    assert _check_date_status(port, "curated_bars") == {day: "FAILED" for day in DATES}  # red on each date, not "Missing"
 
     assert _wait_backfill(port, _launch(port, ["raw_bars_sim", "l2_snapshots_sim", *DERIVED])) in ("COMPLETED_SUCCESS", "COMPLETED")
     for asset in DERIVED:
         assert _date_status(port, asset) == {day: "MATERIALIZED" for day in DATES}, asset
+        assert _check_date_status(port, asset) == {day: "SUCCEEDED" for day in DATES}, asset  # the check's Partitions tab
 
     # the per-symbol view: every tracked symbol is a partition, none filled yet
     per_symbol = _graphql(port, STATUS, {"key": {"path": ["symbol_history"]}})["assetNodeOrError"]["assetPartitionStatuses"]
