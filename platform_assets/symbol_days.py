@@ -57,6 +57,8 @@ from resources.lost_dates import hand_back as hand_back_lost_dates
 from resources.lake_batch import FlushError
 
 COMPLETE_CHECK = "symbols_complete"
+StepEvents = Iterator[dg.MaterializeResult | dg.AssetMaterialization]
+"""What an asset built on ``SymbolDayStep`` yields (``yield from step.finish(...)``)."""
 JUDGE_WAIT_SECONDS = 600.0  # the longest a run waits for earlier-planned runs to judge its dates
 JUDGE_POLL_SECONDS = 0.2
 PLANNED_ROWS_LOOKED_AT = 5000  # the newest planned evaluations of a check (runs in progress are among them)
@@ -427,7 +429,7 @@ class SymbolDayStep:
         }
         return not missing, severity, meta
 
-    def finish(self, check_results: list[dg.AssetCheckResult] | None = None) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
+    def finish(self, check_results: list[dg.AssetCheckResult] | None = None) -> StepEvents:
         """Per-date metadata and checks; fails the step for dates that did not land (see module doc).
 
         A generator (``yield from step.finish(...)``): each date's completeness evaluation is logged

@@ -11,7 +11,7 @@ from platform_assets.ingestion.databento_assets import l2_snapshots_databento
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions, follow_upstream
 from platform_assets.calendars import STOCKS
 from platform_assets.quality.checks import DataQuality, check_groups, dq_check_specs, dq_tables
-from platform_assets.symbol_days import Outcome, SymbolDayStep, complete_check_spec, kept, written
+from platform_assets.symbol_days import Outcome, StepEvents, SymbolDayStep, complete_check_spec, kept, written
 from platform_assets.curated_input import curated_day, curated_days, date_slices, write_by_date
 from platform_assets.run_options import keep_existing
 from platform_assets.universe import run_symbols, tracked_symbols
@@ -30,7 +30,7 @@ ALIGNED_DQ_CHECKS = dq_check_specs("aligned_bars", "aligned_bars")
     metadata={"lake_table": str(ALIGNED_BARS)},
     check_specs=[complete_check_spec("aligned_bars", stock_date_partitions), *ALIGNED_DQ_CHECKS],
 )
-def aligned_bars(context: dg.AssetExecutionContext, lake: ParquetLake, l2_store: L2SnapshotStore, data_quality: DataQuality) -> dg.MaterializeResult:
+def aligned_bars(context: dg.AssetExecutionContext, lake: ParquetLake, l2_store: L2SnapshotStore, data_quality: DataQuality) -> StepEvents:
     """Curated 1-minute bars with the as-of L2 top of book, one row per session minute.
 
     Each bar (stamped with its start ``ts``, closed at ``bar_end = ts + 1 min``) gets the last L2

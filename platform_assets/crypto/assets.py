@@ -12,7 +12,7 @@ from platform_assets.ingestion.raw_batch_store import store_raw_batch
 from platform_assets.ingestion.raw_batches import build_raw_batch
 from platform_assets.partitions import crypto_date_partitions, partition_dates, ranged_backfill_policy, follow_upstream
 from platform_assets.quality.checks import DataQuality, check_groups, dq_check_specs, dq_tables
-from platform_assets.symbol_days import Outcome, SymbolDayStep, complete_check_spec, no_input, stored_batch, written
+from platform_assets.symbol_days import Outcome, StepEvents, SymbolDayStep, complete_check_spec, no_input, stored_batch, written
 from platform_assets.universe import run_symbols, tracked_symbols
 from resources.lake import CURATED_BARS, ParquetLake, raw_bars_table
 from resources.bars_manifest import BarsManifest
@@ -33,7 +33,7 @@ CRYPTO_CURATED_DQ_CHECKS = dq_check_specs("crypto_curated_bars", "crypto_curated
 )
 def crypto_raw_bars_sim(
     context: dg.AssetExecutionContext, offline_source: OfflineSource, lake: ParquetLake, bars_manifest: BarsManifest
-) -> dg.MaterializeResult:
+) -> StepEvents:
     """Raw 1-minute bars of the tracked crypto pairs from the offline simulator, 1,440 minutes a day.
 
     Same table and contract as the stock raw bars (``lake/raw_bars/source=sim/...``, append-only
@@ -71,7 +71,7 @@ def crypto_raw_bars_sim(
     metadata={"lake_table": str(CURATED_BARS), "calendar": "24/7 UTC"},
     check_specs=[complete_check_spec("crypto_curated_bars", crypto_date_partitions), *CRYPTO_CURATED_DQ_CHECKS],
 )
-def crypto_curated_bars(context: dg.AssetExecutionContext, lake: ParquetLake, data_quality: DataQuality) -> dg.MaterializeResult:
+def crypto_curated_bars(context: dg.AssetExecutionContext, lake: ParquetLake, data_quality: DataQuality) -> StepEvents:
     """Curated gap-aware 1-minute bars of crypto pairs: 1,440 minutes per UTC day.
 
     The stock gap engine on a 24/7 timeline (no L2 here, so a missing minute is an ``unknown``

@@ -14,7 +14,7 @@ from platform_assets.ingestion.assets import l2_snapshots_sim, raw_bars_sim
 from platform_assets.ingestion.databento_assets import l2_snapshots_databento, raw_bars_databento
 from platform_assets.ingestion.ib_assets import raw_bars_ib
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions, follow_upstream
-from platform_assets.symbol_days import FAILED, WRITTEN, Outcome, SymbolDayStep, blocked, complete_check_spec, kept, no_input, written
+from platform_assets.symbol_days import FAILED, WRITTEN, Outcome, StepEvents, SymbolDayStep, blocked, complete_check_spec, kept, no_input, written
 from platform_assets.curated_input import date_slices, write_by_date
 from platform_assets.run_options import keep_existing
 from platform_assets.reference.actions import ADJUSTMENT_COLUMNS, adjustment_columns, day_factor
@@ -140,7 +140,7 @@ def _same_batch_schema(inputs: list[tuple]) -> list[list[tuple]]:
 )
 def curated_bars(
     context: dg.AssetExecutionContext, config: CurationConfig, lake: ParquetLake, l2_store: L2SnapshotStore, data_quality: DataQuality
-) -> dg.MaterializeResult:
+) -> StepEvents:
     """Canonical gap-aware 1-minute bars, one row per minute of the exchange session.
 
     Built from the newest raw batch of the preferred source (config ``source_priority``), validated

@@ -16,7 +16,7 @@ from platform_assets.partitions import partition_dates, ranged_backfill_policy, 
 from platform_assets.quality.checks import DataQuality, QualityRecorder, check_groups, dq_check_specs, dq_tables, is_blocked
 from platform_assets.curated_input import curated_day, curated_days, rows_of_dates, write_by_date
 from platform_assets.run_options import keep_existing, versions_to_compute_by_day, versions_to_compute_on
-from platform_assets.symbol_days import Outcome, SymbolDayStep, blocked, complete_check_spec, kept, no_input, written
+from platform_assets.symbol_days import Outcome, StepEvents, SymbolDayStep, blocked, complete_check_spec, kept, no_input, written
 from platform_assets.universe import run_symbols, tracked_symbols
 from resources.l2_store import L2DayIndex, L2SnapshotStore
 from resources.lake import ParquetLake, feature_table, labels_table
@@ -41,7 +41,7 @@ def _versions(group: str) -> str:
     metadata={"feature_group": BAR_GROUP, "versions": _versions(BAR_GROUP)},
     check_specs=[complete_check_spec(BAR_GROUP, stock_date_partitions), *BAR_DQ_CHECKS],
 )
-def bar_features(context: dg.AssetExecutionContext, lake: ParquetLake, data_quality: DataQuality) -> dg.MaterializeResult:
+def bar_features(context: dg.AssetExecutionContext, lake: ParquetLake, data_quality: DataQuality) -> StepEvents:
     """Feature group ``bar_features`` (every registered version; v1 today) from curated bars.
 
     v1: 1-min log return, trailing mean and volatility of returns over 5/20/60 bars, return lags
@@ -111,7 +111,7 @@ def bar_features(context: dg.AssetExecutionContext, lake: ParquetLake, data_qual
 )
 def l2_features(
     context: dg.AssetExecutionContext, lake: ParquetLake, l2_store: L2SnapshotStore, data_quality: DataQuality
-) -> dg.MaterializeResult:
+) -> StepEvents:
     """Feature group ``l2_features`` (every registered version; v1 today) from L2 snapshots.
 
     v1, one row per session minute: spread_bps, imbalance_1, imbalance_10, microprice_offset_bps,
@@ -198,7 +198,7 @@ def l2_features(
     metadata={"label_definitions": ", ".join(sorted(LABEL_DEFINITIONS))},
     check_specs=[complete_check_spec("labels", stock_date_partitions), *LABEL_DQ_CHECKS],
 )
-def labels(context: dg.AssetExecutionContext, lake: ParquetLake, data_quality: DataQuality) -> dg.MaterializeResult:
+def labels(context: dg.AssetExecutionContext, lake: ParquetLake, data_quality: DataQuality) -> StepEvents:
     """Forward-return labels under every registered label definition (v1: 1/5/15-minute horizons).
 
     The only asset that looks ahead, by design, and stored apart from the features

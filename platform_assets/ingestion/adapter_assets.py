@@ -34,7 +34,7 @@ from platform_assets.quality.checks import check_groups, dq_check_specs, raw_dq_
 from platform_assets.quality.heal import heal_lost_results, raw_batches_input
 from platform_assets.calendars import STOCKS
 from platform_assets.run_options import ingestion_options
-from platform_assets.symbol_days import SymbolDayStep, complete_check_spec, no_input, stored_batch
+from platform_assets.symbol_days import StepEvents, SymbolDayStep, complete_check_spec, no_input, stored_batch
 from platform_assets.universe import run_symbols, tracked_symbols
 from resources.adapters import AdapterRegistry
 from resources.adapters.base_adapter import FrameBatch
@@ -95,7 +95,7 @@ def frames_by_day(
     yield from flush(None)
 
 
-def materialize_raw_bars(context: dg.AssetExecutionContext, spec: SourceSpec, checks: list[dg.AssetCheckSpec]) -> dg.MaterializeResult:
+def materialize_raw_bars(context: dg.AssetExecutionContext, spec: SourceSpec, checks: list[dg.AssetCheckSpec]) -> StepEvents:
     """One run of a generated raw-bars asset (see the module docstring)."""
     resources = context.resources
     lake, manifest = resources.lake, resources.bars_manifest
@@ -157,7 +157,7 @@ def raw_bars_asset(spec: SourceSpec) -> dg.AssetsDefinition:
         required_resource_keys={"lake", "bars_manifest", "data_quality", *([spec.resource] if spec.resource else [])},
         description=spec.description,
     )
-    def _raw_bars(context) -> dg.MaterializeResult:  # (no annotation: this module defers annotations)
+    def _raw_bars(context) -> StepEvents:  # (no annotation: this module defers annotations)
         yield from materialize_raw_bars(context, spec, checks)
 
     return _raw_bars

@@ -12,7 +12,7 @@ from platform_assets.ingestion.raw_batches import as_delivered, raw_batch_table
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions
 from platform_assets.quality.checks import DataQuality, check_groups, dq_check_specs, raw_dq_dataset
 from platform_assets.quality.heal import heal_lost_results, l2_days_input, raw_batches_input
-from platform_assets.symbol_days import Outcome, SymbolDayStep, complete_check_spec, stored_batch, written
+from platform_assets.symbol_days import Outcome, StepEvents, SymbolDayStep, complete_check_spec, stored_batch, written
 from platform_assets.universe import run_symbols, tracked_symbols
 from resources.l2_store import L2SnapshotStore
 from resources.lake import ParquetLake, raw_bars_table
@@ -38,7 +38,7 @@ L2_DQ_DATASET = "l2_snapshots"
 def raw_bars_sim(
     context: dg.AssetExecutionContext, offline_source: OfflineSource, lake: ParquetLake, data_quality: DataQuality,
     bars_manifest: BarsManifest,
-) -> dg.MaterializeResult:
+) -> StepEvents:
     """Raw 1-minute OHLCV bars from the offline simulator (source="sim"), as delivered.
 
     Append-only raw layer: one batch file per (source, symbol, trading date) under
@@ -98,7 +98,7 @@ def _capture_suffix(day) -> str:
 )
 def l2_snapshots_sim(
     context: dg.AssetExecutionContext, offline_source: OfflineSource, l2_store: L2SnapshotStore, lake: ParquetLake, data_quality: DataQuality
-) -> dg.MaterializeResult:
+) -> StepEvents:
     """Level-2 order-book snapshots (10 levels, every 30 s) from the offline simulator.
 
     Written in the TF_1 file contract: ``level2/{SYMBOL}/{YYYY-MM-DD}_snapshots_{HHMMSS}.parquet``

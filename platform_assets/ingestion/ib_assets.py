@@ -12,7 +12,7 @@ from platform_assets.quality.checks import DataQuality, check_groups, dq_check_s
 from platform_assets.quality.heal import heal_lost_results, raw_batches_input
 from platform_assets.calendars import STOCKS
 from platform_assets.run_options import ingestion_options
-from platform_assets.symbol_days import FAILED, Outcome, SymbolDayStep, complete_check_spec, no_input, stored_batch
+from platform_assets.symbol_days import FAILED, Outcome, StepEvents, SymbolDayStep, complete_check_spec, no_input, stored_batch
 from platform_assets.universe import run_symbols, tracked_symbols
 from resources.ib_source import IBSource
 from resources.lake import ParquetLake, raw_bars_table
@@ -35,7 +35,7 @@ IB_STATS = ("batches_written", "duplicate_key_rows_quarantined")
 )
 def raw_bars_ib(
     context: dg.AssetExecutionContext, ib: IBSource, lake: ParquetLake, bars_manifest: BarsManifest, data_quality: DataQuality
-) -> dg.MaterializeResult:
+) -> StepEvents:
     """Raw historical bars from Interactive Brokers (``reqHistoricalData``), source="ib".
 
     Options from the run's ``platform/options`` tag (the ingestion API sets it): bar_size (default
