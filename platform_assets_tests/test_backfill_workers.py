@@ -57,7 +57,8 @@ def test_workers_are_forked_from_the_preload_server_not_spawned():
     assert {"dagster", "great_expectations", "pandas", "pyarrow.parquet", "duckdb"} <= set(modules)  # imported once, by the server
     assert "definitions" not in modules and "resources.adapters" not in modules  # the platform loads under each task's environment
     assert not {m for m in modules if m.split(".")[0] in ("platform_assets", "platform_api", "resources")} - {
-        "platform_assets", "platform_assets.calendars", "platform_api", "platform_api.worker_preload", "platform_api.process_life"}  # only the environment-free calendars
+        "platform_assets", "platform_assets.calendars", "resources", "resources.clock", "platform_api", "platform_api.worker_preload",
+        "platform_api.process_life"}  # only the environment-free calendars and the clock they read
     calendar_built = "__import__('platform_assets.calendars').calendars._calendar_until.cache_info().currsize"
     with cf.ProcessPoolExecutor(1, mp_context=context) as pool:
         assert pool.submit(eval, calendar_built).result() == 1  # the exchange calendar comes built
