@@ -22,6 +22,7 @@ from resources import clock
 from resources.sim_market import FaultRates, SimDay, corrupt_day, simulate_day
 
 SIM_SOURCE = "sim"
+SIMULATED = {"source": SIM_SOURCE, "simulated": True}  # on every date's materialization: simulated data says so where it lands
 BAR = pd.Timedelta(minutes=1)
 
 

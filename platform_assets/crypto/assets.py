@@ -8,7 +8,7 @@ import pandas as pd
 
 from platform_assets.calendars import CRYPTO, elapsed_session_minutes
 from platform_assets.curation.gap_engine import curate_bars
-from platform_assets.ingestion.raw_batch_store import store_raw_batch
+from platform_assets.ingestion.raw_batch_store import RAW_STATS, raw_batch_stats, store_raw_batch
 from platform_assets.ingestion.raw_batches import build_raw_batch
 from platform_assets.partitions import crypto_date_partitions, partition_dates, ranged_backfill_policy, follow_upstream
 from platform_assets.quality.checks import DataQuality, check_groups, dq_check_specs, dq_tables
@@ -16,10 +16,9 @@ from platform_assets.symbol_days import Outcome, StepEvents, SymbolDayStep, comp
 from platform_assets.universe import run_symbols, tracked_symbols
 from resources.lake import CURATED_BARS, ParquetLake, raw_bars_table
 from resources.bars_manifest import BarsManifest
-from resources.offline_source import SIM_SOURCE, OfflineSource
+from resources.offline_source import SIM_SOURCE, SIMULATED, OfflineSource
 
 RAW_BARS_SIM = raw_bars_table(SIM_SOURCE)
-CRYPTO_RAW_STATS = ("batches_written", "batches_unchanged", "duplicate_key_rows_quarantined")
 CRYPTO_CURATED_DQ_CHECKS = dq_check_specs("crypto_curated_bars", "crypto_curated_bars")  # the curated rules sized for 1,440-minute days
 
 
@@ -49,15 +48,14 @@ def crypto_raw_bars_sim(
         batch_id, batch, repeated = build_raw_batch(bars, source=SIM_SOURCE, symbol=symbol, day=day, ingestion_ts=ingestion_ts)
         path, new = store_raw_batch(lake, RAW_BARS_SIM, symbol, day, batch, batch_id, repeated, ingestion_ts)
         bars_manifest.record(path, batch, vendor=SIM_SOURCE, symbol=symbol, bar_size="1m", new=new)
-        stats = {"batches_written": int(new), "batches_unchanged": int(not new), "duplicate_key_rows_quarantined": len(repeated)}
-        return stored_batch(new, len(batch), **stats)
+        return stored_batch(new, len(batch), **raw_batch_stats(new, len(repeated)))
 
     step = SymbolDayStep(
         context, "crypto_raw_bars_sim", symbols, dates, tracked=tracked_symbols(context.instance, CRYPTO),
-        is_stored=functools.partial(lake.has_batch, RAW_BARS_SIM), stats_keys=CRYPTO_RAW_STATS,
+        is_stored=functools.partial(lake.has_batch, RAW_BARS_SIM), stats_keys=RAW_STATS,
     ).run(ingest)
     bars_manifest.rebuild_coverage()
-    context.add_asset_metadata({"source": SIM_SOURCE, "simulated": True})
+    context.add_asset_metadata(SIMULATED)
     yield from step.finish()
 
 

@@ -7,7 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from platform_assets.calendars import STOCKS, session_bounds
-from platform_assets.ingestion.raw_batch_store import store_raw_batch
+from platform_assets.ingestion.raw_batch_store import RAW_STATS, raw_batch_stats, store_raw_batch
 from platform_assets.ingestion.raw_batches import as_delivered, raw_batch_table
 from platform_assets.partitions import partition_dates, ranged_backfill_policy, stock_date_partitions
 from platform_assets.quality.checks import DataQuality, check_groups, dq_check_specs, raw_dq_dataset
@@ -17,13 +17,11 @@ from platform_assets.universe import run_symbols, tracked_symbols
 from resources.l2_store import L2SnapshotStore
 from resources.lake import ParquetLake, raw_bars_table
 from resources.bars_manifest import BarsManifest
-from resources.offline_source import SIM_SOURCE, OfflineSource
+from resources.offline_source import SIM_SOURCE, SIMULATED, OfflineSource
 
 RAW_BARS_SIM = raw_bars_table(SIM_SOURCE)
 RAW_DQ_CHECKS = dq_check_specs("raw_bars_sim", "raw_bars")
 L2_DQ_CHECKS = dq_check_specs("l2_snapshots_sim", "l2_snapshots")
-RAW_STATS = ("batches_written", "batches_unchanged", "duplicate_key_rows_quarantined")
-SIMULATED = {"source": SIM_SOURCE, "simulated": True}  # on every date's materialization: simulated data says so where it lands
 L2_DQ_DATASET = "l2_snapshots"
 
 
@@ -62,8 +60,7 @@ def raw_bars_sim(
         path, new = store_raw_batch(lake, RAW_BARS_SIM, symbol, day, batch, batch_id, repeated, ingestion_ts)
         quality.add(symbol, day, as_delivered(bars, source=SIM_SOURCE, symbol=symbol, day=day))  # judged once stored, whatever fails after
         bars_manifest.record(path, batch, vendor=SIM_SOURCE, symbol=symbol, bar_size="1m", new=new)  # a found batch: logged if its line is missing
-        stats = {"batches_written": int(new), "batches_unchanged": int(not new), "duplicate_key_rows_quarantined": len(repeated)}
-        return stored_batch(new, len(batch), **stats)
+        return stored_batch(new, len(batch), **raw_batch_stats(new, len(repeated)))
 
     step = SymbolDayStep(
         context, "raw_bars_sim", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS),

@@ -13,6 +13,15 @@ from resources.lake import ParquetLake, Table, quarantine_table
 from resources.schemas import RAW_BARS_SCHEMA
 
 
+RAW_STATS = ("batches_written", "batches_unchanged", "duplicate_key_rows_quarantined")
+"""The per-date counters of an asset that stores raw batches (``raw_batch_stats``)."""
+
+
+def raw_batch_stats(new: bool, repeated_rows: int) -> dict[str, int]:
+    """``RAW_STATS`` of one stored batch: written or found unchanged, its repeated-key rows quarantined."""
+    return {"batches_written": int(new), "batches_unchanged": int(not new), "duplicate_key_rows_quarantined": repeated_rows}
+
+
 def store_raw_batch(
     lake: ParquetLake, table: Table, symbol: str, day: dt.date, batch: pa.Table | pd.DataFrame, batch_id: str,
     repeated: pa.Table | pd.DataFrame, ingestion_ts: pd.Timestamp,
