@@ -153,7 +153,7 @@ def test_alignment_of_many_sessions_equals_each_session_alone(gap, shuffle_last)
 
 @pytest.mark.parametrize("gap, shuffle_last", [(pd.Timedelta(minutes=1), False), (pd.Timedelta(minutes=1), True)])
 def test_l2_features_of_many_sessions_equal_each_session_alone(gap, shuffle_last):
-    from platform_assets.features.l2_features import compute_l2_features_v1, compute_l2_features_v1_many
+    from platform_assets.features.l2_features import compute_l2_features_v1, compute_l2_features_v1_many, compute_l2_features_v2
     from platform_assets.features.registry import FEATURE_GROUPS
 
     sessions = _l2_sessions(np.random.default_rng(9), gap, shuffle_last)
@@ -163,6 +163,10 @@ def test_l2_features_of_many_sessions_equal_each_session_alone(gap, shuffle_last
     assert got["spread_bps"].notna().sum() > 100 and got["spread_bps"].isna().sum() > 40
     spec = FEATURE_GROUPS["l2_features"]["v1"]
     pd.testing.assert_frame_equal(spec.compute_l2_sessions(sessions, symbol="AAPL"), expected, check_exact=True)
+    expected_v2 = pd.concat([compute_l2_features_v2(t, b, symbol="AAPL", day=d) for d, t, b in sessions], ignore_index=True)
+    got_v2 = FEATURE_GROUPS["l2_features"]["v2"].compute_l2_sessions(sessions, symbol="AAPL")
+    pd.testing.assert_frame_equal(got_v2, expected_v2, check_exact=True)
+    assert got_v2["crossed_book_skipped"].sum() > 5 and not (got_v2["spread_bps"] < 0).any()  # the sessions hold crossed books
 
 
 def _random_sessions(seed: int):

@@ -8,7 +8,7 @@ from platform_assets.calendars import STOCKS, session_minutes
 from platform_assets.curation.assets import book_activity
 from platform_assets.curation.gap_engine import curate_bars
 from platform_assets.features.bar_features import compute_bar_features_v1, compute_bar_features_v2
-from platform_assets.features.l2_features import compute_l2_features_v1
+from platform_assets.features.l2_features import VALUE_COLUMNS, compute_l2_features_v1, compute_l2_features_v2, crossed_snapshots
 from platform_assets.features.labels import compute_labels, get_label_definition
 from resources.schemas import L2Book
 from resources.sim_market import simulate_day
@@ -95,6 +95,35 @@ def test_l2_features_no_look_ahead_and_missing_levels():
     sizes[:, 8:] = 0
     thinner = compute_l2_features_v1(timeline, L2Book(book.timestamp, book.bid_prices, sizes, book.ask_prices, book.ask_sizes), symbol="AAPL", day=DAY)
     assert (thinner["bid_depth_10"] <= features["bid_depth_10"]).all()
+
+
+def test_l2_features_v2_pass_over_crossed_books_and_flag_them():
+    _, book, timeline = _curated()
+    clean_v1 = compute_l2_features_v1(timeline, book, symbol="AAPL", day=DAY)
+    clean_v2 = compute_l2_features_v2(timeline, book, symbol="AAPL", day=DAY)
+    assert not crossed_snapshots(book).any() and not clean_v2["crossed_book_skipped"].any()
+    pd.testing.assert_frame_equal(clean_v2[clean_v1.columns], clean_v1, check_exact=True)  # a sound book: v2 is v1
+
+    bid = book.bid_prices.copy()
+    bad = np.zeros(len(book), dtype=bool)
+    bad[::7] = True
+    bid[bad, 0] = book.ask_prices[bad, 0] + 0.03  # every 7th snapshot crossed (a vendor fault)
+    faulty = L2Book(book.timestamp, bid, book.bid_sizes, book.ask_prices, book.ask_sizes)
+    v1 = compute_l2_features_v1(timeline, faulty, symbol="AAPL", day=DAY)
+    v2 = compute_l2_features_v2(timeline, faulty, symbol="AAPL", day=DAY)
+    assert (v1["spread_bps"] < 0).sum() > 10  # v1 hands the crossed books on
+    assert not (v2["spread_bps"] < 0).any() and v2["spread_bps"].notna().sum() > 350
+    # Independently: v2's book values are v1 over the snapshots that are not crossed.
+    sound = compute_l2_features_v1(timeline, book.take(np.flatnonzero(~bad)), symbol="AAPL", day=DAY)
+    pd.testing.assert_frame_equal(v2[sound.columns], sound, check_exact=True)
+    # The flag: the newest snapshot strictly before the bar end was crossed, i.e. where v1 read one.
+    bar_end = (timeline + pd.Timedelta(minutes=1)).tz_convert("UTC").tz_localize(None).to_numpy()
+    newest = np.searchsorted(book.timestamp, bar_end, side="left") - 1
+    expected = (newest >= 0) & bad[np.clip(newest, 0, None)] & v1["spread_bps"].notna().to_numpy()
+    np.testing.assert_array_equal(v2["crossed_book_skipped"].to_numpy(), expected)
+    assert expected.sum() > 10 and (v2.loc[expected, "l2_age_s"] > v1.loc[expected, "l2_age_s"]).all()
+    unchanged = ~expected
+    pd.testing.assert_frame_equal(v2.loc[unchanged, VALUE_COLUMNS], v1.loc[unchanged, VALUE_COLUMNS], check_exact=True)
 
 
 def test_v2_flags_windows_holding_imputed_minutes():

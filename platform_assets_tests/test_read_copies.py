@@ -63,9 +63,7 @@ def test_training_pulls_from_read_copies_equal_the_parquet_answer(lake_copy):
     ranges = [("2024-11-25", "2024-12-04"), ("2024-11-26T15:00:00Z", "2024-11-27T16:30:00Z"), ("2024-12-02", "2024-12-04"), ("2024-11-01", "2024-11-27")]
     before = {(v, r): _pull(settings, version=v, start=r[0], end=r[1]) for v in ("v1", "v2") for r in ranges}
     built = refresh_read_copies(lake, "2024-12")
-    assert built == {str(feature_table("bar_features", v)): 2 for v in ("v1", "v2")} | {
-        str(feature_table("l2_features", "v1")): 2, "labels/version=v1": 2,
-    }
+    assert built == {str(feature_table(g, v)): 2 for g in ("bar_features", "l2_features") for v in ("v1", "v2")} | {"labels/version=v1": 2}
     assert (lake.symbol_dir(TABLE, "AAPL") / READ_COPY_FILE).exists()
     for (version, (start, end)), parquet in before.items():
         copied = _pull(settings, version=version, start=start, end=end)

@@ -109,8 +109,8 @@ def test_coverage_views_and_stats(platform):
     aapl = rows["AAPL"]["layers"]
     assert aapl["raw"] == {"earliest": "2024-12-02", "latest": "2024-12-04", "file_count": 3, "total_rows": aapl["raw"]["total_rows"]}
     assert aapl["curated"]["total_rows"] == 3 * 390
-    # bar_features v1 and v2, l2_features v1: one month file each for the run's 3 dates
-    assert aapl["features"]["file_count"] == 3 and aapl["features"]["total_rows"] == 3 * 3 * 390
+    # bar_features v1 and v2, l2_features v1 and v2: one month file each for the run's 3 dates
+    assert aapl["features"]["file_count"] == 4 and aapl["features"]["total_rows"] == 4 * 3 * 390
     stats = {r["symbol"]: r["layers"] for r in coverage_stats("2024-12-02", "2024-12-07", settings=platform.settings)}  # [start, end)
     assert stats["AAPL"]["curated"]["status"] == "partial" and stats["AAPL"]["curated"]["missing_days"] == ["2024-12-05", "2024-12-06"]
     full = {r["symbol"]: r["layers"] for r in coverage_stats("2024-12-02", "2024-12-05", ["AAPL", "MSFT", "NVDA"], settings=platform.settings)}

@@ -4,6 +4,14 @@ For each minute of the session the last snapshot strictly before the bar end is 
 as-of rule as ``aligned_bars``), so no value looks ahead. Features: spread in bps, level-0 and
 10-level size imbalance, microprice offset from the mid in bps, depth on each side, number of
 non-empty levels, and the snapshot's age. Missing levels (zeros) add nothing to depth.
+
+Version v2 = v1's columns computed from the last *sound* snapshot strictly before the bar end: a
+crossed or locked book (best bid at or above best ask, both present: a vendor fault the
+``l2_crossed_book`` DQ rule warns about) is passed over, so no negative spread or microprice
+outside the book reaches a model; ``l2_age_s`` is the age of the snapshot used, and the same
+staleness limit applies (NaN when no sound snapshot is fresh enough). ``crossed_book_skipped``
+is true where the newest snapshot before the bar end (within the staleness limit) was crossed,
+i.e. where v1 would have read the crossed book.
 """
 
 from __future__ import annotations
@@ -29,6 +37,13 @@ VALUE_COLUMNS = [
     "ask_levels",
     "l2_age_s",
 ]
+VALUE_COLUMNS_V2 = [*VALUE_COLUMNS, "crossed_book_skipped"]
+
+
+def crossed_snapshots(book: L2Book) -> np.ndarray:
+    """Snapshots whose best bid is at or above the best ask, both present (the DQ rule's test)."""
+    bid0, ask0 = book.bid_prices[:, 0], book.ask_prices[:, 0]
+    return (bid0 > 0) & (ask0 > 0) & (bid0 >= ask0)
 
 
 def snapshot_features(book: L2Book) -> pd.DataFrame:
@@ -86,6 +101,29 @@ def compute_l2_features_v1_many(
     age[found] = (bar_end[found] - book.timestamp[index[found]]) / np.timedelta64(1, "s")
     columns["l2_age_s"] = age
     return pd.DataFrame(columns)[KEY_COLUMNS + VALUE_COLUMNS]
+
+
+def compute_l2_features_v2(
+    timeline: pd.DatetimeIndex, book: L2Book, *, symbol: str, day, max_staleness: pd.Timedelta = DEFAULT_MAX_STALENESS
+) -> pd.DataFrame:
+    """Version v2 of one (symbol, session): v1 over sound snapshots plus ``crossed_book_skipped``."""
+    return compute_l2_features_v2_many([(day, timeline, book)], symbol=symbol, max_staleness=max_staleness)
+
+
+def compute_l2_features_v2_many(
+    sessions: Sequence[tuple[object, pd.DatetimeIndex, L2Book]], *, symbol: str, max_staleness: pd.Timedelta = DEFAULT_MAX_STALENESS
+) -> pd.DataFrame:
+    """``compute_l2_features_v2`` of many sessions of one symbol in one pass (rows in session order)."""
+    sound = [(day, timeline, book.take(np.flatnonzero(~crossed_snapshots(book)))) for day, timeline, book in sessions]
+    features = compute_l2_features_v1_many(sound, symbol=symbol, max_staleness=max_staleness)
+    timeline = _concat_timelines([t for _, t, _ in sessions])
+    book = L2Book.concat([b for _, _, b in sessions])
+    offsets = np.cumsum([0, *(len(b) for _, _, b in sessions)])
+    bar_end = (timeline + BAR_LENGTH).tz_convert("UTC").tz_localize(None).to_numpy()
+    newest = asof_snapshot_index_sessions(bar_end, np.repeat(np.arange(len(sessions)), [len(t) for _, t, _ in sessions]), book.timestamp, offsets, max_staleness)
+    skipped = np.zeros(len(timeline), dtype=bool)
+    skipped[newest >= 0] = crossed_snapshots(book)[newest[newest >= 0]]
+    return features.assign(crossed_book_skipped=skipped)[KEY_COLUMNS + VALUE_COLUMNS_V2]
 
 
 def _concat_timelines(timelines: Sequence[pd.DatetimeIndex]) -> pd.DatetimeIndex:

@@ -82,7 +82,16 @@ FEATURE_GROUPS: dict[str, dict[str, FeatureGroupVersion]] = {
             l2_features.compute_l2_features_v1,
             source="l2_snapshots",
             compute_many=l2_features.compute_l2_features_v1_many,
-        )
+        ),
+        "v2": FeatureGroupVersion(
+            l2_features.FEATURE_GROUP,
+            "v2",
+            "v1's book features from the last sound snapshot (crossed/locked books passed over) plus crossed_book_skipped",
+            tuple(l2_features.VALUE_COLUMNS_V2),
+            l2_features.compute_l2_features_v2,
+            source="l2_snapshots",
+            compute_many=l2_features.compute_l2_features_v2_many,
+        ),
     },
 }
 
