@@ -46,6 +46,8 @@ class JobRecord:
     started_at: str | None = None
     finished_at: str | None = None
     worker_pid: int | None = None
+    runner_pid: int | None = None  # wait=True: the caller's process runs the job (a sync HTTP refresh: the service)
+    runner_start: float | None = None  # its start time (epoch s), against pid reuse
     error: str | None = None
     log_path: str | None = None  # the worker's stderr: {LOGS_PATH}/jobs/<job_id>.log
     materializations: dict[str, int] = field(default_factory=dict)

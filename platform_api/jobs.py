@@ -304,6 +304,7 @@ def _submit(record: JobRecord, instance: dg.DagsterInstance, settings: PlatformS
     record.log_path = str(settings.logs_path / "jobs" / f"{record.job_id}.log")
     job_store.save(folder, record)
     if wait:
+        _update(folder, record.job_id, runner_pid=os.getpid(), runner_start=process_start_time(os.getpid()))
         slot = hold_slot(folder, REFRESH_GROUP, settings.api_max_concurrent_refreshes) if record.kind == REFRESH_GROUP else contextlib.nullcontext()
         with slot:  # a refresh beyond API_MAX_CONCURRENT_REFRESHES waits for a slot (the worker does the same)
             execute_job(instance, record.job_id, defs=defs)
@@ -581,8 +582,11 @@ def _worker_gone(record: JobRecord) -> bool:
     child = _CHILDREN.get(record.job_id)
     if child is not None:
         return child.poll() is not None
-    if record.worker_pid is None:
-        return False
+    if record.worker_pid is None:  # run by its caller (wait=True): gone when that process is
+        if record.runner_pid is None:
+            return False
+        started = process_start_time(record.runner_pid)
+        return started is None or (record.runner_start is not None and abs(started - record.runner_start) > 1.0)
     if process_start_time(record.worker_pid) is None:
         return True  # no such process, or a zombie nobody reaped (its parent is another process)
     try:  # a live pid running something else: the worker died and its pid was reused

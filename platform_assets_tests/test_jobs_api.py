@@ -179,3 +179,37 @@ def test_finished_job_workers_are_reaped_not_left_as_zombies(platform):
         time.sleep(0.05)
     assert _process_state(pid) is None and handle.job_id not in jobs._CHILDREN
     assert get_backfill_job_status(handle.job_id, instance=platform.instance).state == "SUCCEEDED"
+
+
+_KILLED_SYNC_CALLER = """
+import datetime as dt, os, signal, sys
+import dagster as dg
+from dagster._core.instance.ref import InstanceRef
+from platform_api import jobs
+from platform_assets.universe import add_symbols
+from resources.settings import load_settings
+
+instance = dg.DagsterInstance.from_ref(dg.deserialize_value(sys.argv[1], InstanceRef))
+settings = load_settings(DATA_PATH_OVERRIDE=sys.argv[2], LAKE_FSYNC="false")
+add_symbols(instance, ["AAPL"])
+jobs.execute_job = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)  # killed while running the job
+jobs.trigger_daily_ingestion(dt.date(2024, 12, 2), wait=True, instance=instance, settings=settings)
+"""
+
+
+def test_a_sync_job_whose_process_died_is_failed_not_running_forever(platform):
+    """A job run with wait=True (a sync HTTP refresh runs inside the service) has no worker
+    process of its own: when the process running it dies (kill -9 of `mdp serve`), its status
+    must turn FAILED, not stay PENDING/RUNNING forever."""
+    import subprocess
+    import sys
+
+    from platform_api import job_store
+
+    ref = dg.serialize_value(platform.instance.get_ref())
+    proc = subprocess.run([sys.executable, "-c", _KILLED_SYNC_CALLER, ref, str(platform.settings.base_path)], capture_output=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    (record_file,) = job_store.jobs_dir(platform.instance).glob("ingestion-*.json")
+    status = get_ingestion_job_status(record_file.stem, instance=platform.instance)
+    assert status.state == "FAILED", status
+    assert any("exited before finishing" in e for e in status.summary["errors"]), status.summary
