@@ -52,6 +52,7 @@ from platform_assets.calendars import CRYPTO, STOCKS, Market, is_session, sessio
 from platform_assets.partitions import last_partition_date
 from platform_assets.run_options import KEEP_EXISTING_TAG
 from platform_assets.universe import asset_types, market_of, require_tracked, tracked_symbols
+from resources import clock
 from resources.settings import PlatformSettings, get_settings, settings_env
 from resources.validation import parse_half_open_dates
 
@@ -443,7 +444,7 @@ def trigger_daily_ingestion(
 ) -> IngestionJobHandle:
     """The day's ingestion plus everything downstream, for every tracked stock symbol.
 
-    ``as_of_date`` (one XNYS session, the whole day) defaults to the latest session up to today.
+    ``as_of_date`` (one XNYS session, the whole day) defaults to the newest session that has closed.
     ``sources`` defaults to the ``INGESTION_SOURCES`` setting.
     """
     from resources.validation import parse_date
@@ -451,9 +452,9 @@ def trigger_daily_ingestion(
     settings = settings or get_settings()
     instance = _instance(instance)
     defs = defs or _defs(settings)
-    if as_of_date is None:
-        today = dt.date.today()
-        day = sessions_in_range(STOCKS, today - dt.timedelta(days=10), today)[-1]
+    if as_of_date is None:  # the newest session that has closed (New York time), never one under way or ahead
+        complete = last_complete_day(STOCKS, clock.utc_now())
+        day = sessions_in_range(STOCKS, complete - dt.timedelta(days=10), complete)[-1]
     else:
         day = parse_date(as_of_date, name="as_of_date")
         if not is_session(STOCKS, day):

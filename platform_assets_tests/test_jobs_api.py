@@ -213,3 +213,23 @@ def test_a_sync_job_whose_process_died_is_failed_not_running_forever(platform):
     status = get_ingestion_job_status(record_file.stem, instance=platform.instance)
     assert status.state == "FAILED", status
     assert any("exited before finishing" in e for e in status.summary["errors"]), status.summary
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        ("2024-12-03T01:00:00Z", "2024-12-02"),  # Mon 20:00 New York: the session that just closed, not Tuesday's (the UTC date)
+        ("2024-12-02T14:00:00Z", "2024-11-29"),  # Mon 09:00 New York, before the open: Friday's (half day), not Monday's
+    ],
+)
+def test_daily_ingestion_defaults_to_the_newest_closed_session(platform, monkeypatch, now, expected):
+    import pandas as pd
+
+    from resources import clock
+
+    monkeypatch.setattr(clock, "utc_now", lambda: pd.Timestamp(now))
+    add_symbols(platform.instance, ["AAPL"])
+    handle = trigger_daily_ingestion(wait=True, instance=platform.instance, settings=platform.settings, defs=platform.defs)
+    status = get_ingestion_job_status(handle.job_id, instance=platform.instance)
+    assert status.params["as_of_date"] == expected
+    assert status.state == "SUCCEEDED", status.summary
