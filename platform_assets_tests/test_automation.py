@@ -118,6 +118,20 @@ def test_schedules_and_sensor_are_in_the_definitions_and_switchable(platform):
     assert all(s.default_status == dg.DefaultScheduleStatus.STOPPED for s in platform.defs.schedules)
 
 
+def test_every_schedule_and_sensor_the_readme_names_exists_under_that_name(platform):
+    """Operators type the names from README "Schedules, sensors, automation" (`dagster schedule
+    start <name>`): each one must be a schedule or sensor of the definitions."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("### Schedules, sensors, automation", 1)[1].split("\n### ", 1)[0]
+    documented = set(re.findall(r"^\| `([a-z0-9_]+)`", section, flags=re.M))
+    assert {"daily_ingestion_schedule", "compaction_schedule", "lake_status_audit_schedule"} <= documented
+    names = {s.name for s in platform.defs.schedules} | {s.name for s in platform.defs.sensors}
+    assert documented <= names, sorted(documented - names)
+
+
 def test_downstream_assets_follow_a_new_raw_partition_once(platform):
     from platform_assets.partitions import stock_date_partitions
 

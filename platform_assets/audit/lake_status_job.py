@@ -43,6 +43,7 @@ def lake_status_audit_job():
 
 
 lake_status_audit_schedule = dg.ScheduleDefinition(
+    name="lake_status_audit_schedule",
     job=lake_status_audit_job,
     cron_schedule="0 6 * * *",
     execution_timezone="UTC",

@@ -110,6 +110,7 @@ def compact_lake_job():
 
 
 compaction_schedule = dg.ScheduleDefinition(
+    name="compaction_schedule",
     job=compact_lake_job,
     cron_schedule="0 5 2 * *",
     execution_timezone="UTC",
