@@ -608,10 +608,17 @@ def _status_fields(job_id: str, instance: dg.DagsterInstance) -> tuple[JobRecord
     failed = [s for s in statuses if s in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)]
     succeeded = [s for s in statuses if s == dg.DagsterRunStatus.SUCCESS]
     errors = [record.error] if record.error else []
+    end_ts, materializations = record.finished_at, record.materializations
     if record.finished_at is None and _worker_gone(record):
         record = job_store.load(folder, job_id)
         if record.finished_at is None:
             errors.append(f"the job's worker process exited before finishing (see {record.log_path or 'its .log next to the job record'})")
+            # nobody will finalize the record: the job ended when its last run did, with what its runs recorded
+            ends = [r.end_time for r in runs if r.end_time]
+            end_ts = dt.datetime.fromtimestamp(max(ends), tz=dt.timezone.utc).isoformat() if ends else (record.started_at or record.created_at)
+            materializations = _materialized_by_runs(instance, runs)
+        else:
+            end_ts, materializations = record.finished_at, record.materializations
     if record.finished_at is None and not errors:
         state: States = "RUNNING" if statuses else "PENDING"
     elif errors or failed or len(succeeded) < max(record.planned_runs, 1):
@@ -624,15 +631,25 @@ def _status_fields(job_id: str, instance: dg.DagsterInstance) -> tuple[JobRecord
         "runs_started": len(statuses),
         "runs_succeeded": len(succeeded),
         "runs_failed": len(failed),
-        "materializations": record.materializations,
+        "materializations": materializations,
         "errors": errors,
         "log_path": record.log_path,
     }
     return record, {
-        "job_id": record.job_id, "kind": record.kind, "state": state, "start_ts": record.started_at or record.created_at, "end_ts": record.finished_at,
+        "job_id": record.job_id, "kind": record.kind, "state": state, "start_ts": record.started_at or record.created_at, "end_ts": end_ts,
         "source": record.source, "dataset": record.dataset, "params": record.params, "summary": summary,
         "run_ids": [r.dagster_run.run_id for r in runs],
     }
+
+
+def _materialized_by_runs(instance: dg.DagsterInstance, runs) -> dict[str, int]:
+    """Asset -> distinct partitions the runs recorded as materialized (from their events)."""
+    keys: dict[str, set[str]] = {}
+    for run in runs:
+        for entry in instance.all_logs(run.dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+            event = entry.dagster_event
+            keys.setdefault(event.asset_key.to_user_string(), set()).add(event.partition or "")
+    return {name: len(partitions) for name, partitions in keys.items()}
 
 
 def _utc(text: str | None) -> dt.datetime | None:
@@ -654,7 +671,7 @@ def get_ingestion_job_status(job_id: str, *, instance: dg.DagsterInstance | None
     if record.kind not in INGESTION_KINDS:
         raise UnknownJobError(f"job {job_id} is a {record.kind} job: use get_{record.kind}_job_status")
     return IngestionJobStatus(
-        job_id=fields["job_id"], state=fields["state"], start_ts=_utc(fields["start_ts"]), end_ts=_utc(record.finished_at),
+        job_id=fields["job_id"], state=fields["state"], start_ts=_utc(fields["start_ts"]), end_ts=_utc(fields["end_ts"]),
         source=record.source or "", params=record.params, summary=fields["summary"], kind=record.kind, run_ids=fields["run_ids"],
     )
 
@@ -665,6 +682,6 @@ def get_backfill_job_status(job_id: str, *, instance: dg.DagsterInstance | None 
     if record.kind != "backfill":
         raise UnknownJobError(f"job {job_id} is an {record.kind} job: use get_ingestion_job_status")
     return BackfillJobStatus(
-        job_id=fields["job_id"], state=fields["state"], start_ts=_utc(fields["start_ts"]), end_ts=_utc(record.finished_at),
+        job_id=fields["job_id"], state=fields["state"], start_ts=_utc(fields["start_ts"]), end_ts=_utc(fields["end_ts"]),
         source=record.source or "", params=record.params, summary=fields["summary"], dataset_name=record.dataset, run_ids=fields["run_ids"],
     )

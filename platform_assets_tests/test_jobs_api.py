@@ -233,3 +233,31 @@ def test_daily_ingestion_defaults_to_the_newest_closed_session(platform, monkeyp
     status = get_ingestion_job_status(handle.job_id, instance=platform.instance)
     assert status.params["as_of_date"] == expected
     assert status.state == "SUCCEEDED", status.summary
+
+
+def test_a_job_whose_process_died_after_its_run_has_an_end_and_counts_what_landed(platform):
+    """The job's process dies after its run materialized the day but before it recorded the job as
+    finished: FAILED, with an end_ts (a terminal state always has one) and the partitions its run
+    did materialize (before: end_ts None and materializations {})."""
+    import subprocess
+    import sys
+
+    from platform_api import job_store
+
+    script = _KILLED_SYNC_CALLER.replace(
+        "jobs.execute_job = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)  # killed while running the job",
+        "real = jobs.run_backfill\n"
+        "def run_then_die(*args, **kwargs):\n"
+        "    real(*args, **kwargs)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "jobs.run_backfill = run_then_die",
+    )
+    assert "run_then_die" in script
+    ref = dg.serialize_value(platform.instance.get_ref())
+    proc = subprocess.run([sys.executable, "-c", script, ref, str(platform.settings.base_path)], capture_output=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    (record_file,) = job_store.jobs_dir(platform.instance).glob("ingestion-*.json")
+    status = get_ingestion_job_status(record_file.stem, instance=platform.instance)
+    assert status.state == "FAILED", status
+    assert status.end_ts is not None and status.end_ts >= status.start_ts
+    assert status.summary["materializations"].get("raw_bars_sim") == 1 and status.summary["materializations"].get("labels") == 1, status.summary
