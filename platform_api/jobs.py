@@ -47,6 +47,7 @@ from platform_api.inputs import parse_time_range
 from platform_api.job_slots import REFRESH_GROUP, hold_slot
 from platform_api.job_store import JOB_ID_TAG, JOB_KIND_TAG, JobRecord
 from platform_assets.automation.jobs import OFFLINE_PIPELINE_JOB, STOCK_PIPELINE_JOB
+from platform_assets.ingestion.sources import DERIVED_GROUPS, SOURCE_INGESTION_ASSETS, downstream_selection
 from platform_assets.automation.run_reaper import process_start_time, reap_dead_runs
 from platform_assets.calendars import CRYPTO, STOCKS, Market, is_session, session_bounds, sessions_in_range
 from platform_assets.partitions import last_partition_date
@@ -57,12 +58,6 @@ from resources.settings import PlatformSettings, get_settings, settings_env
 from resources.validation import parse_half_open_dates
 
 States = Literal["PENDING", "RUNNING", "SUCCEEDED", "FAILED"]
-SOURCE_INGESTION_ASSETS = {
-    "sim": ["raw_bars_sim", "l2_snapshots_sim"],
-    "databento": ["raw_bars_databento", "l2_snapshots_databento"],
-    "ib": ["raw_bars_ib"],
-}
-DERIVED_GROUPS = ("curation", "alignment", "features")
 from platform_assets.run_options import INGESTION_OPTIONS_TAG as OPTIONS_TAG  # noqa: E402
 SOURCE_ALIASES = {"tws": "ib", "ibkr": "ib"}  # the contract's "tws" is Interactive Brokers
 _CHILDREN: dict[str, subprocess.Popen] = {}
@@ -258,10 +253,7 @@ def _asset_names(defs: dg.Definitions) -> set[str]:
 
 
 def _downstream(defs: dg.Definitions, names: list[str]) -> list[str]:
-    graph = defs.resolve_asset_graph()
-    keys = dg.AssetSelection.assets(*names).downstream().resolve(graph)
-    derived = dg.AssetSelection.groups(*DERIVED_GROUPS).resolve(graph)
-    return sorted({k.to_user_string() for k in keys & derived} | set(names))
+    return downstream_selection(defs.resolve_asset_graph(), names)
 
 
 def _backfill_selection(defs: dg.Definitions, dataset_name: str) -> list[str]:

@@ -195,7 +195,7 @@ def dq_blocked(asset: str, lake: ParquetLake, symbol: str, day: dt.date) -> bool
     return any(is_blocked(lake, dataset, symbol, day) for dataset in dq_datasets_of(asset))
 
 
-def _latest_severities(instance: dg.DagsterInstance, key: dg.AssetCheckKey, partitions: set[str]) -> dict[str, dg.AssetCheckSeverity]:
+def latest_severities(instance: dg.DagsterInstance, key: dg.AssetCheckKey, partitions: set[str]) -> dict[str, dg.AssetCheckSeverity]:
     """Severity of the latest (failed) evaluation of ``key`` on each of ``partitions``: one query
     for the recent failed evaluations, then one per partition not among them."""
     from dagster._core.event_api import PartitionKeyFilter
@@ -281,7 +281,7 @@ def audit_stored_partitions(
             info.partition_key for info in infos
             if info.latest_execution_status == AssetCheckExecutionRecordStatus.FAILED and not (info.latest_planned_run_id or "").startswith(LAKE_STATUS_RUN_PREFIX)
         } if asset in SYMBOL_DAY_ASSETS else set()
-        warned = {day for day, severity in _latest_severities(instance, key, failed_by_runs).items() if severity == dg.AssetCheckSeverity.WARN}
+        warned = {day for day, severity in latest_severities(instance, key, failed_by_runs).items() if severity == dg.AssetCheckSeverity.WARN}
         if not passed and not flagged and not warned:
             continue
         days = {day: dt.date.fromisoformat(day) for day in sorted({*passed, *flagged, *warned})}

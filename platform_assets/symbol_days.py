@@ -57,6 +57,7 @@ from resources.lost_dates import hand_back as hand_back_lost_dates
 from resources.lake_batch import FlushError
 
 COMPLETE_CHECK = "symbols_complete"
+INCOMPLETE_TAG_PREFIX = "platform/incomplete."  # + asset name: a run that left symbol-days missing (ERROR)
 StepEvents = Iterator[dg.MaterializeResult | dg.AssetMaterialization]
 """What an asset built on ``SymbolDayStep`` yields (``yield from step.finish(...)``)."""
 JUDGE_WAIT_SECONDS = 600.0  # the longest a run waits for earlier-planned runs to judge its dates
@@ -457,8 +458,22 @@ class SymbolDayStep:
             raise dg.Failure(description=self._failure_line(not_landed, failed), metadata={"dates_not_landed": ", ".join(r.day.isoformat() for r in not_landed)})
         for report in self.reports.values():
             context.add_asset_metadata(report.metadata(self.stats_keys), partition_key=report.day.isoformat())
-        yield dg.MaterializeResult(check_results=[self._overall_result({**evaluations, **({} if single else healed)}, single), *(check_results or [])])
+        overall = self._overall_result({**evaluations, **({} if single else healed)}, single)
+        self._tag_incomplete_run(overall)
+        yield dg.MaterializeResult(check_results=[overall, *(check_results or [])])
         self._log_evaluations({**({} if single else evaluations), **healed})
+
+    def _tag_incomplete_run(self, overall: dg.AssetCheckResult) -> None:
+        """A run that stored some symbols but missed others (a source raised, no input) succeeds, as
+        the other symbols' data is there and good; the missing ones fail their dates' checks (ERROR)
+        and the run carries ``platform/incomplete.<asset>`` (the summary), shown in the Runs list
+        and on the run's page, so a green run with red symbol-days is visible where runs are watched."""
+        if overall.passed or overall.severity != dg.AssetCheckSeverity.ERROR:
+            return
+        meta = overall.metadata or {}
+        found = meta.get("summary") or meta.get("missing")  # a range's run summary, or the one date's missing symbols
+        text = str(getattr(found, "value", found) or "symbol-days missing")
+        self.context.instance.add_run_tags(self.context.run_id, {f"{INCOMPLETE_TAG_PREFIX}{self.asset_name}": text[:240]})
 
     def _log_evaluations(self, judged: dict) -> None:
         """Each date's completeness evaluation, pointed at the date's latest stored materialization."""

@@ -14,6 +14,7 @@ import pytest
 from platform_assets.automation.schedules import (
     RANGE_END_TAG,
     RANGE_START_TAG,
+    REFRESH_TAG,
     crypto_daily_schedule,
     daily_ingestion_schedule,
     monthly_refresh_schedule,
@@ -182,3 +183,71 @@ def test_sensor_and_automation_never_request_the_same_work(platform, monkeypatch
         assert not any(quiet.get_requested_partitions(k) for k in date_assets)  # no asset event: automation stays quiet
     finally:
         get_settings.cache_clear()
+
+
+def _selection(request) -> set[str]:
+    return {key.to_user_string() for key in request.asset_selection or []}
+
+
+def test_stock_schedules_ingest_from_the_configured_sources(platform, monkeypatch):
+    """The schedules run the sources of INGESTION_SOURCES, as the Python and HTTP jobs do: a
+    deployment configured for Databento must not get green daily runs of simulated bars."""
+    from resources.settings import get_settings
+
+    add_symbols(platform.instance, ["AAPL"])
+    daily, _ = _tick(daily_ingestion_schedule, platform, dt.datetime(2024, 12, 3, 17, 30, tzinfo=NY))
+    offline = {k.to_user_string() for k in platform.defs.resolve_job_def("offline_pipeline").asset_layer.selected_asset_keys}
+    assert _selection(daily[0]) == offline  # the simulator alone (the default): what offline_pipeline runs
+    assert daily_ingestion_schedule.job_name == "stock_pipeline"
+    monkeypatch.setenv("INGESTION_SOURCES", "databento")
+    get_settings.cache_clear()
+    try:
+        for schedule, when in ((daily_ingestion_schedule, dt.datetime(2024, 12, 3, 17, 30, tzinfo=NY)), (weekly_refresh_schedule, dt.datetime(2024, 12, 7, 6, 0, tzinfo=NY))):
+            requests, _ = _tick(schedule, platform, when)
+            assert requests and all({"raw_bars_databento", "l2_snapshots_databento", "curated_bars", "labels"} <= _selection(r) for r in requests)
+            assert not any(_selection(r) & {"raw_bars_sim", "l2_snapshots_sim", "raw_bars_ib"} for r in requests)
+    finally:
+        get_settings.cache_clear()
+
+
+def _execute(platform, request):
+    job = platform.defs.resolve_job_def(daily_ingestion_schedule.job_name)
+    return job.execute_in_process(instance=platform.instance, partition_key=request.partition_key, asset_selection=request.asset_selection, tags=request.tags, raise_on_error=False)
+
+
+def test_a_day_whose_symbol_failed_is_tagged_and_retried_by_the_next_daily_ticks(platform, monkeypatch):
+    """A daily run where one symbol's source raised stores the others and succeeds, but carries an
+    ``platform/incomplete.*`` tag naming the symbol; the next daily tick re-runs that day (and
+    not the days that are complete) until it is complete."""
+    from platform_assets.symbol_days import INCOMPLETE_TAG_PREFIX
+    from resources.offline_source import OfflineSource
+
+    add_symbols(platform.instance, ["AAPL", "MSFT"])
+    real_day = OfflineSource.day
+
+    def vendor_down_for_msft(self, symbol, day, *args, **kwargs):
+        if symbol == "MSFT":
+            raise ConnectionError("injected: vendor down for MSFT")
+        return real_day(self, symbol, day, *args, **kwargs)
+
+    requests, _ = _tick(daily_ingestion_schedule, platform, dt.datetime(2024, 12, 2, 17, 30, tzinfo=NY))
+    assert _execute(platform, requests[-1]).success
+    monkeypatch.setattr(OfflineSource, "day", vendor_down_for_msft)
+    requests, _ = _tick(daily_ingestion_schedule, platform, dt.datetime(2024, 12, 3, 17, 30, tzinfo=NY))
+    assert [r.partition_key for r in requests] == ["2024-12-03"]  # 2024-12-02 is complete: no retry
+    result = _execute(platform, requests[0])
+    assert result.success  # AAPL's data is stored and good
+    tags = platform.instance.get_run_by_id(result.run_id).tags
+    incomplete = {k: v for k, v in tags.items() if k.startswith(INCOMPLETE_TAG_PREFIX)}
+    assert f"{INCOMPLETE_TAG_PREFIX}raw_bars_sim" in incomplete and "MSFT" in incomplete[f"{INCOMPLETE_TAG_PREFIX}raw_bars_sim"]
+    assert not any(k.startswith(INCOMPLETE_TAG_PREFIX) for k in platform.instance.get_runs()[-1].tags)  # the complete day's run has none
+
+    monkeypatch.setattr(OfflineSource, "day", real_day)  # the vendor is back
+    requests, _ = _tick(daily_ingestion_schedule, platform, dt.datetime(2024, 12, 4, 17, 30, tzinfo=NY))
+    assert [(r.partition_key, r.run_key, r.tags[REFRESH_TAG]) for r in requests] == [
+        ("2024-12-03", "daily-2024-12-04-retry-2024-12-03", "daily-retry"), ("2024-12-04", "daily-2024-12-04", "daily"),
+    ]
+    retry = _execute(platform, requests[0])
+    assert retry.success and not any(k.startswith(INCOMPLETE_TAG_PREFIX) for k in platform.instance.get_run_by_id(retry.run_id).tags)
+    requests, _ = _tick(daily_ingestion_schedule, platform, dt.datetime(2024, 12, 4, 17, 30, tzinfo=NY))
+    assert [r.partition_key for r in requests] == ["2024-12-04"]  # healed: nothing to retry

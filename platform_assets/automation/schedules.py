@@ -4,6 +4,16 @@ All of them are visible (and can be switched on/off) in the Dagster UI under Aut
 start STOPPED so a fresh checkout never launches runs by itself (turn them on in the UI or with
 ``dagster schedule start``). Each tick requests ranged runs of the whole graph for every tracked
 symbol of its market; ticks on days without a session (weekends, XNYS holidays) request nothing.
+
+Stock runs ingest from the sources of ``INGESTION_SOURCES`` (read at each tick; default ``sim``):
+the ``stock_pipeline`` job with an asset selection of those sources' raw assets and everything
+derived downstream (``platform_assets.ingestion.sources``), as the Python and HTTP jobs do.
+
+Retries: a daily tick also re-runs each of the last ``RETRY_SESSIONS`` sessions (UTC days for
+crypto) whose ``symbols_complete`` check last failed at ERROR (a source raised, no data landed, or
+the lake audit found data gone), one run per session and tick, until the date passes or leaves
+the window. Dates missing only DQ-blocked symbols (WARN) are not retried: the vendor's data failed
+its rules, and the weekly refresh picks up corrections.
 """
 
 from __future__ import annotations
@@ -12,15 +22,66 @@ import datetime as dt
 
 import dagster as dg
 
-from platform_assets.automation.jobs import crypto_pipeline_job, offline_pipeline_job
-from platform_assets.calendars import CRYPTO, STOCKS, is_session, sessions_in_range
+from platform_assets.automation.jobs import crypto_pipeline_job, stock_pipeline_job
+from platform_assets.calendars import CRYPTO, STOCKS, Market, is_session, sessions_in_range
+from platform_assets.ingestion.sources import configured_sources, sources_selection
 from platform_assets.partitions import MAX_DATES_PER_RUN
+from platform_assets.symbol_days import COMPLETE_CHECK
 from platform_assets.universe import tracked_symbols
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 REFRESH_TAG = "platform/refresh"
 WEEKLY_DAYS, MONTHLY_DAYS = 30, 90
+RETRY_SESSIONS = 5
+
+
+def _asset_graph(context: dg.ScheduleEvaluationContext):
+    """The code location's asset graph (the whole platform's when evaluated without one)."""
+    try:
+        repository = context.repository_def
+    except dg.DagsterInvariantViolationError:
+        repository = None
+    return repository.asset_graph if repository is not None else _asset_graph_of_platform()
+
+
+def configured_stock_selection(asset_graph) -> list[dg.AssetKey]:
+    """The configured sources' raw assets and everything derived from them (``INGESTION_SOURCES``)."""
+    return [dg.AssetKey(name) for name in sources_selection(asset_graph, configured_sources())]
+
+
+def sessions_to_retry(instance: dg.DagsterInstance, asset_graph, selection: list[dg.AssetKey], sessions: list[dt.date]) -> list[dt.date]:
+    """Those of ``sessions`` whose ``symbols_complete`` check, on any asset of ``selection``, last
+    failed at ERROR."""
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+    from platform_assets.lake_status import latest_severities
+
+    keys = [key for key in (dg.AssetCheckKey(asset, COMPLETE_CHECK) for asset in selection) if key in asset_graph.asset_check_keys]
+    if not keys or not sessions:
+        return []
+    infos = instance.event_log_storage.get_asset_check_partition_info(keys, partition_keys=[d.isoformat() for d in sessions])
+    failed: dict[dg.AssetCheckKey, set[str]] = {}
+    for info in infos:
+        if info.partition_key and info.latest_execution_status == AssetCheckExecutionRecordStatus.FAILED:
+            failed.setdefault(info.check_key, set()).add(info.partition_key)
+    errors = {day for key, days in failed.items() for day, severity in latest_severities(instance, key, days).items() if severity == dg.AssetCheckSeverity.ERROR}
+    return [d for d in sessions if d.isoformat() in errors]
+
+
+def retry_requests(
+    instance: dg.DagsterInstance, asset_graph, selection: list[dg.AssetKey], market: Market, tick_day: dt.date, kind: str,
+    asset_selection: list[dg.AssetKey] | None = None,
+) -> list[dg.RunRequest]:
+    """One run per recent session before ``tick_day`` whose completeness check failed (ERROR)."""
+    recent = sessions_in_range(market, tick_day - dt.timedelta(days=RETRY_SESSIONS * 3 + 7), tick_day - dt.timedelta(days=1))[-RETRY_SESSIONS:]
+    return [
+        dg.RunRequest(
+            run_key=f"{kind}-{tick_day.isoformat()}-retry-{day.isoformat()}", partition_key=day.isoformat(),
+            tags={REFRESH_TAG: f"{kind}-retry"}, asset_selection=asset_selection,
+        )
+        for day in sessions_to_retry(instance, asset_graph, selection, recent)
+    ]
 
 
 def ranged_requests(dates: list[dt.date], kind: str, tick: dt.date) -> list[dg.RunRequest]:
@@ -37,34 +98,54 @@ def ranged_requests(dates: list[dt.date], kind: str, tick: dt.date) -> list[dg.R
     return requests
 
 
-def daily_ingestion_requests(instance: dg.DagsterInstance, local_day: dt.date) -> list[dg.RunRequest] | dg.SkipReason:
-    """The session of ``local_day`` (exchange time zone) for every tracked stock symbol."""
+def daily_ingestion_requests(instance: dg.DagsterInstance, local_day: dt.date, asset_graph=None) -> list[dg.RunRequest] | dg.SkipReason:
+    """The session of ``local_day`` (exchange time zone) for every tracked stock symbol, from the
+    configured sources, plus retries of the recent sessions whose completeness check failed."""
     if not is_session(STOCKS, local_day):
         return dg.SkipReason(f"{local_day} is not an XNYS trading day")
     if not tracked_symbols(instance, STOCKS):
         return dg.SkipReason("no tracked stock symbols")
-    return [dg.RunRequest(run_key=f"daily-{local_day.isoformat()}", partition_key=local_day.isoformat(), tags={REFRESH_TAG: "daily"})]
+    asset_graph = asset_graph if asset_graph is not None else _asset_graph_of_platform()
+    selection = configured_stock_selection(asset_graph)
+    today = dg.RunRequest(run_key=f"daily-{local_day.isoformat()}", partition_key=local_day.isoformat(), tags={REFRESH_TAG: "daily"}, asset_selection=selection)
+    return [*retry_requests(instance, asset_graph, selection, STOCKS, local_day, "daily", selection), today]
 
 
-def refresh_requests(instance: dg.DagsterInstance, local_day: dt.date, days_back: int, kind: str, market=STOCKS) -> list[dg.RunRequest] | dg.SkipReason:
-    """Every session of the last ``days_back`` calendar days up to ``local_day``, ranged."""
+def refresh_requests(
+    instance: dg.DagsterInstance, local_day: dt.date, days_back: int, kind: str, market=STOCKS, asset_graph=None,
+) -> list[dg.RunRequest] | dg.SkipReason:
+    """Every session of the last ``days_back`` calendar days up to ``local_day``, ranged (stocks:
+    from the configured sources)."""
     if not tracked_symbols(instance, market):
         return dg.SkipReason(f"no tracked {market.name} symbols")
     dates = sessions_in_range(market, local_day - dt.timedelta(days=days_back - 1), local_day)
     if not dates:
         return dg.SkipReason(f"no sessions in the {days_back} days up to {local_day}")
-    return ranged_requests(dates, kind, local_day)
+    requests = ranged_requests(dates, kind, local_day)
+    if market == STOCKS:
+        selection = configured_stock_selection(asset_graph if asset_graph is not None else _asset_graph_of_platform())
+        requests = [dg.RunRequest(run_key=r.run_key, tags=r.tags, asset_selection=selection) for r in requests]
+    return requests
+
+
+def _asset_graph_of_platform():
+    from platform_assets.definitions_parts import ASSET_CHECKS, ASSETS
+
+    return dg.Definitions(assets=ASSETS, asset_checks=ASSET_CHECKS).resolve_asset_graph()
 
 
 @dg.schedule(
-    job=offline_pipeline_job,
+    job=stock_pipeline_job,
     cron_schedule="30 17 * * 1-5",
     execution_timezone=STOCKS.timezone,
     default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="After the XNYS close (17:30 New York): the day's session through the whole graph, every tracked stock symbol.",
+    description=(
+        "After the XNYS close (17:30 New York): the day's session through the whole graph, every tracked stock symbol, "
+        f"from the INGESTION_SOURCES sources; also re-runs the last {RETRY_SESSIONS} sessions whose symbols_complete check failed (ERROR)."
+    ),
 )
 def daily_ingestion_schedule(context: dg.ScheduleEvaluationContext):
-    return daily_ingestion_requests(context.instance, context.scheduled_execution_time.date())
+    return daily_ingestion_requests(context.instance, context.scheduled_execution_time.date(), _asset_graph(context))
 
 
 def _refresh_schedule(kind: str, cron: str, days_back: int, when: str) -> dg.ScheduleDefinition:
@@ -72,14 +153,14 @@ def _refresh_schedule(kind: str, cron: str, days_back: int, when: str) -> dg.Sch
 
     @dg.schedule(
         name=f"{kind}_refresh_schedule",
-        job=offline_pipeline_job,
+        job=stock_pipeline_job,
         cron_schedule=cron,
         execution_timezone=STOCKS.timezone,
         default_status=dg.DefaultScheduleStatus.STOPPED,
         description=f"{when} New York: re-run the last {days_back} days (late vendor corrections, fixed gaps).",
     )
     def refresh(context: dg.ScheduleEvaluationContext):
-        return refresh_requests(context.instance, context.scheduled_execution_time.date(), days_back, kind)
+        return refresh_requests(context.instance, context.scheduled_execution_time.date(), days_back, kind, asset_graph=_asset_graph(context))
 
     return refresh
 
@@ -99,7 +180,10 @@ def crypto_daily_schedule(context: dg.ScheduleEvaluationContext):
     day = context.scheduled_execution_time.date() - dt.timedelta(days=1)
     if not tracked_symbols(context.instance, CRYPTO):
         return dg.SkipReason("no tracked crypto symbols")
-    return [dg.RunRequest(run_key=f"crypto-daily-{day.isoformat()}", partition_key=day.isoformat(), tags={REFRESH_TAG: "daily"})]
+    asset_graph = _asset_graph(context)
+    selection = sorted(dg.AssetSelection.groups("crypto").resolve(asset_graph))
+    retries = retry_requests(context.instance, asset_graph, selection, CRYPTO, day, "crypto-daily")
+    return [*retries, dg.RunRequest(run_key=f"crypto-daily-{day.isoformat()}", partition_key=day.isoformat(), tags={REFRESH_TAG: "daily"})]
 
 
 SCHEDULES = [daily_ingestion_schedule, weekly_refresh_schedule, monthly_refresh_schedule, crypto_daily_schedule]

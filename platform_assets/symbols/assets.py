@@ -18,6 +18,7 @@ import datetime as dt
 import dagster as dg
 
 from platform_assets.automation.jobs import CRYPTO_PIPELINE_JOB, OFFLINE_PIPELINE_JOB, STOCK_PIPELINE_JOB
+from platform_assets.ingestion.sources import configured_sources, sources_selection
 from platform_assets.calendars import CRYPTO
 from platform_assets.features.labels import LABEL_DEFINITIONS
 from platform_assets.features.registry import FEATURE_GROUPS
@@ -45,7 +46,9 @@ class SymbolHistoryConfig(dg.Config):
 
     history_sessions: int = 20
     end_date: str | None = None  # default: the last session before today
-    stock_pipeline_job: str = OFFLINE_PIPELINE_JOB  # or stock_pipeline for Databento / IB sources
+    stock_pipeline_job: str | None = None
+    """None: the sources of ``INGESTION_SOURCES`` (``offline_pipeline`` for ``sim`` alone, else
+    ``stock_pipeline`` over those sources' raw assets and what is derived from them)."""
     fill_missing: bool = True
 
 
@@ -68,6 +71,11 @@ def layer_stored(lake: ParquetLake, layer: str, symbol: str, day: dt.date) -> bo
     return all(lake.has_partition(feature_table(layer, v), symbol, day) for v in FEATURE_GROUPS[layer])
 
 
+def configured_stock_job() -> str:
+    """``offline_pipeline`` when the simulator is the only configured source, else ``stock_pipeline``."""
+    return OFFLINE_PIPELINE_JOB if set(configured_sources()) == {"sim"} else STOCK_PIPELINE_JOB
+
+
 def _window_end(config: SymbolHistoryConfig) -> dt.date:
     if config.end_date:
         return dt.date.fromisoformat(config.end_date)
@@ -83,14 +91,20 @@ def _fill_definitions(context: dg.AssetExecutionContext) -> dg.Definitions:
 
 
 def _fill(context: dg.AssetExecutionContext, symbol: str, job_name: str, blocks: list[list[dt.date]]) -> list[str]:
-    """One ranged run of ``job_name`` per block of sessions; returns one line per run."""
-    job = _fill_definitions(context).resolve_job_def(job_name)
+    """One ranged run of ``job_name`` per block of sessions; returns one line per run. A stock fill
+    by ``stock_pipeline`` runs the configured sources' assets only (``INGESTION_SOURCES``)."""
+    definitions = _fill_definitions(context)
+    job = definitions.resolve_job_def(job_name)
+    selection = None
+    if job_name == STOCK_PIPELINE_JOB:
+        selection = [dg.AssetKey(name) for name in sources_selection(definitions.resolve_asset_graph(), configured_sources())]
     lines = []
     for block in blocks:
         result = job.execute_in_process(
             instance=context.instance,
             tags={RANGE_START_TAG: block[0].isoformat(), RANGE_END_TAG: block[-1].isoformat(), SYMBOLS_TAG: symbol, LAUNCHED_BY_TAG: f"symbol_history/{symbol}"},
             raise_on_error=False,
+            asset_selection=selection,
         )
         state = "succeeded" if result.success else "FAILED"
         lines.append(f"{block[0]}..{block[-1]} ({len(block)} sessions): run {result.run_id} {state}")
@@ -138,7 +152,7 @@ def symbol_history(context: dg.AssetExecutionContext, config: SymbolHistoryConfi
     before = measure_coverage(symbol, sessions, has, layers)
     runs: list[str] = []
     if config.fill_missing and not before.complete:
-        job_name = CRYPTO_PIPELINE_JOB if market == CRYPTO else config.stock_pipeline_job
+        job_name = CRYPTO_PIPELINE_JOB if market == CRYPTO else (config.stock_pipeline_job or configured_stock_job())
         if job_name not in (OFFLINE_PIPELINE_JOB, STOCK_PIPELINE_JOB, CRYPTO_PIPELINE_JOB):
             raise dg.Failure(f"unknown pipeline job {job_name!r}: expected {OFFLINE_PIPELINE_JOB} or {STOCK_PIPELINE_JOB}")
         runs = _fill(context, symbol, job_name, contiguous_blocks(before.sessions_to_fill, sessions, MAX_DATES_PER_RUN))
