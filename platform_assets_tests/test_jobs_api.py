@@ -197,20 +197,25 @@ jobs.trigger_daily_ingestion(dt.date(2024, 12, 2), wait=True, instance=instance,
 """
 
 
-def test_a_sync_job_whose_process_died_is_failed_not_running_forever(platform):
-    """A job run with wait=True (a sync HTTP refresh runs inside the service) has no worker
-    process of its own: when the process running it dies (kill -9 of `mdp serve`), its status
-    must turn FAILED, not stay PENDING/RUNNING forever."""
+def _status_after_the_caller_was_killed(platform, script: str):
+    """Run ``script`` (a caller of a wait=True job that SIGKILLs itself) and read the job's status."""
     import subprocess
     import sys
 
     from platform_api import job_store
 
     ref = dg.serialize_value(platform.instance.get_ref())
-    proc = subprocess.run([sys.executable, "-c", _KILLED_SYNC_CALLER, ref, str(platform.settings.base_path)], capture_output=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", script, ref, str(platform.settings.base_path)], capture_output=True, timeout=300)
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
     (record_file,) = job_store.jobs_dir(platform.instance).glob("ingestion-*.json")
-    status = get_ingestion_job_status(record_file.stem, instance=platform.instance)
+    return get_ingestion_job_status(record_file.stem, instance=platform.instance)
+
+
+def test_a_sync_job_whose_process_died_is_failed_not_running_forever(platform):
+    """A job run with wait=True (a sync HTTP refresh runs inside the service) has no worker
+    process of its own: when the process running it dies (kill -9 of `mdp serve`), its status
+    must turn FAILED, not stay PENDING/RUNNING forever."""
+    status = _status_after_the_caller_was_killed(platform, _KILLED_SYNC_CALLER)
     assert status.state == "FAILED", status
     assert any("exited before finishing" in e for e in status.summary["errors"]), status.summary
 
@@ -239,11 +244,6 @@ def test_a_job_whose_process_died_after_its_run_has_an_end_and_counts_what_lande
     """The job's process dies after its run materialized the day but before it recorded the job as
     finished: FAILED, with an end_ts (a terminal state always has one) and the partitions its run
     did materialize (before: end_ts None and materializations {})."""
-    import subprocess
-    import sys
-
-    from platform_api import job_store
-
     script = _KILLED_SYNC_CALLER.replace(
         "jobs.execute_job = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)  # killed while running the job",
         "real = jobs.run_backfill\n"
@@ -253,11 +253,7 @@ def test_a_job_whose_process_died_after_its_run_has_an_end_and_counts_what_lande
         "jobs.run_backfill = run_then_die",
     )
     assert "run_then_die" in script
-    ref = dg.serialize_value(platform.instance.get_ref())
-    proc = subprocess.run([sys.executable, "-c", script, ref, str(platform.settings.base_path)], capture_output=True, timeout=300)
-    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
-    (record_file,) = job_store.jobs_dir(platform.instance).glob("ingestion-*.json")
-    status = get_ingestion_job_status(record_file.stem, instance=platform.instance)
+    status = _status_after_the_caller_was_killed(platform, script)
     assert status.state == "FAILED", status
     assert status.end_ts is not None and status.end_ts >= status.start_ts
     assert status.summary["materializations"].get("raw_bars_sim") == 1 and status.summary["materializations"].get("labels") == 1, status.summary

@@ -82,12 +82,7 @@ def compute_l2_features_v1_many(
 ) -> pd.DataFrame:
     """``compute_l2_features_v1`` of many ``(day, timeline, book)`` sessions of one symbol (in time
     order) in one vectorised pass; equal, row for row, to each session alone concatenated."""
-    timeline = _concat_timelines([t for _, t, _ in sessions])
-    lengths = [len(t) for _, t, _ in sessions]
-    book = L2Book.concat([b for _, _, b in sessions])
-    offsets = np.cumsum([0, *(len(b) for _, _, b in sessions)])
-    bar_end = (timeline + BAR_LENGTH).tz_convert("UTC").tz_localize(None).to_numpy()
-    index = asof_snapshot_index_sessions(bar_end, np.repeat(np.arange(len(sessions)), lengths), book.timestamp, offsets, max_staleness)
+    timeline, lengths, book, bar_end, index = _asof_join(sessions, max_staleness)
     found = index >= 0
     per_snapshot = snapshot_features(book)
     days = np.empty(len(sessions), dtype=object)
@@ -116,14 +111,23 @@ def compute_l2_features_v2_many(
     """``compute_l2_features_v2`` of many sessions of one symbol in one pass (rows in session order)."""
     sound = [(day, timeline, book.take(np.flatnonzero(~crossed_snapshots(book)))) for day, timeline, book in sessions]
     features = compute_l2_features_v1_many(sound, symbol=symbol, max_staleness=max_staleness)
-    timeline = _concat_timelines([t for _, t, _ in sessions])
-    book = L2Book.concat([b for _, _, b in sessions])
-    offsets = np.cumsum([0, *(len(b) for _, _, b in sessions)])
-    bar_end = (timeline + BAR_LENGTH).tz_convert("UTC").tz_localize(None).to_numpy()
-    newest = asof_snapshot_index_sessions(bar_end, np.repeat(np.arange(len(sessions)), [len(t) for _, t, _ in sessions]), book.timestamp, offsets, max_staleness)
+    timeline, _, book, _, newest = _asof_join(sessions, max_staleness)
     skipped = np.zeros(len(timeline), dtype=bool)
     skipped[newest >= 0] = crossed_snapshots(book)[newest[newest >= 0]]
     return features.assign(crossed_book_skipped=skipped)[KEY_COLUMNS + VALUE_COLUMNS_V2]
+
+
+def _asof_join(sessions: Sequence[tuple[object, pd.DatetimeIndex, L2Book]], max_staleness: pd.Timedelta):
+    """The sessions' minutes and snapshots laid end to end, and for each minute the index of the
+    last snapshot of its own session strictly before the bar end (-1: none fresh enough):
+    ``(timeline, minutes per session, book, bar ends, index)``."""
+    timeline = _concat_timelines([t for _, t, _ in sessions])
+    lengths = [len(t) for _, t, _ in sessions]
+    book = L2Book.concat([b for _, _, b in sessions])
+    offsets = np.cumsum([0, *(len(b) for _, _, b in sessions)])
+    bar_end = (timeline + BAR_LENGTH).tz_convert("UTC").tz_localize(None).to_numpy()
+    index = asof_snapshot_index_sessions(bar_end, np.repeat(np.arange(len(sessions)), lengths), book.timestamp, offsets, max_staleness)
+    return timeline, lengths, book, bar_end, index
 
 
 def _concat_timelines(timelines: Sequence[pd.DatetimeIndex]) -> pd.DatetimeIndex:
