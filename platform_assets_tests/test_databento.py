@@ -476,3 +476,38 @@ def test_a_vendor_day_without_bars_fails_that_dates_completeness_not_green(platf
     report = run_backfill(instance, plan_backfill(["AAPL", "MSFT"], "2024-12-04", "2024-12-04"), defs=defs, asset_selection=["raw_bars_databento"])
     assert not report.success and "no input data" in report.runs[0].error
     assert not _check_on(instance, "raw_bars_databento", "2024-12-04").passed
+
+
+def test_a_vendor_outage_fails_its_dates_checks_so_the_daily_tick_retries_them(platform_db, gateway, monkeypatch):
+    """Databento answers 500 on every attempt of a two-week fetch's second chunk: the first chunk's
+    dates land (materialized, judged), the second chunk's dates get an ERROR verdict naming the
+    vendor's error before the run fails, and the next daily tick re-runs them. The exception used to
+    escape before any verdict: the dates stayed unjudged (PLANNED) and were never retried; the
+    first chunk's stored batches were recorded as nothing."""
+    from platform_api.backfill import plan_backfill, run_backfill
+    from platform_assets.automation.schedules import configured_stock_selection, sessions_to_retry
+
+    settings, defs, instance = platform_db
+    _no_backoff(monkeypatch)
+    add_symbols(instance, ["AAPL", "MSFT"])
+    gateway.script = [None, *["500"] * 6]  # first chunk answered, every attempt of the second one fails
+    report = run_backfill(instance, plan_backfill(["AAPL", "MSFT"], "2024-12-02", "2024-12-10"), defs=defs, asset_selection=["raw_bars_databento"])
+    assert not report.success and "failed after 5 retries" in report.runs[0].error
+    for day in ("2024-12-02", "2024-12-06"):  # first chunk: [12-02, 12-09)
+        assert _check_on(instance, "raw_bars_databento", day).passed
+    for day in ("2024-12-09", "2024-12-10"):
+        verdict = _check_on(instance, "raw_bars_databento", day)
+        assert not verdict.passed and verdict.severity == dg.AssetCheckSeverity.ERROR
+        assert "AAPL (failed: databento: DatabentoError" in verdict.metadata["missing"].value and "MSFT" in verdict.metadata["missing"].value
+    materialized = {e.partition for e in instance.fetch_materializations(dg.AssetKey("raw_bars_databento"), limit=50).records for e in [e.event_log_entry.dagster_event]}
+    assert materialized == {"2024-12-02", "2024-12-03", "2024-12-04", "2024-12-05", "2024-12-06"}
+    monkeypatch.setenv("INGESTION_SOURCES", "databento")
+    from resources.settings import get_settings
+
+    get_settings.cache_clear()
+    graph = defs.resolve_asset_graph()
+    sessions = [dt.date(2024, 12, d) for d in (5, 6, 9, 10)]
+    assert sessions_to_retry(instance, graph, configured_stock_selection(graph), sessions) == [dt.date(2024, 12, 9), dt.date(2024, 12, 10)]
+    get_settings.cache_clear()
+    run_backfill(instance, plan_backfill(["AAPL", "MSFT"], "2024-12-09", "2024-12-10"), defs=defs, asset_selection=["raw_bars_databento"])
+    assert _check_on(instance, "raw_bars_databento", "2024-12-10").passed

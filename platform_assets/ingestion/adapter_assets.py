@@ -34,7 +34,7 @@ from platform_assets.quality.checks import check_groups, dq_check_specs, raw_dq_
 from platform_assets.quality.heal import heal_lost_results, raw_batches_input
 from platform_assets.calendars import STOCKS
 from platform_assets.run_options import ingestion_options
-from platform_assets.symbol_days import StepEvents, SymbolDayStep, complete_check_spec, no_input, stored_batch
+from platform_assets.symbol_days import FAILED, Outcome, StepEvents, SymbolDayStep, complete_check_spec, no_input, stored_batch
 from platform_assets.universe import run_symbols, tracked_symbols
 from resources.adapters import AdapterRegistry
 from resources.adapters.base_adapter import FrameBatch
@@ -111,24 +111,33 @@ def materialize_raw_bars(context: dg.AssetExecutionContext, spec: SourceSpec, ch
     missing = {(s, d) for s in symbols for d in dates}
     progress = Progress(context, spec.asset_key, len(missing))
     adapter = spec.build_adapter(resources)
-    with adapter:
-        batches = adapter.fetch_bars(symbols, start, end, ingestion_options(context))
-        for (symbol, day), bars, bad in frames_by_day(batches, symbols, dates, split_malformed_bars):
-            missing.discard((symbol, day))
-            rejected = len(bad) if bad is not None else 0
-            if rejected:
-                rejected_rows += rejected
-                lake.append_batch(quarantine_table(table), symbol, day, bad, content_hash(bad, spec.source, symbol, str(day)), ingestion_ts)
-            if bars.empty:
-                step.record(symbol, day, no_input(f"{spec.provider} delivered only malformed bars ({rejected}, quarantined)"))
-                continue
-            batch_id, batch, repeated = build_raw_batch(bars.sort_values("ts", kind="stable"), source=spec.source, symbol=symbol, day=day, ingestion_ts=ingestion_ts)
-            path, new = store_raw_batch(lake, table, symbol, day, batch, batch_id, repeated, ingestion_ts)
-            quality.add(symbol, day, batch)  # judged once stored, whatever fails after
-            manifest.record(path, batch, vendor=spec.source, symbol=symbol, bar_size=spec.bar_size, new=new)  # a found batch: logged if its line is missing
-            stats = {"batches_written": int(new), "malformed_rows_quarantined": rejected, "duplicate_key_rows_quarantined": len(repeated)}
-            step.record(symbol, day, stored_batch(new, len(batch), **stats))
-            progress.step()
+    try:
+        with adapter:
+            for (symbol, day), bars, bad in frames_by_day(adapter.fetch_bars(symbols, start, end, ingestion_options(context)), symbols, dates, split_malformed_bars):
+                rejected = len(bad) if bad is not None else 0
+                if rejected:
+                    rejected_rows += rejected
+                    lake.append_batch(quarantine_table(table), symbol, day, bad, content_hash(bad, spec.source, symbol, str(day)), ingestion_ts)
+                if bars.empty:
+                    step.record(symbol, day, no_input(f"{spec.provider} delivered only malformed bars ({rejected}, quarantined)"))
+                    missing.discard((symbol, day))
+                    continue
+                batch_id, batch, repeated = build_raw_batch(bars.sort_values("ts", kind="stable"), source=spec.source, symbol=symbol, day=day, ingestion_ts=ingestion_ts)
+                path, new = store_raw_batch(lake, table, symbol, day, batch, batch_id, repeated, ingestion_ts)
+                quality.add(symbol, day, batch)  # judged once stored, whatever fails after
+                manifest.record(path, batch, vendor=spec.source, symbol=symbol, bar_size=spec.bar_size, new=new)  # a found batch: logged if its line is missing
+                stats = {"batches_written": int(new), "malformed_rows_quarantined": rejected, "duplicate_key_rows_quarantined": len(repeated)}
+                step.record(symbol, day, stored_batch(new, len(batch), **stats))
+                missing.discard((symbol, day))  # recorded: a failure after this leaves the day as stored
+                progress.step()
+    except Exception as error:  # noqa: BLE001 - the vendor failed: every symbol-day it left unfetched failed with its error
+        # recorded, not raised past the step: the dates that landed are materialized, and every date gets its
+        # symbols_complete verdict (ERROR, naming the error) before the step fails, so the daily tick retries it
+        detail = f"{spec.provider}: {type(error).__name__}: {error}".splitlines()[0][:300]
+        context.log.error(f"{spec.asset_key}: fetch failed, {len(missing)} symbol-day(s) not fetched: {detail}")
+        for symbol, day in sorted(missing):
+            step.record(symbol, day, Outcome(FAILED, detail=detail))
+        missing.clear()
     for symbol, day in missing:
         step.record(symbol, day, no_input(f"{spec.provider} returned no bars"))
     adapter.metrics.validation_errors += rejected_rows
