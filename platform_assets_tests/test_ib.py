@@ -346,3 +346,48 @@ def test_live_depth_records_the_gap_of_a_dropped_connection(tws, tmp_path):
     assert pd.Timestamp(messages[11]["timestamp"]) <= start < end == pd.Timestamp(messages[12]["timestamp"])  # until the re-sent book
     times = _snapshot_times(snapshots)
     assert not ((times > start) & (times < end)).any() and (times >= end).any()
+
+
+def test_raw_bars_ib_with_every_symbol_failed_or_ib_unreachable_judges_its_dates_so_they_are_retried(tws, tmp_path, monkeypatch):
+    """Every symbol unknown to IB, or no gateway listening: the run fails and each date's
+    ``symbols_complete`` fails at ERROR naming the symbols and why, so the daily schedule retries
+    the date. Both used to raise before any verdict: the date stayed unjudged (PLANNED), a failing
+    retry even replaced an earlier ERROR verdict, and the schedule never re-ran the date."""
+    import functools
+    import socket
+
+    import resources.build
+    from definitions import build_definitions
+    from platform_assets.automation.schedules import sessions_to_retry
+    from resources.settings import load_settings
+
+    def verdict(instance, day):
+        key = dg.AssetCheckKey(dg.AssetKey("raw_bars_ib"), "symbols_complete")
+        return next(r.evaluation for r in instance.event_log_storage.get_asset_check_execution_history(key, limit=50)
+                    if r.evaluation is not None and r.evaluation.partition == day)
+
+    monkeypatch.setattr(resources.build, "IBSource", functools.partial(IBSource, max_retries=1, base_delay_s=0.05, connect_timeout_s=2))
+    tws.known_symbols = {"SPY"}
+    settings = load_settings(DATA_PATH_OVERRIDE=str(tmp_path / "data"), LAKE_FSYNC="false", IB_PORT=str(tws.port))
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        defs = build_definitions(settings)
+        report = run_backfill(instance, plan_backfill(["AAPL", "MSFT"], "2024-12-02", "2024-12-02"), defs=defs,
+                              add_missing_symbols=True, asset_selection=["raw_bars_ib"])
+        assert not report.success and "error 200" in report.runs[0].error
+        first = verdict(instance, "2024-12-02")
+        assert not first.passed and first.severity == dg.AssetCheckSeverity.ERROR
+        assert "AAPL (failed: IB:" in first.metadata["missing"].value and "MSFT (failed: IB:" in first.metadata["missing"].value
+        with socket.socket() as sock:  # a port nobody listens on
+            sock.bind(("127.0.0.1", 0))
+            closed = sock.getsockname()[1]
+        unreachable = build_definitions(load_settings(DATA_PATH_OVERRIDE=str(tmp_path / "data"), LAKE_FSYNC="false", IB_PORT=str(closed)))
+        report = run_backfill(instance, plan_backfill(["AAPL", "MSFT"], "2024-12-03", "2024-12-03"), defs=unreachable, asset_selection=["raw_bars_ib"])
+        assert not report.success and "cannot connect to TWS/IB Gateway" in report.runs[0].error
+        second = verdict(instance, "2024-12-03")
+        assert not second.passed and second.severity == dg.AssetCheckSeverity.ERROR and "cannot connect" in second.metadata["missing"].value
+        graph = defs.resolve_asset_graph()
+        selection = [dg.AssetKey("raw_bars_ib")]
+        assert sessions_to_retry(instance, graph, selection, DAYS) == DAYS[:2]
+        tws.known_symbols = {"AAPL", "MSFT"}
+        assert run_backfill(instance, plan_backfill(["AAPL", "MSFT"], "2024-12-02", "2024-12-03"), defs=defs, asset_selection=["raw_bars_ib"]).success
+        assert verdict(instance, "2024-12-02").passed and verdict(instance, "2024-12-03").passed

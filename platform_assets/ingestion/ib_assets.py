@@ -14,7 +14,7 @@ from platform_assets.calendars import STOCKS
 from platform_assets.run_options import ingestion_options
 from platform_assets.symbol_days import FAILED, Outcome, StepEvents, SymbolDayStep, complete_check_spec, no_input, stored_batch
 from platform_assets.universe import run_symbols, tracked_symbols
-from resources.ib_source import IBSource
+from resources.ib_source import BarsResult, IBSource
 from resources.lake import ParquetLake, raw_bars_table
 from resources.bars_manifest import BarsManifest
 
@@ -60,14 +60,17 @@ def raw_bars_ib(
         "max_concurrent_requests": int(options.get("max_concurrent_requests", ib.max_concurrent_requests)),
         "pacing_policy": str(options.get("pacing_policy", ib.pacing_policy)),
     })
-    result = source.fetch_bars(
-        symbols, dates, bar_size=options.get("bar_size", "1 min"), what_to_show=options.get("what_to_show", "TRADES"),
-        use_rth=bool(options.get("use_rth", True)),
-    )
-    ingestion_ts = pd.Timestamp.now(tz="UTC")
     quality = data_quality.recorder(lake, "raw_bars", stored_as=raw_dq_dataset(IB), asset_key="raw_bars_ib")
     step = SymbolDayStep(context, "raw_bars_ib", symbols, dates, tracked=tracked_symbols(context.instance, STOCKS),
                          is_stored=functools.partial(lake.has_batch, RAW_BARS_IB), stats_keys=IB_STATS, quality=[quality])
+    try:
+        result = source.fetch_bars(
+            symbols, dates, bar_size=options.get("bar_size", "1 min"), what_to_show=options.get("what_to_show", "TRADES"),
+            use_rth=bool(options.get("use_rth", True)),
+        )
+    except Exception as error:  # noqa: BLE001 - IB unreachable: every symbol-day failed with it, judged below, then the step fails
+        result = BarsResult(errors={symbol: f"{type(error).__name__}: {error}".splitlines()[0][:300] for symbol in symbols})
+    ingestion_ts = pd.Timestamp.now(tz="UTC")
     bar_size = options.get("bar_size", "1 min").replace(" ", "")
     for (symbol, day), bars in sorted(result.bars.items()):
         batch_id, batch, repeated = build_raw_batch(bars, source=IB, symbol=symbol, day=day, ingestion_ts=ingestion_ts)
@@ -84,8 +87,6 @@ def raw_bars_ib(
             step.record(symbol, day, Outcome(FAILED, detail=f"IB: {error}"[:300]))
     heal_lost_results(quality, raw_batches_input(lake, RAW_BARS_IB), context.log)
     bars_manifest.rebuild_coverage()
-    if result.errors and len(result.errors) == len(symbols):
-        raise dg.Failure(f"IB returned nothing: every symbol failed ({'; '.join(result.errors.values())[:500]})")
     context.add_asset_metadata({
         "source": IB, "symbols": len(symbols), "dates": len(dates),
         "requests": result.requests, "pacing_retries": result.pacing_retries, "timeouts": result.timeouts, "reconnects": result.reconnects,
