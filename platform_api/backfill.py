@@ -284,7 +284,9 @@ def root_cause(error) -> str:
     while getattr(error, "cause", None) is not None:
         error = error.cause
     lines = (error.message or "").strip().splitlines()
-    return lines[0] if lines else (error.cls_name or "error")
+    line = lines[0] if lines else (error.cls_name or "error")
+    wrapper = "dagster._core.definitions.events.Failure: "  # a step's own dg.Failure: its description is the cause
+    return line[len(wrapper):] if line.startswith(wrapper) else line
 
 
 def _execute_chunk(

@@ -511,3 +511,18 @@ def test_a_vendor_outage_fails_its_dates_checks_so_the_daily_tick_retries_them(p
     get_settings.cache_clear()
     run_backfill(instance, plan_backfill(["AAPL", "MSFT"], "2024-12-09", "2024-12-10"), defs=defs, asset_selection=["raw_bars_databento"])
     assert _check_on(instance, "raw_bars_databento", "2024-12-10").passed
+
+
+def test_a_failed_vendor_run_error_names_the_step_and_the_vendor_error_without_dagsters_class(platform_db, gateway, monkeypatch):
+    """The run error (mdp backfill's failed line, job status errors, the HTTP refresh's error) reads
+    ``raw_bars_databento: raw_bars_databento: 2 symbol-day(s) failed ... DatabentoAuthError ...``,
+    not ``dagster._core.definitions.events.Failure: ...``."""
+    from platform_api.backfill import plan_backfill, run_backfill
+
+    settings, defs, instance = platform_db
+    add_symbols(instance, ["AAPL", "MSFT"])
+    gateway.keys = set()  # the key is refused: 401 at once
+    report = run_backfill(instance, plan_backfill(["AAPL", "MSFT"], "2024-12-02", "2024-12-02"), defs=defs, asset_selection=["raw_bars_databento"])
+    error = report.runs[0].error
+    assert not report.success and error.startswith("raw_bars_databento: raw_bars_databento: 2 symbol-day(s) failed"), error
+    assert "DatabentoAuthError" in error and "dagster._core" not in error and KEY not in error
