@@ -272,6 +272,21 @@ def run_tags(plan: BackfillPlan, chunk: list[dt.date], universe: list[str], laun
     return tags
 
 
+def configured_backfill(plan: BackfillPlan, sources: list[str], defs: dg.Definitions | None = None) -> tuple[BackfillPlan, list[str] | None, str]:
+    """A stock plan run from the configured ingestion sources (``INGESTION_SOURCES``): the
+    simulator alone keeps ``offline_pipeline``; any vendor runs ``stock_pipeline`` over those
+    sources' raw assets and what is derived from them. Returns (plan, asset selection or None,
+    a line naming the sources). Crypto plans run the crypto pipeline (simulated) as they are."""
+    from platform_assets.automation.jobs import STOCK_PIPELINE_JOB
+    from platform_assets.ingestion.sources import sources_selection
+    from resources.offline_source import SIM_SOURCE
+
+    if plan.market != STOCKS or set(sources) == {SIM_SOURCE} or not sources:
+        return plan, None, "offline source, simulated data"
+    selection = sources_selection((defs or _project_definitions()).resolve_asset_graph(), sources)
+    return replace(plan, job_name=STOCK_PIPELINE_JOB), selection, f"sources: {', '.join(sources)} (INGESTION_SOURCES)"
+
+
 def _project_definitions() -> dg.Definitions:
     from definitions import defs  # imported lazily: worker processes load the code location themselves
 

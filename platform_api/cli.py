@@ -37,7 +37,7 @@ def _print(message: str = "") -> None:
 
 
 def _backfill(args: argparse.Namespace) -> int:
-    from platform_api.backfill import plan_backfill, run_backfill
+    from platform_api.backfill import configured_backfill, plan_backfill, run_backfill
     from platform_api.instance import get_instance
     from platform_api.summary import summarize
     from resources.build import build_resources
@@ -47,8 +47,9 @@ def _backfill(args: argparse.Namespace) -> int:
     plan = plan_backfill(args.symbols, *parse_half_open_dates(args.start, args.end), min_chunks=args.workers)
     settings = get_settings()
     instance = get_instance()
+    plan, selection, sources = configured_backfill(plan, settings.ingestion_sources)
     _print(
-        f"Backfill (offline source, simulated data): {len(plan.symbols)} symbols x {len(plan.dates)} trading days "
+        f"Backfill ({sources}): {len(plan.symbols)} symbols x {len(plan.dates)} trading days "
         f"({plan.dates[0]} .. {plan.dates[-1]}) = {plan.partitions} symbol-days in {len(plan.runs)} run(s), {args.workers} worker(s)"
     )
     _print(f"  symbols: {', '.join(plan.symbols)}")
@@ -62,7 +63,7 @@ def _backfill(args: argparse.Namespace) -> int:
 
     report = run_backfill(
         instance, plan, add_missing_symbols=not args.no_add_symbols, workers=args.workers, launched_by="cli",
-        log_level=settings.log_level if args.verbose else "WARNING", on_run_done=progress,
+        log_level=settings.log_level if args.verbose else "WARNING", on_run_done=progress, asset_selection=selection,
     )
     resources = build_resources(settings)
     warehouse = LakeWarehouse(base_path=resources["lake"].base_path, level2_path=resources["l2_store"].level2_path)

@@ -419,7 +419,7 @@ class SymbolDayStep:
             elif outcome.status == BLOCKED:
                 missing.append((symbol, "DQ-blocked"))
             else:
-                missing.append((symbol, "no input data"))
+                missing.append((symbol, f"no input data: {outcome.detail}" if outcome.detail else "no input data"))
         only_blocked = bool(missing) and all(reason == "DQ-blocked" for _, reason in missing)
         severity = dg.AssetCheckSeverity.WARN if only_blocked else dg.AssetCheckSeverity.ERROR
         meta = {

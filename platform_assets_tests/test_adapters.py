@@ -537,7 +537,7 @@ out = {
     "curated_deps": sorted(k.to_user_string() for k in graph.get(dg.AssetKey("curated_bars")).parent_keys),
     "group": node.group_name, "pool": defs.resolve_assets_def("raw_bars_dummy").op.pool,
     "checks": sorted(c.name for c in defs.resolve_assets_def("raw_bars_dummy").check_specs),
-    "priority": CurationConfig().source_priority,
+    "priority": CurationConfig().priority(),
 }
 import os
 os.makedirs(sys.argv[1] + "/home", exist_ok=True)

@@ -470,7 +470,7 @@ def test_a_vendor_day_without_bars_fails_that_dates_completeness_not_green(platf
     _materialize(defs, instance, ["raw_bars_databento"], ["AAPL", "MSFT"], "2024-12-02", "2024-12-03")  # both dates (inclusive)
     gap, whole = _check_on(instance, "raw_bars_databento", "2024-12-02"), _check_on(instance, "raw_bars_databento", "2024-12-03")
     assert not gap.passed and gap.severity == dg.AssetCheckSeverity.ERROR
-    assert "AAPL (no input data)" in gap.metadata["missing"].value and "MSFT" not in gap.metadata["missing"].value
+    assert "AAPL (no input data: databento returned no bars)" in gap.metadata["missing"].value and "MSFT" not in gap.metadata["missing"].value
     assert whole.passed and whole.metadata["tracked_symbols"].value == 2
     vendor.empty_days = {("AAPL", dt.date(2024, 12, 4)), ("MSFT", dt.date(2024, 12, 4))}
     report = run_backfill(instance, plan_backfill(["AAPL", "MSFT"], "2024-12-04", "2024-12-04"), defs=defs, asset_selection=["raw_bars_databento"])

@@ -22,6 +22,7 @@ from platform_assets.quality.checks import DataQuality, check_groups, dq_check_s
 from platform_assets.universe import run_symbols, tracked_symbols
 from resources.adapters import AdapterRegistry
 from resources.l2_store import L2DayIndex, L2SnapshotStore
+from resources.offline_source import SIM_SOURCE as SIMULATED_SOURCE
 from resources.lake import CURATED_BARS, CorruptLakeFileError, ParquetLake, quarantine_table, raw_bars_table
 from resources.reference_store import read_actions
 from resources.schemas import L2Book
@@ -43,12 +44,28 @@ def _with_live_bars(priority: list[str]) -> list[str]:
     return out[: out.index("ib") + 1] + ["ib_live"] + out[out.index("ib") + 1 :] if "ib" in out else out + ["ib_live"]
 
 
+def default_source_priority() -> list[str]:
+    """databento, ib, ib_live (IB live bars, superseded by the end-of-day IB pull), sim, then
+    registered sources; without ``sim`` when ``INGESTION_SOURCES`` names a real vendor: simulated
+    bars never fill a vendor's gap (a day the vendor did not deliver stays missing, named by the
+    date's check and retried, instead of entering curated data and training sets as if real)."""
+    from platform_assets.ingestion.sources import configured_sources
+
+    priority = _with_live_bars(AdapterRegistry.source_priority())
+    if set(configured_sources()) - {SIMULATED_SOURCE}:
+        priority = [source for source in priority if source != SIMULATED_SOURCE]
+    return priority
+
+
 class CurationConfig(dg.Config):
     """Which raw source wins when several delivered the same (symbol, date), and halt detection."""
 
-    # databento, ib, ib_live (IB live bars, superseded by the end-of-day IB pull), sim, then registered sources
-    source_priority: list[str] = _with_live_bars(AdapterRegistry.source_priority())
+    source_priority: list[str] | None = None
+    """Sources in order of preference; None: ``default_source_priority()`` (an explicit list is used as given)."""
     halt_min_minutes: int = 5
+
+    def priority(self) -> list[str]:
+        return list(self.source_priority) if self.source_priority is not None else default_source_priority()
 
 
 def pick_raw_source(lake: ParquetLake, symbol: str, day: dt.date, priority: list[str]) -> tuple[str | None, pd.DataFrame | None]:
@@ -170,6 +187,8 @@ def curated_bars(
     quality = data_quality.recorder(lake, "curated_bars", asset_key="curated_bars")
     keep = keep_existing(context, "curated")
     closes: dict[str, tuple[dt.date, float | None]] = {}  # symbol -> (session, last real close) curated by this run
+    priority = config.priority()
+    no_raw_reason = "no raw bars from any source" + ("" if SIMULATED_SOURCE in priority else " (simulated bars are not used: INGESTION_SOURCES names a vendor)")
 
     def session_of(symbol: str, day: dt.date, index: L2DayIndex | None = None) -> Outcome | tuple[str, pd.DataFrame, GapStats, pd.DataFrame, int]:
         """One (symbol, session) curated in memory, no side effect: (source, curated bars without
@@ -178,9 +197,9 @@ def curated_bars(
         days are read."""
         if keep and lake.has_partition(CURATED_BARS, symbol, day):
             return kept()
-        source, raw = pick_raw_source(lake, symbol, day, config.source_priority)
+        source, raw = pick_raw_source(lake, symbol, day, priority)
         if raw is None:
-            return no_input("no raw bars from any source")
+            return no_input(no_raw_reason)
         if is_blocked(lake, raw_dq_dataset(source), symbol, day):
             return blocked(f"raw bars ({source}) failed an error DQ rule")
         timeline = elapsed_session_minutes(STOCKS, day)  # a session under way: the minutes so far
@@ -247,11 +266,11 @@ def curated_bars(
         outcomes, inputs = {}, []
         todo = [day for day in days if not (keep and lake.has_partition(CURATED_BARS, symbol, day))]
         outcomes.update({day: kept() for day in days if day not in todo})
-        raw = pick_raw_sources(lake, symbol, todo, config.source_priority)
+        raw = pick_raw_sources(lake, symbol, todo, priority)
         index = l2_store.day_index(symbol) if raw else None
         for day in todo:
             if day not in raw:
-                outcomes[day] = no_input("no raw bars from any source")
+                outcomes[day] = no_input(no_raw_reason)
             elif isinstance(raw[day], CorruptLakeFileError):
                 context.log.error(f"curated_bars {symbol}@{day} failed: {raw[day]}")
                 outcomes[day] = Outcome(FAILED, detail=f"CorruptLakeFileError: {raw[day]}".splitlines()[0][:300])

@@ -14,7 +14,7 @@ the next one (after a dropped connection, or when the recording starts mid-sessi
 is ignored. After a drop the recorder flushes, reconnects (exponential backoff, up to
 ``reconnects`` times) and subscribes again.
 
-Curation: ``ib_live`` comes after ``ib`` in ``CurationConfig.source_priority``, so the day's curated
+Curation: ``ib_live`` comes after ``ib`` in ``default_source_priority()``, so the day's curated
 bars can be refreshed from the live batches during the session, and the end-of-day historical pull
 (``raw_bars_ib``, source "ib") supersedes them.
 """
