@@ -228,7 +228,7 @@ def _record_depth(args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
-    from platform_assets.ingestion.depth_capture import record_depth
+    from platform_assets.ingestion.depth_capture import failed_end, record_depth
     from resources.build import build_resources
     from resources.validation import normalize_symbol
 
@@ -245,9 +245,13 @@ def _record_depth(args: argparse.Namespace) -> int:
                                    rotate_s=args.rotate_minutes * 60, flush_s=args.flush_seconds, duration_s=args.duration, stop=stop,
                                    **({} if args.stale_seconds is None else {"stale_s": args.stale_seconds}))
         _print(f"recorded {stats.snapshots} snapshots, {stats.messages} messages, {len(stats.gaps)} gap(s) ({stats.end_reason}); files: {', '.join(stats.files)}")
+        return stats
 
     _print(f"recording {symbol} depth from {settings.ib_host}:{settings.ib_port} (Ctrl-C to stop; nothing recorded is lost)")
-    asyncio.run(main())
+    stats = asyncio.run(main())
+    if failed_end(stats.end_reason):
+        _print(f"record-depth {symbol} FAILED: {stats.end_reason}")
+        return EXIT_FAILED
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
 from pathlib import Path
 
@@ -346,6 +347,51 @@ def test_live_depth_records_the_gap_of_a_dropped_connection(tws, tmp_path):
     assert pd.Timestamp(messages[11]["timestamp"]) <= start < end == pd.Timestamp(messages[12]["timestamp"])  # until the re-sent book
     times = _snapshot_times(snapshots)
     assert not ((times > start) & (times < end)).any() and (times >= end).any()
+
+
+@pytest.mark.parametrize(("code", "message"), [(354, "Requested market data is not subscribed."),
+                                             (10092, "Deep market data is not supported for this combination of security/exchange")])
+def test_live_depth_refused_by_ib_ends_the_session_with_the_reason(tws, tmp_path, code, message):
+    """No market-data permission: IB answers the depth request with an error and sends nothing.
+    The session used to run on silently ("0 snapshots ... (duration)", exit 0, a green op)."""
+    import time
+
+    tws.depth_script = _depth_script()
+    tws.depth_errors = {"AAPL": (code, message)}
+    started = time.monotonic()
+    stats, store, snapshots, messages, stats_files = _capture(tws, tmp_path, duration=20.0)
+    assert time.monotonic() - started < 10  # at once, not at the end of the duration
+    assert stats.end_reason == f"depth refused: IB error {code}: {message}" and stats.snapshots == 0 and not snapshots
+    assert json.loads(stats_files[0].read_text())["end_reason"] == stats.end_reason
+
+
+def test_record_depth_command_exits_non_zero_when_ib_refuses_depth(tws, tmp_path):
+    import os
+    import subprocess
+
+    tws.depth_errors = {"AAPL": (354, "Requested market data is not subscribed.")}
+    env = {**os.environ, "DATA_PATH_OVERRIDE": str(tmp_path / "data"), "IB_PORT": str(tws.port), "LAKE_FSYNC": "false", "PYTHONWARNINGS": "ignore"}
+    child = subprocess.run(
+        [sys.executable, "-m", "platform_api.cli", "record-depth", "--symbol", "AAPL", "--interval", "0.05", "--duration", "30"],
+        cwd=Path(__file__).resolve().parent.parent, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert child.returncode == 1, child.stdout + child.stderr
+    assert "FAILED: depth refused: IB error 354: Requested market data is not subscribed." in child.stdout
+
+
+def test_depth_capture_job_fails_when_ib_refuses_depth(tws, tmp_path):
+    from definitions import build_definitions
+    from resources.settings import load_settings
+
+    tws.depth_errors = {"AAPL": (354, "Requested market data is not subscribed.")}
+    settings = load_settings(DATA_PATH_OVERRIDE=str(tmp_path / "data"), LAKE_FSYNC="false", IB_PORT=str(tws.port))
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        job = build_definitions(settings).resolve_job_def("record_depth_job")
+        config = {"ops": {"record_depth_op": {"config": {"symbol": "AAPL", "duration_s": 30, "interval_s": 0.05}}}}
+        result = job.execute_in_process(run_config=config, instance=instance, raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "IB error 354" in failure.event_specific_data.error.message
 
 
 def test_raw_bars_ib_with_every_symbol_failed_or_ib_unreachable_judges_its_dates_so_they_are_retried(tws, tmp_path, monkeypatch):

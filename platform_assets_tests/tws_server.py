@@ -65,6 +65,7 @@ class FakeTws:
     drop_depth_after: int | None = None
     drop_once: bool = False  # after the drop, the next subscription gets the whole script
     depth_events: list[tuple] = field(default_factory=list)  # once, after a subscription's script: ("error", code, message) / ("pause", s)
+    depth_errors: dict[str, tuple[int, str]] = field(default_factory=dict)  # symbol -> (code, message) answered to its reqMktDepth (no permission: 354)
     requests: list[TwsRequest] = field(default_factory=list)
     latency_s: float = 0.0
     latency_per_day_s: float = 0.0
@@ -150,7 +151,11 @@ class FakeTws:
                 writer.write(self._frame(52, 1, req_id))
         elif request.msg_id == 20:  # reqHistoricalData: 20, reqId, 12 contract fields, includeExpired, end, barSize, duration, useRTH, whatToShow, ...
             return await self._historical(request, writer)
-        elif request.msg_id == 10:  # reqMktDepth: 10, 5, reqId, ...
+        elif request.msg_id == 10:  # reqMktDepth: 10, 5, reqId, conId, symbol, ...
+            if f[4] in self.depth_errors:
+                code, message = self.depth_errors[f[4]]
+                writer.write(self._frame(4, 2, f[2], code, message, ""))
+                return None
             return await self._depth(f[2], writer)
         elif request.msg_id == 50:  # reqRealTimeBars: 50, 3, reqId, 12 contract fields, barSize, whatToShow, useRTH, options
             self._rt_tasks[f[2]] = asyncio.ensure_future(self._realtime(f[2], f[4], writer))

@@ -4,7 +4,7 @@ import asyncio
 
 import dagster as dg
 
-from platform_assets.ingestion.depth_capture import DEFAULT_STALE_S, record_depth
+from platform_assets.ingestion.depth_capture import DEFAULT_STALE_S, failed_end, record_depth
 from resources.ib_source import IBSource
 from resources.l2_store import L2SnapshotStore
 from resources.validation import normalize_symbol
@@ -25,6 +25,8 @@ def record_depth_op(context: dg.OpExecutionContext, config: DepthCaptureConfig, 
     context.log.info(f"recorded {stats.snapshots} snapshots, {stats.messages} messages ({stats.end_reason}): {', '.join(stats.files)}")
     for gap in stats.gaps:
         context.log.warning(f"depth data down {gap['start']} .. {gap['end']}: {gap['reason']} (no snapshots)")
+    if failed_end(stats.end_reason):
+        raise dg.Failure(description=f"record_depth {config.symbol}: {stats.end_reason}")
 
 
 @dg.job(description="Live L2 depth capture from TWS / IB Gateway; the L2 snapshot-file sensor then derives L2 features.")

@@ -45,6 +45,19 @@ OUTAGE_CODES = frozenset({1100, 2103})               # IB <-> TWS connectivity l
 RESTORED_CODES = frozenset({1101, 1102, 2104, 2106})  # connectivity restored (data lost / kept); farm OK
 DEFAULT_STALE_S = 0.0  # the no-update watchdog, off by default: a quiet book (pre-open, an illiquid symbol) is still valid; IB's 1100/2103 and drops always open a gap
 SIDES = {1: "bid", 0: "ask"}
+DEPTH_RESET_CODE = 317  # "Market depth data has been RESET": the subscription goes on
+
+
+def refuses_depth(code: int) -> bool:
+    """Whether IB's error ``code`` answered to the depth request itself means no depth will come
+    (354 not subscribed, 10092 deep data not supported, 10167 delayed only, 309 too many depth
+    requests, 200 no security, ...): everything but the reset notice and the 2100-2199 warnings."""
+    return code != DEPTH_RESET_CODE and not 2100 <= code < 2200
+
+
+def failed_end(reason: str) -> bool:
+    """Whether a session ending with ``reason`` failed (anything but a stop or the end of the duration)."""
+    return reason not in ("stopped", "duration")
 
 
 @dataclass
@@ -209,6 +222,8 @@ async def record_depth(
     full. When reconnecting fails the session ends with ``end_reason: disconnected``. While the data
     is down (a drop, IB errors 1100/2103 until 1101/1102/2104/2106, no depth update for ``stale_s``
     seconds; None or 0 switches the watchdog off) no snapshot is written and the gap is recorded.
+    IB refusing the depth request itself (no permission 354, 10092, ...) ends the session at once
+    with ``end_reason`` "depth refused: IB error {code}: {message}" (``failed_end``).
     """
     from ib_async import IB, Stock
 
@@ -217,6 +232,7 @@ async def record_depth(
     dropped, outage, restored = asyncio.Event(), asyncio.Event(), asyncio.Event()
     ib = IB()
     depth = {}  # the subscription: contract, ticker
+    refused: list[str] = []  # IB's answer to the depth request when it refused it
     reason = "stopped"
 
     def on_update(t):
@@ -230,7 +246,11 @@ async def record_depth(
         dropped.set()
 
     def on_error(req_id, code, message, *_):
-        if code in OUTAGE_CODES:
+        ticker = depth.get("ticker")
+        if ticker is not None and req_id >= 0 and ib.wrapper.reqId2Ticker.get(req_id) is ticker and refuses_depth(code):
+            refused.append(f"depth refused: IB error {code}: {message}")
+            stop.set()
+        elif code in OUTAGE_CODES:
             recorder.data_down(pd.Timestamp.now(tz="UTC"), f"IB error {code}: {message}", rotate_s)
             outage.set()
         elif code in RESTORED_CODES and outage.is_set():
@@ -269,6 +289,8 @@ async def record_depth(
                 await asyncio.wait_for(stop.wait(), timeout=interval_s)
             except asyncio.TimeoutError:
                 pass
+            if refused:
+                break
             if dropped.is_set():
                 recorder.flush()
                 if recorder.stats.reconnects >= reconnects:
@@ -298,7 +320,7 @@ async def record_depth(
         recorder.snapshot(pd.Timestamp.now(tz="UTC"), rotate_s)  # the final state of the book (none while the data is down)
         ib.disconnectedEvent -= on_drop  # our own disconnect below is no gap
         ib.errorEvent -= on_error
-        stats = recorder.finish(reason)
+        stats = recorder.finish(refused[0] if refused else reason)
         if ib.isConnected():
             ib.disconnect()
     return stats
