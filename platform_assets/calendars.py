@@ -96,6 +96,14 @@ def elapsed_session_minutes(market: Market, day: dt.date | str, now: pd.Timestam
     return minutes[minutes + ONE_MINUTE <= now]
 
 
+def session_under_way(market: Market, day: dt.date | str, now: pd.Timestamp | None = None) -> bool:
+    """Whether ``day``'s session has not closed yet by ``now`` (default ``resources.clock.utc_now``):
+    under way or not yet open. False for a day without a session."""
+    if not is_session(market, _as_date(day)):
+        return False
+    return len(elapsed_session_minutes(market, day, now)) < len(session_minutes(market, day))
+
+
 @functools.lru_cache(maxsize=4096)
 def _session_minutes(market: Market, day: dt.date) -> pd.DatetimeIndex:
     open_ts, close_ts = session_bounds(market, day)

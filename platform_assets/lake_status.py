@@ -24,11 +24,10 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from platform_assets.calendars import CRYPTO, STOCKS, Market
 from platform_assets.check_targets import targeting
 from platform_assets.features.labels import LABEL_DEFINITIONS
 from platform_assets.features.registry import FEATURE_GROUPS
-from platform_assets.partitions import materialized_dates
+from platform_assets.partitions import market_of_asset, materialized_dates
 from platform_assets.quality.checks import is_blocked
 from platform_assets.symbol_days import COMPLETE_CHECK, listing
 from platform_assets.universe import detect_asset_type, tracked_symbols
@@ -58,10 +57,6 @@ def tables_of(asset: str) -> list[Table]:
     if asset == "labels":
         return [labels_table(version) for version in LABEL_DEFINITIONS]
     raise ValueError(f"{asset!r} is not a symbol-day asset")
-
-
-def market_of_asset(asset: str) -> Market:
-    return CRYPTO if asset.startswith("crypto_") else STOCKS
 
 
 def asset_of(table: str, symbol: str) -> str | None:

@@ -63,6 +63,11 @@ def date_partitions_of(market: Market) -> dg.TimeWindowPartitionsDefinition:
     return crypto_date_partitions if market == CRYPTO else stock_date_partitions
 
 
+def market_of_asset(asset: str) -> Market:
+    """The market whose dates partition ``asset`` (the crypto assets' names start with ``crypto_``)."""
+    return CRYPTO if asset.startswith("crypto_") else STOCKS
+
+
 def last_partition_date(market: Market) -> dt.date:
     """The newest date partition of ``market`` now (today's session once its day has begun in the
     market's time zone)."""

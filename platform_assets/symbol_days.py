@@ -50,7 +50,8 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from platform_assets.automation.run_reaper import run_process_gone
 from platform_assets.check_targets import targeting
 from platform_assets.event_batches import log_check_evaluations
-from platform_assets.partitions import SYMBOL_GROUP_TAG, materialized_dates
+from platform_assets.calendars import session_under_way
+from platform_assets.partitions import SYMBOL_GROUP_TAG, market_of_asset, materialized_dates
 from platform_assets.progress import Progress
 from resources.lake import month_of
 from resources.lost_dates import hand_back as hand_back_lost_dates
@@ -421,12 +422,16 @@ class SymbolDayStep:
             else:
                 missing.append((symbol, f"no input data: {outcome.detail}" if outcome.detail else "no input data"))
         only_blocked = bool(missing) and all(reason == "DQ-blocked" for _, reason in missing)
-        severity = dg.AssetCheckSeverity.WARN if only_blocked else dg.AssetCheckSeverity.ERROR
+        # a session still under way (an intraday run, live capture) is partial by nature: symbols not
+        # there yet warn; a symbol whose source raised is an error whenever it happens
+        under_way = bool(missing) and not report.symbols_with(FAILED) and session_under_way(market_of_asset(self.asset_name), report.day)
+        severity = dg.AssetCheckSeverity.WARN if only_blocked or under_way else dg.AssetCheckSeverity.ERROR
         meta = {
             "date": report.day.isoformat(),
             "tracked_symbols": len(self.tracked),
             "missing_symbols": len(missing),
             "missing": listing([f"{s} ({why})" for s, why in missing]),
+            **({"session_under_way": "the session has not closed: symbols may still arrive (WARN until the close)"} if under_way else {}),
         }
         return not missing, severity, meta
 

@@ -86,6 +86,7 @@ def test_l2_sensor_requests_the_new_files_day_once(platform, monkeypatch):
         _write_snapshot_file(platform.settings, "MSFT", dt.date(2024, 12, 3), "093015")  # not tracked: ignored
         result = evaluate_tick(l2_snapshot_files_sensor, instance=platform.instance, repository_def=platform.defs.get_repository_def())
         assert [(r.partition_key, r.tags["platform/symbols"]) for r in result.run_requests] == [("2024-12-03", "AAPL")]
+        assert result.run_requests[0].asset_selection == [dg.AssetKey("l2_features")]  # no curated bars for the day yet: no aligned bars
         cursor = result.cursor
         assert json.loads(cursor)["mtime_ns"] == os.stat(path).st_mtime_ns
         again = evaluate_tick(l2_snapshot_files_sensor, instance=platform.instance, cursor=cursor, repository_def=platform.defs.get_repository_def())
@@ -251,3 +252,40 @@ def test_a_day_whose_symbol_failed_is_tagged_and_retried_by_the_next_daily_ticks
     assert retry.success and not any(k.startswith(INCOMPLETE_TAG_PREFIX) for k in platform.instance.get_run_by_id(retry.run_id).tags)
     requests, _ = _tick(daily_ingestion_schedule, platform, dt.datetime(2024, 12, 4, 17, 30, tzinfo=NY))
     assert [r.partition_key for r in requests] == ["2024-12-04"]  # healed: nothing to retry
+
+
+def test_live_capture_during_the_session_warns_about_symbols_not_recorded_yet(platform, monkeypatch):
+    """A live L2 file during the session: the sensor's run builds that symbol's L2 features and
+    succeeds; the tracked symbols not recorded yet are a WARN while the session is under way (they
+    may still arrive), an ERROR for a run after the close."""
+    import pandas as pd
+    from dagster._core.event_api import PartitionKeyFilter
+
+    from resources import clock
+    from resources.settings import get_settings
+
+    monkeypatch.setenv("DATA_PATH_OVERRIDE", str(platform.settings.base_path))
+    get_settings.cache_clear()
+    try:
+        add_symbols(platform.instance, ["AAPL", "MSFT"])
+        day = dt.date(2024, 12, 3)
+        _write_snapshot_file(platform.settings, "AAPL", day, "093015")
+        key = dg.AssetCheckKey(dg.AssetKey("l2_features"), "symbols_complete")
+
+        def run_sensor_request(now: str):
+            monkeypatch.setattr(clock, "utc_now", lambda: pd.Timestamp(now))
+            (request,) = evaluate_tick(l2_snapshot_files_sensor, instance=platform.instance, repository_def=platform.defs.get_repository_def()).run_requests
+            job = platform.defs.resolve_job_def("l2_derived")
+            result = job.execute_in_process(instance=platform.instance, partition_key=request.partition_key, asset_selection=request.asset_selection, tags=request.tags, raise_on_error=False)
+            (record,) = platform.instance.event_log_storage.get_asset_check_execution_history(key, limit=1, partition_filter=PartitionKeyFilter(key=day.isoformat()))
+            return result, record.evaluation
+
+        result, evaluation = run_sensor_request("2024-12-03T17:00:00Z")  # 12:00 New York
+        assert result.success and not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
+        assert "MSFT" in evaluation.metadata["missing"].value and "session_under_way" in evaluation.metadata
+        _write_snapshot_file(platform.settings, "AAPL", day, "160000")  # the day's last segment, after the close
+        result, evaluation = run_sensor_request("2024-12-03T22:00:00Z")  # 17:00 New York: closed
+        assert result.success and not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
+        assert "session_under_way" not in evaluation.metadata
+    finally:
+        get_settings.cache_clear()

@@ -2,7 +2,7 @@
 
 ``l2_snapshot_files_sensor`` watches ``{base}/{LEVEL2_DIRNAME}/{SYMBOL}/`` for
 ``{YYYY-MM-DD}_snapshots_{HHMMSS}.parquet`` files newer than its cursor and requests
-``l2_features`` and ``aligned_bars`` for that (date, symbol). The sensor follows files that no
+``l2_features`` for that (date, symbol), and ``aligned_bars`` once the day's curated bars exist. The sensor follows files that no
 asset owns (live capture); a file an asset run wrote is the automation condition's business, so
 the two never request the same work: a file is skipped when
 
@@ -78,6 +78,17 @@ def _features_newer_than(base: Path, file: NewSnapshotFile) -> bool:
     return written is not None and written >= file.mtime_ns
 
 
+def _derived_assets_for(base: Path, file: NewSnapshotFile) -> list[dg.AssetKey]:
+    """``l2_features`` always; ``aligned_bars`` only once the day's curated bars exist (during live
+    capture they do not: the run would fail for lack of input every minute of the session, and the
+    automation condition builds the aligned bars when the curated ones land)."""
+    from resources.lake import CURATED_BARS, ParquetLake
+
+    lake = ParquetLake(base_path=str(base), fsync=False)
+    with_bars = lake.has_partition(CURATED_BARS, file.symbol, file.day)
+    return [l2_features.key, *([aligned_bars.key] if with_bars else [])]
+
+
 L2_SNAPSHOT_ASSETS = (dg.AssetKey("l2_snapshots_sim"), dg.AssetKey("l2_snapshots_databento"))
 
 
@@ -122,6 +133,7 @@ def l2_sensor_requests(instance: dg.DagsterInstance, cursor: str | None) -> tupl
                 run_key=f"l2-{file.symbol}-{file.day.isoformat()}-{file.mtime_ns}",
                 partition_key=file.day.isoformat(),
                 tags={SYMBOLS_TAG: file.symbol, "platform/trigger": "l2_snapshot_file"},
+                asset_selection=_derived_assets_for(Path(settings.base_path), file),
             )
         )
     new_cursor = json.dumps({"mtime_ns": max([since] + [f.mtime_ns for f in files])})
