@@ -278,6 +278,7 @@ def _record_bars(args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
+    from platform_assets.ingestion.depth_capture import failed_end
     from platform_assets.ingestion.live_bars import record_bars
     from resources.build import build_resources
     from resources.validation import normalize_symbol
@@ -286,7 +287,7 @@ def _record_bars(args: argparse.Namespace) -> int:
     resources = build_resources(settings)
     symbols = [normalize_symbol(s) for s in args.symbols.split(",") if s.strip()]
 
-    async def main() -> None:
+    async def main():
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -295,9 +296,13 @@ def _record_bars(args: argparse.Namespace) -> int:
                                   use_rth=not args.all_hours, stop=stop, bars_manifest=resources["bars_manifest"])
         _print(f"recorded {stats.minutes} live + {stats.backfilled} backfilled minutes in {stats.batches} batches ({stats.end_reason})"
                + (f"; missing: {'; '.join(stats.gaps)}" if stats.gaps else ""))
+        return stats
 
     _print(f"recording 1-minute bars of {', '.join(symbols)} from {settings.ib_host}:{settings.ib_port} into raw_bars/source=ib_live (Ctrl-C to stop)")
-    asyncio.run(main())
+    stats = asyncio.run(main())
+    if failed_end(stats.end_reason):  # the connection was lost for good: capture ended before it was asked to
+        _print(f"record-bars {', '.join(symbols)} FAILED: {stats.end_reason}")
+        return EXIT_FAILED
     return 0
 
 

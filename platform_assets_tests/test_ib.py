@@ -295,6 +295,20 @@ def test_live_depth_capture_reconnects_and_resubscribes_after_a_drop(tws, tmp_pa
     assert list(book.bid_prices[-1]) == list(after_drop[0]) and list(book.ask_sizes[-1]) == list(after_drop[3])
 
 
+def test_live_depth_reconnect_budget_counts_drops_in_a_row_not_a_whole_day(tws, tmp_path, monkeypatch):
+    """``reconnects`` bounds the drops in a row: a drop long after the last reconnect (a nightly
+    gateway restart, a blip hours later) starts a new count instead of ending the day's capture."""
+    from platform_assets.ingestion import depth_capture
+
+    tws.depth_script = _depth_script()
+    tws.drop_depth_after, tws.drop_once = 12, False  # every subscription drops after 12 messages
+    stats, *_ = _capture(tws, tmp_path / "in_a_row", duration=3.0, reconnects=2)
+    assert stats.end_reason == "disconnected" and stats.reconnects == 2  # a third drop in a row ends it
+    monkeypatch.setattr(depth_capture, "RECONNECT_STREAK_S", 0.0)  # every drop comes after a stable spell
+    stats, *_ = _capture(tws, tmp_path / "spread_out", duration=3.0, reconnects=2)
+    assert stats.end_reason == "duration" and stats.reconnects > 2
+
+
 def _snapshot_times(snapshots) -> pd.DatetimeIndex:
     from resources.schemas import L2Book
     import pyarrow.parquet as pq

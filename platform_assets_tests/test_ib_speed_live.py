@@ -249,6 +249,24 @@ def test_record_bars_job_lands_in_raw_and_curated_prefers_ib_over_ib_live(tws, t
         assert set(curated["source"]) == {"ib"} and len(curated) == 390  # the end-of-day pull supersedes them
 
 
+def test_record_bars_job_fails_when_the_connection_is_lost_for_good(tws, tmp_path):
+    """A session that ends because IB could not be reconnected keeps what it recorded but fails
+    (it used to succeed, ending 'disconnected', as if the capture had been complete)."""
+    from definitions import build_definitions
+    from resources.settings import load_settings
+
+    tws.rt_interval_s, tws.drop_realtime_after = 0.005, 150
+    settings = load_settings(DATA_PATH_OVERRIDE=str(tmp_path / "data"), LAKE_FSYNC="false", IB_PORT=str(tws.port))
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        defs = build_definitions(settings)
+        config = {"ops": {"record_bars_op": {"config": {"symbols": ["AAPL"], "duration_s": 5.0, "flush_s": 0.3, "reconnects": 0}}}}
+        result = defs.resolve_job_def("record_bars_job").execute_in_process(run_config=config, instance=instance, raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "record_bars AAPL: disconnected" in failure.event_specific_data.error.message
+    assert ParquetLake(base_path=str(tmp_path / "data"), fsync=False).batch_files(raw_bars_table("ib_live"), "AAPL", LIVE_DAY)  # kept
+
+
 def test_record_bars_command_stops_cleanly_on_sigint(tws, tmp_path):
     tws.rt_interval_s = 0.005
     env = {**os.environ, "DATA_PATH_OVERRIDE": str(tmp_path / "data"), "IB_PORT": str(tws.port), "LAKE_FSYNC": "false", "PYTHONWARNINGS": "ignore"}

@@ -55,6 +55,11 @@ def refuses_depth(code: int) -> bool:
     return code != DEPTH_RESET_CODE and not 2100 <= code < 2200
 
 
+RECONNECT_STREAK_S = 300.0
+"""A drop more than this long after the last reconnect starts a new streak: ``reconnects`` bounds the
+drops in a row, not the drops of a whole day (IB Gateway restarts nightly, networks blip)."""
+
+
 def failed_end(reason: str) -> bool:
     """Whether a session ending with ``reason`` failed (anything but a stop or the end of the duration)."""
     return reason not in ("stopped", "duration")
@@ -218,7 +223,8 @@ async def record_depth(
     """Subscribe to ``levels`` rows of depth for ``symbol`` and record until stopped.
 
     A dropped connection flushes everything recorded, then reconnects (exponential backoff, up to
-    ``reconnects`` times) and subscribes again; the book restarts empty because IB re-sends it in
+    ``reconnects`` drops in a row: a drop more than ``RECONNECT_STREAK_S`` after the last reconnect
+    starts a new count) and subscribes again; the book restarts empty because IB re-sends it in
     full. When reconnecting fails the session ends with ``end_reason: disconnected``. While the data
     is down (a drop, IB errors 1100/2103 until 1101/1102/2104/2106, no depth update for ``stale_s``
     seconds; None or 0 switches the watchdog off) no snapshot is written and the gap is recorded.
@@ -284,6 +290,7 @@ async def record_depth(
         await subscribe()
         loop = asyncio.get_running_loop()
         started = last_flush = loop.time()
+        streak, last_reconnect = 0, -RECONNECT_STREAK_S  # drops in a row (each within RECONNECT_STREAK_S of the last reconnect)
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), timeout=interval_s)
@@ -293,10 +300,12 @@ async def record_depth(
                 break
             if dropped.is_set():
                 recorder.flush()
-                if recorder.stats.reconnects >= reconnects:
+                streak = streak + 1 if loop.time() - last_reconnect < RECONNECT_STREAK_S else 1
+                if streak > reconnects:
                     reason = "disconnected"
                     break
                 recorder.stats.reconnects += 1
+                last_reconnect = loop.time()
                 dropped.clear()
                 try:
                     await subscribe()

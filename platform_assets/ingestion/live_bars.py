@@ -12,7 +12,8 @@ the next one (after a dropped connection, or when the recording starts mid-sessi
 ``backfill_open``) first backfills the missing minutes with one historical request for exactly
 ``[missing start, that minute)`` (complete minutes only), and a minute at or before the last one
 is ignored. After a drop the recorder flushes, reconnects (exponential backoff, up to
-``reconnects`` times) and subscribes again.
+``reconnects`` drops in a row, counted as ``record_depth`` does: ``RECONNECT_STREAK_S``) and
+subscribes again.
 
 Curation: ``ib_live`` comes after ``ib`` in ``default_source_priority()``, so the day's curated
 bars can be refreshed from the live batches during the session, and the end-of-day historical pull
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from platform_assets.ingestion.depth_capture import RECONNECT_STREAK_S
 from platform_assets.ingestion.raw_batches import build_raw_batch
 from resources.ib_pacing import is_no_data
 from resources.ib_source import HistoricalRequests
@@ -238,6 +240,7 @@ async def record_bars(
     reason = "stopped"
     loop = asyncio.get_running_loop()
     started = last_flush = loop.time()
+    streak, last_reconnect = 0, -RECONNECT_STREAK_S  # drops in a row, as record_depth counts them
     try:
         await subscribe()
         while not stop.is_set():
@@ -249,10 +252,12 @@ async def record_bars(
             if dropped.is_set() and not stop.is_set():
                 flush()
                 last_flush = loop.time()
-                if stats.reconnects >= reconnects:
+                streak = streak + 1 if loop.time() - last_reconnect < RECONNECT_STREAK_S else 1
+                if streak > reconnects:
                     reason = "disconnected"
                     break
                 stats.reconnects += 1
+                last_reconnect = loop.time()
                 for builder in builders.values():
                     builder.reset()  # a minute cut by the drop is backfilled, never written half-filled
                 dropped.clear()
