@@ -247,7 +247,7 @@ def _record_depth(args: argparse.Namespace) -> int:
         _print(f"recorded {stats.snapshots} snapshots, {stats.messages} messages, {len(stats.gaps)} gap(s) ({stats.end_reason}); files: {', '.join(stats.files)}")
         return stats
 
-    _print(f"recording {symbol} depth from {settings.ib_host}:{settings.ib_port} (Ctrl-C to stop; nothing recorded is lost)")
+    _print(f"recording {symbol} depth from {settings.ib_host}:{settings.ib_port} (Ctrl-C to stop: everything recorded is flushed; a kill -9 loses at most the last --flush-seconds)")
     stats = asyncio.run(main())
     if failed_end(stats.end_reason):
         _print(f"record-depth {symbol} FAILED: {stats.end_reason}")
