@@ -94,6 +94,15 @@ def test_l2_sensor_requests_the_new_files_day_once(platform, monkeypatch):
         _write_snapshot_file(platform.settings, "AAPL", dt.date(2024, 12, 4), "101500")
         later = evaluate_tick(l2_snapshot_files_sensor, instance=platform.instance, cursor=cursor, repository_def=platform.defs.get_repository_def())
         assert [r.partition_key for r in later.run_requests] == ["2024-12-04"]
+        # A second recorder's file renamed into place after the tick, stamped before the newest file seen:
+        # before, the cursor (newest mtime only) skipped it for good.
+        late = _write_snapshot_file(platform.settings, "AAPL", dt.date(2024, 12, 5), "101500")
+        stamp = json.loads(later.cursor)["mtime_ns"] - 5_000_000_000
+        os.utime(late, ns=(stamp, stamp))
+        again = evaluate_tick(l2_snapshot_files_sensor, instance=platform.instance, cursor=later.cursor, repository_def=platform.defs.get_repository_def())
+        assert [r.partition_key for r in again.run_requests] == ["2024-12-05"]
+        once = evaluate_tick(l2_snapshot_files_sensor, instance=platform.instance, cursor=again.cursor, repository_def=platform.defs.get_repository_def())
+        assert not once.run_requests  # each file version once
     finally:
         get_settings.cache_clear()
 

@@ -12,6 +12,8 @@ the two never request the same work: a file is skipped when
   follows through automation), or a run that planned that date of such an asset is still going.
 
 Run keys are per (symbol, date, file mtime): a re-evaluated tick never launches the same work twice.
+The cursor looks ``CURSOR_LAG_NS`` back from the newest file it saw (remembering the files of that
+window), so a file that appears with an older mtime than one already seen is not skipped.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ from platform_assets.universe import tracked_symbols
 from resources.lake import feature_table
 from resources.settings import get_settings
 
+CURSOR_LAG_NS = 120 * 1_000_000_000
+"""How far before the newest file seen a tick looks again: a file renamed into place after a later
+one was seen keeps its older mtime (two recorders flushing at once); the cursor remembers the files
+of that window (path -> mtime), so each is requested once per version, and none is skipped for good."""
 SNAPSHOT_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})_snapshots_[0-9A-Za-z]+\.parquet$")
 L2_DERIVED_JOB = "l2_derived"
 
@@ -111,8 +117,10 @@ def _written_by_asset_run(instance: dg.DagsterInstance, file: NewSnapshotFile) -
 def l2_sensor_requests(instance: dg.DagsterInstance, cursor: str | None) -> tuple[list[dg.RunRequest], str, list[str]]:
     """(run requests, new cursor, skipped reasons) for the files that appeared since ``cursor``."""
     settings = get_settings()
-    since = int(json.loads(cursor)["mtime_ns"]) if cursor else 0
-    files = find_new_snapshot_files(Path(settings.level2_path), since, set(tracked_symbols(instance, STOCKS)))
+    state = json.loads(cursor) if cursor else {}
+    since, recent = int(state.get("mtime_ns", 0)), dict(state.get("recent", {}))
+    found = find_new_snapshot_files(Path(settings.level2_path), max(0, since - CURSOR_LAG_NS), set(tracked_symbols(instance, STOCKS)))
+    files = [f for f in found if recent.get(str(f.path)) != f.mtime_ns]  # within the lag: only files not seen as they are
     requests, skipped, seen = [], [], set()
     for file in files:
         key = (file.symbol, file.day)
@@ -136,8 +144,10 @@ def l2_sensor_requests(instance: dg.DagsterInstance, cursor: str | None) -> tupl
                 asset_selection=_derived_assets_for(Path(settings.base_path), file),
             )
         )
-    new_cursor = json.dumps({"mtime_ns": max([since] + [f.mtime_ns for f in files])})
-    return requests, new_cursor, skipped
+    newest = max([since] + [f.mtime_ns for f in files])
+    recent.update({str(f.path): f.mtime_ns for f in files})
+    recent = {path: mtime for path, mtime in recent.items() if mtime > newest - CURSOR_LAG_NS}
+    return requests, json.dumps({"mtime_ns": newest, "recent": recent}), skipped
 
 
 @dg.sensor(
