@@ -228,7 +228,7 @@ def _record_depth(args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
-    from platform_assets.ingestion.depth_capture import failed_end, record_depth
+    from platform_assets.ingestion.depth_capture import RecorderBusyError, failed_end, record_depth
     from resources.build import build_resources
     from resources.validation import normalize_symbol
 
@@ -248,7 +248,11 @@ def _record_depth(args: argparse.Namespace) -> int:
         return stats
 
     _print(f"recording {symbol} depth from {settings.ib_host}:{settings.ib_port} (Ctrl-C to stop: everything recorded is flushed; a kill -9 loses at most the last --flush-seconds)")
-    stats = asyncio.run(main())
+    try:
+        stats = asyncio.run(main())
+    except RecorderBusyError as error:
+        _print(f"record-depth {symbol} FAILED: {error}")
+        return EXIT_FAILED
     if failed_end(stats.end_reason):
         _print(f"record-depth {symbol} FAILED: {stats.end_reason}")
         return EXIT_FAILED

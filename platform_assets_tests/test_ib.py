@@ -309,6 +309,31 @@ def test_live_depth_reconnect_budget_counts_drops_in_a_row_not_a_whole_day(tws, 
     assert stats.end_reason == "duration" and stats.reconnects > 2
 
 
+def test_a_second_depth_recording_of_the_same_symbol_is_refused(tws, tmp_path):
+    """Two recorders of one symbol at once wrote over each other's files (same names when started in
+    the same second); the second now fails at once naming the first, which records on unharmed."""
+    import asyncio
+
+    from platform_assets.ingestion.depth_capture import RecorderBusyError, record_depth
+    from resources.l2_store import L2SnapshotStore
+
+    tws.depth_script = _depth_script()
+    store = L2SnapshotStore(level2_path=str(tmp_path / "level2"), fsync=False)
+
+    async def both():
+        first = asyncio.create_task(record_depth(_source(tws), store, "AAPL", interval_s=0.02, flush_s=0.1, duration_s=1.0))
+        await asyncio.sleep(0.3)
+        with pytest.raises(RecorderBusyError, match="another depth recording of this symbol"):
+            await record_depth(_source(tws), store, "AAPL", interval_s=0.02, flush_s=0.1, duration_s=1.0)
+        other = await record_depth(_source(tws), store, "MSFT", interval_s=0.02, flush_s=0.1, duration_s=0.3)  # another symbol: fine
+        return await first, other
+
+    first, other = asyncio.run(both())
+    assert first.end_reason == "duration" and first.snapshots > 0 and other.end_reason == "duration"
+    again = asyncio.run(record_depth(_source(tws), store, "AAPL", interval_s=0.02, flush_s=0.1, duration_s=0.2))  # released
+    assert again.end_reason == "duration"
+
+
 def _snapshot_times(snapshots) -> pd.DatetimeIndex:
     from resources.schemas import L2Book
     import pyarrow.parquet as pq

@@ -31,11 +31,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from resources.atomic import write_json_atomic
+from resources.atomic import LockTimeoutError, file_lock, write_json_atomic
 from resources.l2_store import L2SnapshotStore
 from resources.schemas import L2Book
 
@@ -215,7 +216,28 @@ class DepthRecorder:
         return self.stats
 
 
-async def record_depth(
+class RecorderBusyError(RuntimeError):
+    """Another depth recording of the symbol holds its lock (their files would overwrite each other)."""
+
+
+def recorder_lock_path(store: L2SnapshotStore, symbol: str) -> Path:
+    """One lock per recorded symbol, beside the level2 folder (never inside a symbol's folder)."""
+    return Path(store.level2_path).parent / ".locks" / f"record-depth-{symbol}.lock"
+
+
+async def record_depth(ib_source, store: L2SnapshotStore, symbol: str, **options) -> CaptureStats:
+    """``record_depth_session`` holding the symbol's recorder lock: a second recording of the same
+    symbol at once (another terminal, a Dagster job beside the CLI) raises ``RecorderBusyError``
+    instead of writing files over the first one's."""
+    path = recorder_lock_path(store, symbol)
+    try:
+        with file_lock(path, timeout=0):
+            return await record_depth_session(ib_source, store, symbol, **options)
+    except LockTimeoutError:
+        raise RecorderBusyError(f"{symbol}: another depth recording of this symbol is running (lock {path}); stop it first") from None
+
+
+async def record_depth_session(
     ib_source, store: L2SnapshotStore, symbol: str, *, levels: int = 10, interval_s: float = 1.0, rotate_s: float = 1800.0,
     flush_s: float = 30.0, duration_s: float | None = None, stop: asyncio.Event | None = None, reconnects: int = 3,
     stale_s: float | None = DEFAULT_STALE_S,
