@@ -304,8 +304,11 @@ def _record_bars(args: argparse.Namespace) -> int:
 
     _print(f"recording 1-minute bars of {', '.join(symbols)} from {settings.ib_host}:{settings.ib_port} into raw_bars/source=ib_live (Ctrl-C to stop)")
     stats = asyncio.run(main())
-    if failed_end(stats.end_reason):  # the connection was lost for good: capture ended before it was asked to
+    if failed_end(stats.end_reason):  # the connection was lost for good, or IB refused every symbol
         _print(f"record-bars {', '.join(symbols)} FAILED: {stats.end_reason}")
+        return EXIT_FAILED
+    if stats.refused:  # the others were recorded; these were not
+        _print("record-bars FAILED for " + "; ".join(f"{s}: {why}" for s, why in stats.refused.items()))
         return EXIT_FAILED
     return 0
 

@@ -267,6 +267,21 @@ def test_record_bars_job_fails_when_the_connection_is_lost_for_good(tws, tmp_pat
     assert ParquetLake(base_path=str(tmp_path / "data"), fsync=False).batch_files(raw_bars_table("ib_live"), "AAPL", LIVE_DAY)  # kept
 
 
+def test_live_bars_name_a_symbol_ib_refuses_while_the_others_record(tws, tmp_path):
+    """No real-time permission for one symbol: it used to record nothing, unnamed, exit 0."""
+    tws.rt_interval_s = 0.005
+    tws.realtime_errors = {"MSFT": (354, "Requested market data is not subscribed.")}
+    lake = ParquetLake(base_path=str(tmp_path), fsync=False)
+    stats = asyncio.run(record_bars(_source(tws), lake, ["AAPL", "MSFT"], flush_s=0.2, duration_s=1.5))
+    assert stats.end_reason == "duration" and stats.refused == {"MSFT": "IB error 354: Requested market data is not subscribed."}
+    _check_live_day(tws, lake, "AAPL")  # recorded on
+    assert not lake.batch_files(raw_bars_table("ib_live"), "MSFT", LIVE_DAY)
+    tws.realtime_errors["AAPL"] = (10089, "Requested market data requires additional subscription for API.")
+    started = time.monotonic()
+    stats = asyncio.run(record_bars(_source(tws), ParquetLake(base_path=str(tmp_path / "b"), fsync=False), ["AAPL", "MSFT"], flush_s=0.2, duration_s=20.0))
+    assert time.monotonic() - started < 10 and stats.end_reason.startswith("refused: ") and "AAPL IB error 10089" in stats.end_reason
+
+
 def test_record_bars_command_stops_cleanly_on_sigint(tws, tmp_path):
     tws.rt_interval_s = 0.005
     env = {**os.environ, "DATA_PATH_OVERRIDE": str(tmp_path / "data"), "IB_PORT": str(tws.port), "LAKE_FSYNC": "false", "PYTHONWARNINGS": "ignore"}

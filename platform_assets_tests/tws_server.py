@@ -65,6 +65,7 @@ class FakeTws:
     drop_depth_after: int | None = None
     drop_once: bool = False  # after the drop, the next subscription gets the whole script
     depth_events: list[tuple] = field(default_factory=list)  # once, after a subscription's script: ("error", code, message) / ("pause", s)
+    realtime_errors: dict[str, tuple[int, str]] = field(default_factory=dict)  # symbol -> (code, message) answered to its reqRealTimeBars
     depth_errors: dict[str, tuple[int, str]] = field(default_factory=dict)  # symbol -> (code, message) answered to its reqMktDepth (no permission: 354)
     requests: list[TwsRequest] = field(default_factory=list)
     latency_s: float = 0.0
@@ -158,6 +159,10 @@ class FakeTws:
                 return None
             return await self._depth(f[2], writer)
         elif request.msg_id == 50:  # reqRealTimeBars: 50, 3, reqId, 12 contract fields, barSize, whatToShow, useRTH, options
+            if f[4] in self.realtime_errors:
+                code, message = self.realtime_errors[f[4]]
+                writer.write(self._frame(4, 2, f[2], code, message, ""))
+                return None
             self._rt_tasks[f[2]] = asyncio.ensure_future(self._realtime(f[2], f[4], writer))
         elif request.msg_id == 51:  # cancelRealTimeBars: 51, 1, reqId
             task = self._rt_tasks.pop(f[2], None)

@@ -35,6 +35,8 @@ def record_bars_op(context: dg.OpExecutionContext, config: LiveBarsConfig, ib: I
     bars_manifest.rebuild_coverage()
     if failed_end(stats.end_reason):  # the connection was lost for good: what was recorded is kept, the session failed
         raise dg.Failure(description=f"record_bars {', '.join(symbols)}: {stats.end_reason}")
+    if stats.refused:
+        raise dg.Failure(description="record_bars: IB refused real-time bars of " + "; ".join(f"{s} ({why})" for s, why in stats.refused.items()))
 
 
 @dg.job(description="Live 1-minute bars from TWS / IB Gateway into the raw layer (source ib_live); curated_bars prefers ib, then ib_live.")

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from platform_assets.ingestion.depth_capture import RECONNECT_STREAK_S
+from platform_assets.ingestion.depth_capture import RECONNECT_STREAK_S, refuses_depth
 from platform_assets.ingestion.raw_batches import build_raw_batch
 from resources.ib_pacing import is_no_data
 from resources.ib_source import HistoricalRequests
@@ -95,6 +95,7 @@ class LiveStats:
     reconnects: int = 0
     batches: int = 0
     gaps: list[str] = field(default_factory=list)  # backfills that failed: "SYMBOL start..end: why"
+    refused: dict[str, str] = field(default_factory=dict)  # symbol -> IB's error refusing its real-time bars (no permission, ...)
 
 
 @dataclass
@@ -160,9 +161,11 @@ async def record_bars(
 ) -> LiveStats:
     """Record live 1-minute bars of ``symbols`` into the raw layer until stopped (see the module doc).
 
-    Ends with ``end_reason`` "stopped" (``stop`` set: SIGINT/SIGTERM in the CLI), "duration" or
-    "disconnected" (reconnecting failed or was tried ``reconnects`` times); everything recorded is
-    flushed whatever the reason.
+    Ends with ``end_reason`` "stopped" (``stop`` set: SIGINT/SIGTERM in the CLI), "duration",
+    "disconnected" (reconnecting failed or was tried ``reconnects`` times in a row) or "refused: ..."
+    (IB refused every symbol's real-time bars); everything recorded is flushed whatever the reason.
+    A symbol IB refuses (no market-data permission, ...) is named in ``stats.refused`` while the
+    others record on.
     """
     from ib_async import IB, RequestError
 
@@ -175,7 +178,7 @@ async def record_bars(
     contracts: dict[str, object] = {}
     writer = LiveBarsWriter(lake, source, bars_manifest)
     queue: asyncio.Queue = asyncio.Queue()
-    dropped = asyncio.Event()
+    dropped, refused_all = asyncio.Event(), asyncio.Event()
     ib = IB()
     ib.RaiseRequestErrors = True
 
@@ -185,12 +188,27 @@ async def record_bars(
                 queue.put_nowait((symbol, bars[-1]))
         return on_bar
 
+    requests: dict[int, str] = {}  # reqRealTimeBars request id -> symbol
+
     async def subscribe() -> None:
         await ib_source._connect(ib)
         for symbol in symbols:
+            if symbol in stats.refused:
+                continue
             if symbol not in contracts:
                 contracts[symbol] = await ib_source._qualify(ib, symbol)
-            ib.reqRealTimeBars(contracts[symbol], 5, what_to_show, use_rth).updateEvent += listener(symbol)
+            subscription = ib.reqRealTimeBars(contracts[symbol], 5, what_to_show, use_rth)
+            requests[subscription.reqId] = symbol
+            subscription.updateEvent += listener(symbol)
+
+    def on_error(req_id, code, message, *_):
+        symbol = requests.get(req_id)
+        if symbol is not None and refuses_depth(code) and symbol not in stats.refused:  # the same rule as for depth
+            stats.refused[symbol] = f"IB error {code}: {message}"
+            LOG.error("live bars: IB refused real-time bars of %s: IB error %s: %s", symbol, code, message)
+            if len(stats.refused) == len(symbols):
+                refused_all.set()
+                stop.set()
 
     async def backfill(symbol: str, start: pd.Timestamp, end: pd.Timestamp) -> list[dict]:
         seconds = int((end - start).total_seconds())
@@ -236,6 +254,7 @@ async def record_bars(
                 await on_minute(symbol, row)
 
     ib.disconnectedEvent += dropped.set
+    ib.errorEvent += on_error
     history = HistoricalRequests(ib, ib_source.request_timeout_s).open()  # a timed-out backfill is retried, not "no data"
     reason = "stopped"
     loop = asyncio.get_running_loop()
@@ -276,6 +295,8 @@ async def record_bars(
     finally:
         flush()
         history.close()
+        if refused_all.is_set():
+            reason = "refused: " + "; ".join(f"{s} {why}" for s, why in stats.refused.items())
         stats.ended_at, stats.end_reason = pd.Timestamp.now(tz="UTC").isoformat(), reason
         if ib.isConnected():
             ib.disconnect()
