@@ -250,8 +250,11 @@ def _record_depth(args: argparse.Namespace) -> int:
     _print(f"recording {symbol} depth from {settings.ib_host}:{settings.ib_port} (Ctrl-C to stop: everything recorded is flushed; a kill -9 loses at most the last --flush-seconds)")
     try:
         stats = asyncio.run(main())
-    except RecorderBusyError as error:
+    except (RecorderBusyError, ConnectionError) as error:
         _print(f"record-depth {symbol} FAILED: {error}")
+        return EXIT_FAILED
+    except OSError as error:  # a full disk, a read-only folder: one line, not two chained tracebacks
+        _print(f"record-depth {symbol} FAILED: cannot write the recording ({type(error).__name__}: {error}); files flushed before it are kept")
         return EXIT_FAILED
     if failed_end(stats.end_reason):
         _print(f"record-depth {symbol} FAILED: {stats.end_reason}")
@@ -303,7 +306,14 @@ def _record_bars(args: argparse.Namespace) -> int:
         return stats
 
     _print(f"recording 1-minute bars of {', '.join(symbols)} from {settings.ib_host}:{settings.ib_port} into raw_bars/source=ib_live (Ctrl-C to stop)")
-    stats = asyncio.run(main())
+    try:
+        stats = asyncio.run(main())
+    except ConnectionError as error:
+        _print(f"record-bars {', '.join(symbols)} FAILED: {error}")
+        return EXIT_FAILED
+    except OSError as error:  # a full disk, a read-only lake: one line, not a traceback
+        _print(f"record-bars {', '.join(symbols)} FAILED: cannot write the recording ({type(error).__name__}: {error}); batches flushed before it are kept")
+        return EXIT_FAILED
     if failed_end(stats.end_reason):  # the connection was lost for good, or IB refused every symbol
         _print(f"record-bars {', '.join(symbols)} FAILED: {stats.end_reason}")
         return EXIT_FAILED

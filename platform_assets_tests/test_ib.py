@@ -418,6 +418,27 @@ def test_record_depth_command_exits_non_zero_when_ib_refuses_depth(tws, tmp_path
     assert "FAILED: depth refused: IB error 354: Requested market data is not subscribed." in child.stdout
 
 
+def test_recorder_commands_name_an_unreachable_gateway_in_one_line(tmp_path):
+    """After the connect retries (~1 min of backoff), one FAILED line and exit 1, no traceback."""
+    import os
+    import socket
+    import subprocess
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "DATA_PATH_OVERRIDE": str(tmp_path / "data"), "IB_PORT": str(port), "LAKE_FSYNC": "false", "PYTHONWARNINGS": "ignore"}
+    children = [  # both at once: the backoff is the same wait
+        subprocess.Popen([sys.executable, "-m", "platform_api.cli", *command, "--duration", "5"], cwd=Path(__file__).resolve().parent.parent,
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for command in (["record-depth", "--symbol", "AAPL"], ["record-bars", "--symbols", "AAPL"])
+    ]
+    for child in children:
+        out, err = child.communicate(timeout=180)
+        assert child.returncode == 1, out + err
+        assert "FAILED: " in out and "Traceback" not in out + err, out + err
+
+
 def test_depth_capture_job_fails_when_ib_refuses_depth(tws, tmp_path):
     from definitions import build_definitions
     from resources.settings import load_settings
