@@ -13,7 +13,7 @@ import time
 
 from bench.common import format_table
 
-BENCHMARKS = ["backfill", "databento_decode", "dq_overhead", "retrieval", "cold_start", "scale", "bookkeeping", "ib_backfill", "l2_grid", "storage_engines", "dataset_build", "throughput", "new_version", "parquet_encoding", "history_length", "worker_start", "per_symbol_pass"]
+BENCHMARKS = ["backfill", "databento_decode", "dq_overhead", "retrieval", "cold_start", "scale", "bookkeeping", "ib_backfill", "l2_grid", "storage_engines", "dataset_build", "throughput", "new_version", "parquet_encoding", "history_length", "worker_start", "per_symbol_pass", "depth_messages"]
 
 
 def main(argv: list[str]) -> int:

@@ -80,3 +80,10 @@ def test_per_symbol_pass_benchmark_checks_equal_outputs_and_times_both_paths():
     assert curation.what.startswith("gap engine, 6 symbol-days") and curation.baseline_s > 0 and curation.ours_s > 0
     assert raw.what.startswith("raw batches built for the lake, 6 symbol-days") and raw.baseline_s > 0 and raw.rows > 0
     assert floor.baseline_s is None and floor.ours_s > 0 and "L2 day file write" in floor.note
+
+
+def test_depth_messages_benchmark_checks_equal_files_and_times_both_writers():
+    from bench import depth_messages
+
+    total, last = depth_messages.run(flushes=3, per_flush=200)  # the run asserts both files parse to the messages
+    assert total.ours_s > 0 and total.baseline_s > 0 and last.ours_s <= total.ours_s
