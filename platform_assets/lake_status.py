@@ -225,7 +225,17 @@ def stored_dates_of(asset: str, lake: ParquetLake, l2_store: L2SnapshotStore | N
             quarantine_undecodable(lake, table, symbol)
         else:
             quarantine_torn_day_files(lake, table, symbol)
-    return set.intersection(*(lake.stored_dates(table, symbol) for table in tables_of(asset)))
+    return held_by_every_version([lake.stored_dates(table, symbol) for table in tables_of(asset)])
+
+
+def held_by_every_version(per_table: list[set[dt.date]]) -> set[dt.date]:
+    """The dates the first table holds that every later table (a feature version, a label
+    definition registered later) holds too, where a later one counts only from its first stored
+    date on: a version registered after history was built has never been computed for the earlier
+    dates, which is not data lost (a keep-existing backfill computes it), and one with no date at
+    all for the symbol is not computed yet. The first version always counts in full."""
+    first, later = per_table[0], [dates for dates in per_table[1:] if dates]
+    return {day for day in first if all(day in dates or day < min(dates) for dates in later)}
 
 
 def decodable(path) -> bool:

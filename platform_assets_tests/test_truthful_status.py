@@ -542,3 +542,32 @@ def test_the_lake_audit_fails_a_date_that_missed_only_dq_blocked_symbols_when_an
     assert run_backfill(platform.instance, plan_backfill(["AAPL", "MSFT"], blocked_day, other_day), defs=defs).success  # a re-run stores it again
     assert _latest_check(platform.instance, "aligned_bars", blocked_day.isoformat()).severity == dg.AssetCheckSeverity.WARN
     assert audit.execute_in_process(instance=platform.instance).success
+
+
+def test_a_newly_registered_feature_version_is_not_data_lost_at_the_lake_audit(platform):
+    """A lake built before ``l2_features`` v2 existed holds v1 only: the audit must not fail every
+    historical date as "no longer stored" (v2 was never computed there); v1 removed is still lost,
+    and so is a v2 date missing after v2's first one."""
+    import shutil
+
+    from resources.lake import feature_table
+
+    assert run_backfill(platform.instance, plan_backfill(["AAPL"], D1, D2), defs=platform.defs, add_missing_symbols=True).complete
+    lake = platform.defs.resources["lake"]
+    audit = platform.defs.resolve_job_def("lake_status_audit_job")
+    shutil.rmtree(lake.symbol_dir(feature_table("l2_features", "v2"), "AAPL"))  # the lake as before v2 was registered
+    assert audit.execute_in_process(instance=platform.instance).success
+    assert all(_latest_check(platform.instance, "l2_features", day.isoformat()).passed for day in (D1, D2))
+    shutil.rmtree(lake.symbol_dir(feature_table("l2_features", "v1"), "AAPL"))  # the first version gone: lost
+    assert not audit.execute_in_process(instance=platform.instance, raise_on_error=False).success
+    assert all(not _latest_check(platform.instance, "l2_features", day.isoformat()).passed for day in (D1, D2))
+
+
+def test_held_by_every_version_counts_later_versions_from_their_first_date():
+    from platform_assets.lake_status import held_by_every_version
+
+    d = [dt.date(2024, 12, day) for day in (2, 3, 4, 5)]
+    assert held_by_every_version([set(d), set()]) == set(d)  # v2 not computed for the symbol yet
+    assert held_by_every_version([set(d), {d[2], d[3]}]) == set(d)  # v2 computed from the 4th on
+    assert held_by_every_version([set(d), {d[1], d[3]}]) == {d[0], d[1], d[3]}  # the 4th missing after v2's first date
+    assert held_by_every_version([{d[0]}, set(d)]) == {d[0]}  # the first version counts in full
