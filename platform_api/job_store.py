@@ -48,6 +48,7 @@ class JobRecord:
     worker_pid: int | None = None
     runner_pid: int | None = None  # wait=True: the caller's process runs the job (a sync HTTP refresh: the service)
     runner_start: float | None = None  # its start time (epoch s), against pid reuse
+    runner_host: str | None = None  # the host running it: another host (an API replica) cannot see its pid
     error: str | None = None
     log_path: str | None = None  # the worker's stderr: {LOGS_PATH}/jobs/<job_id>.log
     materializations: dict[str, int] = field(default_factory=dict)

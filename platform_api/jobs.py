@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -297,7 +298,7 @@ def _submit(record: JobRecord, instance: dg.DagsterInstance, settings: PlatformS
     record.log_path = str(settings.logs_path / "jobs" / f"{record.job_id}.log")
     job_store.save(folder, record)
     if wait:
-        _update(folder, record.job_id, runner_pid=os.getpid(), runner_start=process_start_time(os.getpid()))
+        _update(folder, record.job_id, runner_pid=os.getpid(), runner_start=process_start_time(os.getpid()), runner_host=socket.gethostname())
         slot = hold_slot(folder, REFRESH_GROUP, settings.api_max_concurrent_refreshes) if record.kind == REFRESH_GROUP else contextlib.nullcontext()
         with slot:  # a refresh beyond API_MAX_CONCURRENT_REFRESHES waits for a slot (the worker does the same)
             execute_job(instance, record.job_id, defs=defs)
@@ -576,8 +577,8 @@ def _worker_gone(record: JobRecord) -> bool:
     if child is not None:
         return child.poll() is not None
     if record.worker_pid is None:  # run by its caller (wait=True): gone when that process is
-        if record.runner_pid is None:
-            return False
+        if record.runner_pid is None or (record.runner_host is not None and record.runner_host != socket.gethostname()):
+            return False  # no runner recorded, or one on another host: its pid means nothing here
         started = process_start_time(record.runner_pid)
         return started is None or (record.runner_start is not None and abs(started - record.runner_start) > 1.0)
     if process_start_time(record.worker_pid) is None:

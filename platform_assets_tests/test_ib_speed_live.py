@@ -215,7 +215,7 @@ def test_live_bars_survive_a_dropped_connection_without_gaps_or_duplicates(tws, 
     tws.rt_interval_s, tws.drop_realtime_after = 0.005, 150  # a minute every 60 ms; the connection drops once
     lake = ParquetLake(base_path=str(tmp_path), fsync=False)
     stats = asyncio.run(record_bars(_source(tws), lake, ["AAPL", "MSFT"], flush_s=0.2, duration_s=2.0))
-    assert stats.end_reason == "duration" and stats.reconnects == 1 and not stats.gaps
+    assert stats.end_reason == "duration" and stats.reconnects == 1 and not stats.gaps and not stats.refused
     assert len(tws.realtime_requests()) == 4  # both symbols subscribed again after the drop
     stored = [_check_live_day(tws, lake, s) for s in ("AAPL", "MSFT")]
     assert stats.minutes + stats.backfilled == sum(len(s) for s in stored) and stats.minutes > 10 and stats.backfilled >= 2

@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from platform_api import errors
+from platform_api import errors, jobs
 from platform_api.jobs import BackfillOptions, get_backfill_job_status, get_ingestion_job_status, trigger_backfill, trigger_daily_ingestion, trigger_historical_ingestion
 from platform_assets.universe import add_symbols
 from resources.lake import ALIGNED_BARS, CURATED_BARS, feature_table
@@ -257,3 +257,23 @@ def test_a_job_whose_process_died_after_its_run_has_an_end_and_counts_what_lande
     assert status.state == "FAILED", status
     assert status.end_ts is not None and status.end_ts >= status.start_ts
     assert status.summary["materializations"].get("raw_bars_sim") == 1 and status.summary["materializations"].get("labels") == 1, status.summary
+
+
+def test_a_sync_job_run_on_another_host_is_not_judged_by_a_pid_here():
+    """Status read through another API replica or host sharing the job store: the runner's pid means
+    nothing here, so the job is not declared dead (it was, FAILED while running normally)."""
+    import socket
+    import subprocess
+    import sys
+
+    from platform_api.job_store import JobRecord
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no longer exists
+    record = JobRecord(job_id="refresh-x", kind="refresh", params={}, symbols=["AAPL"], start="2024-12-02", end="2024-12-02",
+                       job_name="offline_pipeline", asset_selection=None, tags={}, runner_pid=gone.pid, runner_start=1.0)
+    assert jobs._worker_gone(record)  # no host recorded (older records): judged here, as before
+    record.runner_host = socket.gethostname()
+    assert jobs._worker_gone(record)
+    record.runner_host = "another-host"
+    assert not jobs._worker_gone(record)

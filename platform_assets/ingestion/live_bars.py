@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from platform_assets.ingestion.depth_capture import RECONNECT_STREAK_S, refuses_depth
+from platform_assets.ingestion.depth_capture import RECONNECT_STREAK_S
 from platform_assets.ingestion.raw_batches import build_raw_batch
 from resources.ib_pacing import is_no_data
 from resources.ib_source import HistoricalRequests
@@ -80,6 +80,12 @@ class MinuteBuilder:
             "ts": minute, "open": parts[0][0], "high": max(p[1] for p in parts), "low": min(p[2] for p in parts), "close": parts[-1][3],
             "volume": int(round(volume)), "vwap": float(vwap), "trade_count": int(sum(p[6] for p in parts)),
         }]
+
+
+REALTIME_REFUSALS = frozenset({200, 354, 420, 10089, 10090, 10091, 10167, 10168, 10197})
+"""IB errors answered to a real-time bars request that mean none will come (no security, no
+market-data permission or subscription, delayed data only, competing session); any other error
+(a backfill's 162 "no data", pacing, a timeout) is not a refusal of the subscription."""
 
 
 @dataclass
@@ -192,6 +198,7 @@ async def record_bars(
 
     async def subscribe() -> None:
         await ib_source._connect(ib)
+        requests.clear()  # request ids restart with each connection: only this connection's subscriptions
         for symbol in symbols:
             if symbol in stats.refused:
                 continue
@@ -203,7 +210,7 @@ async def record_bars(
 
     def on_error(req_id, code, message, *_):
         symbol = requests.get(req_id)
-        if symbol is not None and refuses_depth(code) and symbol not in stats.refused:  # the same rule as for depth
+        if symbol is not None and code in REALTIME_REFUSALS and symbol not in stats.refused:
             stats.refused[symbol] = f"IB error {code}: {message}"
             LOG.error("live bars: IB refused real-time bars of %s: IB error %s: %s", symbol, code, message)
             if len(stats.refused) == len(symbols):
