@@ -191,8 +191,13 @@ def dq_blocked(asset: str, lake: ParquetLake, symbol: str, day: dt.date) -> bool
 
 
 def latest_severities(instance: dg.DagsterInstance, key: dg.AssetCheckKey, partitions: set[str]) -> dict[str, dg.AssetCheckSeverity]:
-    """Severity of the latest (failed) evaluation of ``key`` on each of ``partitions``: one query
-    for the recent failed evaluations, then one per partition not among them."""
+    """Severity of the latest (failed) evaluation of ``key`` on each of ``partitions``."""
+    return {partition: evaluation.severity for partition, evaluation in latest_evaluations(instance, key, partitions).items()}
+
+
+def latest_evaluations(instance: dg.DagsterInstance, key: dg.AssetCheckKey, partitions: set[str]) -> dict[str, dg.AssetCheckEvaluation]:
+    """The latest (failed) evaluation of ``key`` on each of ``partitions``: one query for the recent
+    failed evaluations, then one per partition not among them."""
     from dagster._core.event_api import PartitionKeyFilter
     from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
@@ -202,11 +207,11 @@ def latest_severities(instance: dg.DagsterInstance, key: dg.AssetCheckKey, parti
     recent = storage.get_asset_check_execution_history(key, limit=4 * len(partitions) + 100, status={AssetCheckExecutionRecordStatus.FAILED})
     for record in recent:  # newest first: the first one of a partition is its latest (its latest status is FAILED)
         if record.partition in partitions and record.partition not in out and record.evaluation is not None:
-            out[record.partition] = record.evaluation.severity
+            out[record.partition] = record.evaluation
     for partition in sorted(partitions - set(out)):
         records = storage.get_asset_check_execution_history(key, limit=1, partition_filter=PartitionKeyFilter(key=partition))
         if records and records[0].evaluation is not None:
-            out[partition] = records[0].evaluation.severity
+            out[partition] = records[0].evaluation
     return out
 
 

@@ -58,6 +58,7 @@ from resources.lost_dates import hand_back as hand_back_lost_dates
 from resources.lake_batch import FlushError
 
 COMPLETE_CHECK = "symbols_complete"
+MISSING_NAMES_KEY = "missing_symbol_names"  # every missing symbol, comma-separated (what a retry re-runs)
 INCOMPLETE_TAG_PREFIX = "platform/incomplete."  # + asset name: a run that left symbol-days missing (ERROR)
 StepEvents = Iterator[dg.MaterializeResult | dg.AssetMaterialization]
 """What an asset built on ``SymbolDayStep`` yields (``yield from step.finish(...)``)."""
@@ -431,6 +432,7 @@ class SymbolDayStep:
             "tracked_symbols": len(self.tracked),
             "missing_symbols": len(missing),
             "missing": listing([f"{s} ({why})" for s, why in missing]),
+            **({MISSING_NAMES_KEY: ",".join(s for s, _ in missing)} if missing else {}),
             **({"session_under_way": "the session has not closed: symbols may still arrive (WARN until the close)"} if under_way else {}),
         }
         return not missing, severity, meta

@@ -257,6 +257,8 @@ def test_a_day_whose_symbol_failed_is_tagged_and_retried_by_the_next_daily_ticks
     assert [(r.partition_key, r.run_key, r.tags[REFRESH_TAG]) for r in requests] == [
         ("2024-12-03", "daily-2024-12-04-retry-2024-12-03", "daily-retry"), ("2024-12-04", "daily-2024-12-04", "daily"),
     ]
+    assert requests[0].tags["platform/symbols"] == "MSFT"  # only the missing symbol: AAPL's day is never re-pulled
+    assert "platform/symbols" not in requests[1].tags
     retry = _execute(platform, requests[0])
     assert retry.success and not any(k.startswith(INCOMPLETE_TAG_PREFIX) for k in platform.instance.get_run_by_id(retry.run_id).tags)
     requests, _ = _tick(daily_ingestion_schedule, platform, dt.datetime(2024, 12, 4, 17, 30, tzinfo=NY))

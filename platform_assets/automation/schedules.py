@@ -25,8 +25,8 @@ import dagster as dg
 from platform_assets.automation.jobs import crypto_pipeline_job, stock_pipeline_job
 from platform_assets.calendars import CRYPTO, STOCKS, Market, is_session, sessions_in_range
 from platform_assets.ingestion.sources import configured_sources, sources_selection
-from platform_assets.partitions import MAX_DATES_PER_RUN
-from platform_assets.symbol_days import COMPLETE_CHECK
+from platform_assets.partitions import MAX_DATES_PER_RUN, SYMBOLS_TAG
+from platform_assets.symbol_days import COMPLETE_CHECK, MISSING_NAMES_KEY
 from platform_assets.universe import tracked_symbols
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -50,37 +50,48 @@ def configured_stock_selection(asset_graph) -> list[dg.AssetKey]:
     return [dg.AssetKey(name) for name in sources_selection(asset_graph, configured_sources())]
 
 
-def sessions_to_retry(instance: dg.DagsterInstance, asset_graph, selection: list[dg.AssetKey], sessions: list[dt.date]) -> list[dt.date]:
+def sessions_to_retry(instance: dg.DagsterInstance, asset_graph, selection: list[dg.AssetKey], sessions: list[dt.date]) -> dict[dt.date, list[str] | None]:
     """Those of ``sessions`` whose ``symbols_complete`` check, on any asset of ``selection``, last
-    failed at ERROR."""
+    failed at ERROR, each with the symbols to re-run (None: every tracked symbol, when an
+    evaluation does not name them)."""
     from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-    from platform_assets.lake_status import latest_severities
+    from platform_assets.lake_status import latest_evaluations
 
     keys = [key for key in (dg.AssetCheckKey(asset, COMPLETE_CHECK) for asset in selection) if key in asset_graph.asset_check_keys]
     if not keys or not sessions:
-        return []
+        return {}
     infos = instance.event_log_storage.get_asset_check_partition_info(keys, partition_keys=[d.isoformat() for d in sessions])
     failed: dict[dg.AssetCheckKey, set[str]] = {}
     for info in infos:
         if info.partition_key and info.latest_execution_status == AssetCheckExecutionRecordStatus.FAILED:
             failed.setdefault(info.check_key, set()).add(info.partition_key)
-    errors = {day for key, days in failed.items() for day, severity in latest_severities(instance, key, days).items() if severity == dg.AssetCheckSeverity.ERROR}
-    return [d for d in sessions if d.isoformat() in errors]
+    symbols: dict[str, set[str] | None] = {}
+    for key, days in failed.items():
+        for day, evaluation in latest_evaluations(instance, key, days).items():
+            if evaluation.severity != dg.AssetCheckSeverity.ERROR:
+                continue
+            names = evaluation.metadata.get(MISSING_NAMES_KEY)
+            if names is None or symbols.get(day, set()) is None:
+                symbols[day] = None  # not named (the lake audit's, an older evaluation): every symbol
+            else:
+                symbols.setdefault(day, set()).update(filter(None, str(names.value).split(",")))
+    return {d: (sorted(symbols[d.isoformat()]) if symbols[d.isoformat()] is not None else None) for d in sessions if d.isoformat() in symbols}
 
 
 def retry_requests(
     instance: dg.DagsterInstance, asset_graph, selection: list[dg.AssetKey], market: Market, tick_day: dt.date, kind: str,
     asset_selection: list[dg.AssetKey] | None = None,
 ) -> list[dg.RunRequest]:
-    """One run per recent session before ``tick_day`` whose completeness check failed (ERROR)."""
+    """One run per recent session before ``tick_day`` whose completeness check failed (ERROR), of
+    the symbols its evaluations name as missing (the others' data is there: never re-pulled)."""
     recent = sessions_in_range(market, tick_day - dt.timedelta(days=RETRY_SESSIONS * 3 + 7), tick_day - dt.timedelta(days=1))[-RETRY_SESSIONS:]
     return [
         dg.RunRequest(
             run_key=f"{kind}-{tick_day.isoformat()}-retry-{day.isoformat()}", partition_key=day.isoformat(),
-            tags={REFRESH_TAG: f"{kind}-retry"}, asset_selection=asset_selection,
+            tags={REFRESH_TAG: f"{kind}-retry", **({SYMBOLS_TAG: ",".join(symbols)} if symbols else {})}, asset_selection=asset_selection,
         )
-        for day in sessions_to_retry(instance, asset_graph, selection, recent)
+        for day, symbols in sessions_to_retry(instance, asset_graph, selection, recent).items()
     ]
 
 

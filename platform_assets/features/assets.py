@@ -42,7 +42,7 @@ def _versions(group: str) -> str:
     check_specs=[complete_check_spec(BAR_GROUP, stock_date_partitions), *BAR_DQ_CHECKS],
 )
 def bar_features(context: dg.AssetExecutionContext, lake: ParquetLake, data_quality: DataQuality) -> StepEvents:
-    """Feature group ``bar_features`` (every registered version; v1 today) from curated bars.
+    """Feature group ``bar_features`` (every registered version: v1, v2) from curated bars.
 
     v1: 1-min log return, trailing mean and volatility of returns over 5/20/60 bars, return lags
     1/5/10, log volume and volume ratio to its 20-bar mean. Windows reset each session and use only
@@ -112,7 +112,7 @@ def bar_features(context: dg.AssetExecutionContext, lake: ParquetLake, data_qual
 def l2_features(
     context: dg.AssetExecutionContext, lake: ParquetLake, l2_store: L2SnapshotStore, data_quality: DataQuality
 ) -> StepEvents:
-    """Feature group ``l2_features`` (every registered version; v1 today) from L2 snapshots.
+    """Feature group ``l2_features`` (every registered version: v1, v2) from L2 snapshots.
 
     v1, one row per session minute: spread_bps, imbalance_1, imbalance_10, microprice_offset_bps,
     bid/ask depth over 10 levels, non-empty level counts and the snapshot age, all as of the last
