@@ -58,6 +58,7 @@ from resources.lost_dates import hand_back as hand_back_lost_dates
 from resources.lake_batch import FlushError
 
 COMPLETE_CHECK = "symbols_complete"
+SESSION_UNDER_WAY_KEY = "session_under_way"  # on an evaluation made before the session closed
 MISSING_NAMES_KEY = "missing_symbol_names"  # every missing symbol, comma-separated (what a retry re-runs)
 INCOMPLETE_TAG_PREFIX = "platform/incomplete."  # + asset name: a run that left symbol-days missing (ERROR)
 StepEvents = Iterator[dg.MaterializeResult | dg.AssetMaterialization]
@@ -433,7 +434,7 @@ class SymbolDayStep:
             "missing_symbols": len(missing),
             "missing": listing([f"{s} ({why})" for s, why in missing]),
             **({MISSING_NAMES_KEY: ",".join(s for s, _ in missing)} if missing else {}),
-            **({"session_under_way": "the session has not closed: symbols may still arrive (WARN until the close)"} if under_way else {}),
+            **({SESSION_UNDER_WAY_KEY: "the session has not closed: symbols may still arrive (WARN until the close)"} if under_way else {}),
         }
         return not missing, severity, meta
 

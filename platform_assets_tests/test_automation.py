@@ -294,9 +294,32 @@ def test_live_capture_during_the_session_warns_about_symbols_not_recorded_yet(pl
         result, evaluation = run_sensor_request("2024-12-03T17:00:00Z")  # 12:00 New York
         assert result.success and not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
         assert "MSFT" in evaluation.metadata["missing"].value and "session_under_way" in evaluation.metadata
+        requests, _ = _tick(daily_ingestion_schedule, platform, dt.datetime(2024, 12, 4, 17, 30, tzinfo=NY))  # judged intraday: re-judged
+        assert [(r.partition_key, r.tags.get("platform/symbols")) for r in requests] == [("2024-12-03", "MSFT"), ("2024-12-04", None)]
         _write_snapshot_file(platform.settings, "AAPL", day, "160000")  # the day's last segment, after the close
         result, evaluation = run_sensor_request("2024-12-03T22:00:00Z")  # 17:00 New York: closed
         assert result.success and not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
         assert "session_under_way" not in evaluation.metadata
     finally:
         get_settings.cache_clear()
+
+
+def test_a_date_whose_run_died_before_judging_it_is_retried(platform, monkeypatch):
+    """A run that ended without judging a date (its step raised before the verdict: a crash, a bug)
+    leaves the check PLANNED, not FAILED: the next daily tick re-runs the date all the same."""
+    from platform_assets.curation import assets as curation
+
+    add_symbols(platform.instance, ["AAPL"])
+    requests, _ = _tick(daily_ingestion_schedule, platform, dt.datetime(2024, 12, 3, 17, 30, tzinfo=NY))
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("injected: the step died before its verdict")
+
+    monkeypatch.setattr(curation, "run_symbols", crash)
+    assert not _execute(platform, requests[-1]).success
+    monkeypatch.undo()
+    requests, _ = _tick(daily_ingestion_schedule, platform, dt.datetime(2024, 12, 4, 17, 30, tzinfo=NY))
+    assert [(r.partition_key, r.tags.get("platform/symbols")) for r in requests] == [("2024-12-03", None), ("2024-12-04", None)]
+    assert _execute(platform, requests[0]).success
+    requests, _ = _tick(daily_ingestion_schedule, platform, dt.datetime(2024, 12, 4, 17, 30, tzinfo=NY))
+    assert [r.partition_key for r in requests] == ["2024-12-04"]

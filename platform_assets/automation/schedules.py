@@ -26,7 +26,7 @@ from platform_assets.automation.jobs import crypto_pipeline_job, stock_pipeline_
 from platform_assets.calendars import CRYPTO, STOCKS, Market, is_session, sessions_in_range
 from platform_assets.ingestion.sources import configured_sources, sources_selection
 from platform_assets.partitions import MAX_DATES_PER_RUN, SYMBOLS_TAG
-from platform_assets.symbol_days import COMPLETE_CHECK, MISSING_NAMES_KEY
+from platform_assets.symbol_days import COMPLETE_CHECK, MISSING_NAMES_KEY, SESSION_UNDER_WAY_KEY
 from platform_assets.universe import tracked_symbols
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -52,7 +52,8 @@ def configured_stock_selection(asset_graph) -> list[dg.AssetKey]:
 
 def sessions_to_retry(instance: dg.DagsterInstance, asset_graph, selection: list[dg.AssetKey], sessions: list[dt.date]) -> dict[dt.date, list[str] | None]:
     """Those of ``sessions`` whose ``symbols_complete`` check, on any asset of ``selection``, last
-    failed at ERROR, each with the symbols to re-run (None: every tracked symbol, when an
+    failed at ERROR, was judged (WARN) while the session was under way, or was planned by a run that
+    ended without judging it; each with the symbols to re-run (None: every tracked symbol, when an
     evaluation does not name them)."""
     from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
@@ -63,13 +64,18 @@ def sessions_to_retry(instance: dg.DagsterInstance, asset_graph, selection: list
         return {}
     infos = instance.event_log_storage.get_asset_check_partition_info(keys, partition_keys=[d.isoformat() for d in sessions])
     failed: dict[dg.AssetCheckKey, set[str]] = {}
+    symbols: dict[str, set[str] | None] = {}
     for info in infos:
         if info.partition_key and info.latest_execution_status == AssetCheckExecutionRecordStatus.FAILED:
             failed.setdefault(info.check_key, set()).add(info.partition_key)
-    symbols: dict[str, set[str] | None] = {}
+        elif info.partition_key and info.latest_execution_status == AssetCheckExecutionRecordStatus.PLANNED:
+            run = instance.get_run_by_id(info.latest_planned_run_id)
+            if run is None or run.is_finished:  # the run ended without judging the date (killed, an upstream step failed)
+                symbols[info.partition_key] = None
     for key, days in failed.items():
         for day, evaluation in latest_evaluations(instance, key, days).items():
-            if evaluation.severity != dg.AssetCheckSeverity.ERROR:
+            judged_intraday = SESSION_UNDER_WAY_KEY in evaluation.metadata  # a WARN while the session ran: judge it now it has closed
+            if evaluation.severity != dg.AssetCheckSeverity.ERROR and not judged_intraday:
                 continue
             names = evaluation.metadata.get(MISSING_NAMES_KEY)
             if names is None or symbols.get(day, set()) is None:
