@@ -88,7 +88,7 @@ def test_l2_sensor_requests_the_new_files_day_once(platform, monkeypatch):
         assert [(r.partition_key, r.tags["platform/symbols"]) for r in result.run_requests] == [("2024-12-03", "AAPL")]
         assert result.run_requests[0].asset_selection == [dg.AssetKey("l2_features")]  # no curated bars for the day yet: no aligned bars
         cursor = result.cursor
-        assert json.loads(cursor)["mtime_ns"] == os.stat(path).st_mtime_ns
+        assert json.loads(cursor)["mtime_ns"] == max(os.stat(path).st_mtime_ns, os.stat(path).st_ctime_ns)
         again = evaluate_tick(l2_snapshot_files_sensor, instance=platform.instance, cursor=cursor, repository_def=platform.defs.get_repository_def())
         assert not again.run_requests  # nothing new since the cursor
         _write_snapshot_file(platform.settings, "AAPL", dt.date(2024, 12, 4), "101500")

@@ -507,7 +507,7 @@ def test_a_vendor_outage_fails_its_dates_checks_so_the_daily_tick_retries_them(p
     get_settings.cache_clear()
     graph = defs.resolve_asset_graph()
     sessions = [dt.date(2024, 12, d) for d in (5, 6, 9, 10)]
-    assert sessions_to_retry(instance, graph, configured_stock_selection(graph), sessions) == [dt.date(2024, 12, 9), dt.date(2024, 12, 10)]
+    assert list(sessions_to_retry(instance, graph, configured_stock_selection(graph), sessions)) == [dt.date(2024, 12, 9), dt.date(2024, 12, 10)]
     get_settings.cache_clear()
     run_backfill(instance, plan_backfill(["AAPL", "MSFT"], "2024-12-09", "2024-12-10"), defs=defs, asset_selection=["raw_bars_databento"])
     assert _check_on(instance, "raw_bars_databento", "2024-12-10").passed

@@ -493,7 +493,7 @@ def test_raw_bars_ib_with_every_symbol_failed_or_ib_unreachable_judges_its_dates
         assert not second.passed and second.severity == dg.AssetCheckSeverity.ERROR and "cannot connect" in second.metadata["missing"].value
         graph = defs.resolve_asset_graph()
         selection = [dg.AssetKey("raw_bars_ib")]
-        assert sessions_to_retry(instance, graph, selection, DAYS) == DAYS[:2]
+        assert list(sessions_to_retry(instance, graph, selection, DAYS)) == DAYS[:2]
         tws.known_symbols = {"AAPL", "MSFT"}
         assert run_backfill(instance, plan_backfill(["AAPL", "MSFT"], "2024-12-02", "2024-12-03"), defs=defs, asset_selection=["raw_bars_ib"]).success
         assert verdict(instance, "2024-12-02").passed and verdict(instance, "2024-12-03").passed

@@ -59,7 +59,8 @@ class NewSnapshotFile:
 
 
 def find_new_snapshot_files(level2: Path, since_ns: int, symbols: set[str]) -> list[NewSnapshotFile]:
-    """Snapshot files of tracked symbols modified after ``since_ns``, oldest first."""
+    """Snapshot files of tracked symbols modified or moved into place (the later of mtime and ctime)
+    after ``since_ns``, oldest first."""
     found = []
     try:
         symbol_dirs = [e for e in os.scandir(level2) if e.is_dir() and e.name in symbols]
@@ -70,7 +71,8 @@ def find_new_snapshot_files(level2: Path, since_ns: int, symbols: set[str]) -> l
             match = SNAPSHOT_FILE.match(entry.name)
             if not match:
                 continue
-            mtime = entry.stat().st_mtime_ns
+            status = entry.stat()
+            mtime = max(status.st_mtime_ns, status.st_ctime_ns)  # a rename sets ctime: a file moved into place is new
             if mtime > since_ns:
                 found.append(NewSnapshotFile(symbol_dir.name, dt.date.fromisoformat(match.group(1)), Path(entry.path), mtime))
     return sorted(found, key=lambda f: (f.mtime_ns, f.symbol))

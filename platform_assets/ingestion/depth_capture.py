@@ -50,11 +50,17 @@ SIDES = {1: "bid", 0: "ask"}
 DEPTH_RESET_CODE = 317  # "Market depth data has been RESET": the subscription goes on
 
 
+DEPTH_REFUSALS = frozenset({200, 309, 354, 10089, 10090, 10091, 10092, 10167, 10168, 10186, 10197})
+"""IB errors answered to a depth request that mean no depth will come: no security (200), too many
+depth requests (309), no market-data subscription or permission (354, 10089-10091, 10168, 10186),
+deep data not supported (10092), delayed data only (10167), a competing session (10197)."""
+
+
 def refuses_depth(code: int) -> bool:
-    """Whether IB's error ``code`` answered to the depth request itself means no depth will come
-    (354 not subscribed, 10092 deep data not supported, 10167 delayed only, 309 too many depth
-    requests, 200 no security, ...): everything but the reset notice and the 2100-2199 warnings."""
-    return code != DEPTH_RESET_CODE and not 2100 <= code < 2200
+    """Whether IB's error ``code`` answered to the depth request itself means no depth will come:
+    an explicit refusal only (``DEPTH_REFUSALS``), never the reset notice (317), a warning
+    (2100-2199) or an error left over from an earlier request."""
+    return code in DEPTH_REFUSALS
 
 
 RECONNECT_STREAK_S = 300.0
