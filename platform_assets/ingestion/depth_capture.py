@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import inspect
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -373,3 +374,8 @@ async def record_depth_session(
         if ib.isConnected():
             ib.disconnect()
     return stats
+
+
+# ``record_depth`` takes exactly ``record_depth_session``'s parameters (it passes them on): say so to
+# ``inspect`` and help(), which otherwise show ``**options``.
+record_depth.__signature__ = inspect.signature(record_depth_session)
