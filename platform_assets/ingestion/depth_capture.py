@@ -48,25 +48,35 @@ OUTAGE_CODES = frozenset({1100, 2103})               # IB <-> TWS connectivity l
 RESTORED_CODES = frozenset({1101, 1102, 2104, 2106})  # connectivity restored (data lost / kept); farm OK
 DEFAULT_STALE_S = 0.0  # the no-update watchdog, off by default: a quiet book (pre-open, an illiquid symbol) is still valid; IB's 1100/2103 and drops always open a gap
 SIDES = {1: "bid", 0: "ask"}
-DEPTH_RESET_CODE = 317  # "Market depth data has been RESET": the subscription goes on
-
-
-DEPTH_REFUSALS = frozenset({200, 309, 354, 10089, 10090, 10091, 10092, 10167, 10168, 10186, 10197})
-"""IB errors answered to a depth request that mean no depth will come: no security (200), too many
-depth requests (309), no market-data subscription or permission (354, 10089-10091, 10168, 10186),
-deep data not supported (10092), delayed data only (10167), a competing session (10197)."""
-
-
-def refuses_depth(code: int) -> bool:
-    """Whether IB's error ``code`` answered to the depth request itself means no depth will come:
-    an explicit refusal only (``DEPTH_REFUSALS``), never the reset notice (317), a warning
-    (2100-2199) or an error left over from an earlier request."""
-    return code in DEPTH_REFUSALS
+MARKET_DATA_REFUSALS = frozenset({200, 354, 10089, 10090, 10091, 10167, 10168, 10197})
+"""IB errors answered to a market-data request (depth, real-time bars) that mean none will come: no
+security (200), no market-data subscription or permission (354, 10089-10091, 10168), delayed data
+only (10167), a competing session (10197). Only these: never the depth reset notice (317), a
+warning (2100-2199) or an error left over from an earlier request."""
+DEPTH_REFUSALS = MARKET_DATA_REFUSALS | {309, 10092, 10186}  # + too many depth requests, deep data not supported, not subscribed (delayed off)
 
 
 RECONNECT_STREAK_S = 300.0
 """A drop more than this long after the last reconnect starts a new streak: ``reconnects`` bounds the
 drops in a row, not the drops of a whole day (IB Gateway restarts nightly, networks blip)."""
+
+
+@dataclass
+class ReconnectStreak:
+    """The reconnect budget of a live recorder: at most ``limit`` reconnects in a row, where a drop
+    more than ``RECONNECT_STREAK_S`` after the last reconnect starts a new count."""
+
+    limit: int
+    streak: int = 0
+    last: float | None = None
+
+    def allow(self, now: float) -> bool:
+        """Whether to reconnect after a drop at ``now`` (loop time); counts the reconnect if so."""
+        self.streak = self.streak + 1 if self.last is not None and now - self.last < RECONNECT_STREAK_S else 1
+        if self.streak > self.limit:
+            return False
+        self.last = now
+        return True
 
 
 def failed_end(reason: str) -> bool:
@@ -294,7 +304,7 @@ async def record_depth_session(
 
     def on_error(req_id, code, message, *_):
         ticker = depth.get("ticker")
-        if ticker is not None and req_id >= 0 and ib.wrapper.reqId2Ticker.get(req_id) is ticker and refuses_depth(code):
+        if ticker is not None and req_id >= 0 and ib.wrapper.reqId2Ticker.get(req_id) is ticker and code in DEPTH_REFUSALS:
             refused.append(f"depth refused: IB error {code}: {message}")
             stop.set()
         elif code in OUTAGE_CODES:
@@ -331,7 +341,7 @@ async def record_depth_session(
         await subscribe()
         loop = asyncio.get_running_loop()
         started = last_flush = loop.time()
-        streak, last_reconnect = 0, -RECONNECT_STREAK_S  # drops in a row (each within RECONNECT_STREAK_S of the last reconnect)
+        budget = ReconnectStreak(reconnects)
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), timeout=interval_s)
@@ -341,12 +351,10 @@ async def record_depth_session(
                 break
             if dropped.is_set():
                 recorder.flush()
-                streak = streak + 1 if loop.time() - last_reconnect < RECONNECT_STREAK_S else 1
-                if streak > reconnects:
+                if not budget.allow(loop.time()):
                     reason = "disconnected"
                     break
                 recorder.stats.reconnects += 1
-                last_reconnect = loop.time()
                 dropped.clear()
                 try:
                     await subscribe()

@@ -12,7 +12,7 @@ the next one (after a dropped connection, or when the recording starts mid-sessi
 ``backfill_open``) first backfills the missing minutes with one historical request for exactly
 ``[missing start, that minute)`` (complete minutes only), and a minute at or before the last one
 is ignored. After a drop the recorder flushes, reconnects (exponential backoff, up to
-``reconnects`` drops in a row, counted as ``record_depth`` does: ``RECONNECT_STREAK_S``) and
+``reconnects`` drops in a row, counted as ``record_depth`` does: ``ReconnectStreak``) and
 subscribes again.
 
 Curation: ``ib_live`` comes after ``ib`` in ``default_source_priority()``, so the day's curated
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from platform_assets.ingestion.depth_capture import RECONNECT_STREAK_S
+from platform_assets.ingestion.depth_capture import MARKET_DATA_REFUSALS, ReconnectStreak
 from platform_assets.ingestion.raw_batches import build_raw_batch
 from resources.ib_pacing import is_no_data
 from resources.ib_source import HistoricalRequests
@@ -82,10 +82,10 @@ class MinuteBuilder:
         }]
 
 
-REALTIME_REFUSALS = frozenset({200, 354, 420, 10089, 10090, 10091, 10167, 10168, 10197})
-"""IB errors answered to a real-time bars request that mean none will come (no security, no
-market-data permission or subscription, delayed data only, competing session); any other error
-(a backfill's 162 "no data", pacing, a timeout) is not a refusal of the subscription."""
+REALTIME_REFUSALS = MARKET_DATA_REFUSALS | {420}
+"""IB errors answered to a real-time bars request that mean none will come (``MARKET_DATA_REFUSALS``
+and 420, an invalid real-time query); any other error (a backfill's 162 "no data", pacing, a
+timeout) is not a refusal of the subscription."""
 
 
 @dataclass
@@ -266,7 +266,7 @@ async def record_bars(
     reason = "stopped"
     loop = asyncio.get_running_loop()
     started = last_flush = loop.time()
-    streak, last_reconnect = 0, -RECONNECT_STREAK_S  # drops in a row, as record_depth counts them
+    budget = ReconnectStreak(reconnects)  # drops in a row, as record_depth counts them
     try:
         await subscribe()
         while not stop.is_set():
@@ -278,12 +278,10 @@ async def record_bars(
             if dropped.is_set() and not stop.is_set():
                 flush()
                 last_flush = loop.time()
-                streak = streak + 1 if loop.time() - last_reconnect < RECONNECT_STREAK_S else 1
-                if streak > reconnects:
+                if not budget.allow(loop.time()):
                     reason = "disconnected"
                     break
                 stats.reconnects += 1
-                last_reconnect = loop.time()
                 for builder in builders.values():
                     builder.reset()  # a minute cut by the drop is backfilled, never written half-filled
                 dropped.clear()
