@@ -224,11 +224,36 @@ def _audit_lake(args: argparse.Namespace) -> int:
     return max(EXIT_FAILED if failed else 0, _report_lost(lake, mine_only=False))
 
 
+def _run_recording(label: str, main):
+    """``asyncio.run(main())`` of a live recorder, its stats; a gateway that cannot be reached, a
+    symbol already being recorded, a write error (a full disk) or a session that ended failed
+    (``failed_end``) ends with one FAILED line and None, not chained tracebacks (what was flushed
+    before it is kept)."""
+    import asyncio
+
+    from platform_assets.ingestion.depth_capture import RecorderBusyError
+
+    from platform_assets.ingestion.depth_capture import failed_end
+
+    try:
+        stats = asyncio.run(main())
+    except (RecorderBusyError, ConnectionError) as error:
+        _print(f"{label} FAILED: {error}")
+        return None
+    except OSError as error:
+        _print(f"{label} FAILED: cannot write the recording ({type(error).__name__}: {error}); what was flushed before it is kept")
+        return None
+    if failed_end(stats.end_reason):  # the connection was lost for good, or IB refused the subscription(s)
+        _print(f"{label} FAILED: {stats.end_reason}")
+        return None
+    return stats
+
+
 def _record_depth(args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
-    from platform_assets.ingestion.depth_capture import RecorderBusyError, failed_end, record_depth
+    from platform_assets.ingestion.depth_capture import record_depth
     from resources.build import build_resources
     from resources.validation import normalize_symbol
 
@@ -248,18 +273,7 @@ def _record_depth(args: argparse.Namespace) -> int:
         return stats
 
     _print(f"recording {symbol} depth from {settings.ib_host}:{settings.ib_port} (Ctrl-C to stop: everything recorded is flushed; a kill -9 loses at most the last --flush-seconds)")
-    try:
-        stats = asyncio.run(main())
-    except (RecorderBusyError, ConnectionError) as error:
-        _print(f"record-depth {symbol} FAILED: {error}")
-        return EXIT_FAILED
-    except OSError as error:  # a full disk, a read-only folder: one line, not two chained tracebacks
-        _print(f"record-depth {symbol} FAILED: cannot write the recording ({type(error).__name__}: {error}); files flushed before it are kept")
-        return EXIT_FAILED
-    if failed_end(stats.end_reason):
-        _print(f"record-depth {symbol} FAILED: {stats.end_reason}")
-        return EXIT_FAILED
-    return 0
+    return 0 if _run_recording(f"record-depth {symbol}", main) is not None else EXIT_FAILED
 
 
 def _audit_lookahead(args: argparse.Namespace) -> int:
@@ -285,7 +299,6 @@ def _record_bars(args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
-    from platform_assets.ingestion.depth_capture import failed_end
     from platform_assets.ingestion.live_bars import record_bars
     from resources.build import build_resources
     from resources.validation import normalize_symbol
@@ -306,16 +319,8 @@ def _record_bars(args: argparse.Namespace) -> int:
         return stats
 
     _print(f"recording 1-minute bars of {', '.join(symbols)} from {settings.ib_host}:{settings.ib_port} into raw_bars/source=ib_live (Ctrl-C to stop)")
-    try:
-        stats = asyncio.run(main())
-    except ConnectionError as error:
-        _print(f"record-bars {', '.join(symbols)} FAILED: {error}")
-        return EXIT_FAILED
-    except OSError as error:  # a full disk, a read-only lake: one line, not a traceback
-        _print(f"record-bars {', '.join(symbols)} FAILED: cannot write the recording ({type(error).__name__}: {error}); batches flushed before it are kept")
-        return EXIT_FAILED
-    if failed_end(stats.end_reason):  # the connection was lost for good, or IB refused every symbol
-        _print(f"record-bars {', '.join(symbols)} FAILED: {stats.end_reason}")
+    stats = _run_recording(f"record-bars {', '.join(symbols)}", main)
+    if stats is None:
         return EXIT_FAILED
     if stats.refused:  # the others were recorded; these were not
         _print("record-bars FAILED for " + "; ".join(f"{s}: {why}" for s, why in stats.refused.items()))
