@@ -277,14 +277,12 @@ def configured_backfill(plan: BackfillPlan, sources: list[str], defs: dg.Definit
     simulator alone keeps ``offline_pipeline``; any vendor runs ``stock_pipeline`` over those
     sources' raw assets and what is derived from them. Returns (plan, asset selection or None,
     a line naming the sources). Crypto plans run the crypto pipeline (simulated) as they are."""
-    from platform_assets.automation.jobs import STOCK_PIPELINE_JOB
-    from platform_assets.ingestion.sources import sources_selection
-    from resources.offline_source import SIM_SOURCE
+    from platform_assets.ingestion.sources import pipeline_job_of, sources_selection
 
-    if plan.market != STOCKS or set(sources) == {SIM_SOURCE} or not sources:
+    if plan.market != STOCKS or not sources or pipeline_job_of(sources) == OFFLINE_PIPELINE_JOB:
         return plan, None, "offline source, simulated data"
     selection = sources_selection((defs or _project_definitions()).resolve_asset_graph(), sources)
-    return replace(plan, job_name=STOCK_PIPELINE_JOB), selection, f"sources: {', '.join(sources)} (INGESTION_SOURCES)"
+    return replace(plan, job_name=pipeline_job_of(sources)), selection, f"sources: {', '.join(sources)} (INGESTION_SOURCES)"
 
 
 def _project_definitions() -> dg.Definitions:

@@ -47,8 +47,8 @@ from platform_api.errors import InvalidDateRangeError, InvalidOptionError, Unkno
 from platform_api.inputs import parse_time_range
 from platform_api.job_slots import REFRESH_GROUP, hold_slot
 from platform_api.job_store import JOB_ID_TAG, JOB_KIND_TAG, JobRecord
-from platform_assets.automation.jobs import OFFLINE_PIPELINE_JOB, STOCK_PIPELINE_JOB
-from platform_assets.ingestion.sources import DERIVED_GROUPS, SOURCE_INGESTION_ASSETS, downstream_selection
+from platform_assets.automation.jobs import OFFLINE_PIPELINE_JOB
+from platform_assets.ingestion.sources import DERIVED_GROUPS, SOURCE_INGESTION_ASSETS, downstream_selection, ingestion_assets, pipeline_job_of
 from platform_assets.automation.run_reaper import process_start_time, reap_dead_runs
 from platform_assets.calendars import CRYPTO, STOCKS, Market, is_session, session_bounds, sessions_in_range
 from platform_assets.partitions import last_partition_date
@@ -249,10 +249,6 @@ def _now() -> str:
     return pd.Timestamp.now(tz="UTC").isoformat()
 
 
-def _asset_names(defs: dg.Definitions) -> set[str]:
-    return {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
-
-
 def _downstream(defs: dg.Definitions, names: list[str]) -> list[str]:
     return downstream_selection(defs.resolve_asset_graph(), names)
 
@@ -409,7 +405,7 @@ def trigger_historical_ingestion(
     instance = _instance(instance)
     defs = defs or _defs(settings)
     canonical = _source(source)
-    assets = [a for a in SOURCE_INGESTION_ASSETS[canonical] if a in _asset_names(defs)]
+    assets = ingestion_assets(defs.resolve_asset_graph(), [canonical])
     if not assets:
         raise InvalidOptionError(f"source {source!r} has no ingestion assets in this deployment (INGESTION_SOURCES={','.join(settings.ingestion_sources)})")
     parsed = _options(HistoricalIngestionOptions, options)
@@ -423,7 +419,7 @@ def trigger_historical_ingestion(
         params={"source": source, "symbols": plan.symbols, "start": start_text, "end": end_text, "options": parsed.model_dump(),
                 "trading_days": [str(plan.dates[0]), str(plan.dates[-1])]},
         symbols=plan.symbols, start=str(plan.dates[0]), end=str(plan.dates[-1]),
-        job_name=OFFLINE_PIPELINE_JOB if canonical == "sim" else STOCK_PIPELINE_JOB,
+        job_name=pipeline_job_of([canonical]),
         asset_selection=_downstream(defs, assets) if derived_layers else assets, tags={OPTIONS_TAG: parsed.model_dump_json()}, workers=parsed.max_parallel_requests,
         add_missing_symbols=add_missing_symbols, source=canonical,
     )
@@ -453,17 +449,15 @@ def trigger_daily_ingestion(
         if not is_session(STOCKS, day):
             raise InvalidDateRangeError(f"{day} is not an XNYS trading day")
     sources = [_source(s) for s in (sources or settings.ingestion_sources)]
-    names = _asset_names(defs)
-    raw = [a for s in sources for a in SOURCE_INGESTION_ASSETS.get(s, []) if a in names]
+    raw = ingestion_assets(defs.resolve_asset_graph(), sources)
     if not raw:
         raise InvalidOptionError(f"none of the sources {sources} has ingestion assets in this deployment")
     symbols = tracked_symbols(instance, STOCKS)
     if not symbols:
         raise InvalidOptionError("the symbol universe is empty: add symbols first")
-    job_name = OFFLINE_PIPELINE_JOB if set(sources) == {"sim"} else STOCK_PIPELINE_JOB
     record = _new_record(
         "ingestion", params={"as_of_date": day.isoformat(), "sources": list(sources), "symbols": symbols},
-        symbols=symbols, start=day.isoformat(), end=day.isoformat(), job_name=job_name,
+        symbols=symbols, start=day.isoformat(), end=day.isoformat(), job_name=pipeline_job_of(sources),
         asset_selection=_downstream(defs, raw), tags={}, source=",".join(sources),
     )
     record.tags.update({JOB_ID_TAG: record.job_id, JOB_KIND_TAG: "daily_ingestion"})
@@ -558,14 +552,14 @@ def trigger_refresh(
     if not symbols:
         raise InvalidOptionError(f"nothing to refresh: no tracked {asset_type} symbols with a session between {start} and {end}")
     sources = settings.ingestion_sources  # stocks from the configured sources (crypto: the offline pipeline)
-    raw = [a for s in sources for a in SOURCE_INGESTION_ASSETS.get(s, []) if a in _asset_names(defs)]
+    raw = ingestion_assets(defs.resolve_asset_graph(), sources)
     if not raw:
         raise InvalidOptionError(f"none of the sources {sources} has ingestion assets in this deployment")
-    simulated = set(sources) == {"sim"}
+    job_name = pipeline_job_of(sources)
     record = _new_record(
         "refresh", params={"days_back": days_back, "interval": interval, "asset_type": asset_type, "start": start.isoformat(), "end": end.isoformat(), "symbols": symbols},
-        symbols=symbols, start=start.isoformat(), end=end.isoformat(), job_name=OFFLINE_PIPELINE_JOB if simulated else STOCK_PIPELINE_JOB,
-        asset_selection=None if simulated else _downstream(defs, raw), tags={}, market=REFRESH_ASSET_TYPES[asset_type], source=",".join(sources),
+        symbols=symbols, start=start.isoformat(), end=end.isoformat(), job_name=job_name,
+        asset_selection=None if job_name == OFFLINE_PIPELINE_JOB else _downstream(defs, raw), tags={}, market=REFRESH_ASSET_TYPES[asset_type], source=",".join(sources),
     )
     record.tags.update({JOB_ID_TAG: record.job_id, JOB_KIND_TAG: "refresh"})
     return _submit(record, instance, settings, wait, defs)

@@ -12,6 +12,9 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from platform_assets.automation.jobs import OFFLINE_PIPELINE_JOB, STOCK_PIPELINE_JOB
+from resources.offline_source import SIM_SOURCE
+
 SOURCE_INGESTION_ASSETS: dict[str, list[str]] = {
     "sim": ["raw_bars_sim", "l2_snapshots_sim"],
     "databento": ["raw_bars_databento", "l2_snapshots_databento"],
@@ -43,6 +46,12 @@ def sources_selection(asset_graph, sources: Sequence[str]) -> list[str]:
     if not raw:
         raise NoIngestionAssetsError(f"none of the sources {list(sources)} has ingestion assets in this deployment")
     return downstream_selection(asset_graph, raw)
+
+
+def pipeline_job_of(sources: Sequence[str]) -> str:
+    """The stock job a run over ``sources`` uses: ``offline_pipeline`` for the simulator alone,
+    ``stock_pipeline`` (with an asset selection of the sources') once a vendor is among them."""
+    return OFFLINE_PIPELINE_JOB if set(sources) == {SIM_SOURCE} else STOCK_PIPELINE_JOB
 
 
 def configured_sources() -> list[str]:

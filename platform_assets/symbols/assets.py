@@ -18,7 +18,7 @@ import datetime as dt
 import dagster as dg
 
 from platform_assets.automation.jobs import CRYPTO_PIPELINE_JOB, OFFLINE_PIPELINE_JOB, STOCK_PIPELINE_JOB
-from platform_assets.ingestion.sources import configured_sources, sources_selection
+from platform_assets.ingestion.sources import configured_sources, pipeline_job_of, sources_selection
 from platform_assets.calendars import CRYPTO
 from platform_assets.features.labels import LABEL_DEFINITIONS
 from platform_assets.features.registry import FEATURE_GROUPS
@@ -69,11 +69,6 @@ def layer_stored(lake: ParquetLake, layer: str, symbol: str, day: dt.date) -> bo
     if layer == "labels":
         return all(lake.has_partition(labels_table(v), symbol, day) for v in LABEL_DEFINITIONS)
     return all(lake.has_partition(feature_table(layer, v), symbol, day) for v in FEATURE_GROUPS[layer])
-
-
-def configured_stock_job() -> str:
-    """``offline_pipeline`` when the simulator is the only configured source, else ``stock_pipeline``."""
-    return OFFLINE_PIPELINE_JOB if set(configured_sources()) == {"sim"} else STOCK_PIPELINE_JOB
 
 
 def _window_end(config: SymbolHistoryConfig) -> dt.date:
@@ -152,7 +147,7 @@ def symbol_history(context: dg.AssetExecutionContext, config: SymbolHistoryConfi
     before = measure_coverage(symbol, sessions, has, layers)
     runs: list[str] = []
     if config.fill_missing and not before.complete:
-        job_name = CRYPTO_PIPELINE_JOB if market == CRYPTO else (config.stock_pipeline_job or configured_stock_job())
+        job_name = CRYPTO_PIPELINE_JOB if market == CRYPTO else (config.stock_pipeline_job or pipeline_job_of(configured_sources()))
         if job_name not in (OFFLINE_PIPELINE_JOB, STOCK_PIPELINE_JOB, CRYPTO_PIPELINE_JOB):
             raise dg.Failure(f"unknown pipeline job {job_name!r}: expected {OFFLINE_PIPELINE_JOB} or {STOCK_PIPELINE_JOB}")
         runs = _fill(context, symbol, job_name, contiguous_blocks(before.sessions_to_fill, sessions, MAX_DATES_PER_RUN))
