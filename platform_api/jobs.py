@@ -50,7 +50,7 @@ from platform_api.job_store import JOB_ID_TAG, JOB_KIND_TAG, JobRecord
 from platform_assets.automation.jobs import OFFLINE_PIPELINE_JOB
 from platform_assets.ingestion.sources import DERIVED_GROUPS, SOURCE_INGESTION_ASSETS, downstream_selection, ingestion_assets, pipeline_job_of
 from platform_assets.automation.run_reaper import process_start_time, reap_dead_runs
-from platform_assets.calendars import CRYPTO, STOCKS, Market, is_session, session_bounds, sessions_in_range
+from platform_assets.calendars import CRYPTO, STOCKS, Market, is_session, session_under_way, sessions_in_range
 from platform_assets.partitions import last_partition_date
 from platform_assets.run_options import KEEP_EXISTING_TAG
 from platform_assets.universe import asset_types, market_of, require_tracked, tracked_symbols
@@ -511,9 +511,7 @@ def last_complete_day(market: Market, now: pd.Timestamp) -> dt.date:
     """The newest day of ``market``'s calendar (its time zone) whose session, if it has one, has
     closed by ``now``: today once its session is over (or when it has none), else yesterday."""
     today = now.tz_convert(market.timezone).date()
-    if is_session(market, today) and session_bounds(market, today)[1] > now:
-        return today - dt.timedelta(days=1)
-    return today
+    return today - dt.timedelta(days=1) if session_under_way(market, today, now) else today
 
 
 def refresh_window(days_back: int, today: dt.date | None = None, markets: tuple[Market, ...] = (STOCKS, CRYPTO)) -> tuple[dt.date, dt.date]:

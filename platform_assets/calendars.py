@@ -99,9 +99,10 @@ def elapsed_session_minutes(market: Market, day: dt.date | str, now: pd.Timestam
 def session_under_way(market: Market, day: dt.date | str, now: pd.Timestamp | None = None) -> bool:
     """Whether ``day``'s session has not closed yet by ``now`` (default ``resources.clock.utc_now``):
     under way or not yet open. False for a day without a session."""
-    if not is_session(market, _as_date(day)):
+    day = _as_date(day)
+    if not is_session(market, day):
         return False
-    return len(elapsed_session_minutes(market, day, now)) < len(session_minutes(market, day))
+    return session_bounds(market, day)[1] > (clock.utc_now() if now is None else pd.Timestamp(now))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -11,9 +11,10 @@ derived downstream (``platform_assets.ingestion.sources``), as the Python and HT
 
 Retries: a daily tick also re-runs each of the last ``RETRY_SESSIONS`` sessions (UTC days for
 crypto) whose ``symbols_complete`` check last failed at ERROR (a source raised, no data landed, or
-the lake audit found data gone), one run per session and tick, until the date passes or leaves
-the window. Dates missing only DQ-blocked symbols (WARN) are not retried: the vendor's data failed
-its rules, and the weekly refresh picks up corrections.
+the lake audit found data gone), was judged (WARN) while the session was under way, or was left
+unjudged by a run that ended; one run per session and tick, of the symbols the checks name, until
+the date passes or leaves the window. Dates missing only DQ-blocked symbols (WARN) are not
+retried: the vendor's data failed its rules, and the weekly refresh picks up corrections.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def retry_requests(
     ]
 
 
-def ranged_requests(dates: list[dt.date], kind: str, tick: dt.date) -> list[dg.RunRequest]:
+def ranged_requests(dates: list[dt.date], kind: str, tick: dt.date, asset_selection: list[dg.AssetKey] | None = None) -> list[dg.RunRequest]:
     """Run requests covering ``dates`` in contiguous ranges of at most MAX_DATES_PER_RUN dates."""
     requests = []
     for i in range(0, len(dates), MAX_DATES_PER_RUN):
@@ -110,6 +111,7 @@ def ranged_requests(dates: list[dt.date], kind: str, tick: dt.date) -> list[dg.R
             dg.RunRequest(
                 run_key=f"{kind}-{tick.isoformat()}-{chunk[0].isoformat()}",
                 tags={RANGE_START_TAG: chunk[0].isoformat(), RANGE_END_TAG: chunk[-1].isoformat(), REFRESH_TAG: kind},
+                asset_selection=asset_selection,
             )
         )
     return requests
@@ -138,11 +140,8 @@ def refresh_requests(
     dates = sessions_in_range(market, local_day - dt.timedelta(days=days_back - 1), local_day)
     if not dates:
         return dg.SkipReason(f"no sessions in the {days_back} days up to {local_day}")
-    requests = ranged_requests(dates, kind, local_day)
-    if market == STOCKS:
-        selection = configured_stock_selection(asset_graph if asset_graph is not None else _asset_graph_of_platform())
-        requests = [dg.RunRequest(run_key=r.run_key, tags=r.tags, asset_selection=selection) for r in requests]
-    return requests
+    selection = configured_stock_selection(asset_graph if asset_graph is not None else _asset_graph_of_platform()) if market == STOCKS else None
+    return ranged_requests(dates, kind, local_day, selection)
 
 
 def _asset_graph_of_platform():

@@ -32,7 +32,7 @@ from platform_assets.features.assets import l2_features
 from platform_assets.alignment.assets import aligned_bars
 from platform_assets.partitions import SYMBOLS_TAG, stock_date_partitions
 from platform_assets.universe import tracked_symbols
-from resources.lake import feature_table
+from resources.lake import CURATED_BARS, ParquetLake, feature_table
 from resources.settings import get_settings
 
 CURSOR_LAG_NS = 120 * 1_000_000_000
@@ -78,21 +78,15 @@ def find_new_snapshot_files(level2: Path, since_ns: int, symbols: set[str]) -> l
     return sorted(found, key=lambda f: (f.mtime_ns, f.symbol))
 
 
-def _features_newer_than(base: Path, file: NewSnapshotFile) -> bool:
-    from resources.lake import ParquetLake
-
-    lake = ParquetLake(base_path=str(base), fsync=False)
+def _features_newer_than(lake: ParquetLake, file: NewSnapshotFile) -> bool:
     written = lake.written_ns(feature_table("l2_features", "v1"), file.symbol, file.day)  # per date, even in a month file
     return written is not None and written >= file.mtime_ns
 
 
-def _derived_assets_for(base: Path, file: NewSnapshotFile) -> list[dg.AssetKey]:
+def _derived_assets_for(lake: ParquetLake, file: NewSnapshotFile) -> list[dg.AssetKey]:
     """``l2_features`` always; ``aligned_bars`` only once the day's curated bars exist (during live
     capture they do not: the run would fail for lack of input every minute of the session, and the
     automation condition builds the aligned bars when the curated ones land)."""
-    from resources.lake import CURATED_BARS, ParquetLake
-
-    lake = ParquetLake(base_path=str(base), fsync=False)
     with_bars = lake.has_partition(CURATED_BARS, file.symbol, file.day)
     return [l2_features.key, *([aligned_bars.key] if with_bars else [])]
 
@@ -123,6 +117,7 @@ def l2_sensor_requests(instance: dg.DagsterInstance, cursor: str | None) -> tupl
     since, recent = int(state.get("mtime_ns", 0)), dict(state.get("recent", {}))
     found = find_new_snapshot_files(Path(settings.level2_path), max(0, since - CURSOR_LAG_NS), set(tracked_symbols(instance, STOCKS)))
     files = [f for f in found if recent.get(str(f.path)) != f.mtime_ns]  # within the lag: only files not seen as they are
+    lake = ParquetLake(base_path=str(settings.base_path), fsync=False)
     requests, skipped, seen = [], [], set()
     for file in files:
         key = (file.symbol, file.day)
@@ -131,7 +126,7 @@ def l2_sensor_requests(instance: dg.DagsterInstance, cursor: str | None) -> tupl
         if not is_session(STOCKS, file.day):
             skipped.append(f"{file.path.name}: {file.day} is not a session")
             continue
-        if _features_newer_than(Path(settings.base_path), file):
+        if _features_newer_than(lake, file):
             skipped.append(f"{file.symbol}/{file.path.name}: L2 features already newer")
             continue
         if _written_by_asset_run(instance, file):
@@ -143,7 +138,7 @@ def l2_sensor_requests(instance: dg.DagsterInstance, cursor: str | None) -> tupl
                 run_key=f"l2-{file.symbol}-{file.day.isoformat()}-{file.mtime_ns}",
                 partition_key=file.day.isoformat(),
                 tags={SYMBOLS_TAG: file.symbol, "platform/trigger": "l2_snapshot_file"},
-                asset_selection=_derived_assets_for(Path(settings.base_path), file),
+                asset_selection=_derived_assets_for(lake, file),
             )
         )
     newest = max([since] + [f.mtime_ns for f in files])
